@@ -1,0 +1,224 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong while reading or writing a pickle.
+///
+/// A read error carries the byte offset of the opcode being read and its
+/// name; [`Error::kind`] says what went wrong. The type is one pointer wide,
+/// `Send + Sync + 'static`, and its [`source`](std::error::Error::source) is the
+/// underlying I/O error where there is one.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    offset: Option<u64>,
+    opcode: Option<u8>,
+}
+
+/// What went wrong.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Reading or writing the underlying stream failed.
+    Io(io::Error),
+    /// The input ended before `STOP`.
+    Eof,
+    /// A byte that is no pickle opcode.
+    UnknownOpcode(u8),
+    /// `PROTO` named a protocol above 5.
+    UnsupportedProtocol(u8),
+    /// An opcode needed more items on the stack than there were.
+    StackUnderflow,
+    /// An opcode needed a `MARK` and there was none.
+    MissingMark,
+    /// A memo read (`GET`, `BINGET`, `LONG_BINGET`) of a key never stored.
+    MissingMemo(u64),
+    /// A global that is not allowed: no constructor is registered under this
+    /// name, and inert mode is off.
+    UnknownGlobal {
+        /// The module.
+        module: String,
+        /// The qualified name inside the module.
+        name: String,
+    },
+    /// An extension code (`EXT1`/`EXT2`/`EXT4`) that is not registered.
+    UnknownExtension(u32),
+    /// `PERSID`/`BINPERSID` without a `persistent_load` hook.
+    NoPersistentLoad,
+    /// `NEXT_BUFFER` without out-of-band buffers left.
+    NoBuffer,
+    /// A configured limit was reached.
+    Limit {
+        /// Which limit (the name of its [`Limits`](crate::Limits) field).
+        limit: &'static str,
+        /// The limit's value.
+        max: u64,
+    },
+    /// A [`Value::Ref`](crate::Value::Ref) that points outside its graph.
+    DanglingRef(u32),
+    /// The input is malformed; the message says what was expected and what
+    /// was found.
+    Invalid(String),
+    /// A value that cannot be written at the chosen protocol.
+    Unpicklable(String),
+    /// An error raised by a caller's hook.
+    Custom(String),
+}
+
+impl Error {
+    /// An error of the given kind, without a position.
+    pub fn new(kind: ErrorKind) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                offset: None,
+                opcode: None,
+            }),
+        }
+    }
+
+    /// A custom error, for hooks (`persistent_load`, ...) to return.
+    pub fn custom(msg: impl fmt::Display) -> Error {
+        Error::new(ErrorKind::Custom(msg.to_string()))
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Invalid(msg.into()))
+    }
+
+    pub(crate) fn at(mut self, offset: u64, opcode: Option<u8>) -> Error {
+        if self.inner.offset.is_none() {
+            self.inner.offset = Some(offset);
+            self.inner.opcode = opcode;
+        }
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.inner.kind
+    }
+
+    /// The byte offset, from the start of the pickle, of the opcode that
+    /// failed (reading only).
+    pub fn offset(&self) -> Option<u64> {
+        self.inner.offset
+    }
+
+    /// The opcode that failed, as its byte (reading only).
+    pub fn opcode(&self) -> Option<u8> {
+        self.inner.opcode
+    }
+
+    /// The opcode that failed, by its `pickle.py` name (reading only).
+    pub fn opcode_name(&self) -> Option<&'static str> {
+        self.inner.opcode.and_then(crate::op::name)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Io(e) => write!(f, "i/o error: {e}"),
+            ErrorKind::Eof => f.write_str("pickle data was truncated"),
+            ErrorKind::UnknownOpcode(b) => write!(f, "invalid opcode byte 0x{b:02x}"),
+            ErrorKind::UnsupportedProtocol(p) => {
+                write!(f, "unsupported pickle protocol {p} (expected 0 to 5)")
+            }
+            ErrorKind::StackUnderflow => f.write_str("the stack has too few items for this opcode"),
+            ErrorKind::MissingMark => f.write_str("expected a MARK on the stack, found none"),
+            ErrorKind::MissingMemo(k) => write!(f, "memo has no entry {k}"),
+            ErrorKind::UnknownGlobal { module, name } => write!(
+                f,
+                "global `{module}.{name}` is not allowed: register a constructor for it, or read in inert mode to keep it as data"
+            ),
+            ErrorKind::UnknownExtension(c) => write!(f, "unregistered extension code {c}"),
+            ErrorKind::NoPersistentLoad => {
+                f.write_str("a persistent id was found but no persistent_load hook is set")
+            }
+            ErrorKind::NoBuffer => f.write_str("NEXT_BUFFER found but no out-of-band buffer is left"),
+            ErrorKind::Limit { limit, max } => write!(f, "limit `{limit}` ({max}) exceeded"),
+            ErrorKind::DanglingRef(id) => write!(f, "reference #{id} points outside its graph"),
+            ErrorKind::Invalid(msg) | ErrorKind::Unpicklable(msg) | ErrorKind::Custom(msg) => {
+                f.write_str(msg)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.inner.kind)?;
+        match (self.inner.offset, self.opcode_name(), self.inner.opcode) {
+            (Some(at), Some(name), _) => write!(f, " (at byte {at}, {name})"),
+            (Some(at), None, Some(_)) | (Some(at), None, None) => write!(f, " (at byte {at})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(at) = self.inner.offset {
+            d.field("offset", &at);
+        }
+        if let Some(name) = self.opcode_name() {
+            d.field("opcode", &name);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.kind {
+            ErrorKind::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::new(ErrorKind::Eof)
+        } else {
+            Error::new(ErrorKind::Io(e))
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_names_offset_and_opcode() {
+        let e = Error::new(ErrorKind::MissingMemo(5)).at(12, Some(crate::op::BINGET));
+        assert_eq!(e.to_string(), "memo has no entry 5 (at byte 12, BINGET)");
+        assert_eq!(e.opcode_name(), Some("BINGET"));
+    }
+
+    #[test]
+    fn io_source_is_kept() {
+        use std::error::Error as _;
+        let e = Error::from(io::Error::new(io::ErrorKind::PermissionDenied, "nope"));
+        assert!(e.source().is_some());
+    }
+}

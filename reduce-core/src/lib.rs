@@ -1,0 +1,194 @@
+//! Python pickle for Rust, extended the way `copyreg` extends `pickle`.
+//!
+//! `reduce` reads and writes real CPython pickles, protocols 0 to 5. What it
+//! writes for plain data is byte for byte what CPython 3.11's
+//! `pickle.dumps(obj, protocol=P)` writes, memo, frames and batches included;
+//! what CPython writes, it reads. Loading never runs code: a global that the
+//! pickle names is either one plain data needs (`builtins.set`,
+//! `_codecs.encode`, ...) or an error naming it, unless you ask for
+//! [inert mode](Unpickler::inert), where globals and reductions are kept as
+//! data and written back unchanged.
+//!
+//! ```
+//! use reduce::Value;
+//!
+//! // pickle.dumps({"a": [1, 2.5, None]}, protocol=2), from CPython
+//! let bytes = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00Nes.";
+//! let value: Value = reduce::from_slice(bytes)?;
+//! assert_eq!(format!("{value:?}"), "{'a': [1, 2.5, None]}");
+//!
+//! // Written back at the same protocol, the bytes are CPython's.
+//! assert_eq!(reduce::to_vec_with_protocol(&value, 2)?, bytes);
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
+//! # Which function do I use
+//!
+//! | to ... | use |
+//! |---|---|
+//! | read plain data into a tree | [`from_slice::<Value>`](from_slice), [`from_reader`] |
+//! | read anything, keeping sharing and cycles | [`from_slice::<Graph>`](from_slice) |
+//! | read with options (inert mode, Python 2 strings, limits, persistent ids, buffers) | [`Unpickler`] |
+//! | write at protocol 5 | [`to_vec`], [`to_writer`] |
+//! | write at another protocol | [`to_vec_with_protocol`] |
+//! | write with options (protocol, buffer callback, extension codes) | [`Pickler`] |
+//! | read several pickles from one stream | [`Unpickler::load`], called in turn |
+//!
+//! # The value model
+//!
+//! A [`Value`] is one Python object: `None`, `bool`, `int` of any size,
+//! `float`, `str` (lossless, lone surrogates included, see [`PyStr`]),
+//! `bytes`, `bytearray`, `tuple`, `list`, `dict` (insertion order, any
+//! hashable key), `set`, `frozenset`, a [global](Global) kept as data, a
+//! [reduced object](Reduce) (callable, args, state, list items, dict items),
+//! a persistent id and a protocol 5 [`PickleBuffer`].
+//!
+//! A [`Graph`] is a root value plus the objects reachable from more than one
+//! place, which the tree reaches through [`Value::Ref`]. A list that
+//! contains itself loads as a list that contains itself; a DAG that doubles
+//! sixty times loads as sixty small objects, not 2<sup>60</sup>. Nothing is
+//! reference-counted, so nothing leaks, and dropping, printing, cloning and
+//! comparing never recurse, whatever the depth.
+//!
+//! # Formats, opcode by opcode
+//!
+//! | Python type | protocol 0 | protocol 1 | protocol 2 | protocol 3 | protocol 4 | protocol 5 |
+//! |---|---|---|---|---|---|---|
+//! | `None` | `NONE` | ← | ← | ← | ← | ← |
+//! | `bool` | `INT` `01`/`00` | ← | `NEWTRUE`/`NEWFALSE` | ← | ← | ← |
+//! | `int`, 32-bit | `INT` | `BININT1`/`BININT2`/`BININT` | ← | ← | ← | ← |
+//! | `int`, larger | `LONG` | ← | `LONG1`/`LONG4` | ← | ← | ← |
+//! | `float` | `FLOAT` (`repr`) | `BINFLOAT` | ← | ← | ← | ← |
+//! | `str` | `UNICODE` | `BINUNICODE` | ← | ← | `SHORT_BINUNICODE`/`BINUNICODE`/`BINUNICODE8` | ← |
+//! | `bytes` | `_codecs.encode(s, "latin1")` | ← | ← | `SHORT_BINBYTES`/`BINBYTES` | + `BINBYTES8` | ← |
+//! | `bytearray` | `bytearray(bytes)` | ← | ← | ← | ← | `BYTEARRAY8` |
+//! | `tuple` | `MARK` … `TUPLE` | `EMPTY_TUPLE`, `MARK` … `TUPLE` | + `TUPLE1`–`TUPLE3` | ← | ← | ← |
+//! | `list` | `MARK` `LIST`, `APPEND` | `EMPTY_LIST`, `APPENDS` | ← | ← | ← | ← |
+//! | `dict` | `MARK` `DICT`, `SETITEM` | `EMPTY_DICT`, `SETITEMS` | ← | ← | ← | ← |
+//! | `set` | `set(list)` | ← | ← | ← | `EMPTY_SET`, `ADDITEMS` | ← |
+//! | `frozenset` | `frozenset(list)` | ← | ← | ← | `MARK` … `FROZENSET` | ← |
+//! | global | `GLOBAL` | ← | ← (or `EXT1`/`EXT2`/`EXT4`) | ← | `STACK_GLOBAL` | ← |
+//! | reduced object | `REDUCE`, `BUILD` | ← | + `NEWOBJ` | ← | + `NEWOBJ_EX` | ← |
+//! | persistent id | `PERSID` | `BINPERSID` | ← | ← | ← | ← |
+//! | `PickleBuffer` | — | — | — | — | — | in band, or `NEXT_BUFFER` [`READONLY_BUFFER`] |
+//! | memo | `PUT`/`GET` | `BINPUT`/`LONG_BINPUT`, `BINGET`/`LONG_BINGET` | ← | ← | `MEMOIZE` | ← |
+//!
+//! "←" means as in the protocol before. The reader also takes every opcode
+//! CPython no longer writes: `STRING`, `BINSTRING`, `SHORT_BINSTRING` (Python
+//! 2 `str`, decoded as the [`StringDecoding`] you choose), `INST`, `OBJ`,
+//! `DUP`, `POP`, `POP_MARK`, and `FRAME` anywhere it is well formed.
+//! The writer is [`Pickler`] (module `write`), the reader [`Unpickler`]
+//! (module `read`); opcode names are exactly those of CPython's
+//! `pickle.py`, in [`op`].
+//!
+//! # Limits and errors
+//!
+//! Every failure is an [`Error`] with the byte offset and the opcode where it
+//! happened, and an [`ErrorKind`] that says what was expected and what was
+//! found. No input makes the reader panic, overflow the stack or allocate
+//! more than the input's length justifies (a `BINBYTES8` claiming 2<sup>63</sup>
+//! bytes fails before allocating anything); the [`Limits`] bound the rest.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod compat;
+mod error;
+pub mod op;
+mod read;
+mod text;
+mod value;
+mod write;
+
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::read::{
+    Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
+};
+pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduce, Value};
+pub use crate::write::{BufferCallback, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
+pub use num_bigint::BigInt;
+
+/// A type that can be read from a pickle.
+pub trait FromPickle: Sized {
+    /// Reads one pickle from `unpickler`.
+    fn from_pickle<I: Input>(unpickler: &mut Unpickler<'_, I>) -> Result<Self>;
+}
+
+/// A type that can be written as a pickle.
+pub trait ToPickle {
+    /// Writes one pickle of `self` to `pickler`.
+    fn to_pickle<W: std::io::Write>(&self, pickler: &mut Pickler<'_, W>) -> Result<()>;
+}
+
+impl FromPickle for Graph {
+    fn from_pickle<I: Input>(unpickler: &mut Unpickler<'_, I>) -> Result<Self> {
+        unpickler.load_graph()
+    }
+}
+
+/// A plain tree: shared objects are copied into each place that refers to
+/// them (within [`Limits::max_tree_nodes`]); a pickle with a cycle is an
+/// error, so read it as a [`Graph`].
+impl FromPickle for Value {
+    fn from_pickle<I: Input>(unpickler: &mut Unpickler<'_, I>) -> Result<Self> {
+        let max = unpickler.current_limits().max_tree_nodes;
+        unpickler.load_graph()?.into_tree(max)
+    }
+}
+
+impl ToPickle for Graph {
+    fn to_pickle<W: std::io::Write>(&self, pickler: &mut Pickler<'_, W>) -> Result<()> {
+        pickler.dump_graph(self)
+    }
+}
+
+impl ToPickle for Value {
+    fn to_pickle<W: std::io::Write>(&self, pickler: &mut Pickler<'_, W>) -> Result<()> {
+        pickler.dump_value(self)
+    }
+}
+
+/// Reads one pickle from a byte slice, with the default options (strict
+/// globals, ASCII Python 2 strings, default [`Limits`]). Bytes after `STOP`
+/// are ignored; use [`Unpickler::from_slice`] to read on from there.
+///
+/// ```
+/// let value: reduce::Value = reduce::from_slice(b"\x80\x04K\x2a.")?;
+/// assert_eq!(value, reduce::Value::Int(42));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn from_slice<T: FromPickle>(bytes: &[u8]) -> Result<T> {
+    Unpickler::from_slice(bytes).load()
+}
+
+/// Reads one pickle from `reader`, with the default options, leaving the
+/// reader just after its `STOP`. Wrap unbuffered readers in
+/// [`std::io::BufReader`].
+pub fn from_reader<T: FromPickle, R: std::io::Read>(reader: R) -> Result<T> {
+    Unpickler::new(reader).load()
+}
+
+/// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] (5).
+///
+/// ```
+/// use reduce::Value;
+///
+/// let bytes = reduce::to_vec(&Value::List(vec![Value::Int(1), "a".into()]))?;
+/// assert_eq!(bytes, b"\x80\x05\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01a\x94e.");
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn to_vec<T: ToPickle + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    to_vec_with_protocol(value, DEFAULT_PROTOCOL)
+}
+
+/// Writes `value` as a pickle at protocol `proto` (0 to 5).
+pub fn to_vec_with_protocol<T: ToPickle + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    Pickler::new(&mut out).protocol(proto).dump(value)?;
+    Ok(out)
+}
+
+/// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] to `writer`.
+pub fn to_writer<T: ToPickle + ?Sized, W: std::io::Write>(writer: W, value: &T) -> Result<()> {
+    Pickler::new(writer).dump(value)
+}

@@ -1,0 +1,1489 @@
+//! The unpickler: a stack machine over the opcodes of protocols 0 to 5.
+//!
+//! It builds a [`Graph`]: every object the pickle memoizes goes into a table
+//! when it is memoized, so that later `GET`s (sharing) and references from
+//! inside itself (cycles) point at one object. When `STOP` is reached the
+//! objects referred to only once are moved back inline, so plain data loads
+//! as a plain tree.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read as _};
+
+use num_bigint::BigInt;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::*;
+use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduce, Value};
+use crate::{compat, text};
+
+/// How the Python 2 string opcodes (`STRING`, `BINSTRING`,
+/// `SHORT_BINSTRING`) are decoded: Python's `encoding` argument of
+/// `pickle.loads`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StringDecoding {
+    /// Decode as ASCII and fail on any other byte (Python's default).
+    #[default]
+    Ascii,
+    /// Decode as Latin-1: every byte is one code point (`encoding="latin1"`,
+    /// what NumPy arrays pickled by Python 2 need).
+    Latin1,
+    /// Keep the bytes as `bytes` (`encoding="bytes"`).
+    Bytes,
+}
+
+/// Resource limits of the reader. Each one stops a hostile input early with
+/// [`ErrorKind::Limit`] naming the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Most items on the stack plus open `MARK`s at any time. Default 10,000,000.
+    pub max_stack: usize,
+    /// Most entries in the memo. Default 10,000,000.
+    pub max_memo: usize,
+    /// Deepest nesting of the loaded value, counted in containers from the
+    /// root. Default 100,000. Every part of this crate handles any depth
+    /// without recursion; the limit protects code that walks the value
+    /// recursively afterwards.
+    pub max_depth: usize,
+    /// Most decimal digits in a protocol 0 `INT`/`LONG` (CPython's
+    /// `sys.get_int_max_str_digits()`). Default 4300.
+    pub max_int_digits: usize,
+    /// Most values made when a [`Graph`] with shared objects is copied into a
+    /// plain [`Value`] tree (`from_slice::<Value>`). Default 10,000,000.
+    pub max_tree_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_stack: 10_000_000,
+            max_memo: 10_000_000,
+            max_depth: 100_000,
+            max_int_digits: 4300,
+            max_tree_nodes: 10_000_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_stack`].
+    pub fn max_stack(mut self, n: usize) -> Self {
+        self.max_stack = n;
+        self
+    }
+    /// Sets [`Limits::max_memo`].
+    pub fn max_memo(mut self, n: usize) -> Self {
+        self.max_memo = n;
+        self
+    }
+    /// Sets [`Limits::max_depth`].
+    pub fn max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+    /// Sets [`Limits::max_int_digits`].
+    pub fn max_int_digits(mut self, n: usize) -> Self {
+        self.max_int_digits = n;
+        self
+    }
+    /// Sets [`Limits::max_tree_nodes`].
+    pub fn max_tree_nodes(mut self, n: usize) -> Self {
+        self.max_tree_nodes = n;
+        self
+    }
+}
+
+/// A hook that turns a persistent id into the object it stands for.
+pub type PersistentLoad<'h> = Box<dyn FnMut(Value) -> Result<Value> + 'h>;
+
+/// Where the unpickler reads from: a byte slice ([`SliceRead`]) or any
+/// [`io::Read`] ([`IoRead`]). Sealed.
+pub trait Input: private::Source {}
+
+mod private {
+    use crate::error::Result;
+
+    /// The operations the machine needs from its input.
+    pub trait Source {
+        fn pos(&self) -> u64;
+        fn byte(&mut self) -> Result<u8>;
+        fn take(&mut self, n: u64) -> Result<&[u8]>;
+        /// A line without its `\n`.
+        fn line(&mut self) -> Result<&[u8]>;
+        fn frame(&mut self, len: u64) -> Result<()>;
+        fn in_frame(&self) -> bool;
+    }
+}
+use private::Source;
+
+/// Input from a byte slice: the fast path of [`from_slice`](crate::from_slice).
+pub struct SliceRead<'a> {
+    data: &'a [u8],
+    pos: usize,
+    frame_end: Option<usize>,
+}
+
+/// Input from an [`io::Read`]. Reads exactly the bytes of one pickle at a
+/// time (a whole frame at once where the pickle is framed), so the reader is
+/// left just past `STOP`. Wrap an unbuffered source in
+/// [`io::BufReader`] for protocols 0 to 3, which have no frames.
+pub struct IoRead<R> {
+    reader: R,
+    pos: u64,
+    /// The rest of the current frame and where in it we are.
+    frame: Vec<u8>,
+    frame_pos: usize,
+    scratch: Vec<u8>,
+}
+
+impl Input for SliceRead<'_> {}
+impl<R: io::Read> Input for IoRead<R> {}
+
+fn crosses_frame() -> Error {
+    Error::invalid("an opcode's argument runs past the end of its frame")
+}
+
+impl SliceRead<'_> {
+    /// Checks that `n` bytes may be read at the current position.
+    fn check(&mut self, n: usize) -> Result<()> {
+        if let Some(end) = self.frame_end {
+            if self.pos >= end {
+                self.frame_end = None;
+            } else if n > end - self.pos {
+                return Err(crosses_frame());
+            }
+        }
+        if n > self.data.len() - self.pos {
+            return Err(Error::new(ErrorKind::Eof));
+        }
+        Ok(())
+    }
+}
+
+impl Source for SliceRead<'_> {
+    fn pos(&self) -> u64 {
+        self.pos as u64
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        self.check(1)?;
+        let b = self.data[self.pos];
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: u64) -> Result<&[u8]> {
+        let n = usize::try_from(n).map_err(|_| Error::new(ErrorKind::Eof))?;
+        self.check(n)?;
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn line(&mut self) -> Result<&[u8]> {
+        let rest = &self.data[self.pos..];
+        let limit = match self.frame_end {
+            Some(end) if end > self.pos => end - self.pos,
+            _ => rest.len(),
+        };
+        match rest[..limit].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(&rest[..i])
+            }
+            None if limit < rest.len() => Err(crosses_frame()),
+            None => Err(Error::new(ErrorKind::Eof)),
+        }
+    }
+
+    fn frame(&mut self, len: u64) -> Result<()> {
+        if self.in_frame() {
+            return Err(Error::invalid(
+                "FRAME found inside an unfinished frame (expected the frame to end first)",
+            ));
+        }
+        let remaining = (self.data.len() - self.pos) as u64;
+        if len > remaining {
+            return Err(Error::invalid(format!(
+                "frame of {len} bytes is longer than the {remaining} bytes left"
+            )));
+        }
+        self.frame_end = Some(self.pos + len as usize);
+        Ok(())
+    }
+
+    fn in_frame(&self) -> bool {
+        matches!(self.frame_end, Some(end) if end > self.pos)
+    }
+}
+
+impl<R: io::Read> IoRead<R> {
+    fn frame_left(&self) -> usize {
+        self.frame.len() - self.frame_pos
+    }
+
+    /// Reads exactly `n` bytes into `scratch`, growing it only as data
+    /// arrives, so a length prefix that lies costs no more than the input.
+    fn fill_scratch(&mut self, n: u64) -> Result<()> {
+        self.scratch.clear();
+        let got = (&mut self.reader).take(n).read_to_end(&mut self.scratch)?;
+        self.pos += got as u64;
+        if (got as u64) < n {
+            return Err(Error::new(ErrorKind::Eof));
+        }
+        Ok(())
+    }
+}
+
+impl<R: io::Read> Source for IoRead<R> {
+    fn pos(&self) -> u64 {
+        self.pos - self.frame_left() as u64
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        if self.frame_left() > 0 {
+            let b = self.frame[self.frame_pos];
+            self.frame_pos += 1;
+            return Ok(b);
+        }
+        let mut b = [0u8];
+        self.reader.read_exact(&mut b)?;
+        self.pos += 1;
+        Ok(b[0])
+    }
+
+    fn take(&mut self, n: u64) -> Result<&[u8]> {
+        let left = self.frame_left();
+        if left > 0 {
+            if n > left as u64 {
+                return Err(crosses_frame());
+            }
+            let start = self.frame_pos;
+            self.frame_pos += n as usize;
+            return Ok(&self.frame[start..self.frame_pos]);
+        }
+        self.fill_scratch(n)?;
+        Ok(&self.scratch)
+    }
+
+    fn line(&mut self) -> Result<&[u8]> {
+        let left = self.frame_left();
+        if left > 0 {
+            let rest = &self.frame[self.frame_pos..];
+            return match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let start = self.frame_pos;
+                    self.frame_pos += i + 1;
+                    Ok(&self.frame[start..start + i])
+                }
+                None => Err(crosses_frame()),
+            };
+        }
+        self.scratch.clear();
+        loop {
+            let mut b = [0u8];
+            self.reader.read_exact(&mut b)?;
+            self.pos += 1;
+            if b[0] == b'\n' {
+                return Ok(&self.scratch);
+            }
+            self.scratch.push(b[0]);
+        }
+    }
+
+    fn frame(&mut self, len: u64) -> Result<()> {
+        if self.in_frame() {
+            return Err(Error::invalid(
+                "FRAME found inside an unfinished frame (expected the frame to end first)",
+            ));
+        }
+        self.frame.clear();
+        self.frame_pos = 0;
+        let got = (&mut self.reader).take(len).read_to_end(&mut self.frame)?;
+        self.pos += got as u64;
+        if (got as u64) < len {
+            return Err(Error::invalid(format!(
+                "frame of {len} bytes is longer than the {got} bytes left"
+            )));
+        }
+        Ok(())
+    }
+
+    fn in_frame(&self) -> bool {
+        self.frame_left() > 0
+    }
+}
+
+/// Reads pickles, with options: inert mode, string decoding, limits, a
+/// persistent-id hook, out-of-band buffers and extension codes.
+///
+/// ```
+/// use reduce::{Unpickler, Value};
+///
+/// // pickle.dumps(["a", 1], protocol=2)
+/// let bytes = b"\x80\x02]q\x00(X\x01\x00\x00\x00aq\x01K\x01e.";
+/// let value: Value = Unpickler::from_slice(bytes).load()?;
+/// assert_eq!(value, Value::List(vec!["a".into(), 1.into()]));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+///
+/// Several pickles written one after another are read in turn, as with
+/// Python's `Unpickler.load`:
+///
+/// ```
+/// use reduce::{Unpickler, Value};
+///
+/// let stream = b"K\x01.K\x02.";
+/// let mut unpickler = Unpickler::new(&stream[..]);
+/// assert_eq!(unpickler.load::<Value>()?, Value::Int(1));
+/// assert_eq!(unpickler.load::<Value>()?, Value::Int(2));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub struct Unpickler<'h, I> {
+    input: I,
+    options: Options<'h>,
+}
+
+struct Options<'h> {
+    inert: bool,
+    strings: StringDecoding,
+    fix_imports: bool,
+    limits: Limits,
+    persistent_load: Option<PersistentLoad<'h>>,
+    buffers: VecDeque<Vec<u8>>,
+    extensions: HashMap<u32, Global>,
+}
+
+impl<'a> Unpickler<'static, SliceRead<'a>> {
+    /// An unpickler reading from a byte slice.
+    pub fn from_slice(bytes: &'a [u8]) -> Self {
+        Unpickler::with_input(SliceRead {
+            data: bytes,
+            pos: 0,
+            frame_end: None,
+        })
+    }
+
+    /// How many bytes have been read, i.e. where the next pickle starts.
+    pub fn position(&self) -> usize {
+        self.input.pos
+    }
+}
+
+impl<R: io::Read> Unpickler<'static, IoRead<R>> {
+    /// An unpickler reading from `reader`.
+    pub fn new(reader: R) -> Self {
+        Unpickler::with_input(IoRead {
+            reader,
+            pos: 0,
+            frame: Vec::new(),
+            frame_pos: 0,
+            scratch: Vec::new(),
+        })
+    }
+}
+
+impl<'h, R: io::Read> Unpickler<'h, IoRead<R>> {
+    /// The reader back, positioned just after the last `STOP` read.
+    pub fn into_inner(self) -> R {
+        self.input.reader
+    }
+}
+
+impl<'h, I: Input> Unpickler<'h, I> {
+    fn with_input(input: I) -> Self {
+        Unpickler {
+            input,
+            options: Options {
+                inert: false,
+                strings: StringDecoding::default(),
+                fix_imports: true,
+                limits: Limits::default(),
+                persistent_load: None,
+                buffers: VecDeque::new(),
+                extensions: HashMap::new(),
+            },
+        }
+    }
+
+    /// Inert mode: keep every global and every reduction as data
+    /// ([`Value::Global`], [`Value::Reduce`]) instead of refusing unknown
+    /// ones. Nothing is ever called in either mode. Default off.
+    pub fn inert(mut self, inert: bool) -> Self {
+        self.options.inert = inert;
+        self
+    }
+
+    /// How `STRING`, `BINSTRING` and `SHORT_BINSTRING` are decoded. Default
+    /// [`StringDecoding::Ascii`].
+    pub fn strings(mut self, decoding: StringDecoding) -> Self {
+        self.options.strings = decoding;
+        self
+    }
+
+    /// Map Python 2 names (`__builtin__`, `copy_reg`, ...) in protocol 0-2
+    /// pickles to their Python 3 names, as Python's `fix_imports` does.
+    /// Default on.
+    pub fn fix_imports(mut self, fix: bool) -> Self {
+        self.options.fix_imports = fix;
+        self
+    }
+
+    /// The resource limits. Default [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
+        self
+    }
+
+    /// The hook that turns a persistent id (`PERSID`, `BINPERSID`) into an
+    /// object: Python's `persistent_load`. Without one, a persistent id is an
+    /// error. Return `Value::PersistentId(Box::new(pid))` to keep it as data.
+    pub fn persistent_load<'g>(
+        self,
+        hook: impl FnMut(Value) -> Result<Value> + 'g,
+    ) -> Unpickler<'g, I>
+    where
+        'h: 'g,
+    {
+        let mut options: Options<'g> = self.options;
+        options.persistent_load = Some(Box::new(hook));
+        Unpickler {
+            input: self.input,
+            options,
+        }
+    }
+
+    /// Out-of-band buffers for `NEXT_BUFFER`, in order (Python's `buffers`).
+    pub fn buffers(mut self, buffers: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        self.options.buffers = buffers.into_iter().collect();
+        self
+    }
+
+    /// Registers an extension code (`EXT1`/`EXT2`/`EXT4`) for the global
+    /// `module.name`, as `copyreg.add_extension` does. The global is still
+    /// subject to the same checks as one named in full.
+    pub fn extension(mut self, code: u32, module: &str, name: &str) -> Self {
+        self.options
+            .extensions
+            .insert(code, Global::new(module, name));
+        self
+    }
+
+    /// Reads one pickle.
+    pub fn load<T: crate::FromPickle>(&mut self) -> Result<T> {
+        T::from_pickle(self)
+    }
+
+    /// Reads one pickle into a [`Graph`].
+    pub fn load_graph(&mut self) -> Result<Graph> {
+        let mut machine = Machine::new(&mut self.options);
+        machine.run(&mut self.input)?;
+        machine.finish()
+    }
+
+    /// The limits in force.
+    pub fn current_limits(&self) -> &Limits {
+        &self.options.limits
+    }
+}
+
+/// What a known global means when it is called.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Builtin {
+    Set,
+    FrozenSet,
+    ByteArray,
+    Bytes,
+    CodecsEncode,
+}
+
+/// The globals plain data needs. `None` means allowed and kept as data.
+fn known_global(module: &str, name: &str) -> Option<Option<Builtin>> {
+    Some(match (module, name) {
+        ("builtins", "set") => Some(Builtin::Set),
+        ("builtins", "frozenset") => Some(Builtin::FrozenSet),
+        ("builtins", "bytearray") => Some(Builtin::ByteArray),
+        ("builtins", "bytes") => Some(Builtin::Bytes),
+        ("_codecs", "encode") => Some(Builtin::CodecsEncode),
+        ("copyreg", "_reconstructor")
+        | ("copyreg", "__newobj__")
+        | ("copyreg", "__newobj_ex__")
+        | ("builtins", "object") => None,
+        _ => return None,
+    })
+}
+
+struct Machine<'o, 'h> {
+    opts: &'o mut Options<'h>,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    objects: Vec<Value>,
+    memo: Vec<Option<Value>>,
+    memo_sparse: HashMap<u64, Value>,
+    memo_len: usize,
+    proto: u8,
+}
+
+fn underflow() -> Error {
+    Error::new(ErrorKind::StackUnderflow)
+}
+
+fn is_cheap(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Ref(_)
+    )
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(a)
+}
+
+impl<'o, 'h> Machine<'o, 'h> {
+    fn new(opts: &'o mut Options<'h>) -> Self {
+        Machine {
+            opts,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            objects: Vec::new(),
+            memo: Vec::new(),
+            memo_sparse: HashMap::new(),
+            memo_len: 0,
+            proto: 0,
+        }
+    }
+
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn push(&mut self, v: Value) -> Result<()> {
+        if self.stack.len() + self.marks.len() >= self.opts.limits.max_stack {
+            return Err(Error::new(ErrorKind::Limit {
+                limit: "max_stack",
+                max: self.opts.limits.max_stack as u64,
+            }));
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Value> {
+        if self.stack.len() <= self.fence() {
+            return Err(underflow());
+        }
+        Ok(self.stack.pop().unwrap_or_default())
+    }
+
+    fn top_index(&self) -> Result<usize> {
+        if self.stack.len() <= self.fence() {
+            return Err(underflow());
+        }
+        Ok(self.stack.len() - 1)
+    }
+
+    /// The items since the last mark, and the mark removed.
+    fn pop_mark(&mut self) -> Result<Vec<Value>> {
+        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+        Ok(self.stack.split_off(mark))
+    }
+
+    /// The object a stack slot stands for, following a shared reference.
+    fn target_mut(&mut self, index: usize) -> &mut Value {
+        match self.stack[index] {
+            Value::Ref(id) => &mut self.objects[id.index()],
+            ref mut v => v,
+        }
+    }
+
+    /// Follows a reference for reading.
+    fn deref<'v>(&'v self, v: &'v Value) -> &'v Value {
+        match v {
+            Value::Ref(id) => &self.objects[id.index()],
+            v => v,
+        }
+    }
+
+    /// Makes `v` shareable: containers and strings move into the object
+    /// table and come back as a reference; small scalars are copied.
+    fn share(&mut self, v: Value) -> Value {
+        if is_cheap(&v) {
+            return v;
+        }
+        let id = Id(self.objects.len() as u32);
+        self.objects.push(v);
+        Value::Ref(id)
+    }
+
+    fn share_top(&mut self) -> Result<Value> {
+        let i = self.top_index()?;
+        let top = std::mem::take(&mut self.stack[i]);
+        let shared = self.share(top);
+        self.stack[i] = cheap_clone(&shared);
+        Ok(shared)
+    }
+
+    fn memo_put(&mut self, key: u64) -> Result<()> {
+        let v = self.share_top()?;
+        let new_key = match usize::try_from(key) {
+            Ok(k) if k < self.memo.len() => {
+                let fresh = self.memo[k].is_none();
+                self.memo[k] = Some(v);
+                fresh
+            }
+            Ok(k) if k == self.memo.len() => {
+                self.memo.push(Some(v));
+                true
+            }
+            _ => self.memo_sparse.insert(key, v).is_none(),
+        };
+        if new_key {
+            self.memo_len += 1;
+            if self.memo_len > self.opts.limits.max_memo {
+                return Err(Error::new(ErrorKind::Limit {
+                    limit: "max_memo",
+                    max: self.opts.limits.max_memo as u64,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn memo_get(&mut self, key: u64) -> Result<()> {
+        let found = match usize::try_from(key) {
+            Ok(k) if k < self.memo.len() => self.memo[k].as_ref(),
+            _ => self.memo_sparse.get(&key),
+        };
+        let v = found
+            .map(cheap_clone)
+            .ok_or(Error::new(ErrorKind::MissingMemo(key)))?;
+        self.push(v)
+    }
+
+    fn run<S: Source>(&mut self, src: &mut S) -> Result<()> {
+        loop {
+            let at = src.pos();
+            let op = src.byte().map_err(|e| e.at(at, None))?;
+            match self.step(op, src) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => return Err(e.at(at, Some(op))),
+            }
+        }
+    }
+
+    fn int_line(&self, line: &[u8], what: &str) -> Result<BigInt> {
+        let text = std::str::from_utf8(line)
+            .map_err(|_| Error::invalid(format!("{what} argument is not ASCII")))?
+            .trim_matches(|c: char| c.is_ascii_whitespace());
+        let digits = text.trim_start_matches(['-', '+']);
+        if digits.len() > self.opts.limits.max_int_digits {
+            return Err(Error::new(ErrorKind::Limit {
+                limit: "max_int_digits",
+                max: self.opts.limits.max_int_digits as u64,
+            }));
+        }
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid(format!(
+                "expected a decimal integer for {what}, found {text:?}"
+            )));
+        }
+        text.parse::<BigInt>().map_err(|_| {
+            Error::invalid(format!(
+                "expected a decimal integer for {what}, found {text:?}"
+            ))
+        })
+    }
+
+    fn memo_key_line(&self, line: &[u8]) -> Result<u64> {
+        let n = self.int_line(line, "the memo key")?;
+        u64::try_from(&n)
+            .map_err(|_| Error::invalid(format!("memo key must be non-negative, found {n}")))
+    }
+
+    fn decode_py2_str(&self, bytes: &[u8]) -> Result<Value> {
+        Ok(match self.opts.strings {
+            StringDecoding::Bytes => Value::Bytes(bytes.to_vec()),
+            StringDecoding::Latin1 => Value::Str(latin1(bytes)),
+            StringDecoding::Ascii => {
+                if !bytes.is_ascii() {
+                    let at = bytes.iter().position(|b| !b.is_ascii()).unwrap_or(0);
+                    return Err(Error::invalid(format!(
+                        "byte 0x{:02x} at position {at} of a Python 2 str is not ASCII; choose StringDecoding::Latin1 or ::Bytes",
+                        bytes[at]
+                    )));
+                }
+                Value::Str(PyStr::from(std::str::from_utf8(bytes).unwrap_or_default()))
+            }
+        })
+    }
+
+    fn utf8_str(bytes: &[u8]) -> Result<Value> {
+        PyStr::from_surrogatepass(bytes.to_vec())
+            .map(Value::Str)
+            .ok_or_else(|| Error::invalid("string is not valid UTF-8 (with surrogatepass)"))
+    }
+
+    fn line_str(line: &[u8], what: &str) -> Result<String> {
+        String::from_utf8(line.to_vec())
+            .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+    }
+
+    /// Looks a global up: maps Python 2 names, checks it is allowed, and
+    /// gives the value to push.
+    fn find_global(&self, module: &str, name: &str) -> Result<Value> {
+        let (module, name) = if self.proto < 3 && self.opts.fix_imports {
+            compat::to_python3(module, name)
+        } else {
+            (module, name)
+        };
+        if !self.opts.inert && known_global(module, name).is_none() {
+            return Err(Error::new(ErrorKind::UnknownGlobal {
+                module: module.into(),
+                name: name.into(),
+            }));
+        }
+        Ok(Value::global(module, name))
+    }
+
+    fn builtin_of(&self, callable: &Value) -> Option<Builtin> {
+        match self.deref(callable) {
+            Value::Global(g) => known_global(&g.module, &g.name).flatten(),
+            _ => None,
+        }
+    }
+
+    /// `callable(*args)` for REDUCE, INST and OBJ.
+    fn call(&mut self, callable: Value, args: Value) -> Result<Value> {
+        if let Some(b) = self.builtin_of(&callable) {
+            match self.call_builtin(b, &args) {
+                Some(v) => return Ok(v),
+                None if !self.opts.inert => {
+                    return Err(Error::invalid(format!(
+                        "unexpected arguments for {:?}: {:?}",
+                        self.deref(&callable),
+                        self.deref(&args)
+                    )))
+                }
+                None => {}
+            }
+        } else if !self.opts.inert && !matches!(self.deref(&callable), Value::Global(_)) {
+            return Err(Error::invalid(format!(
+                "expected a global to call, found a {}",
+                self.deref(&callable).type_name()
+            )));
+        }
+        Ok(Value::Reduce(Box::new(Reduce::new(callable, args))))
+    }
+
+    /// What the built-in constructors of plain data make of their arguments;
+    /// `None` if the arguments are not of a form CPython writes.
+    fn call_builtin(&self, b: Builtin, args: &Value) -> Option<Value> {
+        let args = match self.deref(args) {
+            Value::Tuple(a) => a,
+            _ => return None,
+        };
+        let arg = |i: usize| args.get(i).map(|v| self.deref(v));
+        let items = |v: &Value| -> Option<Vec<Value>> {
+            match v {
+                Value::List(items) | Value::Tuple(items) => {
+                    Some(items.iter().map(cheap_clone).collect())
+                }
+                _ => None,
+            }
+        };
+        match (b, args.len()) {
+            (Builtin::Set, 0) => Some(Value::Set(vec![])),
+            (Builtin::Set, 1) => items(arg(0)?).map(Value::Set),
+            (Builtin::FrozenSet, 0) => Some(Value::FrozenSet(vec![])),
+            (Builtin::FrozenSet, 1) => items(arg(0)?).map(Value::FrozenSet),
+            (Builtin::Bytes, 0) => Some(Value::Bytes(vec![])),
+            (Builtin::ByteArray, 0) => Some(Value::ByteArray(vec![])),
+            (Builtin::ByteArray, 1) => match arg(0)? {
+                Value::Bytes(b) => Some(Value::ByteArray(b.clone())),
+                _ => None,
+            },
+            (Builtin::ByteArray, 2) | (Builtin::CodecsEncode, 2) => {
+                let (Value::Str(s), Value::Str(enc)) = (arg(0)?, arg(1)?) else {
+                    return None;
+                };
+                if !matches!(enc.as_str()?, "latin1" | "latin-1" | "iso-8859-1") {
+                    return None;
+                }
+                let bytes = s
+                    .code_points()
+                    .map(|c| u8::try_from(c).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some(if b == Builtin::ByteArray {
+                    Value::ByteArray(bytes)
+                } else {
+                    Value::Bytes(bytes)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn persistent(&mut self, pid: Value) -> Result<Value> {
+        match self.opts.persistent_load.as_mut() {
+            Some(hook) => hook(pid),
+            None => Err(Error::new(ErrorKind::NoPersistentLoad)),
+        }
+    }
+
+    fn append(&mut self, items: Vec<Value>) -> Result<()> {
+        let i = self.top_index()?;
+        match self.target_mut(i) {
+            Value::List(list) => list.extend(items),
+            Value::Reduce(r) => r.list_items.extend(items),
+            other => {
+                return Err(Error::invalid(format!(
+                    "expected a list to append to, found a {}",
+                    other.type_name()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
+        if items.len() % 2 != 0 {
+            return Err(Error::invalid("odd number of items for SETITEMS"));
+        }
+        let i = self.top_index()?;
+        let mut pairs = Vec::with_capacity(items.len() / 2);
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            pairs.push((k, v));
+        }
+        match self.target_mut(i) {
+            Value::Dict(d) => d.extend(pairs),
+            Value::Reduce(r) => r.dict_items.extend(pairs),
+            other => {
+                return Err(Error::invalid(format!(
+                    "expected a dict to set items in, found a {}",
+                    other.type_name()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one opcode; `Ok(true)` at `STOP`.
+    fn step<S: Source>(&mut self, op: u8, src: &mut S) -> Result<bool> {
+        match op {
+            // Stack and mark manipulation.
+            MARK => {
+                if self.stack.len() + self.marks.len() >= self.opts.limits.max_stack {
+                    return Err(Error::new(ErrorKind::Limit {
+                        limit: "max_stack",
+                        max: self.opts.limits.max_stack as u64,
+                    }));
+                }
+                self.marks.push(self.stack.len());
+            }
+            STOP => return Ok(true),
+            POP => {
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop()?;
+                }
+            }
+            POP_MARK => {
+                self.pop_mark()?;
+            }
+            DUP => {
+                let v = self.share_top()?;
+                self.push(v)?;
+            }
+
+            // Framing and protocol.
+            PROTO => {
+                let p = src.byte()?;
+                if p > 5 {
+                    return Err(Error::new(ErrorKind::UnsupportedProtocol(p)));
+                }
+                self.proto = p;
+            }
+            FRAME => {
+                let len = le_u64(src.take(8)?);
+                src.frame(len)?;
+            }
+
+            // Atoms.
+            NONE => self.push(Value::None)?,
+            NEWTRUE => self.push(Value::Bool(true))?,
+            NEWFALSE => self.push(Value::Bool(false))?,
+            INT => {
+                let line = src.line()?;
+                let v = match line {
+                    b"00" => Value::Bool(false),
+                    b"01" => Value::Bool(true),
+                    _ => Value::int(self.int_line(line, "INT")?),
+                };
+                self.push(v)?;
+            }
+            BININT => {
+                let b = src.take(4)?;
+                self.push(Value::Int(
+                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
+                ))?
+            }
+            BININT1 => {
+                let b = src.byte()?;
+                self.push(Value::Int(b as i64))?
+            }
+            BININT2 => {
+                let b = src.take(2)?;
+                self.push(Value::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?
+            }
+            LONG => {
+                let line = src.line()?;
+                let line = line.strip_suffix(b"L").unwrap_or(line);
+                let v = Value::int(self.int_line(line, "LONG")?);
+                self.push(v)?
+            }
+            LONG1 | LONG4 => {
+                let n = if op == LONG1 {
+                    src.byte()? as u64
+                } else {
+                    let b = src.take(4)?;
+                    let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    u64::try_from(n).map_err(|_| {
+                        Error::invalid(format!("LONG pickle has negative byte count {n}"))
+                    })?
+                };
+                let v = Value::int(BigInt::from_signed_bytes_le(src.take(n)?));
+                self.push(v)?
+            }
+            FLOAT => {
+                let line = src.line()?;
+                let x = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(text::parse_float)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "could not convert {:?} to float",
+                            String::from_utf8_lossy(line)
+                        ))
+                    })?;
+                self.push(Value::Float(x))?
+            }
+            BINFLOAT => {
+                // Big-endian, unlike every other number in a pickle: it comes
+                // from struct.pack('>d').
+                let b = src.take(8)?;
+                self.push(Value::Float(f64::from_be_bytes(
+                    b.try_into().unwrap_or([0; 8]),
+                )))?
+            }
+
+            // Strings and bytes.
+            STRING => {
+                let line = src.line()?;
+                let bytes = text::unquote_string(line).map_err(Error::invalid)?;
+                let v = self.decode_py2_str(&bytes)?;
+                self.push(v)?
+            }
+            BINSTRING | SHORT_BINSTRING => {
+                let n = if op == SHORT_BINSTRING {
+                    src.byte()? as u64
+                } else {
+                    let b = src.take(4)?;
+                    let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    u64::try_from(n).map_err(|_| {
+                        Error::invalid(format!("BINSTRING pickle has negative byte count {n}"))
+                    })?
+                };
+                let bytes = src.take(n)?;
+                let v = self.decode_py2_str(bytes)?;
+                self.push(v)?
+            }
+            UNICODE => {
+                let line = src.line()?;
+                let s = text::raw_unicode_unescape(line).map_err(Error::invalid)?;
+                self.push(Value::Str(s))?
+            }
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                let n = match op {
+                    SHORT_BINUNICODE => src.byte()? as u64,
+                    BINUNICODE => le_u64(src.take(4)?),
+                    _ => le_u64(src.take(8)?),
+                };
+                let v = Self::utf8_str(src.take(n)?)?;
+                self.push(v)?
+            }
+            SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
+                let n = match op {
+                    SHORT_BINBYTES => src.byte()? as u64,
+                    BINBYTES => le_u64(src.take(4)?),
+                    _ => le_u64(src.take(8)?),
+                };
+                let bytes = src.take(n)?.to_vec();
+                self.push(if op == BYTEARRAY8 {
+                    Value::ByteArray(bytes)
+                } else {
+                    Value::Bytes(bytes)
+                })?
+            }
+
+            // Containers.
+            EMPTY_TUPLE => self.push(Value::Tuple(vec![]))?,
+            EMPTY_LIST => self.push(Value::List(vec![]))?,
+            EMPTY_DICT => self.push(Value::Dict(vec![]))?,
+            EMPTY_SET => self.push(Value::Set(vec![]))?,
+            TUPLE => {
+                let items = self.pop_mark()?;
+                self.push(Value::Tuple(items))?
+            }
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = (op - TUPLE1 + 1) as usize;
+                if self.stack.len() < self.fence() + n {
+                    return Err(underflow());
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.push(Value::Tuple(items))?
+            }
+            LIST => {
+                let items = self.pop_mark()?;
+                self.push(Value::List(items))?
+            }
+            DICT => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return Err(Error::invalid("odd number of items for DICT"));
+                }
+                let mut pairs = Vec::with_capacity(items.len() / 2);
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((k, v));
+                }
+                self.push(Value::Dict(pairs))?
+            }
+            FROZENSET => {
+                let items = self.pop_mark()?;
+                self.push(Value::FrozenSet(items))?
+            }
+            APPEND => {
+                let v = self.pop()?;
+                self.append(vec![v])?
+            }
+            APPENDS => {
+                let items = self.pop_mark()?;
+                self.append(items)?
+            }
+            SETITEM => {
+                let v = self.pop()?;
+                let k = self.pop()?;
+                self.set_items(vec![k, v])?
+            }
+            SETITEMS => {
+                let items = self.pop_mark()?;
+                self.set_items(items)?
+            }
+            ADDITEMS => {
+                let items = self.pop_mark()?;
+                let i = self.top_index()?;
+                match self.target_mut(i) {
+                    Value::Set(s) => s.extend(items),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "expected a set to add items to, found a {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+
+            // Memo.
+            PUT => {
+                let key = self.memo_key_line(src.line()?)?;
+                self.memo_put(key)?
+            }
+            BINPUT => {
+                let key = src.byte()? as u64;
+                self.memo_put(key)?
+            }
+            LONG_BINPUT => {
+                let key = le_u64(src.take(4)?);
+                self.memo_put(key)?
+            }
+            MEMOIZE => {
+                let key = self.memo_len as u64;
+                self.memo_put(key)?
+            }
+            GET => {
+                let key = self.memo_key_line(src.line()?)?;
+                self.memo_get(key)?
+            }
+            BINGET => {
+                let key = src.byte()? as u64;
+                self.memo_get(key)?
+            }
+            LONG_BINGET => {
+                let key = le_u64(src.take(4)?);
+                self.memo_get(key)?
+            }
+
+            // Globals and objects.
+            GLOBAL => {
+                let module = Self::line_str(src.line()?, "GLOBAL module name")?;
+                let name = Self::line_str(src.line()?, "GLOBAL name")?;
+                let v = self.find_global(&module, &name)?;
+                self.push(v)?
+            }
+            STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Value::Str(module), Value::Str(name)) =
+                    (self.deref(&module), self.deref(&name))
+                else {
+                    return Err(Error::invalid("STACK_GLOBAL requires str module and name"));
+                };
+                let (module, name) = (
+                    module.to_string_lossy().into_owned(),
+                    name.to_string_lossy().into_owned(),
+                );
+                let v = self.find_global(&module, &name)?;
+                self.push(v)?
+            }
+            EXT1 | EXT2 | EXT4 => {
+                let code = match op {
+                    EXT1 => src.byte()? as u32,
+                    EXT2 => le_u64(src.take(2)?) as u32,
+                    _ => {
+                        let b = src.take(4)?;
+                        let c = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        u32::try_from(c).unwrap_or(0)
+                    }
+                };
+                if code == 0 {
+                    return Err(Error::invalid("EXT specifies code <= 0"));
+                }
+                let g = self
+                    .opts
+                    .extensions
+                    .get(&code)
+                    .cloned()
+                    .ok_or(Error::new(ErrorKind::UnknownExtension(code)))?;
+                let v = self.find_global(&g.module, &g.name)?;
+                self.push(v)?
+            }
+            REDUCE => {
+                let args = self.pop()?;
+                let callable = self.pop()?;
+                let v = self.call(callable, args)?;
+                self.push(v)?
+            }
+            INST => {
+                let module = Self::line_str(src.line()?, "INST module name")?;
+                let name = Self::line_str(src.line()?, "INST name")?;
+                let args = self.pop_mark()?;
+                let cls = self.find_global(&module, &name)?;
+                let v = self.call(cls, Value::Tuple(args))?;
+                self.push(v)?
+            }
+            OBJ => {
+                let mut args = self.pop_mark()?;
+                if args.is_empty() {
+                    return Err(underflow());
+                }
+                let cls = args.remove(0);
+                let v = self.call(cls, Value::Tuple(args))?;
+                self.push(v)?
+            }
+            NEWOBJ => {
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                let Value::Tuple(items) = self.deref(&args) else {
+                    return Err(Error::invalid(format!(
+                        "NEWOBJ expected an argument tuple, found a {}",
+                        self.deref(&args).type_name()
+                    )));
+                };
+                let mut all = Vec::with_capacity(items.len() + 1);
+                all.push(cls);
+                all.extend(items.iter().map(cheap_clone));
+                let v = self.call(Value::global("copyreg", "__newobj__"), Value::Tuple(all))?;
+                self.push(v)?
+            }
+            NEWOBJ_EX => {
+                let kwargs = self.pop()?;
+                let args = self.pop()?;
+                let cls = self.pop()?;
+                if !matches!(self.deref(&args), Value::Tuple(_)) {
+                    return Err(Error::invalid("NEWOBJ_EX args argument must be a tuple"));
+                }
+                if !matches!(self.deref(&kwargs), Value::Dict(_)) {
+                    return Err(Error::invalid("NEWOBJ_EX kwargs argument must be a dict"));
+                }
+                let v = self.call(
+                    Value::global("copyreg", "__newobj_ex__"),
+                    Value::Tuple(vec![cls, args, kwargs]),
+                )?;
+                self.push(v)?
+            }
+            BUILD => {
+                let state = self.pop()?;
+                let i = self.top_index()?;
+                match self.target_mut(i) {
+                    Value::Reduce(r) if r.state.is_none() => r.state = Some(state),
+                    Value::Reduce(_) => {
+                        return Err(Error::invalid(
+                            "BUILD applied twice to one object, which inert mode cannot keep",
+                        ))
+                    }
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "expected an object to BUILD, found a {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            PERSID => {
+                let line = src.line()?;
+                if !line.is_ascii() {
+                    return Err(Error::invalid(
+                        "persistent IDs in protocol 0 must be ASCII strings",
+                    ));
+                }
+                let pid = Value::str(std::str::from_utf8(line).unwrap_or_default());
+                let v = self.persistent(pid)?;
+                self.push(v)?
+            }
+            BINPERSID => {
+                let pid = self.pop()?;
+                let pid = self.resolve_owned(pid);
+                let v = self.persistent(pid)?;
+                self.push(v)?
+            }
+
+            // Out-of-band buffers.
+            NEXT_BUFFER => {
+                let data = self
+                    .opts
+                    .buffers
+                    .pop_front()
+                    .ok_or(Error::new(ErrorKind::NoBuffer))?;
+                self.push(Value::Buffer(Box::new(PickleBuffer {
+                    data,
+                    readonly: false,
+                })))?
+            }
+            READONLY_BUFFER => {
+                let i = self.top_index()?;
+                match self.target_mut(i) {
+                    Value::Buffer(b) => b.readonly = true,
+                    Value::Bytes(_) => {}
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "expected a buffer for READONLY_BUFFER, found a {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            other => return Err(Error::new(ErrorKind::UnknownOpcode(other))),
+        }
+        Ok(false)
+    }
+
+    /// A value with any top-level reference replaced by a copy of its target,
+    /// for handing to hooks that do not see the graph.
+    fn resolve_owned(&self, v: Value) -> Value {
+        match v {
+            Value::Ref(id) => self.objects[id.index()].clone(),
+            v => v,
+        }
+    }
+
+    /// Ends a load: takes the root, keeps shared the objects reached twice or
+    /// more, moves the others inline, and drops the unreachable ones.
+    fn finish(mut self) -> Result<Graph> {
+        let root = self.pop()?;
+        let objects = std::mem::take(&mut self.objects);
+        let max_depth = self.opts.limits.max_depth;
+        compact(root, objects, max_depth)
+    }
+}
+
+/// Copies a value that is cheap to copy, or shares one reference.
+fn cheap_clone(v: &Value) -> Value {
+    match v {
+        Value::None => Value::None,
+        Value::Bool(b) => Value::Bool(*b),
+        Value::Int(i) => Value::Int(*i),
+        Value::Float(f) => Value::Float(*f),
+        Value::Ref(id) => Value::Ref(*id),
+        other => other.clone(),
+    }
+}
+
+fn latin1(bytes: &[u8]) -> PyStr {
+    PyStr::from(bytes.iter().map(|&b| b as char).collect::<String>())
+}
+
+/// Turns the loader's table, where every memoized object is shared, into a
+/// graph where only objects reached from two or more places are.
+pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
+    const UNSEEN: u32 = 0;
+    let n = objects.len();
+    // How many references to each object are reachable from the root.
+    let mut count = vec![UNSEEN; n];
+    {
+        let mut stack: Vec<(&Value, usize)> = vec![(&root, 0)];
+        while let Some((v, depth)) = stack.pop() {
+            if depth > max_depth {
+                return Err(Error::new(ErrorKind::Limit {
+                    limit: "max_depth",
+                    max: max_depth as u64,
+                }));
+            }
+            if let Value::Ref(id) = v {
+                let i = id.index();
+                let seen = count
+                    .get_mut(i)
+                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+                *seen += 1;
+                if *seen == 1 {
+                    stack.push((&objects[i], depth));
+                }
+                continue;
+            }
+            v.for_each_child(|c| stack.push((c, depth + 1)));
+        }
+    }
+    let mut new_id = vec![u32::MAX; n];
+    let mut kept = 0u32;
+    for (i, &c) in count.iter().enumerate() {
+        if c >= 2 {
+            new_id[i] = kept;
+            kept += 1;
+        }
+    }
+    if kept == 0 {
+        // Nothing shared: the common case of plain data.
+        inline(&mut root, &mut objects, &count, &new_id);
+        return Ok(Graph::new(root));
+    }
+    let mut shared = Vec::with_capacity(kept as usize);
+    for i in 0..n {
+        if count[i] >= 2 {
+            let mut obj = std::mem::take(&mut objects[i]);
+            inline(&mut obj, &mut objects, &count, &new_id);
+            shared.push(obj);
+        }
+    }
+    inline(&mut root, &mut objects, &count, &new_id);
+    Ok(Graph {
+        root,
+        objects: shared,
+    })
+}
+
+/// Moves objects referred to once into the place that refers to them, and
+/// renumbers the references to the objects that stay shared.
+fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
+    let mut stack: Vec<&mut Value> = vec![v];
+    while let Some(v) = stack.pop() {
+        if let Value::Ref(id) = *v {
+            let i = id.index();
+            if count[i] == 1 {
+                *v = std::mem::take(&mut pool[i]);
+            } else {
+                *v = Value::Ref(Id(new_id[i]));
+                continue;
+            }
+        }
+        v.for_each_child_mut(|c| stack.push(c));
+    }
+}
+
+/// Copies every shared object into each place that refers to it.
+pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
+    let (mut root, objects) = graph.into_parts();
+    if objects.is_empty() {
+        return Ok(root);
+    }
+    // Size of each object as a tree, found in dependency order; a cycle
+    // shows up as an object met again while it is still being sized.
+    let n = objects.len();
+    let mut size: Vec<Option<u64>> = vec![None; n];
+    let mut on_path = vec![false; n];
+    let refs_of = |v: &Value| {
+        let mut own = 0u64;
+        let mut refs = Vec::new();
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Ref(id) => refs.push(*id),
+                v => {
+                    own += 1;
+                    v.for_each_child(|c| stack.push(c));
+                }
+            }
+        }
+        (own, refs)
+    };
+    let cycle =
+        || Error::invalid("the value has a cycle, so it cannot be a tree; load it as a Graph");
+    for start in 0..n {
+        if size[start].is_some() {
+            continue;
+        }
+        let mut path: Vec<(usize, Vec<Id>, u64, usize)> = Vec::new();
+        let (own, refs) = refs_of(&objects[start]);
+        on_path[start] = true;
+        path.push((start, refs, own, 0));
+        while let Some(top) = path.last_mut() {
+            let (obj, refs, total, next) = top;
+            if *next < refs.len() {
+                let child = refs[*next].index();
+                *next += 1;
+                if child >= n {
+                    return Err(Error::new(ErrorKind::DanglingRef(child as u32)));
+                }
+                match size[child] {
+                    Some(s) => *total = total.saturating_add(s),
+                    None if on_path[child] => return Err(cycle()),
+                    None => {
+                        let (own, refs) = refs_of(&objects[child]);
+                        on_path[child] = true;
+                        path.push((child, refs, own, 0));
+                    }
+                }
+            } else {
+                let (obj, total) = (*obj, *total);
+                size[obj] = Some(total);
+                on_path[obj] = false;
+                path.pop();
+                if let Some(parent) = path.last_mut() {
+                    parent.2 = parent.2.saturating_add(total);
+                }
+            }
+        }
+    }
+    let (own, refs) = refs_of(&root);
+    let total = refs.iter().fold(own, |t, id| {
+        t.saturating_add(size[id.index()].unwrap_or(u64::MAX))
+    });
+    if total > max_nodes as u64 {
+        return Err(Error::new(ErrorKind::Limit {
+            limit: "max_tree_nodes",
+            max: max_nodes as u64,
+        }));
+    }
+    let mut stack: Vec<&mut Value> = vec![&mut root];
+    while let Some(v) = stack.pop() {
+        if let Value::Ref(id) = *v {
+            *v = objects[id.index()].clone();
+        }
+        v.for_each_child_mut(|c| stack.push(c));
+    }
+    Ok(root)
+}

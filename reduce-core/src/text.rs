@@ -1,0 +1,270 @@
+//! The text encodings of protocol 0: Python's float `repr`, the
+//! `raw-unicode-escape` codec of `UNICODE`, and the escaped, quoted strings
+//! of Python 2's `STRING`.
+
+use crate::value::{push_code_point, PyStr};
+
+/// Python's `repr(float)`: the shortest string that reads back to the same
+/// float, in fixed notation when the decimal exponent is in `-4..16` and in
+/// exponent notation (`1e+16`, `5e-324`) otherwise.
+pub(crate) fn float_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // Rust's `{:e}` gives the same shortest round-trip digits as Python's
+    // repr (both use the shortest representation); only the layout differs.
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let n = digits.len() as i32;
+    // Python's `decpt`: the value is 0.DIGITS * 10**decpt.
+    let decpt = exp + 1;
+    let mut out = String::from(sign);
+    if decpt <= -4 || decpt > 16 {
+        out.push_str(&digits[..1]);
+        if n > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let e = decpt - 1;
+        out.push_str(&format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs()));
+    } else if decpt <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat('0').take((-decpt) as usize));
+        out.push_str(&digits);
+    } else if decpt >= n {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat('0').take((decpt - n) as usize));
+        out.push_str(".0");
+    } else {
+        out.push_str(&digits[..decpt as usize]);
+        out.push('.');
+        out.push_str(&digits[decpt as usize..]);
+    }
+    out
+}
+
+/// Parses the argument of `FLOAT` the way Python's `float()` does for the
+/// forms `repr` writes (and the usual spellings of infinities and NaN).
+pub(crate) fn parse_float(text: &str) -> Option<f64> {
+    let t = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let lower = t.to_ascii_lowercase();
+    let (neg, body) = match lower.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
+    };
+    let value = match body {
+        "inf" | "infinity" => f64::INFINITY,
+        "nan" => f64::NAN,
+        _ => {
+            // Python accepts only digits, '.', 'e', signs and underscores between digits.
+            if body.is_empty()
+                || !body
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-'))
+            {
+                return None;
+            }
+            body.parse::<f64>().ok()?
+        }
+    };
+    Some(if neg { -value } else { value })
+}
+
+/// Encodes a string the way CPython's pickler writes the argument of
+/// `UNICODE`: `raw-unicode-escape`, with `\`, NUL, `\n`, `\r` and `\x1a` also
+/// escaped so the line stays one line.
+pub(crate) fn raw_unicode_escape(s: &PyStr, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for cp in s.code_points() {
+        if cp >= 0x1_0000 {
+            out.extend_from_slice(b"\\U");
+            for shift in (0..8).rev() {
+                out.push(HEX[((cp >> (shift * 4)) & 0xF) as usize]);
+            }
+        } else if cp >= 0x100 || matches!(cp, 0x5C | 0 | 0x0A | 0x0D | 0x1A) {
+            out.extend_from_slice(b"\\u");
+            for shift in (0..4).rev() {
+                out.push(HEX[((cp >> (shift * 4)) & 0xF) as usize]);
+            }
+        } else {
+            out.push(cp as u8);
+        }
+    }
+}
+
+/// Decodes `raw-unicode-escape`: bytes are Latin-1 code points, except that
+/// `\uXXXX` and `\UXXXXXXXX` after an odd number of backslashes are escapes.
+pub(crate) fn raw_unicode_unescape(bytes: &[u8]) -> Result<PyStr, String> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'\\' {
+            push_code_point(&mut out, b as u32);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] == b'\\' {
+            i += 1;
+        }
+        let run = i - start;
+        let escape = run % 2 == 1 && i < bytes.len() && matches!(bytes[i], b'u' | b'U');
+        let literal = if escape { run - 1 } else { run };
+        out.extend(std::iter::repeat(b'\\').take(literal));
+        if !escape {
+            continue;
+        }
+        let count = if bytes[i] == b'u' { 4 } else { 8 };
+        i += 1;
+        let digits = bytes
+            .get(i..i + count)
+            .filter(|d| d.iter().all(u8::is_ascii_hexdigit))
+            .ok_or_else(|| {
+                format!(
+                    "truncated \\{}{} escape at position {start}",
+                    if count == 4 { 'u' } else { 'U' },
+                    "X".repeat(count)
+                )
+            })?;
+        let cp = u32::from_str_radix(std::str::from_utf8(digits).unwrap_or("0"), 16)
+            .map_err(|_| format!("bad escape at position {start}"))?;
+        push_code_point(&mut out, cp)
+            .ok_or_else(|| format!("\\Uxxxxxxxx out of range at position {start}"))?;
+        i += count;
+    }
+    PyStr::from_surrogatepass(out).ok_or_else(|| "invalid code point".to_string())
+}
+
+/// Decodes the argument of `STRING` (Python 2 `repr` of a byte string):
+/// strips the matching quotes, then undoes backslash escapes as
+/// `codecs.escape_decode` does.
+pub(crate) fn unquote_string(line: &[u8]) -> Result<Vec<u8>, String> {
+    let quoted =
+        line.len() >= 2 && line[0] == line[line.len() - 1] && (line[0] == b'\'' || line[0] == b'"');
+    if !quoted {
+        return Err("the STRING opcode argument must be quoted".into());
+    }
+    let body = &line[1..line.len() - 1];
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        i += 1;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some(&c) = body.get(i) else {
+            return Err("trailing \\ in string".into());
+        };
+        i += 1;
+        match c {
+            b'\n' => {}
+            b'\\' | b'\'' | b'"' => out.push(c),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0C),
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'v' => out.push(0x0B),
+            b'a' => out.push(0x07),
+            b'0'..=b'7' => {
+                let mut v = (c - b'0') as u32;
+                for _ in 0..2 {
+                    match body.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + (d - b'0') as u32;
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' => {
+                let hex = body
+                    .get(i..i + 2)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                    .ok_or_else(|| format!("invalid \\x escape at position {}", i - 2))?;
+                out.push(
+                    u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("0"), 16).unwrap_or(0),
+                );
+                i += 2;
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_repr_matches_python() {
+        let cases = [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (-1.5, "-1.5"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (1e-5, "1e-05"),
+            (1e-4, "0.0001"),
+            (123456789.123, "123456789.123"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
+            (2.2250738585072014e-308, "2.2250738585072014e-308"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (1.5e-7, "1.5e-07"),
+            (12345678901234567.0, "1.2345678901234568e+16"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(float_repr(x), want, "repr of {x:e}");
+        }
+    }
+
+    #[test]
+    fn raw_unicode_escape_round_trips_surrogates() {
+        let s = PyStr::from_code_points([0x5C, 0x0A, 0xD800, 0x1F600, 0xFF, 0x41]).unwrap();
+        let mut out = Vec::new();
+        raw_unicode_escape(&s, &mut out);
+        assert_eq!(out, b"\\u005c\\u000a\\ud800\\U0001f600\xffA");
+        assert_eq!(raw_unicode_unescape(&out).unwrap(), s);
+    }
+
+    #[test]
+    fn raw_unicode_unescape_needs_odd_backslashes() {
+        let s = raw_unicode_unescape(b"\\\\u0041").unwrap();
+        assert_eq!(s.as_str(), Some("\\\\u0041"));
+        assert!(raw_unicode_unescape(b"\\u00").is_err());
+        assert!(raw_unicode_unescape(b"\\U00110000").is_err());
+    }
+
+    #[test]
+    fn string_unquoting() {
+        assert_eq!(unquote_string(b"'a\\nb\\x41\\101\\''").unwrap(), b"a\nbAA'");
+        assert!(unquote_string(b"'abc").is_err());
+        assert!(unquote_string(b"'abc\"").is_err());
+        assert!(unquote_string(b"'\\'").is_err());
+        assert!(unquote_string(b"'\\x4'").is_err());
+    }
+}

@@ -1,0 +1,1239 @@
+//! The Python object graph: [`Value`], [`Graph`] and the small types they hold.
+//!
+//! A [`Value`] is a tree. Objects that are reachable from more than one place (a
+//! list that holds the same dict twice, a list that contains itself) live in a
+//! [`Graph`]'s table of shared objects and are reached through [`Value::Ref`].
+//! Nothing is reference-counted, so a cycle can never leak, and dropping,
+//! printing, cloning or comparing a value of any depth never recurses.
+
+use std::fmt;
+
+use num_bigint::BigInt;
+
+/// One Python object.
+///
+/// Plain data is a tree of these. Sharing and cycles go through [`Value::Ref`],
+/// which names an object in the [`Graph`] that holds the value.
+///
+/// Moving out of a `Value` by pattern is not possible, because `Value` runs its
+/// own [`Drop`] (which is what lets a million nested lists drop without
+/// overflowing the stack). Match on a reference, or use the `into_*`
+/// methods and [`std::mem::take`].
+#[derive(Default)]
+pub enum Value {
+    /// `None`.
+    #[default]
+    None,
+    /// `True` or `False`.
+    Bool(bool),
+    /// An `int` that fits in an `i64`.
+    Int(i64),
+    /// An `int` outside the `i64` range. Readers never produce a `BigInt`
+    /// that fits in an `i64`; writers accept either.
+    BigInt(Box<BigInt>),
+    /// A `float`.
+    Float(f64),
+    /// A `str`, including strings with lone surrogates.
+    Str(PyStr),
+    /// A `bytes` object.
+    Bytes(Vec<u8>),
+    /// A `bytearray`.
+    ByteArray(Vec<u8>),
+    /// A `tuple`.
+    Tuple(Vec<Value>),
+    /// A `list`.
+    List(Vec<Value>),
+    /// A `dict`, in insertion order. Keys may be any hashable value.
+    Dict(Vec<(Value, Value)>),
+    /// A `set`, in the order its items were pickled.
+    Set(Vec<Value>),
+    /// A `frozenset`, in the order its items were pickled.
+    FrozenSet(Vec<Value>),
+    /// A reference to a global by name (a class or a function), kept as data.
+    Global(Box<Global>),
+    /// An object rebuilt by calling a constructor: Python's reduce tuple.
+    Reduce(Box<Reduce>),
+    /// A persistent id (`PERSID`/`BINPERSID`), kept as data.
+    PersistentId(Box<Value>),
+    /// A protocol 5 `PickleBuffer`, in band or out of band.
+    Buffer(Box<PickleBuffer>),
+    /// A shared object: an index into the [`Graph`] that holds this value.
+    Ref(Id),
+}
+
+/// The index of a shared object inside a [`Graph`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id(pub(crate) u32);
+
+impl Id {
+    /// The position of the object in [`Graph::objects`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A global name: `module` and `name` (a dotted qualified name), as written by
+/// the `GLOBAL` and `STACK_GLOBAL` opcodes.
+///
+/// Names are stored as Python 3 spells them: a protocol 0–2 pickle that says
+/// `__builtin__.set` loads as `builtins.set`, and is written back as
+/// `__builtin__.set` at those protocols, as CPython's `fix_imports` does.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Global {
+    /// The module, e.g. `collections`.
+    pub module: String,
+    /// The qualified name inside the module, e.g. `OrderedDict`.
+    pub name: String,
+}
+
+impl Global {
+    /// A global `module.name`.
+    pub fn new(module: impl Into<String>, name: impl Into<String>) -> Self {
+        Global {
+            module: module.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Global {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+impl fmt::Display for Global {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+/// Python's reduce tuple: `callable(*args)`, then `state` applied with `BUILD`
+/// (or with `state_setter(obj, state)`), `list_items` appended and `dict_items`
+/// set.
+///
+/// `NEWOBJ` and `NEWOBJ_EX` load as Python models them: a call of
+/// `copyreg.__newobj__` with `(cls, *args)` and of `copyreg.__newobj_ex__` with
+/// `(cls, args, kwargs)`; the writer turns those back into the opcodes at the
+/// protocols that have them.
+#[derive(Clone, PartialEq, Default)]
+pub struct Reduce {
+    /// What is called, usually a [`Value::Global`].
+    pub callable: Value,
+    /// The arguments, usually a [`Value::Tuple`].
+    pub args: Value,
+    /// The state given to `BUILD`, if any.
+    pub state: Option<Value>,
+    /// Items appended after construction (`APPEND`/`APPENDS`).
+    pub list_items: Vec<Value>,
+    /// Items set after construction (`SETITEM`/`SETITEMS`).
+    pub dict_items: Vec<(Value, Value)>,
+    /// A callable that applies the state instead of `BUILD`.
+    pub state_setter: Option<Value>,
+}
+
+impl Reduce {
+    /// `callable(*args)` with no state or items.
+    pub fn new(callable: Value, args: Value) -> Self {
+        Reduce {
+            callable,
+            args,
+            ..Reduce::default()
+        }
+    }
+}
+
+/// A protocol 5 out-of-band buffer (`PickleBuffer`).
+///
+/// Written out of band (`NEXT_BUFFER`) when the pickler's buffer callback asks
+/// for it, and otherwise in band as `bytes` (read-only) or `bytearray`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PickleBuffer {
+    /// The bytes of the buffer.
+    pub data: Vec<u8>,
+    /// Whether the buffer is read-only (`READONLY_BUFFER`).
+    pub readonly: bool,
+}
+
+impl fmt::Debug for PickleBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PickleBuffer(")?;
+        write_bytes_repr(f, "b", &self.data)?;
+        if self.readonly {
+            write!(f, ", readonly")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A Python `str`, stored as the bytes of `str.encode("utf-8", "surrogatepass")`.
+///
+/// Every string CPython can pickle is representable, lone surrogates
+/// included; a pair of surrogates written as two code points stays two code
+/// points (it is not merged into one character).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PyStr(PyStrRepr);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum PyStrRepr {
+    Utf8(String),
+    /// Surrogatepass UTF-8 holding at least one surrogate.
+    Surrogates(Vec<u8>),
+}
+
+impl PyStr {
+    /// Builds a string from the bytes of `str.encode("utf-8", "surrogatepass")`,
+    /// which is what `BINUNICODE` carries. Returns `None` if the bytes are not
+    /// of that form.
+    pub fn from_surrogatepass(bytes: Vec<u8>) -> Option<PyStr> {
+        match String::from_utf8(bytes) {
+            Ok(s) => Some(PyStr(PyStrRepr::Utf8(s))),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                if valid_surrogatepass(&bytes) {
+                    Some(PyStr(PyStrRepr::Surrogates(bytes)))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Builds a string from code points, which may include lone surrogates.
+    /// Returns `None` for a code point above `0x10FFFF`.
+    pub fn from_code_points(points: impl IntoIterator<Item = u32>) -> Option<PyStr> {
+        let mut out = Vec::new();
+        for cp in points {
+            push_code_point(&mut out, cp)?;
+        }
+        PyStr::from_surrogatepass(out)
+    }
+
+    /// The string, if it holds no lone surrogate.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.0 {
+            PyStrRepr::Utf8(s) => Some(s),
+            PyStrRepr::Surrogates(_) => None,
+        }
+    }
+
+    /// The bytes of `str.encode("utf-8", "surrogatepass")`.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            PyStrRepr::Utf8(s) => s.as_bytes(),
+            PyStrRepr::Surrogates(b) => b,
+        }
+    }
+
+    /// The string with each lone surrogate replaced by U+FFFD.
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        match &self.0 {
+            PyStrRepr::Utf8(s) => std::borrow::Cow::Borrowed(s),
+            PyStrRepr::Surrogates(_) => std::borrow::Cow::Owned(
+                self.code_points()
+                    .map(|c| char::from_u32(c).unwrap_or('\u{FFFD}'))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The code points of the string, as Python's `ord` gives them.
+    pub fn code_points(&self) -> impl Iterator<Item = u32> + '_ {
+        CodePoints {
+            bytes: self.as_bytes(),
+        }
+    }
+
+    /// The length in code points, as Python's `len` gives it.
+    pub fn char_len(&self) -> usize {
+        match &self.0 {
+            PyStrRepr::Utf8(s) => s.chars().count(),
+            PyStrRepr::Surrogates(_) => self.code_points().count(),
+        }
+    }
+
+    /// The length in bytes of the surrogatepass UTF-8 encoding.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+}
+
+impl From<String> for PyStr {
+    fn from(s: String) -> Self {
+        PyStr(PyStrRepr::Utf8(s))
+    }
+}
+
+impl From<&str> for PyStr {
+    fn from(s: &str) -> Self {
+        PyStr(PyStrRepr::Utf8(s.to_owned()))
+    }
+}
+
+impl PartialEq<str> for PyStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == Some(other)
+    }
+}
+
+impl PartialEq<&str> for PyStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+
+impl fmt::Display for PyStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string_lossy())
+    }
+}
+
+impl fmt::Debug for PyStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_str_repr(f, self)
+    }
+}
+
+/// Appends the surrogatepass UTF-8 encoding of one code point.
+pub(crate) fn push_code_point(out: &mut Vec<u8>, cp: u32) -> Option<()> {
+    match cp {
+        0..=0x7F => out.push(cp as u8),
+        0x80..=0x7FF => out.extend_from_slice(&[0xC0 | (cp >> 6) as u8, 0x80 | (cp & 0x3F) as u8]),
+        0x800..=0xFFFF => out.extend_from_slice(&[
+            0xE0 | (cp >> 12) as u8,
+            0x80 | ((cp >> 6) & 0x3F) as u8,
+            0x80 | (cp & 0x3F) as u8,
+        ]),
+        0x1_0000..=0x10_FFFF => out.extend_from_slice(&[
+            0xF0 | (cp >> 18) as u8,
+            0x80 | ((cp >> 12) & 0x3F) as u8,
+            0x80 | ((cp >> 6) & 0x3F) as u8,
+            0x80 | (cp & 0x3F) as u8,
+        ]),
+        _ => return None,
+    }
+    Some(())
+}
+
+/// Whether `bytes` is UTF-8 in which the surrogate range U+D800..U+DFFF is
+/// also allowed, one code point per three-byte sequence (Python's
+/// `surrogatepass`).
+fn valid_surrogatepass(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(_) => return true,
+            Err(e) => {
+                let at = e.valid_up_to();
+                let tail = &rest[at..];
+                // A surrogate is ED A0..BF 80..BF, which std rejects.
+                if tail.len() >= 3
+                    && tail[0] == 0xED
+                    && (0xA0..=0xBF).contains(&tail[1])
+                    && (0x80..=0xBF).contains(&tail[2])
+                {
+                    rest = &tail[3..];
+                } else {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Decodes code points from surrogatepass UTF-8 known to be valid.
+struct CodePoints<'a> {
+    bytes: &'a [u8],
+}
+
+impl Iterator for CodePoints<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let b = self.bytes;
+        let first = *b.first()?;
+        let (cp, n) = if first < 0x80 {
+            (first as u32, 1)
+        } else if first < 0xE0 {
+            (((first as u32 & 0x1F) << 6) | (b[1] as u32 & 0x3F), 2)
+        } else if first < 0xF0 {
+            (
+                ((first as u32 & 0x0F) << 12) | ((b[1] as u32 & 0x3F) << 6) | (b[2] as u32 & 0x3F),
+                3,
+            )
+        } else {
+            (
+                ((first as u32 & 0x07) << 18)
+                    | ((b[1] as u32 & 0x3F) << 12)
+                    | ((b[2] as u32 & 0x3F) << 6)
+                    | (b[3] as u32 & 0x3F),
+                4,
+            )
+        };
+        self.bytes = &b[n..];
+        Some(cp)
+    }
+}
+
+impl Value {
+    /// A `str` value.
+    pub fn str(s: impl Into<PyStr>) -> Value {
+        Value::Str(s.into())
+    }
+
+    /// An `int` value of any size, stored as [`Value::Int`] when it fits.
+    pub fn int(i: impl Into<BigInt>) -> Value {
+        let big = i.into();
+        match i64::try_from(&big) {
+            Ok(small) => Value::Int(small),
+            Err(_) => Value::BigInt(Box::new(big)),
+        }
+    }
+
+    /// A global reference `module.name`.
+    pub fn global(module: impl Into<String>, name: impl Into<String>) -> Value {
+        Value::Global(Box::new(Global::new(module, name)))
+    }
+
+    /// The Python type name of the value (`"list"`, `"dict"`, `"int"`...);
+    /// `"global"`, `"object"`, `"persistent id"`, `"buffer"` and `"ref"` for
+    /// the rest.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::None => "None",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::BigInt(_) => "int",
+            Value::Float(_) => "float",
+            Value::Str(_) => "str",
+            Value::Bytes(_) => "bytes",
+            Value::ByteArray(_) => "bytearray",
+            Value::Tuple(_) => "tuple",
+            Value::List(_) => "list",
+            Value::Dict(_) => "dict",
+            Value::Set(_) => "set",
+            Value::FrozenSet(_) => "frozenset",
+            Value::Global(_) => "global",
+            Value::Reduce(_) => "object",
+            Value::PersistentId(_) => "persistent id",
+            Value::Buffer(_) => "buffer",
+            Value::Ref(_) => "ref",
+        }
+    }
+
+    /// The string, if this is a `str` without lone surrogates.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => s.as_str(),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is an `int` that fits in an `i64` (or a `bool`,
+    /// which Python treats as an `int`).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(*b as i64),
+            Value::BigInt(b) => i64::try_from(&**b).ok(),
+            _ => None,
+        }
+    }
+
+    /// The number, if this is a `float`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The bytes, if this is `bytes` or `bytearray`.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) | Value::ByteArray(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The items, if this is a `list`, `tuple`, `set` or `frozenset`.
+    pub fn as_items(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The pairs, if this is a `dict`.
+    pub fn as_dict(&self) -> Option<&[(Value, Value)]> {
+        match self {
+            Value::Dict(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The items, moved out, if this is a `list`, `tuple`, `set` or
+    /// `frozenset`; otherwise the value itself back.
+    pub fn into_items(mut self) -> Result<Vec<Value>, Value> {
+        match &mut self {
+            Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v) => {
+                Ok(std::mem::take(v))
+            }
+            _ => Err(self),
+        }
+    }
+
+    /// The pairs, moved out, if this is a `dict`; otherwise the value itself back.
+    pub fn into_dict(mut self) -> Result<Vec<(Value, Value)>, Value> {
+        match &mut self {
+            Value::Dict(d) => Ok(std::mem::take(d)),
+            _ => Err(self),
+        }
+    }
+
+    /// Whether dropping this value could reach further containers.
+    fn has_nested(&self) -> bool {
+        match self {
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
+                v.iter().any(Value::is_container)
+            }
+            Value::Dict(d) => d.iter().any(|(k, v)| k.is_container() || v.is_container()),
+            Value::Reduce(_) | Value::PersistentId(_) => true,
+            _ => false,
+        }
+    }
+
+    fn is_container(&self) -> bool {
+        match self {
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => !v.is_empty(),
+            Value::Dict(d) => !d.is_empty(),
+            Value::Reduce(_) | Value::PersistentId(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Moves every child that is itself a container onto `out`.
+    fn drain_children(&mut self, out: &mut Vec<Value>) {
+        let mut keep = |v: Value| {
+            if v.is_container() {
+                out.push(v)
+            }
+        };
+        match self {
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
+                v.drain(..).for_each(&mut keep)
+            }
+            Value::Dict(d) => d.drain(..).for_each(|(k, v)| {
+                keep(k);
+                keep(v)
+            }),
+            Value::Reduce(r) => {
+                keep(std::mem::take(&mut r.callable));
+                keep(std::mem::take(&mut r.args));
+                r.state.take().map(&mut keep);
+                r.state_setter.take().map(&mut keep);
+                r.list_items.drain(..).for_each(&mut keep);
+                r.dict_items.drain(..).for_each(|(k, v)| {
+                    keep(k);
+                    keep(v)
+                });
+            }
+            Value::PersistentId(p) => keep(std::mem::take(&mut **p)),
+            _ => {}
+        }
+    }
+
+    /// Calls `f` on each direct child, in pickling order.
+    pub(crate) fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Value)) {
+        match self {
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
+                v.iter().for_each(f)
+            }
+            Value::Dict(d) => d.iter().for_each(|(k, v)| {
+                f(k);
+                f(v)
+            }),
+            Value::Reduce(r) => {
+                f(&r.callable);
+                f(&r.args);
+                r.list_items.iter().for_each(&mut f);
+                r.dict_items.iter().for_each(|(k, v)| {
+                    f(k);
+                    f(v)
+                });
+                if let Some(s) = &r.state {
+                    f(s)
+                }
+                if let Some(s) = &r.state_setter {
+                    f(s)
+                }
+            }
+            Value::PersistentId(p) => f(p),
+            _ => {}
+        }
+    }
+
+    /// Calls `f` on each direct child, mutably, in pickling order.
+    pub(crate) fn for_each_child_mut<'a>(&'a mut self, mut f: impl FnMut(&'a mut Value)) {
+        match self {
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
+                v.iter_mut().for_each(f)
+            }
+            Value::Dict(d) => d.iter_mut().for_each(|(k, v)| {
+                f(k);
+                f(v)
+            }),
+            Value::Reduce(r) => {
+                let Reduce {
+                    callable,
+                    args,
+                    state,
+                    list_items,
+                    dict_items,
+                    state_setter,
+                } = &mut **r;
+                f(callable);
+                f(args);
+                list_items.iter_mut().for_each(&mut f);
+                dict_items.iter_mut().for_each(|(k, v)| {
+                    f(k);
+                    f(v)
+                });
+                if let Some(s) = state {
+                    f(s)
+                }
+                if let Some(s) = state_setter {
+                    f(s)
+                }
+            }
+            Value::PersistentId(p) => f(p),
+            _ => {}
+        }
+    }
+
+    /// A copy of this value without its children (containers come back empty).
+    fn shallow_clone(&self) -> Value {
+        match self {
+            Value::None => Value::None,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::BigInt(b) => Value::BigInt(b.clone()),
+            Value::Float(f) => Value::Float(*f),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::Bytes(b) => Value::Bytes(b.clone()),
+            Value::ByteArray(b) => Value::ByteArray(b.clone()),
+            Value::Tuple(v) => Value::Tuple(Vec::with_capacity(v.len())),
+            Value::List(v) => Value::List(Vec::with_capacity(v.len())),
+            Value::Dict(d) => Value::Dict(Vec::with_capacity(d.len())),
+            Value::Set(v) => Value::Set(Vec::with_capacity(v.len())),
+            Value::FrozenSet(v) => Value::FrozenSet(Vec::with_capacity(v.len())),
+            Value::Global(g) => Value::Global(g.clone()),
+            Value::Reduce(r) => Value::Reduce(Box::new(Reduce {
+                state: r.state.as_ref().map(|_| Value::None),
+                state_setter: r.state_setter.as_ref().map(|_| Value::None),
+                list_items: Vec::with_capacity(r.list_items.len()),
+                dict_items: Vec::with_capacity(r.dict_items.len()),
+                ..Reduce::default()
+            })),
+            Value::PersistentId(_) => Value::PersistentId(Box::default()),
+            Value::Buffer(b) => Value::Buffer(b.clone()),
+            Value::Ref(id) => Value::Ref(*id),
+        }
+    }
+
+    fn child_count(&self) -> usize {
+        let mut n = 0;
+        self.for_each_child(|_| n += 1);
+        n
+    }
+
+    /// Fills an empty shell made by `shallow_clone` of `src` with `children`,
+    /// given in `for_each_child` order.
+    fn fill(&mut self, src: &Value, children: impl Iterator<Item = Value>) {
+        let mut children = children;
+        let mut next = || children.next().unwrap_or_default();
+        match (self, src) {
+            (
+                Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v),
+                Value::Tuple(s) | Value::List(s) | Value::Set(s) | Value::FrozenSet(s),
+            ) => v.extend(s.iter().map(|_| next())),
+            (Value::Dict(d), Value::Dict(s)) => d.extend(s.iter().map(|_| (next(), next()))),
+            (Value::Reduce(r), Value::Reduce(s)) => {
+                r.callable = next();
+                r.args = next();
+                r.list_items.extend(s.list_items.iter().map(|_| next()));
+                r.dict_items
+                    .extend(s.dict_items.iter().map(|_| (next(), next())));
+                if s.state.is_some() {
+                    r.state = Some(next())
+                }
+                if s.state_setter.is_some() {
+                    r.state_setter = Some(next())
+                }
+            }
+            (Value::PersistentId(p), _) => **p = next(),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        if !self.has_nested() {
+            return;
+        }
+        // Unlink the tree level by level so that no drop recurses deeper than one level.
+        let mut pending = Vec::new();
+        self.drain_children(&mut pending);
+        while let Some(mut v) = pending.pop() {
+            v.drain_children(&mut pending);
+        }
+    }
+}
+
+impl Clone for Value {
+    fn clone(&self) -> Value {
+        // Post-order copy with explicit stacks, so depth costs heap, not stack.
+        enum Step<'a> {
+            Visit(&'a Value),
+            Build(&'a Value, usize),
+        }
+        let mut steps = vec![Step::Visit(self)];
+        let mut done: Vec<Value> = Vec::new();
+        while let Some(step) = steps.pop() {
+            match step {
+                Step::Visit(v) => {
+                    let n = v.child_count();
+                    if n == 0 {
+                        done.push(v.shallow_clone());
+                    } else {
+                        steps.push(Step::Build(v, n));
+                        let mut children = Vec::with_capacity(n);
+                        v.for_each_child(|c| children.push(c));
+                        steps.extend(children.into_iter().rev().map(Step::Visit));
+                    }
+                }
+                Step::Build(v, n) => {
+                    let mut shell = v.shallow_clone();
+                    let children = done.split_off(done.len() - n);
+                    shell.fill(v, children.into_iter());
+                    done.push(shell);
+                }
+            }
+        }
+        done.pop().unwrap_or_default()
+    }
+}
+
+/// Structural equality, without recursion.
+///
+/// Floats compare as equal when they are equal or both NaN (so a value equals
+/// its own copy); `0.0 == -0.0` as in Python. [`Value::Ref`]s compare by id
+/// only: compare [`Graph`]s to follow them. `Int` and `BigInt` holding the
+/// same number are equal.
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        let mut pairs = vec![(self, other)];
+        while let Some((a, b)) = pairs.pop() {
+            if !shallow_eq(a, b) {
+                return false;
+            }
+            let mut left = Vec::new();
+            a.for_each_child(|c| left.push(c));
+            let mut i = 0;
+            let mut mismatch = false;
+            b.for_each_child(|c| {
+                match left.get(i) {
+                    Some(l) => pairs.push((l, c)),
+                    None => mismatch = true,
+                }
+                i += 1;
+            });
+            if mismatch || i != left.len() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Equality of the values themselves, ignoring children (but not their count).
+fn shallow_eq(a: &Value, b: &Value) -> bool {
+    use Value::*;
+    match (a, b) {
+        (None, None) => true,
+        (Bool(x), Bool(y)) => x == y,
+        (Int(x), Int(y)) => x == y,
+        (BigInt(x), BigInt(y)) => x == y,
+        (Int(x), BigInt(y)) | (BigInt(y), Int(x)) => num_bigint::BigInt::from(*x) == **y,
+        (Float(x), Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        (Str(x), Str(y)) => x == y,
+        (Bytes(x), Bytes(y)) | (ByteArray(x), ByteArray(y)) => x == y,
+        (Tuple(x), Tuple(y))
+        | (List(x), List(y))
+        | (Set(x), Set(y))
+        | (FrozenSet(x), FrozenSet(y)) => x.len() == y.len(),
+        (Dict(x), Dict(y)) => x.len() == y.len(),
+        (Global(x), Global(y)) => x == y,
+        (Reduce(x), Reduce(y)) => {
+            x.list_items.len() == y.list_items.len()
+                && x.dict_items.len() == y.dict_items.len()
+                && x.state.is_some() == y.state.is_some()
+                && x.state_setter.is_some() == y.state_setter.is_some()
+        }
+        (PersistentId(_), PersistentId(_)) => true,
+        (Buffer(x), Buffer(y)) => x == y,
+        (Ref(x), Ref(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Python-like `repr`, written without recursion. Shared objects print as
+/// `#n`; [`Graph`]'s `Debug` prints the table they point into.
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        enum Tok<'a> {
+            V(&'a Value),
+            S(&'static str),
+        }
+        let mut toks = vec![Tok::V(self)];
+        // Children are pushed in reverse so they pop in order.
+        fn seq<'a>(
+            toks: &mut Vec<Tok<'a>>,
+            open: &'static str,
+            close: &'static str,
+            items: &'a [Value],
+        ) {
+            toks.push(Tok::S(close));
+            if items.len() == 1 && open == "(" {
+                toks.push(Tok::S(","));
+            }
+            for (i, item) in items.iter().enumerate().rev() {
+                toks.push(Tok::V(item));
+                if i > 0 {
+                    toks.push(Tok::S(", "));
+                }
+            }
+            toks.push(Tok::S(open));
+        }
+        fn pairs<'a>(toks: &mut Vec<Tok<'a>>, items: &'a [(Value, Value)]) {
+            toks.push(Tok::S("}"));
+            for (i, (k, v)) in items.iter().enumerate().rev() {
+                toks.push(Tok::V(v));
+                toks.push(Tok::S(": "));
+                toks.push(Tok::V(k));
+                if i > 0 {
+                    toks.push(Tok::S(", "));
+                }
+            }
+            toks.push(Tok::S("{"));
+        }
+        while let Some(tok) = toks.pop() {
+            let v = match tok {
+                Tok::S(s) => {
+                    f.write_str(s)?;
+                    continue;
+                }
+                Tok::V(v) => v,
+            };
+            match v {
+                Value::None => f.write_str("None")?,
+                Value::Bool(true) => f.write_str("True")?,
+                Value::Bool(false) => f.write_str("False")?,
+                Value::Int(i) => write!(f, "{i}")?,
+                Value::BigInt(i) => write!(f, "{i}")?,
+                Value::Float(x) => f.write_str(&crate::text::float_repr(*x))?,
+                Value::Str(s) => write_str_repr(f, s)?,
+                Value::Bytes(b) => write_bytes_repr(f, "b", b)?,
+                Value::ByteArray(b) => {
+                    write_bytes_repr(f, "bytearray(b", b)?;
+                    f.write_str(")")?
+                }
+                Value::Tuple(v) => seq(&mut toks, "(", ")", v),
+                Value::List(v) => seq(&mut toks, "[", "]", v),
+                Value::Set(v) if v.is_empty() => f.write_str("set()")?,
+                Value::Set(v) => seq(&mut toks, "{", "}", v),
+                Value::FrozenSet(v) => {
+                    toks.push(Tok::S(")"));
+                    if !v.is_empty() {
+                        seq(&mut toks, "{", "}", v);
+                    }
+                    f.write_str("frozenset(")?
+                }
+                Value::Dict(d) => pairs(&mut toks, d),
+                Value::Global(g) => write!(f, "{g}")?,
+                Value::Reduce(r) => {
+                    toks.push(Tok::S(">"));
+                    if let Some(s) = &r.state_setter {
+                        toks.push(Tok::V(s));
+                        toks.push(Tok::S(", state_setter="));
+                    }
+                    if !r.dict_items.is_empty() {
+                        pairs(&mut toks, &r.dict_items);
+                        toks.push(Tok::S(", dict_items="));
+                    }
+                    if !r.list_items.is_empty() {
+                        seq(&mut toks, "[", "]", &r.list_items);
+                        toks.push(Tok::S(", list_items="));
+                    }
+                    if let Some(s) = &r.state {
+                        toks.push(Tok::V(s));
+                        toks.push(Tok::S(", state="));
+                    }
+                    toks.push(Tok::V(&r.args));
+                    toks.push(Tok::S(", "));
+                    toks.push(Tok::V(&r.callable));
+                    f.write_str("<reduce ")?
+                }
+                Value::PersistentId(p) => {
+                    toks.push(Tok::S(")"));
+                    toks.push(Tok::V(p));
+                    f.write_str("persistent_id(")?
+                }
+                Value::Buffer(b) => write!(f, "{b:?}")?,
+                Value::Ref(id) => write!(f, "{id:?}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_str_repr(f: &mut fmt::Formatter<'_>, s: &PyStr) -> fmt::Result {
+    let quote = if s.as_bytes().contains(&b'\'') && !s.as_bytes().contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
+    write!(f, "{quote}")?;
+    for cp in s.code_points() {
+        match char::from_u32(cp) {
+            Some('\\') => f.write_str("\\\\")?,
+            Some('\n') => f.write_str("\\n")?,
+            Some('\r') => f.write_str("\\r")?,
+            Some('\t') => f.write_str("\\t")?,
+            Some(c) if c == quote => write!(f, "\\{c}")?,
+            Some(c) if !c.is_control() => write!(f, "{c}")?,
+            _ if cp < 0x100 => write!(f, "\\x{cp:02x}")?,
+            _ if cp < 0x10000 => write!(f, "\\u{cp:04x}")?,
+            _ => write!(f, "\\U{cp:08x}")?,
+        }
+    }
+    write!(f, "{quote}")
+}
+
+fn write_bytes_repr(f: &mut fmt::Formatter<'_>, prefix: &str, b: &[u8]) -> fmt::Result {
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
+    write!(f, "{prefix}{quote}")?;
+    for &c in b {
+        match c {
+            b'\\' => f.write_str("\\\\")?,
+            b'\n' => f.write_str("\\n")?,
+            b'\r' => f.write_str("\\r")?,
+            b'\t' => f.write_str("\\t")?,
+            c if c as char == quote => write!(f, "\\{}", c as char)?,
+            0x20..=0x7E => write!(f, "{}", c as char)?,
+            _ => write!(f, "\\x{c:02x}")?,
+        }
+    }
+    write!(f, "{quote}")
+}
+
+macro_rules! from_int {
+    ($($t:ty)*) => {$(
+        impl From<$t> for Value {
+            fn from(i: $t) -> Value {
+                Value::Int(i as i64)
+            }
+        }
+    )*};
+}
+from_int!(i8 i16 i32 i64 u8 u16 u32);
+
+impl From<u64> for Value {
+    fn from(i: u64) -> Value {
+        Value::int(i)
+    }
+}
+
+impl From<i128> for Value {
+    fn from(i: i128) -> Value {
+        Value::int(i)
+    }
+}
+
+impl From<u128> for Value {
+    fn from(i: u128) -> Value {
+        Value::int(i)
+    }
+}
+
+impl From<BigInt> for Value {
+    fn from(i: BigInt) -> Value {
+        Value::int(i)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(f: f64) -> Value {
+        Value::Float(f)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.into())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s.into())
+    }
+}
+
+impl From<PyStr> for Value {
+    fn from(s: PyStr) -> Value {
+        Value::Str(s)
+    }
+}
+
+impl From<Global> for Value {
+    fn from(g: Global) -> Value {
+        Value::Global(Box::new(g))
+    }
+}
+
+impl From<Reduce> for Value {
+    fn from(r: Reduce) -> Value {
+        Value::Reduce(Box::new(r))
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    /// A `list`.
+    fn from(v: Vec<Value>) -> Value {
+        Value::List(v)
+    }
+}
+
+impl From<()> for Value {
+    fn from(_: ()) -> Value {
+        Value::None
+    }
+}
+
+/// An object graph: a root [`Value`] plus the objects that are reachable from
+/// more than one place, which the tree reaches through [`Value::Ref`].
+///
+/// Loading a pickle gives a `Graph` in which every object that the pickle
+/// referenced twice (through its memo) is shared, and every other object is
+/// inline in the tree. Writing a `Graph` writes each shared object once and
+/// then memo references to it, which is how CPython writes the same graph.
+///
+/// ```
+/// use reduce::{Graph, Value};
+///
+/// // l = []; l.append(l)
+/// let mut graph = Graph::new(Value::None);
+/// let l = graph.insert(Value::List(vec![]));
+/// if let Value::List(items) = graph.get_mut(l) {
+///     items.push(Value::Ref(l));
+/// }
+/// *graph.root_mut() = Value::Ref(l);
+/// let bytes = reduce::to_vec(&graph)?;
+/// assert_eq!(bytes, b"\x80\x05\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94h\x00a.");
+/// # Ok::<(), reduce::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Graph {
+    pub(crate) root: Value,
+    pub(crate) objects: Vec<Value>,
+}
+
+impl Graph {
+    /// A graph with `root` and no shared objects.
+    pub fn new(root: Value) -> Graph {
+        Graph {
+            root,
+            objects: Vec::new(),
+        }
+    }
+
+    /// The root object.
+    pub fn root(&self) -> &Value {
+        &self.root
+    }
+
+    /// The root object, mutably.
+    pub fn root_mut(&mut self) -> &mut Value {
+        &mut self.root
+    }
+
+    /// The shared objects, indexed by [`Id::index`].
+    pub fn objects(&self) -> &[Value] {
+        &self.objects
+    }
+
+    /// Adds a shared object and returns the id that refers to it.
+    ///
+    /// # Panics
+    ///
+    /// If the graph already holds `u32::MAX` shared objects.
+    pub fn insert(&mut self, value: Value) -> Id {
+        let id = Id(u32::try_from(self.objects.len()).expect("too many shared objects"));
+        self.objects.push(value);
+        id
+    }
+
+    /// The shared object `id` refers to.
+    ///
+    /// # Panics
+    ///
+    /// If `id` does not belong to this graph.
+    pub fn get(&self, id: Id) -> &Value {
+        &self.objects[id.index()]
+    }
+
+    /// The shared object `id` refers to, mutably.
+    ///
+    /// # Panics
+    ///
+    /// If `id` does not belong to this graph.
+    pub fn get_mut(&mut self, id: Id) -> &mut Value {
+        &mut self.objects[id.index()]
+    }
+
+    /// Follows `value` if it is a [`Value::Ref`] into this graph.
+    pub fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        match value {
+            Value::Ref(id) => self.objects.get(id.index()).unwrap_or(value),
+            _ => value,
+        }
+    }
+
+    /// The root and the shared objects, taken apart.
+    pub fn into_parts(mut self) -> (Value, Vec<Value>) {
+        (
+            std::mem::take(&mut self.root),
+            std::mem::take(&mut self.objects),
+        )
+    }
+
+    /// Builds a graph from a root and a table of shared objects.
+    ///
+    /// Fails if a [`Value::Ref`] points outside the table.
+    pub fn from_parts(root: Value, objects: Vec<Value>) -> Result<Graph, crate::Error> {
+        let graph = Graph { root, objects };
+        let n = graph.objects.len();
+        let mut stack: Vec<&Value> = vec![&graph.root];
+        stack.extend(graph.objects.iter());
+        while let Some(v) = stack.pop() {
+            if let Value::Ref(id) = v {
+                if id.index() >= n {
+                    return Err(crate::Error::new(crate::ErrorKind::DanglingRef(id.0)));
+                }
+            }
+            v.for_each_child(|c| stack.push(c));
+        }
+        Ok(graph)
+    }
+
+    /// The root as a plain tree, with each shared object copied into every
+    /// place that refers to it.
+    ///
+    /// Fails if the graph has a cycle, or if copying would make more than
+    /// `max_nodes` values (a DAG that doubles at each level is small as a
+    /// graph and astronomically large as a tree).
+    pub fn into_tree(self, max_nodes: usize) -> Result<Value, crate::Error> {
+        crate::read::expand(self, max_nodes)
+    }
+}
+
+impl From<Value> for Graph {
+    fn from(root: Value) -> Graph {
+        Graph::new(root)
+    }
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.objects.is_empty() {
+            return write!(f, "{:?}", self.root);
+        }
+        write!(f, "{:?} where ", self.root)?;
+        for (i, o) in self.objects.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "#{i} = {o:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Graph equality: the roots match and shared objects correspond one to one.
+///
+/// Two graphs are equal when the same shape is reachable from both roots: a
+/// [`Value::Ref`] on one side must meet a `Ref` on the other, and each shared
+/// object must always meet the same partner. Unreachable shared objects are
+/// ignored.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        let mut map: std::collections::HashMap<Id, Id> = std::collections::HashMap::new();
+        let mut back: std::collections::HashMap<Id, Id> = std::collections::HashMap::new();
+        let mut pairs = vec![(&self.root, &other.root)];
+        while let Some((a, b)) = pairs.pop() {
+            let (a, b) = match (a, b) {
+                (Value::Ref(x), Value::Ref(y)) => {
+                    match (map.get(x), back.get(y)) {
+                        (Some(mx), _) if mx != y => return false,
+                        (_, Some(by)) if by != x => return false,
+                        (Some(_), Some(_)) => continue,
+                        _ => {}
+                    }
+                    map.insert(*x, *y);
+                    back.insert(*y, *x);
+                    match (self.objects.get(x.index()), other.objects.get(y.index())) {
+                        (Some(a), Some(b)) => (a, b),
+                        _ => return false,
+                    }
+                }
+                (Value::Ref(_), _) | (_, Value::Ref(_)) => return false,
+                _ => (a, b),
+            };
+            if !shallow_eq(a, b) {
+                return false;
+            }
+            let mut left = Vec::new();
+            a.for_each_child(|c| left.push(c));
+            let mut right = Vec::new();
+            b.for_each_child(|c| right.push(c));
+            if left.len() != right.len() {
+                return false;
+            }
+            pairs.extend(left.into_iter().zip(right));
+        }
+        true
+    }
+}
