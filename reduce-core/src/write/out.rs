@@ -1,0 +1,500 @@
+//! The bottom layer of the writer, shared by the [`Value`](crate::Value)
+//! engine and the typed writer: the output buffer and its frames, the memo
+//! counter, and every object CPython writes in a straight line (atoms,
+//! strings, bytes, globals).
+
+use std::collections::HashMap;
+use std::io;
+
+use num_bigint::{BigInt, Sign};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::*;
+use crate::value::PyStr;
+use crate::{compat, text};
+
+const FRAME_SIZE_TARGET: usize = 64 * 1024;
+const FRAME_SIZE_MIN: usize = 4;
+const FRAME_HEADER_SIZE: usize = 9;
+
+pub(crate) fn unpicklable(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unpicklable(msg.into()))
+}
+
+pub(crate) struct Out<'o> {
+    buf: Vec<u8>,
+    sink: Option<&'o mut dyn io::Write>,
+    pub(crate) proto: u8,
+    fix_imports: bool,
+    extensions: &'o HashMap<(String, String), u32>,
+    framing: bool,
+    frame_start: Option<usize>,
+    memo_len: u32,
+    /// One function or class is one object: its second use is a memo reference.
+    global_memo: HashMap<(String, String), u32>,
+    /// Module names are interned strings, shared by every global of a module.
+    module_memo: HashMap<String, u32>,
+    /// `_codecs.encode` always receives the one interned `"latin1"`.
+    latin1_memo: Option<u32>,
+}
+
+impl<'o> Out<'o> {
+    pub(crate) fn new(
+        proto: u8,
+        fix_imports: bool,
+        extensions: &'o HashMap<(String, String), u32>,
+        sink: Option<&'o mut dyn io::Write>,
+    ) -> Result<Self> {
+        if proto > crate::HIGHEST_PROTOCOL {
+            return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
+        }
+        Ok(Out {
+            buf: Vec::with_capacity(256),
+            sink,
+            proto,
+            fix_imports,
+            extensions,
+            framing: false,
+            frame_start: None,
+            memo_len: 0,
+            global_memo: HashMap::new(),
+            module_memo: HashMap::new(),
+            latin1_memo: None,
+        })
+    }
+
+    /// `PROTO`, and frames from protocol 4 on. `PROTO` itself is outside any
+    /// frame, as CPython writes it.
+    pub(crate) fn start(&mut self) {
+        if self.proto >= 2 {
+            self.write(&[PROTO, self.proto]);
+            self.framing = self.proto >= 4;
+        }
+    }
+
+    /// `STOP`, the last frame, and everything handed to the writer.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        self.write(&[STOP]);
+        self.commit_frame();
+        self.framing = false;
+        self.flush()
+    }
+
+    // ---- bytes and frames --------------------------------------------------
+
+    pub(crate) fn write(&mut self, data: &[u8]) {
+        if self.framing && self.frame_start.is_none() {
+            self.frame_start = Some(self.buf.len());
+            self.buf.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// A header and a payload; a payload of 64 KiB or more goes outside any
+    /// frame, so that a reader can take it without copying it into a frame
+    /// buffer first.
+    fn write_payload(&mut self, header: &[u8], data: &[u8]) {
+        if data.len() >= FRAME_SIZE_TARGET && self.framing {
+            self.commit_frame();
+            self.framing = false;
+            self.write(header);
+            self.write(data);
+            self.framing = true;
+        } else {
+            self.write(header);
+            self.write(data);
+        }
+    }
+
+    fn commit_frame(&mut self) {
+        let Some(start) = self.frame_start.take() else {
+            return;
+        };
+        let len = self.buf.len() - start - FRAME_HEADER_SIZE;
+        if len >= FRAME_SIZE_MIN {
+            self.buf[start] = FRAME;
+            self.buf[start + 1..start + FRAME_HEADER_SIZE]
+                .copy_from_slice(&(len as u64).to_le_bytes());
+        } else {
+            // Too small to be worth a frame: CPython drops the header.
+            self.buf.drain(start..start + FRAME_HEADER_SIZE);
+        }
+    }
+
+    /// The end of one `save`: CPython commits the frame here once it has
+    /// reached 64 KiB. Finished bytes go to the writer.
+    pub(crate) fn boundary(&mut self) -> Result<()> {
+        if let Some(start) = self.frame_start {
+            if self.buf.len() - start - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET {
+                self.commit_frame();
+                self.flush()?;
+            }
+        } else if !self.framing && self.buf.len() >= FRAME_SIZE_TARGET {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.frame_start.is_some() {
+            return Ok(());
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            sink.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    // ---- memo --------------------------------------------------------------
+
+    /// Memoizes the object on top of the stack; returns its memo index.
+    pub(crate) fn memo_put(&mut self) -> Result<u32> {
+        let idx = self.memo_len;
+        if idx == u32::MAX - 1 {
+            return Err(unpicklable("more than 2**32 - 2 memoized objects"));
+        }
+        self.memo_len += 1;
+        if self.proto >= 4 {
+            self.write(&[MEMOIZE]);
+        } else if self.proto >= 1 {
+            match u8::try_from(idx) {
+                Ok(i) => self.write(&[BINPUT, i]),
+                Err(_) => {
+                    let b = idx.to_le_bytes();
+                    self.write(&[LONG_BINPUT, b[0], b[1], b[2], b[3]])
+                }
+            }
+        } else {
+            self.write(format!("p{idx}\n").as_bytes());
+        }
+        Ok(idx)
+    }
+
+    /// A memo reference, as a whole `save`.
+    pub(crate) fn get(&mut self, idx: u32) -> Result<()> {
+        if self.proto >= 1 {
+            match u8::try_from(idx) {
+                Ok(i) => self.write(&[BINGET, i]),
+                Err(_) => {
+                    let b = idx.to_le_bytes();
+                    self.write(&[LONG_BINGET, b[0], b[1], b[2], b[3]])
+                }
+            }
+        } else {
+            self.write(format!("g{idx}\n").as_bytes());
+        }
+        self.boundary()
+    }
+
+    // ---- atoms ---------------------------------------------------------------
+
+    pub(crate) fn none(&mut self) -> Result<()> {
+        self.write(&[NONE]);
+        self.boundary()
+    }
+
+    pub(crate) fn bool(&mut self, b: bool) -> Result<()> {
+        if self.proto >= 2 {
+            self.write(&[if b { NEWTRUE } else { NEWFALSE }]);
+        } else {
+            self.write(if b { b"I01\n" } else { b"I00\n" });
+        }
+        self.boundary()
+    }
+
+    pub(crate) fn int(&mut self, i: i64) -> Result<()> {
+        let Ok(v) = i32::try_from(i) else {
+            return self.bigint(&BigInt::from(i));
+        };
+        if self.proto >= 1 {
+            if (0..=0xff).contains(&v) {
+                self.write(&[BININT1, v as u8]);
+            } else if (0..=0xffff).contains(&v) {
+                let b = (v as u16).to_le_bytes();
+                self.write(&[BININT2, b[0], b[1]]);
+            } else {
+                let b = v.to_le_bytes();
+                self.write(&[BININT, b[0], b[1], b[2], b[3]]);
+            }
+        } else {
+            self.write(format!("I{v}\n").as_bytes());
+        }
+        self.boundary()
+    }
+
+    pub(crate) fn bigint(&mut self, b: &BigInt) -> Result<()> {
+        if let Ok(i) = i32::try_from(b) {
+            return self.int(i as i64);
+        }
+        if self.proto >= 2 {
+            // Minimal two's complement, little-endian: what CPython's
+            // _PyLong_AsByteArray gives after trimming a redundant sign byte.
+            let bytes = if b.sign() == Sign::NoSign {
+                Vec::new()
+            } else {
+                b.to_signed_bytes_le()
+            };
+            match u8::try_from(bytes.len()) {
+                Ok(n) => self.write(&[LONG1, n]),
+                Err(_) => {
+                    let n = u32::try_from(bytes.len())
+                        .map_err(|_| unpicklable("int too large to pickle"))?
+                        .to_le_bytes();
+                    self.write(&[LONG4, n[0], n[1], n[2], n[3]]);
+                }
+            }
+            self.write(&bytes);
+        } else {
+            let digits = b.to_string();
+            // CPython refuses str() of an int above sys.get_int_max_str_digits().
+            if digits.trim_start_matches('-').len() > 4300 {
+                return Err(unpicklable(
+                    "int has more than 4300 digits, which protocols 0 and 1 cannot write (as in CPython)",
+                ));
+            }
+            self.write(&[LONG]);
+            self.write(digits.as_bytes());
+            self.write(b"L\n");
+        }
+        self.boundary()
+    }
+
+    pub(crate) fn float(&mut self, x: f64) -> Result<()> {
+        if self.proto >= 1 {
+            // struct.pack('>d'): the one big-endian number in a pickle.
+            let mut buf = [BINFLOAT; 9];
+            buf[1..].copy_from_slice(&x.to_be_bytes());
+            self.write(&buf);
+        } else {
+            self.write(&[FLOAT]);
+            self.write(text::float_repr(x).as_bytes());
+            self.write(b"\n");
+        }
+        self.boundary()
+    }
+
+    // ---- strings and bytes ---------------------------------------------------
+
+    fn str_data(&mut self, s: &PyStr) {
+        if self.proto == 0 {
+            let mut buf = vec![UNICODE];
+            text::raw_unicode_escape(s, &mut buf);
+            buf.push(b'\n');
+            self.write(&buf);
+            return;
+        }
+        let data = s.as_bytes();
+        let n = data.len();
+        if n <= 0xff && self.proto >= 4 {
+            self.write_payload(&[SHORT_BINUNICODE, n as u8], data);
+        } else if let Ok(n32) = u32::try_from(n) {
+            let b = n32.to_le_bytes();
+            self.write_payload(&[BINUNICODE, b[0], b[1], b[2], b[3]], data);
+        } else {
+            let mut header = [BINUNICODE8; 9];
+            header[1..].copy_from_slice(&(n as u64).to_le_bytes());
+            self.write_payload(&header, data);
+        }
+    }
+
+    /// A `str` object, memoized; returns its memo index.
+    pub(crate) fn str(&mut self, s: &PyStr) -> Result<u32> {
+        self.str_data(s);
+        let idx = self.memo_put()?;
+        self.boundary()?;
+        Ok(idx)
+    }
+
+    /// A `str` from Rust text, memoized.
+    pub(crate) fn str_utf8(&mut self, s: &str) -> Result<u32> {
+        if self.proto == 0 {
+            return self.str(&PyStr::from(s));
+        }
+        let data = s.as_bytes();
+        let n = data.len();
+        if n <= 0xff && self.proto >= 4 {
+            self.write_payload(&[SHORT_BINUNICODE, n as u8], data);
+        } else if let Ok(n32) = u32::try_from(n) {
+            let b = n32.to_le_bytes();
+            self.write_payload(&[BINUNICODE, b[0], b[1], b[2], b[3]], data);
+        } else {
+            let mut header = [BINUNICODE8; 9];
+            header[1..].copy_from_slice(&(n as u64).to_le_bytes());
+            self.write_payload(&header, data);
+        }
+        let idx = self.memo_put()?;
+        self.boundary()?;
+        Ok(idx)
+    }
+
+    fn empty_tuple(&mut self) -> Result<()> {
+        if self.proto >= 1 {
+            self.write(&[EMPTY_TUPLE]);
+        } else {
+            self.write(&[MARK, TUPLE]);
+        }
+        self.boundary()
+    }
+
+    /// Opens a tuple that the writer makes itself (an argument tuple).
+    pub(crate) fn fresh_tuple_start(&mut self, n: usize) {
+        if n > 3 || self.proto < 2 {
+            self.write(&[MARK]);
+        }
+    }
+
+    /// Closes and memoizes a tuple opened by `fresh_tuple_start`.
+    pub(crate) fn fresh_tuple_end(&mut self, n: usize) -> Result<()> {
+        if n <= 3 && self.proto >= 2 {
+            self.write(&[[TUPLE1, TUPLE2, TUPLE3][n - 1]]);
+        } else {
+            self.write(&[TUPLE]);
+        }
+        self.memo_put()?;
+        self.boundary()
+    }
+
+    /// A `bytes` or `bytearray` object, memoized; returns its memo index.
+    ///
+    /// Before protocol 3 `bytes` is `_codecs.encode(s, "latin1")` with the
+    /// bytes read as Latin-1 text (`bytes()` when empty); before protocol 5
+    /// `bytearray` is `bytearray(b"...")` (`bytearray()` when empty).
+    pub(crate) fn bytes(&mut self, data: &[u8], bytearray: bool) -> Result<u32> {
+        if bytearray && self.proto < 5 {
+            self.global("builtins", "bytearray")?;
+            if data.is_empty() {
+                self.empty_tuple()?;
+            } else {
+                self.fresh_tuple_start(1);
+                self.bytes(data, false)?;
+                self.fresh_tuple_end(1)?;
+            }
+            return self.reduce_end();
+        }
+        if bytearray {
+            let mut header = [BYTEARRAY8; 9];
+            header[1..].copy_from_slice(&(data.len() as u64).to_le_bytes());
+            self.write_payload(&header, data);
+        } else if self.proto < 3 {
+            if data.is_empty() {
+                self.global("builtins", "bytes")?;
+                self.empty_tuple()?;
+            } else {
+                self.global("_codecs", "encode")?;
+                self.fresh_tuple_start(2);
+                self.str(&PyStr::from(
+                    data.iter().map(|&b| b as char).collect::<String>(),
+                ))?;
+                match self.latin1_memo {
+                    Some(idx) => self.get(idx)?,
+                    None => self.latin1_memo = Some(self.str_utf8("latin1")?),
+                }
+                self.fresh_tuple_end(2)?;
+            }
+            return self.reduce_end();
+        } else {
+            let n = data.len();
+            if n <= 0xff {
+                self.write_payload(&[SHORT_BINBYTES, n as u8], data);
+            } else if let Ok(n32) = u32::try_from(n) {
+                let b = n32.to_le_bytes();
+                self.write_payload(&[BINBYTES, b[0], b[1], b[2], b[3]], data);
+            } else if self.proto >= 4 {
+                let mut header = [BINBYTES8; 9];
+                header[1..].copy_from_slice(&(n as u64).to_le_bytes());
+                self.write_payload(&header, data);
+            } else {
+                return Err(unpicklable(
+                    "serializing a bytes object larger than 4 GiB requires pickle protocol 4 or higher",
+                ));
+            }
+        }
+        let idx = self.memo_put()?;
+        self.boundary()?;
+        Ok(idx)
+    }
+
+    /// `REDUCE` and the memo entry of the object it made.
+    fn reduce_end(&mut self) -> Result<u32> {
+        self.write(&[REDUCE]);
+        let idx = self.memo_put()?;
+        self.boundary()?;
+        Ok(idx)
+    }
+
+    // ---- globals ---------------------------------------------------------------
+
+    /// A global by name: an extension code, `STACK_GLOBAL`, `GLOBAL`, or
+    /// `getattr(parent, name)` for a dotted name before protocol 4. Returns
+    /// its memo index (none for an extension code, which is not memoized).
+    pub(crate) fn global(&mut self, module: &str, name: &str) -> Result<Option<u32>> {
+        if let Some(&idx) = self.global_memo.get(&(module.to_owned(), name.to_owned())) {
+            self.get(idx)?;
+            return Ok(Some(idx));
+        }
+        if self.proto >= 2 {
+            if let Some(&code) = self.extensions.get(&(module.to_owned(), name.to_owned())) {
+                if code <= 0xff {
+                    self.write(&[EXT1, code as u8]);
+                } else if code <= 0xffff {
+                    let b = (code as u16).to_le_bytes();
+                    self.write(&[EXT2, b[0], b[1]]);
+                } else {
+                    let b = code.to_le_bytes();
+                    self.write(&[EXT4, b[0], b[1], b[2], b[3]]);
+                }
+                self.boundary()?;
+                return Ok(None);
+            }
+        }
+        if self.proto >= 4 {
+            match self.module_memo.get(module) {
+                Some(&idx) => self.get(idx)?,
+                None => {
+                    let idx = self.str_utf8(module)?;
+                    self.module_memo.insert(module.to_owned(), idx);
+                }
+            }
+            self.str_utf8(name)?;
+            self.write(&[STACK_GLOBAL]);
+        } else if let Some((parent, last)) = name.rsplit_once('.') {
+            // A nested name before protocol 4: getattr(parent, "last").
+            self.global("builtins", "getattr")?;
+            self.fresh_tuple_start(2);
+            self.global(module, parent)?;
+            self.str_utf8(last)?;
+            self.fresh_tuple_end(2)?;
+            self.write(&[REDUCE]);
+        } else {
+            let (m, n) = if self.proto < 3 && self.fix_imports {
+                compat::to_python2(module, name)
+            } else {
+                (module, name)
+            };
+            if self.proto < 3 && !(m.is_ascii() && n.is_ascii()) {
+                return Err(unpicklable(format!(
+                    "can't pickle global identifier '{module}.{name}' using pickle protocol {}",
+                    self.proto
+                )));
+            }
+            if m.contains('\n') || n.contains('\n') {
+                return Err(unpicklable(format!(
+                    "global name {module:?}.{name:?} contains a newline"
+                )));
+            }
+            let mut buf = Vec::with_capacity(m.len() + n.len() + 3);
+            buf.push(GLOBAL);
+            buf.extend_from_slice(m.as_bytes());
+            buf.push(b'\n');
+            buf.extend_from_slice(n.as_bytes());
+            buf.push(b'\n');
+            self.write(&buf);
+        }
+        let idx = self.memo_put()?;
+        self.global_memo
+            .insert((module.to_owned(), name.to_owned()), idx);
+        self.boundary()?;
+        Ok(Some(idx))
+    }
+}
