@@ -17,6 +17,9 @@ struct Inner {
     kind: ErrorKind,
     offset: Option<u64>,
     opcode: Option<u8>,
+    /// Where inside the value (typed reading), e.g. `[3].points[0].x`.
+    path: Option<String>,
+    detail: Option<String>,
 }
 
 /// What went wrong.
@@ -44,7 +47,18 @@ pub enum ErrorKind {
         module: String,
         /// The qualified name inside the module.
         name: String,
+        /// Registered names close to it.
+        near: Vec<String>,
     },
+    /// A typed read found another Python type than the one it needs.
+    Type {
+        /// What was needed, e.g. `float`.
+        expected: String,
+        /// The Python type found, e.g. `str`.
+        found: &'static str,
+    },
+    /// A registration was refused (a duplicate name or type, a bad code).
+    Registry(String),
     /// An extension code (`EXT1`/`EXT2`/`EXT4`) that is not registered.
     UnknownExtension(u32),
     /// `PERSID`/`BINPERSID` without a `persistent_load` hook.
@@ -77,6 +91,8 @@ impl Error {
                 kind,
                 offset: None,
                 opcode: None,
+                path: None,
+                detail: None,
             }),
         }
     }
@@ -96,6 +112,23 @@ impl Error {
             self.inner.opcode = opcode;
         }
         self
+    }
+
+    pub(crate) fn with_path(mut self, path: String) -> Error {
+        if self.inner.path.is_none() && !path.is_empty() {
+            self.inner.path = Some(path);
+        }
+        self
+    }
+
+    pub(crate) fn with_detail(mut self, detail: String) -> Error {
+        self.inner.detail = Some(detail);
+        self
+    }
+
+    /// Where inside the value a typed read failed, e.g. `[3].points[0].x`.
+    pub fn path(&self) -> Option<&str> {
+        self.inner.path.as_deref()
     }
 
     /// What went wrong.
@@ -132,27 +165,43 @@ impl fmt::Display for ErrorKind {
             ErrorKind::StackUnderflow => f.write_str("the stack has too few items for this opcode"),
             ErrorKind::MissingMark => f.write_str("expected a MARK on the stack, found none"),
             ErrorKind::MissingMemo(k) => write!(f, "memo has no entry {k}"),
-            ErrorKind::UnknownGlobal { module, name } => write!(
-                f,
-                "global `{module}.{name}` is not allowed: register a constructor for it, or read in inert mode to keep it as data"
-            ),
+            ErrorKind::UnknownGlobal { module, name, near } => {
+                write!(
+                    f,
+                    "global `{module}.{name}` is not allowed: register a constructor for it, or read in inert mode to keep it as data"
+                )?;
+                if !near.is_empty() {
+                    write!(f, " (registered names near it: {})", near.join(", "))?;
+                }
+                Ok(())
+            }
+            ErrorKind::Type { expected, found } => write!(f, "expected {expected}, found {found}"),
             ErrorKind::UnknownExtension(c) => write!(f, "unregistered extension code {c}"),
             ErrorKind::NoPersistentLoad => {
                 f.write_str("a persistent id was found but no persistent_load hook is set")
             }
-            ErrorKind::NoBuffer => f.write_str("NEXT_BUFFER found but no out-of-band buffer is left"),
+            ErrorKind::NoBuffer => {
+                f.write_str("NEXT_BUFFER found but no out-of-band buffer is left")
+            }
             ErrorKind::Limit { limit, max } => write!(f, "limit `{limit}` ({max}) exceeded"),
             ErrorKind::DanglingRef(id) => write!(f, "reference #{id} points outside its graph"),
-            ErrorKind::Invalid(msg) | ErrorKind::Unpicklable(msg) | ErrorKind::Custom(msg) => {
-                f.write_str(msg)
-            }
+            ErrorKind::Invalid(msg)
+            | ErrorKind::Unpicklable(msg)
+            | ErrorKind::Custom(msg)
+            | ErrorKind::Registry(msg) => f.write_str(msg),
         }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = &self.inner.path {
+            write!(f, "{path}: ")?;
+        }
         write!(f, "{}", self.inner.kind)?;
+        if let Some(detail) = &self.inner.detail {
+            write!(f, " ({detail})")?;
+        }
         match (self.inner.offset, self.opcode_name(), self.inner.opcode) {
             (Some(at), Some(name), _) => write!(f, " (at byte {at}, {name})"),
             (Some(at), None, Some(_)) | (Some(at), None, None) => write!(f, " (at byte {at})"),
@@ -170,6 +219,9 @@ impl fmt::Debug for Error {
         }
         if let Some(name) = self.opcode_name() {
             d.field("opcode", &name);
+        }
+        if let Some(path) = &self.inner.path {
+            d.field("path", path);
         }
         d.finish()
     }

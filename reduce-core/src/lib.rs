@@ -93,60 +93,28 @@
 #![forbid(unsafe_code)]
 
 mod compat;
+mod construct;
 mod error;
+mod impls;
 pub mod op;
 mod read;
+mod registry;
+mod save;
 mod text;
 mod value;
 mod write;
 
+pub use crate::construct::{Call, Construct, Node, StateNode};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::impls::{bytes, ByteArray, Bytes};
 pub use crate::read::{
     Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
 };
-pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduce, Value};
-pub use crate::write::{BufferCallback, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
+pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry};
+pub use crate::save::{Reduce, ReducerOverride, ReductionSaver, Saver, MAX_TYPED_DEPTH};
+pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
+pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;
-
-/// A type that can be read from a pickle.
-pub trait FromPickle: Sized {
-    /// Reads one pickle from `unpickler`.
-    fn from_pickle<I: Input>(unpickler: &mut Unpickler<'_, I>) -> Result<Self>;
-}
-
-/// A type that can be written as a pickle.
-pub trait ToPickle {
-    /// Writes one pickle of `self` to `pickler`.
-    fn to_pickle<W: std::io::Write>(&self, pickler: &mut Pickler<'_, W>) -> Result<()>;
-}
-
-impl FromPickle for Graph {
-    fn from_pickle<I: Input>(unpickler: &mut Unpickler<'_, I>) -> Result<Self> {
-        unpickler.load_graph()
-    }
-}
-
-/// A plain tree: shared objects are copied into each place that refers to
-/// them (within [`Limits::max_tree_nodes`]); a pickle with a cycle is an
-/// error, so read it as a [`Graph`].
-impl FromPickle for Value {
-    fn from_pickle<I: Input>(unpickler: &mut Unpickler<'_, I>) -> Result<Self> {
-        let max = unpickler.current_limits().max_tree_nodes;
-        unpickler.load_graph()?.into_tree(max)
-    }
-}
-
-impl ToPickle for Graph {
-    fn to_pickle<W: std::io::Write>(&self, pickler: &mut Pickler<'_, W>) -> Result<()> {
-        pickler.dump_graph(self)
-    }
-}
-
-impl ToPickle for Value {
-    fn to_pickle<W: std::io::Write>(&self, pickler: &mut Pickler<'_, W>) -> Result<()> {
-        pickler.dump_value(self)
-    }
-}
 
 /// Reads one pickle from a byte slice, with the default options (strict
 /// globals, ASCII Python 2 strings, default [`Limits`]). Bytes after `STOP`
@@ -155,16 +123,18 @@ impl ToPickle for Value {
 /// ```
 /// let value: reduce::Value = reduce::from_slice(b"\x80\x04K\x2a.")?;
 /// assert_eq!(value, reduce::Value::Int(42));
+/// let n: u8 = reduce::from_slice(b"\x80\x04K\x2a.")?;
+/// assert_eq!(n, 42);
 /// # Ok::<(), reduce::Error>(())
 /// ```
-pub fn from_slice<T: FromPickle>(bytes: &[u8]) -> Result<T> {
+pub fn from_slice<T: Construct>(bytes: &[u8]) -> Result<T> {
     Unpickler::from_slice(bytes).load()
 }
 
 /// Reads one pickle from `reader`, with the default options, leaving the
 /// reader just after its `STOP`. Wrap unbuffered readers in
 /// [`std::io::BufReader`].
-pub fn from_reader<T: FromPickle, R: std::io::Read>(reader: R) -> Result<T> {
+pub fn from_reader<T: Construct, R: std::io::Read>(reader: R) -> Result<T> {
     Unpickler::new(reader).load()
 }
 
@@ -175,20 +145,22 @@ pub fn from_reader<T: FromPickle, R: std::io::Read>(reader: R) -> Result<T> {
 ///
 /// let bytes = reduce::to_vec(&Value::List(vec![Value::Int(1), "a".into()]))?;
 /// assert_eq!(bytes, b"\x80\x05\x95\x0b\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01a\x94e.");
+/// // Typed values write as their Python twins, straight to bytes.
+/// assert_eq!(reduce::to_vec(&vec![1i32])?, reduce::to_vec(&Value::List(vec![Value::Int(1)]))?);
 /// # Ok::<(), reduce::Error>(())
 /// ```
-pub fn to_vec<T: ToPickle + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub fn to_vec<T: Reduce + ?Sized>(value: &T) -> Result<Vec<u8>> {
     to_vec_with_protocol(value, DEFAULT_PROTOCOL)
 }
 
 /// Writes `value` as a pickle at protocol `proto` (0 to 5).
-pub fn to_vec_with_protocol<T: ToPickle + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
+pub fn to_vec_with_protocol<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     Pickler::new(&mut out).protocol(proto).dump(value)?;
     Ok(out)
 }
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] to `writer`.
-pub fn to_writer<T: ToPickle + ?Sized, W: std::io::Write>(writer: W, value: &T) -> Result<()> {
+pub fn to_writer<T: Reduce + ?Sized, W: std::io::Write>(writer: W, value: &T) -> Result<()> {
     Pickler::new(writer).dump(value)
 }

@@ -8,12 +8,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read as _};
+use std::sync::Arc;
 
 use num_bigint::BigInt;
 
+use crate::construct::Construct;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::*;
-use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduce, Value};
+use crate::registry::{Lookup, Registry};
+use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
 use crate::{compat, text};
 
 /// How the Python 2 string opcodes (`STRING`, `BINSTRING`,
@@ -353,6 +356,7 @@ struct Options<'h> {
     persistent_load: Option<PersistentLoad<'h>>,
     buffers: VecDeque<Vec<u8>>,
     extensions: HashMap<u32, Global>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl<'a> Unpickler<'static, SliceRead<'a>> {
@@ -403,6 +407,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
                 persistent_load: None,
                 buffers: VecDeque::new(),
                 extensions: HashMap::new(),
+                registry: None,
             },
         }
     }
@@ -471,15 +476,30 @@ impl<'h, I: Input> Unpickler<'h, I> {
     }
 
     /// Reads one pickle.
-    pub fn load<T: crate::FromPickle>(&mut self) -> Result<T> {
-        T::from_pickle(self)
+    pub fn load<T: Construct>(&mut self) -> Result<T> {
+        let lookup = Lookup::new(self.options.registry.clone());
+        let graph = self.load_with(&lookup)?;
+        T::from_graph(graph, &lookup, &self.options.limits)
     }
 
     /// Reads one pickle into a [`Graph`].
     pub fn load_graph(&mut self) -> Result<Graph> {
-        let mut machine = Machine::new(&mut self.options);
+        let lookup = Lookup::new(self.options.registry.clone());
+        self.load_with(&lookup)
+    }
+
+    fn load_with(&mut self, lookup: &Lookup) -> Result<Graph> {
+        let mut machine = Machine::new(&mut self.options, lookup);
         machine.run(&mut self.input)?;
         machine.finish()
+    }
+
+    /// A registry layered over the process-wide one for this unpickler:
+    /// its constructors are allowed globals too, and its extension codes are
+    /// read. (Python's per-unpickler `find_class` override.)
+    pub fn registry(mut self, registry: impl Into<Arc<Registry>>) -> Self {
+        self.options.registry = Some(registry.into());
+        self
     }
 
     /// The limits in force.
@@ -516,6 +536,7 @@ fn known_global(module: &str, name: &str) -> Option<Option<Builtin>> {
 
 struct Machine<'o, 'h> {
     opts: &'o mut Options<'h>,
+    lookup: &'o Lookup,
     stack: Vec<Value>,
     marks: Vec<usize>,
     objects: Vec<Value>,
@@ -543,9 +564,10 @@ fn le_u64(b: &[u8]) -> u64 {
 }
 
 impl<'o, 'h> Machine<'o, 'h> {
-    fn new(opts: &'o mut Options<'h>) -> Self {
+    fn new(opts: &'o mut Options<'h>, lookup: &'o Lookup) -> Self {
         Machine {
             opts,
+            lookup,
             stack: Vec::new(),
             marks: Vec::new(),
             objects: Vec::new(),
@@ -740,10 +762,14 @@ impl<'o, 'h> Machine<'o, 'h> {
         } else {
             (module, name)
         };
-        if !self.opts.inert && known_global(module, name).is_none() {
+        if !self.opts.inert
+            && known_global(module, name).is_none()
+            && !self.lookup.has_constructor(module, name)
+        {
             return Err(Error::new(ErrorKind::UnknownGlobal {
                 module: module.into(),
                 name: name.into(),
+                near: self.lookup.near(&format!("{module}.{name}")),
             }));
         }
         Ok(Value::global(module, name))
@@ -776,7 +802,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.deref(&callable).type_name()
             )));
         }
-        Ok(Value::Reduce(Box::new(Reduce::new(callable, args))))
+        Ok(Value::Reduce(Box::new(Reduction::new(callable, args))))
     }
 
     /// What the built-in constructors of plain data make of their arguments;
@@ -1169,6 +1195,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     .extensions
                     .get(&code)
                     .cloned()
+                    .or_else(|| self.lookup.extension_global(code))
                     .ok_or(Error::new(ErrorKind::UnknownExtension(code)))?;
                 let v = self.find_global(&g.module, &g.name)?;
                 self.push(v)?

@@ -52,7 +52,7 @@ pub enum Value {
     /// A reference to a global by name (a class or a function), kept as data.
     Global(Box<Global>),
     /// An object rebuilt by calling a constructor: Python's reduce tuple.
-    Reduce(Box<Reduce>),
+    Reduce(Box<Reduction>),
     /// A persistent id (`PERSID`/`BINPERSID`), kept as data.
     PersistentId(Box<Value>),
     /// A protocol 5 `PickleBuffer`, in band or out of band.
@@ -123,7 +123,7 @@ impl fmt::Display for Global {
 /// `(cls, args, kwargs)`; the writer turns those back into the opcodes at the
 /// protocols that have them.
 #[derive(Clone, PartialEq, Default)]
-pub struct Reduce {
+pub struct Reduction {
     /// What is called, usually a [`Value::Global`].
     pub callable: Value,
     /// The arguments, usually a [`Value::Tuple`].
@@ -138,13 +138,13 @@ pub struct Reduce {
     pub state_setter: Option<Value>,
 }
 
-impl Reduce {
+impl Reduction {
     /// `callable(*args)` with no state or items.
     pub fn new(callable: Value, args: Value) -> Self {
-        Reduce {
+        Reduction {
             callable,
             args,
-            ..Reduce::default()
+            ..Reduction::default()
         }
     }
 }
@@ -595,7 +595,7 @@ impl Value {
                 f(v)
             }),
             Value::Reduce(r) => {
-                let Reduce {
+                let Reduction {
                     callable,
                     args,
                     state,
@@ -639,12 +639,12 @@ impl Value {
             Value::Set(v) => Value::Set(Vec::with_capacity(v.len())),
             Value::FrozenSet(v) => Value::FrozenSet(Vec::with_capacity(v.len())),
             Value::Global(g) => Value::Global(g.clone()),
-            Value::Reduce(r) => Value::Reduce(Box::new(Reduce {
+            Value::Reduce(r) => Value::Reduce(Box::new(Reduction {
                 state: r.state.as_ref().map(|_| Value::None),
                 state_setter: r.state_setter.as_ref().map(|_| Value::None),
                 list_items: Vec::with_capacity(r.list_items.len()),
                 dict_items: Vec::with_capacity(r.dict_items.len()),
-                ..Reduce::default()
+                ..Reduction::default()
             })),
             Value::PersistentId(_) => Value::PersistentId(Box::default()),
             Value::Buffer(b) => Value::Buffer(b.clone()),
@@ -1024,8 +1024,8 @@ impl From<Global> for Value {
     }
 }
 
-impl From<Reduce> for Value {
-    fn from(r: Reduce) -> Value {
+impl From<Reduction> for Value {
+    fn from(r: Reduction) -> Value {
         Value::Reduce(Box::new(r))
     }
 }

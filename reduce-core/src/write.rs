@@ -10,14 +10,19 @@
 //! the batches of 1000 (with CPython's quirks, kept on purpose: a `dict` or
 //! `set` whose size is a multiple of 1000 ends with an empty batch).
 
-mod out;
+pub(crate) mod out;
 
 use std::collections::HashMap;
 use std::io;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::*;
-use crate::value::{Graph, Id, PickleBuffer, Reduce, Value};
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::registry::{Lookup, Registry};
+use crate::save::{Hooks, Reduce, ReducerOverride, Saver};
+use crate::value::{Id, PickleBuffer, Reduction, Value};
 use out::{unpicklable, Out};
 
 /// The highest protocol this crate reads and writes.
@@ -56,7 +61,15 @@ struct WriteOptions<'h> {
     fix_imports: bool,
     buffer_callback: Option<BufferCallback<'h>>,
     extensions: HashMap<(String, String), u32>,
+    registry: Option<Arc<Registry>>,
+    reducer_override: Option<ReducerOverride<'h>>,
+    persistent_id: Option<PersistentId<'h>>,
 }
+
+/// A hook asked about every value written through the registry, before the
+/// registry: Python's `persistent_id`. Return `Some(pid)` to write the value
+/// as that persistent id instead.
+pub type PersistentId<'h> = Box<dyn FnMut(&dyn Any) -> Option<Value> + 'h>;
 
 impl Default for WriteOptions<'_> {
     fn default() -> Self {
@@ -65,6 +78,9 @@ impl Default for WriteOptions<'_> {
             fix_imports: true,
             buffer_callback: None,
             extensions: HashMap::new(),
+            registry: None,
+            reducer_override: None,
+            persistent_id: None,
         }
     }
 }
@@ -119,31 +135,74 @@ impl<'h, W: io::Write> Pickler<'h, W> {
         self
     }
 
+    /// A registry layered over the process-wide one for this pickler: its
+    /// reducers are tried first, and its extension codes written (Python's
+    /// `Pickler.dispatch_table`).
+    pub fn registry(mut self, registry: impl Into<Arc<Registry>>) -> Self {
+        self.options.registry = Some(registry.into());
+        self
+    }
+
+    /// A hook asked before the registry about every value written through
+    /// it (Python's `reducer_override`): write the value with the `Saver`
+    /// and return `Ok(true)`, or return `Ok(false)` to let the registry
+    /// write it.
+    pub fn reducer_override<'g>(
+        self,
+        hook: impl FnMut(&dyn Any, &mut Saver<'_, '_>) -> Result<bool> + 'g,
+    ) -> Pickler<'g, W>
+    where
+        'h: 'g,
+    {
+        let mut options: WriteOptions<'g> = self.options;
+        options.reducer_override = Some(Box::new(hook));
+        Pickler {
+            writer: self.writer,
+            options,
+        }
+    }
+
+    /// A hook asked first about every value written through the registry
+    /// (Python's `persistent_id`): return `Some(pid)` to write the value as a
+    /// reference to something kept outside the pickle.
+    pub fn persistent_id<'g>(
+        self,
+        hook: impl FnMut(&dyn Any) -> Option<Value> + 'g,
+    ) -> Pickler<'g, W>
+    where
+        'h: 'g,
+    {
+        let mut options: WriteOptions<'g> = self.options;
+        options.persistent_id = Some(Box::new(hook));
+        Pickler {
+            writer: self.writer,
+            options,
+        }
+    }
+
     /// Writes one pickle of `value`.
-    pub fn dump<T: crate::ToPickle + ?Sized>(&mut self, value: &T) -> Result<()> {
-        value.to_pickle(self)
-    }
-
-    /// Writes one pickle of a graph.
-    pub fn dump_graph(&mut self, graph: &Graph) -> Result<()> {
-        self.dump_parts(&graph.root, &graph.objects)
-    }
-
-    /// Writes one pickle of a value (a tree; it may not hold [`Value::Ref`]s).
-    pub fn dump_value(&mut self, value: &Value) -> Result<()> {
-        self.dump_parts(value, &[])
-    }
-
-    fn dump_parts(&mut self, root: &Value, objects: &[Value]) -> Result<()> {
+    pub fn dump<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         let opts = &mut self.options;
+        let lookup = Lookup::new(opts.registry.clone());
+        let mut extensions = lookup.extension_names();
+        extensions.extend(opts.extensions.iter().map(|(k, v)| (k.clone(), *v)));
         let mut out = Out::new(
             opts.proto,
             opts.fix_imports,
-            &opts.extensions,
+            &extensions,
             Some(&mut self.writer),
         )?;
         out.start();
-        Encoder::new(&mut out, objects, opts.buffer_callback.as_mut()).run(root)?;
+        let mut saver = Saver::new(
+            &mut out,
+            &lookup,
+            Hooks {
+                reducer_override: opts.reducer_override.as_deref_mut().map(|h| h as _),
+                persistent_id: opts.persistent_id.as_deref_mut().map(|h| h as _),
+                buffer_callback: opts.buffer_callback.as_deref_mut().map(|h| h as _),
+            },
+        );
+        value.reduce(&mut saver)?;
         out.finish()
     }
 
@@ -203,7 +262,7 @@ enum Task<'a> {
     /// and state.
     EndReduce {
         ident: Ident,
-        reduce: Option<&'a Reduce>,
+        reduce: Option<&'a Reduction>,
         region: bool,
     },
     /// A list the writer makes itself (`set(list)` before protocol 4).
@@ -216,10 +275,10 @@ enum Task<'a> {
     Get(Ident),
 }
 
-struct Encoder<'e, 'o, 'a, 'h> {
+struct Encoder<'e, 'o, 'a> {
     out: &'e mut Out<'o>,
     objects: &'a [Value],
-    buffer_callback: Option<&'e mut BufferCallback<'h>>,
+    buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
     shared_memo: Vec<u32>,
     addr_memo: HashMap<*const Value, u32>,
     /// How many recursive-capable objects (shared tuples, frozensets and
@@ -229,11 +288,22 @@ struct Encoder<'e, 'o, 'a, 'h> {
 
 const NOT_MEMOIZED: u32 = u32::MAX;
 
-impl<'e, 'o, 'a, 'h> Encoder<'e, 'o, 'a, 'h> {
+/// Writes a `Value` (with the shared objects of its graph) on `out`, as one
+/// object of a pickle being written.
+pub(crate) fn encode_into<'e>(
+    out: &'e mut Out<'_>,
+    root: &Value,
+    objects: &[Value],
+    buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
+) -> Result<()> {
+    Encoder::new(out, objects, buffer_callback).run(root)
+}
+
+impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
     fn new(
         out: &'e mut Out<'o>,
         objects: &'a [Value],
-        buffer_callback: Option<&'e mut BufferCallback<'h>>,
+        buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
     ) -> Self {
         Encoder {
             out,
@@ -466,7 +536,7 @@ impl<'e, 'o, 'a, 'h> Encoder<'e, 'o, 'a, 'h> {
 
     /// After a reduced object is memoized: its list items, dict items and
     /// state, in CPython's order.
-    fn reduce_rest(&mut self, r: &'a Reduce, ident: Ident, tasks: &mut Vec<Task<'a>>) {
+    fn reduce_rest(&mut self, r: &'a Reduction, ident: Ident, tasks: &mut Vec<Task<'a>>) {
         if let Some(state) = &r.state {
             match &r.state_setter {
                 None => {
@@ -735,7 +805,7 @@ impl<'e, 'o, 'a, 'h> Encoder<'e, 'o, 'a, 'h> {
 
     fn save_reduce(
         &mut self,
-        r: &'a Reduce,
+        r: &'a Reduction,
         ident: Ident,
         tasks: &mut Vec<Task<'a>>,
     ) -> Result<()> {

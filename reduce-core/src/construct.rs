@@ -1,0 +1,468 @@
+//! Reading typed values: the [`Construct`] trait and the [`Node`]s it reads.
+//!
+//! A pickle is first loaded into a [`Graph`] (a stack machine cannot know
+//! which object it is building until the opcode that ends it); a
+//! `Construct` type then reads itself from a `Node`, a place in that graph
+//! that knows its path, so a mismatch says where it is:
+//! `[3].points[0].x: expected float, found str`.
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Write as _};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::registry::Lookup;
+use crate::value::{Global, Graph, Id, Reduction, Value};
+
+/// How a value of this type is built from a pickle: the Rust side of
+/// Python's constructor call.
+///
+/// ```
+/// use reduce::{Construct, Node};
+///
+/// struct Point { x: f64, y: f64 }
+///
+/// impl Construct for Point {
+///     fn construct(node: Node<'_>) -> reduce::Result<Self> {
+///         // geometry.Point(x, y)
+///         let call = node.reduction("geometry", "Point")?;
+///         let (x, y) = call.args().construct()?;
+///         Ok(Point { x, y })
+///     }
+/// }
+///
+/// # let mut registry = reduce::Registry::new();
+/// # registry.register_constructor("geometry", "Point", Point::construct)?;
+/// let bytes = b"\x80\x02cgeometry\nPoint\nq\x00G?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86q\x01Rq\x02.";
+/// let p: Point = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
+/// assert_eq!((p.x, p.y), (1.0, 2.0));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub trait Construct: Sized {
+    /// Builds a value from `node`.
+    fn construct(node: Node<'_>) -> Result<Self>;
+
+    /// For types whose state can be applied after they are made (Python's
+    /// `BUILD`): the object made from the constructor's arguments alone.
+    /// Returning `Some` lets an `Rc<RefCell<Self>>` take part in a cycle
+    /// through its state.
+    fn construct_shell(node: Node<'_>) -> Option<Result<Self>> {
+        let _ = node;
+        None
+    }
+
+    /// Applies the state (and items) of `node` to a value made by
+    /// [`construct_shell`](Construct::construct_shell).
+    fn fill_shell(&mut self, node: Node<'_>) -> Result<()> {
+        let _ = node;
+        Ok(())
+    }
+
+    /// Like [`fill_shell`](Construct::fill_shell), through a shared
+    /// reference, for types with interior mutability (`RefCell`).
+    #[doc(hidden)]
+    fn fill_shared(&self, node: Node<'_>) -> Result<()> {
+        let _ = node;
+        Err(node.error_msg("this type cannot be filled through a shared reference"))
+    }
+
+    /// Builds a value from a whole loaded pickle. The default reads the
+    /// root; `Value` and `Graph` take the graph itself without copying.
+    #[doc(hidden)]
+    fn from_graph(graph: Graph, lookup: &Lookup, limits: &crate::Limits) -> Result<Self> {
+        let _ = limits;
+        let ctx = Ctx::new(lookup);
+        Self::construct(Node::root(&graph, &ctx))
+    }
+}
+
+/// The state of one typed load: the registry, and the objects already built
+/// for shared ids (so two references to one object give one `Rc`).
+pub struct Ctx<'l> {
+    pub(crate) lookup: &'l Lookup,
+    built: RefCell<HashMap<(Id, TypeId), Box<dyn Any>>>,
+    in_progress: RefCell<HashSet<Id>>,
+}
+
+impl<'l> Ctx<'l> {
+    pub(crate) fn new(lookup: &'l Lookup) -> Self {
+        Ctx {
+            lookup,
+            built: RefCell::new(HashMap::new()),
+            in_progress: RefCell::new(HashSet::new()),
+        }
+    }
+}
+
+impl fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx").finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Seg<'a> {
+    Root,
+    Index(usize),
+    Field(&'a str),
+    Key(&'a Value),
+    State,
+}
+
+/// A place in a loaded pickle: a value, the graph it belongs to, and the
+/// path from the root, for error messages.
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    graph: &'a Graph,
+    value: &'a Value,
+    ctx: &'a Ctx<'a>,
+    parent: Option<&'a Node<'a>>,
+    seg: Seg<'a>,
+    /// Leading tuple items that are not part of this node (the class in
+    /// `NEWOBJ`'s `(cls, *args)`).
+    skip: usize,
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Node({}: {:?})", self.path(), self.value)
+    }
+}
+
+impl<'a> Node<'a> {
+    pub(crate) fn root(graph: &'a Graph, ctx: &'a Ctx<'a>) -> Node<'a> {
+        Node {
+            graph,
+            value: &graph.root,
+            ctx,
+            parent: None,
+            seg: Seg::Root,
+            skip: 0,
+        }
+    }
+
+    fn child<'b>(&'b self, seg: Seg<'b>, value: &'b Value) -> Node<'b> {
+        Node {
+            graph: self.graph,
+            value,
+            ctx: self.ctx,
+            parent: Some(self),
+            seg,
+            skip: 0,
+        }
+    }
+
+    /// The value here, with a shared reference followed.
+    pub fn value(&self) -> &'a Value {
+        self.graph.resolve(self.value)
+    }
+
+    /// The shared object this node refers to, if it is one.
+    pub fn shared_id(&self) -> Option<Id> {
+        match self.value {
+            Value::Ref(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The graph this node belongs to.
+    pub fn graph(&self) -> &'a Graph {
+        self.graph
+    }
+
+    /// The path from the root, as in `[3].points[0].x` (empty at the root).
+    pub fn path(&self) -> String {
+        let mut segs = Vec::new();
+        let mut at = Some(self);
+        while let Some(n) = at {
+            segs.push(n.seg);
+            at = n.parent;
+        }
+        let mut out = String::new();
+        for seg in segs.into_iter().rev() {
+            match seg {
+                Seg::Root => {}
+                Seg::Index(i) => {
+                    let _ = write!(out, "[{i}]");
+                }
+                Seg::Field(f) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(f);
+                }
+                Seg::Key(k) => {
+                    let _ = write!(out, "[{k:?}]");
+                }
+                Seg::State => out.push_str("(state)"),
+            }
+        }
+        out
+    }
+
+    /// An error at this node.
+    pub fn error(&self, kind: ErrorKind) -> Error {
+        Error::new(kind).with_path(self.path())
+    }
+
+    /// An error at this node with a message.
+    pub fn error_msg(&self, msg: impl Into<String>) -> Error {
+        self.error(ErrorKind::Invalid(msg.into()))
+    }
+
+    /// "expected `what`, found" the Python type here.
+    pub fn expected(&self, what: &str) -> Error {
+        self.error(ErrorKind::Type {
+            expected: what.to_owned(),
+            found: self.value().type_name(),
+        })
+    }
+
+    /// Builds a `T` from this node.
+    pub fn construct<T: Construct>(&self) -> Result<T> {
+        T::construct(*self)
+    }
+
+    /// The items of a `list`, `tuple`, `set` or `frozenset`.
+    pub fn items(&self) -> Result<&'a [Value]> {
+        let items = self
+            .value()
+            .as_items()
+            .ok_or_else(|| self.expected("a list or tuple"))?;
+        Ok(items.get(self.skip..).unwrap_or(&[]))
+    }
+
+    /// Builds a `T` from item `index` of `items` (which came from
+    /// [`Node::items`] or the like), with the index in the path.
+    pub fn item<T: Construct>(&self, index: usize, item: &Value) -> Result<T> {
+        T::construct(self.child(Seg::Index(index), item))
+    }
+
+    /// Builds a `T` from the value under a field name, for error paths.
+    pub fn field<T: Construct>(&self, name: &str, value: &Value) -> Result<T> {
+        T::construct(self.child(Seg::Field(name), value))
+    }
+
+    /// Builds a `T` from the value of a dict entry, with the key in the path.
+    pub fn entry<T: Construct>(&self, key: &Value, value: &Value) -> Result<T> {
+        T::construct(self.child(Seg::Key(key), value))
+    }
+
+    /// Builds a `T` from a value that is not one of this node's own items
+    /// (a dict key), keeping this node's path.
+    pub fn sibling<T: Construct>(&self, value: &Value) -> Result<T> {
+        T::construct(self.child(Seg::Root, value))
+    }
+
+    /// The pairs of a `dict`.
+    pub fn pairs(&self) -> Result<&'a [(Value, Value)]> {
+        self.value()
+            .as_dict()
+            .ok_or_else(|| self.expected("a dict"))
+    }
+
+    /// A field of an object state given as a dict with str keys (an
+    /// instance `__dict__`): `Ok(None)` when absent.
+    pub fn state_field<T: Construct>(&self, name: &str) -> Result<Option<T>> {
+        for (k, v) in self.pairs()? {
+            if self.graph.resolve(k).as_str() == Some(name) {
+                return T::construct(self.child(Seg::Field(name_static(name, k, self.graph)), v))
+                    .map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The reduced object here, which must be built by the global
+    /// `module.name` (by `REDUCE`, or by `NEWOBJ` on that class).
+    pub fn reduction(&self, module: &str, name: &str) -> Result<Call<'a>> {
+        let call = self.any_reduction()?;
+        if call.global.module != module || call.global.name != name {
+            return Err(self
+                .error(ErrorKind::Type {
+                    expected: format!("an object built by {module}.{name}"),
+                    found: "another object",
+                })
+                .with_detail(format!("it is built by {}", call.global)));
+        }
+        Ok(call)
+    }
+
+    /// The reduced object here, whatever builds it.
+    pub fn any_reduction(&self) -> Result<Call<'a>> {
+        let Value::Reduce(r) = self.value() else {
+            return Err(self.expected("an object built by a constructor"));
+        };
+        let callable = self.graph.resolve(&r.callable);
+        let Value::Global(g) = callable else {
+            return Err(self.error_msg("expected a global as the constructor"));
+        };
+        let args = self.graph.resolve(&r.args);
+        // NEWOBJ: copyreg.__newobj__(cls, *args) builds an instance of cls.
+        if g.module == "copyreg"
+            && (g.name == "__newobj__" || g.name == "__newobj_ex__" || g.name == "_reconstructor")
+        {
+            if let Value::Tuple(items) = args {
+                if let Some(Value::Global(cls)) = items.first().map(|c| self.graph.resolve(c)) {
+                    let rest = match g.name.as_str() {
+                        "__newobj__" => (&r.args, 1),
+                        "__newobj_ex__" => match items.get(1) {
+                            Some(a) => (a, 0),
+                            None => (&r.args, items.len()),
+                        },
+                        // _reconstructor(cls, base, state): no arguments.
+                        _ => (&r.args, items.len()),
+                    };
+                    return Ok(Call {
+                        global: cls,
+                        args: rest,
+                        reduce: r,
+                        node: *self,
+                    });
+                }
+            }
+        }
+        Ok(Call {
+            global: g,
+            args: (&r.args, 0),
+            reduce: r,
+            node: *self,
+        })
+    }
+
+    /// Builds the object here with the constructor the registry has for its
+    /// global, and gives it back as `T` (the type the constructor returns).
+    pub fn registered<T: Any>(&self) -> Result<T> {
+        let call = self.any_reduction()?;
+        let path = call.global.to_string();
+        let f = self.ctx.lookup.constructor(&path).ok_or_else(|| {
+            self.error(ErrorKind::UnknownGlobal {
+                module: call.global.module.clone(),
+                name: call.global.name.clone(),
+                near: self.ctx.lookup.near(&path),
+            })
+        })?;
+        let any = f(*self)?;
+        any.downcast::<T>().map(|b| *b).map_err(|_| {
+            self.error_msg(format!(
+                "the constructor registered for {path} does not make a {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// The object built for this shared id as a `T` before, if any.
+    pub(crate) fn built<T: Clone + 'static>(&self) -> Option<T> {
+        let id = self.shared_id()?;
+        self.ctx
+            .built
+            .borrow()
+            .get(&(id, TypeId::of::<T>()))
+            .and_then(|b| b.downcast_ref::<T>())
+            .cloned()
+    }
+
+    pub(crate) fn remember<T: Clone + 'static>(&self, value: &T) {
+        if let Some(id) = self.shared_id() {
+            self.ctx
+                .built
+                .borrow_mut()
+                .insert((id, TypeId::of::<T>()), Box::new(value.clone()));
+        }
+    }
+
+    /// Runs `build` with this node's shared id marked as being built, so
+    /// that reaching it again (a cycle) is an error instead of a loop.
+    pub(crate) fn guard_cycle<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
+        let Some(id) = self.shared_id() else {
+            return build();
+        };
+        if !self.ctx.in_progress.borrow_mut().insert(id) {
+            return Err(self.error_msg(
+                "the value refers to itself; only Rc<RefCell<T>> of a type with state (construct_shell) can be built in a cycle",
+            ));
+        }
+        let r = build();
+        self.ctx.in_progress.borrow_mut().remove(&id);
+        r
+    }
+}
+
+/// Field names in paths must outlive the node; state keys usually are
+/// literals in the caller, but only the graph's string is sure to.
+fn name_static<'g>(_name: &str, key: &'g Value, graph: &'g Graph) -> &'g str {
+    graph.resolve(key).as_str().unwrap_or("?")
+}
+
+/// A reduced object in a loaded pickle: the global that builds it, its
+/// arguments, state and items.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    global: &'a Global,
+    args: (&'a Value, usize),
+    reduce: &'a Reduction,
+    node: Node<'a>,
+}
+
+impl<'a> Call<'a> {
+    /// The global that builds the object (for `NEWOBJ`, the class).
+    pub fn global(&self) -> &'a Global {
+        self.global
+    }
+
+    /// The constructor's arguments, as a node to read as a tuple.
+    pub fn args(&self) -> Node<'a> {
+        let (value, skip) = self.args;
+        Node {
+            graph: self.node.graph,
+            value,
+            ctx: self.node.ctx,
+            parent: self.node.parent,
+            seg: self.node.seg,
+            skip,
+        }
+    }
+
+    /// The state applied with `BUILD`, if any.
+    pub fn state(&self) -> Option<StateNode<'a>> {
+        self.reduce.state.as_ref().map(|s| StateNode {
+            value: s,
+            node: self.node,
+        })
+    }
+
+    /// Items appended after construction.
+    pub fn list_items(&self) -> &'a [Value] {
+        &self.reduce.list_items
+    }
+
+    /// Items set after construction.
+    pub fn dict_items(&self) -> &'a [(Value, Value)] {
+        &self.reduce.dict_items
+    }
+
+    /// The node of the object itself.
+    pub fn node(&self) -> Node<'a> {
+        self.node
+    }
+}
+
+/// The state given to an object with `BUILD`.
+#[derive(Clone, Copy)]
+pub struct StateNode<'a> {
+    value: &'a Value,
+    node: Node<'a>,
+}
+
+impl StateNode<'_> {
+    /// Reads the state as a `T`.
+    pub fn construct<T: Construct>(&self) -> Result<T> {
+        T::construct(self.node.child(Seg::State, self.value))
+    }
+
+    /// Runs `f` on the state's node.
+    pub fn with<R>(&self, f: impl FnOnce(Node<'_>) -> R) -> R {
+        f(self.node.child(Seg::State, self.value))
+    }
+}

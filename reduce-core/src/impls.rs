@@ -1,0 +1,650 @@
+//! [`Reduce`] and [`Construct`] for the standard library's types: each
+//! writes and reads as its natural Python twin.
+//!
+//! | Rust | Python |
+//! |---|---|
+//! | `bool` | `bool` |
+//! | `i8` … `i128`, `u8` … `u128`, `isize`, `usize` | `int` |
+//! | `f32`, `f64` | `float` (an `int` reads as a float too) |
+//! | `char`, `String`, `&str`, `Box<str>`, `Cow<str>`, [`PyStr`] | `str` |
+//! | `Vec<T>`, `VecDeque<T>`, `[T; N]`, `[T]` | `list` (reads from a tuple too) |
+//! | `(A, B, …)` up to 12, `()` | `tuple` |
+//! | `Option<T>` | `None` or the value |
+//! | `HashMap`, `BTreeMap` | `dict` |
+//! | `HashSet`, `BTreeSet` | `set` (reads from a frozenset or list too) |
+//! | `Box<T>`, `RefCell<T>` | as `T` |
+//! | `Rc<T>`, `Arc<T>` | as `T`, with identity: clones are one object |
+//! | [`Bytes`], [`ByteArray`] | `bytes`, `bytearray` |
+//! | [`Value`], [`Graph`] | any object |
+//!
+//! Hash maps and sets are written in a fixed order (their keys sorted by
+//! their pickled bytes), so the same value always gives the same bytes.
+//! A byte buffer (`Vec<u8>`) is a `list` of ints like any `Vec`; wrap it in
+//! [`Bytes`] to write Python `bytes`.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use num_bigint::BigInt;
+
+use crate::construct::{Construct, Node};
+use crate::error::{ErrorKind, Result};
+use crate::read::Limits;
+use crate::registry::Lookup;
+use crate::save::{Reduce, Saver};
+use crate::value::{Graph, PyStr, Value};
+
+// ---- integers ---------------------------------------------------------------
+
+macro_rules! small_ints {
+    ($($t:ty)*) => {$(
+        impl Reduce for $t {
+            fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+                s.i64(*self as i64)
+            }
+        }
+        impl Construct for $t {
+            fn construct(node: Node<'_>) -> Result<Self> {
+                let big = int_of(&node)?;
+                <$t>::try_from(&big).map_err(|_| {
+                    node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
+                })
+            }
+        }
+    )*};
+}
+small_ints!(i8 i16 i32 i64 isize u8 u16 u32);
+
+macro_rules! big_ints {
+    ($($t:ty)*) => {$(
+        impl Reduce for $t {
+            fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+                match i64::try_from(*self) {
+                    Ok(i) => s.i64(i),
+                    Err(_) => s.bigint(&BigInt::from(*self)),
+                }
+            }
+        }
+        impl Construct for $t {
+            fn construct(node: Node<'_>) -> Result<Self> {
+                let big = int_of(&node)?;
+                <$t>::try_from(&big).map_err(|_| {
+                    node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
+                })
+            }
+        }
+    )*};
+}
+big_ints!(u64 usize i128 u128);
+
+fn int_of(node: &Node<'_>) -> Result<BigInt> {
+    match node.value() {
+        Value::Int(i) => Ok(BigInt::from(*i)),
+        Value::BigInt(b) => Ok((**b).clone()),
+        _ => Err(node.expected("int")),
+    }
+}
+
+impl Reduce for BigInt {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.bigint(self)
+    }
+}
+
+impl Construct for BigInt {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        int_of(&node)
+    }
+}
+
+impl Reduce for bool {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.bool(*self)
+    }
+}
+
+impl Construct for bool {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        match node.value() {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(node.expected("bool")),
+        }
+    }
+}
+
+// ---- floats -----------------------------------------------------------------
+
+impl Reduce for f64 {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.f64(*self)
+    }
+}
+
+impl Reduce for f32 {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.f64(*self as f64)
+    }
+}
+
+impl Construct for f64 {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        match node.value() {
+            Value::Float(x) => Ok(*x),
+            // Python code often stores 1 where it means 1.0.
+            Value::Int(i) => Ok(*i as f64),
+            _ => Err(node.expected("float")),
+        }
+    }
+}
+
+impl Construct for f32 {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        f64::construct(node).map(|x| x as f32)
+    }
+}
+
+// ---- strings ----------------------------------------------------------------
+
+impl Reduce for str {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.str(self)
+    }
+}
+
+impl Reduce for String {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.str(self)
+    }
+}
+
+impl Reduce for Cow<'_, str> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.str(self)
+    }
+}
+
+impl Reduce for char {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.str(self.encode_utf8(&mut [0; 4]))
+    }
+}
+
+impl Reduce for PyStr {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.py_str(self)
+    }
+}
+
+fn str_of<'a>(node: &Node<'a>) -> Result<&'a str> {
+    match node.value() {
+        Value::Str(s) => s.as_str().ok_or_else(|| {
+            node.error_msg(
+                "str holds a lone surrogate, which Rust strings cannot; read it as a PyStr",
+            )
+        }),
+        _ => Err(node.expected("str")),
+    }
+}
+
+impl Construct for String {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        str_of(&node).map(str::to_owned)
+    }
+}
+
+impl Construct for Box<str> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        str_of(&node).map(Box::from)
+    }
+}
+
+impl Construct for Cow<'static, str> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        str_of(&node).map(|s| Cow::Owned(s.to_owned()))
+    }
+}
+
+impl Construct for char {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        let s = str_of(&node)?;
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(node.error_msg(format!(
+                "expected a str of one character, found {} characters",
+                s.chars().count()
+            ))),
+        }
+    }
+}
+
+impl Construct for PyStr {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        match node.value() {
+            Value::Str(s) => Ok(s.clone()),
+            _ => Err(node.expected("str")),
+        }
+    }
+}
+
+// ---- bytes ------------------------------------------------------------------
+
+/// A byte buffer written as Python `bytes` (a plain `Vec<u8>` is a `list` of
+/// ints). Reads from `bytes`, `bytearray` or a protocol 5 buffer.
+///
+/// ```
+/// use reduce::Bytes;
+///
+/// let pickle = reduce::to_vec_with_protocol(&Bytes(b"\x00\xff".to_vec()), 3)?;
+/// assert_eq!(pickle, b"\x80\x03C\x02\x00\xffq\x00.");
+/// let back: Bytes = reduce::from_slice(&pickle)?;
+/// assert_eq!(back.0, b"\x00\xff");
+/// # Ok::<(), reduce::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bytes(pub Vec<u8>);
+
+/// A byte buffer written as Python `bytearray`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ByteArray(pub Vec<u8>);
+
+impl Reduce for Bytes {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.bytes(&self.0)
+    }
+}
+
+impl Reduce for ByteArray {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.bytearray(&self.0)
+    }
+}
+
+fn bytes_of(node: &Node<'_>) -> Result<Vec<u8>> {
+    match node.value() {
+        Value::Bytes(b) | Value::ByteArray(b) => Ok(b.clone()),
+        Value::Buffer(b) => Ok(b.data.clone()),
+        _ => Err(node.expected("bytes")),
+    }
+}
+
+impl Construct for Bytes {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        bytes_of(&node).map(Bytes)
+    }
+}
+
+impl Construct for ByteArray {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        bytes_of(&node).map(ByteArray)
+    }
+}
+
+/// `#[reduce(with = "reduce::bytes")]`: a `Vec<u8>` field written as
+/// Python `bytes`.
+pub mod bytes {
+    use super::*;
+
+    /// Writes the buffer as `bytes`.
+    pub fn reduce(v: &[u8], s: &mut Saver<'_, '_>) -> Result<()> {
+        s.bytes(v)
+    }
+
+    /// Reads `bytes`, `bytearray` or a buffer.
+    pub fn construct(node: Node<'_>) -> Result<Vec<u8>> {
+        bytes_of(&node)
+    }
+}
+
+// ---- sequences --------------------------------------------------------------
+
+impl<T: Reduce> Reduce for [T] {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.list(self.iter())
+    }
+}
+
+impl<T: Reduce> Reduce for Vec<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.list(self.iter())
+    }
+}
+
+impl<T: Reduce> Reduce for VecDeque<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.list(self.iter())
+    }
+}
+
+impl<T: Reduce, const N: usize> Reduce for [T; N] {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.list(self.iter())
+    }
+}
+
+fn collect<T: Construct, C: FromIterator<T>>(node: &Node<'_>) -> Result<C> {
+    node.items()?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| node.item(i, v))
+        .collect()
+}
+
+impl<T: Construct> Construct for Vec<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        collect(&node)
+    }
+}
+
+impl<T: Construct> Construct for VecDeque<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        collect(&node)
+    }
+}
+
+impl<T: Construct, const N: usize> Construct for [T; N] {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        let items: Vec<T> = collect(&node)?;
+        let n = items.len();
+        items
+            .try_into()
+            .map_err(|_| node.error_msg(format!("expected {N} items, found {n}")))
+    }
+}
+
+// ---- tuples -----------------------------------------------------------------
+
+impl Reduce for () {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.tuple(0, |_| Ok(()))
+    }
+}
+
+impl Construct for () {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        match node.value() {
+            Value::None => Ok(()),
+            Value::Tuple(_) if node.items()?.is_empty() => Ok(()),
+            _ => Err(node.expected("an empty tuple")),
+        }
+    }
+}
+
+macro_rules! tuples {
+    ($($n:literal => ($($t:ident $i:tt),+);)*) => {$(
+        impl<$($t: Reduce),+> Reduce for ($($t,)+) {
+            fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+                s.tuple($n, |s| {
+                    $(s.save(&self.$i)?;)+
+                    Ok(())
+                })
+            }
+        }
+        impl<$($t: Construct),+> Construct for ($($t,)+) {
+            fn construct(node: Node<'_>) -> Result<Self> {
+                let items = node.items()?;
+                if items.len() != $n {
+                    return Err(node.error_msg(format!(
+                        "expected a tuple of {} items, found {}", $n, items.len()
+                    )));
+                }
+                Ok(($(node.item::<$t>($i, &items[$i])?,)+))
+            }
+        }
+    )*};
+}
+tuples! {
+    1 => (A 0);
+    2 => (A 0, B 1);
+    3 => (A 0, B 1, C 2);
+    4 => (A 0, B 1, C 2, D 3);
+    5 => (A 0, B 1, C 2, D 3, E 4);
+    6 => (A 0, B 1, C 2, D 3, E 4, F 5);
+    7 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+    8 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+    9 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8);
+    10 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9);
+    11 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10);
+    12 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
+}
+
+// ---- option, boxes, shared pointers -----------------------------------------
+
+impl<T: Reduce> Reduce for Option<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        match self {
+            None => s.none(),
+            Some(v) => v.reduce(s),
+        }
+    }
+}
+
+impl<T: Construct> Construct for Option<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        match node.value() {
+            Value::None => Ok(None),
+            _ => T::construct(node).map(Some),
+        }
+    }
+}
+
+impl<T: Reduce + ?Sized> Reduce for &T {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        (**self).reduce(s)
+    }
+}
+
+impl<T: Reduce + ?Sized> Reduce for Box<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        (**self).reduce(s)
+    }
+}
+
+impl<T: Construct> Construct for Box<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        T::construct(node).map(Box::new)
+    }
+}
+
+impl<T: Reduce + ?Sized> Reduce for RefCell<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        let inner = self.try_borrow().map_err(|_| {
+            crate::Error::new(ErrorKind::Unpicklable(
+                "a RefCell is mutably borrowed".into(),
+            ))
+        })?;
+        inner.reduce(s)
+    }
+}
+
+impl<T: Construct> Construct for RefCell<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        T::construct(node).map(RefCell::new)
+    }
+
+    fn construct_shell(node: Node<'_>) -> Option<Result<Self>> {
+        T::construct_shell(node).map(|r| r.map(RefCell::new))
+    }
+
+    fn fill_shell(&mut self, node: Node<'_>) -> Result<()> {
+        self.get_mut().fill_shell(node)
+    }
+
+    fn fill_shared(&self, node: Node<'_>) -> Result<()> {
+        self.borrow_mut().fill_shell(node)
+    }
+}
+
+/// Two clones of one `Rc` are one object in the pickle: written once, then
+/// as a memo reference.
+impl<T: Reduce + ?Sized> Reduce for Rc<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.shared(Rc::as_ptr(self) as *const () as usize, |s| {
+            (**self).reduce(s)
+        })
+    }
+}
+
+/// One object referred to twice in the pickle is one `Rc` again; with
+/// `T = RefCell<U>` where `U` has state, it may also refer to itself.
+impl<T: Construct + 'static> Construct for Rc<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        if let Some(rc) = node.built::<Rc<T>>() {
+            return Ok(rc);
+        }
+        if node.shared_id().is_some() {
+            if let Some(shell) = T::construct_shell(node) {
+                let rc = Rc::new(shell?);
+                node.remember(&rc);
+                rc.fill_shared(node)?;
+                return Ok(rc);
+            }
+        }
+        let rc = Rc::new(node.guard_cycle(|| T::construct(node))?);
+        node.remember(&rc);
+        Ok(rc)
+    }
+}
+
+/// As for `Rc`: clones are one object.
+impl<T: Reduce + ?Sized> Reduce for Arc<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.shared(Arc::as_ptr(self) as *const () as usize, |s| {
+            (**self).reduce(s)
+        })
+    }
+}
+
+impl<T: Construct + 'static> Construct for Arc<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        if let Some(arc) = node.built::<Arc<T>>() {
+            return Ok(arc);
+        }
+        let arc = Arc::new(node.guard_cycle(|| T::construct(node))?);
+        node.remember(&arc);
+        Ok(arc)
+    }
+}
+
+// ---- maps and sets ----------------------------------------------------------
+
+/// The pickled bytes of a key, to order hash containers the same way every
+/// time.
+fn sort_key<T: Reduce + ?Sized>(s: &Saver<'_, '_>, v: &T) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    crate::Pickler::new(&mut buf)
+        .protocol(s.protocol().max(4))
+        .dump(v)?;
+    Ok(buf)
+}
+
+impl<K: Reduce + Eq + Hash, V: Reduce, S: BuildHasher> Reduce for HashMap<K, V, S> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        let mut entries = self
+            .iter()
+            .map(|(k, v)| Ok((sort_key(s, k)?, (k, v))))
+            .collect::<Result<Vec<_>>>()?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        s.dict(entries.iter().map(|(_, (k, v))| (*k, *v)))
+    }
+}
+
+impl<K: Reduce, V: Reduce> Reduce for BTreeMap<K, V> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.dict(self.iter())
+    }
+}
+
+fn pairs_into<K: Construct, V: Construct, C: FromIterator<(K, V)>>(node: &Node<'_>) -> Result<C> {
+    node.pairs()?
+        .iter()
+        .map(|(k, v)| Ok((node.sibling::<K>(k)?, node.entry::<V>(k, v)?)))
+        .collect()
+}
+
+impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
+    for HashMap<K, V, S>
+{
+    fn construct(node: Node<'_>) -> Result<Self> {
+        pairs_into(&node)
+    }
+}
+
+impl<K: Construct + Ord, V: Construct> Construct for BTreeMap<K, V> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        pairs_into(&node)
+    }
+}
+
+impl<T: Reduce + Eq + Hash, S: BuildHasher> Reduce for HashSet<T, S> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        let mut items = self
+            .iter()
+            .map(|v| Ok((sort_key(s, v)?, v)))
+            .collect::<Result<Vec<_>>>()?;
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        s.set(items.iter().map(|(_, v)| *v))
+    }
+}
+
+impl<T: Reduce> Reduce for BTreeSet<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.set(self.iter())
+    }
+}
+
+impl<T: Construct + Eq + Hash, S: BuildHasher + Default> Construct for HashSet<T, S> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        collect(&node)
+    }
+}
+
+impl<T: Construct + Ord> Construct for BTreeSet<T> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        collect(&node)
+    }
+}
+
+// ---- the dynamic model ------------------------------------------------------
+
+impl Reduce for Value {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.value(self)
+    }
+}
+
+impl Reduce for Graph {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.graph(self)
+    }
+}
+
+/// A plain tree: shared objects are copied into each place that refers to
+/// them (within [`Limits::max_tree_nodes`]); a cycle is an error, so read
+/// such pickles as a [`Graph`].
+impl Construct for Value {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        let sub = Graph::from_parts(node.value().clone(), node.graph().objects().to_vec())?;
+        sub.into_tree(Limits::default().max_tree_nodes)
+            .map_err(|e| e.with_path(node.path()))
+    }
+
+    fn from_graph(graph: Graph, _lookup: &Lookup, limits: &Limits) -> Result<Self> {
+        graph.into_tree(limits.max_tree_nodes)
+    }
+}
+
+/// The whole loaded pickle, sharing and cycles kept.
+impl Construct for Graph {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        Graph::from_parts(node.value().clone(), node.graph().objects().to_vec())
+    }
+
+    fn from_graph(graph: Graph, _lookup: &Lookup, _limits: &Limits) -> Result<Self> {
+        Ok(graph)
+    }
+}

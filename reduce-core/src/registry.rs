@@ -1,0 +1,387 @@
+//! The registry: Python's `copyreg`, for Rust.
+//!
+//! | Python | reduce |
+//! |---|---|
+//! | `copyreg.pickle(T, reducer)` | [`Registry::register_reducer::<T>`](Registry::register_reducer) |
+//! | `find_class` allowing `module.name` | [`Registry::register_constructor`] |
+//! | both, for a type with `Reduce` and `Construct` | [`Registry::register`] |
+//! | `copyreg.add_extension` / `remove_extension` | [`Registry::add_extension`] / [`Registry::remove_extension`] |
+//! | `copyreg.dispatch_table` (process-wide) | [`registry()`](crate::registry()) |
+//! | `Pickler.dispatch_table` (per pickler) | an owned [`Registry`] given to [`Pickler::registry`](crate::Pickler::registry) or [`Unpickler::registry`](crate::Unpickler::registry) |
+//!
+//! Reducers are keyed by type (`TypeId`), constructors by global path
+//! (`module` plus qualified `name`). Loading calls only registered
+//! constructors; a name that is not registered is an error that lists the
+//! registered names near it.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, LazyLock, RwLock};
+
+use crate::construct::{Construct, Node};
+use crate::error::{Error, ErrorKind, Result};
+use crate::save::{Reduce, Saver};
+use crate::value::Global;
+
+/// A reducer: writes a value of one registered type.
+pub type ReducerFn = Arc<dyn Fn(&dyn Any, &mut Saver<'_, '_>) -> Result<()> + Send + Sync>;
+
+/// A constructor: builds an object from a reduced object in a pickle (its
+/// arguments, state and items, seen through a [`Node`]).
+pub type ConstructorFn = Arc<dyn Fn(Node<'_>) -> Result<Box<dyn Any>> + Send + Sync>;
+
+/// Reducers, constructors and extension codes.
+///
+/// An owned `Registry` is layered over the process-wide one (see
+/// [`registry()`](crate::registry())) when given to a `Pickler` or
+/// `Unpickler`: its entries are looked up first.
+#[derive(Clone, Default)]
+pub struct Registry {
+    reducers: HashMap<TypeId, (ReducerFn, &'static str)>,
+    constructors: BTreeMap<String, (ConstructorFn, &'static str)>,
+    extension_codes: HashMap<u32, Global>,
+    extension_names: HashMap<(String, String), u32>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field(
+                "reducers",
+                &self.reducers.values().map(|(_, t)| *t).collect::<Vec<_>>(),
+            )
+            .field(
+                "constructors",
+                &self.constructors.keys().collect::<Vec<_>>(),
+            )
+            .field("extensions", &self.extension_codes)
+            .finish()
+    }
+}
+
+fn duplicate(what: String) -> Error {
+    Error::new(ErrorKind::Registry(what))
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Teaches the registry how to write values of type `T`, a type you may
+    /// not own: `copyreg.pickle(T, reducer)`. Fails if `T` already has a
+    /// reducer here.
+    pub fn register_reducer<T: Any>(
+        &mut self,
+        reducer: impl Fn(&T, &mut Saver<'_, '_>) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<()> {
+        let type_name = std::any::type_name::<T>();
+        if self.reducers.contains_key(&TypeId::of::<T>()) {
+            return Err(duplicate(format!(
+                "a reducer for {type_name} is already registered"
+            )));
+        }
+        let f: ReducerFn = Arc::new(move |value, s| match value.downcast_ref::<T>() {
+            Some(v) => reducer(v, s),
+            None => Err(Error::new(ErrorKind::Unpicklable(format!(
+                "reducer for {type_name} was given another type"
+            )))),
+        });
+        self.reducers.insert(TypeId::of::<T>(), (f, type_name));
+        Ok(())
+    }
+
+    /// Registers the constructor called for the global `module.name` when a
+    /// pickle builds an object with it. Fails if the path is taken.
+    pub fn register_constructor<T: Any>(
+        &mut self,
+        module: &str,
+        name: &str,
+        constructor: impl Fn(Node<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> Result<()> {
+        let path = format!("{module}.{name}");
+        if let Some((_, existing)) = self.constructors.get(&path) {
+            return Err(duplicate(format!(
+                "the global `{path}` is already registered (for {existing}); use #[reduce(name = \"...\")] or another path to give this type a unique global name"
+            )));
+        }
+        let f: ConstructorFn =
+            Arc::new(move |node| constructor(node).map(|v| Box::new(v) as Box<dyn Any>));
+        self.constructors
+            .insert(path, (f, std::any::type_name::<T>()));
+        Ok(())
+    }
+
+    /// Registers both ways a type that implements [`Reduce`] and
+    /// [`Construct`] under the global `module.name`.
+    pub fn register<T: Reduce + Construct + Any>(
+        &mut self,
+        module: &str,
+        name: &str,
+    ) -> Result<()> {
+        self.register_constructor(module, name, T::construct)?;
+        if !self.reducers.contains_key(&TypeId::of::<T>()) {
+            self.register_reducer::<T>(|v, s| v.reduce(s))?;
+        }
+        Ok(())
+    }
+
+    /// `copyreg.add_extension(module, name, code)`: the global is written as
+    /// `EXT1`/`EXT2`/`EXT4` `code` at protocol 2 and up, and the code reads
+    /// back as the global. Codes are 1 to 2<sup>31</sup> - 1; a code or a name
+    /// registered to something else is an error.
+    pub fn add_extension(&mut self, module: &str, name: &str, code: u32) -> Result<()> {
+        if code == 0 || code > 0x7fff_ffff {
+            return Err(duplicate(format!(
+                "extension code {code} is out of range (1 to 2**31-1)"
+            )));
+        }
+        let key = (module.to_owned(), name.to_owned());
+        match (
+            self.extension_names.get(&key),
+            self.extension_codes.get(&code),
+        ) {
+            (Some(&c), Some(g)) if c == code && g.module == module && g.name == name => {
+                return Ok(())
+            }
+            (Some(&c), _) => {
+                return Err(duplicate(format!(
+                    "`{module}.{name}` is already registered with code {c}"
+                )))
+            }
+            (_, Some(g)) => {
+                return Err(duplicate(format!(
+                    "extension code {code} is already in use for `{g}`"
+                )))
+            }
+            _ => {}
+        }
+        self.extension_names.insert(key, code);
+        self.extension_codes.insert(code, Global::new(module, name));
+        Ok(())
+    }
+
+    /// `copyreg.remove_extension(module, name, code)`.
+    pub fn remove_extension(&mut self, module: &str, name: &str, code: u32) -> Result<()> {
+        let key = (module.to_owned(), name.to_owned());
+        if self.extension_names.get(&key) != Some(&code) {
+            return Err(duplicate(format!(
+                "`{module}.{name}` is not registered as extension code {code}"
+            )));
+        }
+        self.extension_names.remove(&key);
+        self.extension_codes.remove(&code);
+        Ok(())
+    }
+
+    /// Whether a constructor is registered for the global `module.name`.
+    pub fn contains(&self, module: &str, name: &str) -> bool {
+        self.constructors.contains_key(&format!("{module}.{name}"))
+    }
+
+    /// The registered global paths, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.constructors.keys().map(String::as_str)
+    }
+}
+
+/// The process-wide registry: `copyreg`'s module-level tables.
+///
+/// Registration takes a write lock only long enough to swap in a new
+/// snapshot; picklers and unpicklers work on the snapshot they took when
+/// they started, so registering from one thread while others pickle and
+/// unpickle is safe and never blocks them.
+pub struct GlobalRegistry {
+    current: RwLock<Arc<Registry>>,
+}
+
+static GLOBAL: LazyLock<GlobalRegistry> = LazyLock::new(|| GlobalRegistry {
+    current: RwLock::new(Arc::new(Registry::new())),
+});
+
+/// The process-wide registry.
+pub fn registry() -> &'static GlobalRegistry {
+    &GLOBAL
+}
+
+impl GlobalRegistry {
+    /// The registry as it is now.
+    pub fn snapshot(&self) -> Arc<Registry> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the registry: `change` works on a copy, which replaces the
+    /// current registry only if `change` succeeds.
+    pub fn update<R>(&self, change: impl FnOnce(&mut Registry) -> Result<R>) -> Result<R> {
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = (**guard).clone();
+        let r = change(&mut next)?;
+        *guard = Arc::new(next);
+        Ok(r)
+    }
+
+    /// [`Registry::register_reducer`] on the process-wide registry.
+    pub fn register_reducer<T: Any>(
+        &self,
+        reducer: impl Fn(&T, &mut Saver<'_, '_>) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.update(|r| r.register_reducer(reducer))
+    }
+
+    /// [`Registry::register_constructor`] on the process-wide registry.
+    pub fn register_constructor<T: Any>(
+        &self,
+        module: &str,
+        name: &str,
+        constructor: impl Fn(Node<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.update(|r| r.register_constructor(module, name, constructor))
+    }
+
+    /// [`Registry::register`] on the process-wide registry.
+    pub fn register<T: Reduce + Construct + Any>(&self, module: &str, name: &str) -> Result<()> {
+        self.update(|r| r.register::<T>(module, name))
+    }
+
+    /// [`Registry::add_extension`] on the process-wide registry.
+    pub fn add_extension(&self, module: &str, name: &str, code: u32) -> Result<()> {
+        self.update(|r| r.add_extension(module, name, code))
+    }
+
+    /// [`Registry::remove_extension`] on the process-wide registry.
+    pub fn remove_extension(&self, module: &str, name: &str, code: u32) -> Result<()> {
+        self.update(|r| r.remove_extension(module, name, code))
+    }
+
+    /// Whether a constructor is registered for `module.name`.
+    pub fn contains(&self, module: &str, name: &str) -> bool {
+        self.snapshot().contains(module, name)
+    }
+}
+
+/// An owned registry layered over a snapshot of the process-wide one.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Lookup {
+    local: Option<Arc<Registry>>,
+    global: Arc<Registry>,
+}
+
+impl Lookup {
+    pub(crate) fn new(local: Option<Arc<Registry>>) -> Lookup {
+        Lookup {
+            local,
+            global: registry().snapshot(),
+        }
+    }
+
+    fn layers(&self) -> impl Iterator<Item = &Registry> {
+        self.local
+            .as_deref()
+            .into_iter()
+            .chain(std::iter::once(&*self.global))
+    }
+
+    pub(crate) fn reducer(&self, t: TypeId) -> Option<ReducerFn> {
+        self.layers()
+            .find_map(|r| r.reducers.get(&t).map(|(f, _)| f.clone()))
+    }
+
+    pub(crate) fn constructor(&self, path: &str) -> Option<ConstructorFn> {
+        self.layers()
+            .find_map(|r| r.constructors.get(path).map(|(f, _)| f.clone()))
+    }
+
+    pub(crate) fn has_constructor(&self, module: &str, name: &str) -> bool {
+        let path = format!("{module}.{name}");
+        self.layers().any(|r| r.constructors.contains_key(&path))
+    }
+
+    pub(crate) fn extension_global(&self, code: u32) -> Option<Global> {
+        self.layers()
+            .find_map(|r| r.extension_codes.get(&code).cloned())
+    }
+
+    /// All extension codes by name, local layer first.
+    pub(crate) fn extension_names(&self) -> HashMap<(String, String), u32> {
+        let mut all = HashMap::new();
+        for layer in [Some(&*self.global), self.local.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            all.extend(layer.extension_names.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        all
+    }
+
+    /// Registered names close to `path`, for error messages.
+    pub(crate) fn near(&self, path: &str) -> Vec<String> {
+        let mut found: Vec<(usize, String)> = self
+            .layers()
+            .flat_map(|r| r.constructors.keys())
+            .filter_map(|k| {
+                let d = edit_distance(k, path);
+                let same_tail = k.rsplit('.').next() == path.rsplit('.').next();
+                (d <= 3 || same_tail).then(|| (d, k.clone()))
+            })
+            .collect();
+        found.sort();
+        found.dedup_by(|a, b| a.1 == b.1);
+        found.into_iter().take(5).map(|(_, k)| k).collect()
+    }
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("os.system", "os.sytem"), 1);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let mut r = Registry::new();
+        r.register_constructor("m", "A", |_| Ok(1u8)).unwrap();
+        let e = r.register_constructor("m", "A", |_| Ok(2u8)).unwrap_err();
+        assert!(e.to_string().contains("`m.A` is already registered"), "{e}");
+        r.register_reducer::<u8>(|_, _| Ok(())).unwrap();
+        assert!(r.register_reducer::<u8>(|_, _| Ok(())).is_err());
+    }
+
+    #[test]
+    fn extension_codes_conflict_like_copyreg() {
+        let mut r = Registry::new();
+        r.add_extension("m", "f", 5).unwrap();
+        r.add_extension("m", "f", 5).unwrap();
+        assert!(r.add_extension("m", "g", 5).is_err());
+        assert!(r.add_extension("m", "f", 6).is_err());
+        assert!(r.add_extension("m", "g", 0).is_err());
+        r.remove_extension("m", "f", 5).unwrap();
+        r.add_extension("m", "g", 5).unwrap();
+    }
+}

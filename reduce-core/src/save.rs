@@ -1,0 +1,592 @@
+//! Writing typed values: the [`Reduce`] trait and the [`Saver`] it writes to.
+//!
+//! A `Saver` streams straight to pickle bytes: no [`Value`] tree is built.
+//! It makes CPython's memo decisions (every `str`, `bytes`, container and
+//! reduced object is memoized), and keeps identity where Rust has it: two
+//! clones of one `Rc` or `Arc` are one object in the pickle, written once
+//! and then as a memo reference.
+
+use std::any::Any;
+use std::collections::HashMap;
+
+use num_bigint::BigInt;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::*;
+use crate::registry::Lookup;
+use crate::value::{Graph, PickleBuffer, PyStr, Value};
+use crate::write::out::{unpicklable, Out};
+
+/// How a value of this type is written as a pickle: Python's `__reduce__`.
+///
+/// Plain data writes itself as its Python twin (a `Vec` is a `list`, a
+/// `HashMap` a `dict`, ...); other types write a *reduction*, a constructor
+/// named by its global path plus arguments, with [`Saver::reduction`].
+///
+/// ```
+/// use reduce::{Reduce, Saver};
+///
+/// struct Point { x: f64, y: f64 }
+///
+/// impl Reduce for Point {
+///     fn reduce(&self, s: &mut Saver<'_, '_>) -> reduce::Result<()> {
+///         // geometry.Point(x, y)
+///         s.reduction("geometry", "Point").args(&(self.x, self.y)).save()
+///     }
+/// }
+///
+/// let bytes = reduce::to_vec_with_protocol(&Point { x: 1.0, y: 2.0 }, 2)?;
+/// assert_eq!(
+///     bytes,
+///     b"\x80\x02cgeometry\nPoint\nq\x00G?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86q\x01Rq\x02.",
+/// );
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub trait Reduce {
+    /// Writes `self` to `s` as exactly one object.
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()>;
+}
+
+/// The deepest nesting the typed writer follows, as CPython's recursion
+/// limit stops its pickler. (`Value` and `Graph` have no such limit.)
+pub const MAX_TYPED_DEPTH: usize = 1000;
+
+/// A hook asked about every value written through the registry before the
+/// registry itself: Python's `reducer_override`. Return `Ok(true)` when it
+/// wrote the value.
+pub type ReducerOverride<'h> = Box<dyn FnMut(&dyn Any, &mut Saver<'_, '_>) -> Result<bool> + 'h>;
+
+type OverrideHook<'s> = dyn FnMut(&dyn Any, &mut Saver<'_, '_>) -> Result<bool> + 's;
+type PersistentIdHook<'s> = dyn FnMut(&dyn Any) -> Option<Value> + 's;
+type BufferHook<'s> = dyn FnMut(&PickleBuffer) -> bool + 's;
+
+/// The caller's hooks, borrowed for one dump.
+pub(crate) struct Hooks<'s> {
+    pub(crate) reducer_override: Option<&'s mut OverrideHook<'s>>,
+    pub(crate) persistent_id: Option<&'s mut PersistentIdHook<'s>>,
+    pub(crate) buffer_callback: Option<&'s mut BufferHook<'s>>,
+}
+
+/// Where a typed value is written. Each method writes exactly one object.
+pub struct Saver<'s, 'o> {
+    pub(crate) out: &'s mut Out<'o>,
+    pub(crate) registry: &'s Lookup,
+    /// Memo indexes of objects with identity (the target of an `Rc`/`Arc`).
+    ptr_memo: HashMap<usize, u32>,
+    /// The identity of the object about to be written, set by [`Saver::shared`].
+    pending: Option<usize>,
+    depth: usize,
+    hooks: Hooks<'s>,
+}
+
+impl<'s, 'o> Saver<'s, 'o> {
+    pub(crate) fn new(out: &'s mut Out<'o>, registry: &'s Lookup, hooks: Hooks<'s>) -> Self {
+        Saver {
+            out,
+            registry,
+            ptr_memo: HashMap::new(),
+            pending: None,
+            depth: 0,
+            hooks,
+        }
+    }
+
+    /// The protocol being written.
+    pub fn protocol(&self) -> u8 {
+        self.out.proto
+    }
+
+    /// Writes one child value, guarding the depth.
+    pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
+        if self.depth >= MAX_TYPED_DEPTH {
+            return Err(unpicklable(format!(
+                "maximum recursion depth ({MAX_TYPED_DEPTH}) exceeded while pickling a typed value; write deep data as a reduce::Graph"
+            )));
+        }
+        self.depth += 1;
+        let r = value.reduce(self);
+        self.depth -= 1;
+        r
+    }
+
+    fn take_identity(&mut self) -> Option<usize> {
+        self.pending.take()
+    }
+
+    fn remember(&mut self, key: Option<usize>, idx: u32) {
+        if let Some(k) = key {
+            self.ptr_memo.insert(k, idx);
+        }
+    }
+
+    fn memo_put(&mut self, key: Option<usize>) -> Result<()> {
+        let idx = self.out.memo_put()?;
+        self.remember(key, idx);
+        Ok(())
+    }
+
+    /// Writes an object that has identity, such as the target of an `Rc`:
+    /// the first time in full (through `write`), every later time as a memo
+    /// reference. `key` must be unique to the object while it is being
+    /// written, e.g. its address.
+    pub fn shared(
+        &mut self,
+        key: usize,
+        write: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(&idx) = self.ptr_memo.get(&key) {
+            return self.out.get(idx);
+        }
+        self.pending = Some(key);
+        let r = write(self);
+        self.pending = None;
+        r
+    }
+
+    // ---- atoms ------------------------------------------------------------
+
+    /// `None`.
+    pub fn none(&mut self) -> Result<()> {
+        self.pending = None;
+        self.out.none()
+    }
+
+    /// A `bool`.
+    pub fn bool(&mut self, b: bool) -> Result<()> {
+        self.pending = None;
+        self.out.bool(b)
+    }
+
+    /// An `int`.
+    pub fn i64(&mut self, i: i64) -> Result<()> {
+        self.pending = None;
+        self.out.int(i)
+    }
+
+    /// An `int` of any size.
+    pub fn bigint(&mut self, i: &BigInt) -> Result<()> {
+        self.pending = None;
+        self.out.bigint(i)
+    }
+
+    /// A `float`.
+    pub fn f64(&mut self, x: f64) -> Result<()> {
+        self.pending = None;
+        self.out.float(x)
+    }
+
+    /// A `str`.
+    pub fn str(&mut self, s: &str) -> Result<()> {
+        let key = self.take_identity();
+        let idx = self.out.str_utf8(s)?;
+        self.remember(key, idx);
+        Ok(())
+    }
+
+    /// A `str` that may hold lone surrogates.
+    pub fn py_str(&mut self, s: &PyStr) -> Result<()> {
+        let key = self.take_identity();
+        let idx = self.out.str(s)?;
+        self.remember(key, idx);
+        Ok(())
+    }
+
+    /// A `bytes` object.
+    pub fn bytes(&mut self, b: &[u8]) -> Result<()> {
+        let key = self.take_identity();
+        let idx = self.out.bytes(b, false)?;
+        self.remember(key, idx);
+        Ok(())
+    }
+
+    /// A `bytearray`.
+    pub fn bytearray(&mut self, b: &[u8]) -> Result<()> {
+        let key = self.take_identity();
+        let idx = self.out.bytes(b, true)?;
+        self.remember(key, idx);
+        Ok(())
+    }
+
+    /// A global `module.name` (a class or function, by name).
+    pub fn global(&mut self, module: &str, name: &str) -> Result<()> {
+        let key = self.take_identity();
+        if let Some(idx) = self.out.global(module, name)? {
+            self.remember(key, idx);
+        }
+        Ok(())
+    }
+
+    /// A [`Value`] (a tree without [`Value::Ref`]s).
+    pub fn value(&mut self, v: &Value) -> Result<()> {
+        self.pending = None;
+        let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
+        crate::write::encode_into(self.out, v, &[], callback)
+    }
+
+    /// A [`Graph`]: its root, with its shared objects.
+    pub fn graph(&mut self, g: &Graph) -> Result<()> {
+        self.pending = None;
+        let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
+        crate::write::encode_into(self.out, &g.root, &g.objects, callback)
+    }
+
+    /// A persistent id: a reference to an object kept outside the pickle,
+    /// which the reader's `persistent_load` hook resolves. At protocol 0 the
+    /// id must be an ASCII `str`.
+    pub fn persistent_id(&mut self, pid: &Value) -> Result<()> {
+        self.pending = None;
+        self.value(&Value::PersistentId(Box::new(pid.clone())))
+    }
+
+    // ---- containers -------------------------------------------------------
+
+    /// A `tuple` of `len` items, which `items` writes (each with
+    /// [`Saver::save`]).
+    pub fn tuple(&mut self, len: usize, items: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        let key = self.take_identity();
+        let proto = self.out.proto;
+        if len == 0 {
+            if proto >= 1 {
+                self.out.write(&[EMPTY_TUPLE]);
+            } else {
+                self.out.write(&[MARK, TUPLE]);
+            }
+            return self.out.boundary();
+        }
+        let small = len <= 3 && proto >= 2;
+        if !small {
+            self.out.write(&[MARK]);
+        }
+        items(self)?;
+        if let Some(&idx) = key.and_then(|k| self.ptr_memo.get(&k)) {
+            // The tuple reached itself through its items: keep that copy.
+            if small {
+                self.out.write(&vec![POP; len]);
+            } else if proto >= 1 {
+                self.out.write(&[POP_MARK]);
+            } else {
+                self.out.write(&vec![POP; len + 1]);
+            }
+            return self.out.get(idx);
+        }
+        self.out.write(&[if small {
+            [TUPLE1, TUPLE2, TUPLE3][len - 1]
+        } else {
+            TUPLE
+        }]);
+        self.memo_put(key)?;
+        self.out.boundary()
+    }
+
+    /// A `list` of `items`.
+    pub fn list<'a, T, I>(&mut self, items: I) -> Result<()>
+    where
+        T: Reduce + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let key = self.take_identity();
+        if self.out.proto >= 1 {
+            self.out.write(&[EMPTY_LIST]);
+        } else {
+            self.out.write(&[MARK, LIST]);
+        }
+        self.memo_put(key)?;
+        let mut items = items.into_iter();
+        let len = items.len();
+        if self.out.proto == 0 {
+            for item in items {
+                self.save(item)?;
+                self.out.write(&[APPEND]);
+            }
+        } else if len == 1 {
+            if let Some(item) = items.next() {
+                self.save(item)?;
+            }
+            self.out.write(&[APPEND]);
+        } else {
+            // batch_list_exact: chunks of 1000, no empty chunk at the end.
+            let mut left = len;
+            while left > 0 {
+                self.out.write(&[MARK]);
+                let n = left.min(1000);
+                for item in items.by_ref().take(n) {
+                    self.save(item)?;
+                }
+                self.out.write(&[APPENDS]);
+                left -= n;
+            }
+        }
+        self.out.boundary()
+    }
+
+    /// A `dict` of `pairs`, in the order given.
+    pub fn dict<'a, K, V, I>(&mut self, pairs: I) -> Result<()>
+    where
+        K: Reduce + ?Sized + 'a,
+        V: Reduce + ?Sized + 'a,
+        I: IntoIterator<Item = (&'a K, &'a V)>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let key = self.take_identity();
+        if self.out.proto >= 1 {
+            self.out.write(&[EMPTY_DICT]);
+        } else {
+            self.out.write(&[MARK, DICT]);
+        }
+        self.memo_put(key)?;
+        let mut pairs = pairs.into_iter();
+        let len = pairs.len();
+        if self.out.proto == 0 {
+            for (k, v) in pairs {
+                self.save(k)?;
+                self.save(v)?;
+                self.out.write(&[SETITEM]);
+            }
+        } else if len == 1 {
+            if let Some((k, v)) = pairs.next() {
+                self.save(k)?;
+                self.save(v)?;
+            }
+            self.out.write(&[SETITEM]);
+        } else if len > 1 {
+            // batch_dict_exact: chunks of 1000, repeated while the last one
+            // was full, so a multiple of 1000 ends with an empty chunk.
+            loop {
+                self.out.write(&[MARK]);
+                let mut n = 0;
+                for (k, v) in pairs.by_ref().take(1000) {
+                    self.save(k)?;
+                    self.save(v)?;
+                    n += 1;
+                }
+                self.out.write(&[SETITEMS]);
+                if n < 1000 {
+                    break;
+                }
+            }
+        }
+        self.out.boundary()
+    }
+
+    /// A `set` of `items`, in the order given.
+    pub fn set<'a, T, I>(&mut self, items: I) -> Result<()>
+    where
+        T: Reduce + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let key = self.take_identity();
+        let mut items = items.into_iter();
+        if self.out.proto < 4 {
+            // set([items]) before protocol 4.
+            self.out.global("builtins", "set")?;
+            self.out.fresh_tuple_start(1);
+            self.list(items)?;
+            self.out.fresh_tuple_end(1)?;
+            self.out.write(&[REDUCE]);
+            self.memo_put(key)?;
+            return self.out.boundary();
+        }
+        self.out.write(&[EMPTY_SET]);
+        self.memo_put(key)?;
+        if items.len() > 0 {
+            loop {
+                self.out.write(&[MARK]);
+                let mut n = 0;
+                for item in items.by_ref().take(1000) {
+                    self.save(item)?;
+                    n += 1;
+                }
+                self.out.write(&[ADDITEMS]);
+                if n < 1000 {
+                    break;
+                }
+            }
+        }
+        self.out.boundary()
+    }
+
+    /// A `frozenset` of `items`, in the order given.
+    pub fn frozenset<'a, T, I>(&mut self, items: I) -> Result<()>
+    where
+        T: Reduce + ?Sized + 'a,
+        I: IntoIterator<Item = &'a T>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let key = self.take_identity();
+        if self.out.proto < 4 {
+            self.out.global("builtins", "frozenset")?;
+            self.out.fresh_tuple_start(1);
+            self.list(items)?;
+            self.out.fresh_tuple_end(1)?;
+            self.out.write(&[REDUCE]);
+            self.memo_put(key)?;
+            return self.out.boundary();
+        }
+        self.out.write(&[MARK]);
+        for item in items {
+            self.save(item)?;
+        }
+        if let Some(&idx) = key.and_then(|k| self.ptr_memo.get(&k)) {
+            self.out.write(&[POP_MARK]);
+            return self.out.get(idx);
+        }
+        self.out.write(&[FROZENSET]);
+        self.memo_put(key)?;
+        self.out.boundary()
+    }
+
+    // ---- reductions -------------------------------------------------------
+
+    /// Starts a reduction: the object is rebuilt by calling the global
+    /// `module.name` with the arguments given to
+    /// [`ReductionSaver::args`], then given its state, list items and dict
+    /// items.
+    pub fn reduction<'r>(
+        &'r mut self,
+        module: &'r str,
+        name: &'r str,
+    ) -> ReductionSaver<'r, 's, 'o> {
+        ReductionSaver {
+            saver: self,
+            module,
+            name,
+            args: None,
+            new_obj: false,
+            state: None,
+            state_setter: None,
+        }
+    }
+
+    /// Writes a value through the registry: the reducer registered for its
+    /// type (after the `reducer_override` hook, if any). This is how values
+    /// of foreign types, and trait objects, are written.
+    pub fn registered(&mut self, value: &dyn Any) -> Result<()> {
+        if let Some(hook) = self.hooks.persistent_id.as_deref_mut() {
+            if let Some(pid) = hook(value) {
+                return self.persistent_id(&pid);
+            }
+        }
+        if let Some(hook) = self.hooks.reducer_override.take() {
+            let done = hook(value, self);
+            self.hooks.reducer_override = Some(hook);
+            if done? {
+                return Ok(());
+            }
+        }
+        let type_id = value.type_id();
+        let reducer = self.registry.reducer(type_id).ok_or_else(|| {
+            Error::new(ErrorKind::Unpicklable(format!(
+                "no reducer is registered for this type ({type_id:?}); register one with Registry::register_reducer"
+            )))
+        })?;
+        reducer(value, self)
+    }
+}
+
+/// A reduction being written: `module.name(*args)`, then state and items.
+/// Made by [`Saver::reduction`]; nothing is written until
+/// [`save`](ReductionSaver::save).
+#[must_use = "nothing is written until .save() is called"]
+pub struct ReductionSaver<'r, 's, 'o> {
+    saver: &'r mut Saver<'s, 'o>,
+    module: &'r str,
+    name: &'r str,
+    args: Option<&'r dyn Reduce>,
+    new_obj: bool,
+    state: Option<&'r dyn Reduce>,
+    state_setter: Option<(&'r str, &'r str)>,
+}
+
+impl<'r> ReductionSaver<'r, '_, '_> {
+    /// The arguments: a value that writes a tuple (a Rust tuple, or `()`).
+    pub fn args(mut self, args: &'r dyn Reduce) -> Self {
+        self.args = Some(args);
+        self
+    }
+
+    /// Build the object as CPython builds instances of ordinary classes:
+    /// `cls.__new__(cls, *args)` (`copyreg.__newobj__`, written as `NEWOBJ`
+    /// from protocol 2).
+    pub fn new_obj(mut self) -> Self {
+        self.new_obj = true;
+        self
+    }
+
+    /// The state, applied after the object is made and memoized (`BUILD`):
+    /// what makes cycles through the object possible.
+    pub fn state(mut self, state: &'r dyn Reduce) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// A global `module.name` called as `setter(obj, state)` instead of
+    /// `BUILD`.
+    pub fn state_setter(mut self, module: &'r str, name: &'r str) -> Self {
+        self.state_setter = Some((module, name));
+        self
+    }
+
+    /// Writes the reduction.
+    pub fn save(self) -> Result<()> {
+        let ReductionSaver {
+            saver,
+            module,
+            name,
+            args,
+            new_obj,
+            state,
+            state_setter,
+        } = self;
+        let key = saver.take_identity();
+        if new_obj && saver.out.proto >= 2 {
+            saver.out.global(module, name)?;
+            saver.save(args.unwrap_or(&()))?;
+            saver.out.write(&[NEWOBJ]);
+        } else if new_obj {
+            // Before protocol 2 CPython writes an ordinary instance as
+            // copyreg._reconstructor(cls, object, None), which takes no
+            // arguments for __new__.
+            if args.is_some() {
+                return Err(unpicklable(format!(
+                    "{module}.{name} passes arguments to __new__, which needs protocol 2 or higher"
+                )));
+            }
+            saver.out.global("copyreg", "_reconstructor")?;
+            saver.out.fresh_tuple_start(3);
+            saver.out.global(module, name)?;
+            saver.out.global("builtins", "object")?;
+            saver.out.none()?;
+            saver.out.fresh_tuple_end(3)?;
+            saver.out.write(&[REDUCE]);
+        } else {
+            let args = args.unwrap_or(&());
+            saver.out.global(module, name)?;
+            saver.save(args)?;
+            saver.out.write(&[REDUCE]);
+        }
+        if let Some(&idx) = key.and_then(|k| saver.ptr_memo.get(&k)) {
+            // Made while its own arguments were written.
+            saver.out.write(&[POP]);
+            return saver.out.get(idx);
+        }
+        let idx = saver.out.memo_put()?;
+        saver.remember(key, idx);
+        if let Some(state) = state {
+            match state_setter {
+                None => {
+                    saver.save(state)?;
+                    saver.out.write(&[BUILD]);
+                }
+                Some((m, n)) => {
+                    saver.out.global(m, n)?;
+                    saver.out.get(idx)?;
+                    saver.save(state)?;
+                    saver.out.write(&[TUPLE2, REDUCE, POP]);
+                }
+            }
+        }
+        saver.out.boundary()
+    }
+}
