@@ -332,8 +332,8 @@ impl<'a> Node<'a> {
     }
 
     /// Builds the object here with the constructor the registry has for its
-    /// global, and gives it back as `T` (the type the constructor returns).
-    pub fn registered<T: Any>(&self) -> Result<T> {
+    /// global, whatever type that constructor makes.
+    pub fn registered_any(&self) -> Result<Box<dyn Any>> {
         let call = self.any_reduction()?;
         let path = call.global.to_string();
         let f = self.ctx.lookup.constructor(&path).ok_or_else(|| {
@@ -343,13 +343,31 @@ impl<'a> Node<'a> {
                 near: self.ctx.lookup.near(&path),
             })
         })?;
-        let any = f(*self)?;
-        any.downcast::<T>().map(|b| *b).map_err(|_| {
-            self.error_msg(format!(
-                "the constructor registered for {path} does not make a {}",
-                std::any::type_name::<T>()
-            ))
-        })
+        f(*self)
+    }
+
+    /// Builds the object here with the constructor the registry has for its
+    /// global, as a `T`: the type the constructor makes, or one a registered
+    /// upcast turns it into (a trait object).
+    pub fn registered<T: Any>(&self) -> Result<T> {
+        let any = self.registered_any()?;
+        let made = (*any).type_id();
+        let any = match any.downcast::<T>() {
+            Ok(t) => return Ok(*t),
+            Err(any) => any,
+        };
+        self.ctx
+            .lookup
+            .upcast(made, TypeId::of::<T>())
+            .and_then(|f| f(any))
+            .and_then(|b| b.downcast::<T>().ok())
+            .map(|b| *b)
+            .ok_or_else(|| {
+                self.error_msg(format!(
+                    "the constructor registered for this object does not make a {} (register an upcast to it)",
+                    std::any::type_name::<T>()
+                ))
+            })
     }
 
     /// The object built for this shared id as a `T` before, if any.
@@ -464,5 +482,61 @@ impl StateNode<'_> {
     /// Runs `f` on the state's node.
     pub fn with<R>(&self, f: impl FnOnce(Node<'_>) -> R) -> R {
         f(self.node.child(Seg::State, self.value))
+    }
+}
+
+/// An object whose type is known only at run time: built by whichever
+/// constructor the registry has for its global, and downcast afterwards.
+///
+/// ```
+/// use reduce::{Dynamic, Registry};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Celsius(f64);
+///
+/// let mut registry = Registry::new();
+/// registry.register_constructor("weather", "Celsius", |node| {
+///     let (t,): (f64,) = node.any_reduction()?.args().construct()?;
+///     Ok(Celsius(t))
+/// })?;
+/// // weather.Celsius(21.5), protocol 2
+/// let bytes = b"\x80\x02cweather\nCelsius\nq\x00G@5\x80\x00\x00\x00\x00\x00\x85q\x01Rq\x02.";
+/// let value: Dynamic = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
+/// assert_eq!(value.downcast_ref::<Celsius>(), Some(&Celsius(21.5)));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub struct Dynamic(Box<dyn Any>);
+
+impl Dynamic {
+    /// The value as a `T`, if it is one.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+
+    /// The value as a `T`, or itself back.
+    pub fn downcast<T: Any>(self) -> std::result::Result<T, Dynamic> {
+        self.0.downcast().map(|b| *b).map_err(Dynamic)
+    }
+
+    /// Whether the value is a `T`.
+    pub fn is<T: Any>(&self) -> bool {
+        self.0.is::<T>()
+    }
+
+    /// The boxed value.
+    pub fn into_inner(self) -> Box<dyn Any> {
+        self.0
+    }
+}
+
+impl fmt::Debug for Dynamic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Dynamic(..)")
+    }
+}
+
+impl Construct for Dynamic {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        node.registered_any().map(Dynamic)
     }
 }

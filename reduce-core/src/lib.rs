@@ -104,14 +104,16 @@ mod text;
 mod value;
 mod write;
 
-pub use crate::construct::{Call, Construct, Node, StateNode};
+pub use crate::construct::{Call, Construct, Dynamic, Node, StateNode};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::impls::{bytes, ByteArray, Bytes};
 pub use crate::read::{
     Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
 };
-pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry};
-pub use crate::save::{Reduce, ReducerOverride, ReductionSaver, Saver, MAX_TYPED_DEPTH};
+pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry, UpcastFn};
+pub use crate::save::{
+    Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
+};
 pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;

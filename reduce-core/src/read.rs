@@ -784,6 +784,12 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     /// `callable(*args)` for REDUCE, INST and OBJ.
     fn call(&mut self, callable: Value, args: Value) -> Result<Value> {
+        if !matches!(self.deref(&args), Value::Tuple(_)) {
+            return Err(Error::invalid(format!(
+                "expected an argument tuple, found a {}",
+                self.deref(&args).type_name()
+            )));
+        }
         if let Some(b) = self.builtin_of(&callable) {
             match self.call_builtin(b, &args) {
                 Some(v) => return Ok(v),
@@ -796,11 +802,20 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }
                 None => {}
             }
-        } else if !self.opts.inert && !matches!(self.deref(&callable), Value::Global(_)) {
-            return Err(Error::invalid(format!(
-                "expected a global to call, found a {}",
-                self.deref(&callable).type_name()
-            )));
+        } else {
+            // Only a global, or an object a pickle built (a bound method
+            // from getattr, say), can be called; inert mode keeps those.
+            let callable_ok = match self.deref(&callable) {
+                Value::Global(_) => true,
+                Value::Reduce(_) => self.opts.inert,
+                _ => false,
+            };
+            if !callable_ok {
+                return Err(Error::invalid(format!(
+                    "expected a global to call, found a {}",
+                    self.deref(&callable).type_name()
+                )));
+            }
         }
         Ok(Value::Reduce(Box::new(Reduction::new(callable, args))))
     }
@@ -850,6 +865,57 @@ impl<'o, 'h> Machine<'o, 'h> {
                 })
             }
             _ => None,
+        }
+    }
+
+    /// `NEWOBJ` needs a class. Only the `builtins` module is known well
+    /// enough to tell a function (`len`) from a class (`int`); other globals
+    /// are taken on trust, and reduced objects only in inert mode.
+    fn check_class(&self, cls: &Value, op: &str) -> Result<()> {
+        let ok = match self.deref(cls) {
+            Value::Global(g) if g.module == "builtins" => {
+                g.name.starts_with(|c: char| c.is_ascii_uppercase())
+                    || matches!(
+                        g.name.as_str(),
+                        "object"
+                            | "int"
+                            | "float"
+                            | "complex"
+                            | "bool"
+                            | "str"
+                            | "bytes"
+                            | "bytearray"
+                            | "list"
+                            | "tuple"
+                            | "dict"
+                            | "set"
+                            | "frozenset"
+                            | "range"
+                            | "slice"
+                            | "type"
+                            | "memoryview"
+                            | "property"
+                            | "staticmethod"
+                            | "classmethod"
+                            | "super"
+                            | "enumerate"
+                            | "zip"
+                            | "map"
+                            | "filter"
+                            | "reversed"
+                    )
+            }
+            Value::Global(_) => true,
+            Value::Reduce(_) => self.opts.inert,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "{op} expected a class, found {:?}",
+                self.deref(cls)
+            )))
         }
     }
 
@@ -1226,6 +1292,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             NEWOBJ => {
                 let args = self.pop()?;
                 let cls = self.pop()?;
+                self.check_class(&cls, "NEWOBJ")?;
                 let Value::Tuple(items) = self.deref(&args) else {
                     return Err(Error::invalid(format!(
                         "NEWOBJ expected an argument tuple, found a {}",
@@ -1242,6 +1309,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 let kwargs = self.pop()?;
                 let args = self.pop()?;
                 let cls = self.pop()?;
+                self.check_class(&cls, "NEWOBJ_EX")?;
                 if !matches!(self.deref(&args), Value::Tuple(_)) {
                     return Err(Error::invalid("NEWOBJ_EX args argument must be a tuple"));
                 }

@@ -42,7 +42,12 @@ pub struct Registry {
     constructors: BTreeMap<String, (ConstructorFn, &'static str)>,
     extension_codes: HashMap<u32, Global>,
     extension_names: HashMap<(String, String), u32>,
+    upcasts: HashMap<(TypeId, TypeId), UpcastFn>,
 }
+
+/// Turns a constructed value into another type it can be seen as (a
+/// concrete type into a `Box<dyn Trait>`).
+pub type UpcastFn = Arc<dyn Fn(Box<dyn Any>) -> Option<Box<dyn Any>> + Send + Sync>;
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,6 +130,31 @@ impl Registry {
         if !self.reducers.contains_key(&TypeId::of::<T>()) {
             self.register_reducer::<T>(|v, s| v.reduce(s))?;
         }
+        Ok(())
+    }
+
+    /// Lets values built as `T` be read where a `U` is wanted, usually a
+    /// trait object: `register_upcast(|c: Circle| Box::new(c) as Box<dyn Shape>)`.
+    /// [`Node::registered::<U>`](crate::Node::registered) then accepts any
+    /// registered constructor that makes a `T`.
+    pub fn register_upcast<T: Any, U: Any>(
+        &mut self,
+        upcast: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> Result<()> {
+        let key = (TypeId::of::<T>(), TypeId::of::<U>());
+        if self.upcasts.contains_key(&key) {
+            return Err(duplicate(format!(
+                "an upcast from {} to {} is already registered",
+                std::any::type_name::<T>(),
+                std::any::type_name::<U>()
+            )));
+        }
+        let f: UpcastFn = Arc::new(move |b| {
+            b.downcast::<T>()
+                .ok()
+                .map(|t| Box::new(upcast(*t)) as Box<dyn Any>)
+        });
+        self.upcasts.insert(key, f);
         Ok(())
     }
 
@@ -248,6 +278,14 @@ impl GlobalRegistry {
         self.update(|r| r.register::<T>(module, name))
     }
 
+    /// [`Registry::register_upcast`] on the process-wide registry.
+    pub fn register_upcast<T: Any, U: Any>(
+        &self,
+        upcast: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.update(|r| r.register_upcast(upcast))
+    }
+
     /// [`Registry::add_extension`] on the process-wide registry.
     pub fn add_extension(&self, module: &str, name: &str, code: u32) -> Result<()> {
         self.update(|r| r.add_extension(module, name, code))
@@ -295,6 +333,11 @@ impl Lookup {
     pub(crate) fn constructor(&self, path: &str) -> Option<ConstructorFn> {
         self.layers()
             .find_map(|r| r.constructors.get(path).map(|(f, _)| f.clone()))
+    }
+
+    pub(crate) fn upcast(&self, from: TypeId, to: TypeId) -> Option<UpcastFn> {
+        self.layers()
+            .find_map(|r| r.upcasts.get(&(from, to)).cloned())
     }
 
     pub(crate) fn has_constructor(&self, module: &str, name: &str) -> bool {

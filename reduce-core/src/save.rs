@@ -590,3 +590,50 @@ impl<'r> ReductionSaver<'r, '_, '_> {
         saver.out.boundary()
     }
 }
+
+/// A value written (and read) through the registry rather than through a
+/// trait implementation: for types you do not own, which the orphan rule
+/// keeps you from implementing [`Reduce`] or
+/// [`Construct`](crate::Construct) for.
+///
+/// ```
+/// use std::time::Duration;
+/// use reduce::{Registered, Registry};
+///
+/// // copyreg.pickle(timedelta, ...), after the fact, for a type we do not own.
+/// let mut registry = Registry::new();
+/// registry.register_reducer(|d: &Duration, s| {
+///     let args = (0u64, d.as_secs(), d.subsec_micros());
+///     s.reduction("datetime", "timedelta").args(&args).save()
+/// })?;
+/// registry.register_constructor("datetime", "timedelta", |node| {
+///     let (days, secs, micros): (u64, u64, u32) = node.any_reduction()?.args().construct()?;
+///     Ok(Duration::new(days * 86_400 + secs, micros * 1000))
+/// })?;
+///
+/// let mut bytes = Vec::new();
+/// reduce::Pickler::new(&mut bytes)
+///     .protocol(2)
+///     .registry(registry.clone())
+///     .dump(&Registered(Duration::from_millis(1500)))?;
+/// // What CPython writes for pickle.dumps(timedelta(seconds=1.5), 2).
+/// assert_eq!(bytes, b"\x80\x02cdatetime\ntimedelta\nq\x00K\x00K\x01J \xa1\x07\x00\x87q\x01Rq\x02.");
+///
+/// let back: Registered<Duration> = reduce::Unpickler::from_slice(&bytes).registry(registry).load()?;
+/// assert_eq!(back.0, Duration::from_millis(1500));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Registered<T>(pub T);
+
+impl<T: Any> Reduce for Registered<T> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.registered(&self.0)
+    }
+}
+
+impl<T: Any> crate::Construct for Registered<T> {
+    fn construct(node: crate::Node<'_>) -> Result<Self> {
+        node.registered::<T>().map(Registered)
+    }
+}

@@ -1,0 +1,265 @@
+//! Standard library types write and read as their Python twins: CPython
+//! reads what Rust wrote as the equal object, Rust reads CPython's pickles
+//! back into the same values, `Rc`/`Arc` identity survives, hash containers
+//! are deterministic, and a mismatch names its path inside the value.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::process::Command;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use reduce::{ByteArray, Bytes, Construct, ErrorKind, Reduce};
+use reduce_tests::{python_check, Expect};
+
+fn roundtrip<T: Reduce + Construct + PartialEq + std::fmt::Debug>(value: &T) {
+    for proto in 0..=5 {
+        let bytes = reduce::to_vec_with_protocol(value, proto).unwrap();
+        let back: T =
+            reduce::from_slice(&bytes).unwrap_or_else(|e| panic!("protocol {proto}: {e}"));
+        assert_eq!(&back, value, "protocol {proto}");
+    }
+}
+
+#[test]
+fn std_types_round_trip_at_every_protocol() {
+    roundtrip(&true);
+    roundtrip(&(i8::MIN, i16::MIN, i32::MIN, i64::MIN, i128::MIN));
+    roundtrip(&(
+        u8::MAX,
+        u16::MAX,
+        u32::MAX,
+        u64::MAX,
+        u128::MAX,
+        usize::MAX,
+        isize::MIN,
+    ));
+    roundtrip(&(1.5f64, -0.0f64, f64::INFINITY, 0.25f32));
+    roundtrip(&('é', String::from("héllo 😀"), Box::<str>::from("boxed")));
+    roundtrip(&vec![vec![1u8, 2], vec![], vec![3]]);
+    roundtrip(&VecDeque::from(vec![1i64, -1]));
+    roundtrip(&[1u16, 2, 3]);
+    roundtrip(&(
+        1u8,
+        2u8,
+        3u8,
+        4u8,
+        5u8,
+        6u8,
+        7u8,
+        8u8,
+        9u8,
+        10u8,
+        11u8,
+        "twelve".to_string(),
+    ));
+    roundtrip(&(Some(3u8), None::<u8>, ()));
+    roundtrip(&HashMap::from([
+        ("a".to_string(), 1i32),
+        ("b".to_string(), 2),
+    ]));
+    roundtrip(&BTreeMap::from([(1u8, vec![true]), (2, vec![])]));
+    roundtrip(&HashSet::from([1u32, 2, 3]));
+    roundtrip(&BTreeSet::from(["x".to_string()]));
+    roundtrip(&Box::new(7u8));
+    roundtrip(&(
+        Bytes(b"\x00\xffbytes".to_vec()),
+        ByteArray(b"array".to_vec()),
+    ));
+    roundtrip(&(0..2500u32).collect::<Vec<_>>());
+}
+
+#[test]
+fn cpython_reads_typed_values_as_their_twins() {
+    let mut cases = Vec::new();
+    for proto in 0..=5 {
+        let mut case =
+            |bytes: Vec<u8>, expr: &str| cases.push((bytes, Expect::Expr(expr.to_string())));
+        let w = |v: &dyn Fn(u8) -> reduce::Result<Vec<u8>>| v(proto).unwrap();
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&(1u8, -2i64, u128::MAX), p)),
+            "(1, -2, 2**128 - 1)",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&vec!["a".to_string(), "é".into()], p)),
+            "['a', 'é']",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&BTreeMap::from([(1u8, 0.5f64)]), p)),
+            "{1: 0.5}",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&BTreeSet::from([3u8, 1]), p)),
+            "{1, 3}",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&(Some(true), None::<u8>, ()), p)),
+            "(True, None, ())",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&Bytes(vec![0, 255]), p)),
+            "b'\\x00\\xff'",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&ByteArray(vec![1]), p)),
+            "bytearray(b'\\x01')",
+        );
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&vec![1u8, 2], p)),
+            "[1, 2]",
+        );
+        case(w(&|p| reduce::to_vec_with_protocol(&'x', p)), "'x'");
+        // One Rc written twice is one object: CPython sees `t[0] is t[1]`.
+        let shared = Rc::new(vec![1u8]);
+        case(
+            w(&|p| reduce::to_vec_with_protocol(&(shared.clone(), shared.clone(), vec![1u8]), p)),
+            "(lambda l: (l, l, [1]))([1])",
+        );
+    }
+    python_check(&cases);
+}
+
+#[test]
+fn typed_values_read_cpython_pickles() {
+    let script = r#"
+import pickle, sys
+out = sys.stdout.buffer
+for p in range(6):
+    for v in [(1, 2.5, 'x', b'y', None), {'k': [1, 2, 3]}, {1, 2}, frozenset({3}), [[1], [2, 2]]]:
+        data = pickle.dumps(v, protocol=p)
+        out.write(len(data).to_bytes(4, 'little') + data)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rest = &out.stdout[..];
+    let mut next = || {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let data = rest[4..4 + n].to_vec();
+        rest = &rest[4 + n..];
+        data
+    };
+    for proto in 0..6 {
+        let t: (u8, f64, String, Bytes, Option<u8>) = reduce::from_slice(&next()).unwrap();
+        assert_eq!(
+            t,
+            (1, 2.5, "x".into(), Bytes(b"y".to_vec()), None),
+            "protocol {proto}"
+        );
+        let m: HashMap<String, Vec<i32>> = reduce::from_slice(&next()).unwrap();
+        assert_eq!(m, HashMap::from([("k".into(), vec![1, 2, 3])]));
+        let s: BTreeSet<u8> = reduce::from_slice(&next()).unwrap();
+        assert_eq!(s, BTreeSet::from([1, 2]));
+        let f: HashSet<u8> = reduce::from_slice(&next()).unwrap();
+        assert_eq!(f, HashSet::from([3]));
+        let v: Vec<Vec<u8>> = reduce::from_slice(&next()).unwrap();
+        assert_eq!(v, vec![vec![1], vec![2, 2]]);
+    }
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn rc_and_arc_identity_is_kept() {
+    let rc = Rc::new("shared".to_string());
+    let bytes =
+        reduce::to_vec(&vec![rc.clone(), rc.clone(), Rc::new("other".to_string())]).unwrap();
+    let back: Vec<Rc<String>> = reduce::from_slice(&bytes).unwrap();
+    assert!(
+        Rc::ptr_eq(&back[0], &back[1]),
+        "clones of one Rc load as one Rc"
+    );
+    assert!(!Rc::ptr_eq(&back[0], &back[2]));
+    assert_eq!(*back[2], "other");
+
+    let arc = Arc::new(vec![1u8, 2]);
+    let bytes = reduce::to_vec(&(arc.clone(), arc)).unwrap();
+    let (a, b): (Arc<Vec<u8>>, Arc<Vec<u8>>) = reduce::from_slice(&bytes).unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    // Without identity the same value is written twice.
+    let twice = reduce::to_vec(&(vec![1u8, 2], vec![1u8, 2])).unwrap();
+    let once = reduce::to_vec(&(Arc::new(vec![1u8, 2]), Arc::new(vec![1u8, 2]))).unwrap();
+    assert_eq!(twice.len(), once.len());
+    let (x, y): (Arc<Vec<u8>>, Arc<Vec<u8>>) = reduce::from_slice(&once).unwrap();
+    assert!(!Arc::ptr_eq(&x, &y), "two distinct Arcs stay distinct");
+}
+
+#[test]
+fn hash_containers_write_the_same_bytes_every_time() {
+    let mut first = None;
+    for _ in 0..20 {
+        // A new RandomState each time: iteration order changes, bytes must not.
+        let map: HashMap<String, u32> = (0..50).map(|i| (format!("key{i}"), i)).collect();
+        let set: HashSet<i64> = (0..50).map(|i| i * 7919 % 1000).collect();
+        let bytes = reduce::to_vec(&(map, set)).unwrap();
+        match &first {
+            None => first = Some(bytes),
+            Some(f) => assert_eq!(f, &bytes),
+        }
+    }
+}
+
+#[test]
+fn a_mismatch_names_its_path() {
+    // [{"points": [{"x": 1.0}]}] with a str where a float should be, in item 3.
+    let mut items = Vec::new();
+    for i in 0..4 {
+        let x = if i == 3 {
+            reduce::Value::str("oops")
+        } else {
+            reduce::Value::Float(1.0)
+        };
+        items.push(reduce::Value::Dict(vec![(
+            "points".into(),
+            reduce::Value::List(vec![reduce::Value::Dict(vec![("x".into(), x)])]),
+        )]));
+    }
+    let bytes = reduce::to_vec(&reduce::Value::List(items)).unwrap();
+    let err =
+        reduce::from_slice::<Vec<HashMap<String, Vec<HashMap<String, f64>>>>>(&bytes).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "[3]['points'][0]['x']: expected float, found str"
+    );
+    assert!(matches!(err.kind(), ErrorKind::Type { found: "str", .. }));
+    assert_eq!(err.path(), Some("[3]['points'][0]['x']"));
+
+    let err = reduce::from_slice::<(u8, u8)>(&reduce::to_vec(&(1u8, 300u16)).unwrap()).unwrap_err();
+    assert_eq!(err.to_string(), "[1]: int 300 is out of range for u8");
+    let err = reduce::from_slice::<(u8, u8)>(&reduce::to_vec(&(1u8,)).unwrap()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected a tuple of 2 items, found 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn deep_typed_values_are_refused_not_overflowed() {
+    // A recursive type nested deeper than CPython's recursion limit.
+    #[derive(Debug)]
+    struct Chain(Option<Box<Chain>>);
+    impl Reduce for Chain {
+        fn reduce(&self, s: &mut reduce::Saver<'_, '_>) -> reduce::Result<()> {
+            match &self.0 {
+                None => s.none(),
+                Some(next) => s.tuple(1, |s| s.save(&**next)),
+            }
+        }
+    }
+    let mut chain = Chain(None);
+    for _ in 0..5000 {
+        chain = Chain(Some(Box::new(chain)));
+    }
+    let err = reduce::to_vec(&chain).unwrap_err();
+    assert!(err.to_string().contains("maximum recursion depth"), "{err}");
+    // Drop without recursion.
+    let mut next = chain.0.take();
+    while let Some(mut c) = next {
+        next = c.0.take();
+    }
+}
