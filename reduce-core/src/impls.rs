@@ -173,6 +173,19 @@ impl Reduce for char {
     }
 }
 
+/// A `str` that CPython would hold interned (`sys.intern`): attribute
+/// names, the keys of an instance `__dict__`, module names. CPython writes
+/// one interned string once and then as a memo reference, so the state of
+/// many instances repeats its keys as references; `Interned` does the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Interned<'a>(pub &'a str);
+
+impl Reduce for Interned<'_> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.interned_str(self.0)
+    }
+}
+
 impl Reduce for PyStr {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.py_str(self)
@@ -500,7 +513,7 @@ impl<T: Construct + 'static> Construct for Rc<T> {
             if let Some(shell) = T::construct_shell(node) {
                 let rc = Rc::new(shell?);
                 node.remember(&rc);
-                rc.fill_shared(node)?;
+                T::fill_shared(&rc, node)?;
                 return Ok(rc);
             }
         }

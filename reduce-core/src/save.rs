@@ -183,6 +183,13 @@ impl<'s, 'o> Saver<'s, 'o> {
         Ok(())
     }
 
+    /// A `str` that CPython keeps interned (an attribute name): written once
+    /// per pickle, then as a memo reference. See [`Interned`](crate::Interned).
+    pub fn interned_str(&mut self, s: &str) -> Result<()> {
+        self.pending = None;
+        self.out.interned_str(s).map(|_| ())
+    }
+
     /// A `str` that may hold lone surrogates.
     pub fn py_str(&mut self, s: &PyStr) -> Result<()> {
         let key = self.take_identity();

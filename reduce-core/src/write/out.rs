@@ -32,8 +32,8 @@ pub(crate) struct Out<'o> {
     memo_len: u32,
     /// One function or class is one object: its second use is a memo reference.
     global_memo: HashMap<(String, String), u32>,
-    /// Module names are interned strings, shared by every global of a module.
-    module_memo: HashMap<String, u32>,
+    /// Interned strings (module names, attribute names): one object each.
+    interned: HashMap<String, u32>,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
 }
@@ -58,7 +58,7 @@ impl<'o> Out<'o> {
             frame_start: None,
             memo_len: 0,
             global_memo: HashMap::new(),
-            module_memo: HashMap::new(),
+            interned: HashMap::new(),
             latin1_memo: None,
         })
     }
@@ -328,6 +328,17 @@ impl<'o> Out<'o> {
         Ok(idx)
     }
 
+    /// An interned `str`: written the first time, a memo reference after.
+    pub(crate) fn interned_str(&mut self, s: &str) -> Result<u32> {
+        if let Some(&idx) = self.interned.get(s) {
+            self.get(idx)?;
+            return Ok(idx);
+        }
+        let idx = self.str_utf8(s)?;
+        self.interned.insert(s.to_owned(), idx);
+        Ok(idx)
+    }
+
     fn empty_tuple(&mut self) -> Result<()> {
         if self.proto >= 1 {
             self.write(&[EMPTY_TUPLE]);
@@ -449,13 +460,8 @@ impl<'o> Out<'o> {
             }
         }
         if self.proto >= 4 {
-            match self.module_memo.get(module) {
-                Some(&idx) => self.get(idx)?,
-                None => {
-                    let idx = self.str_utf8(module)?;
-                    self.module_memo.insert(module.to_owned(), idx);
-                }
-            }
+            // The module name is the module's interned `__name__`.
+            self.interned_str(module)?;
             self.str_utf8(name)?;
             self.write(&[STACK_GLOBAL]);
         } else if let Some((parent, last)) = name.rsplit_once('.') {
