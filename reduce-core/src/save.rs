@@ -444,6 +444,49 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.out.boundary()
     }
 
+    /// CPython's `batch_list`/`batch_dict` over an iterator: one item at a
+    /// time at protocol 0; else chunks of 1000 between `MARK` and the
+    /// many-items opcode, except that a last chunk of one uses the one-item
+    /// opcode.
+    fn batch(
+        &mut self,
+        n: usize,
+        one: u8,
+        many: u8,
+        mut item: impl FnMut(&mut Self, usize) -> Result<()>,
+    ) -> Result<()> {
+        if self.out.proto == 0 {
+            for i in 0..n {
+                item(self, i)?;
+                self.out.write(&[one]);
+            }
+            return Ok(());
+        }
+        let mut i = 0;
+        loop {
+            match n - i {
+                0 => return Ok(()),
+                1 => {
+                    item(self, i)?;
+                    self.out.write(&[one]);
+                    return Ok(());
+                }
+                left => {
+                    let chunk = left.min(1000);
+                    self.out.write(&[MARK]);
+                    for j in i..i + chunk {
+                        item(self, j)?;
+                    }
+                    self.out.write(&[many]);
+                    i += chunk;
+                    if chunk < 1000 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
     // ---- reductions -------------------------------------------------------
 
     /// Starts a reduction: the object is rebuilt by calling the global
@@ -463,6 +506,8 @@ impl<'s, 'o> Saver<'s, 'o> {
             new_obj: false,
             state: None,
             state_setter: None,
+            list_items: &[],
+            dict_items: &[],
         }
     }
 
@@ -504,6 +549,8 @@ pub struct ReductionSaver<'r, 's, 'o> {
     new_obj: bool,
     state: Option<&'r dyn Reduce>,
     state_setter: Option<(&'r str, &'r str)>,
+    list_items: &'r [&'r dyn Reduce],
+    dict_items: &'r [(&'r dyn Reduce, &'r dyn Reduce)],
 }
 
 impl<'r> ReductionSaver<'r, '_, '_> {
@@ -535,6 +582,20 @@ impl<'r> ReductionSaver<'r, '_, '_> {
         self
     }
 
+    /// Items appended to the object after it is made (`APPEND`/`APPENDS`),
+    /// as for a `list` subclass.
+    pub fn list_items(mut self, items: &'r [&'r dyn Reduce]) -> Self {
+        self.list_items = items;
+        self
+    }
+
+    /// Items set on the object after it is made (`SETITEM`/`SETITEMS`), as
+    /// for a `dict` subclass.
+    pub fn dict_items(mut self, items: &'r [(&'r dyn Reduce, &'r dyn Reduce)]) -> Self {
+        self.dict_items = items;
+        self
+    }
+
     /// Writes the reduction.
     pub fn save(self) -> Result<()> {
         let ReductionSaver {
@@ -545,6 +606,8 @@ impl<'r> ReductionSaver<'r, '_, '_> {
             new_obj,
             state,
             state_setter,
+            list_items,
+            dict_items,
         } = self;
         let key = saver.take_identity();
         if new_obj && saver.out.proto >= 2 {
@@ -580,6 +643,13 @@ impl<'r> ReductionSaver<'r, '_, '_> {
         }
         let idx = saver.out.memo_put()?;
         saver.remember(key, idx);
+        saver.batch(list_items.len(), APPEND, APPENDS, |s, i| {
+            s.save(list_items[i])
+        })?;
+        saver.batch(dict_items.len(), SETITEM, SETITEMS, |s, i| {
+            s.save(dict_items[i].0)?;
+            s.save(dict_items[i].1)
+        })?;
         if let Some(state) = state {
             match state_setter {
                 None => {
