@@ -22,10 +22,31 @@
 //! # Ok::<(), reduce::Error>(())
 //! ```
 //!
+//! Typed values write straight to bytes and read back with a path in every
+//! error:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! let scores = BTreeMap::from([("ada".to_string(), vec![9.5, 8.0])]);
+//! let bytes = reduce::to_vec(&scores)?;
+//! let back: BTreeMap<String, Vec<f64>> = reduce::from_slice(&bytes)?;
+//! assert_eq!(back, scores);
+//!
+//! let err = reduce::from_slice::<BTreeMap<String, Vec<String>>>(&bytes).unwrap_err();
+//! assert_eq!(err.to_string(), "['ada'][0]: expected str, found float");
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
 //! # Which function do I use
 //!
 //! | to ... | use |
 //! |---|---|
+//! | write a Rust value | [`to_vec`], [`to_writer`], [`to_vec_with_protocol`] (any [`Reduce`] type) |
+//! | read a Rust value | [`from_slice::<T>`](from_slice), [`from_reader`] (any [`Construct`] type) |
+//! | give your own type a reduction | implement [`Reduce`] and [`Construct`] |
+//! | teach a type you do not own (`copyreg.pickle`) | [`Registry::register_reducer`], [`Registry::register_constructor`], [`Registered`] |
+//! | read an object whose type is known only at run time | [`Dynamic`] |
 //! | read plain data into a tree | [`from_slice::<Value>`](from_slice), [`from_reader`] |
 //! | read anything, keeping sharing and cycles | [`from_slice::<Graph>`](from_slice) |
 //! | read with options (inert mode, Python 2 strings, limits, persistent ids, buffers) | [`Unpickler`] |
@@ -33,6 +54,55 @@
 //! | write at another protocol | [`to_vec_with_protocol`] |
 //! | write with options (protocol, buffer callback, extension codes) | [`Pickler`] |
 //! | read several pickles from one stream | [`Unpickler::load`], called in turn |
+//!
+//! # copyreg, side by side
+//!
+//! The idea comes from a Python Cookbook recipe that teaches `pickle` about
+//! a type it cannot handle by registering a reducer with `copyreg`. Here is
+//! the same move for a Rust type this crate does not own,
+//! [`std::time::Duration`], written as CPython's `datetime.timedelta`:
+//!
+//! ```python
+//! import copyreg, datetime
+//!
+//! def reduce_duration(d):                       # a reducer: callable + args
+//!     return datetime.timedelta, (0, d.seconds, d.microseconds)
+//!
+//! copyreg.pickle(Duration, reduce_duration)     # taught after the fact
+//! ```
+//!
+//! ```
+//! use std::time::Duration;
+//! use reduce::Registered;
+//!
+//! // copyreg.pickle(Duration, reduce_duration)
+//! reduce::registry().register_reducer(|d: &Duration, s| {
+//!     s.reduction("datetime", "timedelta").args(&(0u64, d.as_secs(), d.subsec_micros())).save()
+//! })?;
+//! // find_class allowing datetime.timedelta, and what it builds
+//! reduce::registry().register_constructor("datetime", "timedelta", |node| {
+//!     let (days, secs, micros): (u64, u64, u32) = node.any_reduction()?.args().construct()?;
+//!     Ok(Duration::new(days * 86_400 + secs, micros * 1000))
+//! })?;
+//!
+//! let bytes = reduce::to_vec_with_protocol(&Registered(Duration::from_millis(1500)), 2)?;
+//! // pickle.dumps(datetime.timedelta(seconds=1.5), protocol=2), byte for byte:
+//! assert_eq!(bytes, b"\x80\x02cdatetime\ntimedelta\nq\x00K\x00K\x01J \xa1\x07\x00\x87q\x01Rq\x02.");
+//! let back: Registered<Duration> = reduce::from_slice(&bytes)?;
+//! assert_eq!(back.0, Duration::from_millis(1500));
+//!
+//! // Anything not registered is refused by name, and nothing is ever called.
+//! let evil = b"cos\nsystem\n(S'echo pwned'\ntR.";
+//! let err = reduce::from_slice::<reduce::Value>(evil).unwrap_err();
+//! assert!(err.to_string().starts_with("global `os.system` is not allowed"));
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
+//! [`registry()`] is the process-wide table (`copyreg`'s); an owned
+//! [`Registry`] given to [`Pickler::registry`] or [`Unpickler::registry`]
+//! layers over it for one pickler, as `Pickler.dispatch_table` does.
+//! Extension codes (`copyreg.add_extension`) live in the same registry and
+//! are checked like any other global.
 //!
 //! # The value model
 //!
@@ -70,7 +140,7 @@
 //! | global | `GLOBAL` | ← | ← (or `EXT1`/`EXT2`/`EXT4`) | ← | `STACK_GLOBAL` | ← |
 //! | reduced object | `REDUCE`, `BUILD` | ← | + `NEWOBJ` | ← | + `NEWOBJ_EX` | ← |
 //! | persistent id | `PERSID` | `BINPERSID` | ← | ← | ← | ← |
-//! | `PickleBuffer` | — | — | — | — | — | in band, or `NEXT_BUFFER` [`READONLY_BUFFER`] |
+//! | `PickleBuffer` | — | — | — | — | — | in band, or `NEXT_BUFFER` (+ `READONLY_BUFFER`) |
 //! | memo | `PUT`/`GET` | `BINPUT`/`LONG_BINPUT`, `BINGET`/`LONG_BINGET` | ← | ← | `MEMOIZE` | ← |
 //!
 //! "←" means as in the protocol before. The reader also takes every opcode
@@ -80,6 +150,19 @@
 //! The writer is [`Pickler`] (module `write`), the reader [`Unpickler`]
 //! (module `read`); opcode names are exactly those of CPython's
 //! `pickle.py`, in [`op`].
+//!
+//! # Modules
+//!
+//! | module | what |
+//! |---|---|
+//! | `value` | [`Value`], [`Graph`], [`PyStr`], [`Global`], [`Reduction`], [`PickleBuffer`] |
+//! | `read` | [`Unpickler`], [`Limits`], [`StringDecoding`]: the stack machine |
+//! | `write` | [`Pickler`]: the `Value` engine and the frame/memo layer |
+//! | `save` | [`Reduce`], [`Saver`]: typed writing |
+//! | `construct` | [`Construct`], [`Node`], [`Dynamic`]: typed reading |
+//! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
+//! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
+//! | [`op`] | opcode constants, named as in `pickle.py` |
 //!
 //! # Limits and errors
 //!

@@ -1,6 +1,6 @@
 //! Writing typed values: the [`Reduce`] trait and the [`Saver`] it writes to.
 //!
-//! A `Saver` streams straight to pickle bytes: no [`Value`] tree is built.
+//! A `Saver` streams straight to pickle bytes: no [`Value`](crate::Value) tree is built.
 //! It makes CPython's memo decisions (every `str`, `bytes`, container and
 //! reduced object is memoized), and keeps identity where Rust has it: two
 //! clones of one `Rc` or `Arc` are one object in the pickle, written once
@@ -22,6 +22,30 @@ use crate::write::out::{unpicklable, Out};
 /// Plain data writes itself as its Python twin (a `Vec` is a `list`, a
 /// `HashMap` a `dict`, ...); other types write a *reduction*, a constructor
 /// named by its global path plus arguments, with [`Saver::reduction`].
+///
+/// The standard library's types, both ways ([`Construct`](crate::Construct)
+/// reads the same twins back):
+///
+/// | Rust | Python |
+/// |---|---|
+/// | `bool` | `bool` |
+/// | `i8` … `i128`, `u8` … `u128`, `isize`, `usize` | `int` |
+/// | `f32`, `f64` | `float` (an `int` reads as a float too) |
+/// | `char`, `String`, `&str`, `Box<str>`, `Cow<str>`, [`PyStr`](crate::PyStr) | `str` |
+/// | `Vec<T>`, `VecDeque<T>`, `[T; N]`, `[T]` | `list` (reads from a tuple too) |
+/// | `(A, B, …)` up to 12, `()` | `tuple` |
+/// | `Option<T>` | `None` or the value |
+/// | `HashMap`, `BTreeMap` | `dict` |
+/// | `HashSet`, `BTreeSet` | `set` (reads from a frozenset or list too) |
+/// | `Box<T>`, `RefCell<T>` | as `T` |
+/// | `Rc<T>`, `Arc<T>` | as `T`, with identity: clones are one object |
+/// | [`Bytes`](crate::Bytes), [`ByteArray`](crate::ByteArray) | `bytes`, `bytearray` |
+/// | [`Value`](crate::Value), [`Graph`](crate::Graph) | any object |
+///
+/// Hash maps and sets are written in a fixed order (their keys sorted by
+/// their pickled bytes), so the same value always gives the same bytes.
+/// A byte buffer (`Vec<u8>`) is a `list` of ints like any `Vec`; wrap it in
+/// [`Bytes`](crate::Bytes) to write Python `bytes`.
 ///
 /// ```
 /// use reduce::{Reduce, Saver};
@@ -223,7 +247,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         Ok(())
     }
 
-    /// A [`Value`] (a tree without [`Value::Ref`]s).
+    /// A [`Value`](crate::Value) (a tree without [`Value::Ref`]s).
     pub fn value(&mut self, v: &Value) -> Result<()> {
         self.pending = None;
         let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
