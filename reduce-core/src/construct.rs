@@ -195,7 +195,8 @@ impl<'a> Node<'a> {
                 Seg::Key(k) => {
                     let _ = write!(out, "[{k:?}]");
                 }
-                Seg::State => out.push_str("(state)"),
+                // The state's fields read as the object's own fields.
+                Seg::State => {}
             }
         }
         out
@@ -242,6 +243,27 @@ impl<'a> Node<'a> {
     /// Builds a `T` from the value under a field name, for error paths.
     pub fn field<T: Construct>(&self, name: &str, value: &Value) -> Result<T> {
         T::construct(self.child(Seg::Field(name), value))
+    }
+
+    /// Runs `f` on the node of a named field's value (for fields read with a
+    /// custom function).
+    pub fn with_field<R>(
+        &self,
+        name: &str,
+        value: &Value,
+        f: impl FnOnce(Node<'_>) -> Result<R>,
+    ) -> Result<R> {
+        f(self.child(Seg::Field(name), value))
+    }
+
+    /// The value under key `name` of a state dict with str keys (an
+    /// instance `__dict__`), if present.
+    pub fn state_entry(&self, name: &str) -> Result<Option<&'a Value>> {
+        Ok(self
+            .pairs()?
+            .iter()
+            .find(|(k, _)| self.graph.resolve(k).as_str() == Some(name))
+            .map(|(_, v)| v))
     }
 
     /// Builds a `T` from the value of a dict entry, with the key in the path.

@@ -177,9 +177,14 @@
 
 mod compat;
 mod construct;
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::private::*;
+}
 mod error;
 mod impls;
 pub mod op;
+mod private;
 mod read;
 mod registry;
 mod save;
@@ -200,6 +205,8 @@ pub use crate::save::{
 pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;
+#[cfg(feature = "derive")]
+pub use reduce_derive::Reduce;
 
 /// Reads one pickle from a byte slice, with the default options (strict
 /// globals, ASCII Python 2 strings, default [`Limits`]). Bytes after `STOP`

@@ -516,6 +516,9 @@ enum Builtin {
     ByteArray,
     Bytes,
     CodecsEncode,
+    /// `getattr(global, "name")`: how CPython names a nested class before
+    /// protocol 4. Understood only on a global, as the dotted global.
+    GetAttr,
 }
 
 /// The globals plain data needs. `None` means allowed and kept as data.
@@ -526,6 +529,7 @@ fn known_global(module: &str, name: &str) -> Option<Option<Builtin>> {
         ("builtins", "bytearray") => Some(Builtin::ByteArray),
         ("builtins", "bytes") => Some(Builtin::Bytes),
         ("_codecs", "encode") => Some(Builtin::CodecsEncode),
+        ("builtins", "getattr") => Some(Builtin::GetAttr),
         ("copyreg", "_reconstructor")
         | ("copyreg", "__newobj__")
         | ("copyreg", "__newobj_ex__")
@@ -762,15 +766,26 @@ impl<'o, 'h> Machine<'o, 'h> {
         } else {
             (module, name)
         };
+        self.find_global_checked(module, name)
+    }
+
+    /// Checks a global (already under its Python 3 name) against the
+    /// allow-list: known to plain data, registered, or inert mode.
+    fn find_global_checked(&self, module: &str, name: &str) -> Result<Value> {
         if !self.opts.inert
             && known_global(module, name).is_none()
             && !self.lookup.has_constructor(module, name)
         {
-            return Err(Error::new(ErrorKind::UnknownGlobal {
+            let path = format!("{module}.{name}");
+            let err = Error::new(ErrorKind::UnknownGlobal {
                 module: module.into(),
                 name: name.into(),
-                near: self.lookup.near(&format!("{module}.{name}")),
-            }));
+                near: self.lookup.near(&path),
+            });
+            return Err(match self.lookup.refusal(&path) {
+                Some(why) => err.with_detail(why),
+                None => err,
+            });
         }
         Ok(Value::global(module, name))
     }
@@ -790,7 +805,17 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.deref(&args).type_name()
             )));
         }
-        if let Some(b) = self.builtin_of(&callable) {
+        if let Some(Builtin::GetAttr) = self.builtin_of(&callable) {
+            if let Some((module, name)) = self.nested_global(&args) {
+                // The dotted global is checked like any named one.
+                return self.find_global_checked(&module, &name);
+            }
+            if !self.opts.inert {
+                return Err(Error::invalid(
+                    "builtins.getattr is only understood on a global and a name (a nested class)",
+                ));
+            }
+        } else if let Some(b) = self.builtin_of(&callable) {
             match self.call_builtin(b, &args) {
                 Some(v) => return Ok(v),
                 None if !self.opts.inert => {
@@ -818,6 +843,22 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
         }
         Ok(Value::Reduce(Box::new(Reduction::new(callable, args))))
+    }
+
+    /// `(global, "name")`, the arguments of `getattr` naming a nested class.
+    fn nested_global(&self, args: &Value) -> Option<(String, String)> {
+        let Value::Tuple(a) = self.deref(args) else {
+            return None;
+        };
+        match a.as_slice() {
+            [g, n] => match (self.deref(g), self.deref(n)) {
+                (Value::Global(g), Value::Str(n)) => {
+                    Some((g.module.clone(), format!("{}.{}", g.name, n.as_str()?)))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// What the built-in constructors of plain data make of their arguments;

@@ -43,6 +43,10 @@ pub struct Registry {
     extension_codes: HashMap<u32, Global>,
     extension_names: HashMap<(String, String), u32>,
     upcasts: HashMap<(TypeId, TypeId), UpcastFn>,
+    /// Paths two derived types both claimed, with the message to report.
+    conflicts: BTreeMap<String, String>,
+    /// Paths of generic derived types, which cannot register themselves.
+    generic: BTreeMap<String, ()>,
 }
 
 /// Turns a constructed value into another type it can be seen as (a
@@ -211,6 +215,12 @@ impl Registry {
         self.constructors.contains_key(&format!("{module}.{name}"))
     }
 
+    /// Registrations refused when derived types joined the registry (two
+    /// types claiming one global path), as messages.
+    pub fn conflicts(&self) -> impl Iterator<Item = &str> {
+        self.conflicts.values().map(String::as_str)
+    }
+
     /// The registered global paths, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.constructors.keys().map(String::as_str)
@@ -227,8 +237,26 @@ pub struct GlobalRegistry {
     current: RwLock<Arc<Registry>>,
 }
 
-static GLOBAL: LazyLock<GlobalRegistry> = LazyLock::new(|| GlobalRegistry {
-    current: RwLock::new(Arc::new(Registry::new())),
+static GLOBAL: LazyLock<GlobalRegistry> = LazyLock::new(|| {
+    // Every #[derive(Reduce)] type of the program registered itself at link
+    // time; they join the registry the first time it is used.
+    let mut registry = Registry::new();
+    for entry in inventory::iter::<crate::private::Registration> {
+        if let Err(e) = (entry.register)(&mut registry) {
+            let msg = format!("{} could not register: {e}", entry.type_name);
+            let path = match e.kind() {
+                ErrorKind::Registry(m) => m.split('`').nth(1).unwrap_or_default().to_owned(),
+                _ => String::new(),
+            };
+            registry.conflicts.insert(path, msg);
+        }
+    }
+    for entry in inventory::iter::<crate::private::GenericName> {
+        registry.generic.insert((entry.path)(), ());
+    }
+    GlobalRegistry {
+        current: RwLock::new(Arc::new(registry)),
+    }
 });
 
 /// The process-wide registry.
@@ -340,9 +368,32 @@ impl Lookup {
             .find_map(|r| r.upcasts.get(&(from, to)).cloned())
     }
 
+    /// Why a path cannot be loaded although a type claims it, if so.
+    pub(crate) fn refusal(&self, path: &str) -> Option<String> {
+        self.layers().find_map(|r| {
+            r.conflicts.get(path).cloned().or_else(|| {
+                r.generic.contains_key(path).then(|| {
+                    format!(
+                        "`{path}` is a generic type, which cannot register itself; register each instantiation with reduce::registry().register::<Type<..>>(module, name)"
+                    )
+                })
+            })
+        })
+    }
+
+    /// Whether `module.name` is registered, or is the parent of a
+    /// registered nested name (`Shape` for `Shape.Circle`), which CPython
+    /// names as `getattr(Shape, "Circle")` before protocol 4.
     pub(crate) fn has_constructor(&self, module: &str, name: &str) -> bool {
         let path = format!("{module}.{name}");
-        self.layers().any(|r| r.constructors.contains_key(&path))
+        let prefix = format!("{path}.");
+        self.layers().any(|r| {
+            r.constructors.contains_key(&path)
+                || r.constructors
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+        })
     }
 
     pub(crate) fn extension_global(&self, code: u32) -> Option<Global> {

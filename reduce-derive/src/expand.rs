@@ -1,0 +1,561 @@
+//! The generated code: `Reduce`, `Construct` and the link-time registration,
+//! inside `const _: () = { ... };`, naming the runtime only through
+//! `<crate>::__private` and fully qualified paths.
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{parse_quote, Expr, GenericParam, Ident, Path, Type};
+
+use crate::ast::{Body, Field, Input, Shape, Style, Variant};
+
+pub fn derive(input: &Input<'_>) -> TokenStream {
+    let krate: Path = input
+        .attrs
+        .krate
+        .as_ref()
+        .map(|k| k.value.clone())
+        .unwrap_or_else(|| parse_quote!(::reduce));
+    let cx = Cx {
+        krate,
+        input,
+        module: match &input.attrs.module {
+            Some(m) => {
+                let m = &m.value;
+                quote!(#m)
+            }
+            None => quote!(__reduce_module()),
+        },
+        name: input
+            .attrs
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| input.ident.to_string()),
+    };
+    let reduce = cx.reduce_impl();
+    let construct = cx.construct_impl();
+    let registration = cx.registration();
+    let krate = &cx.krate;
+    quote! {
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = {
+            /// The module as Python spells it: the Rust module path with dots.
+            #[allow(dead_code)]
+            fn __reduce_module() -> &'static str {
+                #krate::__private::dotted(::core::module_path!())
+            }
+            #reduce
+            #construct
+            #registration
+        };
+    }
+}
+
+struct Cx<'a> {
+    krate: Path,
+    input: &'a Input<'a>,
+    module: TokenStream,
+    name: String,
+}
+
+/// Whether `ty` mentions the identifier `param`.
+fn mentions(ty: &Type, param: &Ident) -> bool {
+    fn walk(ts: TokenStream, param: &Ident) -> bool {
+        ts.into_iter().any(|tt| match tt {
+            TokenTree::Ident(i) => &i == param,
+            TokenTree::Group(g) => walk(g.stream(), param),
+            _ => false,
+        })
+    }
+    walk(quote!(#ty), param)
+}
+
+fn mentions_lifetime(ty: &Type, lt: &syn::Lifetime) -> bool {
+    quote!(#ty).to_string().contains(&lt.to_string())
+}
+
+impl Cx<'_> {
+    fn all_fields(&self) -> Vec<&Field<'_>> {
+        match &self.input.body {
+            Body::Struct(s) => s.fields.iter().collect(),
+            Body::Enum(vs) => vs.iter().flat_map(|v| v.shape.fields.iter()).collect(),
+        }
+    }
+
+    /// The impl generics with bounds inferred per type parameter: a
+    /// parameter that appears in a field written the default way gets
+    /// `bound`; fields that mention a lifetime parameter need their own type
+    /// to satisfy it.
+    fn generics(&self, bound: TokenStream, read: bool) -> (TokenStream, TokenStream, TokenStream) {
+        let mut generics = self.input.generics.clone();
+        let fields = self.all_fields();
+        let default_fields: Vec<&&Field<'_>> = fields
+            .iter()
+            .filter(|f| {
+                !f.skipped()
+                    && f.attrs.with.is_none()
+                    && f.attrs.registry.is_none()
+                    && f.attrs.bytes.is_none()
+            })
+            .collect();
+        let mut preds: Vec<syn::WherePredicate> = Vec::new();
+        for p in self.input.generics.params.iter() {
+            match p {
+                GenericParam::Type(t) => {
+                    let id = &t.ident;
+                    if default_fields.iter().any(|f| mentions(f.ty, id)) {
+                        preds.push(parse_quote!(#id: #bound));
+                    }
+                    if read
+                        && fields
+                            .iter()
+                            .any(|f| f.skipped() && f.attrs.default.is_none() && mentions(f.ty, id))
+                    {
+                        let ty = fields
+                            .iter()
+                            .find(|f| f.skipped() && mentions(f.ty, id))
+                            .map(|f| f.ty);
+                        if let Some(ty) = ty {
+                            preds.push(parse_quote!(#ty: ::core::default::Default));
+                        }
+                    }
+                    if fields
+                        .iter()
+                        .any(|f| f.attrs.registry.is_some() && mentions(f.ty, id))
+                    {
+                        preds.push(parse_quote!(#id: 'static));
+                    }
+                }
+                GenericParam::Lifetime(l) => {
+                    for f in &default_fields {
+                        if read && mentions_lifetime(f.ty, &l.lifetime) {
+                            let ty = f.ty;
+                            preds.push(parse_quote!(#ty: #bound));
+                        }
+                    }
+                }
+                GenericParam::Const(_) => {}
+            }
+        }
+        generics.make_where_clause().predicates.extend(preds);
+        let (i, t, w) = generics.split_for_impl();
+        (quote!(#i), quote!(#t), quote!(#w))
+    }
+
+    fn is_generic(&self) -> bool {
+        self.input
+            .generics
+            .params
+            .iter()
+            .any(|p| matches!(p, GenericParam::Type(_) | GenericParam::Lifetime(_)))
+    }
+
+    /// An expression of type `&dyn Reduce` (or `&impl Reduce`) writing the
+    /// field reached by `access` (an expression of type `&FieldType`).
+    fn field_ref(&self, f: &Field<'_>, access: TokenStream) -> TokenStream {
+        let krate = &self.krate;
+        let span = f.span;
+        if let Some(with) = &f.attrs.with {
+            let path = &with.value;
+            quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| #path::reduce(#access, __s)))
+        } else if f.attrs.registry.is_some() {
+            quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| __s.registered(#access)))
+        } else if f.attrs.bytes.is_some() {
+            quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| #krate::bytes::reduce(#access, __s)))
+        } else {
+            quote_spanned!(span=> #access)
+        }
+    }
+
+    /// Reads a field from `value` (a `&Value`) seen from node `at`.
+    fn field_read(&self, f: &Field<'_>, at: &Ident, value: TokenStream) -> TokenStream {
+        let krate = &self.krate;
+        let name = f.name();
+        let ty = f.ty;
+        let span = f.span;
+        if let Some(with) = &f.attrs.with {
+            let path = &with.value;
+            quote_spanned!(span=> #at.with_field(#name, #value, #path::construct)?)
+        } else if f.attrs.registry.is_some() {
+            quote_spanned!(span=> #at.with_field(#name, #value, |__n: #krate::Node<'_>| __n.registered::<#ty>())?)
+        } else if f.attrs.bytes.is_some() {
+            quote_spanned!(span=> #at.with_field(#name, #value, #krate::bytes::construct)?)
+        } else {
+            quote_spanned!(span=> #at.field::<#ty>(#name, #value)?)
+        }
+    }
+
+    fn skipped_value(&self, f: &Field<'_>) -> TokenStream {
+        match f.attrs.default.as_ref().and_then(|d| d.value.as_ref()) {
+            Some(path) => quote!(#path()),
+            None => quote!(::core::default::Default::default()),
+        }
+    }
+
+    /// `(a, b, ...)` as a written argument tuple, from `&field` accesses.
+    fn args_tuple(
+        &self,
+        shape: &Shape<'_>,
+        access: impl Fn(&Field<'_>) -> TokenStream,
+    ) -> TokenStream {
+        let krate = &self.krate;
+        let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        let n = written.len();
+        let saves = written.iter().map(|f| {
+            let r = self.field_ref(f, access(f));
+            quote!(__s.save(#r)?;)
+        });
+        quote! {
+            &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| {
+                __s.tuple(#n, |__s| {
+                    #(#saves)*
+                    ::core::result::Result::Ok(())
+                })
+            })
+        }
+    }
+
+    /// Builds `constructor { fields }` from an argument node `args`.
+    fn construct_args(
+        &self,
+        shape: &Shape<'_>,
+        constructor: TokenStream,
+        global: TokenStream,
+    ) -> TokenStream {
+        let args = format_ident!("__args");
+        let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        let n = written.len();
+        let names: Vec<String> = written.iter().map(|f| f.name()).collect();
+        let expected = names.join(", ");
+        let mut k = 0usize;
+        let inits: Vec<TokenStream> = shape
+            .fields
+            .iter()
+            .map(|f| {
+                let value = if f.skipped() {
+                    self.skipped_value(f)
+                } else {
+                    let i = k;
+                    k += 1;
+                    self.field_read(f, &args, quote!(&__items[#i]))
+                };
+                match &f.member {
+                    syn::Member::Named(id) => quote!(#id: #value),
+                    syn::Member::Unnamed(_) => value,
+                }
+            })
+            .collect();
+        let body = match shape.style {
+            Style::Named => quote!(#constructor { #(#inits),* }),
+            Style::Tuple => quote!(#constructor ( #(#inits),* )),
+            Style::Unit => quote!(#constructor),
+        };
+        quote! {{
+            let __items = #args.items()?;
+            if __items.len() != #n {
+                return ::core::result::Result::Err(#args.error_msg(::std::format!(
+                    "{} takes {} arguments ({}), found {}",
+                    #global, #n, #expected, __items.len()
+                )));
+            }
+            ::core::result::Result::Ok(#body)
+        }}
+    }
+
+    fn reduce_impl(&self) -> TokenStream {
+        let krate = &self.krate;
+        let ident = self.input.ident;
+        let module = &self.module;
+        let name = &self.name;
+        let (impl_g, ty_g, where_c) = self.generics(quote!(#krate::Reduce), false);
+        let body = match &self.input.body {
+            Body::Struct(shape) if self.input.attrs.state.is_some() => {
+                let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+                let n = written.len();
+                let entries = written.iter().map(|f| {
+                    let key = f.name();
+                    let member = &f.member;
+                    let r = self.field_ref(f, quote!(&self.#member));
+                    quote!((#krate::Interned(#key), #r as &dyn #krate::Reduce))
+                });
+                quote! {
+                    let __state = #krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| {
+                        let __fields: [(#krate::Interned<'static>, &dyn #krate::Reduce); #n] = [#(#entries),*];
+                        __s.dict(__fields.iter().map(|(__k, __v)| (__k, *__v)))
+                    });
+                    __s.reduction(#module, #name).new_obj().state(&__state).save()
+                }
+            }
+            Body::Struct(shape) => {
+                let args = self.args_tuple(shape, |f| {
+                    let m = &f.member;
+                    quote!(&self.#m)
+                });
+                quote!(__s.reduction(#module, #name).args(#args).save())
+            }
+            Body::Enum(variants) if self.input.attrs.python_enum.is_some() => {
+                let arms = variants.iter().enumerate().map(|(i, v)| {
+                    let vid = v.ident;
+                    let value = self.enum_value(v, i);
+                    quote!(Self::#vid => __s.reduction(#module, #name).args(&(#value,)).save())
+                });
+                quote!(match self { #(#arms,)* })
+            }
+            Body::Enum(variants) => {
+                let arms = variants.iter().map(|v| {
+                    let vname = self.variant_name(v);
+                    let pat = self.variant_pattern(v);
+                    let args = self.args_tuple(&v.shape, |f| {
+                        let b = binding(f);
+                        quote!(#b)
+                    });
+                    quote!(#pat => __s.reduction(#module, #vname).args(#args).save())
+                });
+                quote!(match self { #(#arms,)* })
+            }
+        };
+        quote! {
+            #[automatically_derived]
+            impl #impl_g #krate::Reduce for #ident #ty_g #where_c {
+                fn reduce(&self, __s: &mut #krate::Saver<'_, '_>) -> #krate::Result<()> {
+                    #body
+                }
+            }
+        }
+    }
+
+    fn variant_name(&self, v: &Variant<'_>) -> String {
+        let own = v
+            .attrs
+            .rename
+            .as_ref()
+            .map(|r| r.value.clone())
+            .unwrap_or_else(|| v.ident.to_string());
+        if self.input.attrs.flat_variants.is_some() || v.attrs.rename.is_some() {
+            own
+        } else {
+            format!("{}.{}", self.name, own)
+        }
+    }
+
+    fn variant_pattern(&self, v: &Variant<'_>) -> TokenStream {
+        let vid = v.ident;
+        let binds = v.shape.fields.iter().map(|f| {
+            let b = if f.skipped() {
+                quote!(_)
+            } else {
+                let b = binding(f);
+                quote!(#b)
+            };
+            match &f.member {
+                syn::Member::Named(id) => quote!(#id: #b),
+                syn::Member::Unnamed(_) => b,
+            }
+        });
+        match v.shape.style {
+            Style::Named => quote!(Self::#vid { #(#binds),* }),
+            Style::Tuple => quote!(Self::#vid ( #(#binds),* )),
+            Style::Unit => quote!(Self::#vid),
+        }
+    }
+
+    fn enum_value(&self, v: &Variant<'_>, index: usize) -> TokenStream {
+        if let Some(value) = &v.attrs.value {
+            let e: &Expr = &value.value;
+            return quote!(#e);
+        }
+        if let Some(d) = v.discriminant {
+            return quote!(#d);
+        }
+        let i = index as i64;
+        quote!(#i)
+    }
+
+    fn construct_impl(&self) -> TokenStream {
+        let krate = &self.krate;
+        let ident = self.input.ident;
+        let module = &self.module;
+        let name = &self.name;
+        let (impl_g, ty_g, where_c) = self.generics(quote!(#krate::Construct), true);
+        let global = quote!(::std::format!("{}.{}", #module, #name));
+        let methods = match &self.input.body {
+            Body::Struct(shape) if self.input.attrs.state.is_some() => self.construct_state(shape),
+            Body::Struct(shape) => {
+                let make = self.construct_args(shape, quote!(Self), global);
+                quote! {
+                    fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
+                        let __call = __node.reduction(#module, #name)?;
+                        let __args = __call.args();
+                        #make
+                    }
+                }
+            }
+            Body::Enum(variants) if self.input.attrs.python_enum.is_some() => {
+                let arms = variants.iter().enumerate().map(|(i, v)| {
+                    let vid = v.ident;
+                    let value = self.enum_value(v, i);
+                    quote!(if __value == #krate::Value::from(#value) { return ::core::result::Result::Ok(Self::#vid); })
+                });
+                quote! {
+                    fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
+                        let __call = __node.reduction(#module, #name)?;
+                        let (__value,): (#krate::Value,) = __call.args().construct()?;
+                        #(#arms)*
+                        ::core::result::Result::Err(__node.error_msg(::std::format!(
+                            "{:?} is not a value of {}.{}", __value, #module, #name
+                        )))
+                    }
+                }
+            }
+            Body::Enum(variants) => {
+                let arms = variants.iter().map(|v| {
+                    let vid = v.ident;
+                    let vname = self.variant_name(v);
+                    let make = self.construct_args(
+                        &v.shape,
+                        quote!(Self::#vid),
+                        quote!(::std::format!("{}.{}", #module, #vname)),
+                    );
+                    quote!(#vname => { let __args = __call.args(); #make })
+                });
+                let names: Vec<String> = variants.iter().map(|v| self.variant_name(v)).collect();
+                let expected = names.join(", ");
+                quote! {
+                    fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
+                        let __call = __node.any_reduction()?;
+                        let __global = __call.global();
+                        if __global.module != #module {
+                            return ::core::result::Result::Err(__node.error_msg(::std::format!(
+                                "expected a variant of {}.{} ({}), found {}", #module, #name, #expected, __global
+                            )));
+                        }
+                        match __global.name.as_str() {
+                            #(#arms)*
+                            _ => ::core::result::Result::Err(__node.error_msg(::std::format!(
+                                "expected a variant of {}.{} ({}), found {}", #module, #name, #expected, __global
+                            ))),
+                        }
+                    }
+                }
+            }
+        };
+        quote! {
+            #[automatically_derived]
+            impl #impl_g #krate::Construct for #ident #ty_g #where_c {
+                #methods
+            }
+        }
+    }
+
+    fn construct_state(&self, shape: &Shape<'_>) -> TokenStream {
+        let krate = &self.krate;
+        let module = &self.module;
+        let name = &self.name;
+        let st = format_ident!("__st");
+        let read_fields: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        if self.input.attrs.default.is_some() {
+            // Made first from Default, then filled: cycles through
+            // Rc<RefCell<Self>> work, and missing fields keep their default.
+            let assigns = read_fields.iter().map(|f| {
+                let member = &f.member;
+                let key = f.name();
+                let read = self.field_read(f, &st, quote!(__v));
+                quote!(if let ::core::option::Option::Some(__v) = #st.state_entry(#key)? { self.#member = #read; })
+            });
+            return quote! {
+                fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
+                    let mut __made = match <Self as #krate::Construct>::construct_shell(__node) {
+                        ::core::option::Option::Some(__r) => __r?,
+                        ::core::option::Option::None => ::core::default::Default::default(),
+                    };
+                    #krate::Construct::fill_shell(&mut __made, __node)?;
+                    ::core::result::Result::Ok(__made)
+                }
+                fn construct_shell(__node: #krate::Node<'_>) -> ::core::option::Option<#krate::Result<Self>> {
+                    ::core::option::Option::Some(__node.reduction(#module, #name).map(|_| ::core::default::Default::default()))
+                }
+                fn fill_shell(&mut self, __node: #krate::Node<'_>) -> #krate::Result<()> {
+                    let __call = __node.reduction(#module, #name)?;
+                    if let ::core::option::Option::Some(__state) = __call.state() {
+                        __state.with(|#st: #krate::Node<'_>| -> #krate::Result<()> {
+                            #(#assigns)*
+                            ::core::result::Result::Ok(())
+                        })?;
+                    }
+                    ::core::result::Result::Ok(())
+                }
+            };
+        }
+        let inits = shape.fields.iter().map(|f| {
+            let member = &f.member;
+            let value = if f.skipped() {
+                self.skipped_value(f)
+            } else {
+                let key = f.name();
+                let read = self.field_read(f, &st, quote!(__v));
+                let missing = match &f.attrs.default {
+                    Some(_) => self.skipped_value(f),
+                    None => quote!(return ::core::result::Result::Err(#st.error_msg(::std::format!("missing field `{}`", #key)))),
+                };
+                quote!(match #st.state_entry(#key)? {
+                    ::core::option::Option::Some(__v) => #read,
+                    ::core::option::Option::None => #missing,
+                })
+            };
+            quote!(#member: #value)
+        });
+        quote! {
+            fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
+                let __call = __node.reduction(#module, #name)?;
+                let __state = __call.state().ok_or_else(|| __node.error_msg(::std::format!(
+                    "{}.{} was pickled without state (expected its __dict__)", #module, #name
+                )))?;
+                __state.with(|#st: #krate::Node<'_>| -> #krate::Result<Self> {
+                    ::core::result::Result::Ok(Self { #(#inits),* })
+                })
+            }
+        }
+    }
+
+    fn registration(&self) -> TokenStream {
+        let krate = &self.krate;
+        let ident = self.input.ident;
+        let module = &self.module;
+        let name = &self.name;
+        if self.is_generic() {
+            return quote! {
+                #krate::__private::inventory::submit! {
+                    #krate::__private::GenericName {
+                        path: || ::std::format!("{}.{}", #module, #name),
+                    }
+                }
+            };
+        }
+        let paths: Vec<String> = match &self.input.body {
+            Body::Enum(vs) if self.input.attrs.python_enum.is_none() => {
+                vs.iter().map(|v| self.variant_name(v)).collect()
+            }
+            _ => vec![name.clone()],
+        };
+        quote! {
+            #krate::__private::inventory::submit! {
+                #krate::__private::Registration {
+                    type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#ident)),
+                    register: |__r: &mut #krate::Registry| -> #krate::Result<()> {
+                        __r.register_reducer::<#ident>(|__v: &#ident, __s: &mut #krate::Saver<'_, '_>| #krate::Reduce::reduce(__v, __s))?;
+                        #( __r.register_constructor(#module, #paths, <#ident as #krate::Construct>::construct)?; )*
+                        ::core::result::Result::Ok(())
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The name a variant's field is bound to in a `match`.
+fn binding(f: &Field<'_>) -> Ident {
+    match &f.member {
+        syn::Member::Named(id) => format_ident!("__f_{}", id),
+        syn::Member::Unnamed(i) => format_ident!("__f{}", i.index),
+    }
+}
