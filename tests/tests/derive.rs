@@ -262,11 +262,10 @@ fn generic_types_are_registered_per_instantiation() {
         .unwrap();
     let back: Wrapper<Vec<u8>> = reduce::from_slice(&bytes).unwrap();
     assert_eq!(back, value);
-    let mut cases = Vec::new();
-    cases.push((
+    let cases = vec![(
         bytes,
         Expect::Expr("fixtures_classes.Wrapper([1, 2])".into()),
-    ));
+    )];
     python_check(&cases);
 }
 
