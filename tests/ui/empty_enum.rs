@@ -1,0 +1,6 @@
+use reduce::Reduce;
+
+#[derive(Reduce)]
+enum Never {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use reduce::Reduce;
+
+#[derive(Reduce)]
+#[reduce(state)]
+enum Shape {
+    Dot,
+}
+
+fn main() {}

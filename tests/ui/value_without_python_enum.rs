@@ -1,0 +1,9 @@
+use reduce::Reduce;
+
+#[derive(Reduce)]
+enum Color {
+    #[reduce(value = 1)]
+    Red,
+}
+
+fn main() {}
