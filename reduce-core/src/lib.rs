@@ -44,7 +44,7 @@
 //! |---|---|
 //! | write a Rust value | [`to_vec`], [`to_writer`], [`to_vec_with_protocol`] (any [`Reduce`] type) |
 //! | read a Rust value | [`from_slice::<T>`](from_slice), [`from_reader`] (any [`Construct`] type) |
-//! | give your own type a reduction | implement [`Reduce`] and [`Construct`] |
+//! | give your own type a reduction | `#[derive(Reduce)]` (see [`macro@Reduce`]), or implement [`Reduce`](trait@Reduce) and [`Construct`] |
 //! | teach a type you do not own (`copyreg.pickle`) | [`Registry::register_reducer`], [`Registry::register_constructor`], [`Registered`] |
 //! | read an object whose type is known only at run time | [`Dynamic`] |
 //! | read plain data into a tree | [`from_slice::<Value>`](from_slice), [`from_reader`] |
@@ -151,6 +151,12 @@
 //! (module `read`); opcode names are exactly those of CPython's
 //! `pickle.py`, in [`op`].
 //!
+//! # Features
+//!
+//! | feature | default | what it turns on |
+//! |---|---|---|
+//! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
+//!
 //! # Modules
 //!
 //! | module | what |
@@ -205,6 +211,83 @@ pub use crate::save::{
 pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;
+/// Derives [`Reduce`](trait@Reduce) and [`Construct`] for a type and
+/// registers it, so that Python's `module.Name(*fields)` and the Rust type
+/// read and write each other.
+///
+/// ```
+/// use reduce::Reduce;
+///
+/// #[derive(Reduce, Debug, PartialEq)]
+/// #[reduce(module = "geometry")]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+///
+/// // geometry.Point(1.0, 2.0), as CPython writes it for a class whose
+/// // __reduce__ returns (Point, (self.x, self.y)).
+/// let bytes = reduce::to_vec_with_protocol(&Point { x: 1.0, y: 2.0 }, 2)?;
+/// assert_eq!(
+///     bytes,
+///     b"\x80\x02cgeometry\nPoint\nq\x00G?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86q\x01Rq\x02.",
+/// );
+/// // The type registered itself at link time, so strict loading allows it.
+/// let back: Point = reduce::from_slice(&bytes)?;
+/// assert_eq!(back, Point { x: 1.0, y: 2.0 });
+/// # Ok::<(), reduce::Error>(())
+/// ```
+///
+/// # Forms
+///
+/// | attribute | Rust | Python |
+/// |---|---|---|
+/// | (none) | `struct Point { x, y }`, `struct Pair(a, b)`, `struct Unit` | `module.Point(x, y)` (`REDUCE`) |
+/// | `state` | `struct Account { owner, balance }` | an ordinary instance or dataclass: `copyreg.__newobj__(Account)` then `BUILD` with `{"owner": ..., "balance": ...}` |
+/// | `state, default` | as `state`, `Self: Default` | the same; missing keys keep their default, and `Rc<RefCell<Self>>` may take part in cycles |
+/// | (none), on an enum | `enum Shape { Circle { r }, Empty }` | nested classes: `module.Shape.Circle(r)`, `module.Shape.Empty()` |
+/// | `flat_variants` | `enum Token { Word { text } }` | top-level classes: `module.Word(text)` |
+/// | `python_enum` | `enum Color { Red = 1, #[reduce(value = "blue")] Blue }` | `enum.Enum` members, by value: `module.Color(1)` |
+///
+/// The module defaults to the Rust module path with `::` written as `.`,
+/// the name to the type's name.
+///
+/// # Container attributes
+///
+/// | attribute | meaning |
+/// |---|---|
+/// | `module = "a.b"` | the Python module |
+/// | `name = "Name"` | the Python qualified name (`"Outer.Inner"` for a nested class) |
+/// | `crate = "path"` | where the runtime is, if `reduce` is re-exported under another path |
+/// | `state`, `default`, `flat_variants`, `python_enum` | the forms above |
+///
+/// # Field and variant attributes
+///
+/// | attribute | meaning |
+/// |---|---|
+/// | `rename = "n"` | the field's name in a state `__dict__` and in error paths; on a variant, its class name |
+/// | `skip` | not written; read back as `Default::default()`, or `default = "path::to::fn"` |
+/// | `default` | with `state`: the value when the key is missing |
+/// | `with = "module"` | written by `module::reduce(&T, &mut Saver)`, read by `module::construct(Node) -> Result<T>` |
+/// | `bytes` | a `Vec<u8>` written as Python `bytes` (`with = "reduce::bytes"`) |
+/// | `registry` | a field of a foreign type, written and read through the [`Registry`] |
+/// | `value = 1` / `value = "s"` | a `python_enum` member's value (else its discriminant) |
+///
+/// Bounds are inferred per type parameter: `T: Reduce` (or `T: Construct`)
+/// for each `T` that appears in a field written the default way.
+///
+/// # Registration
+///
+/// A derived type registers its constructor in the process-wide
+/// [`registry()`] at link time, before `main` (with `inventory`). Two types
+/// claiming one global are recorded in [`Registry::conflicts`], and loading
+/// that global says so. A *generic* type cannot register itself, since each
+/// instantiation is a different type: register the ones you load with
+/// `reduce::registry().register::<Wrapper<u8>>("module", "Wrapper")`, as the
+/// error for an unregistered one says.
+///
+/// Every misuse of an attribute is a compile error at the attribute, naming
+/// the fix; all of a derive's mistakes are reported at once.
 #[cfg(feature = "derive")]
 pub use reduce_derive::Reduce;
 
