@@ -772,6 +772,11 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// Checks a global (already under its Python 3 name) against the
     /// allow-list: known to plain data, registered, or inert mode.
     fn find_global_checked(&self, module: &str, name: &str) -> Result<Value> {
+        if !self.opts.inert {
+            if let Some(why) = self.lookup.conflict(&format!("{module}.{name}")) {
+                return Err(Error::new(ErrorKind::Registry(why)));
+            }
+        }
         if !self.opts.inert
             && known_global(module, name).is_none()
             && !self.lookup.has_constructor(module, name)

@@ -368,6 +368,11 @@ impl Lookup {
             .find_map(|r| r.upcasts.get(&(from, to)).cloned())
     }
 
+    /// The conflict recorded for a path two derived types claim, if any.
+    pub(crate) fn conflict(&self, path: &str) -> Option<String> {
+        self.layers().find_map(|r| r.conflicts.get(path).cloned())
+    }
+
     /// Why a path cannot be loaded although a type claims it, if so.
     pub(crate) fn refusal(&self, path: &str) -> Option<String> {
         self.layers().find_map(|r| {

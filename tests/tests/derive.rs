@@ -313,3 +313,85 @@ fn mismatches_name_the_field() {
     let err = reduce::from_slice::<Vec2>(&cpython("Pair(1, 'a')", 4)).unwrap_err();
     assert!(err.to_string().contains("fixtures_classes.Vec2"), "{err}");
 }
+
+/// A lifetime and a where-clause: writing works for any lifetime, reading
+/// for `'static`.
+#[derive(Reduce, Debug, PartialEq)]
+#[reduce(module = "fixtures_classes", name = "Pair")]
+struct Borrowed<'a, T>
+where
+    T: Clone,
+{
+    first: T,
+    second: std::borrow::Cow<'a, str>,
+}
+
+/// The runtime reached through a re-export.
+mod runtime {
+    pub use reduce as rt;
+}
+
+#[derive(Reduce, Debug, PartialEq)]
+#[reduce(
+    crate = "runtime::rt",
+    module = "fixtures_classes",
+    name = "Reexported"
+)]
+struct ViaReexport {
+    x: f64,
+    y: f64,
+}
+
+/// A field of a foreign type goes through the registry.
+#[derive(Reduce, Debug, PartialEq)]
+#[reduce(module = "fixtures_classes", name = "Holder")]
+struct WithForeign {
+    #[reduce(registry)]
+    inner: std::time::Duration,
+}
+
+#[test]
+fn lifetimes_where_clauses_reexports_and_registry_fields() {
+    let local = String::from("borrowed");
+    let b = Borrowed {
+        first: 1i64,
+        second: std::borrow::Cow::Borrowed(local.as_str()),
+    };
+    let bytes = reduce::to_vec(&b).unwrap();
+    assert_eq!(bytes, reduce::to_vec(&Pair(1, "borrowed".into())).unwrap());
+    let back: Borrowed<'static, i64> = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(back.second, "borrowed");
+
+    let v = ViaReexport { x: 1.0, y: 2.0 };
+    let bytes = reduce::to_vec_with_protocol(&v, 3).unwrap();
+    assert!(bytes.windows(10).any(|w| w == b"Reexported"));
+    assert_eq!(reduce::from_slice::<ViaReexport>(&bytes).unwrap(), v);
+
+    reduce::registry()
+        .register_reducer(|d: &std::time::Duration, s: &mut reduce::Saver<'_, '_>| {
+            s.reduction("datetime", "timedelta")
+                .args(&(0u64, d.as_secs(), d.subsec_micros()))
+                .save()
+        })
+        .unwrap();
+    reduce::registry()
+        .register_constructor("datetime", "timedelta", |n: reduce::Node<'_>| {
+            let (days, secs, micros): (u64, u64, u32) = n.any_reduction()?.args().construct()?;
+            Ok(std::time::Duration::new(
+                days * 86_400 + secs,
+                micros * 1000,
+            ))
+        })
+        .unwrap();
+    let w = WithForeign {
+        inner: std::time::Duration::from_secs(61),
+    };
+    let bytes = reduce::to_vec(&w).unwrap();
+    assert_eq!(reduce::from_slice::<WithForeign>(&bytes).unwrap(), w);
+    python_check(&[(
+        bytes,
+        Expect::Expr(
+            "fixtures_classes.Holder(__import__('datetime').timedelta(seconds=61))".into(),
+        ),
+    )]);
+}
