@@ -2,9 +2,9 @@
 //! reading side, and its registration, for the `reduce` pickle library.
 //! Use it through `reduce` (`reduce::Reduce`), which documents it.
 //!
-//! The pipeline: [`ast`] parses the input once, [`attr`] reads the
-//! `#[reduce(...)]` attributes, [`valid`] checks the rules across them, and
-//! [`expand`] writes the code. Every mistake is collected and reported at
+//! The pipeline: `ast` parses the input once, `attr` reads the
+//! `#[reduce(...)]` attributes, `valid` checks the rules across them, and
+//! `expand` writes the code. Every mistake is collected and reported at
 //! once, each at the tokens the user wrote.
 
 mod ast;
