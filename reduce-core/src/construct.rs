@@ -72,8 +72,10 @@ pub trait Construct: Sized {
     #[doc(hidden)]
     fn from_graph(graph: Graph, lookup: &Lookup, limits: &crate::Limits) -> Result<Self> {
         let _ = limits;
-        let ctx = Ctx::new(lookup);
-        Self::construct(Node::root(&graph, &ctx))
+        let ctx = Ctx::new(lookup, &graph);
+        let value = Self::construct(Node::root(&graph, &ctx))?;
+        ctx.finish()?;
+        Ok(value)
     }
 }
 
@@ -81,16 +83,50 @@ pub trait Construct: Sized {
 /// for shared ids (so two references to one object give one `Rc`).
 pub struct Ctx<'l> {
     pub(crate) lookup: &'l Lookup,
+    graph: &'l Graph,
     built: RefCell<HashMap<(Id, TypeId), Box<dyn Any>>>,
     in_progress: RefCell<HashSet<Id>>,
+    /// State still to apply to shared objects made by [`Node::once`].
+    pending: RefCell<Vec<(Id, PendingFill)>>,
 }
 
+type PendingFill = Box<dyn for<'x> FnOnce(Node<'x>) -> Result<()>>;
+
 impl<'l> Ctx<'l> {
-    pub(crate) fn new(lookup: &'l Lookup) -> Self {
+    pub(crate) fn new(lookup: &'l Lookup, graph: &'l Graph) -> Self {
         Ctx {
             lookup,
+            graph,
             built: RefCell::new(HashMap::new()),
             in_progress: RefCell::new(HashSet::new()),
+            pending: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Applies the queued states, including any queued while doing so.
+    pub(crate) fn finish(&self) -> Result<()> {
+        loop {
+            let next = {
+                let mut pending = self.pending.borrow_mut();
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                pending.remove(0)
+            };
+            let (id, fill) = next;
+            let value = self
+                .graph
+                .objects
+                .get(id.index())
+                .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+            fill(Node {
+                graph: self.graph,
+                value,
+                ctx: self,
+                parent: None,
+                seg: Seg::Root,
+                skip: 0,
+            })?;
         }
     }
 }
@@ -390,6 +426,68 @@ impl<'a> Node<'a> {
                     std::any::type_name::<T>()
                 ))
             })
+    }
+
+    /// Builds the object here once, as Python's `BUILD` does: `shell` makes
+    /// it from what it needs up front, and `fill` applies its state later,
+    /// after everything reachable has been made. Every other reference to
+    /// the same object gets a clone of the first result (so `T` is usually
+    /// an `Rc`), and the object may be reached again from its own state: a
+    /// cycle.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use reduce::{Construct, Node, Value};
+    ///
+    /// /// A Python list, shared and possibly containing itself.
+    /// #[derive(Clone)]
+    /// struct Shared(Rc<RefCell<Vec<Shared>>>);
+    ///
+    /// impl Construct for Shared {
+    ///     fn construct(node: Node<'_>) -> reduce::Result<Self> {
+    ///         node.once(
+    ///             || Ok(Shared(Rc::new(RefCell::new(Vec::new())))),
+    ///             |list, node| {
+    ///                 let items = node.items()?;
+    ///                 for (i, item) in items.iter().enumerate() {
+    ///                     let made: Shared = node.item(i, item)?;
+    ///                     list.0.borrow_mut().push(made);
+    ///                 }
+    ///                 Ok(())
+    ///             },
+    ///         )
+    ///     }
+    /// }
+    ///
+    /// // l = []; l.append(l)
+    /// let l: Shared = reduce::from_slice(b"\x80\x02]q\x00h\x00a.")?;
+    /// assert!(Rc::ptr_eq(&l.0, &l.0.borrow()[0].0));
+    /// l.0.borrow_mut().clear(); // break the cycle
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub fn once<T: Clone + 'static>(
+        &self,
+        shell: impl FnOnce() -> Result<T>,
+        fill: impl FnOnce(&T, Node<'_>) -> Result<()> + 'static,
+    ) -> Result<T> {
+        if let Some(made) = self.built::<T>() {
+            return Ok(made);
+        }
+        let made = shell()?;
+        match self.shared_id() {
+            Some(id) => {
+                self.remember(&made);
+                let keep = made.clone();
+                self.ctx
+                    .pending
+                    .borrow_mut()
+                    .push((id, Box::new(move |node: Node<'_>| fill(&keep, node))));
+            }
+            // Referred to from one place only, it cannot be in a cycle.
+            None => fill(&made, *self)?,
+        }
+        Ok(made)
     }
 
     /// The object built for this shared id as a `T` before, if any.
