@@ -87,7 +87,14 @@ pub struct Ctx<'l> {
     built: RefCell<HashMap<(Id, TypeId), Box<dyn Any>>>,
     in_progress: RefCell<HashSet<Id>>,
     /// State still to apply to shared objects made by [`Node::once`].
-    pending: RefCell<Vec<(Id, PendingFill)>>,
+    pending: RefCell<Vec<(Target, PendingFill)>>,
+}
+
+/// Where a queued fill's node is: a shared object of the graph, or a copy
+/// of an inline value (whose references still point into the graph).
+enum Target {
+    Shared(Id),
+    Owned(Value),
 }
 
 type PendingFill = Box<dyn for<'x> FnOnce(Node<'x>) -> Result<()>>;
@@ -113,12 +120,15 @@ impl<'l> Ctx<'l> {
                 }
                 pending.remove(0)
             };
-            let (id, fill) = next;
-            let value = self
-                .graph
-                .objects
-                .get(id.index())
-                .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+            let (target, fill) = next;
+            let value = match &target {
+                Target::Shared(id) => self
+                    .graph
+                    .objects
+                    .get(id.index())
+                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?,
+                Target::Owned(v) => v,
+            };
             fill(Node {
                 graph: self.graph,
                 value,
@@ -475,18 +485,18 @@ impl<'a> Node<'a> {
             return Ok(made);
         }
         let made = shell()?;
-        match self.shared_id() {
-            Some(id) => {
-                self.remember(&made);
-                let keep = made.clone();
-                self.ctx
-                    .pending
-                    .borrow_mut()
-                    .push((id, Box::new(move |node: Node<'_>| fill(&keep, node))));
-            }
-            // Referred to from one place only, it cannot be in a cycle.
-            None => fill(&made, *self)?,
-        }
+        self.remember(&made);
+        // Even an object referred to from one place can be in a cycle,
+        // through a shared object around it, so its state always waits.
+        let target = match self.shared_id() {
+            Some(id) => Target::Shared(id),
+            None => Target::Owned(self.value().clone()),
+        };
+        let keep = made.clone();
+        self.ctx
+            .pending
+            .borrow_mut()
+            .push((target, Box::new(move |node: Node<'_>| fill(&keep, node))));
         Ok(made)
     }
 

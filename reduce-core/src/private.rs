@@ -8,16 +8,8 @@ pub use inventory;
 
 use crate::error::Result;
 use crate::registry::Registry;
-use crate::save::{Reduce, Saver};
 
-/// A closure that writes one object.
-pub struct FnReduce<F>(pub F);
-
-impl<F: Fn(&mut Saver<'_, '_>) -> Result<()>> Reduce for FnReduce<F> {
-    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
-        (self.0)(s)
-    }
-}
+pub use crate::save::FnReduce;
 
 /// `a::b::c` as Python spells a module, `a.b.c`, made once per module.
 pub fn dotted(module_path: &'static str) -> &'static str {

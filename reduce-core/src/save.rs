@@ -738,3 +738,29 @@ impl<T: Any> crate::Construct for Registered<T> {
         node.registered::<T>().map(Registered)
     }
 }
+
+/// A closure that writes one object: for argument tuples longer than the
+/// twelve items Rust tuples implement [`Reduce`] for, or built on the fly.
+///
+/// ```
+/// use reduce::{FnReduce, Saver};
+///
+/// struct Wide([u8; 15]);
+///
+/// impl reduce::Reduce for Wide {
+///     fn reduce(&self, s: &mut Saver<'_, '_>) -> reduce::Result<()> {
+///         let args = FnReduce(|s: &mut Saver<'_, '_>| {
+///             s.tuple(15, |s| self.0.iter().try_for_each(|b| s.save(b)))
+///         });
+///         s.reduction("wide", "Wide").args(&args).save()
+///     }
+/// }
+/// assert!(reduce::to_vec(&Wide([7; 15])).is_ok());
+/// ```
+pub struct FnReduce<F>(pub F);
+
+impl<F: Fn(&mut Saver<'_, '_>) -> Result<()>> Reduce for FnReduce<F> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        (self.0)(s)
+    }
+}
