@@ -436,3 +436,43 @@ pub mod programs {
         }
     }
 }
+
+/// CPython's own code objects, as `examples/python/code_objects.py` pickles
+/// them: `code_objects.code_ctor(*fields)`, the fields of Python 3.11's
+/// `types.CodeType` in order.
+pub mod python {
+    use reduce::{Reduce, Value};
+
+    /// A CPython 3.11 code object. Nested code objects (of inner functions)
+    /// stay in `consts` as reduced values.
+    #[derive(Reduce, Debug, Clone, PartialEq)]
+    #[reduce(module = "code_objects", name = "code_ctor")]
+    pub struct PyCode {
+        pub argcount: i64,
+        pub posonlyargcount: i64,
+        pub kwonlyargcount: i64,
+        pub nlocals: i64,
+        pub stacksize: i64,
+        pub flags: i64,
+        #[reduce(bytes)]
+        pub code: Vec<u8>,
+        #[reduce(with = "reduce::tuple")]
+        pub consts: Vec<Value>,
+        #[reduce(with = "reduce::tuple")]
+        pub names: Vec<String>,
+        #[reduce(with = "reduce::tuple")]
+        pub varnames: Vec<String>,
+        pub filename: String,
+        pub name: String,
+        pub qualname: String,
+        pub firstlineno: i64,
+        #[reduce(bytes)]
+        pub linetable: Vec<u8>,
+        #[reduce(bytes)]
+        pub exceptiontable: Vec<u8>,
+        #[reduce(with = "reduce::tuple")]
+        pub freevars: Vec<String>,
+        #[reduce(with = "reduce::tuple")]
+        pub cellvars: Vec<String>,
+    }
+}

@@ -313,6 +313,23 @@ pub mod bytes {
     }
 }
 
+/// `#[reduce(with = "reduce::tuple")]`: a `Vec<T>` field written as a Python
+/// `tuple` (a plain `Vec` is a `list`), for constructors that insist on
+/// tuples, such as `types.CodeType`.
+pub mod tuple {
+    use super::*;
+
+    /// Writes the items as a `tuple`.
+    pub fn reduce<T: Reduce>(items: &[T], s: &mut Saver<'_, '_>) -> Result<()> {
+        s.tuple(items.len(), |s| items.iter().try_for_each(|i| s.save(i)))
+    }
+
+    /// Reads a `tuple` (or a `list`) of items.
+    pub fn construct<T: Construct>(node: Node<'_>) -> Result<Vec<T>> {
+        collect(&node)
+    }
+}
+
 // ---- sequences --------------------------------------------------------------
 
 impl<T: Reduce> Reduce for [T] {

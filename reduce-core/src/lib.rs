@@ -200,7 +200,7 @@ mod write;
 
 pub use crate::construct::{Call, Construct, Dynamic, Node, StateNode};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::impls::{bytes, ByteArray, Bytes, Interned};
+pub use crate::impls::{bytes, tuple, ByteArray, Bytes, Interned};
 pub use crate::read::{
     Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
 };

@@ -914,6 +914,40 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
+    /// CPython writes a reduction's `state_setter` as
+    /// `setter(obj, state)` `REDUCE` `POP`: the call is made for its effect on
+    /// `obj`. Its result, popped, is folded back into `obj` as its state and
+    /// setter, so that nothing is lost and it is written back the same way.
+    fn attach_state_setter(&mut self, mut popped: Value) {
+        let Value::Reduce(call) = &mut popped else {
+            return;
+        };
+        let Value::Tuple(args) = &call.args else {
+            return;
+        };
+        let [Value::Ref(target), _] = args.as_slice() else {
+            return;
+        };
+        let target = *target;
+        let fresh =
+            call.state.is_none() && call.list_items.is_empty() && call.dict_items.is_empty();
+        let Some(Value::Reduce(obj)) = self.objects.get(target.index()) else {
+            return;
+        };
+        if !fresh || obj.state.is_some() || obj.state_setter.is_some() {
+            return;
+        }
+        let Value::Tuple(args) = &mut call.args else {
+            return;
+        };
+        let state = args.pop().unwrap_or_default();
+        let setter = std::mem::take(&mut call.callable);
+        if let Some(Value::Reduce(obj)) = self.objects.get_mut(target.index()) {
+            obj.state = Some(state);
+            obj.state_setter = Some(setter);
+        }
+    }
+
     /// `NEWOBJ` needs a class. Only the `builtins` module is known well
     /// enough to tell a function (`len`) from a class (`int`); other globals
     /// are taken on trust, and reduced objects only in inert mode.
@@ -1028,7 +1062,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                 if self.marks.last() == Some(&self.stack.len()) {
                     self.marks.pop();
                 } else {
-                    self.pop()?;
+                    let popped = self.pop()?;
+                    self.attach_state_setter(popped);
                 }
             }
             POP_MARK => {

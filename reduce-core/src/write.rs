@@ -272,7 +272,7 @@ enum Task<'a> {
     /// A global the writer names itself.
     Global(&'static str, &'static str),
     /// A memo reference to an object already written.
-    Get(Ident),
+    Get(u32),
 }
 
 struct Encoder<'e, 'o, 'a> {
@@ -507,10 +507,11 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     self.write(&[POP]);
                     return self.out.get(idx);
                 }
-                self.memo_put(ident)?;
+                let idx = self.out.memo_put()?;
+                self.remember(ident, idx);
                 tasks.push(Task::Boundary);
                 if let Some(r) = reduce {
-                    self.reduce_rest(r, ident, tasks);
+                    self.reduce_rest(r, idx, tasks);
                 }
             }
             Task::FreshList(items) => {
@@ -524,19 +525,14 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             Task::Global(module, name) => {
                 self.out.global(module, name)?;
             }
-            Task::Get(ident) => {
-                let idx = self.memo_index(ident).ok_or_else(|| {
-                    unpicklable("an object's state setter needs the object memoized")
-                })?;
-                self.out.get(idx)?;
-            }
+            Task::Get(idx) => self.out.get(idx)?,
         }
         Ok(())
     }
 
     /// After a reduced object is memoized: its list items, dict items and
     /// state, in CPython's order.
-    fn reduce_rest(&mut self, r: &'a Reduction, ident: Ident, tasks: &mut Vec<Task<'a>>) {
+    fn reduce_rest(&mut self, r: &'a Reduction, idx: u32, tasks: &mut Vec<Task<'a>>) {
         if let Some(state) = &r.state {
             match &r.state_setter {
                 None => {
@@ -550,7 +546,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     tasks.push(Task::Op(REDUCE));
                     tasks.push(Task::Op(TUPLE2));
                     tasks.push(Task::Save(state));
-                    tasks.push(Task::Get(ident));
+                    tasks.push(Task::Get(idx));
                     tasks.push(Task::Save(setter));
                 }
             }
