@@ -1,0 +1,229 @@
+//! Bad input ends in a clear, typed error with its offset and opcode: code
+//! that a pickle names is never reached, lengths that lie allocate nothing,
+//! frames that lie are caught, and the limits stop bombs early.
+
+use std::io::Read;
+use std::process::Command;
+use std::time::Instant;
+
+use reduce::{Error, ErrorKind, Graph, Limits, Unpickler, Value};
+
+fn load(bytes: &[u8]) -> reduce::Result<Graph> {
+    reduce::from_slice(bytes)
+}
+
+/// A reader that yields `data` a few bytes at a time, then EOF.
+struct Trickle<'a>(&'a [u8]);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len()).min(3);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn dangerous_globals_are_refused_by_name_through_every_opcode() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"cos\nsystem\n(S'echo hi'\ntR.", "os.system"),
+        (b"cbuiltins\neval\n(S'1'\ntR.", "builtins.eval"),
+        (b"c__builtin__\neval\n(S'1'\ntR.", "builtins.eval"),
+        (
+            b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02hi\x85R.",
+            "os.system",
+        ),
+        // getattr([], "pop"): getattr is understood only on a global.
+        (
+            b"\x80\x02cbuiltins\ngetattr\n]X\x03\x00\x00\x00pop\x86R.",
+            "builtins.getattr",
+        ),
+        (b"(S'ls'\nisubprocess\nPopen\n.", "subprocess.Popen"),
+        (b"(csubprocess\nPopen\nS'ls'\no.", "subprocess.Popen"),
+    ];
+    for (bytes, name) in cases {
+        let err = load(bytes).unwrap_err();
+        let shown = err.to_string();
+        if *name != "builtins.getattr" {
+            assert!(
+                matches!(err.kind(), ErrorKind::UnknownGlobal { .. }),
+                "{shown}"
+            );
+        }
+        assert!(shown.contains(name), "{shown}");
+    }
+    // Through an extension code, too: the code maps to a name, checked the same.
+    let err = Unpickler::from_slice(b"\x80\x02\x82\x07)R.")
+        .extension(7, "os", "system")
+        .load::<Graph>()
+        .unwrap_err();
+    assert!(err.to_string().contains("os.system"), "{err}");
+    // getattr on a global names a nested global, which is checked too.
+    let err = load(b"\x80\x02cbuiltins\ngetattr\ncsubprocess\nPopen\nX\x04\x00\x00\x00wait\x86R.")
+        .unwrap_err();
+    assert!(err.to_string().contains("subprocess.Popen"), "{err}");
+}
+
+#[test]
+fn errors_carry_offset_and_opcode() {
+    // PROTO 2, EMPTY_LIST, BINGET 5 (never stored).
+    let err = load(b"\x80\x02]h\x05.").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::MissingMemo(5)));
+    assert_eq!(err.offset(), Some(3));
+    assert_eq!(err.opcode_name(), Some("BINGET"));
+    assert_eq!(err.to_string(), "memo has no entry 5 (at byte 3, BINGET)");
+    let err = load(b"\x80\x02\xff").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::UnknownOpcode(0xff)));
+    assert_eq!(err.offset(), Some(2));
+    let err = load(b"\x80\x06N.").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::UnsupportedProtocol(6)));
+}
+
+#[test]
+fn lying_lengths_fail_fast_without_allocating() {
+    let huge = (1u64 << 63).to_le_bytes();
+    for op in [0x8e_u8, 0x8d, 0x96, 0x95] {
+        let mut bytes = vec![0x80, 0x05, op];
+        bytes.extend_from_slice(&huge);
+        bytes.extend_from_slice(b"abc");
+        let start = Instant::now();
+        assert!(load(&bytes).is_err(), "opcode {op:#x} from a slice");
+        let err = Unpickler::new(Trickle(&bytes)).load::<Graph>().unwrap_err();
+        assert!(start.elapsed().as_millis() < 500, "{err}");
+    }
+    // Negative counts.
+    assert!(load(b"\x8b\xff\xff\xff\xff.")
+        .unwrap_err()
+        .to_string()
+        .contains("negative byte count"));
+    assert!(load(b"T\xff\xff\xff\xff.")
+        .unwrap_err()
+        .to_string()
+        .contains("negative byte count"));
+}
+
+#[test]
+fn frames_that_lie_are_caught() {
+    // A frame longer than the data.
+    let err = load(b"\x80\x04\x95\xff\x00\x00\x00\x00\x00\x00\x00N.").unwrap_err();
+    assert!(err.to_string().contains("longer than"), "{err}");
+    // A frame inside an unfinished frame.
+    let err =
+        load(b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00\x95\x01\x00\x00\x00\x00\x00\x00\x00N.")
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("inside an unfinished frame"),
+        "{err}"
+    );
+    // An argument running past the end of its frame.
+    let err = load(b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x00\x8c\x05hello.").unwrap_err();
+    assert!(
+        err.to_string().contains("past the end of its frame"),
+        "{err}"
+    );
+    // FRAME is optional: the same value without frames loads.
+    assert!(load(b"\x80\x04N.").is_ok());
+}
+
+#[test]
+fn huge_decimal_ints_hit_the_digit_limit_as_in_cpython() {
+    let digits = "7".repeat(5000);
+    for bytes in [
+        format!("I{digits}\n.").into_bytes(),
+        format!("L{digits}L\n.").into_bytes(),
+    ] {
+        let err = load(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::Limit {
+                    limit: "max_int_digits",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import pickle,sys; pickle.loads(sys.stdin.buffer.read())",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                std::io::Write::write_all(c.stdin.as_mut().unwrap(), &bytes)?;
+                drop(c.stdin.take());
+                c.wait()
+            })
+            .unwrap();
+        assert!(!status.success(), "CPython refuses the same bytes");
+    }
+    let raised: Value = Unpickler::from_slice(format!("L{digits}L\n.").as_bytes())
+        .limits(Limits::default().max_int_digits(6000))
+        .load()
+        .unwrap();
+    assert!(matches!(raised, Value::BigInt(_)));
+}
+
+#[test]
+fn bombs_stop_at_the_limits() {
+    let marks = vec![b'('; 1_000_000];
+    let start = Instant::now();
+    let err = Unpickler::from_slice(&marks)
+        .limits(Limits::default().max_stack(10_000))
+        .load::<Graph>()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Limit {
+                limit: "max_stack",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut memo = b"\x80\x04".to_vec();
+    for _ in 0..1_000_000 {
+        memo.extend_from_slice(b"N\x94");
+    }
+    let err = Unpickler::from_slice(&memo)
+        .limits(Limits::default().max_memo(1000))
+        .load::<Graph>()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Limit {
+                limit: "max_memo",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Without a low limit, a million MARKs end in a clear error too.
+    assert!(load(&marks).is_err());
+    assert!(start.elapsed().as_secs() < 5);
+}
+
+#[test]
+fn the_error_type_behaves() {
+    fn assert_traits<T: Send + Sync + 'static + std::error::Error>() {}
+    assert_traits::<Error>();
+    let samples = [
+        load(b"").unwrap_err(),
+        load(b"\x80\x02]h\x05.").unwrap_err(),
+        load(b"cos\nsystem\n.").unwrap_err(),
+        reduce::from_slice::<u8>(b"\x80\x02M\x00\x10.").unwrap_err(),
+    ];
+    for e in samples {
+        let text = e.to_string();
+        assert!(
+            text.chars().next().is_some_and(|c| !c.is_uppercase()),
+            "{text}"
+        );
+        assert!(!text.ends_with('.'), "{text}");
+    }
+}
