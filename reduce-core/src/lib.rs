@@ -189,7 +189,9 @@ pub mod __private {
 }
 mod error;
 mod impls;
+pub mod inspect;
 pub mod op;
+mod printable;
 mod private;
 mod read;
 mod registry;

@@ -923,7 +923,7 @@ fn write_str_repr(f: &mut fmt::Formatter<'_>, s: &PyStr) -> fmt::Result {
             Some('\r') => f.write_str("\\r")?,
             Some('\t') => f.write_str("\\t")?,
             Some(c) if c == quote => write!(f, "\\{c}")?,
-            Some(c) if !c.is_control() => write!(f, "{c}")?,
+            Some(c) if crate::printable::is_printable(cp) => write!(f, "{c}")?,
             _ if cp < 0x100 => write!(f, "\\x{cp:02x}")?,
             _ if cp < 0x10000 => write!(f, "\\u{cp:04x}")?,
             _ => write!(f, "\\U{cp:08x}")?,
