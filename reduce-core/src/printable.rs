@@ -707,18 +707,17 @@ static NOT_PRINTABLE: &[(u32, u32)] = &[
 
 /// Whether Python's `repr` shows this code point as itself.
 pub(crate) fn is_printable(cp: u32) -> bool {
-    match NOT_PRINTABLE.binary_search_by(|&(a, b)| {
-        if cp < a {
-            std::cmp::Ordering::Greater
-        } else if cp > b {
-            std::cmp::Ordering::Less
-        } else {
-            std::cmp::Ordering::Equal
-        }
-    }) {
-        Ok(_) => false,
-        Err(_) => true,
-    }
+    NOT_PRINTABLE
+        .binary_search_by(|&(a, b)| {
+            if cp < a {
+                std::cmp::Ordering::Greater
+            } else if cp > b {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_err()
 }
 
 #[cfg(test)]
