@@ -208,7 +208,7 @@ impl Source for SliceRead<'_> {
         }
         let remaining = (self.data.len() - self.pos) as u64;
         if len > remaining {
-            return Err(Error::invalid(format!(
+            return Err(Error::new(ErrorKind::Eof).with_detail(format!(
                 "frame of {len} bytes is longer than the {remaining} bytes left"
             )));
         }
@@ -306,7 +306,7 @@ impl<R: io::Read> Source for IoRead<R> {
         let got = (&mut self.reader).take(len).read_to_end(&mut self.frame)?;
         self.pos += got as u64;
         if (got as u64) < len {
-            return Err(Error::invalid(format!(
+            return Err(Error::new(ErrorKind::Eof).with_detail(format!(
                 "frame of {len} bytes is longer than the {got} bytes left"
             )));
         }
@@ -490,8 +490,9 @@ impl<'h, I: Input> Unpickler<'h, I> {
 
     fn load_with(&mut self, lookup: &Lookup) -> Result<Graph> {
         let mut machine = Machine::new(&mut self.options, lookup);
-        machine.run(&mut self.input)?;
-        machine.finish()
+        let stop = machine.run(&mut self.input)?;
+        // What is wrong with the finished stack is found at STOP.
+        machine.finish().map_err(|e| e.at(stop, Some(STOP)))
     }
 
     /// A registry layered over the process-wide one for this unpickler:
@@ -554,11 +555,15 @@ fn underflow() -> Error {
     Error::new(ErrorKind::StackUnderflow)
 }
 
+/// Values kept inline even when memoized: scalars, and the empty tuple,
+/// which has no identity in Python (it is a singleton, and never memoized
+/// by a pickler).
 fn is_cheap(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Ref(_)
-    )
+    match v {
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Ref(_) => true,
+        Value::Tuple(t) => t.is_empty(),
+        _ => false,
+    }
 }
 
 fn le_u64(b: &[u8]) -> u64 {
@@ -689,12 +694,13 @@ impl<'o, 'h> Machine<'o, 'h> {
         self.push(v)
     }
 
-    fn run<S: Source>(&mut self, src: &mut S) -> Result<()> {
+    /// Runs opcodes up to `STOP`, returning its offset.
+    fn run<S: Source>(&mut self, src: &mut S) -> Result<u64> {
         loop {
             let at = src.pos();
             let op = src.byte().map_err(|e| e.at(at, None))?;
             match self.step(op, src) {
-                Ok(true) => return Ok(()),
+                Ok(true) => return Ok(at),
                 Ok(false) => {}
                 Err(e) => return Err(e.at(at, Some(op))),
             }

@@ -1197,13 +1197,52 @@ impl fmt::Debug for Graph {
 /// Two graphs are equal when the same shape is reachable from both roots: a
 /// [`Value::Ref`] on one side must meet a `Ref` on the other, and each shared
 /// object must always meet the same partner. Unreachable shared objects are
-/// ignored.
+/// ignored. Globals compare by name, and ints and the empty tuple by value,
+/// shared or not: Python gives them no identity a pickle keeps (CPython
+/// never memoizes an int or `()`), and they are written that way.
+/// Int equality across the two int variants (a writer accepts a `BigInt`
+/// that fits in an `i64`).
+fn int_eq(x: &Value, y: &Value) -> bool {
+    let big = |v: &Value| match v {
+        Value::Int(i) => Some(BigInt::from(*i)),
+        Value::BigInt(b) => Some((**b).clone()),
+        _ => None,
+    };
+    match (big(x), big(y)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 impl PartialEq for Graph {
     fn eq(&self, other: &Graph) -> bool {
         let mut map: std::collections::HashMap<Id, Id> = std::collections::HashMap::new();
         let mut back: std::collections::HashMap<Id, Id> = std::collections::HashMap::new();
         let mut pairs = vec![(&self.root, &other.root)];
         while let Some((a, b)) = pairs.pop() {
+            // A global is one object by name (the writer writes every use of
+            // a name after the first as a memo reference), and the empty
+            // tuple is one object in Python (never memoized), so both
+            // compare by value whether inline or shared.
+            match (self.resolve(a), other.resolve(b)) {
+                (Value::Global(x), Value::Global(y)) => {
+                    if x != y {
+                        return false;
+                    }
+                    continue;
+                }
+                (Value::Tuple(x), Value::Tuple(y)) if x.is_empty() && y.is_empty() => continue,
+                // Nor are ints: a big one may be shared in a loaded graph
+                // (copying it on every memo read would be a memory bomb),
+                // but it is written out whole each time it is met.
+                (x @ Value::BigInt(_), y) | (x, y @ Value::BigInt(_)) => {
+                    if !int_eq(x, y) {
+                        return false;
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             let (a, b) = match (a, b) {
                 (Value::Ref(x), Value::Ref(y)) => {
                     match (map.get(x), back.get(y)) {

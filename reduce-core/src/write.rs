@@ -105,6 +105,12 @@ impl<'h, W: io::Write> Pickler<'h, W> {
     /// Write globals under their Python 2 names at protocols 0 to 2
     /// (`builtins` as `__builtin__`, ...), as Python's `fix_imports` does.
     /// Default on.
+    ///
+    /// As in CPython, the mapping is not a bijection: a global that already
+    /// has a Python 2 name (`__builtin__.object`, kept as such from a
+    /// protocol 3+ pickle) is written unchanged at protocols 0 to 2, and a
+    /// reader with `fix_imports` on loads it as `builtins.object`. Turn the
+    /// option off on both sides to keep every name exactly.
     pub fn fix_imports(mut self, fix: bool) -> Self {
         self.options.fix_imports = fix;
         self

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture paths, manifests, and
 //! running CPython (`python3`) to check what Rust wrote.
 
+pub mod fuzz;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,82 @@
+//! The bodies of the fuzz targets in `reduce-core/fuzz`, shared with the
+//! regression tests so that every input a fuzzer found is checked again, by
+//! the same code, on every test run.
+//!
+//! Each function panics only when reduce is wrong: on any input, reading
+//! ends in a value or an error, and whatever reads writes back and reads
+//! again to an equal graph.
+
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+
+use reduce::{Bytes, Dynamic, Graph, Limits, Pickler, Unpickler};
+
+/// Limits low enough that a fuzzer's inputs stay fast, high enough that
+/// every committed fixture loads.
+pub fn limits() -> Limits {
+    Limits::default()
+        .max_stack(100_000)
+        .max_memo(100_000)
+        .max_tree_nodes(100_000)
+}
+
+/// Reads `data` into a [`Graph`] in strict and in inert mode, prints and
+/// expands what loads, and walks it with the inspection API.
+pub fn load_value(data: &[u8]) {
+    for inert in [false, true] {
+        let graph = Unpickler::from_slice(data)
+            .inert(inert)
+            .limits(limits())
+            .load::<Graph>();
+        if let Ok(graph) = graph {
+            let _ = format!("{graph:?}");
+            let _ = graph.clone().into_tree(100_000);
+        }
+    }
+    let _ = reduce::inspect::disassemble(data);
+    let _ = reduce::inspect::globals(data);
+}
+
+/// Reads `data` as typed values of several shapes.
+pub fn load_typed(data: &[u8]) {
+    let _ = reduce::from_slice::<Vec<(i64, String, Option<f64>)>>(data);
+    let _ = reduce::from_slice::<BTreeMap<String, Vec<Bytes>>>(data);
+    let _ = reduce::from_slice::<HashSet<u128>>(data);
+    let _ = reduce::from_slice::<Vec<Rc<Vec<u8>>>>(data);
+    let _ = reduce::from_slice::<Dynamic>(data);
+    let _ = reduce::from_slice::<reduce::Value>(data);
+}
+
+/// Reads `data` in inert mode and, if it loads, writes it at every protocol
+/// and reads that back: the graph must come back equal.
+///
+/// Python 2 names are mapped on neither side: `fix_imports` is not a
+/// bijection (see `Pickler::fix_imports`), in CPython as here.
+pub fn round_trip(data: &[u8]) {
+    let read = |bytes: &[u8]| {
+        Unpickler::from_slice(bytes)
+            .inert(true)
+            .fix_imports(false)
+            .limits(limits())
+            .load::<Graph>()
+    };
+    let Ok(graph) = read(data) else {
+        return;
+    };
+    for proto in 0..=5 {
+        let mut pickler = Pickler::new(Vec::new()).protocol(proto).fix_imports(false);
+        // Some values cannot be written at some protocols (out-of-band
+        // buffers below 5, say); that is an error, not a bug.
+        if pickler.dump(&graph).is_err() {
+            continue;
+        }
+        let bytes = pickler.into_inner();
+        let again = read(&bytes).unwrap_or_else(|e| {
+            panic!("protocol {proto}: what reduce wrote does not read back: {e}")
+        });
+        assert!(
+            again == graph,
+            "protocol {proto}: {graph:?} came back as {again:?}"
+        );
+    }
+}
