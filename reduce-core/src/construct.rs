@@ -8,7 +8,7 @@
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -71,8 +71,7 @@ pub trait Construct: Sized {
     /// root; `Value` and `Graph` take the graph itself without copying.
     #[doc(hidden)]
     fn from_graph(graph: Graph, lookup: &Lookup, limits: &crate::Limits) -> Result<Self> {
-        let _ = limits;
-        let ctx = Ctx::new(lookup, &graph);
+        let ctx = Ctx::new(lookup, &graph, limits.max_typed_depth);
         let value = Self::construct(Node::root(&graph, &ctx))?;
         ctx.finish()?;
         Ok(value)
@@ -87,7 +86,9 @@ pub struct Ctx<'l> {
     built: RefCell<HashMap<(Id, TypeId), Box<dyn Any>>>,
     in_progress: RefCell<HashSet<Id>>,
     /// State still to apply to shared objects made by [`Node::once`].
-    pending: RefCell<Vec<(Target, PendingFill)>>,
+    pending: RefCell<VecDeque<(Target, PendingFill)>>,
+    /// [`Limits::max_typed_depth`](crate::Limits::max_typed_depth).
+    max_depth: usize,
 }
 
 /// Where a queued fill's node is: a shared object of the graph, or a copy
@@ -100,13 +101,14 @@ enum Target {
 type PendingFill = Box<dyn for<'x> FnOnce(Node<'x>) -> Result<()>>;
 
 impl<'l> Ctx<'l> {
-    pub(crate) fn new(lookup: &'l Lookup, graph: &'l Graph) -> Self {
+    pub(crate) fn new(lookup: &'l Lookup, graph: &'l Graph, max_depth: usize) -> Self {
         Ctx {
             lookup,
             graph,
             built: RefCell::new(HashMap::new()),
             in_progress: RefCell::new(HashSet::new()),
-            pending: RefCell::new(Vec::new()),
+            pending: RefCell::new(VecDeque::new()),
+            max_depth,
         }
     }
 
@@ -114,11 +116,10 @@ impl<'l> Ctx<'l> {
     pub(crate) fn finish(&self) -> Result<()> {
         loop {
             let next = {
-                let mut pending = self.pending.borrow_mut();
-                if pending.is_empty() {
-                    return Ok(());
+                match self.pending.borrow_mut().pop_front() {
+                    Some(next) => next,
+                    None => return Ok(()),
                 }
-                pending.remove(0)
             };
             let (target, fill) = next;
             let value = match &target {
@@ -136,6 +137,7 @@ impl<'l> Ctx<'l> {
                 parent: None,
                 seg: Seg::Root,
                 skip: 0,
+                depth: 0,
             })?;
         }
     }
@@ -168,6 +170,8 @@ pub struct Node<'a> {
     /// Leading tuple items that are not part of this node (the class in
     /// `NEWOBJ`'s `(cls, *args)`).
     skip: usize,
+    /// How many nodes lie between this one and the root.
+    depth: usize,
 }
 
 impl fmt::Debug for Node<'_> {
@@ -185,6 +189,7 @@ impl<'a> Node<'a> {
             parent: None,
             seg: Seg::Root,
             skip: 0,
+            depth: 0,
         }
     }
 
@@ -196,7 +201,29 @@ impl<'a> Node<'a> {
             parent: Some(self),
             seg,
             skip: 0,
+            depth: self.depth + 1,
         }
+    }
+
+    /// Runs `f` on a child node: the one way typed reading recurses. The
+    /// depth is bounded by [`Limits::max_typed_depth`](crate::Limits), and
+    /// the stack grows on the heap when it runs low, so that a recursive
+    /// type nested deep in a hostile pickle is an error, never a stack
+    /// overflow, whatever the thread's stack size.
+    fn descend<'b, R>(
+        &'b self,
+        seg: Seg<'b>,
+        value: &'b Value,
+        f: impl FnOnce(Node<'b>) -> Result<R>,
+    ) -> Result<R> {
+        let child = self.child(seg, value);
+        if child.depth > self.ctx.max_depth {
+            return Err(child.error(ErrorKind::Limit {
+                limit: "max_typed_depth",
+                max: self.ctx.max_depth as u64,
+            }));
+        }
+        grow(|| f(child))
     }
 
     /// The value here, with a shared reference followed.
@@ -283,12 +310,12 @@ impl<'a> Node<'a> {
     /// Builds a `T` from item `index` of `items` (which came from
     /// [`Node::items`] or the like), with the index in the path.
     pub fn item<T: Construct>(&self, index: usize, item: &Value) -> Result<T> {
-        T::construct(self.child(Seg::Index(index), item))
+        self.descend(Seg::Index(index), item, T::construct)
     }
 
     /// Builds a `T` from the value under a field name, for error paths.
     pub fn field<T: Construct>(&self, name: &str, value: &Value) -> Result<T> {
-        T::construct(self.child(Seg::Field(name), value))
+        self.descend(Seg::Field(name), value, T::construct)
     }
 
     /// Runs `f` on the node of a named field's value (for fields read with a
@@ -299,7 +326,7 @@ impl<'a> Node<'a> {
         value: &Value,
         f: impl FnOnce(Node<'_>) -> Result<R>,
     ) -> Result<R> {
-        f(self.child(Seg::Field(name), value))
+        self.descend(Seg::Field(name), value, f)
     }
 
     /// The value under key `name` of a state dict with str keys (an
@@ -314,13 +341,13 @@ impl<'a> Node<'a> {
 
     /// Builds a `T` from the value of a dict entry, with the key in the path.
     pub fn entry<T: Construct>(&self, key: &Value, value: &Value) -> Result<T> {
-        T::construct(self.child(Seg::Key(key), value))
+        self.descend(Seg::Key(key), value, T::construct)
     }
 
     /// Builds a `T` from a value that is not one of this node's own items
     /// (a dict key), keeping this node's path.
     pub fn sibling<T: Construct>(&self, value: &Value) -> Result<T> {
-        T::construct(self.child(Seg::Root, value))
+        self.descend(Seg::Root, value, T::construct)
     }
 
     /// The pairs of a `dict`.
@@ -335,8 +362,8 @@ impl<'a> Node<'a> {
     pub fn state_field<T: Construct>(&self, name: &str) -> Result<Option<T>> {
         for (k, v) in self.pairs()? {
             if self.graph.resolve(k).as_str() == Some(name) {
-                return T::construct(self.child(Seg::Field(name_static(name, k, self.graph)), v))
-                    .map(Some);
+                let seg = Seg::Field(name_static(name, k, self.graph));
+                return self.descend(seg, v, T::construct).map(Some);
             }
         }
         Ok(None)
@@ -496,7 +523,7 @@ impl<'a> Node<'a> {
         self.ctx
             .pending
             .borrow_mut()
-            .push((target, Box::new(move |node: Node<'_>| fill(&keep, node))));
+            .push_back((target, Box::new(move |node: Node<'_>| fill(&keep, node))));
         Ok(made)
     }
 
@@ -569,6 +596,7 @@ impl<'a> Call<'a> {
             parent: self.node.parent,
             seg: self.node.seg,
             skip,
+            depth: self.node.depth,
         }
     }
 
@@ -606,14 +634,26 @@ pub struct StateNode<'a> {
 impl StateNode<'_> {
     /// Reads the state as a `T`.
     pub fn construct<T: Construct>(&self) -> Result<T> {
-        T::construct(self.node.child(Seg::State, self.value))
+        self.node.descend(Seg::State, self.value, T::construct)
     }
 
     /// Runs `f` on the state's node.
     pub fn with<R>(&self, f: impl FnOnce(Node<'_>) -> R) -> R {
-        f(self.node.child(Seg::State, self.value))
+        grow(|| f(self.node.child(Seg::State, self.value)))
     }
 }
+
+/// Runs `f` with at least [`RED_ZONE`] bytes of stack, moving to a fresh
+/// heap-allocated segment of [`STACK_SEGMENT`] bytes when less is left.
+pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, f)
+}
+
+/// Stack one level of typed reading or writing may use before the next
+/// level checks again (debug builds use several KiB per level).
+const RED_ZONE: usize = 128 * 1024;
+/// Stack allocated at a time when it runs low.
+const STACK_SEGMENT: usize = 2 * 1024 * 1024;
 
 /// An object whose type is known only at run time: built by whichever
 /// constructor the registry has for its global, and downcast afterwards.

@@ -55,6 +55,12 @@ pub struct Limits {
     /// Most values made when a [`Graph`] with shared objects is copied into a
     /// plain [`Value`] tree (`from_slice::<Value>`). Default 10,000,000.
     pub max_tree_nodes: usize,
+    /// Deepest nesting a typed read ([`Construct`]) follows: typed reading
+    /// recurses once per level of the Rust type, so a recursive type (a
+    /// linked list, a tree) read from a deeply nested pickle stops here.
+    /// The stack grows on the heap as needed, so any thread can read up to
+    /// this depth. Default 10,000.
+    pub max_typed_depth: usize,
 }
 
 impl Default for Limits {
@@ -65,6 +71,7 @@ impl Default for Limits {
             max_depth: 100_000,
             max_int_digits: 4300,
             max_tree_nodes: 10_000_000,
+            max_typed_depth: 10_000,
         }
     }
 }
@@ -93,6 +100,11 @@ impl Limits {
     /// Sets [`Limits::max_tree_nodes`].
     pub fn max_tree_nodes(mut self, n: usize) -> Self {
         self.max_tree_nodes = n;
+        self
+    }
+    /// Sets [`Limits::max_typed_depth`].
+    pub fn max_typed_depth(mut self, n: usize) -> Self {
+        self.max_typed_depth = n;
         self
     }
 }

@@ -128,7 +128,8 @@ impl<'s, 'o> Saver<'s, 'o> {
             )));
         }
         self.depth += 1;
-        let r = value.reduce(self);
+        // Each level recurses: grow the stack on the heap when it runs low.
+        let r = crate::construct::grow(|| value.reduce(self));
         self.depth -= 1;
         r
     }
