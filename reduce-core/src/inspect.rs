@@ -277,14 +277,45 @@ pub fn dis(bytes: &[u8]) -> Result<String> {
     Ok(out)
 }
 
+/// A global a pickle names, as [`globals`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Named {
+    /// By module and qualified name (`GLOBAL`, `INST`, `STACK_GLOBAL`).
+    Global(Global),
+    /// By extension code (`EXT1`, `EXT2`, `EXT4`).
+    Extension(u32),
+}
+
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Named::Global(g) => write!(f, "{g}"),
+            Named::Extension(code) => write!(f, "extension code {code}"),
+        }
+    }
+}
+
 /// The globals a pickle names (and so would import and call in CPython), in
 /// order, as the pickle spells them (Python 2 names are not mapped).
 ///
 /// `STACK_GLOBAL` takes its module and name from the strings pushed before
 /// it, followed through the memo; operands that are not plain strings show
-/// as `?`. Extension codes show as `<ext N>`, since only a registry knows
-/// what they stand for.
-pub fn globals(bytes: &[u8]) -> Result<Vec<Global>> {
+/// as `?` (a name shown is always the one the reader would see). Extension
+/// codes are listed as codes, since only the registry that reads the pickle
+/// knows what they stand for.
+///
+/// ```
+/// use reduce::inspect::{globals, Named};
+///
+/// // pickle.dumps(collections.OrderedDict(), protocol=4), then EXT1 7.
+/// let bytes = b"\x80\x04\x8c\x0bcollections\x8c\x0bOrderedDict\x93)R\x82\x07.";
+/// let found = globals(bytes)?;
+/// assert_eq!(found[0].to_string(), "collections.OrderedDict");
+/// assert_eq!(found[1], Named::Extension(7));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn globals(bytes: &[u8]) -> Result<Vec<Named>> {
     let mut found = Vec::new();
     // A shadow stack of the strings pushed (None for anything else), and a
     // shadow memo of strings.
@@ -297,17 +328,18 @@ pub fn globals(bytes: &[u8]) -> Result<Vec<Global>> {
             (GLOBAL | INST, Arg::Str(s)) => {
                 let text = s.to_string_lossy().into_owned();
                 let (m, n) = text.split_once(' ').unwrap_or((&text, ""));
-                found.push(Global::new(m, n));
+                found.push(Named::Global(Global::new(m, n)));
                 stack.push(None);
             }
             (STACK_GLOBAL, _) => {
                 let name = stack.pop().flatten().or_else(question).unwrap_or_default();
                 let module = stack.pop().flatten().or_else(question).unwrap_or_default();
-                found.push(Global::new(module, name));
+                found.push(Named::Global(Global::new(module, name)));
                 stack.push(None);
             }
             (EXT1 | EXT2 | EXT4, Arg::Int(code)) => {
-                found.push(Global::new("<ext", format!("{code}>")));
+                let code = u32::try_from(code).unwrap_or(u32::MAX);
+                found.push(Named::Extension(code));
                 stack.push(None);
             }
             (SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE, Arg::Str(s)) => {

@@ -169,6 +169,8 @@
 //! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
 //! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
 //! | [`op`] | opcode constants, named as in `pickle.py` |
+//! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
+//! | [`security`] | the security model (documentation only) |
 //!
 //! # Limits and errors
 //!
@@ -177,6 +179,13 @@
 //! found. No input makes the reader panic, overflow the stack or allocate
 //! more than the input's length justifies (a `BINBYTES8` claiming 2<sup>63</sup>
 //! bytes fails before allocating anything); the [`Limits`] bound the rest.
+//!
+//! # Security
+//!
+//! [`security`] is the security model: what loading can and cannot do,
+//! compared point by point with CPython's `find_class`, picklescan and
+//! fickling, what is safe to load from an untrusted source, and what a
+//! registered constructor must guard itself.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -196,6 +205,7 @@ mod private;
 mod read;
 mod registry;
 mod save;
+pub mod security;
 mod text;
 mod value;
 mod write;

@@ -1,0 +1,198 @@
+//! The security model: what loading a pickle can and cannot do.
+//!
+//! A pickle is a program for a small stack machine, and in CPython some of
+//! its instructions import and call anything by name: `pickle.loads` on
+//! untrusted bytes runs the sender's code. This page says what the same
+//! bytes can do here, how that compares with the ways Python users try to
+//! make loading safe, and what is left for you to guard.
+//!
+//! # What loading can do
+//!
+//! **Reading never calls anything the pickle names.** [`Unpickler`] runs the
+//! opcodes to build data ([`Value`], [`Graph`]). Every global a pickle names
+//! (through `GLOBAL`, `STACK_GLOBAL`, `INST`, `OBJ`, `EXT1`/`EXT2`/`EXT4`,
+//! or `getattr` on a global) is checked by its exact `module.qualname` as
+//! soon as it is read, and is either
+//!
+//! - one of the few that plain data needs, which the reader interprets
+//!   itself rather than calls: `builtins.set`, `builtins.frozenset`,
+//!   `builtins.bytearray`, `builtins.bytes`, `_codecs.encode`,
+//!   `builtins.getattr` applied to a global, `builtins.object`,
+//!   `copyreg._reconstructor`, `copyreg.__newobj__`, `copyreg.__newobj_ex__`;
+//! - a constructor in the [registry](crate::registry()) or in the
+//!   [`Registry`] layered over it for this unpickler, which is recorded as
+//!   data and not called yet;
+//! - or an [`ErrorKind::UnknownGlobal`] error that names it, and the load
+//!   stops.
+//!
+//! In [inert mode](Unpickler::inert) every global and every reduction is
+//! kept as data instead, so that a pickle can be read, inspected and written
+//! back unchanged. Nothing is called in either mode.
+//!
+//! **Typed reading calls Rust code you chose.** [`from_slice::<T>`](crate::from_slice)
+//! turns the graph into a `T` through `T`'s [`Construct`] implementation,
+//! which checks the global of each object against its own path (a derived
+//! `geometry.Point` accepts only `geometry.Point`). The registry is asked
+//! only where the type says so: a [`Dynamic`], a trait object, a field read
+//! `#[reduce(registry)]`. Those call the constructor registered under the
+//! exact name the pickle gives, with arguments taken from the pickle.
+//!
+//! **What no pickle can make this crate do:** import a module, look up an
+//! attribute (a dotted name such as `a.b.c` is one string, matched whole),
+//! call a method of a loaded object, set an attribute (`BUILD` state goes
+//! only to the reading code of the type that owns it), or touch files,
+//! processes or the network. `reduce-core` forbids `unsafe` code.
+//!
+//! **Resources are bounded.** No input makes the reader panic, recurse
+//! without bound or allocate much more than its length justifies. Length
+//! prefixes are checked against the data left before anything is allocated
+//! (a slice) or read in pieces that grow only as data arrives (a stream),
+//! so a `BINBYTES8` that claims 2<sup>64</sup> bytes costs nothing. A `FRAME`
+//! longer than the data, or inside another frame, is an error. Shared
+//! objects stay shared: a DAG that doubles sixty times loads as sixty
+//! objects. The rest is bounded by [`Limits`]:
+//!
+//! | limit | default | stops |
+//! |---|---|---|
+//! | [`max_stack`](Limits::max_stack) | 10,000,000 | a million `MARK`s, a stack of pushed values |
+//! | [`max_memo`](Limits::max_memo) | 10,000,000 | memo entries (a `LONG_BINPUT` of 2<sup>32</sup> - 1 is one entry, not four billion) |
+//! | [`max_depth`](Limits::max_depth) | 100,000 | nesting of the loaded value (a million nested lists) |
+//! | [`max_int_digits`](Limits::max_int_digits) | 4,300 | decimal ints at protocol 0, quadratic to parse (CPython's own limit) |
+//! | [`max_tree_nodes`](Limits::max_tree_nodes) | 10,000,000 | copying a shared DAG into a tree (`from_slice::<Value>`) |
+//! | [`max_typed_depth`](Limits::max_typed_depth) | 10,000 | nesting followed by a typed read of a recursive type |
+//!
+//! Typed reading and writing recurse once per level of the Rust type; they
+//! move to a fresh stack segment on the heap when the thread's stack runs
+//! low, so the depth limits hold on any thread. These claims are tested:
+//! fuzz targets (`fuzz/`), every strict prefix of every fixture, random byte
+//! changes, nesting, memo and length bombs, and lying frames, all in
+//! `tests/`.
+//!
+//! # Compared with the Python tools
+//!
+//! | | CPython `pickle` | `find_class` allow-list | picklescan | fickling | reduce |
+//! |---|---|---|---|---|---|
+//! | a global nobody listed | imported and called | refused, if `find_class` is written to refuse it | reported only if it is on the scanner's list of dangerous names | judged by heuristics on the decompiled program | refused, with its name |
+//! | where the check runs | none | inside the loader | a separate pass before loading | a separate pass before loading | inside the loader |
+//! | extension codes (`EXT1`/`2`/`4`) | resolved through `copyreg` | `find_class` is skipped once a code is in `copyreg`'s extension cache | listed as codes | — | code to name to registry on every load; no cache |
+//! | dotted names (protocol 4) | resolved by `getattr`, step by step | `find_class` sees the dotted name and must check all of it | — | — | one exact string |
+//! | what an allowed callable receives | anything the pickle builds | the same | — | — | data, read by the constructor's own typed code |
+//! | `BUILD` state | `__setstate__`, or `setattr` of any attribute | the same | — | — | only the owning type's reading code |
+//! | resource bounds | the int digit limit only (memo and stack grow with the input) | the same | — | — | [`Limits`] |
+//!
+//! **CPython's `find_class`.** The pickle documentation's answer to
+//! untrusted data ("Restricting Globals") is an `Unpickler` subclass whose
+//! `find_class` allows a few names. That is the right shape, and it is what
+//! this crate does by default, with three differences. The check here
+//! cannot be skipped: CPython resolves an extension code to a name, calls
+//! `find_class` once, then keeps the result in `copyreg`'s process-wide
+//! extension cache, and every later load that uses the code gets the cached
+//! object without asking `find_class`, so one trusted load that allowed a
+//! name opens it to every restricted unpickler after it. Here the code is
+//! looked up and its name checked on every load (see the example below).
+//! Second, an allowed name here is matched as a whole string, never walked
+//! with `getattr`. Third, allowing a name in CPython hands the callable
+//! whatever arguments the pickle builds, and lets `BUILD` set any attribute
+//! of any object; here the constructor receives data and decides.
+//!
+//! **picklescan** reads a pickle (also inside the archives machine-learning
+//! frameworks save) without loading it and reports the globals it names
+//! that are on a list of known-dangerous ones. A list of what is bad cannot
+//! be complete: its reported bypasses use standard library callables that
+//! were not on it. And it is a second parser beside the loader that runs
+//! afterwards, which only helps as far as both read the bytes alike. Here
+//! the allow-list is enforced by the loader itself.
+//! [`inspect::globals`](crate::inspect::globals) gives the same listing for
+//! audits, with extension codes shown as codes.
+//!
+//! **fickling** decompiles a pickle into the Python program it stands for
+//! and analyses that program for patterns it considers unsafe before
+//! handing the bytes to CPython's `pickle`. Its verdict is a judgement about
+//! the program; here there is nothing to judge, because nothing named in the
+//! pickle is ever called.
+//!
+//! # What is safe to load from an untrusted source
+//!
+//! - [`from_slice::<Value>`](crate::from_slice), [`from_slice::<Graph>`](crate::from_slice)
+//!   and the inspection functions: yes. The worst outcome is an error, after
+//!   time and memory bounded by the input and the [`Limits`].
+//! - Inert mode: safe to read here, but what it reads is still a pickle
+//!   that CPython would execute. Writing it back gives the same bytes; do not
+//!   hand them to Python's `pickle` unless you trust where they came from.
+//! - A typed read into your own types: as safe as their [`Construct`]
+//!   implementations. Derived ones only check globals and convert data.
+//! - [`Dynamic`], trait objects and registry fields: as safe as every
+//!   constructor in the registries consulted. Every `#[derive(Reduce)]` type
+//!   linked into the program registers itself, dependencies' types
+//!   included: that set is the allow-list. List it with
+//!   `reduce::registry().snapshot().names()` ([`Registry::names`]).
+//!
+//! # What a registered constructor must guard itself
+//!
+//! A constructor is called with arguments an attacker chose. It should:
+//!
+//! - **validate sizes before allocating**: a count read from the pickle is
+//!   not a reason to call `Vec::with_capacity(count)`;
+//! - **check invariants** its type relies on: ranges, lengths that must
+//!   agree, indices that must be in bounds;
+//! - **return errors, not panic**: a panic in a constructor is not caught;
+//! - **have no side effects**: no files, processes, sockets or global state
+//!   changed while loading;
+//! - **expect half-built objects** when it takes part in cycles: an object
+//!   made with [`Node::once`] exists before its state is applied, and other
+//!   objects may hold it in between;
+//! - **treat code as code**: a function pickled by value (as in this
+//!   project's code-objects example) is a program. Loading it is safe;
+//!   calling it runs the sender's bytecode, so the interpreter that runs it
+//!   must be the sandbox (bytecode verified, steps and memory bounded).
+//!
+//! # Examples
+//!
+//! Audit a pickle without loading it, then load it with an extension
+//! registry: the code maps to a name, and the name is checked like any
+//! other.
+//!
+//! ```
+//! use reduce::{inspect, ErrorKind, Graph, Registry, Unpickler};
+//!
+//! // os.system("echo pwned") through extension code 7, as CPython writes
+//! // it after copyreg.add_extension("os", "system", 7).
+//! let evil = b"\x80\x02\x82\x07X\x0a\x00\x00\x00echo pwned\x85R.";
+//! let named: Vec<String> = inspect::globals(evil)?.iter().map(|g| g.to_string()).collect();
+//! assert_eq!(named, ["extension code 7"]);
+//!
+//! let mut codes = Registry::new();
+//! codes.add_extension("os", "system", 7)?;
+//! let err = Unpickler::from_slice(evil).registry(codes).load::<Graph>().unwrap_err();
+//! assert!(matches!(err.kind(), ErrorKind::UnknownGlobal { .. }));
+//! assert!(err.to_string().contains("os.system"), "{err}");
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
+//! Allowing a name for one load does not allow it for the next: there is
+//! no extension cache to remember it.
+//!
+//! ```
+//! use reduce::{Dynamic, Graph, Registry, Unpickler};
+//!
+//! // shapes.Point(1, 2) through extension code 9.
+//! let bytes = b"\x80\x02\x82\x09K\x01K\x02\x86R.";
+//!
+//! let mut trusted = Registry::new();
+//! trusted.add_extension("shapes", "Point", 9)?;
+//! trusted.register_constructor("shapes", "Point", |node| {
+//!     node.any_reduction()?.args().construct::<(i64, i64)>()
+//! })?;
+//! let point: Dynamic = Unpickler::from_slice(bytes).registry(trusted).load()?;
+//! assert_eq!(point.downcast_ref::<(i64, i64)>(), Some(&(1, 2)));
+//!
+//! // A later load that knows the code but allows nothing is refused.
+//! let mut codes_only = Registry::new();
+//! codes_only.add_extension("shapes", "Point", 9)?;
+//! let err = Unpickler::from_slice(bytes).registry(codes_only).load::<Graph>().unwrap_err();
+//! assert!(err.to_string().contains("shapes.Point"), "{err}");
+//! # Ok::<(), reduce::Error>(())
+//! ```
+
+#[allow(unused_imports)] // for the links above
+use crate::{Construct, Dynamic, ErrorKind, Graph, Limits, Node, Registry, Unpickler, Value};
