@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::process::Command;
-use std::time::Instant;
 
 use reduce::{Error, ErrorKind, Graph, Limits, Unpickler, Value};
 
@@ -87,10 +86,17 @@ fn lying_lengths_fail_fast_without_allocating() {
         let mut bytes = vec![0x80, 0x05, op];
         bytes.extend_from_slice(&huge);
         bytes.extend_from_slice(b"abc");
-        let start = Instant::now();
-        assert!(load(&bytes).is_err(), "opcode {op:#x} from a slice");
+        // What they allocate is measured in tests/memory.rs.
+        let err = load(&bytes).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Eof),
+            "opcode {op:#x}: {err}"
+        );
         let err = Unpickler::new(Trickle(&bytes)).load::<Graph>().unwrap_err();
-        assert!(start.elapsed().as_millis() < 500, "{err}");
+        assert!(
+            matches!(err.kind(), ErrorKind::Eof),
+            "opcode {op:#x}: {err}"
+        );
     }
     // Negative counts.
     assert!(load(b"\x8b\xff\xff\xff\xff.")
@@ -170,7 +176,6 @@ fn huge_decimal_ints_hit_the_digit_limit_as_in_cpython() {
 #[test]
 fn bombs_stop_at_the_limits() {
     let marks = vec![b'('; 1_000_000];
-    let start = Instant::now();
     let err = Unpickler::from_slice(&marks)
         .limits(Limits::default().max_stack(10_000))
         .load::<Graph>()
@@ -205,7 +210,6 @@ fn bombs_stop_at_the_limits() {
     );
     // Without a low limit, a million MARKs end in a clear error too.
     assert!(load(&marks).is_err());
-    assert!(start.elapsed().as_secs() < 5);
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! drop, print, clone, compare and write without recursion.
 
 use std::process::Command;
-use std::time::Instant;
 
 use reduce::{ErrorKind, Graph, Limits, Unpickler, Value};
 use reduce_tests::{python_check, Expect};
@@ -79,12 +78,11 @@ fn graphs_built_in_rust_keep_sharing_in_cpython() {
 fn a_dag_that_doubles_sixty_times_stays_small() {
     for proto in [2, 5] {
         let bytes = cpython("v = []\nfor _ in range(60): v = [v, v]", proto);
-        let start = Instant::now();
+        // Its memory is measured in tests/memory.rs, its time by the
+        // benchmarks.
         let g: Graph = reduce::from_slice(&bytes).unwrap();
-        let took = start.elapsed();
         // Each of the 60 inner lists is referred to twice; the root once.
         assert_eq!(g.objects().len(), 60);
-        assert!(took.as_millis() < 100, "loading took {took:?}");
         assert_eq!(reduce::to_vec_with_protocol(&g, proto).unwrap(), bytes);
         let err = g.into_tree(1_000_000).unwrap_err();
         assert!(

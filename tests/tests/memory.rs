@@ -1,0 +1,183 @@
+//! Hostile inputs allocate no more than their length justifies: each bomb
+//! is loaded under a counting allocator and its peak heap use is checked
+//! against a bound in the input's length.
+//!
+//! One test function, so that no other test allocates while one is
+//! measured.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use reduce::{ErrorKind, Graph, Unpickler, Value};
+
+/// The system allocator, counting the bytes live and the most live since
+/// the last [`reset_peak`].
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(n: usize) {
+    let now = LIVE.fetch_add(n, Relaxed) + n;
+    PEAK.fetch_max(now, Relaxed);
+}
+
+// SAFETY: every method forwards its arguments unchanged to `System`, which
+// upholds `GlobalAlloc`'s contract, and returns what `System` returned; the
+// counters are plain atomics updated after the call and never touch the
+// memory itself.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees for `layout` are passed on.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every
+        // allocation here goes through `System`).
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `dealloc`, and `new_size` is the caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            grew(new_size);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The most bytes `f` had allocated at once, beyond what was live before.
+fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = LIVE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let r = f();
+    (r, PEAK.load(Relaxed) - before)
+}
+
+/// A reader that yields its data a few bytes at a time.
+struct Trickle<'a>(&'a [u8]);
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len()).min(3);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+fn kind_of(r: &reduce::Result<Graph>) -> String {
+    match r {
+        Ok(_) => "loaded".into(),
+        Err(e) => match e.kind() {
+            ErrorKind::Limit { limit, .. } => format!("limit {limit}"),
+            other => format!("{other:?}").chars().take(30).collect(),
+        },
+    }
+}
+
+#[test]
+fn bombs_allocate_in_proportion_to_their_length() {
+    // Bytes of heap one input byte may justify: a one-byte opcode can make
+    // one value (32 bytes) plus its place on the stack and in a container,
+    // with vectors growing by doubling.
+    const PER_BYTE: usize = 128;
+    const SLACK: usize = 1 << 20;
+
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    for (name, op) in [
+        ("BINBYTES8", 0x8e_u8),
+        ("BINUNICODE8", 0x8d),
+        ("BYTEARRAY8", 0x96),
+        ("FRAME", 0x95),
+    ] {
+        let mut b = vec![0x80, 0x05, op];
+        b.extend_from_slice(&(u64::MAX >> 1).to_le_bytes());
+        b.extend_from_slice(b"abc");
+        cases.push((name, b));
+    }
+    cases.push(("a million MARKs", vec![b'('; 1_000_000]));
+    let mut nested = vec![b'('; 1_000_000];
+    nested.extend(std::iter::repeat_n(b'l', 1_000_000));
+    nested.push(b'.');
+    cases.push(("a million nested lists", nested));
+    let mut dag = b"\x80\x02]q\x00".to_vec();
+    for i in 1..=60u8 {
+        dag.extend_from_slice(&[b'h', i - 1, b'h', i - 1, 0x86, b'q', i]);
+    }
+    dag.push(b'.');
+    cases.push(("a DAG that doubles 60 times", dag));
+    cases.push((
+        "LONG_BINPUT 2**32-1",
+        b"\x80\x02Nr\xff\xff\xff\xffj\xff\xff\xff\xff.".to_vec(),
+    ));
+    // One 1 MiB string, then a million memo reads of it in a list.
+    let mut gets = b"\x80\x04]\x94(\x8e\x00\x00\x10\x00\x00\x00\x00\x00".to_vec();
+    gets.extend(std::iter::repeat_n(b'x', 1 << 20));
+    gets.push(0x94);
+    for _ in 0..1_000_000 {
+        gets.extend_from_slice(b"h\x01");
+    }
+    gets.extend_from_slice(b"e.");
+    cases.push(("a million GETs of a 1 MiB bytes", gets));
+    // One 4,000-digit int, duplicated a million times.
+    let mut dups = b"\x80\x02](\x8b\xd0\x07\x00\x00".to_vec();
+    dups.extend(std::iter::repeat_n(0x5a, 2000));
+    dups.extend(std::iter::repeat_n(b'2', 1_000_000));
+    dups.extend_from_slice(b"e.");
+    cases.push(("a million DUPs of a big int", dups));
+
+    let mut report = String::new();
+    for (name, bytes) in &cases {
+        let (slice, from_slice) =
+            peak_of(|| Unpickler::from_slice(bytes).inert(true).load::<Graph>());
+        let (stream, from_stream) =
+            peak_of(|| Unpickler::new(Trickle(bytes)).inert(true).load::<Graph>());
+        assert_eq!(kind_of(&slice), kind_of(&stream), "{name}");
+        let bound = PER_BYTE * bytes.len() + SLACK;
+        report.push_str(&format!(
+            "{name}: {} input bytes, peak {from_slice} (slice) / {from_stream} (stream), {}\n",
+            bytes.len(),
+            kind_of(&slice)
+        ));
+        assert!(
+            from_slice <= bound && from_stream <= bound,
+            "{name}: peak {from_slice} / {from_stream} bytes for {} input bytes\n{report}",
+            bytes.len()
+        );
+        drop((slice, stream));
+    }
+
+    // A tree copy of the DAG stops at its node limit, also without
+    // allocating the tree.
+    let dag = &cases
+        .iter()
+        .find(|(n, _)| n.starts_with("a DAG"))
+        .unwrap()
+        .1;
+    let (tree, peak) = peak_of(|| reduce::from_slice::<Value>(dag));
+    assert!(tree.is_err());
+    assert!(peak <= PER_BYTE * dag.len() + SLACK, "tree copy: {peak}");
+    println!("{report}");
+}
