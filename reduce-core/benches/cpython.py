@@ -1,0 +1,37 @@
+"""CPython's side of the comparison benchmark (reduce-core/benches/compare.rs).
+
+Reads `name<TAB>path` lines on stdin, each a pickle that reduce wrote at
+protocol 5; loads it (so that CPython times the very same data) and times
+`pickle.dumps(obj, protocol=5)` and `pickle.loads(data)` with the C
+`_pickle`. Prints `name<TAB>dumps_ns<TAB>loads_ns<TAB>bytes`, each time
+the median of several repeats.
+"""
+
+import pickle
+import statistics
+import sys
+import timeit
+
+assert pickle.Pickler.__module__ == "_pickle", "the C pickler is required"
+
+
+def median_ns(fn, budget=0.2, repeats=15):
+    """Median time of one call, in nanoseconds."""
+    number = 1
+    while True:
+        took = timeit.timeit(fn, number=number)
+        if took > budget / repeats or number >= 1 << 20:
+            break
+        number *= 2
+    runs = timeit.repeat(fn, number=number, repeat=repeats)
+    return statistics.median(runs) / number * 1e9
+
+
+for line in sys.stdin:
+    name, path = line.rstrip("\n").split("\t")
+    data = open(path, "rb").read()
+    obj = pickle.loads(data)
+    written = pickle.dumps(obj, protocol=5)
+    dumps = median_ns(lambda: pickle.dumps(obj, protocol=5))
+    loads = median_ns(lambda: pickle.loads(data))
+    print(f"{name}\t{dumps:.0f}\t{loads:.0f}\t{len(written)}", flush=True)
