@@ -122,10 +122,7 @@ impl Rng {
 type Record = (i64, String, f64, bool, Option<i64>);
 
 fn main() {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
+    let filter = dataset_filter();
     let mut c = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
@@ -134,7 +131,7 @@ fn main() {
     let samples: Samples = RefCell::default();
     let mut rows: Vec<Row> = Vec::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let wanted = |name: &str| name.contains(filter.as_str());
+    let wanted = |name: &str| name.contains(filter.as_str()) || filter.contains(name);
 
     if wanted("ints") {
         // Small and large, positive and negative: every int encoding.
@@ -252,6 +249,36 @@ fn main() {
             py
         );
     }
+}
+
+/// The dataset part of criterion's positional filter (`ints/write/reduce`
+/// gives `ints`), skipping the values of criterion's options.
+fn dataset_filter() -> String {
+    const TAKES_VALUE: &[&str] = &[
+        "--profile-time",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--color",
+        "--output-format",
+        "--plotting-backend",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--nresamples",
+    ];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if TAKES_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return arg.split('/').next().unwrap_or_default().to_owned();
+        }
+    }
+    String::new()
 }
 
 /// CPython's (dumps ns, loads ns, bytes) per dataset, or nothing (with a

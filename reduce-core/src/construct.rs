@@ -223,7 +223,11 @@ impl<'a> Node<'a> {
                 max: self.ctx.max_depth as u64,
             }));
         }
-        grow(|| f(child))
+        if child.depth % GROW_EVERY == 0 {
+            grow(|| f(child))
+        } else {
+            f(child)
+        }
     }
 
     /// The value here, with a shared reference followed.
@@ -649,9 +653,12 @@ pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, f)
 }
 
-/// Stack one level of typed reading or writing may use before the next
-/// level checks again (debug builds use several KiB per level).
-const RED_ZONE: usize = 128 * 1024;
+/// How many levels of typed reading or writing run between two checks of
+/// the stack left (each check costs a few nanoseconds per value).
+pub(crate) const GROW_EVERY: usize = 8;
+/// Stack that [`GROW_EVERY`] levels may use before the next check (a
+/// debug build uses about 10 KiB a level).
+const RED_ZONE: usize = 256 * 1024;
 /// Stack allocated at a time when it runs low.
 const STACK_SEGMENT: usize = 2 * 1024 * 1024;
 

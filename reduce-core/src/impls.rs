@@ -49,6 +49,10 @@ macro_rules! small_ints {
         }
         impl Construct for $t {
             fn construct(node: Node<'_>) -> Result<Self> {
+                // The common case, without a bignum.
+                if let Some(v) = small_int::<$t>(&node) {
+                    return Ok(v);
+                }
                 let big = int_of(&node)?;
                 <$t>::try_from(&big).map_err(|_| {
                     node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
@@ -63,14 +67,19 @@ macro_rules! big_ints {
     ($($t:ty)*) => {$(
         impl Reduce for $t {
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
-                match i64::try_from(*self) {
-                    Ok(i) => s.i64(i),
-                    Err(_) => s.bigint(&BigInt::from(*self)),
+                match (i64::try_from(*self), i128::try_from(*self)) {
+                    (Ok(i), _) => s.i64(i),
+                    (_, Ok(i)) => s.i128(i),
+                    _ => s.bigint(&BigInt::from(*self)),
                 }
             }
         }
         impl Construct for $t {
             fn construct(node: Node<'_>) -> Result<Self> {
+                // The common case, without a bignum.
+                if let Some(v) = small_int::<$t>(&node) {
+                    return Ok(v);
+                }
                 let big = int_of(&node)?;
                 <$t>::try_from(&big).map_err(|_| {
                     node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
@@ -80,6 +89,14 @@ macro_rules! big_ints {
     )*};
 }
 big_ints!(u64 usize i128 u128);
+
+/// The int here as a `T`, when it is an `i64` that fits.
+fn small_int<T: TryFrom<i64>>(node: &Node<'_>) -> Option<T> {
+    match node.value() {
+        Value::Int(i) => T::try_from(*i).ok(),
+        _ => None,
+    }
+}
 
 fn int_of(node: &Node<'_>) -> Result<BigInt> {
     match node.value() {

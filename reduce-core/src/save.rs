@@ -128,8 +128,13 @@ impl<'s, 'o> Saver<'s, 'o> {
             )));
         }
         self.depth += 1;
-        // Each level recurses: grow the stack on the heap when it runs low.
-        let r = crate::construct::grow(|| value.reduce(self));
+        // Each level recurses: grow the stack on the heap when it runs low
+        // (checked every few levels; the red zone covers those between).
+        let r = if self.depth % crate::construct::GROW_EVERY == 0 {
+            crate::construct::grow(|| value.reduce(self))
+        } else {
+            value.reduce(self)
+        };
         self.depth -= 1;
         r
     }
@@ -186,6 +191,12 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn i64(&mut self, i: i64) -> Result<()> {
         self.pending = None;
         self.out.int(i)
+    }
+
+    /// An `int` of up to 128 bits.
+    pub fn i128(&mut self, i: i128) -> Result<()> {
+        self.pending = None;
+        self.out.int128(i)
     }
 
     /// An `int` of any size.

@@ -205,7 +205,7 @@ impl<'o> Out<'o> {
 
     pub(crate) fn int(&mut self, i: i64) -> Result<()> {
         let Ok(v) = i32::try_from(i) else {
-            return self.bigint(&BigInt::from(i));
+            return self.int128(i as i128);
         };
         if self.proto >= 1 {
             if (0..=0xff).contains(&v) {
@@ -223,7 +223,28 @@ impl<'o> Out<'o> {
         self.boundary()
     }
 
+    /// An int of up to 128 bits, written without a bignum: the common case
+    /// of `LONG1` (Rust's i64 and u64 outside 32 bits).
+    pub(crate) fn int128(&mut self, i: i128) -> Result<()> {
+        if let Ok(v) = i32::try_from(i) {
+            return self.int(v as i64);
+        }
+        if self.proto >= 2 {
+            let (bytes, n) = minimal_le(i);
+            self.write(&[LONG1, n as u8]);
+            self.write(&bytes[..n]);
+        } else {
+            self.write(&[LONG]);
+            self.write(i.to_string().as_bytes());
+            self.write(b"L\n");
+        }
+        self.boundary()
+    }
+
     pub(crate) fn bigint(&mut self, b: &BigInt) -> Result<()> {
+        if let Ok(i) = i128::try_from(b) {
+            return self.int128(i);
+        }
         if let Ok(i) = i32::try_from(b) {
             return self.int(i as i64);
         }
@@ -502,5 +523,34 @@ impl<'o> Out<'o> {
             .insert((module.to_owned(), name.to_owned()), idx);
         self.boundary()?;
         Ok(Some(idx))
+    }
+}
+
+/// `i` in minimal two's complement, little-endian (CPython's `LONG1`
+/// encoding, see [`Out::bigint`]): its bytes, and how many of them count
+/// after dropping the high bytes that only repeat the sign.
+fn minimal_le(i: i128) -> ([u8; 16], usize) {
+    // The bits that differ from the sign, plus the sign bit, in bytes.
+    let magnitude = i ^ (i >> 127);
+    let bits = 128 - magnitude.leading_zeros() as usize + 1;
+    (i.to_le_bytes(), bits.div_ceil(8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_le_agrees_with_the_bignum_encoding() {
+        let mut edges = vec![i128::MIN, i128::MAX, 0, 1, -1];
+        for k in 0..127 {
+            let p = 1i128 << k;
+            edges.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
+        }
+        for i in edges {
+            let (bytes, n) = minimal_le(i);
+            let want = BigInt::from(i).to_signed_bytes_le();
+            assert_eq!(&bytes[..n], &want[..], "{i}");
+        }
     }
 }
