@@ -1039,6 +1039,53 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(())
     }
 
+    /// `APPENDS` (`pairs` false) or `SETITEMS` (true): moves the items
+    /// since the last mark into the list or dict below it, without
+    /// collecting them first.
+    fn extend_from_mark(&mut self, pairs: bool) -> Result<()> {
+        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+        if mark <= self.fence() {
+            return Err(underflow());
+        }
+        if pairs && (self.stack.len() - mark) % 2 != 0 {
+            return Err(Error::invalid("odd number of items for SETITEMS"));
+        }
+        let (head, items) = self.stack.split_at_mut(mark);
+        let target = match head[mark - 1] {
+            Value::Ref(id) => &mut self.objects[id.index()],
+            ref mut v => v,
+        };
+        let take = std::mem::take::<Value>;
+        match (target, pairs) {
+            (Value::List(list), false) => list.extend(items.iter_mut().map(take)),
+            (Value::Reduce(r), false) => r.list_items.extend(items.iter_mut().map(take)),
+            (Value::Dict(d), true) => d.extend(
+                items
+                    .chunks_exact_mut(2)
+                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
+            ),
+            (Value::Reduce(r), true) => r.dict_items.extend(
+                items
+                    .chunks_exact_mut(2)
+                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
+            ),
+            (other, false) => {
+                return Err(Error::invalid(format!(
+                    "expected a list to append to, found a {}",
+                    other.type_name()
+                )))
+            }
+            (other, true) => {
+                return Err(Error::invalid(format!(
+                    "expected a dict to set items in, found a {}",
+                    other.type_name()
+                )))
+            }
+        }
+        self.stack.truncate(mark);
+        Ok(())
+    }
+
     fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
         if items.len() % 2 != 0 {
             return Err(Error::invalid("odd number of items for SETITEMS"));
@@ -1148,7 +1195,16 @@ impl<'o, 'h> Machine<'o, 'h> {
                         Error::invalid(format!("LONG pickle has negative byte count {n}"))
                     })?
                 };
-                let v = Value::int(BigInt::from_signed_bytes_le(src.take(n)?));
+                let bytes = src.take(n)?;
+                let v = if bytes.len() <= 8 {
+                    // Up to 64 bits: sign-extend, no bignum.
+                    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+                    let mut buf = [if negative { 0xff } else { 0 }; 8];
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    Value::Int(i64::from_le_bytes(buf))
+                } else {
+                    Value::int(BigInt::from_signed_bytes_le(bytes))
+                };
                 self.push(v)?
             }
             FLOAT => {
@@ -1263,19 +1319,13 @@ impl<'o, 'h> Machine<'o, 'h> {
                 let v = self.pop()?;
                 self.append(vec![v])?
             }
-            APPENDS => {
-                let items = self.pop_mark()?;
-                self.append(items)?
-            }
+            APPENDS => self.extend_from_mark(false)?,
             SETITEM => {
                 let v = self.pop()?;
                 let k = self.pop()?;
                 self.set_items(vec![k, v])?
             }
-            SETITEMS => {
-                let items = self.pop_mark()?;
-                self.set_items(items)?
-            }
+            SETITEMS => self.extend_from_mark(true)?,
             ADDITEMS => {
                 let items = self.pop_mark()?;
                 let i = self.top_index()?;
