@@ -12,6 +12,7 @@
 //! | `Option<T>` | `None` or the value |
 //! | `HashMap`, `BTreeMap` | `dict` |
 //! | `HashSet`, `BTreeSet` | `set` (reads from a frozenset or list too) |
+//! | `indexmap::IndexMap`, `indexmap::IndexSet` (feature `indexmap`) | `dict` in insertion order (as Python keeps it), `set` in the set's order |
 //! | `Box<T>`, `RefCell<T>` | as `T` |
 //! | `Rc<T>`, `Arc<T>` | as `T`, with identity: clones are one object |
 //! | [`Bytes`], [`ByteArray`] | `bytes`, `bytearray` |
@@ -624,6 +625,38 @@ impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
 impl<K: Construct + Ord, V: Construct> Construct for BTreeMap<K, V> {
     fn construct(node: Node<'_>) -> Result<Self> {
         pairs_into(&node)
+    }
+}
+
+// A Python dict keeps insertion order; so does an IndexMap, which writes
+// and reads its entries in that order (no sorting needed for determinism).
+#[cfg(feature = "indexmap")]
+impl<K: Reduce, V: Reduce, S> Reduce for indexmap::IndexMap<K, V, S> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.dict(self.iter())
+    }
+}
+
+#[cfg(feature = "indexmap")]
+impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
+    for indexmap::IndexMap<K, V, S>
+{
+    fn construct(node: Node<'_>) -> Result<Self> {
+        pairs_into(&node)
+    }
+}
+
+#[cfg(feature = "indexmap")]
+impl<T: Reduce, S> Reduce for indexmap::IndexSet<T, S> {
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.set(self.iter())
+    }
+}
+
+#[cfg(feature = "indexmap")]
+impl<T: Construct + Eq + Hash, S: BuildHasher + Default> Construct for indexmap::IndexSet<T, S> {
+    fn construct(node: Node<'_>) -> Result<Self> {
+        collect(&node)
     }
 }
 

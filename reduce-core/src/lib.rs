@@ -156,6 +156,7 @@
 //! | feature | default | what it turns on |
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
+//! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
 //!
 //! # Modules
 //!

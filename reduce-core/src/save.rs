@@ -37,6 +37,7 @@ use crate::write::out::{unpicklable, Out};
 /// | `Option<T>` | `None` or the value |
 /// | `HashMap`, `BTreeMap` | `dict` |
 /// | `HashSet`, `BTreeSet` | `set` (reads from a frozenset or list too) |
+/// | `indexmap::IndexMap`, `indexmap::IndexSet` (feature `indexmap`) | `dict` in insertion order (as Python keeps it), `set` in the set's order |
 /// | `Box<T>`, `RefCell<T>` | as `T` |
 /// | `Rc<T>`, `Arc<T>` | as `T`, with identity: clones are one object |
 /// | [`Bytes`](crate::Bytes), [`ByteArray`](crate::ByteArray) | `bytes`, `bytearray` |

@@ -263,3 +263,37 @@ fn deep_typed_values_are_refused_not_overflowed() {
         next = c.0.take();
     }
 }
+
+/// An IndexMap is a dict in insertion order both ways: the bytes are
+/// CPython's for the same dict, and a dict CPython wrote reads back with
+/// its keys in CPython's order.
+#[test]
+fn an_indexmap_is_a_dict_in_insertion_order() {
+    use indexmap::{IndexMap, IndexSet};
+
+    let map: IndexMap<String, i64> = [("zebra", 1), ("apple", 2), ("mango", 3)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let python = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import pickle,sys; d = {'zebra': 1, 'apple': 2, 'mango': 3}\n\
+             sys.stdout.buffer.write(pickle.dumps(d, protocol=5))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(python.status.success());
+    let cpython = python.stdout;
+    assert_eq!(reduce::to_vec(&map).unwrap(), cpython, "CPython's bytes");
+    let back: IndexMap<String, i64> = reduce::from_slice(&cpython).unwrap();
+    let keys: Vec<&str> = back.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["zebra", "apple", "mango"]);
+    assert_eq!(back, map);
+
+    let set: IndexSet<i64> = [30, 10, 20].into_iter().collect();
+    let bytes = reduce::to_vec(&set).unwrap();
+    let back: IndexSet<i64> = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(back.iter().copied().collect::<Vec<_>>(), [30, 10, 20]);
+    python_check(&[(bytes, Expect::Expr("{10, 20, 30}".into()))]);
+}
