@@ -158,8 +158,8 @@ fn main() {
                     i,
                     format!("user{i}"),
                     n as f64 / 3.0,
-                    n % 2 == 0,
-                    (n % 3 == 0).then_some(i * 2),
+                    n.is_multiple_of(2),
+                    n.is_multiple_of(3).then_some(i * 2),
                 )
             })
             .collect();

@@ -223,7 +223,7 @@ impl<'a> Node<'a> {
                 max: self.ctx.max_depth as u64,
             }));
         }
-        if child.depth % GROW_EVERY == 0 {
+        if child.depth.is_multiple_of(GROW_EVERY) {
             grow(|| f(child))
         } else {
             f(child)

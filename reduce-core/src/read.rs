@@ -1047,7 +1047,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         if mark <= self.fence() {
             return Err(underflow());
         }
-        if pairs && (self.stack.len() - mark) % 2 != 0 {
+        if pairs && !(self.stack.len() - mark).is_multiple_of(2) {
             return Err(Error::invalid("odd number of items for SETITEMS"));
         }
         let (head, items) = self.stack.split_at_mut(mark);
@@ -1087,7 +1087,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(Error::invalid("odd number of items for SETITEMS"));
         }
         let i = self.top_index()?;

@@ -131,7 +131,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.depth += 1;
         // Each level recurses: grow the stack on the heap when it runs low
         // (checked every few levels; the red zone covers those between).
-        let r = if self.depth % crate::construct::GROW_EVERY == 0 {
+        let r = if self.depth.is_multiple_of(crate::construct::GROW_EVERY) {
             crate::construct::grow(|| value.reduce(self))
         } else {
             value.reduce(self)

@@ -38,11 +38,11 @@ pub(crate) fn float_repr(x: f64) -> String {
         out.push_str(&format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs()));
     } else if decpt <= 0 {
         out.push_str("0.");
-        out.extend(std::iter::repeat('0').take((-decpt) as usize));
+        out.extend(std::iter::repeat_n('0', (-decpt) as usize));
         out.push_str(&digits);
     } else if decpt >= n {
         out.push_str(&digits);
-        out.extend(std::iter::repeat('0').take((decpt - n) as usize));
+        out.extend(std::iter::repeat_n('0', (decpt - n) as usize));
         out.push_str(".0");
     } else {
         out.push_str(&digits[..decpt as usize]);
@@ -120,7 +120,7 @@ pub(crate) fn raw_unicode_unescape(bytes: &[u8]) -> Result<PyStr, String> {
         let run = i - start;
         let escape = run % 2 == 1 && i < bytes.len() && matches!(bytes[i], b'u' | b'U');
         let literal = if escape { run - 1 } else { run };
-        out.extend(std::iter::repeat(b'\\').take(literal));
+        out.extend(std::iter::repeat_n(b'\\', literal));
         if !escape {
             continue;
         }
