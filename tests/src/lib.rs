@@ -109,3 +109,25 @@ pub fn first_difference(want: &[u8], got: &[u8]) -> String {
         String::from_utf8_lossy(&got[lo..(at + 24).min(got.len())]),
     )
 }
+
+/// Asserts that `err` is the [`reduce::ErrorKind::Limit`] named `limit`.
+#[track_caller]
+pub fn assert_limit(err: &reduce::Error, limit: &str) {
+    assert!(
+        matches!(err.kind(), reduce::ErrorKind::Limit { limit: l, .. } if *l == limit),
+        "expected the {limit} limit, got: {err}"
+    );
+}
+
+/// A reader that yields its data at most three bytes at a time, as a slow
+/// stream would.
+pub struct Trickle<'a>(pub &'a [u8]);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.0.len()).min(3);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}

@@ -2,25 +2,13 @@
 //! that a pickle names is never reached, lengths that lie allocate nothing,
 //! frames that lie are caught, and the limits stop bombs early.
 
-use std::io::Read;
 use std::process::Command;
 
 use reduce::{Error, ErrorKind, Graph, Limits, Unpickler, Value};
+use reduce_tests::{assert_limit, Trickle};
 
 fn load(bytes: &[u8]) -> reduce::Result<Graph> {
     reduce::from_slice(bytes)
-}
-
-/// A reader that yields `data` a few bytes at a time, then EOF.
-struct Trickle<'a>(&'a [u8]);
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.0.len()).min(3);
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
 }
 
 #[test]
@@ -140,16 +128,7 @@ fn huge_decimal_ints_hit_the_digit_limit_as_in_cpython() {
         format!("L{digits}L\n.").into_bytes(),
     ] {
         let err = load(&bytes).unwrap_err();
-        assert!(
-            matches!(
-                err.kind(),
-                ErrorKind::Limit {
-                    limit: "max_int_digits",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_limit(&err, "max_int_digits");
         let status = Command::new("python3")
             .args([
                 "-c",
@@ -180,16 +159,7 @@ fn bombs_stop_at_the_limits() {
         .limits(Limits::default().max_stack(10_000))
         .load::<Graph>()
         .unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::Limit {
-                limit: "max_stack",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, "max_stack");
     let mut memo = b"\x80\x04".to_vec();
     for _ in 0..1_000_000 {
         memo.extend_from_slice(b"N\x94");
@@ -198,16 +168,7 @@ fn bombs_stop_at_the_limits() {
         .limits(Limits::default().max_memo(1000))
         .load::<Graph>()
         .unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::Limit {
-                limit: "max_memo",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, "max_memo");
     // Without a low limit, a million MARKs end in a clear error too.
     assert!(load(&marks).is_err());
 }

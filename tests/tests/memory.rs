@@ -6,10 +6,10 @@
 //! measured.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use reduce::{ErrorKind, Graph, Unpickler, Value};
+use reduce_tests::Trickle;
 
 /// The system allocator, counting the bytes live and the most live since
 /// the last [`reset_peak`].
@@ -73,18 +73,6 @@ fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
     PEAK.store(before, Relaxed);
     let r = f();
     (r, PEAK.load(Relaxed) - before)
-}
-
-/// A reader that yields its data a few bytes at a time.
-struct Trickle<'a>(&'a [u8]);
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = buf.len().min(self.0.len()).min(3);
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
 }
 
 fn kind_of(r: &reduce::Result<Graph>) -> String {

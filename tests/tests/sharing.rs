@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use reduce::{ErrorKind, Graph, Limits, Unpickler, Value};
-use reduce_tests::{python_check, Expect};
+use reduce::{Graph, Limits, Unpickler, Value};
+use reduce_tests::{assert_limit, python_check, Expect};
 
 fn cpython(expr: &str, proto: u8) -> Vec<u8> {
     let script = format!(
@@ -85,27 +85,9 @@ fn a_dag_that_doubles_sixty_times_stays_small() {
         assert_eq!(g.objects().len(), 60);
         assert_eq!(reduce::to_vec_with_protocol(&g, proto).unwrap(), bytes);
         let err = g.into_tree(1_000_000).unwrap_err();
-        assert!(
-            matches!(
-                err.kind(),
-                ErrorKind::Limit {
-                    limit: "max_tree_nodes",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_limit(&err, "max_tree_nodes");
         let err = reduce::from_slice::<Value>(&bytes).unwrap_err();
-        assert!(
-            matches!(
-                err.kind(),
-                ErrorKind::Limit {
-                    limit: "max_tree_nodes",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_limit(&err, "max_tree_nodes");
     }
 }
 
@@ -151,14 +133,5 @@ fn deep_values_write_and_read_back() {
     // Deeper than the default limit is a clear error, not a crash.
     let deeper = reduce::to_vec(&nested(200_000)).unwrap();
     let err = reduce::from_slice::<Value>(&deeper).unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::Limit {
-                limit: "max_depth",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, "max_depth");
 }

@@ -3,6 +3,7 @@
 //! nests it a million deep must stop with an error, not overflow the stack.
 
 use reduce::{ErrorKind, Limits, Reduce, Unpickler, MAX_TYPED_DEPTH};
+use reduce_tests::assert_limit;
 
 #[derive(Reduce, Debug, PartialEq)]
 #[reduce(module = "typed_depth")]
@@ -98,16 +99,7 @@ fn a_hostile_depth_is_an_error_not_a_stack_overflow() {
 
     // A million levels stop earlier, at the graph's own depth limit.
     let err = reduce::from_slice::<List>(&nested(1_000_000)).unwrap_err();
-    assert!(
-        matches!(
-            err.kind(),
-            ErrorKind::Limit {
-                limit: "max_depth",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_limit(&err, "max_depth");
 
     let small = Limits::default().max_typed_depth(50);
     let read = |depth| {
