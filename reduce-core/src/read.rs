@@ -1024,34 +1024,18 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
-    fn append(&mut self, items: Vec<Value>) -> Result<()> {
-        let i = self.top_index()?;
-        match self.target_mut(i) {
-            Value::List(list) => list.extend(items),
-            Value::Reduce(r) => r.list_items.extend(items),
-            other => {
-                return Err(Error::invalid(format!(
-                    "expected a list to append to, found a {}",
-                    other.type_name()
-                )))
-            }
-        }
-        Ok(())
-    }
-
-    /// `APPENDS` (`pairs` false) or `SETITEMS` (true): moves the items
-    /// since the last mark into the list or dict below it, without
-    /// collecting them first.
-    fn extend_from_mark(&mut self, pairs: bool) -> Result<()> {
-        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
-        if mark <= self.fence() {
+    /// `APPEND`/`APPENDS` (`pairs` false) and `SETITEM`/`SETITEMS` (true):
+    /// moves the stack's items from `from` on into the list or dict just
+    /// below them, without collecting them first.
+    fn extend_container(&mut self, from: usize, pairs: bool) -> Result<()> {
+        if from <= self.fence() || from > self.stack.len() {
             return Err(underflow());
         }
-        if pairs && !(self.stack.len() - mark).is_multiple_of(2) {
+        if pairs && !(self.stack.len() - from).is_multiple_of(2) {
             return Err(Error::invalid("odd number of items for SETITEMS"));
         }
-        let (head, items) = self.stack.split_at_mut(mark);
-        let target = match head[mark - 1] {
+        let (head, items) = self.stack.split_at_mut(from);
+        let target = match head[from - 1] {
             Value::Ref(id) => &mut self.objects[id.index()],
             ref mut v => v,
         };
@@ -1082,30 +1066,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 )))
             }
         }
-        self.stack.truncate(mark);
-        Ok(())
-    }
-
-    fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
-        if !items.len().is_multiple_of(2) {
-            return Err(Error::invalid("odd number of items for SETITEMS"));
-        }
-        let i = self.top_index()?;
-        let mut pairs = Vec::with_capacity(items.len() / 2);
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            pairs.push((k, v));
-        }
-        match self.target_mut(i) {
-            Value::Dict(d) => d.extend(pairs),
-            Value::Reduce(r) => r.dict_items.extend(pairs),
-            other => {
-                return Err(Error::invalid(format!(
-                    "expected a dict to set items in, found a {}",
-                    other.type_name()
-                )))
-            }
-        }
+        self.stack.truncate(from);
         Ok(())
     }
 
@@ -1316,16 +1277,21 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.push(Value::FrozenSet(items))?
             }
             APPEND => {
-                let v = self.pop()?;
-                self.append(vec![v])?
+                let from = self.stack.len().checked_sub(1).ok_or_else(underflow)?;
+                self.extend_container(from, false)?
             }
-            APPENDS => self.extend_from_mark(false)?,
+            APPENDS => {
+                let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+                self.extend_container(mark, false)?
+            }
             SETITEM => {
-                let v = self.pop()?;
-                let k = self.pop()?;
-                self.set_items(vec![k, v])?
+                let from = self.stack.len().checked_sub(2).ok_or_else(underflow)?;
+                self.extend_container(from, true)?
             }
-            SETITEMS => self.extend_from_mark(true)?,
+            SETITEMS => {
+                let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+                self.extend_container(mark, true)?
+            }
             ADDITEMS => {
                 let items = self.pop_mark()?;
                 let i = self.top_index()?;
