@@ -68,10 +68,9 @@ macro_rules! big_ints {
     ($($t:ty)*) => {$(
         impl Reduce for $t {
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
-                match (i64::try_from(*self), i128::try_from(*self)) {
-                    (Ok(i), _) => s.i64(i),
-                    (_, Ok(i)) => s.i128(i),
-                    _ => s.bigint(&BigInt::from(*self)),
+                match i128::try_from(*self) {
+                    Ok(i) => s.i128(i),
+                    Err(_) => s.bigint(&BigInt::from(*self)),
                 }
             }
         }

@@ -8,8 +8,8 @@
 //!
 //! # What loading can do
 //!
-//! **Reading never calls anything the pickle names.** [`Unpickler`] runs the
-//! opcodes to build data ([`Value`], [`Graph`]). Every global a pickle names
+//! **Reading never calls anything the pickle names.** [`Unpickler`](crate::Unpickler) runs the
+//! opcodes to build data ([`Value`](crate::Value), [`Graph`](crate::Graph)). Every global a pickle names
 //! (through `GLOBAL`, `STACK_GLOBAL`, `INST`, `OBJ`, `EXT1`/`EXT2`/`EXT4`,
 //! or `getattr` on a global) is checked by its exact `module.qualname` as
 //! soon as it is read, and is either
@@ -20,20 +20,20 @@
 //!   `builtins.getattr` applied to a global, `builtins.object`,
 //!   `copyreg._reconstructor`, `copyreg.__newobj__`, `copyreg.__newobj_ex__`;
 //! - a constructor in the [registry](crate::registry()) or in the
-//!   [`Registry`] layered over it for this unpickler, which is recorded as
+//!   [`Registry`](crate::Registry) layered over it for this unpickler, which is recorded as
 //!   data and not called yet;
-//! - or an [`ErrorKind::UnknownGlobal`] error that names it, and the load
+//! - or an [`ErrorKind::UnknownGlobal`](crate::ErrorKind::UnknownGlobal) error that names it, and the load
 //!   stops.
 //!
-//! In [inert mode](Unpickler::inert) every global and every reduction is
+//! In [inert mode](crate::Unpickler::inert) every global and every reduction is
 //! kept as data instead, so that a pickle can be read, inspected and written
 //! back unchanged. Nothing is called in either mode.
 //!
 //! **Typed reading calls Rust code you chose.** [`from_slice::<T>`](crate::from_slice)
-//! turns the graph into a `T` through `T`'s [`Construct`] implementation,
+//! turns the graph into a `T` through `T`'s [`Construct`](crate::Construct) implementation,
 //! which checks the global of each object against its own path (a derived
 //! `geometry.Point` accepts only `geometry.Point`). The registry is asked
-//! only where the type says so: a [`Dynamic`], a trait object, a field read
+//! only where the type says so: a [`Dynamic`](crate::Dynamic), a trait object, a field read
 //! `#[reduce(registry)]`. Those call the constructor registered under the
 //! exact name the pickle gives, with arguments taken from the pickle.
 //!
@@ -50,16 +50,16 @@
 //! so a `BINBYTES8` that claims 2<sup>64</sup> bytes costs nothing. A `FRAME`
 //! longer than the data, or inside another frame, is an error. Shared
 //! objects stay shared: a DAG that doubles sixty times loads as sixty
-//! objects. The rest is bounded by [`Limits`]:
+//! objects. The rest is bounded by [`Limits`](crate::Limits):
 //!
 //! | limit | default | stops |
 //! |---|---|---|
-//! | [`max_stack`](Limits::max_stack) | 10,000,000 | a million `MARK`s, a stack of pushed values |
-//! | [`max_memo`](Limits::max_memo) | 10,000,000 | memo entries (a `LONG_BINPUT` of 2<sup>32</sup> - 1 is one entry, not four billion) |
-//! | [`max_depth`](Limits::max_depth) | 100,000 | nesting of the loaded value (a million nested lists) |
-//! | [`max_int_digits`](Limits::max_int_digits) | 4,300 | decimal ints at protocol 0, quadratic to parse (CPython's own limit) |
-//! | [`max_tree_nodes`](Limits::max_tree_nodes) | 10,000,000 | copying a shared DAG into a tree (`from_slice::<Value>`) |
-//! | [`max_typed_depth`](Limits::max_typed_depth) | 10,000 | nesting followed by a typed read of a recursive type |
+//! | [`max_stack`](crate::Limits::max_stack) | 10,000,000 | a million `MARK`s, a stack of pushed values |
+//! | [`max_memo`](crate::Limits::max_memo) | 10,000,000 | memo entries (a `LONG_BINPUT` of 2<sup>32</sup> - 1 is one entry, not four billion) |
+//! | [`max_depth`](crate::Limits::max_depth) | 100,000 | nesting of the loaded value (a million nested lists) |
+//! | [`max_int_digits`](crate::Limits::max_int_digits) | 4,300 | decimal ints at protocol 0, quadratic to parse (CPython's own limit) |
+//! | [`max_tree_nodes`](crate::Limits::max_tree_nodes) | 10,000,000 | copying a shared DAG into a tree (`from_slice::<Value>`) |
+//! | [`max_typed_depth`](crate::Limits::max_typed_depth) | 10,000 | nesting followed by a typed read of a recursive type |
 //!
 //! Typed reading and writing recurse once per level of the Rust type; they
 //! move to a fresh stack segment on the heap when the thread's stack runs
@@ -82,7 +82,7 @@
 //! | dotted names (protocol 4) | resolved by `getattr`, step by step | `find_class` sees the dotted name and must check all of it | — | — | one exact string |
 //! | what an allowed callable receives | anything the pickle builds | the same | — | — | data, read by the constructor's own typed code |
 //! | `BUILD` state | `__setstate__`, or `setattr` of any attribute | the same | — | — | only the owning type's reading code |
-//! | resource bounds | the int digit limit only (memo and stack grow with the input) | the same | — | — | [`Limits`] |
+//! | resource bounds | the int digit limit only (memo and stack grow with the input) | the same | — | — | [`Limits`](crate::Limits) |
 //!
 //! **CPython's `find_class`.** The pickle documentation's answer to
 //! untrusted data ("Restricting Globals") is an `Unpickler` subclass whose
@@ -119,17 +119,17 @@
 //!
 //! - [`from_slice::<Value>`](crate::from_slice), [`from_slice::<Graph>`](crate::from_slice)
 //!   and the inspection functions: yes. The worst outcome is an error, after
-//!   time and memory bounded by the input and the [`Limits`].
+//!   time and memory bounded by the input and the [`Limits`](crate::Limits).
 //! - Inert mode: safe to read here, but what it reads is still a pickle
 //!   that CPython would execute. Writing it back gives the same bytes; do not
 //!   hand them to Python's `pickle` unless you trust where they came from.
-//! - A typed read into your own types: as safe as their [`Construct`]
+//! - A typed read into your own types: as safe as their [`Construct`](crate::Construct)
 //!   implementations. Derived ones only check globals and convert data.
-//! - [`Dynamic`], trait objects and registry fields: as safe as every
+//! - [`Dynamic`](crate::Dynamic), trait objects and registry fields: as safe as every
 //!   constructor in the registries consulted. Every `#[derive(Reduce)]` type
 //!   linked into the program registers itself, dependencies' types
 //!   included: that set is the allow-list. List it with
-//!   `reduce::registry().snapshot().names()` ([`Registry::names`]).
+//!   `reduce::registry().snapshot().names()` ([`Registry::names`](crate::Registry::names)).
 //!
 //! # What a registered constructor must guard itself
 //!
@@ -143,7 +143,7 @@
 //! - **have no side effects**: no files, processes, sockets or global state
 //!   changed while loading;
 //! - **expect half-built objects** when it takes part in cycles: an object
-//!   made with [`Node::once`] exists before its state is applied, and other
+//!   made with [`Node::once`](crate::Node::once) exists before its state is applied, and other
 //!   objects may hold it in between;
 //! - **treat code as code**: a function pickled by value (as in this
 //!   project's code-objects example) is a program. Loading it is safe;
@@ -197,6 +197,3 @@
 //! assert!(err.to_string().contains("shapes.Point"), "{err}");
 //! # Ok::<(), reduce::Error>(())
 //! ```
-
-#[allow(unused_imports)] // for the links above
-use crate::{Construct, Dynamic, ErrorKind, Graph, Limits, Node, Registry, Unpickler, Value};

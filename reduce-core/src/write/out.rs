@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io;
 
-use num_bigint::{BigInt, Sign};
+use num_bigint::BigInt;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::*;
@@ -245,17 +245,11 @@ impl<'o> Out<'o> {
         if let Ok(i) = i128::try_from(b) {
             return self.int128(i);
         }
-        if let Ok(i) = i32::try_from(b) {
-            return self.int(i as i64);
-        }
+        // Beyond 128 bits, so never zero.
         if self.proto >= 2 {
             // Minimal two's complement, little-endian: what CPython's
             // _PyLong_AsByteArray gives after trimming a redundant sign byte.
-            let bytes = if b.sign() == Sign::NoSign {
-                Vec::new()
-            } else {
-                b.to_signed_bytes_le()
-            };
+            let bytes = b.to_signed_bytes_le();
             match u8::try_from(bytes.len()) {
                 Ok(n) => self.write(&[LONG1, n]),
                 Err(_) => {
