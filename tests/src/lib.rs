@@ -39,6 +39,94 @@ pub fn manifest(path: &Path) -> Vec<Row> {
         .collect()
 }
 
+/// The `python3` on `PATH`, with a clear message when there is none: the
+/// CPython checks need it (CI and README say so).
+pub fn python3() -> Command {
+    which("python3").unwrap_or_else(|| {
+        panic!("python3 (3.11) must be on PATH: the tests check what reduce reads and writes against CPython")
+    });
+    Command::new("python3")
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A Python with the packages of `tests/requirements.txt` (numpy, pandas,
+/// dill, cloudpickle, fickling, scikit-learn), in a virtualenv the tests make
+/// under the target directory on first use and reuse afterwards.
+///
+/// Creation is safe when several test processes race: each builds in a
+/// private directory and renames it into place; the loser uses the winner's.
+pub fn python_env() -> Command {
+    static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let venv = VENV.get_or_init(make_venv);
+    Command::new(venv.join("bin").join("python"))
+}
+
+fn make_venv() -> PathBuf {
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("requirements.txt");
+    let text = std::fs::read_to_string(&requirements).expect("read tests/requirements.txt");
+    // The directory is named after the requirements, so a changed pin makes
+    // a new virtualenv instead of reusing a stale one.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash = (hash ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let venv = target.join(format!("py-venv-{hash:016x}"));
+    if venv.join("ready").is_file() {
+        return venv;
+    }
+    std::fs::create_dir_all(&target).expect("create the target directory");
+    let building = target.join(format!("py-venv-{hash:016x}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    let run = |cmd: &mut Command, what: &str| {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        python3().args(["-m", "venv"]).arg(&building),
+        "python3 -m venv",
+    );
+    run(
+        Command::new(building.join("bin").join("python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+        "pip install -r tests/requirements.txt",
+    );
+    std::fs::write(building.join("ready"), "").expect("mark the virtualenv ready");
+    if std::fs::rename(&building, &venv).is_err() {
+        // Another process got there first; its virtualenv is as good.
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    assert!(
+        venv.join("ready").is_file(),
+        "no usable virtualenv at {}",
+        venv.display()
+    );
+    venv
+}
+
 /// A fresh, empty scratch directory under the system temp dir.
 pub fn scratch_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -78,11 +166,11 @@ pub fn python_check(cases: &[(Vec<u8>, Expect)]) {
     std::fs::File::create(&cases_path)
         .and_then(|mut f| f.write_all(tsv.as_bytes()))
         .expect("write cases.tsv");
-    let out = Command::new("python3")
+    let out = python3()
         .arg(fixtures().join("check.py"))
         .arg(&cases_path)
         .output()
-        .expect("python3 must be installed to run the CPython checks");
+        .expect("run tests/fixtures/check.py");
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::rc::Rc;
 
 use reduce::{Construct, Node as At, Reduce, Registry, Saver, Unpickler};
@@ -136,7 +136,7 @@ assert a.edges[1] is a and b.edges[0] is a
 # And CPython writes the same graph to the same bytes.
 sys.stdout.buffer.write(pickle.dumps(a, protocol=4))
 "#;
-    let mut child = Command::new("python3")
+    let mut child = reduce_tests::python3()
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

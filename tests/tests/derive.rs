@@ -5,7 +5,7 @@
 
 use std::fmt::Debug;
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use reduce::{Construct, ErrorKind, Reduce};
 use reduce_tests::{fixtures, python_check, Expect};
@@ -104,7 +104,7 @@ fn cpython(expr: &str, proto: u8) -> Vec<u8> {
          sys.stdout.buffer.write(pickle.dumps({expr}, protocol={proto}))",
         dir = fixtures().display().to_string()
     );
-    let out = Command::new("python3")
+    let out = reduce_tests::python3()
         .args(["-c", &script])
         .output()
         .expect("python3");
@@ -123,7 +123,7 @@ fn through_python(bytes: &[u8], proto: u8) -> Vec<u8> {
          sys.stdout.buffer.write(pickle.dumps(pickle.loads(sys.stdin.buffer.read()), protocol={proto}))",
         dir = fixtures().display().to_string()
     );
-    let mut child = Command::new("python3")
+    let mut child = reduce_tests::python3()
         .args(["-c", &script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

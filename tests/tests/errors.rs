@@ -2,8 +2,6 @@
 //! that a pickle names is never reached, lengths that lie allocate nothing,
 //! frames that lie are caught, and the limits stop bombs early.
 
-use std::process::Command;
-
 use reduce::{Error, ErrorKind, Graph, Limits, Unpickler, Value};
 use reduce_tests::{assert_limit, Trickle};
 
@@ -129,7 +127,7 @@ fn huge_decimal_ints_hit_the_digit_limit_as_in_cpython() {
     ] {
         let err = load(&bytes).unwrap_err();
         assert_limit(&err, "max_int_digits");
-        let status = Command::new("python3")
+        let status = reduce_tests::python3()
             .args([
                 "-c",
                 "import pickle,sys; pickle.loads(sys.stdin.buffer.read())",

@@ -3,7 +3,6 @@
 //! argument (compared as Python's `repr`), and the globals a pickle names.
 
 use std::collections::HashMap;
-use std::process::Command;
 
 use reduce::inspect;
 use reduce_tests::{fixtures, manifest};
@@ -20,7 +19,7 @@ for line in open(os.path.join(d, 'manifest.tsv')).read().splitlines()[1:]:
     for op, arg, pos in pickletools.genops(open(os.path.join(d, f), 'rb').read()):
         print(pos, op.name, repr(arg).replace('\n', '\\n'))
 "#;
-    let out = Command::new("python3")
+    let out = reduce_tests::python3()
         .args(["-c", script])
         .arg(&dir)
         .output()

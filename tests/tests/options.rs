@@ -3,12 +3,12 @@
 //! persistent ids, out-of-band buffers and extension codes.
 
 use std::io::{Cursor, Write as _};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use reduce::{ErrorKind, Graph, PickleBuffer, Pickler, StringDecoding, Unpickler, Value};
 
 fn python(script: &str, stdin: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
+    let mut child = reduce_tests::python3()
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -247,4 +247,22 @@ fn extension_codes_match_cpython() {
             "{err}"
         );
     }
+}
+
+/// The test virtualenv has the packages the ecosystem tests need.
+#[test]
+fn python_env_has_the_test_packages() {
+    let out = reduce_tests::python_env()
+        .args([
+            "-c",
+            "import numpy, pandas, dill, cloudpickle, fickling, sklearn; print(numpy.__version__)",
+        ])
+        .output()
+        .expect("run the virtualenv's python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("2."));
 }

@@ -3,7 +3,7 @@
 //! bytes are exactly `pickle.dumps(obj, protocol=P)`.
 
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use reduce::{BigInt, Graph, PyStr, Value};
 use reduce_tests::{first_difference, python_check, Expect};
@@ -152,7 +152,7 @@ fn plain_data_is_byte_identical_to_cpython() {
         .filter(|e| *e != "len")
         .collect();
     let script = "import sys, pickle\nfor line in sys.stdin.read().splitlines():\n    v = eval(line)\n    print(' '.join(pickle.dumps(v, protocol=p).hex() for p in range(6)))";
-    let mut child = Command::new("python3")
+    let mut child = reduce_tests::python3()
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -2,8 +2,6 @@
 //! same Python classes (`tests/fixtures/fixtures_classes.py`): `NEWOBJ`,
 //! list and dict items, and a `__dict__` state with interned keys.
 
-use std::process::Command;
-
 use reduce::{Interned, Reduce, Saver};
 
 fn cpython(expr: &str, proto: u8) -> Vec<u8> {
@@ -12,7 +10,7 @@ fn cpython(expr: &str, proto: u8) -> Vec<u8> {
          sys.stdout.buffer.write(pickle.dumps({expr}, protocol={proto}))",
         dir = reduce_tests::fixtures().display().to_string()
     );
-    let out = Command::new("python3")
+    let out = reduce_tests::python3()
         .args(["-c", &script])
         .output()
         .expect("python3");

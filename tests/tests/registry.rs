@@ -3,7 +3,6 @@
 //! registration from one thread while others pickle.
 
 use std::any::Any;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +60,7 @@ fn a_foreign_type_taught_after_the_fact_matches_cpython() {
     }
     python_check(&cases);
     // And Rust reads what CPython wrote for the same object.
-    let out = Command::new("python3")
+    let out = reduce_tests::python3()
         .args(["-c", "import pickle,sys,datetime; sys.stdout.buffer.write(pickle.dumps([datetime.timedelta(days=2, seconds=90, microseconds=500)]*2, 4))"])
         .output()
         .unwrap();
@@ -152,7 +151,7 @@ fn extension_codes_go_through_the_registry_both_ways() {
     // CPython, with the same extension registered, reads the same object.
     let script = "import pickle,sys,copyreg,datetime; copyreg.add_extension('datetime','timedelta',240); \
                   v=pickle.loads(sys.stdin.buffer.read()); assert v == datetime.timedelta(seconds=3), v";
-    let mut child = Command::new("python3")
+    let mut child = reduce_tests::python3()
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
         .spawn()

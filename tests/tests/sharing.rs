@@ -1,8 +1,6 @@
 //! Sharing and cycles are kept, DAGs stay small, and values of any depth
 //! drop, print, clone, compare and write without recursion.
 
-use std::process::Command;
-
 use reduce::{Graph, Limits, Unpickler, Value};
 use reduce_tests::{assert_limit, python_check, Expect};
 
@@ -10,7 +8,7 @@ fn cpython(expr: &str, proto: u8) -> Vec<u8> {
     let script = format!(
         "import sys, pickle\n{expr}\nsys.stdout.buffer.write(pickle.dumps(v, protocol={proto}))"
     );
-    let out = Command::new("python3")
+    let out = reduce_tests::python3()
         .args(["-c", &script])
         .output()
         .expect("python3");

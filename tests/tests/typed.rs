@@ -4,7 +4,6 @@
 //! are deterministic, and a mismatch names its path inside the value.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::process::Command;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -128,7 +127,7 @@ for p in range(6):
         data = pickle.dumps(v, protocol=p)
         out.write(len(data).to_bytes(4, 'little') + data)
 "#;
-    let out = Command::new("python3")
+    let out = reduce_tests::python3()
         .args(["-c", script])
         .output()
         .expect("python3");
@@ -275,7 +274,7 @@ fn an_indexmap_is_a_dict_in_insertion_order() {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    let python = std::process::Command::new("python3")
+    let python = reduce_tests::python3()
         .args([
             "-c",
             "import pickle,sys; d = {'zebra': 1, 'apple': 2, 'mango': 3}\n\
