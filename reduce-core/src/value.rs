@@ -84,7 +84,10 @@ pub enum Value {
 /// let graph = reduce::Unpickler::from_slice(bytes).inert(true).load_graph()?;
 /// let Value::Seq(seq) = graph.root() else { panic!("expected a Seq") };
 /// assert!(matches!(&seq.after[0], Step::Discard(Value::Reduce(_))));
-/// assert_eq!(reduce::to_vec_with_protocol(&graph, 2)?, bytes);
+/// // Written back, the call is made again (REDUCE, memoized as CPython
+/// // would), and its result thrown away (POP).
+/// let out = reduce::to_vec_with_protocol(&graph, 2)?;
+/// assert!(out.ends_with(b"Rq\x030."), "{out:?}");
 /// # Ok::<(), reduce::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -1471,13 +1474,15 @@ impl fmt::Debug for Graph {
 /// Two graphs are equal when, read in pickling order, the same values,
 /// steps and sharing are met: a [`Value::Ref`] on one side must meet a `Ref`
 /// on the other, and each shared object must always meet the same partner.
-/// Unreachable shared objects are ignored. Globals compare by name, and ints
-/// and the empty tuple by value, shared or not: Python gives them no
-/// identity a pickle keeps (CPython never memoizes an int or `()`), and they
-/// are written that way. The steps of a [`Seq`] compare by their order among
+/// Unreachable shared objects are ignored. Globals compare by name, and
+/// ints, strings, bytes and the empty tuple by value, shared or not: nothing
+/// can change them, so which copy a program holds makes no difference to
+/// what it does (and a protocol without `STACK_GLOBAL` cannot say that a
+/// global's name is the same string as another). The steps of a [`Seq`] compare by their order among
 /// the values, not by which value holds them: `Seq { value: a, after: [s] }`
 /// then `b` is the program `a`, `s`, `b`, as is `a` then
-/// `Seq { before: [s], value: b }`.
+/// `Seq { before: [s], value: b }`; and a change of several items after the
+/// fact is the same program as one change per item.
 impl PartialEq for Graph {
     fn eq(&self, other: &Graph) -> bool {
         let (a, b) = (self.program(), other.program());
@@ -1526,13 +1531,35 @@ impl Graph {
             };
             match v {
                 Value::Seq(s) => {
+                    // A change of several items is the program that makes
+                    // it one item at a time (protocol 0 has no other way).
                     let steps = |steps: &'a [Step], work: &mut Vec<Work<'a>>| {
                         for step in steps.iter().rev() {
-                            work.push(Work::Emit(Tok::End));
-                            let mut vals = Vec::new();
-                            step.for_each(&mut |v| vals.push(v));
-                            work.extend(vals.into_iter().rev().map(Work::Visit));
-                            work.push(Work::Emit(Tok::Step(std::mem::discriminant(step))));
+                            let one = |work: &mut Vec<Work<'a>>, vals: &[&'a Value]| {
+                                work.push(Work::Emit(Tok::End));
+                                work.extend(vals.iter().rev().map(|v| Work::Visit(v)));
+                                work.push(Work::Emit(Tok::Step(std::mem::discriminant(step))));
+                            };
+                            match step {
+                                Step::Append { target, items }
+                                | Step::AddItems { target, items }
+                                    if !items.is_empty() =>
+                                {
+                                    for item in items.iter().rev() {
+                                        one(work, &[target, item]);
+                                    }
+                                }
+                                Step::SetItems { target, items } if !items.is_empty() => {
+                                    for (k, v) in items.iter().rev() {
+                                        one(work, &[target, k, v]);
+                                    }
+                                }
+                                _ => {
+                                    let mut vals = Vec::new();
+                                    step.for_each(&mut |v| vals.push(v));
+                                    one(work, &vals);
+                                }
+                            }
                         }
                     };
                     steps(&s.after, &mut work);
@@ -1542,12 +1569,15 @@ impl Graph {
                 Value::Ref(id) => match self.objects.get(id.index()) {
                     None => out.push(Tok::Dangling),
                     // A global is one object by name (the writer writes every
-                    // use of a name after the first as a memo reference),
-                    // and ints and the empty tuple have no identity a pickle
-                    // keeps: these compare by value, shared or not.
-                    Some(o @ (Value::Global(_) | Value::Int(_) | Value::BigInt(_))) => {
-                        work.push(Work::Visit(o))
-                    }
+                    // use of a name after the first as a memo reference), and
+                    // immutable atoms compare by value, shared or not.
+                    Some(
+                        o @ (Value::Global(_)
+                        | Value::Int(_)
+                        | Value::BigInt(_)
+                        | Value::Str(_)
+                        | Value::Bytes(_)),
+                    ) => work.push(Work::Visit(o)),
                     Some(o @ Value::Tuple(t)) if t.is_empty() => work.push(Work::Visit(o)),
                     Some(o) => {
                         let n = seen.len() as u32;

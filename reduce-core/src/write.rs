@@ -279,6 +279,8 @@ enum Task<'a> {
     Get(u32),
     /// A global's `STACK_GLOBAL` is written: memoize it.
     EndGlobal(&'a Global, Ident),
+    /// Memoize what was just written, as `ident`.
+    MemoPut(Ident),
 }
 
 struct Encoder<'e, 'o, 'a> {
@@ -532,6 +534,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 self.out.global(module, name)?;
             }
             Task::Get(idx) => self.out.get(idx)?,
+            Task::MemoPut(ident) => self.memo_put(ident)?,
             Task::EndGlobal(g, ident) => {
                 let idx = self.out.global_end(&g.module, &g.name)?;
                 self.remember(ident, idx);
@@ -699,11 +702,11 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 tasks.push(Task::Items(items));
                 Ok(())
             }
+            // Written again even when the name was written before: a pickle
+            // that names a global twice makes CPython look it up twice
+            // (dill writes `__builtin__.__main__` so). One the pickle fetched
+            // from its memo is a shared object, written once.
             Value::Global(g) if !matches!(g.spelling, Spelling::Default) => {
-                if let Some(idx) = self.out.global_again(&g.module, &g.name)? {
-                    self.remember(ident, idx);
-                    return Ok(());
-                }
                 self.spelled_global(g, ident, tasks)
             }
             Value::Global(g) => {
@@ -741,7 +744,16 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     self.write(&[PERSID]);
                     self.write(text);
                     self.write(b"\n");
+                    if let Ident::Shared(_) = ident {
+                        self.memo_put(ident)?;
+                    }
                 } else {
+                    // CPython never memoizes a persistent object; one a
+                    // pickle shared (inert mode) stays one object, loaded
+                    // once.
+                    if let Ident::Shared(_) = ident {
+                        tasks.push(Task::MemoPut(ident));
+                    }
                     tasks.push(Task::Op(BINPERSID));
                     tasks.push(Task::Save(pid));
                 }
