@@ -207,6 +207,7 @@ mod read;
 mod registry;
 mod save;
 pub mod security;
+mod state;
 mod text;
 mod value;
 mod write;
@@ -218,6 +219,7 @@ pub use crate::read::{
     Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
 };
 pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry, UpcastFn};
+pub use crate::state::Rest;
 pub use crate::save::{
     FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
 };
