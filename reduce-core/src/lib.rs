@@ -219,10 +219,10 @@ pub use crate::read::{
     Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
 };
 pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry, UpcastFn};
-pub use crate::state::Rest;
 pub use crate::save::{
     FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
 };
+pub use crate::state::Rest;
 pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;

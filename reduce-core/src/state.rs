@@ -270,7 +270,7 @@ impl<'n> InstanceState<'n> {
             format!("only {}", known.join(", "))
         };
         Err(self.node.error_msg(format!(
-            "expected {expected} in the state of {}.{}, found {found}: Rust type {} has no field for {} (add one, or a #[reduce(rest)] field to keep them)",
+            "expected {expected} in the state of {}.{}, found {found}: Rust type {} has no field for {} (add a field, or a #[reduce(rest)] field to keep unknown attributes)",
             self.module,
             self.name,
             self.rust,

@@ -247,7 +247,10 @@ pub fn field(attrs: &[Attribute], errors: &mut Errors) -> Field {
 }
 
 /// `state` alone, or `state = "dict"` / `state = "slots"`.
-fn state_form(meta: &syn::meta::ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<StateForm> {
+fn state_form(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<StateForm> {
     if !meta.input.peek(syn::Token![=]) {
         return Ok(StateForm::Dict);
     }

@@ -328,10 +328,7 @@ impl Cx<'_> {
             let r = self.field_ref(f, quote!(&self.#member));
             quote!((&#krate::Interned(#key) as &dyn #krate::Reduce, #r as &dyn #krate::Reduce))
         };
-        let written = shape
-            .fields
-            .iter()
-            .filter(|f| !f.skipped() && !f.is_rest());
+        let written = shape.fields.iter().filter(|f| !f.skipped() && !f.is_rest());
         let (in_dict, in_slots): (Vec<_>, Vec<_>) =
             written.partition(|f| !slots_form || f.attrs.in_dict.is_some());
         let (nd, ns) = (in_dict.len(), in_slots.len());

@@ -94,7 +94,10 @@ pub fn check(input: &Input<'_>, errors: &mut Errors) {
 
 fn fields(shape: &Shape<'_>, c: &Container, errors: &mut Errors) {
     let state = c.state.is_some();
-    let slots = c.state.as_ref().is_some_and(|s| s.value == StateForm::Slots);
+    let slots = c
+        .state
+        .as_ref()
+        .is_some_and(|s| s.value == StateForm::Slots);
     let mut rest_seen = false;
     for f in &shape.fields {
         rest(f, c, &mut rest_seen, errors);
