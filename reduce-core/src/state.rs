@@ -278,8 +278,16 @@ impl<'n> InstanceState<'n> {
         )))
     }
 
-    /// Keeps the attributes not in `known` in `rest`.
-    pub fn rest<R: Rest>(&self, known: &[&str], field: &str, rest: &mut R) -> Result<()> {
+    /// Keeps the attributes not in `known` in `rest`, with `read` (its
+    /// [`Rest::read_attribute`], named by the derive at the field's type so
+    /// that a type which is no `Rest` is one error there).
+    pub fn rest<R>(
+        &self,
+        known: &[&str],
+        field: &str,
+        rest: &mut R,
+        mut read: impl FnMut(&mut R, Node<'_>, Node<'_>) -> Result<()>,
+    ) -> Result<()> {
         let graph = self.node.graph();
         for (k, v) in self.unknown(known) {
             let key = graph.resolve(k);
@@ -293,8 +301,7 @@ impl<'n> InstanceState<'n> {
             };
             self.node
                 .with_field(name, k, |kn| {
-                    self.node
-                        .with_field(name, v, |vn| rest.read_attribute(kn, vn))
+                    self.node.with_field(name, v, |vn| read(&mut *rest, kn, vn))
                 })
                 .map_err(|e| e.or_detail(|| format!("in Rust field {}::{field}", self.rust)))?;
         }

@@ -4,6 +4,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 use syn::{parse_quote, Expr, GenericParam, Ident, Path, Type};
 
 use crate::ast::{Body, Field, Input, Shape, Style, Variant};
@@ -341,8 +342,14 @@ impl Cx<'_> {
             } else {
                 quote!(__slots)
             };
+            // Spanned at the field's type: a type that is no `Rest` is an
+            // error there.
+            let attributes = {
+                let ty = f.ty;
+                quote_spanned!(ty.span()=> <#ty as #krate::Rest>::attributes(&self.#member))
+            };
             quote! {
-                let __rest = #krate::Rest::attributes(&self.#member);
+                let __rest = #attributes;
                 let #part: ::std::vec::Vec<(&dyn #krate::Reduce, &dyn #krate::Reduce)> =
                     #part.iter().copied().chain(__rest).collect();
             }
@@ -512,9 +519,10 @@ impl Cx<'_> {
         let read_rest = |f: &Field<'_>| {
             let rust = f.rust_name();
             let ty = f.ty;
+            let keep = quote_spanned!(ty.span()=> __st.rest(&[#(#known),*], #rust, &mut __r, <#ty as #krate::Rest>::read_attribute));
             quote!({
                 let mut __r: #ty = ::core::default::Default::default();
-                __st.rest(&[#(#known),*], #rust, &mut __r)?;
+                #keep?;
                 __r
             })
         };
