@@ -427,3 +427,73 @@ fn f32_fields_refuse_floats_beyond_their_range() {
     assert_eq!(read("3.4028235e38").unwrap().x, f32::MAX);
     assert_eq!(read("1e-50").unwrap().x, 0.0);
 }
+
+/// `state = "slots", default`: unset slots keep their default, the whole
+/// state may be missing, and `rest` is filled after the shell is made.
+#[derive(Reduce, Debug, PartialEq, Clone, Default)]
+#[reduce(module = "fixtures_classes", state = "slots", default)]
+struct Sparse {
+    x: i64,
+    y: i64,
+    #[reduce(rest, in_dict)]
+    attrs: Vec<(String, Value)>,
+}
+
+#[test]
+fn unset_slots_keep_their_default_with_default() {
+    let read = |expr: &str| reduce::from_slice::<Sparse>(&cpython_ok(expr, 4)).unwrap();
+    assert_eq!(
+        read("without(Sparse(1, 2, tag='t'), 'y')"),
+        Sparse {
+            x: 1,
+            y: 0,
+            attrs: vec![("tag".into(), Value::str("t"))],
+        }
+    );
+    // No slot set and an empty __dict__: CPython writes no state at all.
+    assert_eq!(read("without(Sparse(1, 2), 'x', 'y')"), Sparse::default());
+    let mut cases = Vec::new();
+    let value = Sparse {
+        x: 5,
+        y: 6,
+        attrs: vec![("tag".into(), Value::Int(1))],
+    };
+    interop(
+        &value,
+        "Sparse(5, 6, tag=1)",
+        "fixtures_classes.Sparse(5, 6, tag=1)",
+        true,
+        &mut cases,
+    );
+    python_check(&cases);
+}
+
+/// A generic type with a `rest` field: the bound on `T` is inferred from
+/// both fields. (A generic type does not register itself; the global is
+/// allowed here because `OpenNote` registered it, and `from_slice::<T>`
+/// builds `T` itself.)
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "fixtures_classes", name = "OpenNote", state)]
+struct GenericNote<T> {
+    text: T,
+    #[reduce(rest)]
+    other: Vec<(String, T)>,
+}
+
+#[test]
+fn generic_types_take_a_rest_field() {
+    let bytes = cpython_ok("with_attrs(OpenNote('hi'), extra='x')", 3);
+    let note: GenericNote<String> = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(
+        note,
+        GenericNote {
+            text: "hi".into(),
+            other: vec![("extra".into(), "x".into())],
+        }
+    );
+    let err = reduce::from_slice::<GenericNote<i64>>(&bytes).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "text: expected int, found str (in Rust field derive_state::GenericNote<i64>::text)"
+    );
+}
