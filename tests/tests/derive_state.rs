@@ -497,3 +497,36 @@ fn generic_types_take_a_rest_field() {
         "text: expected int, found str (in Rust field derive_state::GenericNote<i64>::text)"
     );
 }
+
+/// A cycle through slots: `Rc<RefCell<Self>>` of a `state = "slots",
+/// default` type is made first and filled after, as `BUILD` does.
+#[derive(Reduce, Debug, Default)]
+#[reduce(module = "fixtures_classes", state = "slots", default)]
+struct SlotLink {
+    name: String,
+    next: Option<std::rc::Rc<std::cell::RefCell<SlotLink>>>,
+}
+
+#[test]
+fn cycles_go_through_slots_state() {
+    for proto in 2..=5 {
+        let bytes = cpython_ok("ring('a', 'b')", proto);
+        let a: std::rc::Rc<std::cell::RefCell<SlotLink>> = reduce::from_slice(&bytes).unwrap();
+        let b = a.borrow().next.clone().expect("a.next");
+        assert_eq!(b.borrow().name, "b");
+        let back = b.borrow().next.clone().expect("b.next");
+        assert!(std::rc::Rc::ptr_eq(&a, &back), "protocol {proto}: a ring");
+        // Written back, CPython sees the same ring.
+        let again = reduce::to_vec_with_protocol(&a, proto).unwrap();
+        python_check(&[(
+            again,
+            Expect::SameAs({
+                let dir = reduce_tests::scratch_dir("ring");
+                let path = dir.join("ring.pickle");
+                std::fs::write(&path, &bytes).unwrap();
+                path
+            }),
+        )]);
+        b.borrow_mut().next = None; // break the cycle
+    }
+}
