@@ -109,6 +109,16 @@ where
 /// Unknown attributes named in one error, at most.
 const NAMED_AT_MOST: usize = 10;
 
+/// A name as an error shows it: a hostile pickle's megabyte-long key is
+/// cut short.
+fn shorten(s: &str) -> String {
+    const MAX_CHARS: usize = 60;
+    match s.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
 /// An instance's state, seen by a derived `Construct`: its `__dict__` part
 /// and its slots part (either may be empty), and which Python class and
 /// Rust type it is read for, for errors.
@@ -251,8 +261,8 @@ impl<'n> InstanceState<'n> {
         for (k, _) in self.unknown(known) {
             if names.len() < NAMED_AT_MOST {
                 names.push(match graph.resolve(k).as_str() {
-                    Some(s) => format!("`{s}`"),
-                    None => format!("{:?}", graph.resolve(k)),
+                    Some(s) => format!("`{}`", shorten(s)),
+                    None => shorten(&format!("{:?}", graph.resolve(k))),
                 });
             }
             count += 1;

@@ -530,3 +530,20 @@ fn cycles_go_through_slots_state() {
         b.borrow_mut().next = None; // break the cycle
     }
 }
+
+#[test]
+fn deny_unknown_fields_names_ten_attributes_at_most_and_cuts_long_names() {
+    let long = "n".repeat(1000);
+    let bytes = cpython_ok(
+        &format!("with_attrs(StrictNote('a'), {long}=0, **{{f'a{{i}}': i for i in range(20)}})"),
+        4,
+    );
+    let err = reduce::from_slice::<StrictNote>(&bytes).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("found `{}...`, `a0`, ", "n".repeat(60))),
+        "{msg}"
+    );
+    assert!(msg.contains("`a8` and 11 more: "), "{msg}");
+    assert!(msg.len() < 400, "{} bytes: {msg}", msg.len());
+}
