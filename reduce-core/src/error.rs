@@ -126,6 +126,15 @@ impl Error {
         self
     }
 
+    /// Adds `detail` unless the error already has one: the innermost
+    /// context, which knows the most, wins.
+    pub(crate) fn or_detail(mut self, detail: impl FnOnce() -> String) -> Error {
+        if self.inner.detail.is_none() {
+            self.inner.detail = Some(detail());
+        }
+        self
+    }
+
     /// Where inside the value a typed read failed, e.g. `[3].points[0].x`.
     pub fn path(&self) -> Option<&str> {
         self.inner.path.as_deref()

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `bool` | `bool` |
 //! | `i8` … `i128`, `u8` … `u128`, `isize`, `usize` | `int` |
-//! | `f32`, `f64` | `float` (an `int` reads as a float too) |
+//! | `f32`, `f64` | `float` (an `int` reads as a float too; a finite float beyond `f32::MAX` is an error for `f32`) |
 //! | `char`, `String`, `&str`, `Box<str>`, `Cow<str>`, [`PyStr`] | `str` |
 //! | `Vec<T>`, `VecDeque<T>`, `[T; N]`, `[T]` | `list` (reads from a tuple too) |
 //! | `(A, B, …)` up to 12, `()` | `tuple` |
@@ -160,7 +160,18 @@ impl Construct for f64 {
 
 impl Construct for f32 {
     fn construct(node: Node<'_>) -> Result<Self> {
-        f64::construct(node).map(|x| x as f32)
+        let x = f64::construct(node)?;
+        // `as` rounds to the nearest f32 (a tiny value to zero), but turns
+        // a finite value beyond f32::MAX into an infinity: that is an error,
+        // while inf and nan stay what they are.
+        let y = x as f32;
+        if y.is_infinite() && x.is_finite() {
+            return Err(node.error_msg(format!(
+                "float {x:e} is out of range for f32 (expected a magnitude up to {:e})",
+                f32::MAX
+            )));
+        }
+        Ok(y)
     }
 }
 

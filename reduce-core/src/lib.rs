@@ -45,6 +45,7 @@
 //! | write a Rust value | [`to_vec`], [`to_writer`], [`to_vec_with_protocol`] (any [`Reduce`] type) |
 //! | read a Rust value | [`from_slice::<T>`](from_slice), [`from_reader`] (any [`Construct`] type) |
 //! | give your own type a reduction | `#[derive(Reduce)]` (see [`macro@Reduce`]), or implement [`Reduce`](trait@Reduce) and [`Construct`] |
+//! | read and write an instance of a Python class (`__dict__`, `__slots__`, dataclass) | `#[derive(Reduce)]` with `#[reduce(state)]` or `#[reduce(state = "slots")]` (see [`macro@Reduce`]) |
 //! | teach a type you do not own (`copyreg.pickle`) | [`Registry::register_reducer`], [`Registry::register_constructor`], [`Registered`] |
 //! | read an object whose type is known only at run time | [`Dynamic`] |
 //! | read plain data into a tree | [`from_slice::<Value>`](from_slice), [`from_reader`] |
@@ -168,6 +169,7 @@
 //! | `save` | [`Reduce`], [`Saver`]: typed writing |
 //! | `construct` | [`Construct`], [`Node`], [`Dynamic`]: typed reading |
 //! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
+//! | `state` | an instance's state (`__dict__`, `__slots__`) for the derive, and [`Rest`] |
 //! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
@@ -207,6 +209,7 @@ mod read;
 mod registry;
 mod save;
 pub mod security;
+mod state;
 mod text;
 mod value;
 mod write;
@@ -221,6 +224,7 @@ pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Re
 pub use crate::save::{
     FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
 };
+pub use crate::state::Rest;
 pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Seq, Step, Value};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;
@@ -257,6 +261,7 @@ pub use num_bigint::BigInt;
 /// |---|---|---|
 /// | (none) | `struct Point { x, y }`, `struct Pair(a, b)`, `struct Unit` | `module.Point(x, y)` (`REDUCE`) |
 /// | `state` | `struct Account { owner, balance }` | an ordinary instance or dataclass: `copyreg.__newobj__(Account)` then `BUILD` with `{"owner": ..., "balance": ...}` |
+/// | `state = "slots"` | `struct Point { x, y }` | an instance of a class with `__slots__` (`@dataclass(slots=True)`): `BUILD` with `(None, {"x": ..., "y": ...})` |
 /// | `state, default` | as `state`, `Self: Default` | the same; missing keys keep their default, and `Rc<RefCell<Self>>` may take part in cycles |
 /// | (none), on an enum | `enum Shape { Circle { r }, Empty }` | nested classes: `module.Shape.Circle(r)`, `module.Shape.Empty()` |
 /// | `flat_variants` | `enum Token { Word { text } }` | top-level classes: `module.Word(text)` |
@@ -272,7 +277,8 @@ pub use num_bigint::BigInt;
 /// | `module = "a.b"` | the Python module |
 /// | `name = "Name"` | the Python qualified name (`"Outer.Inner"` for a nested class) |
 /// | `crate = "path"` | where the runtime is, if `reduce` is re-exported under another path |
-/// | `state`, `default`, `flat_variants`, `python_enum` | the forms above |
+/// | `state`, `state = "dict"`, `state = "slots"`, `default`, `flat_variants`, `python_enum` | the forms above |
+/// | `deny_unknown_fields` | with `state`: an attribute the type has no field for is an error naming it (the default drops it) |
 ///
 /// # Field and variant attributes
 ///
@@ -284,10 +290,110 @@ pub use num_bigint::BigInt;
 /// | `with = "module"` | written by `module::reduce(&T, &mut Saver)`, read by `module::construct(Node) -> Result<T>` |
 /// | `bytes` | a `Vec<u8>` written as Python `bytes` (`with = "reduce::bytes"`) |
 /// | `registry` | a field of a foreign type, written and read through the [`Registry`] |
+/// | `rest` | with `state`: a [`Rest`] field (`Vec<(String, Value)>`, `BTreeMap<String, Value>`, `IndexMap`) that keeps the attributes no other field names, and writes them back |
+/// | `in_dict` | with `state = "slots"`: the attribute lives in the instance `__dict__`, not in a slot (for a `rest` field: write the kept attributes there) |
 /// | `value = 1` / `value = "s"` | a `python_enum` member's value (else its discriminant) |
 ///
 /// Bounds are inferred per type parameter: `T: Reduce` (or `T: Construct`)
 /// for each `T` that appears in a field written the default way.
+///
+/// # Python instances: `__dict__`, `__slots__` and unknown attributes
+///
+/// CPython pickles an instance of an ordinary class (a dataclass too) as
+/// `copyreg.__newobj__(cls)` and a *state* applied by `BUILD`: its
+/// `__dict__`, or, when the class has `__slots__`, the pair
+/// `(__dict__ or None, {slot: value})`. Both `state` forms read either
+/// shape, so a field is found wherever the instance keeps it; what they
+/// write differs. `state` writes a `__dict__`; `state = "slots"` writes the
+/// pair, with the fields marked `in_dict` in its `__dict__` part. (CPython
+/// itself cannot pickle a `__slots__` class at protocols 0 and 1; what
+/// this crate writes at those protocols, it loads.)
+///
+/// ```
+/// use reduce::{Reduce, Value};
+///
+/// // @dataclass(slots=True)
+/// // class Point:
+/// //     x: float
+/// //     y: float
+/// #[derive(Reduce, Debug, PartialEq)]
+/// #[reduce(module = "geometry", state = "slots")]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+///
+/// let bytes = reduce::to_vec(&Point { x: 1.0, y: 2.0 })?;
+/// // What CPython writes for Point(1.0, 2.0): the slots, by name.
+/// let value: Value = reduce::Unpickler::from_slice(&bytes).inert(true).load()?;
+/// assert_eq!(
+///     format!("{value:?}"),
+///     "<reduce copyreg.__newobj__, (geometry.Point,), state=(None, {'x': 1.0, 'y': 2.0})>"
+/// );
+/// assert_eq!(reduce::from_slice::<Point>(&bytes)?, Point { x: 1.0, y: 2.0 });
+/// # Ok::<(), reduce::Error>(())
+/// ```
+///
+/// An attribute of the instance that the Rust type has no field for is
+/// dropped by default, so that a Python class may grow without breaking its
+/// Rust readers. `deny_unknown_fields` makes it an error that names it, and
+/// a `rest` field keeps it and writes it back (into the `__dict__`, or for
+/// `state = "slots"` into the slots unless the field is `in_dict`).
+/// Skipped fields are not read, so their attributes count as unknown.
+///
+/// ```
+/// use reduce::{Reduce, Reduction, Value};
+///
+/// #[derive(Reduce, Debug, PartialEq)]
+/// #[reduce(module = "shop", state)]
+/// struct Item {
+///     name: String,
+/// }
+///
+/// #[derive(Reduce, Debug)]
+/// #[reduce(module = "shop", state, deny_unknown_fields)]
+/// struct StrictItem {
+///     name: String,
+/// }
+///
+/// #[derive(Reduce, Debug, PartialEq)]
+/// #[reduce(module = "shop", state)]
+/// struct OpenItem {
+///     name: String,
+///     #[reduce(rest)]
+///     other: Vec<(String, Value)>,
+/// }
+///
+/// // An instance of shop.<class> with the __dict__ {'name': 'pen', 'colour': 'red'},
+/// // as CPython pickles it.
+/// fn pen(class: &str) -> reduce::Result<Vec<u8>> {
+///     let new = Value::global("copyreg", "__newobj__");
+///     let mut pen = Reduction::new(new, Value::Tuple(vec![Value::global("shop", class)]));
+///     pen.state = Some(Value::Dict(vec![
+///         (Value::str("name"), Value::str("pen")),
+///         (Value::str("colour"), Value::str("red")),
+///     ]));
+///     reduce::to_vec(&Value::Reduce(Box::new(pen)))
+/// }
+///
+/// // Dropped...
+/// assert_eq!(reduce::from_slice::<Item>(&pen("Item")?)?, Item { name: "pen".into() });
+/// // ...refused by name...
+/// let err = reduce::from_slice::<StrictItem>(&pen("StrictItem")?).unwrap_err();
+/// assert!(err.to_string().starts_with(
+///     "expected only name in the state of shop.StrictItem, found `colour`: Rust type "
+/// ));
+/// // ...or kept, and written back.
+/// let kept: OpenItem = reduce::from_slice(&pen("OpenItem")?)?;
+/// assert_eq!(kept.other, [("colour".to_string(), Value::str("red"))]);
+/// assert_eq!(reduce::from_slice::<Value>(&reduce::to_vec(&kept)?)?, reduce::from_slice::<Value>(&pen("OpenItem")?)?);
+/// # Ok::<(), reduce::Error>(())
+/// ```
+///
+/// An error in the state says where, which Python class and which Rust
+/// field: `[3].points[0].x: expected float, found str (in Rust field
+/// app::Point::x)`, `[1]: expected attribute `y` in the state of
+/// geometry.Point, found none (...)`.
 ///
 /// # Registration
 ///

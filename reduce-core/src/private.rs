@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::registry::Registry;
 
 pub use crate::save::FnReduce;
+pub use crate::state::{save_instance, InstanceState};
 
 /// `a::b::c` as Python spells a module, `a.b.c`, made once per module.
 pub fn dotted(module_path: &'static str) -> &'static str {

@@ -30,7 +30,7 @@ use crate::write::out::{unpicklable, Out};
 /// |---|---|
 /// | `bool` | `bool` |
 /// | `i8` … `i128`, `u8` … `u128`, `isize`, `usize` | `int` |
-/// | `f32`, `f64` | `float` (an `int` reads as a float too) |
+/// | `f32`, `f64` | `float` (an `int` reads as a float too; a finite float beyond `f32::MAX` is an error for `f32`) |
 /// | `char`, `String`, `&str`, `Box<str>`, `Cow<str>`, [`PyStr`](crate::PyStr) | `str` |
 /// | `Vec<T>`, `VecDeque<T>`, `[T; N]`, `[T]` | `list` (reads from a tuple too) |
 /// | `(A, B, …)` up to 12, `()` | `tuple` |

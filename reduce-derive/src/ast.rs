@@ -62,6 +62,19 @@ impl Field<'_> {
     pub fn skipped(&self) -> bool {
         self.attrs.skip.is_some()
     }
+
+    /// The `rest` field, which holds the attributes no other field names.
+    pub fn is_rest(&self) -> bool {
+        self.attrs.rest.is_some()
+    }
+
+    /// The Rust field's name, for error messages.
+    pub fn rust_name(&self) -> String {
+        match &self.member {
+            Member::Named(i) => i.to_string().trim_start_matches("r#").to_owned(),
+            Member::Unnamed(i) => i.index.to_string(),
+        }
+    }
 }
 
 fn shape<'a>(fields: &'a Fields, errors: &mut Errors) -> Shape<'a> {

@@ -34,12 +34,22 @@ pub struct At<T> {
     pub span: Span,
 }
 
+/// How a `state` type's fields sit in the instance.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum StateForm {
+    /// `state` or `state = "dict"`: the instance `__dict__`.
+    Dict,
+    /// `state = "slots"`: `__slots__`, the state `(dict or None, slots)`.
+    Slots,
+}
+
 #[derive(Default)]
 pub struct Container {
     pub module: Option<At<String>>,
     pub name: Option<At<String>>,
     pub krate: Option<At<Path>>,
-    pub state: Option<Span>,
+    pub state: Option<At<StateForm>>,
+    pub deny_unknown_fields: Option<Span>,
     pub default: Option<Span>,
     pub python_enum: Option<Span>,
     pub flat_variants: Option<Span>,
@@ -59,6 +69,8 @@ pub struct Field {
     pub with: Option<At<Path>>,
     pub registry: Option<Span>,
     pub bytes: Option<Span>,
+    pub rest: Option<Span>,
+    pub in_dict: Option<Span>,
 }
 
 fn set<T>(errors: &mut Errors, slot: &mut Option<T>, value: T, span: Span, key: &str) {
@@ -134,7 +146,11 @@ pub fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
             "module" => set(errors, &mut c.module, string(meta)?, span, k),
             "name" => set(errors, &mut c.name, string(meta)?, span, k),
             "crate" => set(errors, &mut c.krate, path(meta)?, span, k),
-            "state" => set(errors, &mut c.state, span, span, k),
+            "state" => {
+                let form = state_form(meta, errors)?;
+                set(errors, &mut c.state, At { value: form, span }, span, k)
+            }
+            "deny_unknown_fields" => set(errors, &mut c.deny_unknown_fields, span, span, k),
             "default" => set(errors, &mut c.default, span, span, k),
             "python_enum" => set(errors, &mut c.python_enum, span, span, k),
             "flat_variants" => set(errors, &mut c.flat_variants, span, span, k),
@@ -142,7 +158,7 @@ pub fn container(attrs: &[Attribute], errors: &mut Errors) -> Container {
                 errors.at(
                     span,
                     format!(
-                        "unknown container attribute `{k}`: expected one of `module = \"...\"`, `name = \"...\"`, `crate = \"...\"`, `state`, `default`, `python_enum`, `flat_variants`"
+                        "unknown container attribute `{k}`: expected one of `module = \"...\"`, `name = \"...\"`, `crate = \"...\"`, `state`, `state = \"slots\"`, `default`, `deny_unknown_fields`, `python_enum`, `flat_variants`"
                     ),
                 );
                 if meta.input.peek(syn::Token![=]) {
@@ -211,11 +227,13 @@ pub fn field(attrs: &[Attribute], errors: &mut Errors) -> Field {
             "with" => set(errors, &mut f.with, path(meta)?, span, k),
             "registry" => set(errors, &mut f.registry, span, span, k),
             "bytes" => set(errors, &mut f.bytes, span, span, k),
+            "rest" => set(errors, &mut f.rest, span, span, k),
+            "in_dict" => set(errors, &mut f.in_dict, span, span, k),
             _ => {
                 errors.at(
                     span,
                     format!(
-                        "unknown field attribute `{k}`: expected one of `rename = \"...\"`, `skip`, `default`, `default = \"path\"`, `with = \"module\"`, `registry`, `bytes`"
+                        "unknown field attribute `{k}`: expected one of `rename = \"...\"`, `skip`, `default`, `default = \"path\"`, `with = \"module\"`, `registry`, `bytes`, `rest`, `in_dict`"
                     ),
                 );
                 if meta.input.peek(syn::Token![=]) {
@@ -226,4 +244,28 @@ pub fn field(attrs: &[Attribute], errors: &mut Errors) -> Field {
         Ok(true)
     });
     f
+}
+
+/// `state` alone, or `state = "dict"` / `state = "slots"`.
+fn state_form(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<StateForm> {
+    if !meta.input.peek(syn::Token![=]) {
+        return Ok(StateForm::Dict);
+    }
+    let lit: LitStr = meta.value()?.parse()?;
+    Ok(match lit.value().as_str() {
+        "dict" => StateForm::Dict,
+        "slots" => StateForm::Slots,
+        other => {
+            errors.at(
+                lit.span(),
+                format!(
+                    "unknown state form `{other:?}`: expected `state` (or `state = \"dict\"`) for an instance __dict__, or `state = \"slots\"` for a class with __slots__"
+                ),
+            );
+            StateForm::Dict
+        }
+    })
 }

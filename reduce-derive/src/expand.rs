@@ -4,9 +4,11 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 use syn::{parse_quote, Expr, GenericParam, Ident, Path, Type};
 
 use crate::ast::{Body, Field, Input, Shape, Style, Variant};
+use crate::attr::StateForm;
 
 pub fn derive(input: &Input<'_>) -> TokenStream {
     let krate: Path = input
@@ -93,6 +95,7 @@ impl Cx<'_> {
             .iter()
             .filter(|f| {
                 !f.skipped()
+                    && !f.is_rest()
                     && f.attrs.with.is_none()
                     && f.attrs.registry.is_none()
                     && f.attrs.bytes.is_none()
@@ -118,6 +121,11 @@ impl Cx<'_> {
                         if let Some(ty) = ty {
                             preds.push(parse_quote!(#ty: ::core::default::Default));
                         }
+                    }
+                    for f in fields.iter().filter(|f| f.is_rest() && mentions(f.ty, id)) {
+                        let ty = f.ty;
+                        let krate = &self.krate;
+                        preds.push(parse_quote!(#ty: #krate::Rest));
                     }
                     if fields
                         .iter()
@@ -269,23 +277,7 @@ impl Cx<'_> {
         let name = &self.name;
         let (impl_g, ty_g, where_c) = self.generics(quote!(#krate::Reduce), false);
         let body = match &self.input.body {
-            Body::Struct(shape) if self.input.attrs.state.is_some() => {
-                let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
-                let n = written.len();
-                let entries = written.iter().map(|f| {
-                    let key = f.name();
-                    let member = &f.member;
-                    let r = self.field_ref(f, quote!(&self.#member));
-                    quote!((#krate::Interned(#key), #r as &dyn #krate::Reduce))
-                });
-                quote! {
-                    let __state = #krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| {
-                        let __fields: [(#krate::Interned<'static>, &dyn #krate::Reduce); #n] = [#(#entries),*];
-                        __s.dict(__fields.iter().map(|(__k, __v)| (__k, *__v)))
-                    });
-                    __s.reduction(#module, #name).new_obj().state(&__state).save()
-                }
-            }
+            Body::Struct(shape) if self.input.attrs.state.is_some() => self.reduce_state(shape),
             Body::Struct(shape) => {
                 let args = self.args_tuple(shape, |f| {
                     let m = &f.member;
@@ -322,6 +314,60 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+
+    /// Writes an instance: its fields (and `rest`) as its state, a
+    /// `__dict__` or, for `state = "slots"`, `(dict or None, slots)`.
+    fn reduce_state(&self, shape: &Shape<'_>) -> TokenStream {
+        let krate = &self.krate;
+        let module = &self.module;
+        let name = &self.name;
+        let slots_form = self.slots_form();
+        let entry = |f: &&Field<'_>| {
+            let key = f.name();
+            let member = &f.member;
+            let r = self.field_ref(f, quote!(&self.#member));
+            quote!((&#krate::Interned(#key) as &dyn #krate::Reduce, #r as &dyn #krate::Reduce))
+        };
+        let written = shape.fields.iter().filter(|f| !f.skipped() && !f.is_rest());
+        let (in_dict, in_slots): (Vec<_>, Vec<_>) =
+            written.partition(|f| !slots_form || f.attrs.in_dict.is_some());
+        let (nd, ns) = (in_dict.len(), in_slots.len());
+        let dict = in_dict.iter().map(entry);
+        let slots = in_slots.iter().map(entry);
+        let rest = shape.fields.iter().find(|f| f.is_rest()).map(|f| {
+            let member = &f.member;
+            let part = if !slots_form || f.attrs.in_dict.is_some() {
+                quote!(__dict)
+            } else {
+                quote!(__slots)
+            };
+            // Spanned at the field's type: a type that is no `Rest` is an
+            // error there.
+            let attributes = {
+                let ty = f.ty;
+                quote_spanned!(ty.span()=> <#ty as #krate::Rest>::attributes(&self.#member))
+            };
+            quote! {
+                let __rest = #attributes;
+                let #part: ::std::vec::Vec<(&dyn #krate::Reduce, &dyn #krate::Reduce)> =
+                    #part.iter().copied().chain(__rest).collect();
+            }
+        });
+        quote! {
+            let __dict: [(&dyn #krate::Reduce, &dyn #krate::Reduce); #nd] = [#(#dict),*];
+            let __slots: [(&dyn #krate::Reduce, &dyn #krate::Reduce); #ns] = [#(#slots),*];
+            #rest
+            #krate::__private::save_instance(__s, #module, #name, #slots_form, &__dict, &__slots)
+        }
+    }
+
+    fn slots_form(&self) -> bool {
+        self.input
+            .attrs
+            .state
+            .as_ref()
+            .is_some_and(|s| s.value == StateForm::Slots)
     }
 
     fn variant_name(&self, v: &Variant<'_>) -> String {
@@ -451,16 +497,66 @@ impl Cx<'_> {
         let krate = &self.krate;
         let module = &self.module;
         let name = &self.name;
-        let st = format_ident!("__st");
-        let read_fields: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        let stn = format_ident!("__stn");
+        let known: Vec<String> = shape
+            .fields
+            .iter()
+            .filter(|f| !f.skipped() && !f.is_rest())
+            .map(|f| f.name())
+            .collect();
+        let deny = self
+            .input
+            .attrs
+            .deny_unknown_fields
+            .map(|_| quote!(__st.deny_unknown(&[#(#known),*])?;));
+        // Reads field `f` as `Option<T>`: `None` when the state lacks it.
+        let read = |f: &Field<'_>| {
+            let key = f.name();
+            let rust = f.rust_name();
+            let read = self.field_read(f, &stn, quote!(__v));
+            quote!(__st.field(#key, #rust, |#stn: #krate::Node<'_>, __v: &#krate::Value| ::core::result::Result::Ok(#read))?)
+        };
+        let read_rest = |f: &Field<'_>| {
+            let rust = f.rust_name();
+            let ty = f.ty;
+            let keep = quote_spanned!(ty.span()=> __st.rest(&[#(#known),*], #rust, &mut __r, <#ty as #krate::Rest>::read_attribute));
+            quote!({
+                let mut __r: #ty = ::core::default::Default::default();
+                #keep?;
+                __r
+            })
+        };
+        let read_state = |body: TokenStream| {
+            quote! {
+                let __call = __node.reduction(__module, #name)?;
+                #krate::__private::InstanceState::read(
+                    &__call,
+                    __module,
+                    #name,
+                    ::core::any::type_name::<Self>(),
+                    |__st: &#krate::__private::InstanceState<'_>| {
+                        #deny
+                        #body
+                    },
+                )
+            }
+        };
         if self.input.attrs.default.is_some() {
             // Made first from Default, then filled: cycles through
             // Rc<RefCell<Self>> work, and missing fields keep their default.
-            let assigns = read_fields.iter().map(|f| {
+            let assigns = shape.fields.iter().filter(|f| !f.skipped()).map(|f| {
                 let member = &f.member;
-                let key = f.name();
-                let read = self.field_read(f, &st, quote!(__v));
-                quote!(if let ::core::option::Option::Some(__v) = #st.state_entry(#key)? { self.#member = #read; })
+                if f.is_rest() {
+                    let r = read_rest(f);
+                    quote!(self.#member = #r;)
+                } else {
+                    let r = read(f);
+                    quote!(if let ::core::option::Option::Some(__x) = #r { self.#member = __x; })
+                }
+            });
+            let fill = read_state(quote! {
+                #(#assigns)*
+                ::core::result::Result::Ok(())
             });
             return quote! {
                 fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
@@ -475,14 +571,8 @@ impl Cx<'_> {
                     ::core::option::Option::Some(__node.reduction(#module, #name).map(|_| ::core::default::Default::default()))
                 }
                 fn fill_shell(&mut self, __node: #krate::Node<'_>) -> #krate::Result<()> {
-                    let __call = __node.reduction(#module, #name)?;
-                    if let ::core::option::Option::Some(__state) = __call.state() {
-                        __state.with(|#st: #krate::Node<'_>| -> #krate::Result<()> {
-                            #(#assigns)*
-                            ::core::result::Result::Ok(())
-                        })?;
-                    }
-                    ::core::result::Result::Ok(())
+                    let __module = #module;
+                    #fill
                 }
             };
         }
@@ -490,29 +580,28 @@ impl Cx<'_> {
             let member = &f.member;
             let value = if f.skipped() {
                 self.skipped_value(f)
+            } else if f.is_rest() {
+                read_rest(f)
             } else {
                 let key = f.name();
-                let read = self.field_read(f, &st, quote!(__v));
+                let rust = f.rust_name();
                 let missing = match &f.attrs.default {
                     Some(_) => self.skipped_value(f),
-                    None => quote!(return ::core::result::Result::Err(#st.error_msg(::std::format!("missing field `{}`", #key)))),
+                    None => quote!(return ::core::result::Result::Err(__st.missing(#key, #rust))),
                 };
-                quote!(match #st.state_entry(#key)? {
-                    ::core::option::Option::Some(__v) => #read,
+                let r = read(f);
+                quote!(match #r {
+                    ::core::option::Option::Some(__x) => __x,
                     ::core::option::Option::None => #missing,
                 })
             };
             quote!(#member: #value)
         });
+        let build = read_state(quote!(::core::result::Result::Ok(Self { #(#inits),* })));
         quote! {
             fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
-                let __call = __node.reduction(#module, #name)?;
-                let __state = __call.state().ok_or_else(|| __node.error_msg(::std::format!(
-                    "{}.{} was pickled without state (expected its __dict__)", #module, #name
-                )))?;
-                __state.with(|#st: #krate::Node<'_>| -> #krate::Result<Self> {
-                    ::core::result::Result::Ok(Self { #(#inits),* })
-                })
+                let __module = #module;
+                #build
             }
         }
     }

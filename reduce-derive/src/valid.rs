@@ -1,8 +1,8 @@
 //! Rules across attributes: each broken rule is an error at the tokens the
 //! user wrote, saying how to fix it.
 
-use crate::ast::{Body, Input, Shape, Style};
-use crate::attr::Errors;
+use crate::ast::{Body, Field, Input, Shape, Style};
+use crate::attr::{Container, Errors, StateForm};
 
 pub fn check(input: &Input<'_>, errors: &mut Errors) {
     let c = &input.attrs;
@@ -33,10 +33,10 @@ pub fn check(input: &Input<'_>, errors: &mut Errors) {
             if let Some(span) = c.flat_variants {
                 errors.at(span, "`flat_variants` applies to enums only: remove it");
             }
-            if let Some(span) = c.state {
+            if let Some(state) = &c.state {
                 if shape.style == Style::Tuple {
                     errors.at(
-                        span,
+                        state.span,
                         "`state` writes fields by name in the instance __dict__, so it needs named fields: use a struct with named fields, or remove `state`",
                     );
                 }
@@ -46,11 +46,22 @@ pub fn check(input: &Input<'_>, errors: &mut Errors) {
                     errors.at(span, "container `default` applies with `state` only (it fills fields missing from the state): add `state`, or remove `default`");
                 }
             }
-            fields(shape, c.state.is_some(), errors);
+            if let Some(span) = c.deny_unknown_fields {
+                if c.state.is_none() {
+                    errors.at(span, "`deny_unknown_fields` applies with `state` only (it checks the attributes of the instance's state): add `state`, or remove `deny_unknown_fields`");
+                }
+            }
+            fields(shape, c, errors);
         }
         Body::Enum(variants) => {
-            if let Some(span) = c.state {
-                errors.at(span, "`state` is not supported on enums: remove it");
+            if let Some(state) = &c.state {
+                errors.at(state.span, "`state` is not supported on enums: remove it");
+            }
+            if let Some(span) = c.deny_unknown_fields {
+                errors.at(
+                    span,
+                    "`deny_unknown_fields` applies to `state` structs only, not enums: remove it",
+                );
             }
             if let Some(span) = c.default {
                 errors.at(
@@ -75,14 +86,33 @@ pub fn check(input: &Input<'_>, errors: &mut Errors) {
                 } else if let Some(value) = &v.attrs.value {
                     errors.at(value.span, "`value` applies to `python_enum` variants only: add #[reduce(python_enum)] to the enum, or remove `value`");
                 }
-                fields(&v.shape, false, errors);
+                fields(&v.shape, &Container::default(), errors);
             }
         }
     }
 }
 
-fn fields(shape: &Shape<'_>, state: bool, errors: &mut Errors) {
+fn fields(shape: &Shape<'_>, c: &Container, errors: &mut Errors) {
+    let state = c.state.is_some();
+    let slots = c
+        .state
+        .as_ref()
+        .is_some_and(|s| s.value == StateForm::Slots);
+    let mut rest_seen = false;
     for f in &shape.fields {
+        rest(f, c, &mut rest_seen, errors);
+        if let Some(span) = f.attrs.in_dict {
+            if !slots {
+                errors.at(span, if state {
+                    "every field of a `state` type is in the instance __dict__ already: remove `in_dict`, or use #[reduce(state = \"slots\")] on the type"
+                } else {
+                    "`in_dict` puts a field of a `state = \"slots\"` type in the instance __dict__ beside its slots: add #[reduce(state = \"slots\")] on the type, or remove `in_dict`"
+                });
+            }
+            if f.attrs.skip.is_some() {
+                errors.at(span, "a skipped field is not written, so `in_dict` has no effect: remove one of them");
+            }
+        }
         let a = &f.attrs;
         let how = [
             a.with.as_ref().map(|w| ("with", w.span)),
@@ -117,5 +147,39 @@ fn fields(shape: &Shape<'_>, state: bool, errors: &mut Errors) {
                 errors.at(r.span, "`rename` needs a non-empty name");
             }
         }
+    }
+}
+
+/// The rules of a `rest` field.
+fn rest(f: &Field<'_>, c: &Container, seen: &mut bool, errors: &mut Errors) {
+    let Some(span) = f.attrs.rest else {
+        return;
+    };
+    if c.state.is_none() {
+        errors.at(span, "`rest` keeps the attributes of a `state` type's instance that it has no field for: add #[reduce(state)] on the type, or remove `rest`");
+    }
+    if let Some(deny) = c.deny_unknown_fields {
+        errors.at(deny, "a `rest` field keeps unknown attributes, so `deny_unknown_fields` never fires: remove one of them");
+    }
+    if std::mem::replace(seen, true) {
+        errors.at(
+            span,
+            "only one field can be `rest` (it keeps every unknown attribute): remove this one",
+        );
+    }
+    let a = &f.attrs;
+    let others = [
+        a.rename.as_ref().map(|r| ("rename", r.span)),
+        a.skip.map(|s| ("skip", s)),
+        a.default.as_ref().map(|d| ("default", d.span)),
+        a.with.as_ref().map(|w| ("with", w.span)),
+        a.registry.map(|s| ("registry", s)),
+        a.bytes.map(|s| ("bytes", s)),
+    ];
+    for (what, at) in others.into_iter().flatten() {
+        errors.at(
+            at,
+            format!("a `rest` field holds the other attributes by their own names, so `{what}` does not apply to it: remove `{what}`"),
+        );
     }
 }

@@ -309,7 +309,10 @@ fn mismatches_name_the_field() {
         4,
     ))
     .unwrap_err();
-    assert_eq!(err.to_string(), "[1].balance: expected int, found str");
+    assert_eq!(
+        err.to_string(),
+        "[1].balance: expected int, found str (in Rust field derive::Account::balance)"
+    );
     let err = reduce::from_slice::<Vec2>(&cpython("Pair(1, 'a')", 4)).unwrap_err();
     assert!(err.to_string().contains("fixtures_classes.Vec2"), "{err}");
 }

@@ -1,0 +1,10 @@
+use reduce::{Reduce, Value};
+
+#[derive(Reduce)]
+struct Point {
+    x: f64,
+    #[reduce(rest)]
+    other: Vec<(String, Value)>,
+}
+
+fn main() {}
