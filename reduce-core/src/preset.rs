@@ -18,7 +18,7 @@
 //! let mut registry = Registry::new();
 //! registry.add_preset(&preset::STDLIB)?;
 //! let value: Value = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
-//! assert_eq!(format!("{value:?}"), "datetime.timedelta(-1, 5, 0)");
+//! assert_eq!(format!("{value:?}"), "<reduce datetime.timedelta, (-1, 5, 0)>");
 //! # Ok::<(), reduce::Error>(())
 //! ```
 //!
@@ -160,11 +160,11 @@ preset! {
     STDLIB = "stdlib", crate::stdlib::install,
     [
         ("datetime", "date", "`chrono::NaiveDate` (feature `chrono`)"),
-        ("datetime", "time", "[`PyTime`](crate::stdlib::PyTime), `chrono::NaiveTime` (feature `chrono`)"),
-        ("datetime", "datetime", "[`PyDateTime`](crate::stdlib::PyDateTime), `chrono::NaiveDateTime`, `DateTime<FixedOffset>`, `DateTime<Utc>` (feature `chrono`)"),
+        ("datetime", "time", "`stdlib::PyTime`, `chrono::NaiveTime` (feature `chrono`)"),
+        ("datetime", "datetime", "`stdlib::PyDateTime`, `chrono::NaiveDateTime`, `DateTime<FixedOffset>`, `DateTime<Utc>` (feature `chrono`)"),
         ("datetime", "timedelta", "`chrono::TimeDelta` (feature `chrono`)"),
-        ("datetime", "timezone", "[`TzInfo::Fixed`](crate::stdlib::TzInfo), `chrono::FixedOffset` (feature `chrono`)"),
-        ("zoneinfo", "ZoneInfo._unpickle", "[`TzInfo::Zone`](crate::stdlib::TzInfo), by key (feature `chrono`)"),
+        ("datetime", "timezone", "`stdlib::TzInfo::Fixed`, `chrono::FixedOffset` (feature `chrono`)"),
+        ("zoneinfo", "ZoneInfo._unpickle", "`stdlib::TzInfo::Zone`, by key (feature `chrono`)"),
         ("decimal", "Decimal", "[`Decimal`](crate::stdlib::Decimal)"),
         ("fractions", "Fraction", "`num_rational::BigRational` (feature `num-rational`)"),
         ("builtins", "complex", "`num_complex::Complex<f64>` (feature `num-complex`)"),

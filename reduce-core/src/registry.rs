@@ -243,7 +243,7 @@ impl Registry {
     /// let mut registry = Registry::new();
     /// registry.add_preset(&preset::STDLIB)?;
     /// let value: Value = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
-    /// assert_eq!(format!("{value:?}"), "decimal.Decimal('1.10')");
+    /// assert_eq!(format!("{value:?}"), "<reduce decimal.Decimal, ('1.10',)>");
     /// # Ok::<(), reduce::Error>(())
     /// ```
     pub fn add_preset(&mut self, preset: &Preset) -> Result<()> {

@@ -23,7 +23,7 @@
 //! (["The standard library"](crate#the-standard-library)).
 //!
 //! Namedtuples and subclasses of builtins need no type from here: derive or
-//! register your class, and [`Call`](crate::Call) presents protocols 0 and
+//! register your class, and [`Call`] presents protocols 0 and
 //! 1's `copyreg._reconstructor(cls, base, state)` as protocol 2 does (a
 //! namedtuple's fields as its arguments, a `list` subclass's items as list
 //! items, ...), with the base in [`Call::base`](crate::Call::base).

@@ -100,7 +100,11 @@ enum Bytes {
 /// Reads CPython's pickle of each expression at every protocol as `T`
 /// (expecting `want(protocol)`), writes `want` back at every protocol, and
 /// has CPython check what it loads.
-fn both_ways<T>(cases: &[(&str, Bytes, &dyn Fn(u8) -> T)])
+/// A case: the Python expression, whether the bytes match, and the Rust
+/// value expected at a protocol.
+type Case<'a, T> = (&'a str, Bytes, &'a dyn Fn(u8) -> T);
+
+fn both_ways<T>(cases: &[Case<'_, T>])
 where
     T: Construct + Reduce + PartialEq + Debug,
 {

@@ -68,7 +68,7 @@ fn micros(t: &NaiveTime) -> Result<u32> {
             "{t} is a leap second, which Python's datetime cannot hold"
         )));
     }
-    if nanos % 1000 != 0 {
+    if !nanos.is_multiple_of(1000) {
         return Err(unpicklable(format!(
             "{t} has nanoseconds; Python's datetime holds microseconds"
         )));
@@ -239,7 +239,9 @@ impl TzInfo {
 }
 
 /// `timezone(timedelta(...), name)`, or `ZoneInfo._unpickle(key, 1)`,
-/// as CPython writes them.
+/// as CPython writes them. (From protocol 4 the zone's constructor is one
+/// `STACK_GLOBAL` of `zoneinfo ZoneInfo._unpickle`, where CPython writes
+/// `getattr(ZoneInfo, '_unpickle')`; CPython loads both the same.)
 impl Reduce for TzInfo {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         match self {
@@ -385,14 +387,14 @@ impl Construct for NaiveTime {
 /// use reduce::stdlib::{PyDateTime, TzInfo};
 ///
 /// reduce::registry().add_preset(&reduce::preset::STDLIB)?;
-/// // datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=ZoneInfo("Europe/Paris")), protocol 4
-/// let bytes = b"\x80\x04\x95~\x00\x00\x00\x00\x00\x00\x00\x8c\x08datetime\x94\x8c\x08datetime\x94\x93\x94C\n\x07\xe4\x01\x02\x03\x04\x05\x00\x00\x06\x94\x8c\x08builtins\x94\x8c\x07getattr\x94\x93\x94\x8c\x08zoneinfo\x94\x8c\x08ZoneInfo\x94\x93\x94\x8c\t_unpickle\x94\x86\x94R\x94\x8c\x0cEurope/Paris\x94K\x01\x86\x94R\x94\x86\x94R\x94.";
+/// // datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=ZoneInfo("Europe/Paris")), protocol 3
+/// let bytes = b"\x80\x03cdatetime\ndatetime\nq\x00C\n\x07\xe4\x01\x02\x03\x04\x05\x00\x00\x06q\x01cbuiltins\ngetattr\nq\x02czoneinfo\nZoneInfo\nq\x03X\t\x00\x00\x00_unpickleq\x04\x86q\x05Rq\x06X\x0c\x00\x00\x00Europe/Parisq\x07K\x01\x86q\x08Rq\t\x86q\nRq\x0b.";
 /// let dt: PyDateTime = reduce::from_slice(bytes)?;
 /// let want = NaiveDate::from_ymd_opt(2020, 1, 2).and_then(|d| d.and_hms_micro_opt(3, 4, 5, 6));
 /// assert_eq!(Some(dt.local), want);
 /// assert_eq!(dt.tz, Some(TzInfo::Zone("Europe/Paris".into())));
 /// // Written back, the bytes are CPython's.
-/// assert_eq!(reduce::to_vec_with_protocol(&dt, 4)?, bytes);
+/// assert_eq!(reduce::to_vec_with_protocol(&dt, 3)?, bytes);
 /// # Ok::<(), reduce::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
