@@ -760,3 +760,25 @@ fn the_preset_still_refuses_everything_else() {
         assert!(err.to_string().contains("is not allowed"), "{err}");
     }
 }
+
+#[test]
+fn python2_datetimes_read_with_latin1_or_bytes() {
+    setup();
+    // Python 2.7's pickle.dumps(datetime.datetime(2020, 1, 2, 3, 4, 5, 6), 2):
+    // the packed state is a Python 2 str, which CPython 3 reads only with
+    // encoding='latin1' or 'bytes', as its documentation says.
+    let py2 = b"\x80\x02cdatetime\ndatetime\nq\x00U\n\x07\xe4\x01\x02\x03\x04\x05\x00\x00\x06q\x01\x85q\x02Rq\x03.";
+    let want = ymd(2020, 1, 2).and_time(hmsu(3, 4, 5, 6));
+    for decoding in [
+        reduce::StringDecoding::Latin1,
+        reduce::StringDecoding::Bytes,
+    ] {
+        let got: NaiveDateTime = reduce::Unpickler::from_slice(py2)
+            .strings(decoding)
+            .load()
+            .unwrap();
+        assert_eq!(got, want, "{decoding:?}");
+    }
+    // The default, ASCII, refuses the byte 0xe4, as CPython's does.
+    assert!(reduce::from_slice::<NaiveDateTime>(py2).is_err());
+}
