@@ -675,6 +675,12 @@ impl<'a> Call<'a> {
     /// state is already presented as [`args`](Call::args),
     /// [`list_items`](Call::list_items) or [`dict_items`](Call::dict_items),
     /// as protocol 2 would give it.
+    ///
+    /// One difference stays, CPython's own: from protocol 2 a namedtuple
+    /// passes its fields as arguments, but a plain `tuple` subclass passes
+    /// one argument, the tuple. A `tuple` base's state reads as the fields
+    /// (the namedtuple form); a reader of a plain `tuple` subclass checks
+    /// `base()` to know which form it has.
     pub fn base(&self) -> Option<&'a Global> {
         self.base
     }

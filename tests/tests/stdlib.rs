@@ -782,3 +782,34 @@ fn python2_datetimes_read_with_latin1_or_bytes() {
     // The default, ASCII, refuses the byte 0xe4, as CPython's does.
     assert!(reduce::from_slice::<NaiveDateTime>(py2).is_err());
 }
+
+#[derive(Debug, PartialEq)]
+struct MyTuple(Vec<i64>);
+
+#[test]
+fn a_plain_tuple_subclass_through_the_registry() {
+    setup();
+    let mut registry = reduce::Registry::new();
+    registry
+        .register_constructor("stdlib_classes", "MyTuple", |node| {
+            let call = node.any_reduction()?;
+            // Protocols 0 and 1 give the items as the arguments (as for a
+            // namedtuple); from 2, CPython passes the tuple as one argument.
+            if call.base().is_some() {
+                Ok(MyTuple(call.args().construct()?))
+            } else {
+                let (items,): (Vec<i64>,) = call.args().construct()?;
+                Ok(MyTuple(items))
+            }
+        })
+        .unwrap();
+    let registry = std::sync::Arc::new(registry);
+    let rows = cpython(&["MyTuple((3, 4, 5))"]);
+    for (p, theirs) in rows[0].iter().enumerate() {
+        let got: Dynamic = reduce::Unpickler::from_slice(theirs)
+            .registry(registry.clone())
+            .load()
+            .unwrap_or_else(|e| panic!("protocol {p}: {e}"));
+        assert_eq!(got.downcast_ref::<MyTuple>(), Some(&MyTuple(vec![3, 4, 5])));
+    }
+}
