@@ -137,6 +137,7 @@ impl<'l> Ctx<'l> {
                 parent: None,
                 seg: Seg::Root,
                 skip: 0,
+                one: false,
                 depth: 0,
             })?;
         }
@@ -170,6 +171,10 @@ pub struct Node<'a> {
     /// Leading tuple items that are not part of this node (the class in
     /// `NEWOBJ`'s `(cls, *args)`).
     skip: usize,
+    /// The value is the one item of an argument tuple that is not in the
+    /// pickle: the state `copyreg._reconstructor(cls, str, state)` gives a
+    /// builtin base, seen as the `(state,)` that `NEWOBJ` would pass.
+    one: bool,
     /// How many nodes lie between this one and the root.
     depth: usize,
 }
@@ -189,6 +194,7 @@ impl<'a> Node<'a> {
             parent: None,
             seg: Seg::Root,
             skip: 0,
+            one: false,
             depth: 0,
         }
     }
@@ -201,6 +207,7 @@ impl<'a> Node<'a> {
             parent: Some(self),
             seg,
             skip: 0,
+            one: false,
             depth: self.depth + 1,
         }
     }
@@ -304,6 +311,9 @@ impl<'a> Node<'a> {
 
     /// The items of a `list`, `tuple`, `set` or `frozenset`.
     pub fn items(&self) -> Result<&'a [Value]> {
+        if self.one {
+            return Ok(std::slice::from_ref(self.value));
+        }
         let items = self
             .value()
             .as_items()
@@ -398,36 +408,69 @@ impl<'a> Node<'a> {
             return Err(self.error_msg("expected a global as the constructor"));
         };
         let args = self.graph.resolve(&r.args);
+        let call = |global, args| Call {
+            global,
+            args,
+            base: None,
+            list_items: &r.list_items,
+            dict_items: &r.dict_items,
+            reduce: r,
+            node: *self,
+        };
         // NEWOBJ: copyreg.__newobj__(cls, *args) builds an instance of cls.
         if g.module == "copyreg"
             && (g.name == "__newobj__" || g.name == "__newobj_ex__" || g.name == "_reconstructor")
         {
             if let Value::Tuple(items) = args {
                 if let Some(Value::Global(cls)) = items.first().map(|c| self.graph.resolve(c)) {
-                    let rest = match g.name.as_str() {
-                        "__newobj__" => (&r.args, 1),
+                    return Ok(match g.name.as_str() {
+                        "__newobj__" => call(cls, Args::Tuple(&r.args, 1)),
                         "__newobj_ex__" => match items.get(1) {
-                            Some(a) => (a, 0),
-                            None => (&r.args, items.len()),
+                            Some(a) => call(cls, Args::Tuple(a, 0)),
+                            None => call(cls, Args::Tuple(&r.args, items.len())),
                         },
-                        // _reconstructor(cls, base, state): no arguments.
-                        _ => (&r.args, items.len()),
-                    };
-                    return Ok(Call {
-                        global: cls,
-                        args: rest,
-                        reduce: r,
-                        node: *self,
+                        _ => {
+                            self.reconstructed(call(cls, Args::Tuple(&r.args, items.len())), items)
+                        }
                     });
                 }
             }
         }
-        Ok(Call {
-            global: g,
-            args: (&r.args, 0),
-            reduce: r,
-            node: *self,
-        })
+        Ok(call(g, Args::Tuple(&r.args, 0)))
+    }
+
+    /// `copyreg._reconstructor(cls, base, state)`, protocols 0 and 1's form
+    /// of an instance of a builtin's subclass: `base.__new__(cls, state)`
+    /// then `base.__init__(obj, state)`. The state is presented as what
+    /// protocol 2 gives the same object, so one reader serves every
+    /// protocol: a `tuple` base's state as the arguments (a namedtuple's
+    /// fields), a `list` base's as list items, a `dict` base's as dict
+    /// items, any other builtin's (`str`, `int`, ...) as the one argument.
+    fn reconstructed(&self, mut call: Call<'a>, items: &'a [Value]) -> Call<'a> {
+        let (Some(Value::Global(base)), Some(state)) =
+            (items.get(1).map(|b| self.graph.resolve(b)), items.get(2))
+        else {
+            return call;
+        };
+        call.base = Some(base);
+        let resolved = self.graph.resolve(state);
+        match (base.module.as_str(), base.name.as_str()) {
+            ("builtins", "object") => {}
+            ("builtins", "tuple") => call.args = Args::Tuple(state, 0),
+            ("builtins", "list") => {
+                if let Some(list) = resolved.as_items() {
+                    call.list_items = list;
+                }
+            }
+            ("builtins", "dict") => {
+                if let Some(pairs) = resolved.as_dict() {
+                    call.dict_items = pairs;
+                }
+            }
+            _ if !matches!(resolved, Value::None) => call.args = Args::One(state),
+            _ => {}
+        }
+        call
     }
 
     /// Builds the object here with the constructor the registry has for its
@@ -436,6 +479,11 @@ impl<'a> Node<'a> {
         let call = self.any_reduction()?;
         let path = call.global.to_string();
         let f = self.ctx.lookup.constructor(&path).ok_or_else(|| {
+            if let Some(preset) = self.ctx.lookup.allowed_by(&path) {
+                return self.error_msg(format!(
+                    "`{path}` is allowed by the `{preset}` preset, but no constructor makes a Rust value of it (is the Cargo feature for it on?); read it as a Value"
+                ));
+            }
             self.error(ErrorKind::UnknownGlobal {
                 module: call.global.module.clone(),
                 name: call.global.name.clone(),
@@ -579,9 +627,22 @@ fn name_static<'g>(_name: &str, key: &'g Value, graph: &'g Graph) -> &'g str {
 #[derive(Clone, Copy)]
 pub struct Call<'a> {
     global: &'a Global,
-    args: (&'a Value, usize),
+    args: Args<'a>,
+    /// The builtin base named by `copyreg._reconstructor`, if so.
+    base: Option<&'a Global>,
+    list_items: &'a [Value],
+    dict_items: &'a [(Value, Value)],
     reduce: &'a Reduction,
     node: Node<'a>,
+}
+
+/// Where a call's arguments are.
+#[derive(Clone, Copy)]
+enum Args<'a> {
+    /// A tuple, less its first `n` items.
+    Tuple(&'a Value, usize),
+    /// One value, the only argument.
+    One(&'a Value),
 }
 
 impl<'a> Call<'a> {
@@ -592,7 +653,10 @@ impl<'a> Call<'a> {
 
     /// The constructor's arguments, as a node to read as a tuple.
     pub fn args(&self) -> Node<'a> {
-        let (value, skip) = self.args;
+        let (value, skip, one) = match self.args {
+            Args::Tuple(value, skip) => (value, skip, false),
+            Args::One(value) => (value, 0, true),
+        };
         Node {
             graph: self.node.graph,
             value,
@@ -600,8 +664,25 @@ impl<'a> Call<'a> {
             parent: self.node.parent,
             seg: self.node.seg,
             skip,
+            one,
             depth: self.node.depth,
         }
+    }
+
+    /// The builtin base (`builtins.list`, `builtins.tuple`, ...) when the
+    /// object was written as `copyreg._reconstructor(cls, base, state)`, as
+    /// protocols 0 and 1 write an instance of a builtin's subclass. Its
+    /// state is already presented as [`args`](Call::args),
+    /// [`list_items`](Call::list_items) or [`dict_items`](Call::dict_items),
+    /// as protocol 2 would give it.
+    ///
+    /// One difference stays, CPython's own: from protocol 2 a namedtuple
+    /// passes its fields as arguments, but a plain `tuple` subclass passes
+    /// one argument, the tuple. A `tuple` base's state reads as the fields
+    /// (the namedtuple form); a reader of a plain `tuple` subclass checks
+    /// `base()` to know which form it has.
+    pub fn base(&self) -> Option<&'a Global> {
+        self.base
     }
 
     /// The state applied with `BUILD`, if any.
@@ -612,14 +693,16 @@ impl<'a> Call<'a> {
         })
     }
 
-    /// Items appended after construction.
+    /// Items appended after construction (for a `list` subclass at
+    /// protocols 0 and 1, the list given to its base).
     pub fn list_items(&self) -> &'a [Value] {
-        &self.reduce.list_items
+        self.list_items
     }
 
-    /// Items set after construction.
+    /// Items set after construction (for a `dict` subclass at protocols 0
+    /// and 1, the dict given to its base).
     pub fn dict_items(&self) -> &'a [(Value, Value)] {
-        &self.reduce.dict_items
+        self.dict_items
     }
 
     /// The node of the object itself.

@@ -55,6 +55,8 @@
 //! | write at another protocol | [`to_vec_with_protocol`] |
 //! | write with options (protocol, buffer callback, extension codes) | [`Pickler`] |
 //! | read several pickles from one stream | [`Unpickler::load`], called in turn |
+//! | read `datetime`, `Decimal`, `UUID`, `OrderedDict`, ... | install [`preset::STDLIB`], then any of the above (see [the standard library](#the-standard-library)) |
+//! | allow a named list of globals | [`Registry::add_preset`] with a [`preset`] |
 //!
 //! # copyreg, side by side
 //!
@@ -121,6 +123,56 @@
 //! reference-counted, so nothing leaks, and dropping, printing, cloning and
 //! comparing never recurse, whatever the depth.
 //!
+//! # The standard library
+//!
+//! Python's standard-library data has Rust twins, read and written as
+//! CPython 3.11 writes them at every protocol. Their globals are refused
+//! until you opt in: install the [`preset::STDLIB`] allow-list, and a
+//! [`Value`] or [`Graph`] keeps them as reduced objects, a [`Dynamic`]
+//! builds the first twin listed, and a typed read builds the twin you ask
+//! for.
+//!
+//! ```
+//! # #[cfg(feature = "chrono")] {
+//! use chrono::NaiveDate;
+//!
+//! reduce::registry().add_preset(&reduce::preset::STDLIB)?;
+//! // pickle.dumps(datetime.date(2020, 1, 2), protocol=0): packed bytes
+//! // through _codecs.encode, as CPython writes them before protocol 3.
+//! let bytes = b"cdatetime\ndate\np0\n(c_codecs\nencode\np1\n(V\x07\xe4\x01\x02\np2\nVlatin1\np3\ntp4\nRp5\ntp6\nRp7\n.";
+//! let d: NaiveDate = reduce::from_slice(bytes)?;
+//! assert_eq!(Some(d), NaiveDate::from_ymd_opt(2020, 1, 2));
+//! assert_eq!(reduce::to_vec_with_protocol(&d, 0)?, bytes);
+//! # }
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
+//! | Python | Rust | feature |
+//! |---|---|---|
+//! | `datetime.date` | `chrono::NaiveDate` | `chrono` |
+//! | `datetime.time` | `chrono::NaiveTime` (naive), `stdlib::PyTime` (fold, tzinfo) | `chrono` |
+//! | `datetime.datetime` | `chrono::NaiveDateTime` (naive), `DateTime<FixedOffset>`, `DateTime<Utc>` (a `timezone`), `stdlib::PyDateTime` (everything: fold, a `timezone`'s name, a `zoneinfo` key) | `chrono` |
+//! | `datetime.timedelta` | `chrono::TimeDelta` | `chrono` |
+//! | `datetime.timezone`, `zoneinfo.ZoneInfo` | `stdlib::TzInfo` | `chrono` |
+//! | `decimal.Decimal` | [`stdlib::Decimal`] (lossless: NaN, sNaN, infinities, exponent) | |
+//! | `fractions.Fraction` | `num_rational::BigRational` | `num-rational` |
+//! | `complex` | `num_complex::Complex<f64>` (and `<f32>`) | `num-complex` |
+//! | `uuid.UUID` | `uuid::Uuid` | `uuid` |
+//! | `ipaddress.IPv4Address`, `IPv6Address` | `std::net::Ipv4Addr`, `Ipv6Addr`, `IpAddr` (a scope id is an error) | |
+//! | `ipaddress.IPv4Network`, `IPv6Network` | [`stdlib::IpNetwork`] | |
+//! | `ipaddress.IPv4Interface`, `IPv6Interface` | [`stdlib::IpInterface`] | |
+//! | `pathlib.PurePosixPath`, `PosixPath` | `std::path::PathBuf` (written as `PurePosixPath`) | |
+//! | `collections.OrderedDict` | [`stdlib::OrderedDict`] | |
+//! | `collections.defaultdict` | [`stdlib::DefaultDict`] (the factory kept as a name) | |
+//! | `collections.Counter` | [`stdlib::Counter`] | |
+//! | `collections.deque` | [`stdlib::Deque`] (with `maxlen`) | |
+//! | `range`, `slice` | [`stdlib::Range`], [`stdlib::Slice`] | |
+//! | a namedtuple, a subclass of `list`, `dict`, `tuple`, `str`, `int`, `set` | your derived or registered type: protocols 0 and 1's `copyreg._reconstructor(cls, base, state)` reads as protocol 2's form (see [`Call::base`]) | |
+//!
+//! All of these are in the preset `stdlib`; [`preset::STDLIB`] lists each
+//! global it allows. Without a type's feature its global is still allowed
+//! and loads as data in a [`Value`].
+//!
 //! # Formats, opcode by opcode
 //!
 //! | Python type | protocol 0 | protocol 1 | protocol 2 | protocol 3 | protocol 4 | protocol 5 |
@@ -158,6 +210,10 @@
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
+//! | `chrono` | no | `datetime`'s types as chrono's, and `stdlib::PyDateTime`, `stdlib::PyTime`, `stdlib::TzInfo` (costs chrono, std only: no clock, no time zone database) |
+//! | `uuid` | no | `uuid.UUID` as `uuid::Uuid` |
+//! | `num-complex` | no | `complex` as `num_complex::Complex` |
+//! | `num-rational` | no | `fractions.Fraction` as `num_rational::BigRational` |
 //!
 //! # Modules
 //!
@@ -174,6 +230,8 @@
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
 //! | [`security`] | the security model (documentation only) |
+//! | [`preset`] | named allow-lists: [`preset::STDLIB`] |
+//! | [`stdlib`] | Python's standard-library data: the types of the table above |
 //!
 //! # Limits and errors
 //!
@@ -203,6 +261,7 @@ mod error;
 mod impls;
 pub mod inspect;
 pub mod op;
+pub mod preset;
 mod printable;
 mod private;
 mod read;
@@ -210,6 +269,7 @@ mod registry;
 mod save;
 pub mod security;
 mod state;
+pub mod stdlib;
 mod text;
 mod value;
 mod write;
@@ -217,6 +277,7 @@ mod write;
 pub use crate::construct::{Call, Construct, Dynamic, Node, StateNode};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::impls::{bytes, tuple, ByteArray, Bytes, Interned};
+pub use crate::preset::Preset;
 pub use crate::read::{
     Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
 };

@@ -13,6 +13,10 @@
 //! (`module` plus qualified `name`). Loading calls only registered
 //! constructors; a name that is not registered is an error that lists the
 //! registered names near it.
+//!
+//! A [`Preset`] is a named allow-list with the constructors for it (the
+//! standard library's data, [`preset::STDLIB`](crate::preset::STDLIB)),
+//! installed with [`Registry::add_preset`].
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +25,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::construct::{Construct, Node};
 use crate::error::{Error, ErrorKind, Result};
+use crate::preset::Preset;
 use crate::save::{Reduce, Saver};
 use crate::value::Global;
 
@@ -47,6 +52,11 @@ pub struct Registry {
     conflicts: BTreeMap<String, String>,
     /// Paths of generic derived types, which cannot register themselves.
     generic: BTreeMap<String, ()>,
+    /// Globals allowed by an installed preset, with the preset's name: they
+    /// load (as data, or through a constructor if one is registered).
+    allowed: BTreeMap<String, &'static str>,
+    /// The presets installed, in order.
+    presets: Vec<&'static str>,
 }
 
 /// Turns a constructed value into another type it can be seen as (a
@@ -65,6 +75,7 @@ impl fmt::Debug for Registry {
                 &self.constructors.keys().collect::<Vec<_>>(),
             )
             .field("extensions", &self.extension_codes)
+            .field("presets", &self.presets)
             .finish()
     }
 }
@@ -210,6 +221,80 @@ impl Registry {
         Ok(())
     }
 
+    /// Installs a [`Preset`]: its globals are allowed when loading, and its
+    /// constructors (for [`Dynamic`](crate::Dynamic) and
+    /// [`Node::registered`]) are registered.
+    ///
+    /// Installing a preset again does nothing. Where you registered a
+    /// constructor for one of its globals first, yours is kept and the
+    /// preset's is not added: the preset never replaces what you chose. A
+    /// constructor you register *after* the preset for one of its globals is
+    /// refused as a duplicate, as any second registration is; put it in an
+    /// owned `Registry` given to the [`Unpickler`](crate::Unpickler), which
+    /// is looked up first, or register it before installing the preset.
+    ///
+    /// ```
+    /// use reduce::{preset, Registry, Value};
+    ///
+    /// // pickle.dumps(decimal.Decimal("1.10"), protocol=2)
+    /// let bytes = b"\x80\x02cdecimal\nDecimal\nq\x00X\x04\x00\x00\x001.10q\x01\x85q\x02Rq\x03.";
+    /// assert!(reduce::from_slice::<Value>(bytes).is_err()); // not allowed by default
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.add_preset(&preset::STDLIB)?;
+    /// let value: Value = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
+    /// assert_eq!(format!("{value:?}"), "<reduce decimal.Decimal, ('1.10',)>");
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub fn add_preset(&mut self, preset: &Preset) -> Result<()> {
+        if self.presets.contains(&preset.name()) {
+            return Ok(());
+        }
+        // The preset installs into a registry of its own first, so that it
+        // can be checked against its list and merged without replacing
+        // anything here; on error nothing changes.
+        let mut theirs = Registry::new();
+        preset.install_into(&mut theirs)?;
+        if let Some(path) = theirs
+            .constructors
+            .keys()
+            .find(|path| !preset.globals().any(|(m, n)| **path == format!("{m}.{n}")))
+        {
+            return Err(duplicate(format!(
+                "preset `{}` registers a constructor for `{path}`, which is not in its list of globals",
+                preset.name()
+            )));
+        }
+        for (path, entry) in theirs.constructors {
+            self.constructors.entry(path).or_insert(entry);
+        }
+        for (t, entry) in theirs.reducers {
+            self.reducers.entry(t).or_insert(entry);
+        }
+        for (k, f) in theirs.upcasts {
+            self.upcasts.entry(k).or_insert(f);
+        }
+        for (m, n) in preset.globals() {
+            self.allowed
+                .entry(format!("{m}.{n}"))
+                .or_insert(preset.name());
+        }
+        self.presets.push(preset.name());
+        Ok(())
+    }
+
+    /// The names of the presets installed, in the order they were.
+    pub fn presets(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.presets.iter().copied()
+    }
+
+    /// Whether loading allows the global `module.name`: a constructor is
+    /// registered for it, or an installed preset lists it.
+    pub fn allows(&self, module: &str, name: &str) -> bool {
+        let path = format!("{module}.{name}");
+        self.constructors.contains_key(&path) || self.allowed.contains_key(&path)
+    }
+
     /// Whether a constructor is registered for the global `module.name`.
     pub fn contains(&self, module: &str, name: &str) -> bool {
         self.constructors.contains_key(&format!("{module}.{name}"))
@@ -306,6 +391,11 @@ impl GlobalRegistry {
         self.update(|r| r.register::<T>(module, name))
     }
 
+    /// [`Registry::add_preset`] on the process-wide registry.
+    pub fn add_preset(&self, preset: &Preset) -> Result<()> {
+        self.update(|r| r.add_preset(preset))
+    }
+
     /// [`Registry::register_upcast`] on the process-wide registry.
     pub fn register_upcast<T: Any, U: Any>(
         &self,
@@ -373,17 +463,34 @@ impl Lookup {
         self.layers().find_map(|r| r.conflicts.get(path).cloned())
     }
 
-    /// Why a path cannot be loaded although a type claims it, if so.
+    /// Why a path cannot be loaded although a type claims it, or which
+    /// preset would allow it, if so.
     pub(crate) fn refusal(&self, path: &str) -> Option<String> {
-        self.layers().find_map(|r| {
-            r.conflicts.get(path).cloned().or_else(|| {
-                r.generic.contains_key(path).then(|| {
-                    format!(
-                        "`{path}` is a generic type, which cannot register itself; register each instantiation with reduce::registry().register::<Type<..>>(module, name)"
-                    )
+        self.layers()
+            .find_map(|r| {
+                r.conflicts.get(path).cloned().or_else(|| {
+                    r.generic.contains_key(path).then(|| {
+                        format!(
+                            "`{path}` is a generic type, which cannot register itself; register each instantiation with reduce::registry().register::<Type<..>>(module, name)"
+                        )
+                    })
                 })
             })
-        })
+            .or_else(|| {
+                let (module, name) = path.split_once('.')?;
+                let p = crate::preset::all().iter().find(|p| p.contains(module, name))?;
+                Some(format!(
+                    "it is in the `{}` preset: install it with reduce::registry().add_preset(&reduce::preset::{})",
+                    p.name(),
+                    p.name().to_uppercase()
+                ))
+            })
+    }
+
+    /// The preset that allows `path`, when no constructor is registered for
+    /// it, for the error of a typed read that needs one.
+    pub(crate) fn allowed_by(&self, path: &str) -> Option<&'static str> {
+        self.layers().find_map(|r| r.allowed.get(path).copied())
     }
 
     /// Whether `module.name` is registered, or is the parent of a
@@ -394,7 +501,12 @@ impl Lookup {
         let prefix = format!("{path}.");
         self.layers().any(|r| {
             r.constructors.contains_key(&path)
+                || r.allowed.contains_key(&path)
                 || r.constructors
+                    .range(prefix.clone()..)
+                    .next()
+                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+                || r.allowed
                     .range(prefix.clone()..)
                     .next()
                     .is_some_and(|(k, _)| k.starts_with(&prefix))

@@ -22,6 +22,9 @@
 //! - a constructor in the [registry](crate::registry()) or in the
 //!   [`Registry`](crate::Registry) layered over it for this unpickler, which is recorded as
 //!   data and not called yet;
+//! - a global on the list of a [preset](crate::preset) installed in either
+//!   registry (such as `datetime.datetime` in
+//!   [`preset::STDLIB`](crate::preset::STDLIB)), recorded as data likewise;
 //! - or an [`ErrorKind::UnknownGlobal`](crate::ErrorKind::UnknownGlobal) error that names it, and the load
 //!   stops.
 //!
@@ -130,6 +133,11 @@
 //!   linked into the program registers itself, dependencies' types
 //!   included: that set is the allow-list. List it with
 //!   `reduce::registry().snapshot().names()` ([`Registry::names`](crate::Registry::names)).
+//! - A [preset](crate::preset) widens the allow-list by exactly its own
+//!   list, which its documentation shows. `STDLIB`'s constructors build
+//!   data from plain arguments (no callable from the pickle is ever called:
+//!   a `defaultdict`'s factory is kept as a name), and its builtin bases
+//!   (`builtins.list`, `builtins.int`, ...) are allowed as data only.
 //!
 //! # What a registered constructor must guard itself
 //!

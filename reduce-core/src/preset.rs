@@ -1,0 +1,213 @@
+//! Presets: named allow-lists you opt into.
+//!
+//! Strict loading refuses every global that nothing registered, which is
+//! what makes it safe, and also what stops a real file at its first
+//! `datetime.datetime`. A [`Preset`] is a list of globals that are safe to
+//! allow (they build data, they run nothing a pickle can steer) together
+//! with the constructors that read them as Rust values. Installing one
+//! allows exactly its list, and nothing else:
+//!
+//! ```
+//! use reduce::{preset, Registry, Value};
+//!
+//! // pickle.dumps(datetime.timedelta(days=-1, seconds=5), protocol=2)
+//! let bytes = b"\x80\x02cdatetime\ntimedelta\nq\x00J\xff\xff\xff\xffK\x05K\x00\x87q\x01Rq\x02.";
+//! let err = reduce::from_slice::<Value>(bytes).unwrap_err();
+//! assert!(err.to_string().contains("it is in the `stdlib` preset"), "{err}");
+//!
+//! let mut registry = Registry::new();
+//! registry.add_preset(&preset::STDLIB)?;
+//! let value: Value = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
+//! assert_eq!(format!("{value:?}"), "<reduce datetime.timedelta, (-1, 5, 0)>");
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
+//! Install a preset in the process-wide registry with
+//! `reduce::registry().add_preset(&preset::STDLIB)`, or in an owned
+//! [`Registry`] for one unpickler as above. [`by_name`] and [`all`] find
+//! presets by name (a command line's `--allow stdlib`). Adding a preset
+//! twice does nothing; a constructor you registered first for one of its
+//! globals is kept (see [`Registry::add_preset`]).
+//!
+//! With a preset installed, every read path allows its globals: a
+//! [`Value`](crate::Value) or [`Graph`](crate::Graph) keeps them as reduced
+//! objects (written back unchanged), [`Dynamic`](crate::Dynamic) builds
+//! them with the preset's constructors, and the typed impls (a
+//! `chrono::NaiveDate` field, say) read them directly.
+//!
+//! # The presets
+//!
+//! | preset | contents |
+//! |---|---|
+//! | [`STDLIB`] | Python's standard-library data: `datetime`, `decimal`, `fractions`, `complex`, `uuid`, `ipaddress`, `pathlib`, `collections`, `range`, `slice`, and the builtin bases of subclasses |
+//!
+//! Each preset's page lists its globals and what each reads as; that
+//! table is generated from the preset's own list, so they cannot drift.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::registry::Registry;
+
+/// A named allow-list of globals, with the constructors that read them.
+///
+/// `globals` is the whole list: loading with the preset installed allows
+/// these and only these (beyond what was allowed before). `install`
+/// registers constructors, only for globals on the list (installing checks
+/// this), and possibly reducers.
+#[derive(Clone, Copy)]
+pub struct Preset {
+    name: &'static str,
+    globals: &'static [(&'static str, &'static str)],
+    install: fn(&mut Registry) -> Result<()>,
+}
+
+impl fmt::Debug for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preset")
+            .field("name", &self.name)
+            .field("globals", &self.globals.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Preset {
+    fn eq(&self, other: &Preset) -> bool {
+        self.name == other.name && self.globals == other.globals
+    }
+}
+
+impl Preset {
+    /// A preset named `name` allowing `globals` (`(module, qualname)`
+    /// pairs), whose `install` registers their constructors.
+    ///
+    /// ```
+    /// use reduce::preset::Preset;
+    ///
+    /// const POINTS: Preset = Preset::new("points", &[("geometry", "Point")], |r| {
+    ///     r.register_constructor("geometry", "Point", |node| {
+    ///         let (x, y): (f64, f64) = node.any_reduction()?.args().construct()?;
+    ///         Ok([x, y])
+    ///     })
+    /// });
+    /// let mut registry = reduce::Registry::new();
+    /// registry.add_preset(&POINTS)?;
+    /// assert!(registry.allows("geometry", "Point"));
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub const fn new(
+        name: &'static str,
+        globals: &'static [(&'static str, &'static str)],
+        install: fn(&mut Registry) -> Result<()>,
+    ) -> Preset {
+        Preset {
+            name,
+            globals,
+            install,
+        }
+    }
+
+    /// The preset's name (`"stdlib"`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The globals it allows, as `(module, qualname)`.
+    pub fn globals(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.globals.iter().copied()
+    }
+
+    /// Whether it allows the global `module.name`.
+    pub fn contains(&self, module: &str, name: &str) -> bool {
+        self.globals.iter().any(|&(m, n)| m == module && n == name)
+    }
+
+    pub(crate) fn install_into(&self, registry: &mut Registry) -> Result<()> {
+        (self.install)(registry)
+    }
+}
+
+/// Defines a preset's const from one table: the globals, and the doc rows
+/// that list them, so the documentation is the list itself.
+macro_rules! preset {
+    (
+        $(#[$doc:meta])*
+        $name:ident = $str:literal, $install:path,
+        [$(($m:literal, $n:literal, $what:literal)),* $(,)?]
+    ) => {
+        $(#[$doc])*
+        ///
+        /// | global | reads as |
+        /// |---|---|
+        $(#[doc = concat!("| `", $m, ".", $n, "` | ", $what, " |")])*
+        pub const $name: Preset = Preset::new($str, &[$(($m, $n)),*], $install);
+    };
+}
+
+preset! {
+    /// Python's standard-library data: dates and times, exact numbers,
+    /// addresses, paths, the `collections` types, `range` and `slice`, and
+    /// the builtin types that subclasses name as their base (protocols 0
+    /// and 1 write a `list` subclass as
+    /// `copyreg._reconstructor(cls, builtins.list, [...])`, and a
+    /// `defaultdict` names its factory).
+    ///
+    /// None of these runs code a pickle can steer: each builds a value from
+    /// plain arguments. The Rust types are in [`crate::stdlib`]; those from
+    /// other crates need the Cargo feature named. Without the feature the
+    /// global is still allowed and loads as a reduced object in a
+    /// [`Value`](crate::Value).
+    STDLIB = "stdlib", crate::stdlib::install,
+    [
+        ("datetime", "date", "`chrono::NaiveDate` (feature `chrono`)"),
+        ("datetime", "time", "`stdlib::PyTime`, `chrono::NaiveTime` (feature `chrono`)"),
+        ("datetime", "datetime", "`stdlib::PyDateTime`, `chrono::NaiveDateTime`, `DateTime<FixedOffset>`, `DateTime<Utc>` (feature `chrono`)"),
+        ("datetime", "timedelta", "`chrono::TimeDelta` (feature `chrono`)"),
+        ("datetime", "timezone", "`stdlib::TzInfo::Fixed`, `chrono::FixedOffset` (feature `chrono`)"),
+        ("zoneinfo", "ZoneInfo._unpickle", "`stdlib::TzInfo::Zone`, by key (feature `chrono`)"),
+        ("decimal", "Decimal", "[`Decimal`](crate::stdlib::Decimal)"),
+        ("fractions", "Fraction", "`num_rational::BigRational` (feature `num-rational`)"),
+        ("builtins", "complex", "`num_complex::Complex<f64>` (feature `num-complex`)"),
+        ("uuid", "UUID", "`uuid::Uuid` (feature `uuid`)"),
+        ("ipaddress", "IPv4Address", "`std::net::Ipv4Addr`"),
+        ("ipaddress", "IPv6Address", "`std::net::Ipv6Addr`"),
+        ("ipaddress", "IPv4Network", "[`IpNetwork`](crate::stdlib::IpNetwork)"),
+        ("ipaddress", "IPv6Network", "[`IpNetwork`](crate::stdlib::IpNetwork)"),
+        ("ipaddress", "IPv4Interface", "[`IpInterface`](crate::stdlib::IpInterface)"),
+        ("ipaddress", "IPv6Interface", "[`IpInterface`](crate::stdlib::IpInterface)"),
+        ("pathlib", "PurePosixPath", "`std::path::PathBuf`"),
+        ("pathlib", "PosixPath", "`std::path::PathBuf`"),
+        ("collections", "OrderedDict", "[`OrderedDict`](crate::stdlib::OrderedDict)"),
+        ("collections", "defaultdict", "[`DefaultDict`](crate::stdlib::DefaultDict)"),
+        ("collections", "Counter", "[`Counter`](crate::stdlib::Counter)"),
+        ("collections", "deque", "[`Deque`](crate::stdlib::Deque)"),
+        ("builtins", "range", "[`Range`](crate::stdlib::Range)"),
+        ("builtins", "slice", "[`Slice`](crate::stdlib::Slice)"),
+        ("builtins", "object", "allowed as data: the base of an ordinary class"),
+        ("builtins", "tuple", "allowed as data: a base (namedtuples) or a `defaultdict` factory"),
+        ("builtins", "list", "allowed as data: a base or a factory"),
+        ("builtins", "dict", "allowed as data: a base or a factory"),
+        ("builtins", "set", "allowed as data: a factory"),
+        ("builtins", "frozenset", "allowed as data: a factory"),
+        ("builtins", "str", "allowed as data: a base or a factory"),
+        ("builtins", "bytes", "allowed as data: a base or a factory"),
+        ("builtins", "int", "allowed as data: a base or a factory"),
+        ("builtins", "float", "allowed as data: a base or a factory"),
+        ("builtins", "bool", "allowed as data: a factory"),
+    ]
+}
+
+/// Every preset this build knows, for looking one up by name.
+pub fn all() -> &'static [&'static Preset] {
+    &[&STDLIB]
+}
+
+/// The preset called `name` (`"stdlib"`), if there is one.
+///
+/// ```
+/// assert_eq!(reduce::preset::by_name("stdlib").map(|p| p.name()), Some("stdlib"));
+/// assert!(reduce::preset::by_name("os").is_none());
+/// ```
+pub fn by_name(name: &str) -> Option<&'static Preset> {
+    all().iter().copied().find(|p| p.name() == name)
+}
