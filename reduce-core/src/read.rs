@@ -19,6 +19,8 @@ use crate::registry::{Lookup, Registry};
 use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
 use crate::{compat, text};
 
+pub(crate) mod decode;
+
 /// How the Python 2 string opcodes (`STRING`, `BINSTRING`,
 /// `SHORT_BINSTRING`) are decoded: Python's `encoding` argument of
 /// `pickle.loads`.

@@ -162,7 +162,7 @@
 //! // os.system("echo pwned") through extension code 7, as CPython writes
 //! // it after copyreg.add_extension("os", "system", 7).
 //! let evil = b"\x80\x02\x82\x07X\x0a\x00\x00\x00echo pwned\x85R.";
-//! let named: Vec<String> = inspect::globals(evil)?.iter().map(|g| g.to_string()).collect();
+//! let named: Vec<String> = inspect::globals(evil)?.iter().map(|r| r.named.to_string()).collect();
 //! assert_eq!(named, ["extension code 7"]);
 //!
 //! let mut codes = Registry::new();

@@ -74,14 +74,14 @@ fn globals_lists_what_a_pickle_would_call() {
     let names: Vec<String> = inspect::globals(&bytes)
         .unwrap()
         .iter()
-        .map(|g| g.to_string())
+        .map(|r| r.named.to_string())
         .collect();
     assert_eq!(names, vec!["fixtures_classes.Plain"]);
     let bytes = std::fs::read(dir.join("complex.p2.pickle")).unwrap();
     let names: Vec<String> = inspect::globals(&bytes)
         .unwrap()
         .iter()
-        .map(|g| g.to_string())
+        .map(|r| r.named.to_string())
         .collect();
     assert_eq!(names, vec!["__builtin__.complex"]);
     let bytes = std::fs::read(dir.join("sets.p5.pickle")).unwrap();
@@ -93,7 +93,7 @@ fn globals_lists_what_a_pickle_would_call() {
     let names: Vec<String> = inspect::globals(&bytes)
         .unwrap()
         .iter()
-        .map(|g| g.to_string())
+        .map(|r| r.named.to_string())
         .collect();
     assert_eq!(names, vec!["__builtin__.set"]);
     // Truncated input is an error with its offset, as for loading.
