@@ -1,14 +1,14 @@
 //! Auditing a pickle without loading it: its opcodes with offsets and
-//! arguments (as `pickletools.dis` shows them), and the globals it would
-//! call.
+//! arguments (as `pickletools.dis` shows them), and every global it would
+//! make a loader look up.
 //!
 //! ```
 //! use reduce::inspect;
 //!
 //! // A pickle that would run os.system("echo hi") in CPython.
 //! let evil = b"cos\nsystem\n(S'echo hi'\ntR.";
-//! let globals = inspect::globals(evil)?;
-//! assert_eq!(globals[0].to_string(), "os.system");
+//! let found = inspect::globals(evil)?;
+//! assert_eq!(found[0].to_string(), "0: GLOBAL os.system");
 //!
 //! let ops = inspect::disassemble(evil)?;
 //! assert_eq!(ops[0].name, "GLOBAL");
@@ -16,6 +16,59 @@
 //! assert_eq!(inspect::dis(evil)?.lines().next(), Some("    0: c    GLOBAL     'os system'"));
 //! # Ok::<(), reduce::Error>(())
 //! ```
+//!
+//! # What [`globals`] guarantees
+//!
+//! - **Every lookup the reader would make, in order, with its offset.**
+//!   Each `GLOBAL`, `INST`, `STACK_GLOBAL`, `EXT1`, `EXT2` and `EXT4` that
+//!   the reader (and CPython) would execute gives one [`Resolution`], at the
+//!   byte offset of its opcode. The inspector decodes with the reader's own
+//!   decoder and runs a shadow of its stack machine: marks, `POP`,
+//!   `POP_MARK`, `DUP`, the memo (`PUT`, `MEMOIZE`, `GET` and their binary
+//!   forms, sparse keys included), frames, containers and calls consuming
+//!   their operands. So the tricks that fool a scanner reading strings in
+//!   passing (names fetched back from the memo, decoys dropped by `POP`,
+//!   names pushed as Python 2 strings, names inside frames) are seen as the
+//!   reader sees them.
+//! - **Names as the pickle spells them**: `__builtin__.eval` stays
+//!   `__builtin__.eval` (Python 2 names are not mapped); extension codes
+//!   stay codes, since only the loader's registry knows their names.
+//! - **Never a guessed name.** A `STACK_GLOBAL` whose module or name is not
+//!   a constant `str` of the pickle (the result of a call, a non-ASCII
+//!   Python 2 string, a str with a lone surrogate, a tuple, an int) is
+//!   reported as [`Named::Computed`], at its offset.
+//! - **Malformed input is an error**, with the offset and opcode, wherever
+//!   the reader would fail on the pickle's structure: truncation, a stack
+//!   underflow, a missing mark or memo entry, a bad frame, a bad string.
+//!   Conversely, whatever the reader loads the inspector walks to the same
+//!   `STOP`, with one exception: names are copied into the report, so a
+//!   long name fetched from the memo for many `STACK_GLOBAL`s (which
+//!   CPython's pickler never writes) is refused once the names reported
+//!   reach 32 bytes per input byte. No input makes it panic, and the memory
+//!   it uses is bounded by a small multiple of the input's length.
+//!
+//! These claims are tested against CPython's pure-Python unpickler with a
+//! recording `find_class`, on a corpus of hand-assembled attacks
+//! (`tests/fixtures/attacks/`) and on every fixture of the repository.
+//!
+//! # What it does not do
+//!
+//! - **It does not judge.** It lists names; which are dangerous is yours to
+//!   decide (or the reader's allow-list: see [`crate::security`]).
+//!   `builtins.getattr(builtins.__import__("os"), "system")` is reported as
+//!   `builtins.getattr` and `builtins.__import__`: `"system"` is an
+//!   argument, data like any other.
+//! - **Nested pickles are data.** `pickle.loads(b"...")` is reported as
+//!   `pickle.loads`; the inner pickle's globals are listed only if you
+//!   inspect those bytes too.
+//! - **It does not type-check calls.** Where CPython would stop with a
+//!   `TypeError` inside a call (arguments that are not a tuple, say), the
+//!   inspector goes on: its list may name more than CPython would reach,
+//!   never less.
+//! - The reader's reading of `builtins.getattr(some.Class, "Inner")` as the
+//!   nested class `some.Class.Inner` (how CPython names nested classes
+//!   before protocol 4) is not listed separately: the list has
+//!   `builtins.getattr` and `some.Class`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -295,7 +348,10 @@ pub fn globals(bytes: &[u8]) -> Result<Vec<Resolution>> {
 /// ```
 pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
     let mut src = decode::slice(bytes);
-    let mut shadow = Shadow::default();
+    let mut shadow = Shadow {
+        name_budget: NAME_BYTES_PER_INPUT_BYTE.saturating_mul(bytes.len()),
+        ..Shadow::default()
+    };
     loop {
         let offset = src.pos();
         let opcode = src.byte().map_err(|e| e.at(offset, None))?;
@@ -320,7 +376,16 @@ struct Shadow {
     marks: Vec<usize>,
     memo: HashMap<u64, Slot>,
     found: Vec<Resolution>,
+    /// Bytes of names the resolutions may still copy.
+    name_budget: usize,
 }
+
+/// Each reported name is a copy, and a name stored once in the memo can be
+/// fetched for `STACK_GLOBAL` again and again for five bytes each time: a
+/// 1 MiB name would cost 1 MiB per five input bytes. CPython's pickler never
+/// writes that (it memoizes the global itself), so names copied beyond this
+/// many bytes per input byte are refused as out of proportion.
+const NAME_BYTES_PER_INPUT_BYTE: usize = 32;
 
 fn underflow() -> Error {
     Error::new(ErrorKind::StackUnderflow)
@@ -365,13 +430,23 @@ impl Shadow {
         Ok(n)
     }
 
-    fn resolve(&mut self, offset: u64, opcode: u8, named: Named) {
+    fn resolve(&mut self, offset: u64, opcode: u8, named: Named) -> Result<()> {
+        if let Named::Global(g) = &named {
+            let cost = g.module.len() + g.name.len();
+            self.name_budget = self.name_budget.checked_sub(cost).ok_or_else(|| {
+                Error::invalid(format!(
+                    "expected names in proportion to the input, found a {cost}-byte global \
+                     past {NAME_BYTES_PER_INPUT_BYTE} bytes of names per input byte"
+                ))
+            })?;
+        }
         self.found.push(Resolution {
             offset,
             opcode,
             named,
         });
         self.stack.push(None);
+        Ok(())
     }
 
     /// Runs one opcode as `Machine::step` does, on slots; `Ok(true)` at
@@ -521,14 +596,14 @@ impl Shadow {
             GLOBAL => {
                 let module = decode::name_line(src, "GLOBAL module name")?;
                 let name = decode::name_line(src, "GLOBAL name")?;
-                self.resolve(offset, op, Named::Global(Global::new(module, name)))
+                self.resolve(offset, op, Named::Global(Global::new(module, name)))?
             }
             INST => {
                 let module = decode::name_line(src, "INST module name")?;
                 let name = decode::name_line(src, "INST name")?;
                 // The reader takes the arguments before it looks the class up.
                 self.pop_mark()?;
-                self.resolve(offset, op, Named::Global(Global::new(module, name)))
+                self.resolve(offset, op, Named::Global(Global::new(module, name)))?
             }
             STACK_GLOBAL => {
                 let name = self.pop()?;
@@ -537,11 +612,11 @@ impl Shadow {
                     (Some(m), Some(n)) => Named::Global(Global::new(&*m, &*n)),
                     _ => Named::Computed,
                 };
-                self.resolve(offset, op, named)
+                self.resolve(offset, op, named)?
             }
             EXT1 | EXT2 | EXT4 => {
                 let code = decode::ext_code(src, op)?;
-                self.resolve(offset, op, Named::Extension(code))
+                self.resolve(offset, op, Named::Extension(code))?
             }
             REDUCE | NEWOBJ => self.replace(2)?,
             NEWOBJ_EX => self.replace(3)?,

@@ -170,7 +170,7 @@
 //! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
 //! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
 //! | [`op`] | opcode constants, named as in `pickle.py` |
-//! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
+//! | [`inspect`] | walk a pickle without loading it: opcodes, and every global it would look up |
 //! | [`security`] | the security model (documentation only) |
 //!
 //! # Limits and errors

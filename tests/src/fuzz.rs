@@ -24,8 +24,9 @@ pub fn limits() -> Limits {
 /// expands what loads, and walks it with the inspection API.
 ///
 /// Whatever the reader loads, the inspector walks too, to the same `STOP`:
-/// it checks no more than the reader does, so it cannot be made to fail (and
-/// list nothing) on a pickle that loads.
+/// it checks no more than the reader does (but for copying names out of
+/// proportion to the input), so it cannot be made to fail, and list
+/// nothing, on a pickle that loads.
 pub fn load_value(data: &[u8]) {
     let mut loaded_to = None;
     for inert in [false, true] {
@@ -41,6 +42,8 @@ pub fn load_value(data: &[u8]) {
     if let Some(end) = loaded_to {
         match scanned {
             Ok((_, len)) => assert_eq!(len, end, "the inspector and the reader stop apart"),
+            // The one check the inspector adds: the names it copies out.
+            Err(e) if e.to_string().contains("names in proportion") => {}
             Err(e) => panic!("the reader loads this pickle but the inspector fails: {e}"),
         }
     }
