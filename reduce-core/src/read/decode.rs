@@ -37,13 +37,13 @@ fn le_u64(b: &[u8]) -> u64 {
 }
 
 /// `uint1`: one unsigned byte (`PROTO`, `BININT1`, `BINGET`, `EXT1`, ...).
-#[inline]
+#[inline(always)]
 pub(crate) fn uint1<S: Source>(src: &mut S) -> Result<u8> {
     src.byte()
 }
 
 /// `uint2`: two bytes, little-endian, unsigned (`BININT2`, `EXT2`).
-#[inline]
+#[inline(always)]
 pub(crate) fn uint2<S: Source>(src: &mut S) -> Result<u16> {
     let b = src.take(2)?;
     Ok(u16::from_le_bytes([b[0], b[1]]))
@@ -51,7 +51,7 @@ pub(crate) fn uint2<S: Source>(src: &mut S) -> Result<u16> {
 
 /// `int4`: four bytes, little-endian, signed (`BININT`, `EXT4`, the
 /// lengths of `BINSTRING` and `LONG4`).
-#[inline]
+#[inline(always)]
 pub(crate) fn int4<S: Source>(src: &mut S) -> Result<i32> {
     let b = src.take(4)?;
     Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -59,20 +59,20 @@ pub(crate) fn int4<S: Source>(src: &mut S) -> Result<i32> {
 
 /// `uint4`: four bytes, little-endian, unsigned (`LONG_BINGET`,
 /// `LONG_BINPUT`, the lengths of `BINUNICODE` and `BINBYTES`).
-#[inline]
+#[inline(always)]
 pub(crate) fn uint4<S: Source>(src: &mut S) -> Result<u64> {
     Ok(le_u64(src.take(4)?))
 }
 
 /// `uint8`: eight bytes, little-endian, unsigned (`FRAME`, the lengths of
 /// `BINUNICODE8`, `BINBYTES8`, `BYTEARRAY8`).
-#[inline]
+#[inline(always)]
 pub(crate) fn uint8<S: Source>(src: &mut S) -> Result<u64> {
     Ok(le_u64(src.take(8)?))
 }
 
 /// `PROTO`'s protocol number, refused above 5.
-#[inline]
+#[inline(always)]
 pub(crate) fn proto<S: Source>(src: &mut S) -> Result<u8> {
     let p = src.byte()?;
     if p > 5 {
@@ -83,7 +83,7 @@ pub(crate) fn proto<S: Source>(src: &mut S) -> Result<u8> {
 
 /// `float8`: `BINFLOAT`'s argument. Big-endian, unlike every other number
 /// in a pickle: it comes from `struct.pack('>d')`.
-#[inline]
+#[inline(always)]
 pub(crate) fn float8<S: Source>(src: &mut S) -> Result<f64> {
     let b = src.take(8)?;
     Ok(f64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
@@ -136,6 +136,7 @@ pub(crate) enum IntLine {
 }
 
 /// `decimalnl_short`: `INT`'s line.
+#[inline(always)]
 pub(crate) fn int_line<S: Source>(src: &mut S, max_digits: usize) -> Result<IntLine> {
     Ok(match src.line()? {
         b"00" => IntLine::Bool(false),
@@ -145,6 +146,7 @@ pub(crate) fn int_line<S: Source>(src: &mut S, max_digits: usize) -> Result<IntL
 }
 
 /// `decimalnl_long`: `LONG`'s line, with Python 2's trailing `L`.
+#[inline]
 pub(crate) fn long_line<S: Source>(src: &mut S, max_digits: usize) -> Result<BigInt> {
     let line = src.line()?;
     let line = line.strip_suffix(b"L").unwrap_or(line);
