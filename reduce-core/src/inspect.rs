@@ -180,9 +180,12 @@ fn decode_arg<S: Source>(opcode: u8, src: &mut S) -> Result<Arg> {
         PROTO | BININT1 | EXT1 => int(decode::uint1(src)?),
         BININT2 | EXT2 => int(decode::uint2(src)?),
         BININT | EXT4 => int(decode::int4(src)?),
-        BINGET | BINPUT | LONG_BINGET | LONG_BINPUT | GET | PUT => {
+        BINGET | BINPUT | LONG_BINGET | LONG_BINPUT => {
             int(decode::memo_key(src, opcode, max_digits())?)
         }
+        // Shown as written, a negative key too, as `pickletools` shows it;
+        // refusing it is the loader's business.
+        GET | PUT => Arg::Int(decode::decimal(src.line()?, "the memo key", max_digits())?),
         FRAME => int(decode::uint8(src)?),
         INT => match decode::int_line(src, max_digits())? {
             decode::IntLine::Bool(b) => Arg::Bool(b),
