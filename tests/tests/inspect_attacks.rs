@@ -55,7 +55,7 @@ fn each_attack_reports_exactly_its_manifest() {
         let ours: Vec<String> = found.iter().map(line).collect();
         assert_eq!(ours.join("; "), *expected, "{file}");
     }
-    assert_eq!(computed, 5, "the computed-name attacks");
+    assert!(computed >= 5, "{computed} computed names in the corpus");
 }
 
 #[test]
