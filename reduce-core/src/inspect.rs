@@ -1,14 +1,14 @@
 //! Auditing a pickle without loading it: its opcodes with offsets and
-//! arguments (as `pickletools.dis` shows them), and the globals it would
-//! call.
+//! arguments (as `pickletools.dis` shows them), and every global it would
+//! make a loader look up.
 //!
 //! ```
 //! use reduce::inspect;
 //!
 //! // A pickle that would run os.system("echo hi") in CPython.
 //! let evil = b"cos\nsystem\n(S'echo hi'\ntR.";
-//! let globals = inspect::globals(evil)?;
-//! assert_eq!(globals[0].to_string(), "os.system");
+//! let found = inspect::globals(evil)?;
+//! assert_eq!(found[0].to_string(), "0: GLOBAL os.system");
 //!
 //! let ops = inspect::disassemble(evil)?;
 //! assert_eq!(ops[0].name, "GLOBAL");
@@ -16,13 +16,70 @@
 //! assert_eq!(inspect::dis(evil)?.lines().next(), Some("    0: c    GLOBAL     'os system'"));
 //! # Ok::<(), reduce::Error>(())
 //! ```
+//!
+//! # What [`globals`] guarantees
+//!
+//! - **Every lookup the reader would make, in order, with its offset.**
+//!   Each `GLOBAL`, `INST`, `STACK_GLOBAL`, `EXT1`, `EXT2` and `EXT4` that
+//!   the reader (and CPython) would execute gives one [`Resolution`], at the
+//!   byte offset of its opcode. The inspector decodes with the reader's own
+//!   decoder and runs a shadow of its stack machine: marks, `POP`,
+//!   `POP_MARK`, `DUP`, the memo (`PUT`, `MEMOIZE`, `GET` and their binary
+//!   forms, sparse keys included), frames, containers and calls consuming
+//!   their operands. So the tricks that fool a scanner reading strings in
+//!   passing (names fetched back from the memo, decoys dropped by `POP`,
+//!   names pushed as Python 2 strings, names inside frames) are seen as the
+//!   reader sees them.
+//! - **Names as the pickle spells them**: `__builtin__.eval` stays
+//!   `__builtin__.eval` (Python 2 names are not mapped); extension codes
+//!   stay codes, since only the loader's registry knows their names.
+//! - **Never a guessed name.** A `STACK_GLOBAL` whose module or name is not
+//!   a constant `str` of the pickle (the result of a call, a non-ASCII
+//!   Python 2 string, a str with a lone surrogate, a tuple, an int) is
+//!   reported as [`Named::Computed`], at its offset.
+//! - **Malformed input is an error**, with the offset and opcode, wherever
+//!   the reader would fail on the pickle's structure: truncation, a stack
+//!   underflow, a missing mark or memo entry, a bad frame, a bad string.
+//!   Conversely, whatever the reader loads the inspector walks to the same
+//!   `STOP`, with one exception: names are copied into the report, so a
+//!   long name fetched from the memo for many `STACK_GLOBAL`s (which
+//!   CPython's pickler never writes) is refused once the names reported
+//!   reach 32 bytes per input byte. No input makes it panic, and the memory
+//!   it uses is bounded by a small multiple of the input's length.
+//!
+//! These claims are tested against CPython's pure-Python unpickler with a
+//! recording `find_class`, on a corpus of hand-assembled attacks
+//! (`tests/fixtures/attacks/`) and on every fixture of the repository.
+//!
+//! # What it does not do
+//!
+//! - **It does not judge.** It lists names; which are dangerous is yours to
+//!   decide (or the reader's allow-list: see [`crate::security`]).
+//!   `builtins.getattr(builtins.__import__("os"), "system")` is reported as
+//!   `builtins.getattr` and `builtins.__import__`: `"system"` is an
+//!   argument, data like any other.
+//! - **Nested pickles are data.** `pickle.loads(b"...")` is reported as
+//!   `pickle.loads`; the inner pickle's globals are listed only if you
+//!   inspect those bytes too.
+//! - **It does not type-check calls.** Where CPython would stop with a
+//!   `TypeError` inside a call (arguments that are not a tuple, say), the
+//!   inspector goes on: its list may name more than CPython would reach,
+//!   never less.
+//! - The reader's reading of `builtins.getattr(some.Class, "Inner")` as the
+//!   nested class `some.Class.Inner` (how CPython names nested classes
+//!   before protocol 4) is not listed separately: the list has
+//!   `builtins.getattr` and `some.Class`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::rc::Rc;
 
 use num_bigint::BigInt;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::{self, *};
+use crate::read::decode::{self, Source};
+use crate::read::{Limits, SliceRead};
 use crate::text;
 use crate::value::{Global, PyStr, Value};
 
@@ -74,75 +131,34 @@ impl fmt::Display for Arg {
     }
 }
 
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: u64) -> Result<&'a [u8]> {
-        let n = usize::try_from(n).map_err(|_| Error::new(ErrorKind::Eof))?;
-        if n > self.data.len() - self.pos {
-            return Err(Error::new(ErrorKind::Eof));
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn le(&mut self, n: usize) -> Result<u64> {
-        let b = self.take(n as u64)?;
-        let mut a = [0u8; 8];
-        a[..n].copy_from_slice(b);
-        Ok(u64::from_le_bytes(a))
-    }
-
-    fn line(&mut self) -> Result<&'a [u8]> {
-        let rest = &self.data[self.pos..];
-        let i = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(Error::new(ErrorKind::Eof))?;
-        self.pos += i + 1;
-        Ok(&rest[..i])
-    }
-}
-
 fn int(i: impl Into<BigInt>) -> Arg {
     Arg::Int(i.into())
 }
 
-fn utf8(b: &[u8]) -> Result<Arg> {
-    PyStr::from_surrogatepass(b.to_vec())
-        .map(Arg::Str)
-        .ok_or_else(|| Error::invalid("string is not valid UTF-8 (with surrogatepass)"))
+/// How `pickletools` shows a Python 2 `str`: decoded as Latin-1.
+fn latin1(bytes: &[u8]) -> PyStr {
+    PyStr::from(bytes.iter().map(|&b| b as char).collect::<String>())
 }
 
-fn decimal(line: &[u8], what: &str) -> Result<BigInt> {
-    std::str::from_utf8(line)
-        .ok()
-        .and_then(|t| t.trim().parse::<BigInt>().ok())
-        .ok_or_else(|| Error::invalid(format!("expected a decimal integer for {what}")))
+/// The most decimal digits of a protocol 0 `INT`/`LONG`/memo key: the
+/// reader's default limit (CPython's `sys.get_int_max_str_digits()`).
+fn max_digits() -> usize {
+    Limits::default().max_int_digits
 }
 
 /// Every opcode up to and including `STOP`, with its argument. Nothing is
-/// loaded or checked beyond the encoding of each argument.
+/// loaded or checked beyond the encoding of each argument (as
+/// `pickletools.genops`, frames are not enforced here; [`globals`] enforces
+/// them as the reader does).
 pub fn disassemble(bytes: &[u8]) -> Result<Vec<Instruction>> {
-    let mut c = Cursor {
-        data: bytes,
-        pos: 0,
-    };
+    let mut src = decode::slice(bytes);
     let mut out = Vec::new();
     loop {
-        let offset = c.pos as u64;
-        let opcode = *c
-            .take(1)
-            .map_err(|e| e.at(offset, None))?
-            .first()
-            .unwrap_or(&0);
+        let offset = src.pos();
+        let opcode = src.byte().map_err(|e| e.at(offset, None))?;
         let name = op::name(opcode)
             .ok_or_else(|| Error::new(ErrorKind::UnknownOpcode(opcode)).at(offset, None))?;
-        let arg = decode_arg(opcode, &mut c).map_err(|e| e.at(offset, Some(opcode)))?;
+        let arg = decode_arg(opcode, &mut src).map_err(|e| e.at(offset, Some(opcode)))?;
         out.push(Instruction {
             offset,
             opcode,
@@ -155,103 +171,44 @@ pub fn disassemble(bytes: &[u8]) -> Result<Vec<Instruction>> {
     }
 }
 
-fn decode_arg(opcode: u8, c: &mut Cursor<'_>) -> Result<Arg> {
+/// An opcode's argument as `pickletools` shows it, read with the reader's
+/// decoder. Checks that belong to the meaning rather than the encoding (a
+/// protocol above 5, an extension code of 0) are left to the reader and to
+/// [`globals`], as `pickletools` leaves them to the unpickler.
+fn decode_arg<S: Source>(opcode: u8, src: &mut S) -> Result<Arg> {
     Ok(match opcode {
-        PROTO | BININT1 | BINGET | BINPUT | EXT1 => int(c.le(1)?),
-        BININT2 | EXT2 => int(c.le(2)?),
-        BININT => int(c.le(4)? as u32 as i32),
-        LONG_BINGET | LONG_BINPUT => int(c.le(4)?),
-        EXT4 => int(c.le(4)? as u32 as i32),
-        FRAME => int(c.le(8)?),
-        INT => {
-            let line = c.line()?;
-            match line {
-                b"00" => Arg::Bool(false),
-                b"01" => Arg::Bool(true),
-                _ => Arg::Int(decimal(line, "INT")?),
-            }
+        PROTO | BININT1 | EXT1 => int(decode::uint1(src)?),
+        BININT2 | EXT2 => int(decode::uint2(src)?),
+        BININT | EXT4 => int(decode::int4(src)?),
+        BINGET | BINPUT | LONG_BINGET | LONG_BINPUT => {
+            int(decode::memo_key(src, opcode, max_digits())?)
         }
-        LONG => {
-            let line = c.line()?;
-            Arg::Int(decimal(line.strip_suffix(b"L").unwrap_or(line), "LONG")?)
+        // Shown as written, a negative key too, as `pickletools` shows it;
+        // refusing it is the loader's business.
+        GET | PUT => Arg::Int(decode::decimal(src.line()?, "the memo key", max_digits())?),
+        FRAME => int(decode::uint8(src)?),
+        INT => match decode::int_line(src, max_digits())? {
+            decode::IntLine::Bool(b) => Arg::Bool(b),
+            decode::IntLine::Int(i) => Arg::Int(i),
+        },
+        LONG => Arg::Int(decode::long_line(src, max_digits())?),
+        LONG1 | LONG4 => Arg::Int(BigInt::from_signed_bytes_le(decode::long_bytes(
+            src, opcode,
+        )?)),
+        FLOAT => Arg::Float(decode::float_line(src)?),
+        BINFLOAT => Arg::Float(decode::float8(src)?),
+        STRING | BINSTRING | SHORT_BINSTRING => Arg::Str(latin1(&decode::py2_string(src, opcode)?)),
+        UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+            Arg::Str(decode::unicode(src, opcode)?)
         }
-        LONG1 | LONG4 => {
-            let n = if opcode == LONG1 {
-                c.le(1)?
-            } else {
-                c.le(4)? as u32 as i32 as i64 as u64
-            };
-            if (n as i64) < 0 {
-                return Err(Error::invalid("LONG pickle has negative byte count"));
-            }
-            Arg::Int(BigInt::from_signed_bytes_le(c.take(n)?))
-        }
-        FLOAT => {
-            let line = c.line()?;
-            Arg::Float(
-                std::str::from_utf8(line)
-                    .ok()
-                    .and_then(text::parse_float)
-                    .ok_or_else(|| Error::invalid("could not convert FLOAT argument"))?,
-            )
-        }
-        BINFLOAT => Arg::Float(f64::from_be_bytes(c.take(8)?.try_into().unwrap_or([0; 8]))),
-        STRING => {
-            let raw = text::unquote_string(c.line()?).map_err(Error::invalid)?;
-            // pickletools shows Python 2 strs decoded as Latin-1.
-            Arg::Str(PyStr::from(
-                raw.iter().map(|&b| b as char).collect::<String>(),
-            ))
-        }
-        BINSTRING | SHORT_BINSTRING => {
-            let n = if opcode == SHORT_BINSTRING {
-                c.le(1)?
-            } else {
-                c.le(4)? as u32 as i32 as i64 as u64
-            };
-            if (n as i64) < 0 {
-                return Err(Error::invalid("BINSTRING pickle has negative byte count"));
-            }
-            Arg::Str(PyStr::from(
-                c.take(n)?.iter().map(|&b| b as char).collect::<String>(),
-            ))
-        }
-        UNICODE => Arg::Str(text::raw_unicode_unescape(c.line()?).map_err(Error::invalid)?),
-        SHORT_BINUNICODE => {
-            let n = c.le(1)?;
-            utf8(c.take(n)?)?
-        }
-        BINUNICODE => {
-            let n = c.le(4)?;
-            utf8(c.take(n)?)?
-        }
-        BINUNICODE8 => {
-            let n = c.le(8)?;
-            utf8(c.take(n)?)?
-        }
-        SHORT_BINBYTES => {
-            let n = c.le(1)?;
-            Arg::Bytes(c.take(n)?.to_vec())
-        }
-        BINBYTES => {
-            let n = c.le(4)?;
-            Arg::Bytes(c.take(n)?.to_vec())
-        }
-        BINBYTES8 => {
-            let n = c.le(8)?;
-            Arg::Bytes(c.take(n)?.to_vec())
-        }
-        BYTEARRAY8 => {
-            let n = c.le(8)?;
-            Arg::ByteArray(c.take(n)?.to_vec())
-        }
+        SHORT_BINBYTES | BINBYTES | BINBYTES8 => Arg::Bytes(decode::bytes(src, opcode)?.to_vec()),
+        BYTEARRAY8 => Arg::ByteArray(decode::bytes(src, opcode)?.to_vec()),
         GLOBAL | INST => {
-            let module = String::from_utf8_lossy(c.line()?).into_owned();
-            let name = String::from_utf8_lossy(c.line()?).into_owned();
+            let module = decode::name_line(src, "module name")?;
+            let name = decode::name_line(src, "name")?;
             Arg::Str(PyStr::from(format!("{module} {name}")))
         }
-        PERSID => Arg::Str(PyStr::from(String::from_utf8_lossy(c.line()?).into_owned())),
-        GET | PUT => Arg::Int(decimal(c.line()?, "the memo key")?),
+        PERSID => Arg::Str(PyStr::from(decode::persid_line(src)?)),
         _ => Arg::None,
     })
 }
@@ -277,14 +234,44 @@ pub fn dis(bytes: &[u8]) -> Result<String> {
     Ok(out)
 }
 
-/// A global a pickle names, as [`globals`] lists it.
+/// A global, an extension code or a computed name that a pickle makes the
+/// reader look up, where it does so: one entry of [`globals`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Resolution {
+    /// Byte offset of the opcode that looks it up.
+    pub offset: u64,
+    /// That opcode: `GLOBAL`, `INST`, `STACK_GLOBAL`, `EXT1`, `EXT2` or
+    /// `EXT4`.
+    pub opcode: u8,
+    /// What it names.
+    pub named: Named,
+}
+
+impl fmt::Display for Resolution {
+    /// `offset: OPCODE named`, e.g. `0: GLOBAL os.system`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = op::name(self.opcode).unwrap_or("?");
+        write!(f, "{}: {} {}", self.offset, op, self.named)
+    }
+}
+
+/// What a [`Resolution`] names.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Named {
-    /// By module and qualified name (`GLOBAL`, `INST`, `STACK_GLOBAL`).
+    /// A module and qualified name, exactly as the pickle spells them and
+    /// the reader sees them (`GLOBAL`, `INST`, `STACK_GLOBAL`). Python 2
+    /// names (`__builtin__`, `copy_reg`) are not mapped to Python 3 ones.
     Global(Global),
-    /// By extension code (`EXT1`, `EXT2`, `EXT4`).
+    /// An extension code (`EXT1`, `EXT2`, `EXT4`): only the registry that
+    /// reads the pickle (CPython's `copyreg`) knows the name behind it.
     Extension(u32),
+    /// A `STACK_GLOBAL` whose module or name is not a constant `str` of
+    /// the pickle: the result of a call, a Python 2 string that is not
+    /// ASCII (its text depends on the `encoding` the loader picks), a
+    /// string with a lone surrogate, or no string at all (a tuple, an int).
+    /// CPython would look up whatever that value is at load time.
+    Computed,
 }
 
 impl fmt::Display for Named {
@@ -292,80 +279,370 @@ impl fmt::Display for Named {
         match self {
             Named::Global(g) => write!(f, "{g}"),
             Named::Extension(code) => write!(f, "extension code {code}"),
+            Named::Computed => f.write_str("computed name"),
         }
     }
 }
 
-/// The globals a pickle names (and so would import and call in CPython), in
-/// order, as the pickle spells them (Python 2 names are not mapped).
+/// Every global and extension code the first pickle in `bytes` makes the
+/// reader look up, in order, each with the offset of its opcode.
 ///
-/// `STACK_GLOBAL` takes its module and name from the strings pushed before
-/// it, followed through the memo; operands that are not plain strings show
-/// as `?` (a name shown is always the one the reader would see). Extension
-/// codes are listed as codes, since only the registry that reads the pickle
-/// knows what they stand for.
+/// The pickle is run on a shadow of the reader's machine: the same
+/// decoder, the same frame checks, the same stack, marks and memo, but
+/// holding only "this is the constant string `s`" or "this is something
+/// else". So a name fetched from the memo, duplicated, or hidden behind
+/// `POP`/`POP_MARK` decoys is reported as the reader sees it, and a
+/// `STACK_GLOBAL` whose operands are not constant strings is reported as
+/// [`Named::Computed`], never as a guess. Nothing is called, imported or
+/// judged: which names are dangerous is for the caller to decide. Inner
+/// pickles (the bytes given to `pickle.loads`) are data: their globals are
+/// listed only if you inspect those bytes too.
+///
+/// The input is checked as the reader checks it (truncation, stack
+/// underflow, a missing mark or memo entry, frames, string encodings), and
+/// a malformed pickle is an error with its offset. Bytes after `STOP` are
+/// ignored; [`scan_one`] says where the pickle ended.
 ///
 /// ```
-/// use reduce::inspect::{globals, Named};
+/// use reduce::inspect::{globals, Named, Resolution};
+/// use reduce::{op, Global};
 ///
 /// // pickle.dumps(collections.OrderedDict(), protocol=4), then EXT1 7.
-/// let bytes = b"\x80\x04\x8c\x0bcollections\x8c\x0bOrderedDict\x93)R\x82\x07.";
+/// let bytes = b"\x80\x04\x8c\x0bcollections\x94\x8c\x0bOrderedDict\x94\x93)R\x82\x07.";
 /// let found = globals(bytes)?;
-/// assert_eq!(found[0].to_string(), "collections.OrderedDict");
-/// assert_eq!(found[1], Named::Extension(7));
+/// assert_eq!(
+///     found[0],
+///     Resolution {
+///         offset: 30,
+///         opcode: op::STACK_GLOBAL,
+///         named: Named::Global(Global::new("collections", "OrderedDict")),
+///     }
+/// );
+/// assert_eq!(found[1].named, Named::Extension(7));
+/// assert_eq!(found[1].to_string(), "33: EXT1 extension code 7");
+///
+/// // A decoy: "posix" is pushed and popped; "os" is what is looked up.
+/// let decoy = b"\x8c\x05posix0\x8c\x02os\x8c\x06system\x93.";
+/// assert_eq!(globals(decoy)?[0].named.to_string(), "os.system");
+///
+/// // A name made by a call is reported as computed, not guessed.
+/// let made = b"\x8c\x08builtins\x8c\x03str\x93\x8c\x02os\x85R\x8c\x06system\x93.";
+/// let named: Vec<String> = globals(made)?.iter().map(|r| r.named.to_string()).collect();
+/// assert_eq!(named, ["builtins.str", "computed name"]);
 /// # Ok::<(), reduce::Error>(())
 /// ```
-pub fn globals(bytes: &[u8]) -> Result<Vec<Named>> {
-    let mut found = Vec::new();
-    // A shadow stack of the strings pushed (None for anything else), and a
-    // shadow memo of strings.
-    let mut stack: Vec<Option<String>> = Vec::new();
-    let mut memo: std::collections::HashMap<u64, Option<String>> = Default::default();
-    let mut memo_len = 0u64;
-    let question = || Some("?".to_string());
-    for i in disassemble(bytes)? {
-        match (i.opcode, &i.arg) {
-            (GLOBAL | INST, Arg::Str(s)) => {
-                let text = s.to_string_lossy().into_owned();
-                let (m, n) = text.split_once(' ').unwrap_or((&text, ""));
-                found.push(Named::Global(Global::new(m, n)));
-                stack.push(None);
-            }
-            (STACK_GLOBAL, _) => {
-                let name = stack.pop().flatten().or_else(question).unwrap_or_default();
-                let module = stack.pop().flatten().or_else(question).unwrap_or_default();
-                found.push(Named::Global(Global::new(module, name)));
-                stack.push(None);
-            }
-            (EXT1 | EXT2 | EXT4, Arg::Int(code)) => {
-                let code = u32::try_from(code).unwrap_or(u32::MAX);
-                found.push(Named::Extension(code));
-                stack.push(None);
-            }
-            (SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE, Arg::Str(s)) => {
-                stack.push(Some(s.to_string_lossy().into_owned()))
-            }
-            (MEMOIZE, _) => {
-                memo.insert(memo_len, stack.last().cloned().flatten());
-                memo_len += 1;
-            }
-            (PUT | BINPUT | LONG_BINPUT, Arg::Int(k)) => {
-                let k = u64::try_from(k).unwrap_or(u64::MAX);
-                if memo.insert(k, stack.last().cloned().flatten()).is_none() {
-                    memo_len += 1;
-                }
-            }
-            (GET | BINGET | LONG_BINGET, Arg::Int(k)) => {
-                let k = u64::try_from(k).unwrap_or(u64::MAX);
-                stack.push(memo.get(&k).cloned().flatten());
-            }
-            (FRAME | PROTO | STOP | MARK, _) => {
-                if i.opcode == MARK {
-                    stack.push(None)
-                }
-            }
-            _ => stack.push(None),
+pub fn globals(bytes: &[u8]) -> Result<Vec<Resolution>> {
+    scan_one(bytes).map(|(found, _)| found)
+}
+
+/// One pickle at the start of `bytes`: what [`globals`] reports for it, and
+/// its length (the bytes up to and including `STOP`), so that a stream of
+/// several pickles can be walked.
+///
+/// ```
+/// use reduce::inspect::scan_one;
+///
+/// let stream = b"cos\nsystem\n.K\x01.";
+/// let (first, len) = scan_one(stream)?;
+/// assert_eq!((first.len(), len), (1, 12));
+/// let (second, len) = scan_one(&stream[12..])?;
+/// assert_eq!((second.len(), len), (0, 3));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
+    let mut src = decode::slice(bytes);
+    let mut shadow = Shadow {
+        name_budget: NAME_BYTES_PER_INPUT_BYTE.saturating_mul(bytes.len()),
+        ..Shadow::default()
+    };
+    loop {
+        let offset = src.pos();
+        let opcode = src.byte().map_err(|e| e.at(offset, None))?;
+        match shadow.step(opcode, offset, &mut src) {
+            Ok(true) => return Ok((shadow.found, src.pos() as usize)),
+            Ok(false) => {}
+            Err(e) => return Err(e.at(offset, Some(opcode))),
         }
     }
-    Ok(found)
+}
+
+/// What the shadow machine knows of a stack item: the constant string it
+/// is, or `None` for anything else.
+type Slot = Option<Rc<str>>;
+
+/// The reader's machine with every value replaced by a [`Slot`]: the same
+/// stack discipline (marks fence the stack, as in `Machine`), the same memo
+/// keys, so that what reaches `STACK_GLOBAL` is what the reader would pop.
+#[derive(Default)]
+struct Shadow {
+    stack: Vec<Slot>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Slot>,
+    found: Vec<Resolution>,
+    /// Bytes of names the resolutions may still copy.
+    name_budget: usize,
+}
+
+/// Each reported name is a copy, and a name stored once in the memo can be
+/// fetched for `STACK_GLOBAL` again and again for five bytes each time: a
+/// 1 MiB name would cost 1 MiB per five input bytes. CPython's pickler never
+/// writes that (it memoizes the global itself), so names copied beyond this
+/// many bytes per input byte are refused as out of proportion.
+const NAME_BYTES_PER_INPUT_BYTE: usize = 32;
+
+fn underflow() -> Error {
+    Error::new(ErrorKind::StackUnderflow)
+}
+
+impl Shadow {
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    /// Checks that `n` items are above the last mark.
+    fn need(&self, n: usize) -> Result<()> {
+        if self.stack.len() < self.fence() + n {
+            return Err(underflow());
+        }
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Slot> {
+        self.need(1)?;
+        Ok(self.stack.pop().flatten())
+    }
+
+    fn top(&self) -> Result<Slot> {
+        self.need(1)?;
+        Ok(self.stack.last().cloned().flatten())
+    }
+
+    /// Drops `n` items and pushes one non-constant in their place: the
+    /// result of a call or a container made of them.
+    fn replace(&mut self, n: usize) -> Result<()> {
+        self.need(n)?;
+        self.stack.truncate(self.stack.len() - n);
+        self.stack.push(None);
+        Ok(())
+    }
+
+    fn pop_mark(&mut self) -> Result<usize> {
+        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+        let n = self.stack.len() - mark;
+        self.stack.truncate(mark);
+        Ok(n)
+    }
+
+    fn resolve(&mut self, offset: u64, opcode: u8, named: Named) -> Result<()> {
+        if let Named::Global(g) = &named {
+            let cost = g.module.len() + g.name.len();
+            self.name_budget = self.name_budget.checked_sub(cost).ok_or_else(|| {
+                Error::invalid(format!(
+                    "expected names in proportion to the input, found a {cost}-byte global \
+                     past {NAME_BYTES_PER_INPUT_BYTE} bytes of names per input byte"
+                ))
+            })?;
+        }
+        self.found.push(Resolution {
+            offset,
+            opcode,
+            named,
+        });
+        self.stack.push(None);
+        Ok(())
+    }
+
+    /// Runs one opcode as `Machine::step` does, on slots; `Ok(true)` at
+    /// `STOP`.
+    fn step(&mut self, op: u8, offset: u64, src: &mut SliceRead<'_>) -> Result<bool> {
+        let digits = max_digits();
+        match op {
+            // Stack and mark manipulation.
+            MARK => self.marks.push(self.stack.len()),
+            STOP => {
+                self.pop()?;
+                return Ok(true);
+            }
+            POP => {
+                // POP right after MARK drops the mark, as in the reader and
+                // CPython.
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop()?;
+                }
+            }
+            POP_MARK => {
+                self.pop_mark()?;
+            }
+            DUP => {
+                let top = self.top()?;
+                self.stack.push(top);
+            }
+
+            // Framing and protocol.
+            PROTO => {
+                decode::proto(src)?;
+            }
+            FRAME => {
+                let len = decode::uint8(src)?;
+                src.frame(len)?;
+            }
+
+            // Atoms: decoded (so that a malformed one is the reader's
+            // error), then kept as "not a string".
+            NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE | EMPTY_LIST | EMPTY_DICT | EMPTY_SET
+            | NEXT_BUFFER => self.stack.push(None),
+            INT => {
+                decode::int_line(src, digits)?;
+                self.stack.push(None)
+            }
+            BININT => {
+                decode::int4(src)?;
+                self.stack.push(None)
+            }
+            BININT1 => {
+                decode::uint1(src)?;
+                self.stack.push(None)
+            }
+            BININT2 => {
+                decode::uint2(src)?;
+                self.stack.push(None)
+            }
+            LONG => {
+                decode::long_line(src, digits)?;
+                self.stack.push(None)
+            }
+            LONG1 | LONG4 => {
+                decode::long_bytes(src, op)?;
+                self.stack.push(None)
+            }
+            FLOAT => {
+                decode::float_line(src)?;
+                self.stack.push(None)
+            }
+            BINFLOAT => {
+                decode::float8(src)?;
+                self.stack.push(None)
+            }
+            SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
+                decode::bytes(src, op)?;
+                self.stack.push(None)
+            }
+
+            // Strings: the only constants that can name a global.
+            STRING | BINSTRING | SHORT_BINSTRING => {
+                // CPython's default `encoding="ASCII"`. Other bytes make a
+                // str or bytes depending on the loader's encoding: not a
+                // constant name.
+                let bytes = decode::py2_string(src, op)?;
+                let text = std::str::from_utf8(&bytes).ok().filter(|t| t.is_ascii());
+                self.stack.push(text.map(Rc::from))
+            }
+            UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                // A lone surrogate has no `String`; the name would be a guess.
+                let s = decode::unicode(src, op)?;
+                self.stack.push(s.as_str().map(Rc::from))
+            }
+
+            // Containers consume their items.
+            TUPLE | LIST | FROZENSET => {
+                self.pop_mark()?;
+                self.stack.push(None)
+            }
+            DICT => {
+                if self.pop_mark()? % 2 != 0 {
+                    return Err(Error::invalid("odd number of items for DICT"));
+                }
+                self.stack.push(None)
+            }
+            TUPLE1 | TUPLE2 | TUPLE3 => self.replace((op - TUPLE1 + 1) as usize)?,
+            APPEND => {
+                self.need(2)?;
+                self.stack.pop();
+            }
+            SETITEM => {
+                self.need(3)?;
+                self.stack.truncate(self.stack.len() - 2);
+            }
+            APPENDS | SETITEMS | ADDITEMS => {
+                let n = self.pop_mark()?;
+                self.need(1)?;
+                if op == SETITEMS && n % 2 != 0 {
+                    return Err(Error::invalid("odd number of items for SETITEMS"));
+                }
+            }
+
+            // Memo.
+            PUT | BINPUT | LONG_BINPUT => {
+                let key = decode::memo_key(src, op, digits)?;
+                let top = self.top()?;
+                self.memo.insert(key, top);
+            }
+            MEMOIZE => {
+                // The next key is the number of keys stored, sparse ones
+                // included, as in CPython's `len(memo)`.
+                let top = self.top()?;
+                self.memo.insert(self.memo.len() as u64, top);
+            }
+            GET | BINGET | LONG_BINGET => {
+                let key = decode::memo_key(src, op, digits)?;
+                let slot = self
+                    .memo
+                    .get(&key)
+                    .ok_or(Error::new(ErrorKind::MissingMemo(key)))?
+                    .clone();
+                self.stack.push(slot)
+            }
+
+            // Globals and the calls that consume them.
+            GLOBAL => {
+                let module = decode::name_line(src, "GLOBAL module name")?;
+                let name = decode::name_line(src, "GLOBAL name")?;
+                self.resolve(offset, op, Named::Global(Global::new(module, name)))?
+            }
+            INST => {
+                let module = decode::name_line(src, "INST module name")?;
+                let name = decode::name_line(src, "INST name")?;
+                // The reader takes the arguments before it looks the class up.
+                self.pop_mark()?;
+                self.resolve(offset, op, Named::Global(Global::new(module, name)))?
+            }
+            STACK_GLOBAL => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let named = match (module, name) {
+                    (Some(m), Some(n)) => Named::Global(Global::new(&*m, &*n)),
+                    _ => Named::Computed,
+                };
+                self.resolve(offset, op, named)?
+            }
+            EXT1 | EXT2 | EXT4 => {
+                let code = decode::ext_code(src, op)?;
+                self.resolve(offset, op, Named::Extension(code))?
+            }
+            REDUCE | NEWOBJ => self.replace(2)?,
+            NEWOBJ_EX => self.replace(3)?,
+            OBJ => {
+                if self.pop_mark()? == 0 {
+                    return Err(underflow());
+                }
+                self.stack.push(None)
+            }
+            BUILD => {
+                self.need(2)?;
+                self.stack.pop();
+            }
+            PERSID => {
+                decode::persid_line(src)?;
+                self.stack.push(None)
+            }
+            BINPERSID => self.replace(1)?,
+            READONLY_BUFFER => {
+                self.need(1)?;
+            }
+            other => return Err(Error::new(ErrorKind::UnknownOpcode(other))),
+        }
+        Ok(false)
+    }
 }

@@ -228,7 +228,7 @@
 //! | `state` | an instance's state (`__dict__`, `__slots__`) for the derive, and [`Rest`] |
 //! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
 //! | [`op`] | opcode constants, named as in `pickle.py` |
-//! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
+//! | [`inspect`] | walk a pickle without loading it: opcodes, and every global it would look up |
 //! | [`security`] | the security model (documentation only) |
 //! | [`preset`] | named allow-lists: [`preset::STDLIB`] |
 //! | [`stdlib`] | Python's standard-library data: the types of the table above |

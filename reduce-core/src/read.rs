@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use num_bigint::BigInt;
 
+use crate::compat;
 use crate::construct::Construct;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::*;
 use crate::registry::{Lookup, Registry};
 use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Seq, Spelling, Step, Value};
-use crate::{compat, text};
+
+pub(crate) mod decode;
 
 /// How the Python 2 string opcodes (`STRING`, `BINSTRING`,
 /// `SHORT_BINSTRING`) are decoded: Python's `encoding` argument of
@@ -614,12 +616,6 @@ fn is_cheap(v: &Value) -> bool {
     }
 }
 
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a[..b.len()].copy_from_slice(b);
-    u64::from_le_bytes(a)
-}
-
 impl<'o, 'h> Machine<'o, 'h> {
     fn new(opts: &'o mut Options<'h>, lookup: &'o Lookup) -> Self {
         Machine {
@@ -956,35 +952,6 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
-    fn int_line(&self, line: &[u8], what: &str) -> Result<BigInt> {
-        let text = std::str::from_utf8(line)
-            .map_err(|_| Error::invalid(format!("{what} argument is not ASCII")))?
-            .trim_matches(|c: char| c.is_ascii_whitespace());
-        let digits = text.trim_start_matches(['-', '+']);
-        if digits.len() > self.opts.limits.max_int_digits {
-            return Err(Error::new(ErrorKind::Limit {
-                limit: "max_int_digits",
-                max: self.opts.limits.max_int_digits as u64,
-            }));
-        }
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::invalid(format!(
-                "expected a decimal integer for {what}, found {text:?}"
-            )));
-        }
-        text.parse::<BigInt>().map_err(|_| {
-            Error::invalid(format!(
-                "expected a decimal integer for {what}, found {text:?}"
-            ))
-        })
-    }
-
-    fn memo_key_line(&self, line: &[u8]) -> Result<u64> {
-        let n = self.int_line(line, "the memo key")?;
-        u64::try_from(&n)
-            .map_err(|_| Error::invalid(format!("memo key must be non-negative, found {n}")))
-    }
-
     fn decode_py2_str(&self, bytes: &[u8]) -> Result<Value> {
         Ok(match self.opts.strings {
             StringDecoding::Bytes => Value::Bytes(bytes.to_vec()),
@@ -1000,17 +967,6 @@ impl<'o, 'h> Machine<'o, 'h> {
                 Value::Str(PyStr::from(std::str::from_utf8(bytes).unwrap_or_default()))
             }
         })
-    }
-
-    fn utf8_str(bytes: &[u8]) -> Result<Value> {
-        PyStr::from_surrogatepass(bytes.to_vec())
-            .map(Value::Str)
-            .ok_or_else(|| Error::invalid("string is not valid UTF-8 (with surrogatepass)"))
-    }
-
-    fn line_str(line: &[u8], what: &str) -> Result<String> {
-        String::from_utf8(line.to_vec())
-            .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
     }
 
     /// Looks a global up: maps Python 2 names, checks it is allowed, and
@@ -1455,15 +1411,9 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
 
             // Framing and protocol.
-            PROTO => {
-                let p = src.byte()?;
-                if p > 5 {
-                    return Err(Error::new(ErrorKind::UnsupportedProtocol(p)));
-                }
-                self.proto = p;
-            }
+            PROTO => self.proto = decode::proto(src)?,
             FRAME => {
-                let len = le_u64(src.take(8)?);
+                let len = decode::uint8(src)?;
                 src.frame(len)?;
             }
 
@@ -1472,45 +1422,30 @@ impl<'o, 'h> Machine<'o, 'h> {
             NEWTRUE => self.push(Value::Bool(true))?,
             NEWFALSE => self.push(Value::Bool(false))?,
             INT => {
-                let line = src.line()?;
-                let v = match line {
-                    b"00" => Value::Bool(false),
-                    b"01" => Value::Bool(true),
-                    _ => Value::int(self.int_line(line, "INT")?),
+                let v = match decode::int_line(src, self.opts.limits.max_int_digits)? {
+                    decode::IntLine::Bool(b) => Value::Bool(b),
+                    decode::IntLine::Int(i) => Value::int(i),
                 };
                 self.push(v)?;
             }
             BININT => {
-                let b = src.take(4)?;
-                self.push(Value::Int(
-                    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
-                ))?
+                let i = decode::int4(src)?;
+                self.push(Value::Int(i as i64))?
             }
             BININT1 => {
-                let b = src.byte()?;
+                let b = decode::uint1(src)?;
                 self.push(Value::Int(b as i64))?
             }
             BININT2 => {
-                let b = src.take(2)?;
-                self.push(Value::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?
+                let i = decode::uint2(src)?;
+                self.push(Value::Int(i as i64))?
             }
             LONG => {
-                let line = src.line()?;
-                let line = line.strip_suffix(b"L").unwrap_or(line);
-                let v = Value::int(self.int_line(line, "LONG")?);
+                let v = Value::int(decode::long_line(src, self.opts.limits.max_int_digits)?);
                 self.push(v)?
             }
             LONG1 | LONG4 => {
-                let n = if op == LONG1 {
-                    src.byte()? as u64
-                } else {
-                    let b = src.take(4)?;
-                    let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    u64::try_from(n).map_err(|_| {
-                        Error::invalid(format!("LONG pickle has negative byte count {n}"))
-                    })?
-                };
-                let bytes = src.take(n)?;
+                let bytes = decode::long_bytes(src, op)?;
                 let v = if bytes.len() <= 8 {
                     // Up to 64 bits: sign-extend, no bignum.
                     let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
@@ -1523,69 +1458,26 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.push(v)?
             }
             FLOAT => {
-                let line = src.line()?;
-                let x = std::str::from_utf8(line)
-                    .ok()
-                    .and_then(text::parse_float)
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "could not convert {:?} to float",
-                            String::from_utf8_lossy(line)
-                        ))
-                    })?;
+                let x = decode::float_line(src)?;
                 self.push(Value::Float(x))?
             }
             BINFLOAT => {
-                // Big-endian, unlike every other number in a pickle: it comes
-                // from struct.pack('>d').
-                let b = src.take(8)?;
-                self.push(Value::Float(f64::from_be_bytes(
-                    b.try_into().unwrap_or([0; 8]),
-                )))?
+                let x = decode::float8(src)?;
+                self.push(Value::Float(x))?
             }
 
             // Strings and bytes.
-            STRING => {
-                let line = src.line()?;
-                let bytes = text::unquote_string(line).map_err(Error::invalid)?;
+            STRING | BINSTRING | SHORT_BINSTRING => {
+                let bytes = decode::py2_string(src, op)?;
                 let v = self.decode_py2_str(&bytes)?;
                 self.push(v)?
             }
-            BINSTRING | SHORT_BINSTRING => {
-                let n = if op == SHORT_BINSTRING {
-                    src.byte()? as u64
-                } else {
-                    let b = src.take(4)?;
-                    let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    u64::try_from(n).map_err(|_| {
-                        Error::invalid(format!("BINSTRING pickle has negative byte count {n}"))
-                    })?
-                };
-                let bytes = src.take(n)?;
-                let v = self.decode_py2_str(bytes)?;
-                self.push(v)?
-            }
-            UNICODE => {
-                let line = src.line()?;
-                let s = text::raw_unicode_unescape(line).map_err(Error::invalid)?;
+            UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                let s = decode::unicode(src, op)?;
                 self.push(Value::Str(s))?
             }
-            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
-                let n = match op {
-                    SHORT_BINUNICODE => src.byte()? as u64,
-                    BINUNICODE => le_u64(src.take(4)?),
-                    _ => le_u64(src.take(8)?),
-                };
-                let v = Self::utf8_str(src.take(n)?)?;
-                self.push(v)?
-            }
             SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
-                let n = match op {
-                    SHORT_BINBYTES => src.byte()? as u64,
-                    BINBYTES => le_u64(src.take(4)?),
-                    _ => le_u64(src.take(8)?),
-                };
-                let bytes = src.take(n)?.to_vec();
+                let bytes = decode::bytes(src, op)?.to_vec();
                 self.push(if op == BYTEARRAY8 {
                     Value::ByteArray(bytes)
                 } else {
@@ -1671,39 +1563,23 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
 
             // Memo.
-            PUT => {
-                let key = self.memo_key_line(src.line()?)?;
-                self.memo_put(key)?
-            }
-            BINPUT => {
-                let key = src.byte()? as u64;
-                self.memo_put(key)?
-            }
-            LONG_BINPUT => {
-                let key = le_u64(src.take(4)?);
+            PUT | BINPUT | LONG_BINPUT => {
+                let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
                 self.memo_put(key)?
             }
             MEMOIZE => {
                 let key = self.memo_len as u64;
                 self.memo_put(key)?
             }
-            GET => {
-                let key = self.memo_key_line(src.line()?)?;
-                self.memo_get(key)?
-            }
-            BINGET => {
-                let key = src.byte()? as u64;
-                self.memo_get(key)?
-            }
-            LONG_BINGET => {
-                let key = le_u64(src.take(4)?);
+            GET | BINGET | LONG_BINGET => {
+                let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
                 self.memo_get(key)?
             }
 
             // Globals and objects.
             GLOBAL => {
-                let module = Self::line_str(src.line()?, "GLOBAL module name")?;
-                let name = Self::line_str(src.line()?, "GLOBAL name")?;
+                let module = decode::name_line(src, "GLOBAL module name")?;
+                let name = decode::name_line(src, "GLOBAL name")?;
                 let mut v = self.find_global(&module, &name)?;
                 if self.opts.inert {
                     if let Value::Global(g) = &mut v {
@@ -1734,18 +1610,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.push_built(v, before)?
             }
             EXT1 | EXT2 | EXT4 => {
-                let code = match op {
-                    EXT1 => src.byte()? as u32,
-                    EXT2 => le_u64(src.take(2)?) as u32,
-                    _ => {
-                        let b = src.take(4)?;
-                        let c = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                        u32::try_from(c).unwrap_or(0)
-                    }
-                };
-                if code == 0 {
-                    return Err(Error::invalid("EXT specifies code <= 0"));
-                }
+                let code = decode::ext_code(src, op)?;
                 let g = self
                     .opts
                     .extensions
@@ -1764,8 +1629,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.push_built(v, before)?
             }
             INST => {
-                let module = Self::line_str(src.line()?, "INST module name")?;
-                let name = Self::line_str(src.line()?, "INST name")?;
+                let module = decode::name_line(src, "INST module name")?;
+                let name = decode::name_line(src, "INST name")?;
                 let mut args = self.pop_mark()?;
                 let before = self.hoist(args.first_mut());
                 let cls = self.find_global(&module, &name)?;
@@ -1846,13 +1711,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }
             }
             PERSID => {
-                let line = src.line()?;
-                if !line.is_ascii() {
-                    return Err(Error::invalid(
-                        "persistent IDs in protocol 0 must be ASCII strings",
-                    ));
-                }
-                let pid = Value::str(std::str::from_utf8(line).unwrap_or_default());
+                let pid = Value::str(decode::persid_line(src)?);
                 let v = self.persistent(pid)?;
                 self.push(v)?
             }

@@ -108,15 +108,35 @@
 //! be complete: its reported bypasses use standard library callables that
 //! were not on it. And it is a second parser beside the loader that runs
 //! afterwards, which only helps as far as both read the bytes alike. Here
-//! the allow-list is enforced by the loader itself.
-//! [`inspect::globals`](crate::inspect::globals) gives the same listing for
-//! audits, with extension codes shown as codes.
+//! the allow-list is enforced by the loader itself, and the listing for
+//! audits ([`inspect::globals`](crate::inspect::globals), below) reads the
+//! bytes with the loader's own decoder.
 //!
 //! **fickling** decompiles a pickle into the Python program it stands for
 //! and analyses that program for patterns it considers unsafe before
 //! handing the bytes to CPython's `pickle`. Its verdict is a judgement about
 //! the program; here there is nothing to judge, because nothing named in the
 //! pickle is ever called.
+//!
+//! # Auditing without loading
+//!
+//! [`inspect::globals`](crate::inspect::globals) lists every global and
+//! extension code that loading the pickle would look up, in order, each
+//! with the byte offset of its opcode, without loading anything. It decodes
+//! with the reader's decoder and follows the reader's stack exactly (marks,
+//! `POP`, `POP_MARK`, `DUP`, the memo, frames, Python 2 strings, containers
+//! and calls consuming their operands), so a name hidden behind the memo
+//! or a decoy is reported as the reader would see it; this is checked
+//! against CPython's own unpickler on a corpus of such tricks. A
+//! `STACK_GLOBAL` whose operands are not constant strings (made by a call,
+//! say) is reported as [`Named::Computed`](crate::inspect::Named::Computed),
+//! never as a guessed name; a malformed pickle is an error with its offset.
+//!
+//! What it does not do: it does not judge (a list of names is not a
+//! verdict, and `builtins.getattr` or `builtins.__import__` are reported as
+//! themselves, with what they reach left as arguments), and it does not
+//! look into nested pickles: the bytes handed to `pickle.loads` are data,
+//! to be inspected on their own if you care what they hold.
 //!
 //! # What is safe to load from an untrusted source
 //!
@@ -170,7 +190,7 @@
 //! // os.system("echo pwned") through extension code 7, as CPython writes
 //! // it after copyreg.add_extension("os", "system", 7).
 //! let evil = b"\x80\x02\x82\x07X\x0a\x00\x00\x00echo pwned\x85R.";
-//! let named: Vec<String> = inspect::globals(evil)?.iter().map(|g| g.to_string()).collect();
+//! let named: Vec<String> = inspect::globals(evil)?.iter().map(|r| r.named.to_string()).collect();
 //! assert_eq!(named, ["extension code 7"]);
 //!
 //! let mut codes = Registry::new();

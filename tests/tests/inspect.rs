@@ -74,14 +74,14 @@ fn globals_lists_what_a_pickle_would_call() {
     let names: Vec<String> = inspect::globals(&bytes)
         .unwrap()
         .iter()
-        .map(|g| g.to_string())
+        .map(|r| r.named.to_string())
         .collect();
     assert_eq!(names, vec!["fixtures_classes.Plain"]);
     let bytes = std::fs::read(dir.join("complex.p2.pickle")).unwrap();
     let names: Vec<String> = inspect::globals(&bytes)
         .unwrap()
         .iter()
-        .map(|g| g.to_string())
+        .map(|r| r.named.to_string())
         .collect();
     assert_eq!(names, vec!["__builtin__.complex"]);
     let bytes = std::fs::read(dir.join("sets.p5.pickle")).unwrap();
@@ -93,10 +93,55 @@ fn globals_lists_what_a_pickle_would_call() {
     let names: Vec<String> = inspect::globals(&bytes)
         .unwrap()
         .iter()
-        .map(|g| g.to_string())
+        .map(|r| r.named.to_string())
         .collect();
     assert_eq!(names, vec!["__builtin__.set"]);
     // Truncated input is an error with its offset, as for loading.
     let err = inspect::disassemble(b"\x80\x04\x8c\x05ab").unwrap_err();
     assert_eq!(err.offset(), Some(2));
+}
+
+/// Arguments the corpus never has, shown as `pickletools` shows them:
+/// checks that belong to loading (a negative memo key, extension code 0,
+/// protocol 7) are not the disassembler's.
+#[test]
+fn disassembly_shows_odd_arguments_as_pickletools_does() {
+    let cases: [&[u8]; 6] = [
+        b"g-1\n.",
+        b"p-5\n.",
+        b"\x82\x00.",
+        b"\x80\x07.",
+        b"I 12 \n.",
+        b"\x84\xff\xff\xff\xff.",
+    ];
+    let script = r#"
+import pickletools, sys
+for arg in sys.argv[1:]:
+    ops = pickletools.genops(bytes.fromhex(arg))
+    print(' | '.join(f'{pos} {op.name} {arg!r}' for op, arg, pos in ops))
+"#;
+    let out = reduce_tests::python3()
+        .args(["-c", script])
+        .args(
+            cases
+                .iter()
+                .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        )
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (case, theirs) in cases.iter().zip(text.lines()) {
+        let ours: Vec<String> = inspect::disassemble(case)
+            .unwrap_or_else(|e| panic!("{case:?}: {e}"))
+            .iter()
+            .map(|i| format!("{} {} {}", i.offset, i.name, i.arg))
+            .collect();
+        assert_eq!(ours.join(" | "), theirs, "{case:?}");
+    }
+    assert_eq!(text.lines().count(), cases.len());
 }

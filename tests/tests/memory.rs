@@ -135,6 +135,11 @@ fn bombs_allocate_in_proportion_to_their_length() {
     dups.extend(std::iter::repeat_n(b'2', 1_000_000));
     dups.extend_from_slice(b"e.");
     cases.push(("a million DUPs of a big int", dups));
+    // For the inspector: a million memo entries.
+    let mut memoize = b"\x80\x04\x8c\x01a".to_vec();
+    memoize.extend(std::iter::repeat_n(0x94, 1_000_000));
+    memoize.push(b'.');
+    cases.push(("a million MEMOIZEs", memoize));
 
     let mut report = String::new();
     for (name, bytes) in &cases {
@@ -143,19 +148,39 @@ fn bombs_allocate_in_proportion_to_their_length() {
         let (stream, from_stream) =
             peak_of(|| Unpickler::new(Trickle(bytes)).inert(true).load::<Graph>());
         assert_eq!(kind_of(&slice), kind_of(&stream), "{name}");
+        let (scan, from_inspect) = peak_of(|| reduce::inspect::scan_one(bytes));
         let bound = PER_BYTE * bytes.len() + SLACK;
         report.push_str(&format!(
-            "{name}: {} input bytes, peak {from_slice} (slice) / {from_stream} (stream), {}\n",
+            "{name}: {} input bytes, peak {from_slice} (slice) / {from_stream} (stream) / \
+             {from_inspect} (inspect), {}\n",
             bytes.len(),
             kind_of(&slice)
         ));
         assert!(
-            from_slice <= bound && from_stream <= bound,
-            "{name}: peak {from_slice} / {from_stream} bytes for {} input bytes\n{report}",
+            from_slice <= bound && from_stream <= bound && from_inspect <= bound,
+            "{name}: peak {from_slice} / {from_stream} / {from_inspect} bytes for {} input bytes\n{report}",
             bytes.len()
         );
-        drop((slice, stream));
+        drop((slice, stream, scan));
     }
+
+    // A 4 KiB module name fetched from the memo for 100,000 STACK_GLOBALs:
+    // each resolution would copy it (400 MB); the inspector refuses to
+    // copy names out of proportion to the input.
+    let mut names = b"\x80\x04\x8d\x00\x10\x00\x00\x00\x00\x00\x00".to_vec();
+    names.extend(std::iter::repeat_n(b'm', 1 << 12));
+    names.extend_from_slice(b"q\x00\x8c\x01nq\x01(");
+    for _ in 0..100_000 {
+        names.extend_from_slice(b"h\x00h\x01\x93");
+    }
+    names.extend_from_slice(b"l.");
+    let (scan, peak) = peak_of(|| reduce::inspect::scan_one(&names));
+    let err = scan.expect_err("names out of proportion");
+    assert!(err.to_string().contains("in proportion"), "{err}");
+    assert!(
+        peak <= PER_BYTE * names.len() + SLACK,
+        "inspecting names: {peak}"
+    );
 
     // A tree copy of the DAG stops at its node limit, also without
     // allocating the tree.

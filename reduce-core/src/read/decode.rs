@@ -1,0 +1,274 @@
+//! The argument of each opcode, decoded in one place for the reader
+//! (`Machine::step`) and the inspector (`crate::inspect`), so that the two
+//! cannot read the same bytes two ways.
+//!
+//! One function per kind of argument, as `pickletools` has one
+//! `ArgumentDescriptor` per kind: fixed-size integers, counted strings,
+//! newline-terminated lines. Each reads from a [`Source`], so frames and
+//! truncation are checked the same way for both callers; what the value
+//! then means (a pushed object, a memo key, a frame) is the caller's.
+
+use std::borrow::Cow;
+
+use num_bigint::BigInt;
+
+use super::SliceRead;
+use crate::error::{Error, ErrorKind, Result};
+use crate::op::*;
+use crate::text;
+use crate::value::PyStr;
+
+pub(crate) use super::private::Source;
+
+/// A [`SliceRead`] over `bytes`, for the inspector, which walks a slice
+/// with the reader's own input (and so its frame checks).
+pub(crate) fn slice(bytes: &[u8]) -> SliceRead<'_> {
+    SliceRead {
+        data: bytes,
+        pos: 0,
+    }
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(a)
+}
+
+/// `uint1`: one unsigned byte (`PROTO`, `BININT1`, `BINGET`, `EXT1`, ...).
+#[inline(always)]
+pub(crate) fn uint1<S: Source>(src: &mut S) -> Result<u8> {
+    src.byte()
+}
+
+/// `uint2`: two bytes, little-endian, unsigned (`BININT2`, `EXT2`).
+#[inline(always)]
+pub(crate) fn uint2<S: Source>(src: &mut S) -> Result<u16> {
+    let b = src.take(2)?;
+    Ok(u16::from_le_bytes([b[0], b[1]]))
+}
+
+/// `int4`: four bytes, little-endian, signed (`BININT`, `EXT4`, the
+/// lengths of `BINSTRING` and `LONG4`).
+#[inline(always)]
+pub(crate) fn int4<S: Source>(src: &mut S) -> Result<i32> {
+    let b = src.take(4)?;
+    Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// `uint4`: four bytes, little-endian, unsigned (`LONG_BINGET`,
+/// `LONG_BINPUT`, the lengths of `BINUNICODE` and `BINBYTES`).
+#[inline(always)]
+pub(crate) fn uint4<S: Source>(src: &mut S) -> Result<u64> {
+    Ok(le_u64(src.take(4)?))
+}
+
+/// `uint8`: eight bytes, little-endian, unsigned (`FRAME`, the lengths of
+/// `BINUNICODE8`, `BINBYTES8`, `BYTEARRAY8`).
+#[inline(always)]
+pub(crate) fn uint8<S: Source>(src: &mut S) -> Result<u64> {
+    Ok(le_u64(src.take(8)?))
+}
+
+/// `PROTO`'s protocol number, refused above 5.
+#[inline(always)]
+pub(crate) fn proto<S: Source>(src: &mut S) -> Result<u8> {
+    let p = src.byte()?;
+    if p > 5 {
+        return Err(Error::new(ErrorKind::UnsupportedProtocol(p)));
+    }
+    Ok(p)
+}
+
+/// `float8`: `BINFLOAT`'s argument. Big-endian, unlike every other number
+/// in a pickle: it comes from `struct.pack('>d')`.
+#[inline(always)]
+pub(crate) fn float8<S: Source>(src: &mut S) -> Result<f64> {
+    let b = src.take(8)?;
+    Ok(f64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
+/// `floatnl`: `FLOAT`'s decimal line.
+pub(crate) fn float_line<S: Source>(src: &mut S) -> Result<f64> {
+    let line = src.line()?;
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(text::parse_float)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "could not convert {:?} to float",
+                String::from_utf8_lossy(line)
+            ))
+        })
+}
+
+/// A decimal integer line, with at most `max_digits` digits (CPython's
+/// `sys.get_int_max_str_digits()`: parsing is quadratic).
+pub(crate) fn decimal(line: &[u8], what: &str, max_digits: usize) -> Result<BigInt> {
+    let text = std::str::from_utf8(line)
+        .map_err(|_| Error::invalid(format!("{what} argument is not ASCII")))?
+        .trim_matches(|c: char| c.is_ascii_whitespace());
+    let digits = text.trim_start_matches(['-', '+']);
+    if digits.len() > max_digits {
+        return Err(Error::new(ErrorKind::Limit {
+            limit: "max_int_digits",
+            max: max_digits as u64,
+        }));
+    }
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid(format!(
+            "expected a decimal integer for {what}, found {text:?}"
+        )));
+    }
+    text.parse::<BigInt>().map_err(|_| {
+        Error::invalid(format!(
+            "expected a decimal integer for {what}, found {text:?}"
+        ))
+    })
+}
+
+/// `INT`'s argument: protocol 0 spells `True` and `False` as `I01` and
+/// `I00`.
+pub(crate) enum IntLine {
+    Bool(bool),
+    Int(BigInt),
+}
+
+/// `decimalnl_short`: `INT`'s line.
+#[inline(always)]
+pub(crate) fn int_line<S: Source>(src: &mut S, max_digits: usize) -> Result<IntLine> {
+    Ok(match src.line()? {
+        b"00" => IntLine::Bool(false),
+        b"01" => IntLine::Bool(true),
+        line => IntLine::Int(decimal(line, "INT", max_digits)?),
+    })
+}
+
+/// `decimalnl_long`: `LONG`'s line, with Python 2's trailing `L`.
+#[inline]
+pub(crate) fn long_line<S: Source>(src: &mut S, max_digits: usize) -> Result<BigInt> {
+    let line = src.line()?;
+    let line = line.strip_suffix(b"L").unwrap_or(line);
+    decimal(line, "LONG", max_digits)
+}
+
+/// `long1`/`long4`: the little-endian two's complement bytes of `LONG1`
+/// (`op` = `LONG1`) or `LONG4`.
+#[inline]
+pub(crate) fn long_bytes<S: Source>(src: &mut S, op: u8) -> Result<&[u8]> {
+    let n = if op == LONG1 {
+        src.byte()? as u64
+    } else {
+        let n = int4(src)?;
+        u64::try_from(n)
+            .map_err(|_| Error::invalid(format!("LONG pickle has negative byte count {n}")))?
+    };
+    src.take(n)
+}
+
+/// The bytes of a Python 2 `str` (`STRING`, `BINSTRING`,
+/// `SHORT_BINSTRING`), before any decoding: how they become text is the
+/// caller's choice (Python's `encoding` argument).
+#[inline]
+pub(crate) fn py2_string<S: Source>(src: &mut S, op: u8) -> Result<Cow<'_, [u8]>> {
+    Ok(match op {
+        STRING => {
+            let line = src.line()?;
+            Cow::Owned(text::unquote_string(line).map_err(Error::invalid)?)
+        }
+        _ => {
+            let n = if op == SHORT_BINSTRING {
+                src.byte()? as u64
+            } else {
+                let n = int4(src)?;
+                u64::try_from(n).map_err(|_| {
+                    Error::invalid(format!("BINSTRING pickle has negative byte count {n}"))
+                })?
+            };
+            Cow::Borrowed(src.take(n)?)
+        }
+    })
+}
+
+/// A `str` argument (`UNICODE`, `SHORT_BINUNICODE`, `BINUNICODE`,
+/// `BINUNICODE8`): raw-unicode-escape for the first, UTF-8 with lone
+/// surrogates allowed (`surrogatepass`) for the others.
+#[inline]
+pub(crate) fn unicode<S: Source>(src: &mut S, op: u8) -> Result<PyStr> {
+    let n = match op {
+        UNICODE => {
+            let line = src.line()?;
+            return text::raw_unicode_unescape(line).map_err(Error::invalid);
+        }
+        SHORT_BINUNICODE => src.byte()? as u64,
+        BINUNICODE => uint4(src)?,
+        _ => uint8(src)?,
+    };
+    utf8(src.take(n)?)
+}
+
+/// UTF-8 with `surrogatepass`, as CPython decodes `BINUNICODE`.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<PyStr> {
+    PyStr::from_surrogatepass(bytes.to_vec())
+        .ok_or_else(|| Error::invalid("string is not valid UTF-8 (with surrogatepass)"))
+}
+
+/// A counted bytes argument (`SHORT_BINBYTES`, `BINBYTES`, `BINBYTES8`,
+/// `BYTEARRAY8`).
+#[inline]
+pub(crate) fn bytes<S: Source>(src: &mut S, op: u8) -> Result<&[u8]> {
+    let n = match op {
+        SHORT_BINBYTES => src.byte()? as u64,
+        BINBYTES => uint4(src)?,
+        _ => uint8(src)?,
+    };
+    src.take(n)
+}
+
+/// The memo key of `PUT`, `BINPUT`, `LONG_BINPUT`, `GET`, `BINGET` or
+/// `LONG_BINGET` (a decimal line for the protocol 0 two).
+#[inline]
+pub(crate) fn memo_key<S: Source>(src: &mut S, op: u8, max_digits: usize) -> Result<u64> {
+    match op {
+        BINPUT | BINGET => Ok(src.byte()? as u64),
+        LONG_BINPUT | LONG_BINGET => uint4(src),
+        _ => {
+            let n = decimal(src.line()?, "the memo key", max_digits)?;
+            u64::try_from(&n)
+                .map_err(|_| Error::invalid(format!("memo key must be non-negative, found {n}")))
+        }
+    }
+}
+
+/// The code of `EXT1`, `EXT2` or `EXT4`; 0 and negative codes are refused,
+/// as CPython refuses them.
+#[inline]
+pub(crate) fn ext_code<S: Source>(src: &mut S, op: u8) -> Result<u32> {
+    let code = match op {
+        EXT1 => src.byte()? as u32,
+        EXT2 => uint2(src)? as u32,
+        _ => u32::try_from(int4(src)?).unwrap_or(0),
+    };
+    if code == 0 {
+        return Err(Error::invalid("EXT specifies code <= 0"));
+    }
+    Ok(code)
+}
+
+/// One of the two lines of `GLOBAL` and `INST` (module, then name),
+/// which must be UTF-8; `what` names it in the error.
+pub(crate) fn name_line<S: Source>(src: &mut S, what: &str) -> Result<String> {
+    String::from_utf8(src.line()?.to_vec())
+        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+}
+
+/// `PERSID`'s line, which must be ASCII.
+pub(crate) fn persid_line<S: Source>(src: &mut S) -> Result<&str> {
+    let line = src.line()?;
+    if !line.is_ascii() {
+        return Err(Error::invalid(
+            "persistent IDs in protocol 0 must be ASCII strings",
+        ));
+    }
+    Ok(std::str::from_utf8(line).unwrap_or_default())
+}
