@@ -54,6 +54,7 @@
 //! | write at another protocol | [`to_vec_with_protocol`] |
 //! | write with options (protocol, buffer callback, extension codes) | [`Pickler`] |
 //! | read several pickles from one stream | [`Unpickler::load`], called in turn |
+//! | read or write numpy arrays, scalars and dtypes | [`numpy::register`], then [`numpy::Array`] (or `ndarray::ArrayD<T>` with feature `ndarray`) |
 //!
 //! # copyreg, side by side
 //!
@@ -157,6 +158,9 @@
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
+//! | `ndarray` | no | `Reduce`/`Construct` for `ndarray::Array<T, D>` (`ArrayD`, `Array1`, `Array2`, ...) as numpy arrays, and `numpy::Array::to_ndarray` |
+//! | `half` | no | numpy `float16` items as `half::f16` ([`numpy::Element`]) |
+//! | `num-complex` | no | numpy `complex64`/`complex128` items as `num_complex::Complex<f32>`/`<f64>` |
 //!
 //! # Modules
 //!
@@ -169,6 +173,7 @@
 //! | `construct` | [`Construct`], [`Node`], [`Dynamic`]: typed reading |
 //! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
 //! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
+//! | [`numpy`] | numpy arrays, scalars and dtypes: [`numpy::Array`], [`numpy::DType`], [`numpy::Scalar`], the numpy allow-list |
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
 //! | [`security`] | the security model (documentation only) |
@@ -200,6 +205,7 @@ pub mod __private {
 mod error;
 mod impls;
 pub mod inspect;
+pub mod numpy;
 pub mod op;
 mod printable;
 mod private;
