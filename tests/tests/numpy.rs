@@ -805,3 +805,104 @@ def same(got, want):
     );
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+// ---- a real scikit-learn model ------------------------------------------
+
+/// What a user reads out of a fitted scikit-learn `LinearRegression`: its
+/// arrays and numpy scalars, typed, with the class registered by hand.
+struct LinearModel {
+    coef: Array1<f64>,
+    intercept: f64,
+    n_features: i64,
+}
+
+impl Construct for LinearModel {
+    fn construct(node: Node<'_>) -> reduce::Result<Self> {
+        let call = node.reduction("sklearn.linear_model._base", "LinearRegression")?;
+        let state = call
+            .state()
+            .ok_or_else(|| node.error_msg("a fitted model has state"))?;
+        state.with(|st| {
+            let missing = |name| st.error_msg(format!("missing {name}"));
+            let intercept: Scalar = st
+                .state_field("intercept_")?
+                .ok_or_else(|| missing("intercept_"))?;
+            Ok(LinearModel {
+                coef: st.state_field("coef_")?.ok_or_else(|| missing("coef_"))?,
+                intercept: intercept.get()?,
+                n_features: st
+                    .state_field("n_features_in_")?
+                    .ok_or_else(|| missing("n_features_in_"))?,
+            })
+        })
+    }
+}
+
+#[test]
+fn reads_a_fitted_scikit_learn_model() {
+    let scratch = scratch_dir("sklearn");
+    let script = r#"
+import pickle, sys, numpy as np
+from sklearn.linear_model import LinearRegression
+m = LinearRegression().fit(np.array([[0., 1.], [1., 0.], [2., 2.], [3., 1.]]), np.array([1., 2., 5., 5.5]))
+for p in (2, 5):
+    with open(f"{sys.argv[1]}/model.p{p}.pickle", "wb") as f:
+        pickle.dump(m, f, protocol=p)
+print(" ".join(repr(float(c)) for c in m.coef_), repr(float(m.intercept_)))
+"#;
+    let out = python_env()
+        .arg("-c")
+        .arg(script)
+        .arg(&scratch)
+        .output()
+        .expect("run scikit-learn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<f64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let mut registry = numpy_registry();
+    registry
+        .register_constructor(
+            "sklearn.linear_model._base",
+            "LinearRegression",
+            LinearModel::construct,
+        )
+        .unwrap();
+    for p in [2, 5] {
+        let bytes = std::fs::read(scratch.join(format!("model.p{p}.pickle"))).unwrap();
+        let m: LinearModel = Unpickler::from_slice(&bytes)
+            .registry(registry.clone())
+            .load()
+            .unwrap();
+        assert_eq!(m.coef.to_vec(), printed[..2]);
+        assert_eq!(m.intercept, printed[2]);
+        assert_eq!(m.n_features, 2);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Every prefix of numpy's pickles is an error, never a panic.
+#[test]
+fn every_prefix_of_a_numpy_pickle_is_an_error() {
+    let mut checked = 0;
+    for major in [1, 2] {
+        for row in rows(major) {
+            if !matches!(row["protocol"].as_str(), "2" | "5") {
+                continue;
+            }
+            let (bytes, buffers) = fixture(major, &row);
+            for n in 0..bytes.len() {
+                assert!(load::<Value>(&bytes[..n], buffers.clone()).is_err());
+                assert!(load::<Array>(&bytes[..n], buffers.clone()).is_err());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
