@@ -242,7 +242,8 @@ impl Array {
     /// column). Fails if the dtype is not `T`'s, if the byte order is not
     /// this machine's, or if the bytes are not aligned for `T` (then use
     /// [`to_vec`](Array::to_vec), which copies). `bool` is never viewed in
-    /// place (a byte other than 0 or 1 is no Rust `bool`).
+    /// place (a byte other than 0 or 1 is no Rust `bool`), nor is
+    /// `half::f16`.
     pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
         self.check::<T>()?;
         if T::SIZE > 1 && self.dtype.byte_order() != ByteOrder::NATIVE {
