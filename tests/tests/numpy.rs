@@ -358,6 +358,13 @@ fn strict_loading_needs_the_numpy_globals() {
         r.callable,
         Value::global("numpy._core.multiarray", "_reconstruct")
     );
+    // Inert mode reads the same array.
+    let inert: Array = Unpickler::from_slice(&bytes)
+        .inert(true)
+        .registry(numpy_registry())
+        .load()
+        .unwrap();
+    assert_eq!(inert, load::<Array>(&bytes, vec![]).unwrap());
     // Dynamic builds whatever the registry says the global builds.
     let d: reduce::Dynamic = load(&bytes, vec![]).unwrap();
     assert_eq!(d.downcast_ref::<Array>().unwrap().shape(), &[2, 3]);

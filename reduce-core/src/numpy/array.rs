@@ -278,6 +278,12 @@ impl Array {
         self.check::<T>()?;
         let bytes = self.bytes().unwrap_or_default();
         let order = self.dtype.byte_order();
+        // Aligned and in this machine's order: one copy.
+        if T::SIZE == 1 || order == ByteOrder::NATIVE {
+            if let Some(items) = T::cast(bytes) {
+                return Ok(items.to_vec());
+            }
+        }
         Ok(bytes
             .chunks_exact(T::SIZE)
             .map(|b| T::read(b, order))
