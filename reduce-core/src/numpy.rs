@@ -77,6 +77,7 @@
 //! | `numpy.core.multiarray.scalar`, `numpy._core.multiarray.scalar` | [`Scalar`] |
 //! | `numpy.dtype` | [`DType`] |
 //! | `numpy.ndarray` | nothing: allowed only as `_reconstruct`'s class argument |
+//! | the scalar types `numpy.bool_` (numpy 2: `numpy.bool`), `int8` … `int64`, `longlong`, `uint8` … `uint64`, `ulonglong`, `float16`, `float32`, `float64`, `complex64`, `complex128`, `object_`, `str_`, `bytes_`, `void`, `datetime64`, `timedelta64` | nothing when called; named as a value (`dtype=np.float64` in a scikit-learn estimator) they read as their [`DType`] |
 //!
 //! None of them runs code of the pickle's choosing in numpy either; numpy's
 //! own `allow_pickle=False` refuses object arrays, which here are
@@ -146,7 +147,62 @@ pub(crate) const GLOBALS: &[(&str, &str)] = &[
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "dtype"),
     ("numpy", "ndarray"),
+    ("numpy", "bool_"),
+    ("numpy", "bool"),
+    ("numpy", "int8"),
+    ("numpy", "int16"),
+    ("numpy", "int32"),
+    ("numpy", "int64"),
+    ("numpy", "longlong"),
+    ("numpy", "uint8"),
+    ("numpy", "uint16"),
+    ("numpy", "uint32"),
+    ("numpy", "uint64"),
+    ("numpy", "ulonglong"),
+    ("numpy", "float16"),
+    ("numpy", "float32"),
+    ("numpy", "float64"),
+    ("numpy", "complex64"),
+    ("numpy", "complex128"),
+    ("numpy", "object_"),
+    ("numpy", "str_"),
+    ("numpy", "bytes_"),
+    ("numpy", "void"),
+    ("numpy", "datetime64"),
+    ("numpy", "timedelta64"),
 ];
+
+/// The dtype of a numpy scalar type named as a value (`dtype=np.float64`
+/// in an estimator's parameters): `numpy.dtype(numpy.float64)`.
+fn scalar_type(module: &str, name: &str) -> Option<Result<DType>> {
+    if module != "numpy" {
+        return None;
+    }
+    let (kind, size) = match name {
+        "bool_" | "bool" => (Kind::Bool, 1),
+        "int8" => (Kind::Int, 1),
+        "int16" => (Kind::Int, 2),
+        "int32" => (Kind::Int, 4),
+        "int64" | "longlong" => (Kind::Int, 8),
+        "uint8" => (Kind::UInt, 1),
+        "uint16" => (Kind::UInt, 2),
+        "uint32" => (Kind::UInt, 4),
+        "uint64" | "ulonglong" => (Kind::UInt, 8),
+        "float16" => (Kind::Float, 2),
+        "float32" => (Kind::Float, 4),
+        "float64" => (Kind::Float, 8),
+        "complex64" => (Kind::Complex, 8),
+        "complex128" => (Kind::Complex, 16),
+        "object_" => (Kind::Object, 8),
+        "str_" => (Kind::Str, 0),
+        "bytes_" => (Kind::Bytes, 0),
+        "void" => (Kind::Void, 0),
+        "datetime64" => (Kind::DateTime, 8),
+        "timedelta64" => (Kind::TimeDelta, 8),
+        _ => return None,
+    };
+    Some(DType::new(kind, size, ByteOrder::Little))
+}
 
 fn is_reconstruct(module: &str, name: &str) -> bool {
     name == "_reconstruct" && matches!(module, "numpy.core.multiarray" | "numpy._core.multiarray")
@@ -171,6 +227,12 @@ pub(crate) fn install(reg: &mut Registry) -> Result<()> {
             reg.register_constructor(module, name, Scalar::construct)?;
         } else if name == "dtype" {
             reg.register_constructor(module, name, DType::construct)?;
+        } else if scalar_type(module, name).is_some() {
+            reg.register_constructor(module, name, move |node| -> Result<DType> {
+                Err(node.error_msg(format!(
+                    "numpy.{name} is allowed as a type (read it as a DType), not called"
+                )))
+            })?;
         } else {
             reg.register_constructor(module, name, |node| -> Result<Array> {
                 Err(node.error_msg(

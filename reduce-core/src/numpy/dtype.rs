@@ -181,7 +181,7 @@ const NEEDS_PYAPI: i64 = 16;
 
 impl DType {
     /// A plain dtype: `kind`, `size` bytes an item, in `order` (forced to
-    /// [`ByteOrder::NotApplicable`] where numpy does: one-byte items, `S`,
+    /// [`ByteOrder::NotApplicable`] where numpy does: one-byte numbers, `S`,
     /// `V` and `O`).
     ///
     /// Fails if the size does not fit the kind (`Bool` is 1 byte, `Int` 1 to
@@ -202,7 +202,9 @@ impl DType {
                 kind.char()
             )));
         }
-        let order = if size <= 1 || matches!(kind, Kind::Bytes | Kind::Void | Kind::Object) {
+        let order = if (size == 1 && kind != Kind::Str)
+            || matches!(kind, Kind::Bytes | Kind::Void | Kind::Object)
+        {
             ByteOrder::NotApplicable
         } else if order == ByteOrder::NotApplicable {
             ByteOrder::NATIVE
@@ -551,8 +553,15 @@ impl Construct for FieldEntry {
     }
 }
 
+/// Reads `numpy.dtype(...)`, or a numpy scalar type named as a value
+/// (`numpy.float64` reads as `<f8`).
 impl Construct for DType {
     fn construct(node: Node<'_>) -> Result<Self> {
+        if let Value::Global(g) = node.value() {
+            if let Some(dtype) = super::scalar_type(&g.module, &g.name) {
+                return dtype.map_err(|e| e.with_path(node.path()));
+            }
+        }
         DType::read(node)
     }
 }
