@@ -96,6 +96,13 @@
 //! a `DeprecationWarning`. The bytes written at protocols 2 to 4 are numpy
 //! 1.26's own, byte for byte (the fixtures test this).
 //!
+//! So arrays are written in band at protocol 5 too, as numpy itself does
+//! for arrays that are not contiguous: out-of-band writing needs
+//! `_frombuffer`, under one of the two names above that one numpy version
+//! or the other objects to. The test `numpy_2_loads_what_rust_writes`
+//! loads everything written with warnings as errors, under numpy 2 in CI
+//! and, by hand, under numpy 1.26 (`REDUCE_NUMPY_PYTHON`, see the test).
+//!
 //! # dtypes
 //!
 //! | numpy | [`Kind`] | Rust [`Element`] | size |
