@@ -430,23 +430,27 @@ impl DType {
 
 fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
     let items = st.items()?;
-    static NONE: Value = Value::None;
-    let get = |i: usize| items.get(i).unwrap_or(&NONE);
     // numpy since 1.7 writes version 3 (8 items) or 4 (9, with metadata).
-    if !matches!(items.len(), 8 | 9) {
+    let [version, order, subarray, names, fields, elsize, alignment, flags, metadata @ ..] = items
+    else {
+        return Err(st.error_msg(format!(
+            "expected a numpy dtype state of 8 or 9 items, found {}",
+            items.len()
+        )));
+    };
+    if metadata.len() > 1 {
         return Err(st.error_msg(format!(
             "expected a numpy dtype state of 8 or 9 items, found {}",
             items.len()
         )));
     }
-    let version: i64 = st.item(0, get(0))?;
-    let skip = 1;
+    let version: i64 = st.field("version", version)?;
     if !(3..=4).contains(&version) {
         return Err(st.error_msg(format!(
             "unsupported numpy dtype state version {version} (expected 3 or 4)"
         )));
     }
-    let order: String = st.item(skip, get(skip))?;
+    let order: String = st.field("byteorder", order)?;
     let order = match order.as_str() {
         "<" => ByteOrder::Little,
         ">" => ByteOrder::Big,
@@ -458,11 +462,11 @@ fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
             )))
         }
     };
-    let subarray: Option<(DType, Vec<usize>)> = st.item(skip + 1, get(skip + 1))?;
-    let names: Option<Vec<String>> = st.item(skip + 2, get(skip + 2))?;
-    let elsize: i64 = st.item(skip + 4, get(skip + 4))?;
-    let alignment: i64 = st.item(skip + 5, get(skip + 5))?;
-    let flags: i64 = st.item(skip + 6, get(skip + 6))?;
+    let subarray: Option<(DType, Vec<usize>)> = st.field("subarray", subarray)?;
+    let names: Option<Vec<String>> = st.field("names", names)?;
+    let elsize: i64 = st.field("elsize", elsize)?;
+    let alignment: i64 = st.field("alignment", alignment)?;
+    let flags: i64 = st.field("flags", flags)?;
     let size = if elsize >= 0 && (kind.flexible() || elsize > 0) {
         usize::try_from(elsize).map_err(|_| st.error_msg("the numpy dtype's size overflows"))?
     } else if kind == Kind::Str {
@@ -475,8 +479,8 @@ fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
     dtype.flags = flags;
     if matches!(kind, Kind::DateTime | Kind::TimeDelta) {
         dtype.unit = Some(("generic".to_owned(), 1));
-        if items.len() == 9 {
-            st.with_field("metadata", get(8), |m| {
+        if let Some(metadata) = metadata.first() {
+            st.with_field("metadata", metadata, |m| {
                 let parts = m.items()?;
                 if let Some(unit) = parts.get(1) {
                     let (u, n, _, _): (Bytes, u32, Value, Value) = m.item(1, unit)?;
@@ -505,7 +509,7 @@ fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
         dtype.subarray = whole.subarray;
     }
     if let Some(names) = names {
-        let pairs = st.with_field("fields", get(skip + 3), |f| f.pairs().map(<[_]>::to_vec))?;
+        let pairs = st.with_field("fields", fields, |f| f.pairs().map(<[_]>::to_vec))?;
         let mut fields = Vec::with_capacity(names.len().min(pairs.len()));
         for name in names {
             let Some((_, entry)) = pairs
