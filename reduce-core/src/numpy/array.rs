@@ -334,8 +334,8 @@ fn reorder<T: Clone>(items: &[T], shape: &[usize], from: Order) -> Vec<T> {
     if shape.iter().filter(|&&d| d > 1).count() < 2 {
         return items.to_vec();
     }
-    // The strides of the source order, and the dimensions in the order the
-    // target's index varies slowest to fastest.
+    // `dims` lists the dimensions from the source's fastest-varying to its
+    // slowest, which gives the source's strides.
     let n = shape.len();
     let mut strides = vec![0usize; n];
     let mut s = 1usize;
@@ -347,7 +347,8 @@ fn reorder<T: Clone>(items: &[T], shape: &[usize], from: Order) -> Vec<T> {
         strides[k] = s;
         s = s.saturating_mul(shape[k]);
     }
-    // The target varies fastest where the source varies slowest.
+    // Walk the indexes in the target's order: it varies fastest where the
+    // source varies slowest.
     let mut index = vec![0usize; n];
     let mut out = Vec::with_capacity(items.len());
     for _ in 0..items.len() {
