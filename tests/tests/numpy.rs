@@ -526,6 +526,32 @@ fn structured_dtypes_are_described() {
 }
 
 #[test]
+fn structured_dtypes_are_checked_when_built() {
+    let field = |name: &str, offset| reduce::numpy::Field {
+        name: name.to_owned(),
+        dtype: DType::of::<i32>(),
+        offset,
+        title: None,
+    };
+    let ok = DType::structured(vec![field("a", 0), field("b", 4)], 8).unwrap();
+    assert_eq!(
+        (ok.kind(), ok.item_size(), ok.str()),
+        (Kind::Void, 8, "|V8".to_owned())
+    );
+    let err = DType::structured(vec![field("a", 0), field("a", 4)], 8).unwrap_err();
+    assert_eq!(err.to_string(), "two fields are named `a`");
+    let err = DType::structured(vec![field("a", 6)], 8).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `a` (4 bytes at offset 6) does not fit in 8-byte items"
+    );
+    // Written and read back, the description survives.
+    let a = Array::from_bytes(ok.clone(), &[2], Order::C, vec![0; 16]).unwrap();
+    let back: Array = load(&reduce::to_vec(&a).unwrap(), vec![]).unwrap();
+    assert_eq!(back, a);
+}
+
+#[test]
 fn datetime_units_are_kept() {
     let row = rows(1)
         .into_iter()
@@ -720,6 +746,25 @@ fn numpy_2_loads_what_rust_writes() {
             ),
             "np.dtype('<M8[ns]')",
         );
+    }
+    // A structured dtype built in Rust.
+    let field = |name: &str, offset| reduce::numpy::Field {
+        name: name.to_owned(),
+        dtype: DType::of::<i32>(),
+        offset,
+        title: None,
+    };
+    let record = DType::structured(vec![field("a", 0), field("b", 4)], 8).unwrap();
+    let bytes: Vec<u8> = [1i32, 2, 3, 4]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let records = Array::from_bytes(record, &[2], Order::C, bytes).unwrap();
+    for proto in [2, 5] {
+        cases.push((
+            reduce::to_vec_with_protocol(&records, proto).unwrap(),
+            "np.array([(1, 2), (3, 4)], dtype=[('a', '<i4'), ('b', '<i4')])",
+        ));
     }
     // What numpy 1.26 wrote, read and written again: big-endian,
     // structured, subarray, datetime, str.

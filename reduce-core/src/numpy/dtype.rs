@@ -12,6 +12,8 @@
 //! dtypes; `fields` maps each name (and each title) to `(dtype, offset[,
 //! title])`; version 4 adds the datetime unit as `metadata`.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::construct::{Construct, Node};
 use crate::error::Result;
 use crate::impls::{Bytes, Interned};
@@ -269,7 +271,8 @@ impl DType {
     /// "offsets": ..., "itemsize": ...})`). Fails if a field does not fit
     /// or two fields share a name.
     pub fn structured(fields: Vec<Field>, item_size: usize) -> Result<DType> {
-        for (i, f) in fields.iter().enumerate() {
+        let mut names = HashSet::with_capacity(fields.len());
+        for f in &fields {
             if f.offset
                 .checked_add(f.dtype.size)
                 .is_none_or(|end| end > item_size)
@@ -279,7 +282,7 @@ impl DType {
                     f.name, f.dtype.size, f.offset
                 )));
             }
-            if fields[..i].iter().any(|g| g.name == f.name) {
+            if !names.insert(f.name.as_str()) {
                 return Err(crate::Error::invalid(format!(
                     "two fields are named `{}`",
                     f.name
@@ -510,12 +513,14 @@ fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
     }
     if let Some(names) = names {
         let pairs = st.with_field("fields", fields, |f| f.pairs().map(<[_]>::to_vec))?;
+        // By key, so that many fields cost linear time.
+        let by_name: HashMap<&str, &Value> = pairs
+            .iter()
+            .filter_map(|(k, v)| st.graph().resolve(k).as_str().map(|k| (k, v)))
+            .collect();
         let mut fields = Vec::with_capacity(names.len().min(pairs.len()));
         for name in names {
-            let Some((_, entry)) = pairs
-                .iter()
-                .find(|(k, _)| st.graph().resolve(k).as_str() == Some(name.as_str()))
-            else {
+            let Some(&entry) = by_name.get(name.as_str()) else {
                 return Err(st.error_msg(format!(
                     "the numpy dtype names field `{name}` but has no entry for it"
                 )));
