@@ -447,6 +447,11 @@ fn fortran_order_is_honoured() {
     assert_eq!(nd.row(2).to_vec(), [8.0, 9.0, 10.0, 11.0]);
     let back = reduce::to_vec_with_protocol(&nd, 2).unwrap();
     assert!(back == bytes, "{}", first_difference(&bytes, &back));
+    // From ndarray to the dtype-erased array, the order is kept too.
+    let erased = Array::from_ndarray(&nd);
+    assert_eq!(erased, a);
+    assert_eq!(erased.to_vec::<f64>().unwrap()[..4], [0.0, 1.0, 2.0, 3.0]);
+    assert_eq!(Array::from_ndarray(&nd.t()).order(), Order::C);
 }
 
 #[test]
