@@ -223,6 +223,25 @@ fn is_scalar(module: &str, name: &str) -> bool {
     name == "scalar" && matches!(module, "numpy.core.multiarray" | "numpy._core.multiarray")
 }
 
+/// The bytes of an array's or scalar's data: `bytes`, `bytearray`, a
+/// buffer, or a Python 2 `str` read with
+/// [`StringDecoding::Latin1`](crate::StringDecoding::Latin1), whose code
+/// points are the bytes (numpy encodes it back as latin-1 too).
+fn data_bytes(node: crate::Node<'_>) -> Result<Vec<u8>> {
+    if let crate::Value::Str(s) = node.value() {
+        return s
+            .code_points()
+            .map(|c| u8::try_from(c).ok())
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| {
+                node.error_msg(
+                    "expected array data as bytes or a latin-1 str, found a str beyond latin-1",
+                )
+            });
+    }
+    crate::impls::bytes::construct(node)
+}
+
 /// Registers the numpy globals ([`GLOBALS`]) and what they build, and the
 /// reducers of [`Array`], [`Scalar`] and [`DType`].
 pub(crate) fn install(reg: &mut Registry) -> Result<()> {

@@ -556,6 +556,50 @@ fn structured_dtypes_are_checked_when_built() {
     assert_eq!(back, a);
 }
 
+/// numpy 1 under Python 2 wrote its codes and data as Python 2 `str`
+/// (`SHORT_BINSTRING`, `BINSTRING`) and the dtype's flags as ints; read
+/// with latin-1 strings, as Python 3 reads them (`encoding="latin1"`).
+#[test]
+fn reads_python_2_numpy_pickles() {
+    let data: Vec<u8> = [1.0f64, -2.5]
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    let py2 = [
+        &b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01K\x00\x85q\x02U\x01bq\x03\x87q\x04Rq\x05"[..],
+        b"(K\x01K\x02\x85q\x06cnumpy\ndtype\nq\x07U\x02f8q\x08K\x00K\x01\x87q\tRq\n",
+        b"(K\x03U\x01<q\x0bNNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x0cb\x89T\x10\x00\x00\x00",
+        &data,
+        b"q\rtq\x0eb.",
+    ]
+    .concat();
+    // Python 3's default (ASCII) refuses the data, as it does in CPython.
+    assert!(load::<Array>(&py2, vec![]).is_err());
+    let a: Array = Unpickler::from_slice(&py2)
+        .strings(reduce::StringDecoding::Latin1)
+        .registry(numpy_registry())
+        .load()
+        .unwrap();
+    assert_eq!(a.to_vec::<f64>().unwrap(), [1.0, -2.5]);
+    // And what CPython 3 with numpy 2 makes of the same bytes.
+    let out = python_env()
+        .arg("-c")
+        .arg("import pickle, sys; a = pickle.loads(sys.stdin.buffer.read(), encoding='latin1'); print(a.dtype.str, a.tolist())")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(&py2)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "<f8 [1.0, -2.5]"
+    );
+}
+
 #[test]
 fn datetime_units_are_kept() {
     let row = rows(1)

@@ -437,7 +437,7 @@ fn read_reconstruct(call: crate::construct::Call<'_>, stolen: Option<Vec<u8>>) -
         }
         let bytes = match stolen {
             Some(b) => b,
-            None => st.with_field("data", &items[3], crate::impls::bytes::construct)?,
+            None => st.with_field("data", &items[3], super::data_bytes)?,
         };
         Array::from_bytes(dtype, &shape, order, bytes)
     })
@@ -468,7 +468,7 @@ fn read_frombuffer(call: crate::construct::Call<'_>, stolen: Option<Vec<u8>>) ->
     };
     let bytes = match stolen {
         Some(b) => b,
-        None => args.with_field("buffer", buffer, crate::impls::bytes::construct)?,
+        None => args.with_field("buffer", buffer, super::data_bytes)?,
     };
     Array::from_bytes(dtype, &shape, order, bytes)
 }

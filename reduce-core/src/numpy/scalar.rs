@@ -133,7 +133,7 @@ impl Construct for Scalar {
                 data: ScalarData::Object(object),
             });
         }
-        let bytes = args.with_field("data", data, crate::impls::bytes::construct)?;
+        let bytes = args.with_field("data", data, super::data_bytes)?;
         Scalar::from_bytes(dtype, bytes).map_err(|e| e.with_path(node.path()))
     }
 }
