@@ -26,7 +26,7 @@
 //! ```
 //!
 //! Without [`register`], strict loading refuses the pickle by name
-//! (`global `numpy._core.multiarray._reconstruct` is not allowed`). With
+//! (``global `numpy._core.multiarray._reconstruct` is not allowed``). With
 //! it, a [`Value`](crate::Value) or [`Graph`](crate::Graph) load keeps the
 //! arrays as reduced objects, and `Array`, [`Scalar`], [`DType`] (and with
 //! the `ndarray` feature, `ndarray::ArrayD<T>`, `Array1<T>`, `Array2<T>`,
@@ -58,6 +58,11 @@
 //! | the same under `numpy._core.numeric` | numpy 2 | [`Array`] |
 //! | `numpy.core.multiarray.scalar(dtype, bytes)` (`numpy._core` in numpy 2) | `numpy.float64(1.5)` and the like | [`Scalar`] |
 //! | `numpy.dtype(code, False, True)` + `BUILD` state | every array and scalar, and a dtype on its own | [`DType`] |
+//!
+//! Pickles that numpy 1 wrote under Python 2 hold their data as Python 2
+//! strings: read them with
+//! [`StringDecoding::Latin1`](crate::StringDecoding::Latin1), as CPython 3
+//! needs `encoding="latin1"`.
 //!
 //! An array that is the root of the pickle takes its bytes (or its
 //! out-of-band buffer) without copying them; an array inside another value
