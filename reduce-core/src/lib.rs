@@ -57,6 +57,7 @@
 //! | read several pickles from one stream | [`Unpickler::load`], called in turn |
 //! | read `datetime`, `Decimal`, `UUID`, `OrderedDict`, ... | install [`preset::STDLIB`], then any of the above (see [the standard library](#the-standard-library)) |
 //! | allow a named list of globals | [`Registry::add_preset`] with a [`preset`] |
+//! | read or write numpy arrays, scalars and dtypes | [`numpy::register`], then [`numpy::Array`] (or `ndarray::ArrayD<T>` with feature `ndarray`) |
 //!
 //! # copyreg, side by side
 //!
@@ -212,8 +213,10 @@
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
 //! | `chrono` | no | `datetime`'s types as chrono's, and `stdlib::PyDateTime`, `stdlib::PyTime`, `stdlib::TzInfo` (costs chrono, std only: no clock, no time zone database) |
 //! | `uuid` | no | `uuid.UUID` as `uuid::Uuid` |
-//! | `num-complex` | no | `complex` as `num_complex::Complex` |
+//! | `num-complex` | no | `complex` as `num_complex::Complex`, and numpy `complex64`/`complex128` items |
 //! | `num-rational` | no | `fractions.Fraction` as `num_rational::BigRational` |
+//! | `ndarray` | no | `Reduce`/`Construct` for `ndarray::Array<T, D>` (`ArrayD`, `Array1`, `Array2`, ...) as numpy arrays, and `numpy::Array::to_ndarray` |
+//! | `half` | no | numpy `float16` items as `half::f16` ([`numpy::Element`]) |
 //!
 //! # Modules
 //!
@@ -227,6 +230,7 @@
 //! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
 //! | `state` | an instance's state (`__dict__`, `__slots__`) for the derive, and [`Rest`] |
 //! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
+//! | [`numpy`] | numpy arrays, scalars and dtypes: [`numpy::Array`], [`numpy::DType`], [`numpy::Scalar`], the numpy allow-list |
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes, and every global it would look up |
 //! | [`security`] | the security model (documentation only) |
@@ -260,6 +264,7 @@ pub mod __private {
 mod error;
 mod impls;
 pub mod inspect;
+pub mod numpy;
 pub mod op;
 pub mod preset;
 mod printable;
