@@ -208,6 +208,8 @@ mod registry;
 mod save;
 pub mod security;
 mod text;
+#[cfg(feature = "torch")]
+pub mod torch;
 mod value;
 mod write;
 
