@@ -223,7 +223,7 @@ pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Re
 pub use crate::save::{
     FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
 };
-pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
+pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Seq, Step, Value};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;
 /// Derives [`Reduce`](trait@Reduce) and [`Construct`] for a type and

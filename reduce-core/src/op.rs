@@ -156,6 +156,11 @@ pub fn name(op: u8) -> Option<&'static str> {
     })
 }
 
+/// How many items CPython's pickler puts in one `APPENDS`, `SETITEMS` or
+/// `ADDITEMS` (`pickle.py`'s `_BATCHSIZE`); the reader's inert mode knows a
+/// batch it wrote by this size too.
+pub(crate) const BATCHSIZE: usize = 1000;
+
 #[cfg(test)]
 mod tests {
     #[test]

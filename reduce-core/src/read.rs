@@ -16,7 +16,7 @@ use crate::construct::Construct;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::*;
 use crate::registry::{Lookup, Registry};
-use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Value};
+use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Seq, Spelling, Step, Value};
 use crate::{compat, text};
 
 /// How the Python 2 string opcodes (`STRING`, `BINSTRING`,
@@ -110,7 +110,7 @@ impl Limits {
 }
 
 /// A hook that turns a persistent id into the object it stands for.
-pub type PersistentLoad<'h> = Box<dyn FnMut(Value) -> Result<Value> + 'h>;
+pub type PersistentLoad<'h> = Box<dyn FnMut(Graph) -> Result<Value> + 'h>;
 
 /// Where the unpickler reads from: a byte slice ([`SliceRead`]) or any
 /// [`io::Read`] ([`IoRead`]). Sealed.
@@ -427,6 +427,28 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// Inert mode: keep every global and every reduction as data
     /// ([`Value::Global`], [`Value::Reduce`]) instead of refusing unknown
     /// ones. Nothing is ever called in either mode. Default off.
+    ///
+    /// Inert mode keeps the whole pickle as a program: every call, including
+    /// those made only for their effect (`REDUCE` then `POP`), every change
+    /// to an object made after it was built, and the order of each relative
+    /// to the calls that receive the object ([`Value::Seq`], [`Step`]); how
+    /// each global was spelled (`GLOBAL` or `STACK_GLOBAL` on which string
+    /// objects); and persistent ids as [`Value::PersistentId`] data when no
+    /// [`persistent_load`](Unpickler::persistent_load) hook is set. Written
+    /// back, it makes CPython perform the same calls with the same arguments
+    /// in the same order, and what CPython's own pickler wrote comes back
+    /// byte for byte. What the model cannot hold is an error, never dropped.
+    ///
+    /// ```
+    /// use reduce::Unpickler;
+    ///
+    /// // A fickling-style payload: the data, then exec(...) run for its effect.
+    /// let bytes = b"\x80\x02]q\x00c__builtin__\nexec\nX\x04\x00\x00\x00passq\x01\x85R0.";
+    /// let graph = Unpickler::from_slice(bytes).inert(true).load_graph()?;
+    /// // Nothing ran, and nothing was lost: the call is written back.
+    /// assert_eq!(reduce::to_vec_with_protocol(&graph, 2)?, bytes);
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
     pub fn inert(mut self, inert: bool) -> Self {
         self.options.inert = inert;
         self
@@ -455,10 +477,33 @@ impl<'h, I: Input> Unpickler<'h, I> {
 
     /// The hook that turns a persistent id (`PERSID`, `BINPERSID`) into an
     /// object: Python's `persistent_load`. Without one, a persistent id is an
-    /// error. Return `Value::PersistentId(Box::new(pid))` to keep it as data.
+    /// error, except in [inert mode](Unpickler::inert), which keeps it as
+    /// [`Value::PersistentId`] data.
+    ///
+    /// The hook receives the id whole, as a [`Graph`] of its own: parts the
+    /// pickle fetched from its memo are resolved, and parts the id holds
+    /// twice stay shared. Return `Value::PersistentId(Box::new(pid.root().clone()))`
+    /// to keep a self-contained id as data.
+    ///
+    /// ```
+    /// use reduce::{Unpickler, Value};
+    ///
+    /// // pickle.dumps([P('user', 7), P('user', 8)]) with persistent_id = lambda p: ('user', p.n):
+    /// // the second 'user' is a memo reference to the first.
+    /// let bytes = b"\x80\x02]q\x00(X\x04\x00\x00\x00userq\x01K\x07\x86q\x02Qh\x01K\x08\x86q\x03Qe.";
+    /// let mut seen = Vec::new();
+    /// let value: Value = Unpickler::from_slice(bytes)
+    ///     .persistent_load(|pid| {
+    ///         seen.push(format!("{:?}", pid.root()));
+    ///         Ok(Value::None)
+    ///     })
+    ///     .load()?;
+    /// assert_eq!(seen, ["('user', 7)", "('user', 8)"]);
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
     pub fn persistent_load<'g>(
         self,
-        hook: impl FnMut(Value) -> Result<Value> + 'g,
+        hook: impl FnMut(Graph) -> Result<Value> + 'g,
     ) -> Unpickler<'g, I>
     where
         'h: 'g,
@@ -561,6 +606,9 @@ struct Machine<'o, 'h> {
     memo_sparse: HashMap<u64, Value>,
     memo_len: usize,
     proto: u8,
+    /// Inert mode: steps taken while no value was on the stack above the
+    /// last mark, waiting to go before the next value pushed.
+    pending: Vec<Step>,
 }
 
 fn underflow() -> Error {
@@ -596,6 +644,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             memo_sparse: HashMap::new(),
             memo_len: 0,
             proto: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -610,7 +659,16 @@ impl<'o, 'h> Machine<'o, 'h> {
                 max: self.opts.limits.max_stack as u64,
             }));
         }
-        self.stack.push(v);
+        if self.pending.is_empty() {
+            self.stack.push(v);
+        } else {
+            let before = std::mem::take(&mut self.pending);
+            self.stack.push(Value::Seq(Box::new(Seq {
+                before,
+                value: v,
+                after: Vec::new(),
+            })));
+        }
         Ok(())
     }
 
@@ -634,16 +692,25 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(self.stack.split_off(mark))
     }
 
-    /// The object a stack slot stands for, following a shared reference.
+    /// The object a stack slot stands for, following a shared reference
+    /// and looking inside a [`Seq`].
     fn target_mut(&mut self, index: usize) -> &mut Value {
-        match self.stack[index] {
+        let mut slot = &mut self.stack[index];
+        if let Value::Seq(s) = slot {
+            slot = &mut s.value;
+        }
+        match *slot {
             Value::Ref(id) => &mut self.objects[id.index()],
             ref mut v => v,
         }
     }
 
-    /// Follows a reference for reading.
+    /// Follows a reference for reading, looking inside a [`Seq`].
     fn deref<'v>(&'v self, v: &'v Value) -> &'v Value {
+        let v = match v {
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
         match v {
             Value::Ref(id) => &self.objects[id.index()],
             v => v,
@@ -661,12 +728,139 @@ impl<'o, 'h> Machine<'o, 'h> {
         Value::Ref(id)
     }
 
+    /// Shares the top of the stack, returning a reference to it. In inert
+    /// mode the slot keeps a reference marked as the object's birth slot, so
+    /// that a later change through it is told from one through a memo
+    /// fetch.
     fn share_top(&mut self) -> Result<Value> {
         let i = self.top_index()?;
-        let top = std::mem::take(&mut self.stack[i]);
-        let shared = self.share(top);
-        self.stack[i] = cheap_clone(&shared);
+        let inert = self.opts.inert;
+        let mut slot = std::mem::take(&mut self.stack[i]);
+        let inner = match &mut slot {
+            Value::Seq(s) => &mut s.value,
+            v => v,
+        };
+        let value = std::mem::take(inner);
+        let fresh = !is_cheap(&value);
+        let shared = self.share(value);
+        *inner = match shared {
+            Value::Ref(id) if fresh && inert => Value::Ref(Id(id.0 | Id::BIRTH)),
+            ref v => cheap_clone(v),
+        };
+        self.stack[i] = slot;
         Ok(shared)
+    }
+
+    /// Inert mode: records a step taken for its effect at this point of the
+    /// program, after the value on top of the stack (if there is one above
+    /// the last mark) or before the next value pushed.
+    fn record(&mut self, step: Step) {
+        if self.stack.len() > self.fence() {
+            let i = self.stack.len() - 1;
+            let top = &mut self.stack[i];
+            if !matches!(top, Value::Seq(_)) {
+                let value = std::mem::take(top);
+                *top = Value::Seq(Box::new(Seq {
+                    before: Vec::new(),
+                    value,
+                    after: Vec::new(),
+                }));
+            }
+            let pending = std::mem::take(&mut self.pending);
+            if let Value::Seq(s) = top {
+                s.after.extend(pending);
+                s.after.push(step);
+            }
+        } else {
+            self.pending.push(step);
+        }
+    }
+
+    /// Inert mode: a value built and thrown away. A value with steps of its
+    /// own is taken apart, so that one program has one shape: its steps
+    /// before, the value, its steps after.
+    fn discard(&mut self, mut v: Value) {
+        if let Value::Seq(s) = &mut v {
+            let s = std::mem::take(s);
+            let Seq {
+                before,
+                value,
+                after,
+            } = *s;
+            before.into_iter().for_each(|step| self.record(step));
+            self.discard(value);
+            after.into_iter().for_each(|step| self.record(step));
+            return;
+        }
+        self.record(Step::Discard(v));
+    }
+
+    /// Inert mode: after an opcode that shrank the stack, steps waiting for
+    /// a value go after the value now on top.
+    fn settle(&mut self) {
+        if !self.pending.is_empty() && self.stack.len() > self.fence() {
+            let last = self.pending.pop();
+            if let Some(step) = last {
+                self.record(step);
+            }
+        }
+    }
+
+    /// Inert mode: whether a change to the object in stack slot `index` is
+    /// one CPython's pickler would have written as part of building it
+    /// (kept in the object), rather than a separate step. `items` is how
+    /// many items the change adds (0 for `BUILD`), `single` whether it is
+    /// `APPEND`/`SETITEM`.
+    fn attached(&self, index: usize, single: bool) -> bool {
+        let slot = &self.stack[index];
+        let inner = match slot {
+            Value::Seq(s) if !s.after.is_empty() => return false,
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
+        if let Value::Ref(id) = inner {
+            if id.0 & Id::BIRTH == 0 {
+                // Fetched again from the memo: a change after the fact.
+                return false;
+            }
+        }
+        let full = |n: usize| n == 0 || n.is_multiple_of(BATCHSIZE) || (single && self.proto == 0);
+        match self.deref(slot) {
+            Value::List(v) | Value::Set(v) => full(v.len()),
+            Value::Dict(d) => full(d.len()),
+            Value::Reduce(r) => full(r.list_items.len()) && full(r.dict_items.len()),
+            _ => false,
+        }
+    }
+
+    /// Inert mode: turns the change about to be made to stack slot `index`
+    /// into a step on a reference to its object, recorded after the slot.
+    /// Returns the reference.
+    fn detach(&mut self, index: usize) -> Value {
+        let mut slot = std::mem::take(&mut self.stack[index]);
+        let (mut seq, value) = match &mut slot {
+            Value::Seq(s) => {
+                let v = std::mem::take(&mut s.value);
+                (Some(std::mem::take(s)), v)
+            }
+            v => (None, std::mem::take(v)),
+        };
+        let (slot_value, target) = match value {
+            Value::Ref(id) => (Value::Ref(id), Value::Ref(Id(id.index() as u32))),
+            v => {
+                let id = Id(self.objects.len() as u32);
+                self.objects.push(v);
+                (Value::Ref(Id(id.0 | Id::BIRTH)), Value::Ref(id))
+            }
+        };
+        self.stack[index] = match seq.take() {
+            Some(mut s) => {
+                s.value = slot_value;
+                Value::Seq(s)
+            }
+            None => slot_value,
+        };
+        target
     }
 
     fn memo_put(&mut self, key: u64) -> Result<()> {
@@ -713,7 +907,11 @@ impl<'o, 'h> Machine<'o, 'h> {
             let op = src.byte().map_err(|e| e.at(at, None))?;
             match self.step(op, src) {
                 Ok(true) => return Ok(at),
-                Ok(false) => {}
+                Ok(false) => {
+                    if !self.pending.is_empty() {
+                        self.settle();
+                    }
+                }
                 Err(e) => return Err(e.at(at, Some(op))),
             }
         }
@@ -936,27 +1134,35 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// `setter(obj, state)` `REDUCE` `POP`: the call is made for its effect on
     /// `obj`. Its result, popped, is folded back into `obj` as its state and
     /// setter, so that nothing is lost and it is written back the same way.
-    fn attach_state_setter(&mut self, mut popped: Value) {
+    fn attach_state_setter(&mut self, mut popped: Value) -> Option<Value> {
         let Value::Reduce(call) = &mut popped else {
-            return;
+            return Some(popped);
         };
         let Value::Tuple(args) = &call.args else {
-            return;
+            return Some(popped);
         };
         let [Value::Ref(target), _] = args.as_slice() else {
-            return;
+            return Some(popped);
         };
         let target = *target;
         let fresh =
             call.state.is_none() && call.list_items.is_empty() && call.dict_items.is_empty();
         let Some(Value::Reduce(obj)) = self.objects.get(target.index()) else {
-            return;
+            return Some(popped);
         };
         if !fresh || obj.state.is_some() || obj.state_setter.is_some() {
-            return;
+            return Some(popped);
+        }
+        // Only the object's own slot right below, as CPython writes it.
+        if self.opts.inert {
+            let below = self.stack.len().checked_sub(1).map(|i| &self.stack[i]);
+            let own = matches!(below, Some(Value::Ref(id)) if id.0 & Id::BIRTH != 0 && id.index() == target.index());
+            if !own {
+                return Some(popped);
+            }
         }
         let Value::Tuple(args) = &mut call.args else {
-            return;
+            return Some(popped);
         };
         let state = args.pop().unwrap_or_default();
         let setter = std::mem::take(&mut call.callable);
@@ -964,6 +1170,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             obj.state = Some(state);
             obj.state_setter = Some(setter);
         }
+        None
     }
 
     /// `NEWOBJ` needs a class. Only the `builtins` module is known well
@@ -1017,11 +1224,70 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
+    /// `persistent_load(pid)`: the hook gets the id as a graph of its own;
+    /// inert mode without a hook keeps it as data.
     fn persistent(&mut self, pid: Value) -> Result<Value> {
+        if self.opts.persistent_load.is_none() {
+            return if self.opts.inert {
+                Ok(Value::PersistentId(Box::new(pid)))
+            } else {
+                Err(Error::new(ErrorKind::NoPersistentLoad))
+            };
+        }
+        let graph = self.subgraph(pid)?;
         match self.opts.persistent_load.as_mut() {
-            Some(hook) => hook(pid),
+            Some(hook) => hook(graph),
             None => Err(Error::new(ErrorKind::NoPersistentLoad)),
         }
+    }
+
+    /// A self-contained copy of `root` and the objects it reaches: memo
+    /// references resolved, what it holds twice still shared. The copy is
+    /// bounded by `max_tree_nodes`.
+    fn subgraph(&self, root: Value) -> Result<Graph> {
+        let mut map: HashMap<usize, u32> = HashMap::new();
+        let mut order: Vec<usize> = Vec::new();
+        let mut nodes = 0usize;
+        let mut todo: Vec<&Value> = vec![&root];
+        let budget = self.opts.limits.max_tree_nodes;
+        while let Some(v) = todo.pop() {
+            nodes += 1;
+            if nodes > budget {
+                return Err(Error::new(ErrorKind::Limit {
+                    limit: "max_tree_nodes",
+                    max: budget as u64,
+                }));
+            }
+            if let Value::Ref(id) = v {
+                let i = id.index();
+                if i >= self.objects.len() {
+                    return Err(Error::new(ErrorKind::DanglingRef(id.0)));
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = map.entry(i) {
+                    e.insert(order.len() as u32);
+                    order.push(i);
+                    todo.push(&self.objects[i]);
+                }
+                continue;
+            }
+            v.for_each_child(|c| todo.push(c));
+        }
+        let renumber = |mut v: Value| {
+            let mut stack: Vec<&mut Value> = vec![&mut v];
+            while let Some(x) = stack.pop() {
+                if let Value::Ref(id) = x {
+                    *id = Id(map.get(&id.index()).copied().unwrap_or(0));
+                    continue;
+                }
+                x.for_each_child_mut(|c| stack.push(c));
+            }
+            v
+        };
+        let objects: Vec<Value> = order
+            .iter()
+            .map(|&i| renumber(self.objects[i].clone()))
+            .collect();
+        compact(renumber(root), objects, self.opts.limits.max_depth)
     }
 
     /// `APPEND`/`APPENDS` (`pairs` false) and `SETITEM`/`SETITEMS` (true):
@@ -1033,6 +1299,11 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
         if pairs && !(self.stack.len() - from).is_multiple_of(2) {
             return Err(Error::invalid("odd number of items for SETITEMS"));
+        }
+        if self.opts.inert
+            && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize)
+        {
+            return self.detached_items(from, pairs);
         }
         let (head, items) = self.stack.split_at_mut(from);
         let target = match head[from - 1] {
@@ -1070,6 +1341,25 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(())
     }
 
+    /// Inert mode: `APPENDS`/`SETITEMS` (and the single forms) on an object
+    /// built earlier, kept as a [`Step`] after the slot.
+    fn detached_items(&mut self, from: usize, pairs: bool) -> Result<()> {
+        let mut items = self.stack.split_off(from);
+        let target = self.detach(from - 1);
+        let step = if pairs {
+            let mut kv = Vec::with_capacity(items.len() / 2);
+            let mut it = items.drain(..);
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                kv.push((k, v));
+            }
+            Step::SetItems { target, items: kv }
+        } else {
+            Step::Append { target, items }
+        };
+        self.record(step);
+        Ok(())
+    }
+
     /// Runs one opcode; `Ok(true)` at `STOP`.
     fn step<S: Source>(&mut self, op: u8, src: &mut S) -> Result<bool> {
         match op {
@@ -1089,11 +1379,20 @@ impl<'o, 'h> Machine<'o, 'h> {
                     self.marks.pop();
                 } else {
                     let popped = self.pop()?;
-                    self.attach_state_setter(popped);
+                    if let Some(popped) = self.attach_state_setter(popped) {
+                        if self.opts.inert {
+                            self.discard(popped);
+                        }
+                    }
                 }
             }
             POP_MARK => {
-                self.pop_mark()?;
+                let items = self.pop_mark()?;
+                if self.opts.inert {
+                    for item in items {
+                        self.discard(item);
+                    }
+                }
             }
             DUP => {
                 let v = self.share_top()?;
@@ -1295,6 +1594,11 @@ impl<'o, 'h> Machine<'o, 'h> {
             ADDITEMS => {
                 let items = self.pop_mark()?;
                 let i = self.top_index()?;
+                if self.opts.inert && !self.attached(i, false) {
+                    let target = self.detach(i);
+                    self.record(Step::AddItems { target, items });
+                    return Ok(false);
+                }
                 match self.target_mut(i) {
                     Value::Set(s) => s.extend(items),
                     other => {
@@ -1340,14 +1644,19 @@ impl<'o, 'h> Machine<'o, 'h> {
             GLOBAL => {
                 let module = Self::line_str(src.line()?, "GLOBAL module name")?;
                 let name = Self::line_str(src.line()?, "GLOBAL name")?;
-                let v = self.find_global(&module, &name)?;
+                let mut v = self.find_global(&module, &name)?;
+                if self.opts.inert {
+                    if let Value::Global(g) = &mut v {
+                        g.spelling = Spelling::Line;
+                    }
+                }
                 self.push(v)?
             }
             STACK_GLOBAL => {
-                let name = self.pop()?;
-                let module = self.pop()?;
+                let name_v = self.pop()?;
+                let module_v = self.pop()?;
                 let (Value::Str(module), Value::Str(name)) =
-                    (self.deref(&module), self.deref(&name))
+                    (self.deref(&module_v), self.deref(&name_v))
                 else {
                     return Err(Error::invalid("STACK_GLOBAL requires str module and name"));
                 };
@@ -1355,7 +1664,12 @@ impl<'o, 'h> Machine<'o, 'h> {
                     module.to_string_lossy().into_owned(),
                     name.to_string_lossy().into_owned(),
                 );
-                let v = self.find_global(&module, &name)?;
+                let mut v = self.find_global(&module, &name)?;
+                if self.opts.inert {
+                    if let Value::Global(g) = &mut v {
+                        g.spelling = Spelling::Stack(Box::new((module_v, name_v)));
+                    }
+                }
                 self.push(v)?
             }
             EXT1 | EXT2 | EXT4 => {
@@ -1440,6 +1754,11 @@ impl<'o, 'h> Machine<'o, 'h> {
             BUILD => {
                 let state = self.pop()?;
                 let i = self.top_index()?;
+                if self.opts.inert && !self.build_attached(i) {
+                    let target = self.detach(i);
+                    self.record(Step::Build { target, state });
+                    return Ok(false);
+                }
                 match self.target_mut(i) {
                     Value::Reduce(r) if r.state.is_none() => r.state = Some(state),
                     Value::Reduce(_) => {
@@ -1468,7 +1787,6 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             BINPERSID => {
                 let pid = self.pop()?;
-                let pid = self.resolve_owned(pid);
                 let v = self.persistent(pid)?;
                 self.push(v)?
             }
@@ -1503,19 +1821,46 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(false)
     }
 
-    /// A value with any top-level reference replaced by a copy of its target,
-    /// for handing to hooks that do not see the graph.
-    fn resolve_owned(&self, v: Value) -> Value {
-        match v {
-            Value::Ref(id) => self.objects[id.index()].clone(),
+    /// Inert mode: whether `BUILD` on stack slot `index` is the state of the
+    /// object CPython's pickler just built (kept in the object).
+    fn build_attached(&self, index: usize) -> bool {
+        let slot = &self.stack[index];
+        let inner = match slot {
+            Value::Seq(s) if !s.after.is_empty() => return false,
+            Value::Seq(s) => &s.value,
             v => v,
+        };
+        if matches!(inner, Value::Ref(id) if id.0 & Id::BIRTH == 0) {
+            return false;
         }
+        matches!(self.deref(slot), Value::Reduce(r) if r.state.is_none())
     }
 
     /// Ends a load: takes the root, keeps shared the objects reached twice or
-    /// more, moves the others inline, and drops the unreachable ones.
+    /// more, moves the others inline, and drops the unreachable ones. In
+    /// inert mode, values left under the root were built for their effect:
+    /// they become steps before it.
     fn finish(mut self) -> Result<Graph> {
-        let root = self.pop()?;
+        let mut root = self.pop()?;
+        if self.opts.inert && (!self.stack.is_empty() || !self.pending.is_empty()) {
+            let after = std::mem::take(&mut self.pending);
+            // Values left under the root: thrown away, in order, before it.
+            self.marks.clear();
+            let below = std::mem::take(&mut self.stack);
+            below.into_iter().for_each(|v| self.discard(v));
+            let left = std::mem::take(&mut self.pending);
+            let mut seq = match &mut root {
+                Value::Seq(s) => std::mem::take(s),
+                v => Box::new(Seq {
+                    before: Vec::new(),
+                    value: std::mem::take(v),
+                    after: Vec::new(),
+                }),
+            };
+            seq.before.splice(0..0, left);
+            seq.after.extend(after);
+            root = Value::Seq(seq);
+        }
         let objects = std::mem::take(&mut self.objects);
         let max_depth = self.opts.limits.max_depth;
         compact(root, objects, max_depth)

@@ -59,6 +59,151 @@ pub enum Value {
     Buffer(Box<PickleBuffer>),
     /// A shared object: an index into the [`Graph`] that holds this value.
     Ref(Id),
+    /// A value with the steps a pickle took just before and just after
+    /// building it for their effect alone: calls whose result was thrown
+    /// away, and changes to objects built earlier. Only
+    /// [inert mode](crate::Unpickler::inert) makes these; see [`Seq`].
+    Seq(Box<Seq>),
+}
+
+/// Inert mode's record of what a pickle did for effect, kept next to the
+/// value it did it beside, in order.
+///
+/// A pickle is a program: besides building its result it may call functions
+/// and throw the result away (`REDUCE` then `POP`), or change an object it
+/// built earlier (fetch it from the memo, `SETITEMS`, `POP`). dill fills a
+/// closure's cells and a recursive function's globals this way. Inert mode
+/// keeps each such step where it happened, so that writing the value back
+/// makes CPython perform the same calls and changes in the same order.
+///
+/// ```
+/// use reduce::{Step, Value};
+///
+/// // l = []; m.f(l), with the result of the call thrown away.
+/// let bytes = b"\x80\x02]q\x00cm\nf\nh\x00\x85R0.";
+/// let graph = reduce::Unpickler::from_slice(bytes).inert(true).load_graph()?;
+/// let Value::Seq(seq) = graph.root() else { panic!("expected a Seq") };
+/// assert!(matches!(&seq.after[0], Step::Discard(Value::Reduce(_))));
+/// assert_eq!(reduce::to_vec_with_protocol(&graph, 2)?, bytes);
+/// # Ok::<(), reduce::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Default, Debug)]
+pub struct Seq {
+    /// Steps taken before the value was built.
+    pub before: Vec<Step>,
+    /// The value itself.
+    pub value: Value,
+    /// Steps taken after the value was built, before anything used it.
+    pub after: Vec<Step>,
+}
+
+/// One step a pickle took for its effect; see [`Seq`].
+///
+/// `target` is the object changed, a [`Value::Ref`] to an object of the
+/// [`Graph`] (it was built earlier and fetched again).
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub enum Step {
+    /// A value built and thrown away (`POP`, `POP_MARK`, or left under the
+    /// result at `STOP`): whatever it calls is called for its effect.
+    Discard(Value),
+    /// Items appended to an object built earlier (`APPEND`, `APPENDS`).
+    Append {
+        /// The object.
+        target: Value,
+        /// The items, in order.
+        items: Vec<Value>,
+    },
+    /// Items set in an object built earlier (`SETITEM`, `SETITEMS`).
+    SetItems {
+        /// The object.
+        target: Value,
+        /// The keys and values, in order.
+        items: Vec<(Value, Value)>,
+    },
+    /// Items added to a set built earlier (`ADDITEMS`).
+    AddItems {
+        /// The set.
+        target: Value,
+        /// The items, in order.
+        items: Vec<Value>,
+    },
+    /// State given to an object built earlier, or given a second time
+    /// (`BUILD`).
+    Build {
+        /// The object.
+        target: Value,
+        /// The state.
+        state: Value,
+    },
+}
+
+impl Step {
+    /// Calls `f` on each value the step holds, in pickling order.
+    pub(crate) fn for_each<'a>(&'a self, f: &mut impl FnMut(&'a Value)) {
+        match self {
+            Step::Discard(v) => f(v),
+            Step::Append { target, items } | Step::AddItems { target, items } => {
+                f(target);
+                items.iter().for_each(f);
+            }
+            Step::SetItems { target, items } => {
+                f(target);
+                items.iter().for_each(|(k, v)| {
+                    f(k);
+                    f(v)
+                });
+            }
+            Step::Build { target, state } => {
+                f(target);
+                f(state)
+            }
+        }
+    }
+
+    fn for_each_mut<'a>(&'a mut self, f: &mut impl FnMut(&'a mut Value)) {
+        match self {
+            Step::Discard(v) => f(v),
+            Step::Append { target, items } | Step::AddItems { target, items } => {
+                f(target);
+                items.iter_mut().for_each(f);
+            }
+            Step::SetItems { target, items } => {
+                f(target);
+                items.iter_mut().for_each(|(k, v)| {
+                    f(k);
+                    f(v)
+                });
+            }
+            Step::Build { target, state } => {
+                f(target);
+                f(state)
+            }
+        }
+    }
+
+    /// The same step with every value taken from `next`, in `for_each` order.
+    fn refill(&self, next: &mut impl FnMut() -> Value) -> Step {
+        match self {
+            Step::Discard(_) => Step::Discard(next()),
+            Step::Append { items, .. } => Step::Append {
+                target: next(),
+                items: items.iter().map(|_| next()).collect(),
+            },
+            Step::AddItems { items, .. } => Step::AddItems {
+                target: next(),
+                items: items.iter().map(|_| next()).collect(),
+            },
+            Step::SetItems { items, .. } => Step::SetItems {
+                target: next(),
+                items: items.iter().map(|_| (next(), next())).collect(),
+            },
+            Step::Build { .. } => Step::Build {
+                target: next(),
+                state: next(),
+            },
+        }
+    }
 }
 
 /// The index of a shared object inside a [`Graph`].
@@ -66,15 +211,20 @@ pub enum Value {
 pub struct Id(pub(crate) u32);
 
 impl Id {
+    /// Marks, inside the reader only, the stack slot where an object was
+    /// built (as opposed to one fetched again from the memo). Never seen
+    /// outside the reader: loading renumbers every reference.
+    pub(crate) const BIRTH: u32 = 1 << 31;
+
     /// The position of the object in [`Graph::objects`].
     pub fn index(self) -> usize {
-        self.0 as usize
+        (self.0 & !Id::BIRTH) as usize
     }
 }
 
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.0)
+        write!(f, "#{}", self.index())
     }
 }
 
@@ -84,12 +234,31 @@ impl fmt::Debug for Id {
 /// Names are stored as Python 3 spells them: a protocol 0–2 pickle that says
 /// `__builtin__.set` loads as `builtins.set`, and is written back as
 /// `__builtin__.set` at those protocols, as CPython's `fix_imports` does.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Equality, hashing and order look at `module` and `name` only. A global
+/// loaded in [inert mode](crate::Unpickler::inert) also remembers how the
+/// pickle spelled it (`GLOBAL`, or `STACK_GLOBAL` and the very string
+/// objects it took), so that it is written back the same way.
+#[derive(Clone)]
 pub struct Global {
     /// The module, e.g. `collections`.
     pub module: String,
     /// The qualified name inside the module, e.g. `OrderedDict`.
     pub name: String,
+    pub(crate) spelling: Spelling,
+}
+
+/// How a pickle spelled a global, kept by inert mode.
+#[derive(Clone, Default)]
+pub(crate) enum Spelling {
+    /// As the writer chooses for the protocol.
+    #[default]
+    Default,
+    /// `GLOBAL module\nname\n`, at any protocol.
+    Line,
+    /// `STACK_GLOBAL` on these two values (strings, or references to
+    /// shared strings), at any protocol that has it.
+    Stack(Box<(Value, Value)>),
 }
 
 impl Global {
@@ -98,7 +267,38 @@ impl Global {
         Global {
             module: module.into(),
             name: name.into(),
+            spelling: Spelling::Default,
         }
+    }
+
+    fn key(&self) -> (&str, &str) {
+        (&self.module, &self.name)
+    }
+}
+
+impl PartialEq for Global {
+    fn eq(&self, other: &Global) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Global {}
+
+impl std::hash::Hash for Global {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
+impl PartialOrd for Global {
+    fn partial_cmp(&self, other: &Global) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Global {
+    fn cmp(&self, other: &Global) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
     }
 }
 
@@ -429,6 +629,7 @@ impl Value {
             Value::PersistentId(_) => "persistent id",
             Value::Buffer(_) => "buffer",
             Value::Ref(_) => "ref",
+            Value::Seq(s) => s.value.type_name(),
         }
     }
 
@@ -509,7 +710,7 @@ impl Value {
                 v.iter().any(Value::is_container)
             }
             Value::Dict(d) => d.iter().any(|(k, v)| k.is_container() || v.is_container()),
-            Value::Reduce(_) | Value::PersistentId(_) => true,
+            Value::Reduce(_) | Value::PersistentId(_) | Value::Seq(_) => true,
             _ => false,
         }
     }
@@ -518,7 +719,7 @@ impl Value {
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => !v.is_empty(),
             Value::Dict(d) => !d.is_empty(),
-            Value::Reduce(_) | Value::PersistentId(_) => true,
+            Value::Reduce(_) | Value::PersistentId(_) | Value::Seq(_) => true,
             _ => false,
         }
     }
@@ -550,6 +751,14 @@ impl Value {
                 });
             }
             Value::PersistentId(p) => keep(std::mem::take(&mut **p)),
+            Value::Seq(s) => {
+                let mut all = Vec::new();
+                for step in s.before.iter_mut().chain(s.after.iter_mut()) {
+                    step.for_each_mut(&mut |v| all.push(std::mem::take(v)));
+                }
+                all.push(std::mem::take(&mut s.value));
+                all.into_iter().for_each(keep);
+            }
             _ => {}
         }
     }
@@ -580,6 +789,17 @@ impl Value {
                 }
             }
             Value::PersistentId(p) => f(p),
+            Value::Global(g) => {
+                if let Spelling::Stack(ops) = &g.spelling {
+                    f(&ops.0);
+                    f(&ops.1);
+                }
+            }
+            Value::Seq(s) => {
+                s.before.iter().for_each(|step| step.for_each(&mut f));
+                f(&s.value);
+                s.after.iter().for_each(|step| step.for_each(&mut f));
+            }
             _ => {}
         }
     }
@@ -618,6 +838,23 @@ impl Value {
                 }
             }
             Value::PersistentId(p) => f(p),
+            Value::Global(g) => {
+                if let Spelling::Stack(ops) = &mut g.spelling {
+                    let (m, n) = &mut **ops;
+                    f(m);
+                    f(n);
+                }
+            }
+            Value::Seq(s) => {
+                let Seq {
+                    before,
+                    value,
+                    after,
+                } = &mut **s;
+                before.iter_mut().for_each(|step| step.for_each_mut(&mut f));
+                f(value);
+                after.iter_mut().for_each(|step| step.for_each_mut(&mut f));
+            }
             _ => {}
         }
     }
@@ -638,7 +875,16 @@ impl Value {
             Value::Dict(d) => Value::Dict(Vec::with_capacity(d.len())),
             Value::Set(v) => Value::Set(Vec::with_capacity(v.len())),
             Value::FrozenSet(v) => Value::FrozenSet(Vec::with_capacity(v.len())),
-            Value::Global(g) => Value::Global(g.clone()),
+            Value::Global(g) => Value::Global(Box::new(Global {
+                module: g.module.clone(),
+                name: g.name.clone(),
+                spelling: match g.spelling {
+                    Spelling::Stack(_) => Spelling::Stack(Box::default()),
+                    Spelling::Line => Spelling::Line,
+                    Spelling::Default => Spelling::Default,
+                },
+            })),
+            Value::Seq(_) => Value::Seq(Box::default()),
             Value::Reduce(r) => Value::Reduce(Box::new(Reduction {
                 state: r.state.as_ref().map(|_| Value::None),
                 state_setter: r.state_setter.as_ref().map(|_| Value::None),
@@ -683,6 +929,16 @@ impl Value {
                 }
             }
             (Value::PersistentId(p), _) => **p = next(),
+            (Value::Global(g), _) => {
+                if let Spelling::Stack(ops) = &mut g.spelling {
+                    **ops = (next(), next());
+                }
+            }
+            (Value::Seq(s), Value::Seq(src)) => {
+                s.before = src.before.iter().map(|st| st.refill(&mut next)).collect();
+                s.value = next();
+                s.after = src.after.iter().map(|st| st.refill(&mut next)).collect();
+            }
             _ => {}
         }
     }
@@ -749,6 +1005,10 @@ impl PartialEq for Value {
             if !shallow_eq(a, b) {
                 return false;
             }
+            if let Value::Global(_) = a {
+                // How a global was spelled is not part of its value.
+                continue;
+            }
             let mut left = Vec::new();
             a.for_each_child(|c| left.push(c));
             let mut i = 0;
@@ -795,6 +1055,15 @@ fn shallow_eq(a: &Value, b: &Value) -> bool {
         (PersistentId(_), PersistentId(_)) => true,
         (Buffer(x), Buffer(y)) => x == y,
         (Ref(x), Ref(y)) => x == y,
+        (Seq(x), Seq(y)) => {
+            x.before.len() == y.before.len()
+                && x.after.len() == y.after.len()
+                && x.before
+                    .iter()
+                    .chain(&x.after)
+                    .zip(y.before.iter().chain(&y.after))
+                    .all(|(a, b)| std::mem::discriminant(a) == std::mem::discriminant(b))
+        }
         _ => false,
     }
 }
@@ -903,6 +1172,11 @@ impl fmt::Debug for Value {
                 }
                 Value::Buffer(b) => write!(f, "{b:?}")?,
                 Value::Ref(id) => write!(f, "{id:?}")?,
+                Value::Seq(s) => {
+                    toks.push(Tok::S(">"));
+                    toks.push(Tok::V(&s.value));
+                    write!(f, "<seq before={:?} after={:?}: ", s.before, s.after)?
+                }
             }
         }
         Ok(())
@@ -1192,87 +1466,113 @@ impl fmt::Debug for Graph {
     }
 }
 
-/// Graph equality: the roots match and shared objects correspond one to one.
+/// Graph equality: the same program builds both.
 ///
-/// Two graphs are equal when the same shape is reachable from both roots: a
-/// [`Value::Ref`] on one side must meet a `Ref` on the other, and each shared
-/// object must always meet the same partner. Unreachable shared objects are
-/// ignored. Globals compare by name, and ints and the empty tuple by value,
-/// shared or not: Python gives them no identity a pickle keeps (CPython
-/// never memoizes an int or `()`), and they are written that way.
-/// Int equality across the two int variants (a writer accepts a `BigInt`
-/// that fits in an `i64`).
-fn int_eq(x: &Value, y: &Value) -> bool {
-    let big = |v: &Value| match v {
-        Value::Int(i) => Some(BigInt::from(*i)),
-        Value::BigInt(b) => Some((**b).clone()),
-        _ => None,
-    };
-    match (big(x), big(y)) {
-        (Some(a), Some(b)) => a == b,
-        _ => false,
+/// Two graphs are equal when, read in pickling order, the same values,
+/// steps and sharing are met: a [`Value::Ref`] on one side must meet a `Ref`
+/// on the other, and each shared object must always meet the same partner.
+/// Unreachable shared objects are ignored. Globals compare by name, and ints
+/// and the empty tuple by value, shared or not: Python gives them no
+/// identity a pickle keeps (CPython never memoizes an int or `()`), and they
+/// are written that way. The steps of a [`Seq`] compare by their order among
+/// the values, not by which value holds them: `Seq { value: a, after: [s] }`
+/// then `b` is the program `a`, `s`, `b`, as is `a` then
+/// `Seq { before: [s], value: b }`.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        let (a, b) = (self.program(), other.program());
+        a.len() == b.len()
+            && a.iter().zip(&b).all(|(x, y)| match (x, y) {
+                (Tok::Node(x), Tok::Node(y)) => shallow_eq(x, y),
+                (x, y) => x == y,
+            })
     }
 }
 
-impl PartialEq for Graph {
-    fn eq(&self, other: &Graph) -> bool {
-        let mut map: std::collections::HashMap<Id, Id> = std::collections::HashMap::new();
-        let mut back: std::collections::HashMap<Id, Id> = std::collections::HashMap::new();
-        let mut pairs = vec![(&self.root, &other.root)];
-        while let Some((a, b)) = pairs.pop() {
-            // A global is one object by name (the writer writes every use of
-            // a name after the first as a memo reference), and the empty
-            // tuple is one object in Python (never memoized), so both
-            // compare by value whether inline or shared.
-            match (self.resolve(a), other.resolve(b)) {
-                (Value::Global(x), Value::Global(y)) => {
-                    if x != y {
-                        return false;
-                    }
-                    continue;
-                }
-                (Value::Tuple(x), Value::Tuple(y)) if x.is_empty() && y.is_empty() => continue,
-                // Nor are ints: a big one may be shared in a loaded graph
-                // (copying it on every memo read would be a memory bomb),
-                // but it is written out whole each time it is met.
-                (x @ Value::BigInt(_), y) | (x, y @ Value::BigInt(_)) => {
-                    if !int_eq(x, y) {
-                        return false;
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            let (a, b) = match (a, b) {
-                (Value::Ref(x), Value::Ref(y)) => {
-                    match (map.get(x), back.get(y)) {
-                        (Some(mx), _) if mx != y => return false,
-                        (_, Some(by)) if by != x => return false,
-                        (Some(_), Some(_)) => continue,
-                        _ => {}
-                    }
-                    map.insert(*x, *y);
-                    back.insert(*y, *x);
-                    match (self.objects.get(x.index()), other.objects.get(y.index())) {
-                        (Some(a), Some(b)) => (a, b),
-                        _ => return false,
-                    }
-                }
-                (Value::Ref(_), _) | (_, Value::Ref(_)) => return false,
-                _ => (a, b),
-            };
-            if !shallow_eq(a, b) {
-                return false;
-            }
-            let mut left = Vec::new();
-            a.for_each_child(|c| left.push(c));
-            let mut right = Vec::new();
-            b.for_each_child(|c| right.push(c));
-            if left.len() != right.len() {
-                return false;
-            }
-            pairs.extend(left.into_iter().zip(right));
+/// One token of a graph read in pickling order (see [`Graph::program`]).
+#[derive(PartialEq)]
+enum Tok<'a> {
+    /// A value; its children follow, then `End`.
+    Node(&'a Value),
+    End,
+    /// A step of a [`Seq`] (by kind); its values follow, then `End`.
+    Step(std::mem::Discriminant<Step>),
+    /// The `n`th shared object met; its value follows the first time.
+    Shared(u32),
+    /// A reference to nothing.
+    Dangling,
+}
+
+impl Graph {
+    /// The graph in pickling order, as the program a pickler writes for it:
+    /// where a [`Seq`]'s steps sit between two values does not matter, only
+    /// their order among the values. Shared objects are numbered as they are
+    /// first met, so equal programs have the same sharing.
+    fn program<'a>(&'a self) -> Vec<Tok<'a>> {
+        enum Work<'a> {
+            Visit(&'a Value),
+            Emit(Tok<'a>),
         }
-        true
+        let mut out = Vec::new();
+        let mut seen: std::collections::HashMap<usize, u32> = std::collections::HashMap::new();
+        let mut work = vec![Work::Visit(&self.root)];
+        while let Some(w) = work.pop() {
+            let v = match w {
+                Work::Emit(t) => {
+                    out.push(t);
+                    continue;
+                }
+                Work::Visit(v) => v,
+            };
+            match v {
+                Value::Seq(s) => {
+                    let steps = |steps: &'a [Step], work: &mut Vec<Work<'a>>| {
+                        for step in steps.iter().rev() {
+                            work.push(Work::Emit(Tok::End));
+                            let mut vals = Vec::new();
+                            step.for_each(&mut |v| vals.push(v));
+                            work.extend(vals.into_iter().rev().map(Work::Visit));
+                            work.push(Work::Emit(Tok::Step(std::mem::discriminant(step))));
+                        }
+                    };
+                    steps(&s.after, &mut work);
+                    work.push(Work::Visit(&s.value));
+                    steps(&s.before, &mut work);
+                }
+                Value::Ref(id) => match self.objects.get(id.index()) {
+                    None => out.push(Tok::Dangling),
+                    // A global is one object by name (the writer writes every
+                    // use of a name after the first as a memo reference),
+                    // and ints and the empty tuple have no identity a pickle
+                    // keeps: these compare by value, shared or not.
+                    Some(o @ (Value::Global(_) | Value::Int(_) | Value::BigInt(_))) => {
+                        work.push(Work::Visit(o))
+                    }
+                    Some(o @ Value::Tuple(t)) if t.is_empty() => work.push(Work::Visit(o)),
+                    Some(o) => {
+                        let n = seen.len() as u32;
+                        match seen.entry(id.index()) {
+                            std::collections::hash_map::Entry::Occupied(e) => {
+                                out.push(Tok::Shared(*e.get()))
+                            }
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(n);
+                                out.push(Tok::Shared(n));
+                                work.push(Work::Visit(o));
+                            }
+                        }
+                    }
+                },
+                Value::Global(_) => out.push(Tok::Node(v)),
+                v => {
+                    out.push(Tok::Node(v));
+                    work.push(Work::Emit(Tok::End));
+                    let mut children = Vec::new();
+                    v.for_each_child(|c| children.push(c));
+                    work.extend(children.into_iter().rev().map(Work::Visit));
+                }
+            }
+        }
+        out
     }
 }

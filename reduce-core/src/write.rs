@@ -22,15 +22,13 @@ use std::sync::Arc;
 
 use crate::registry::{Lookup, Registry};
 use crate::save::{Hooks, Reduce, ReducerOverride, Saver};
-use crate::value::{Id, PickleBuffer, Reduction, Value};
+use crate::value::{Global, Id, PickleBuffer, Reduction, Spelling, Step, Value};
 use out::{unpicklable, Out};
 
 /// The highest protocol this crate reads and writes.
 pub const HIGHEST_PROTOCOL: u8 = 5;
 /// The protocol written unless another is chosen.
 pub const DEFAULT_PROTOCOL: u8 = 5;
-
-const BATCHSIZE: usize = 1000;
 
 /// A hook deciding, for each [`PickleBuffer`], whether it is written in band
 /// (`true`) or out of band (`false`): Python's `buffer_callback`.
@@ -279,6 +277,8 @@ enum Task<'a> {
     Global(&'static str, &'static str),
     /// A memo reference to an object already written.
     Get(u32),
+    /// A global's `STACK_GLOBAL` is written: memoize it.
+    EndGlobal(&'a Global, Ident),
 }
 
 struct Encoder<'e, 'o, 'a> {
@@ -532,6 +532,10 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 self.out.global(module, name)?;
             }
             Task::Get(idx) => self.out.get(idx)?,
+            Task::EndGlobal(g, ident) => {
+                let idx = self.out.global_end(&g.module, &g.name)?;
+                self.remember(ident, idx);
+            }
         }
         Ok(())
     }
@@ -695,9 +699,27 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 tasks.push(Task::Items(items));
                 Ok(())
             }
+            Value::Global(g) if !matches!(g.spelling, Spelling::Default) => {
+                if let Some(idx) = self.out.global_again(&g.module, &g.name)? {
+                    self.remember(ident, idx);
+                    return Ok(());
+                }
+                self.spelled_global(g, ident, tasks)
+            }
             Value::Global(g) => {
                 if let Some(idx) = self.out.global(&g.module, &g.name)? {
                     self.remember(ident, idx);
+                }
+                Ok(())
+            }
+            Value::Seq(seq) => {
+                // The task stack pops the last pushed first.
+                for step in seq.after.iter().rev() {
+                    self.step(step, tasks)?;
+                }
+                tasks.push(Task::Save(&seq.value));
+                for step in seq.before.iter().rev() {
+                    self.step(step, tasks)?;
                 }
                 Ok(())
             }
@@ -727,6 +749,90 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             }
             Value::Ref(_) => Err(unpicklable("a shared object may not itself be a reference")),
         }
+    }
+
+    /// A global as inert mode read it: the same opcode, on the same string
+    /// objects (CPython writes a module name again when `__module__` is
+    /// another string object).
+    fn spelled_global(
+        &mut self,
+        g: &'a Global,
+        ident: Ident,
+        tasks: &mut Vec<Task<'a>>,
+    ) -> Result<()> {
+        match &g.spelling {
+            Spelling::Stack(ops) if self.proto() >= 4 => {
+                tasks.push(Task::EndGlobal(g, ident));
+                tasks.push(Task::Op(STACK_GLOBAL));
+                tasks.push(Task::Save(&ops.1));
+                tasks.push(Task::Save(&ops.0));
+                Ok(())
+            }
+            Spelling::Line => {
+                let idx = self.out.global_line(&g.module, &g.name)?;
+                self.remember(ident, idx);
+                Ok(())
+            }
+            _ => {
+                if let Some(idx) = self.out.global(&g.module, &g.name)? {
+                    self.remember(ident, idx);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues one step of a [`Seq`](crate::Seq): the object or value, the
+    /// change, then `POP`, leaving the stack as it was.
+    fn step(&mut self, step: &'a Step, tasks: &mut Vec<Task<'a>>) -> Result<()> {
+        tasks.push(Task::Op(POP));
+        match step {
+            Step::Discard(v) => tasks.push(Task::Save(v)),
+            Step::Append { target, items } => {
+                if self.proto() == 0 {
+                    tasks.push(Task::AppendEach(items));
+                } else if items.len() == 1 {
+                    tasks.push(Task::Op(APPEND));
+                    tasks.push(Task::Save(&items[0]));
+                } else {
+                    tasks.push(Task::Op(APPENDS));
+                    tasks.push(Task::Items(items));
+                    tasks.push(Task::Op(MARK));
+                }
+                tasks.push(Task::Save(target));
+            }
+            Step::SetItems { target, items } => {
+                if self.proto() == 0 {
+                    tasks.push(Task::SetItemEach(items));
+                } else if items.len() == 1 {
+                    tasks.push(Task::Op(SETITEM));
+                    tasks.push(Task::Save(&items[0].1));
+                    tasks.push(Task::Save(&items[0].0));
+                } else {
+                    tasks.push(Task::Op(SETITEMS));
+                    tasks.push(Task::Pairs(items));
+                    tasks.push(Task::Op(MARK));
+                }
+                tasks.push(Task::Save(target));
+            }
+            Step::AddItems { target, items } => {
+                if self.proto() < 4 {
+                    return Err(unpicklable(
+                        "adding items to a set after it is built (ADDITEMS) requires pickle protocol 4 or higher",
+                    ));
+                }
+                tasks.push(Task::Op(ADDITEMS));
+                tasks.push(Task::Items(items));
+                tasks.push(Task::Op(MARK));
+                tasks.push(Task::Save(target));
+            }
+            Step::Build { target, state } => {
+                tasks.push(Task::Op(BUILD));
+                tasks.push(Task::Save(state));
+                tasks.push(Task::Save(target));
+            }
+        }
+        Ok(())
     }
 
     fn save_buffer(&mut self, buf: &'a PickleBuffer, ident: Ident) -> Result<()> {

@@ -120,7 +120,7 @@ fn persistent_ids_through_hooks() {
         let mut seen = Vec::new();
         let v: Value = Unpickler::from_slice(bytes)
             .persistent_load(|pid| {
-                seen.push(pid.as_str().unwrap_or_default().to_owned());
+                seen.push(pid.root().as_str().unwrap_or_default().to_owned());
                 Ok(Value::Int(99))
             })
             .load()

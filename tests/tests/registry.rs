@@ -212,7 +212,7 @@ fn persistent_ids_both_ways() {
     let mut seen = Vec::new();
     let back: Vec<u64> = Unpickler::from_slice(&out)
         .persistent_load(|pid| {
-            let text = pid.as_str().unwrap_or_default().to_owned();
+            let text = pid.root().as_str().unwrap_or_default().to_owned();
             seen.push(text.clone());
             Ok(Value::Int(
                 text.trim_start_matches("dur:").parse::<i64>().unwrap_or(-1),

@@ -455,8 +455,7 @@ impl<'o> Out<'o> {
     /// `getattr(parent, name)` for a dotted name before protocol 4. Returns
     /// its memo index (none for an extension code, which is not memoized).
     pub(crate) fn global(&mut self, module: &str, name: &str) -> Result<Option<u32>> {
-        if let Some(&idx) = self.global_memo.get(&(module.to_owned(), name.to_owned())) {
-            self.get(idx)?;
+        if let Some(idx) = self.global_again(module, name)? {
             return Ok(Some(idx));
         }
         if self.proto >= 2 {
@@ -488,6 +487,43 @@ impl<'o> Out<'o> {
             self.fresh_tuple_end(2)?;
             self.write(&[REDUCE]);
         } else {
+            self.global_opcode(module, name)?;
+        }
+        self.global_end(module, name).map(Some)
+    }
+
+    /// A global written before: its memo reference, fetched.
+    pub(crate) fn global_again(&mut self, module: &str, name: &str) -> Result<Option<u32>> {
+        match self.global_memo.get(&(module.to_owned(), name.to_owned())) {
+            Some(&idx) => {
+                self.get(idx)?;
+                Ok(Some(idx))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A global spelled `GLOBAL module\nname\n` at any protocol, as inert
+    /// mode keeps one a pickle spelled so; memoized.
+    pub(crate) fn global_line(&mut self, module: &str, name: &str) -> Result<u32> {
+        self.global_opcode(module, name)?;
+        self.global_end(module, name)
+    }
+
+    /// Memoizes the global just written (by `GLOBAL` or `STACK_GLOBAL`), so
+    /// later uses of the name fetch it, and ends its `save`.
+    pub(crate) fn global_end(&mut self, module: &str, name: &str) -> Result<u32> {
+        let idx = self.memo_put()?;
+        self.global_memo
+            .insert((module.to_owned(), name.to_owned()), idx);
+        self.boundary()?;
+        Ok(idx)
+    }
+
+    /// The `GLOBAL` opcode and its two lines, Python 2 names mapped before
+    /// protocol 3 as `fix_imports` says.
+    fn global_opcode(&mut self, module: &str, name: &str) -> Result<()> {
+        {
             let (m, n) = if self.proto < 3 && self.fix_imports {
                 compat::to_python2(module, name)
             } else {
@@ -512,11 +548,7 @@ impl<'o> Out<'o> {
             buf.push(b'\n');
             self.write(&buf);
         }
-        let idx = self.memo_put()?;
-        self.global_memo
-            .insert((module.to_owned(), name.to_owned()), idx);
-        self.boundary()?;
-        Ok(Some(idx))
+        Ok(())
     }
 }
 
