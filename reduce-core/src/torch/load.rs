@@ -21,6 +21,8 @@ use crate::value::{Graph, Id, Value};
 const LEGACY_MAGIC: u128 = 0x1950a86a20f9469cfc6c;
 /// `torch.serialization.PROTOCOL_VERSION`, the second.
 const LEGACY_PROTOCOL: i64 = 1001;
+/// A persistent id is a 5- or 6-tuple of small things.
+const MAX_PID_NODES: usize = 64;
 /// How deep the saved object may nest (torch's own loader is bound by
 /// Python's recursion limit, 1000).
 const MAX_DEPTH: usize = 1000;
@@ -96,7 +98,11 @@ fn load_object(pickle: &[u8]) -> Result<(Graph, usize)> {
     check_globals(pickle)?;
     let mut unpickler = Unpickler::from_slice(pickle)
         .registry(REGISTRY.clone())
-        .persistent_load(|pid| Ok(Value::PersistentId(Box::new(pid))));
+        // The id arrives whole; kept as a tree it needs nothing from the
+        // object's graph to be read later.
+        .persistent_load(|pid: Graph| {
+            Ok(Value::PersistentId(Box::new(pid.into_tree(MAX_PID_NODES)?)))
+        });
     let graph = unpickler.load_graph()?;
     Ok((graph, unpickler.position()))
 }
@@ -572,7 +578,8 @@ impl<'g> Converter<'g> {
             Value::PersistentId(_) => {
                 return Err(unsupported("a storage outside a tensor"));
             }
-            Value::FrozenSet(_) | Value::Buffer(_) => {
+            // Inert mode's record of effects; strict loading makes none.
+            Value::FrozenSet(_) | Value::Buffer(_) | Value::Seq(_) => {
                 return Err(unsupported(&format!("a {}", v.type_name())));
             }
         })
