@@ -54,6 +54,7 @@
 //! | write at another protocol | [`to_vec_with_protocol`] |
 //! | write with options (protocol, buffer callback, extension codes) | [`Pickler`] |
 //! | read several pickles from one stream | [`Unpickler::load`], called in turn |
+//! | read or write a PyTorch checkpoint (`torch.save`) | `torch::load`, `torch::save` (feature `torch`) |
 //!
 //! # copyreg, side by side
 //!
@@ -157,6 +158,8 @@
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
+//! | `torch` | no | `reduce::torch`: PyTorch checkpoints read (zip and legacy, `weights_only` strict) and written (costs the `zip` and `crc32fast` crates) |
+//! | `ndarray` | no | `torch::Tensor::to_ndarray`, with `torch` (costs the `ndarray` crate) |
 //!
 //! # Modules
 //!
@@ -172,6 +175,7 @@
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
 //! | [`security`] | the security model (documentation only) |
+//! | `torch` | PyTorch checkpoints: `load`, `save`, `Checkpoint`, `Tensor` (feature `torch`) |
 //!
 //! # Limits and errors
 //!
