@@ -531,3 +531,44 @@ fn exactly_the_weights_only_globals_pass() {
     let ck = torch::from_slice(&legacy(b"\x80\x02ctorch\nbfloat16\n.", &[], &[])).unwrap();
     assert_eq!(ck.root(), &Object::DType(DType::BFloat16));
 }
+
+#[test]
+fn deep_nesting_stops_at_torchs_depth_without_overflowing() {
+    let nested = |n: usize| {
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b']', n));
+        p.extend(std::iter::repeat_n(b'a', n - 1));
+        p.push(b'.');
+        legacy(&p, &[], &[])
+    };
+    let ck = torch::from_slice(&nested(900)).unwrap();
+    let mut depth = 0;
+    let mut at = ck.root();
+    while let Object::List(items) = at {
+        depth += 1;
+        match items.first() {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    assert_eq!(depth, 900);
+    let err = torch::from_slice(&nested(5000)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the checkpoint nests deeper than 1000 levels"
+    );
+}
+
+#[test]
+fn a_dag_that_doubles_is_stopped_not_expanded() {
+    // Sixty lists, each holding the one before twice: 2**60 leaves as a tree.
+    let mut graph = reduce::Graph::new(Value::None);
+    let mut prev = graph.insert(Value::List(vec![]));
+    for _ in 0..60 {
+        prev = graph.insert(Value::List(vec![Value::Ref(prev), Value::Ref(prev)]));
+    }
+    *graph.root_mut() = Value::Ref(prev);
+    let pickle = reduce::to_vec_with_protocol(&graph, 2).unwrap();
+    let err = torch::from_slice(&legacy(&pickle, &[], &[])).unwrap_err();
+    reduce_tests::assert_limit(&err, "max_tree_nodes");
+}

@@ -454,6 +454,16 @@ impl<'g> Converter<'g> {
                 "the checkpoint nests deeper than {MAX_DEPTH} levels"
             )));
         }
+        // Each level recurses; a debug build's frames would overflow a
+        // thread's stack long before the limit, so grow it on the heap.
+        if depth.is_multiple_of(crate::construct::GROW_EVERY) {
+            crate::construct::grow(|| self.object_here(v, depth))
+        } else {
+            self.object_here(v, depth)
+        }
+    }
+
+    fn object_here(&mut self, v: &Value, depth: usize) -> Result<Object> {
         self.made += 1;
         if self.made > self.budget {
             return Err(Error::new(ErrorKind::Limit {
