@@ -153,8 +153,13 @@ fn state_dicts_read_as_torch_saved_them() {
             view.to_vec::<f32>().unwrap(),
             base.to_vec::<f32>().unwrap()[2..8]
         );
-        // 11 tensors, 10 storages.
+        // 11 tensors, 10 storages, in the order torch pickled them (the zip
+        // format's keys count up in that order).
         assert_eq!(ck.storages().len(), 10, "{file}");
+        if format == Format::Zip {
+            let keys: Vec<&str> = ck.storages().iter().map(|s| s.key()).collect();
+            assert_eq!(keys, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+        }
     }
 }
 

@@ -184,16 +184,25 @@ fn parse_pid(graph: &Graph, pid: &Value, legacy: bool) -> Result<StorageSpec> {
 fn storage_specs(graph: &Graph, legacy: bool) -> Result<Vec<StorageSpec>> {
     let mut specs: Vec<StorageSpec> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
+    // Depth first from the root, entering each shared object where it is
+    // first reached: the order in which the pickle was written.
+    let mut seen = vec![false; graph.objects().len()];
     let mut stack: Vec<&Value> = vec![graph.root()];
-    stack.extend(graph.objects().iter().rev());
     let mut pids = Vec::new();
     while let Some(v) = stack.pop() {
-        if let Value::PersistentId(pid) = v {
-            pids.push(&**pid);
-        } else {
-            let mut children = Vec::new();
-            v.for_each_child(|c| children.push(c));
-            stack.extend(children.into_iter().rev());
+        match v {
+            Value::PersistentId(pid) => pids.push(&**pid),
+            Value::Ref(id) => {
+                if let Some(false) = seen.get(id.index()) {
+                    seen[id.index()] = true;
+                    stack.push(graph.get(*id));
+                }
+            }
+            _ => {
+                let mut children = Vec::new();
+                v.for_each_child(|c| children.push(c));
+                stack.extend(children.into_iter().rev());
+            }
         }
     }
     for pid in pids {
