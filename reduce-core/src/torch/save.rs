@@ -154,15 +154,15 @@ pub(crate) fn write_state_dict<W: Write>(
         ALIGNMENT.to_string().as_bytes(),
     )?;
     zip.entry(&format!("{archive}/byteorder"), b"little")?;
-    let mut hash = Fnv::new();
-    hash.add(&pickle);
     for (key, storage) in &storages {
         zip.entry(&format!("{archive}/data/{key}"), storage.data())?;
-        hash.add(storage.data());
     }
     zip.entry(&format!("{archive}/version"), b"3\n")?;
     // torch writes a random 40-digit id; ours is the same length, derived
-    // from the content, so that saving twice gives the same bytes.
+    // from the content (the central directory so far: every name, CRC and
+    // size, cheap to hash), so that saving twice gives the same bytes.
+    let mut hash = Fnv::new();
+    hash.add(&zip.central);
     let id = format!(
         "{:020}{:020}",
         hash.0 % 10u64.pow(19),
