@@ -46,7 +46,7 @@ pub(crate) fn from_reader<R: Read + Seek>(mut reader: R) -> Result<Checkpoint> {
     } else {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes)?;
-        read_legacy(&bytes)
+        read_legacy(bytes)
     }
 }
 
@@ -325,7 +325,7 @@ fn swap_to_little(data: &mut [u8], dtype: DType) {
     }
 }
 
-fn read_legacy(bytes: &[u8]) -> Result<Checkpoint> {
+fn read_legacy(mut bytes: Vec<u8>) -> Result<Checkpoint> {
     if bytes.len() > 262 && &bytes[257..262] == b"ustar" {
         return Err(Error::invalid(
             "expected a torch checkpoint, found a tar archive (the format of torch before 0.4), which reduce::torch does not read",
@@ -368,7 +368,8 @@ fn read_legacy(bytes: &[u8]) -> Result<Checkpoint> {
     let specs = storage_specs(&graph, true)?;
     let mut by_key: HashMap<&str, &StorageSpec> =
         specs.iter().map(|s| (s.key.as_str(), s)).collect();
-    let mut data_of: HashMap<String, Vec<u8>> = HashMap::new();
+    // Where each storage's bytes are, checked before any is moved.
+    let mut ranges: Vec<(String, std::ops::Range<usize>)> = Vec::with_capacity(keys.len());
     for key in &keys {
         let key = text(key).ok_or_else(|| Error::invalid("expected str storage keys"))?;
         let spec = by_key.remove(key.as_str()).ok_or_else(|| {
@@ -388,16 +389,26 @@ fn read_legacy(bytes: &[u8]) -> Result<Checkpoint> {
             )));
         }
         pos += 8;
-        let data = bytes
-            .get(pos..pos.saturating_add(nbytes))
+        let end = pos
+            .checked_add(nbytes)
+            .filter(|&e| e <= bytes.len())
             .ok_or_else(|| truncated(&key))?;
-        pos += nbytes;
-        data_of.insert(key, data.to_vec());
+        ranges.push((key, pos..end));
+        pos = end;
     }
     if let Some(missing) = by_key.keys().next() {
         return Err(Error::invalid(format!(
             "storage '{missing}' is named by the object but missing from the key list"
         )));
+    }
+    // The storages are cut off the end of the file's buffer, last first, so
+    // the file and its storages are never in memory twice over.
+    let mut data_of: HashMap<String, Vec<u8>> = HashMap::with_capacity(ranges.len());
+    for (key, range) in ranges.into_iter().rev() {
+        bytes.truncate(range.end);
+        let data = bytes.split_off(range.start);
+        bytes.shrink_to_fit();
+        data_of.insert(key, data);
     }
     let storages = specs
         .into_iter()
