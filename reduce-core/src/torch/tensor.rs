@@ -104,7 +104,8 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A contiguous tensor of `shape` over its own storage.
+    /// A contiguous tensor of `shape` over its own storage, which must hold
+    /// exactly its elements.
     ///
     /// ```
     /// use reduce::torch::{DType, Storage, Tensor};
@@ -116,6 +117,14 @@ impl Tensor {
     /// # Ok::<(), reduce::Error>(())
     /// ```
     pub fn new(storage: Storage, shape: &[usize]) -> Result<Tensor> {
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if numel != Some(storage.len()) {
+            return Err(Error::invalid(format!(
+                "a tensor of shape {shape:?} needs {} elements, found a storage of {}",
+                numel.map_or("too many".to_string(), |n| n.to_string()),
+                storage.len()
+            )));
+        }
         let strides = contiguous_strides(shape);
         let dtype = storage.dtype;
         Tensor::from_storage(Arc::new(storage), dtype, shape, &strides, 0)
@@ -136,6 +145,17 @@ impl Tensor {
                 "a tensor of {} dimensions needs as many strides, found {}",
                 shape.len(),
                 strides.len()
+            )));
+        }
+        // Strides of 0 (torch's `expand`) let a small storage back a huge
+        // tensor; its bytes must still be countable.
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if numel
+            .and_then(|n| n.checked_mul(dtype.element_size()))
+            .is_none_or(|b| b > isize::MAX as usize)
+        {
+            return Err(Error::invalid(format!(
+                "a {dtype} tensor of shape {shape:?} has more bytes than memory can hold"
             )));
         }
         // The furthest element, checked without overflow; a tensor with a
@@ -230,6 +250,9 @@ impl Tensor {
     pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         let size = self.dtype().element_size();
         let data = self.storage.data();
+        if self.numel() == 0 {
+            return std::borrow::Cow::Borrowed(&[]);
+        }
         if self.is_contiguous() {
             let start = self.offset * size;
             return std::borrow::Cow::Borrowed(&data[start..start + self.numel() * size]);
@@ -431,6 +454,12 @@ mod tests {
         assert!(Tensor::from_storage(s.clone(), u8, &[3, 2], &[1, 3], 1).is_err());
         assert!(Tensor::from_storage(s.clone(), u8, &[2], &[usize::MAX], 0).is_err());
         assert!(Tensor::from_storage(s.clone(), DType::Int32, &[2], &[1], 0).is_err());
-        assert!(Tensor::from_storage(s, u8, &[0, 9], &[9, 1], 100).is_ok());
+        let empty = Tensor::from_storage(s.clone(), u8, &[0, 9], &[9, 1], 100).unwrap();
+        assert!(empty.bytes().is_empty());
+        // expand(): strides of 0.
+        let wide = Tensor::from_storage(s.clone(), u8, &[2, 3], &[0, 1], 0).unwrap();
+        assert_eq!(wide.to_vec::<u8>().unwrap(), [0, 1, 2, 0, 1, 2]);
+        let huge = [usize::MAX / 2, 4];
+        assert!(Tensor::from_storage(s, u8, &huge, &[0, 0], 0).is_err());
     }
 }
