@@ -158,7 +158,7 @@
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
-//! | `torch` | no | `reduce::torch`: PyTorch checkpoints read (zip and legacy, `weights_only` strict) and written (costs the `zip` and `crc32fast` crates) |
+//! | `torch` | no | `torch::load` and `torch::save`: PyTorch checkpoints read (zip and legacy, `weights_only` strict) and written (costs the `zip` and `crc32fast` crates) |
 //! | `ndarray` | no | `torch::Tensor::to_ndarray`, with `torch` (costs the `ndarray` crate) |
 //!
 //! # Modules
@@ -175,7 +175,7 @@
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes and globals |
 //! | [`security`] | the security model (documentation only) |
-//! | `torch` | PyTorch checkpoints: `load`, `save`, `Checkpoint`, `Tensor` (feature `torch`) |
+//! | [`torch`] | PyTorch checkpoints: `load` and `save` (feature `torch`), `Checkpoint`, `Tensor`, torch's `weights_only` allow-list |
 //!
 //! # Limits and errors
 //!
@@ -212,7 +212,6 @@ mod registry;
 mod save;
 pub mod security;
 mod text;
-#[cfg(feature = "torch")]
 pub mod torch;
 mod value;
 mod write;

@@ -1,5 +1,8 @@
 //! The globals `torch.load(weights_only=True)` allows, and nothing else.
 
+// Without the torch feature only reduce::preset uses these.
+#![cfg_attr(not(feature = "torch"), allow(dead_code))]
+
 use crate::construct::Construct;
 use crate::error::Result;
 use crate::registry::Registry;

@@ -186,6 +186,7 @@ impl Tensor {
         })
     }
 
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
     pub(crate) fn set_grad(mut self, requires_grad: bool, parameter: bool) -> Tensor {
         self.requires_grad = requires_grad;
         self.parameter = parameter;
