@@ -159,7 +159,7 @@
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
 //! | `torch` | no | `torch::load` and `torch::save`: PyTorch checkpoints read (zip and legacy, `weights_only` strict) and written (costs the `zip` and `crc32fast` crates) |
-//! | `ndarray` | no | `torch::Tensor::to_ndarray`, with `torch` (costs the `ndarray` crate) |
+//! | `ndarray` | no | `torch::Tensor::to_ndarray` (costs the `ndarray` crate) |
 //!
 //! # Modules
 //!
