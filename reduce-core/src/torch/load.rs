@@ -743,3 +743,60 @@ fn unsupported(what: &str) -> Error {
         "{what} is allowed by torch's weights_only loader but reduce::torch does not rebuild it (sparse, quantized, nested and subclassed tensors are not read)"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torch::save::{pieces, ZipOut};
+
+    /// An archive as a big-endian machine's torch writes it: `byteorder`
+    /// says `big` and the storages are big-endian.
+    #[test]
+    fn big_endian_storages_are_swapped() {
+        let le: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let t = Tensor::new(Storage::new(DType::Float32, le).unwrap(), &[2]).unwrap();
+        let p = pieces(&[("x".to_string(), t)]).unwrap();
+        let be: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_be_bytes())
+            .collect();
+        let mut file = Vec::new();
+        let mut zip = ZipOut::new(&mut file);
+        zip.entry("archive/data.pkl", &p.pickle).unwrap();
+        zip.entry("archive/byteorder", b"big").unwrap();
+        zip.entry("archive/data/0", &be).unwrap();
+        zip.finish().unwrap();
+        let ck = from_reader(std::io::Cursor::new(&file)).unwrap();
+        let sd = ck.state_dict().unwrap();
+        assert_eq!(sd[0].1.to_vec::<f32>().unwrap(), [1.5, -2.0]);
+
+        let mut file = Vec::new();
+        let mut zip = ZipOut::new(&mut file);
+        zip.entry("archive/data.pkl", &p.pickle).unwrap();
+        zip.entry("archive/byteorder", b"middle").unwrap();
+        zip.finish().unwrap();
+        let err = from_reader(std::io::Cursor::new(&file)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected byteorder 'little' or 'big', found \"middle\""
+        );
+    }
+
+    #[test]
+    fn a_storage_missing_from_the_archive_is_named() {
+        let t = Tensor::new(Storage::new(DType::UInt8, vec![1, 2]).unwrap(), &[2]).unwrap();
+        let p = pieces(&[("x".to_string(), t)]).unwrap();
+        let mut file = Vec::new();
+        let mut zip = ZipOut::new(&mut file);
+        zip.entry("m/data.pkl", &p.pickle).unwrap();
+        zip.finish().unwrap();
+        let err = from_reader(std::io::Cursor::new(&file)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "storage '0' is named in data.pkl but the archive has no m/data/0"
+        );
+    }
+}

@@ -16,14 +16,14 @@ use crate::write::Pickler;
 const ALIGNMENT: u64 = 64;
 
 /// The pickle and the storages of a state dict.
-struct Pieces {
-    pickle: Vec<u8>,
-    storages: Vec<(String, Arc<Storage>)>,
+pub(super) struct Pieces {
+    pub(super) pickle: Vec<u8>,
+    pub(super) storages: Vec<(String, Arc<Storage>)>,
 }
 
 /// `torch.save(OrderedDict(tensors), f)`'s `data.pkl`: protocol 2, each
 /// tensor a `_rebuild_tensor_v2` call on a persistent id naming its storage.
-fn pieces(tensors: &[(String, Tensor)]) -> Result<Pieces> {
+pub(super) fn pieces(tensors: &[(String, Tensor)]) -> Result<Pieces> {
     let mut graph = Graph::new(Value::None);
     // CPython memoizes by identity: the literal 'storage', the device string
     // and each storage's key are one object each in torch, so they are
@@ -190,7 +190,7 @@ impl Fnv {
 /// stored entries, sizes and CRC in a data descriptor after the data,
 /// each entry's data aligned to 64 bytes by an `FB` extra field of `Z`
 /// padding, zero times, and the zip64 end records always.
-struct ZipOut<W> {
+pub(super) struct ZipOut<W> {
     w: W,
     pos: u64,
     central: Vec<u8>,
@@ -200,7 +200,7 @@ struct ZipOut<W> {
 const U32_MAX: u64 = 0xffff_ffff;
 
 impl<W: Write> ZipOut<W> {
-    fn new(w: W) -> Self {
+    pub(super) fn new(w: W) -> Self {
         ZipOut {
             w,
             pos: 0,
@@ -215,7 +215,7 @@ impl<W: Write> ZipOut<W> {
         Ok(())
     }
 
-    fn entry(&mut self, name: &str, data: &[u8]) -> Result<()> {
+    pub(super) fn entry(&mut self, name: &str, data: &[u8]) -> Result<()> {
         let offset = self.pos;
         let size = data.len() as u64;
         let crc = crc32(data);
@@ -289,7 +289,7 @@ impl<W: Write> ZipOut<W> {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<()> {
+    pub(super) fn finish(mut self) -> Result<()> {
         let cd_offset = self.pos;
         let cd_size = self.central.len() as u64;
         let central = std::mem::take(&mut self.central);
