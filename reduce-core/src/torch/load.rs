@@ -38,13 +38,16 @@ static REGISTRY: LazyLock<Arc<Registry>> = LazyLock::new(|| {
 /// Reads a checkpoint from a reader, in either format.
 pub(crate) fn from_reader<R: Read + Seek>(mut reader: R) -> Result<Checkpoint> {
     let start = reader.stream_position()?;
+    // The file's real length bounds every allocation made up front.
+    let len = reader.seek(SeekFrom::End(0))?.saturating_sub(start);
+    reader.seek(SeekFrom::Start(start))?;
     let mut head = [0u8; 4];
     let n = read_up_to(&mut reader, &mut head)?;
     reader.seek(SeekFrom::Start(start))?;
     if n == 4 && &head == b"PK\x03\x04" {
-        read_zip(reader)
+        read_zip(reader, len)
     } else {
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         reader.read_to_end(&mut bytes)?;
         read_legacy(bytes)
     }
@@ -226,7 +229,7 @@ fn storage_specs(graph: &Graph, legacy: bool) -> Result<Vec<StorageSpec>> {
     Ok(specs)
 }
 
-fn read_zip<R: Read + Seek>(reader: R) -> Result<Checkpoint> {
+fn read_zip<R: Read + Seek>(reader: R, len: u64) -> Result<Checkpoint> {
     let mut zip = zip::ZipArchive::new(reader).map_err(zip_error)?;
     // torch names the archive's one folder after the file (`model/` for
     // model.pt; `archive/` when it wrote to a buffer).
@@ -236,11 +239,11 @@ fn read_zip<R: Read + Seek>(reader: R) -> Result<Checkpoint> {
         .find(|p| p.is_empty() || (p.ends_with('/') && p.matches('/').count() == 1))
         .map(str::to_owned)
         .ok_or_else(|| Error::invalid("expected a torch checkpoint with data.pkl, found a zip archive without one (a TorchScript archive has code/ and constants.pkl: torch.jit.load reads those)"))?;
-    let pickle = read_entry(&mut zip, &format!("{prefix}data.pkl"), None)?;
+    let pickle = read_entry(&mut zip, &format!("{prefix}data.pkl"), None, len)?;
     let big_endian = match zip.index_for_name(&format!("{prefix}byteorder")) {
         None => false,
         Some(_) => {
-            match read_entry(&mut zip, &format!("{prefix}byteorder"), Some(16))?.as_slice() {
+            match read_entry(&mut zip, &format!("{prefix}byteorder"), Some(16), len)?.as_slice() {
                 b"little" => false,
                 b"big" => true,
                 other => {
@@ -264,7 +267,7 @@ fn read_zip<R: Read + Seek>(reader: R) -> Result<Checkpoint> {
                 spec.key
             )));
         }
-        let mut data = read_entry(&mut zip, &name, Some(nbytes))?;
+        let mut data = read_entry(&mut zip, &name, Some(nbytes), len)?;
         if data.len() != nbytes {
             return Err(Error::invalid(format!(
                 "expected {nbytes} bytes in {name} ({} {}), found {}",
@@ -292,9 +295,16 @@ fn read_entry<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,
     max: Option<usize>,
+    file_len: u64,
 ) -> Result<Vec<u8>> {
     let entry = zip.by_name(name).map_err(zip_error)?;
     let mut out = Vec::new();
+    // A stored entry's bytes are in the file: reserving them at once is
+    // justified by the file's length, and saves growing a large buffer.
+    if entry.compression() == zip::CompressionMethod::Stored && entry.size() <= file_len {
+        let want = max.map_or(entry.size(), |m| entry.size().min(m as u64));
+        out.reserve_exact(usize::try_from(want).unwrap_or(0));
+    }
     match max {
         Some(m) => entry.take(m as u64 + 1).read_to_end(&mut out)?,
         None => {
