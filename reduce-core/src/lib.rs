@@ -58,6 +58,7 @@
 //! | read `datetime`, `Decimal`, `UUID`, `OrderedDict`, ... | install [`preset::STDLIB`], then any of the above (see [the standard library](#the-standard-library)) |
 //! | allow a named list of globals | [`Registry::add_preset`] with a [`preset`] |
 //! | read or write numpy arrays, scalars and dtypes | [`numpy::register`], then [`numpy::Array`] (or `ndarray::ArrayD<T>` with feature `ndarray`) |
+//! | read or write a PyTorch checkpoint (`torch.save`) | `torch::load`, `torch::save` (feature `torch`) |
 //!
 //! # copyreg, side by side
 //!
@@ -215,8 +216,9 @@
 //! | `uuid` | no | `uuid.UUID` as `uuid::Uuid` |
 //! | `num-complex` | no | `complex` as `num_complex::Complex`, and numpy `complex64`/`complex128` items |
 //! | `num-rational` | no | `fractions.Fraction` as `num_rational::BigRational` |
-//! | `ndarray` | no | `Reduce`/`Construct` for `ndarray::Array<T, D>` (`ArrayD`, `Array1`, `Array2`, ...) as numpy arrays, and `numpy::Array::to_ndarray` |
+//! | `ndarray` | no | `Reduce`/`Construct` for `ndarray::Array<T, D>` (`ArrayD`, `Array1`, `Array2`, ...) as numpy arrays, `numpy::Array::to_ndarray` and `torch::Tensor::to_ndarray` |
 //! | `half` | no | numpy `float16` items as `half::f16` ([`numpy::Element`]) |
+//! | `torch` | no | `torch::load` and `torch::save`: PyTorch checkpoints read (zip and legacy, `weights_only` strict) and written (costs the `zip` and `crc32fast` crates) |
 //!
 //! # Modules
 //!
@@ -236,6 +238,7 @@
 //! | [`security`] | the security model (documentation only) |
 //! | [`preset`] | named allow-lists: [`preset::STDLIB`] |
 //! | [`stdlib`] | Python's standard-library data: the types of the table above |
+//! | [`torch`] | PyTorch checkpoints: `load` and `save` (feature `torch`), `Checkpoint`, `Tensor`, torch's `weights_only` allow-list |
 //!
 //! # Limits and errors
 //!
@@ -276,6 +279,7 @@ pub mod security;
 mod state;
 pub mod stdlib;
 mod text;
+pub mod torch;
 mod value;
 mod write;
 

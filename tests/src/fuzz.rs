@@ -92,3 +92,44 @@ pub fn round_trip(data: &[u8]) {
         );
     }
 }
+
+/// Reads `data` as a torch checkpoint; what loads is walked, its tensors
+/// gathered (when small: an expanded tensor may have far more elements than
+/// its file has bytes), and its state dict written back and read again to
+/// the same tensors.
+pub fn load_torch(data: &[u8]) {
+    let Ok(ck) = reduce::torch::from_slice(data) else {
+        return;
+    };
+    let _ = format!("{ck:?}");
+    for (_, t) in ck.root().tensors() {
+        if t.numel() <= 1 << 16 {
+            let _ = t.bytes();
+            let _ = t.to_f32_vec();
+        }
+    }
+    if let Ok(sd) = ck.state_dict() {
+        let mut bytes = Vec::new();
+        reduce::torch::to_writer(&mut bytes, &sd).expect("a loaded state dict writes");
+        let again = reduce::torch::from_slice(&bytes)
+            .and_then(|c| c.state_dict())
+            .unwrap_or_else(|e| panic!("a written state dict does not read back: {e}"));
+        // Storage keys are renumbered (a legacy file's keys are addresses);
+        // everything else comes back.
+        let view = |sd: &[(String, reduce::torch::Tensor)]| {
+            sd.iter()
+                .map(|(n, t)| {
+                    let s = t.storage();
+                    let shape = (t.shape().to_vec(), t.strides().to_vec(), t.offset());
+                    let flags = (t.requires_grad(), t.is_parameter());
+                    let storage = (s.data().to_vec(), s.device().to_owned());
+                    (n.clone(), t.dtype(), shape, flags, storage)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            view(&again) == view(&sd),
+            "the state dict came back changed"
+        );
+    }
+}

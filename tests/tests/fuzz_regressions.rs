@@ -32,6 +32,7 @@ fn every_input_the_fuzzers_found_passes_every_target() {
         run(fuzz::load_value);
         run(fuzz::load_typed);
         run(fuzz::round_trip);
+        run(fuzz::load_torch);
     }
 }
 

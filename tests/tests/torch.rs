@@ -1,0 +1,610 @@
+//! PyTorch checkpoints: the fixtures torch wrote (tests/fixtures/torch/,
+//! generate.py there) read back tensor for tensor, written back byte for
+//! byte, and hostile files refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reduce::torch::{self, Checkpoint, DType, Format, Object, Storage, Tensor};
+use reduce::Value;
+use serde_json::Value as Json;
+
+fn dir() -> PathBuf {
+    reduce_tests::fixtures().join("torch")
+}
+
+fn expected() -> Json {
+    let text = std::fs::read_to_string(dir().join("expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every tensor of `ck` against the rows torch wrote for `file`.
+fn check_against_torch(file: &str, ck: &Checkpoint) {
+    let exp = expected();
+    let rows = exp["files"][file].as_array().expect("rows for the file");
+    let tensors = ck.root().tensors();
+    let paths: Vec<&str> = tensors.iter().map(|(p, _)| p.as_str()).collect();
+    let want_paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, want_paths, "{file}: tensor paths");
+    let mut groups: HashMap<i64, &Arc<Storage>> = HashMap::new();
+    for ((path, t), row) in tensors.iter().zip(rows) {
+        let ctx = format!("{file} {path}");
+        assert_eq!(t.dtype().name(), row["dtype"].as_str().unwrap(), "{ctx}");
+        let ints = |k: &str| -> Vec<usize> {
+            row[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect()
+        };
+        assert_eq!(t.shape(), ints("shape").as_slice(), "{ctx} shape");
+        assert_eq!(t.strides(), ints("stride").as_slice(), "{ctx} strides");
+        assert_eq!(
+            t.offset() as u64,
+            row["offset"].as_u64().unwrap(),
+            "{ctx} offset"
+        );
+        assert_eq!(
+            t.requires_grad(),
+            row["requires_grad"].as_bool().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            t.is_parameter(),
+            row["parameter"].as_bool().unwrap(),
+            "{ctx}"
+        );
+        assert_eq!(
+            hex(t.storage().data()),
+            row["storage_hex"].as_str().unwrap(),
+            "{ctx} bytes"
+        );
+        // Tensors torch saved from one storage share one Arc, and only they.
+        let group = row["storage"].as_i64().unwrap();
+        match groups.get(&group) {
+            Some(s) => assert!(Arc::ptr_eq(s, t.storage()), "{ctx}: storage not shared"),
+            None => {
+                for (g, s) in &groups {
+                    assert!(
+                        !Arc::ptr_eq(s, t.storage()),
+                        "{ctx}: shares group {g}'s storage"
+                    );
+                }
+                groups.insert(group, t.storage());
+            }
+        }
+        let values = row["values"].as_array().unwrap();
+        match t.dtype() {
+            DType::Bool => {
+                let want: Vec<bool> = values.iter().map(|v| v.as_bool().unwrap()).collect();
+                assert_eq!(t.to_vec::<bool>().unwrap(), want, "{ctx}");
+            }
+            DType::Int64 | DType::Int32 | DType::UInt8 => {
+                let want: Vec<i64> = values.iter().map(|v| v.as_i64().unwrap()).collect();
+                let got: Vec<i64> = match t.dtype() {
+                    DType::Int64 => t.to_vec::<i64>().unwrap(),
+                    DType::Int32 => t
+                        .to_vec::<i32>()
+                        .unwrap()
+                        .into_iter()
+                        .map(i64::from)
+                        .collect(),
+                    _ => t
+                        .to_vec::<u8>()
+                        .unwrap()
+                        .into_iter()
+                        .map(i64::from)
+                        .collect(),
+                };
+                assert_eq!(got, want, "{ctx}");
+            }
+            DType::Float64 => {
+                let want: Vec<f64> = values.iter().map(|v| v.as_f64().unwrap()).collect();
+                assert_eq!(t.to_vec::<f64>().unwrap(), want, "{ctx}");
+            }
+            _ => {
+                // float32, float16 and bfloat16 values are exact in f32.
+                let want: Vec<f32> = values.iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                assert_eq!(t.to_f32_vec().unwrap(), want, "{ctx}");
+            }
+        }
+    }
+}
+
+#[test]
+fn state_dicts_read_as_torch_saved_them() {
+    for (file, format) in [
+        ("state_dict.pt", Format::Zip),
+        ("state_dict_legacy.pt", Format::Legacy),
+    ] {
+        let ck = torch::load(dir().join(file)).unwrap();
+        assert_eq!(ck.format(), format, "{file}");
+        check_against_torch(file, &ck);
+        let sd = ck.state_dict().unwrap();
+        let names: Vec<&str> = sd.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "w_f32",
+                "b_f16",
+                "e_bf16",
+                "idx_i64",
+                "mask_bool",
+                "bytes_u8",
+                "i32",
+                "f64_scalar",
+                "base",
+                "view",
+                "t"
+            ],
+            "{file}"
+        );
+        // The view starts two elements into its base's storage.
+        let (base, view) = (&sd[8].1, &sd[9].1);
+        assert!(Arc::ptr_eq(base.storage(), view.storage()));
+        assert_eq!(view.offset(), 2);
+        assert_eq!(
+            view.to_vec::<f32>().unwrap(),
+            base.to_vec::<f32>().unwrap()[2..8]
+        );
+        // 11 tensors, 10 storages, in the order torch pickled them (the zip
+        // format's keys count up in that order).
+        assert_eq!(ck.storages().len(), 10, "{file}");
+        if format == Format::Zip {
+            let keys: Vec<&str> = ck.storages().iter().map(|s| s.key()).collect();
+            assert_eq!(keys, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+        }
+    }
+}
+
+#[test]
+fn checkpoints_read_with_their_plain_data() {
+    for (file, format) in [
+        ("checkpoint.pt", Format::Zip),
+        ("checkpoint_legacy.pt", Format::Legacy),
+    ] {
+        let ck = torch::load(dir().join(file)).unwrap();
+        assert_eq!(ck.format(), format);
+        check_against_torch(file, &ck);
+        let root = ck.root();
+        assert_eq!(root.get("epoch"), Some(&Object::Int(7)));
+        assert_eq!(
+            root.get("big"),
+            Some(&Object::BigInt(reduce::BigInt::from(1u128 << 70)))
+        );
+        assert_eq!(root.get("loss"), Some(&Object::Float(0.125)));
+        assert_eq!(root.get("name"), Some(&Object::Str("tiny é".into())));
+        assert_eq!(root.get("shape"), Some(&Object::Size(vec![2, 3])));
+        assert_eq!(
+            root.get("nested"),
+            Some(&Object::List(vec![
+                Object::Int(1),
+                Object::List(vec![Object::Float(2.5), Object::Str("x".into())]),
+                Object::None,
+                Object::Bool(true),
+                Object::Bytes(b"raw".to_vec()),
+            ]))
+        );
+        let groups = root
+            .get("optimizer")
+            .and_then(|o| o.get("param_groups"))
+            .unwrap();
+        let Object::List(groups) = groups else {
+            panic!("param_groups: {groups:?}")
+        };
+        assert_eq!(
+            groups[0].get("betas"),
+            Some(&Object::Tuple(vec![
+                Object::Float(0.9),
+                Object::Float(0.999)
+            ]))
+        );
+        assert_eq!(
+            groups[0].get("params"),
+            Some(&Object::List(vec![Object::Int(0), Object::Int(1)]))
+        );
+        // Optimizer state is keyed by int.
+        let state = root.get("optimizer").and_then(|o| o.get("state")).unwrap();
+        assert_eq!(state.items().unwrap()[1].0, Object::Int(1));
+        // A module's state_dict keeps its _metadata, as attributes.
+        let Some(Object::OrderedDict {
+            attrs: Some(attrs), ..
+        }) = root.get("model")
+        else {
+            panic!("model: {:?}", root.get("model"))
+        };
+        assert!(attrs.get("_metadata").is_some(), "{attrs:?}");
+        // state_dict() finds the model's under "model".
+        let names: Vec<String> = ck
+            .state_dict()
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["0.weight", "0.bias", "1.weight", "1.bias"]);
+        let param = root.get("param").and_then(Object::as_tensor).unwrap();
+        assert!(param.is_parameter() && param.requires_grad());
+    }
+}
+
+#[test]
+fn strided_tensors_become_ndarrays() {
+    let ck = torch::load(dir().join("state_dict.pt")).unwrap();
+    let sd = ck.state_dict().unwrap();
+    let t = &sd.iter().find(|(n, _)| n == "t").unwrap().1;
+    assert!(!t.is_contiguous());
+    let a = t.to_ndarray::<f32>().unwrap();
+    assert_eq!(a.shape(), &[3, 2]);
+    // arange(6).reshape(2, 3).t()
+    assert_eq!(
+        a,
+        ndarray::arr2(&[[0.0f32, 3.0], [1.0, 4.0], [2.0, 5.0]]).into_dyn()
+    );
+    let err = t.to_ndarray::<f64>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "expected a torch.float64 tensor for f64, found torch.float32"
+    );
+}
+
+/// The byte ranges of `name`'s data in a zip archive (found by walking its
+/// local headers).
+fn entry_data(zip: &[u8], name: &str) -> std::ops::Range<usize> {
+    let mut at = 0;
+    while zip[at..].starts_with(b"PK\x03\x04") {
+        let u16_at = |i: usize| u16::from_le_bytes([zip[i], zip[i + 1]]) as usize;
+        let (name_len, extra_len) = (u16_at(at + 26), u16_at(at + 28));
+        let data = at + 30 + name_len + extra_len;
+        let this = &zip[at + 30..at + 30 + name_len];
+        // Sizes are in the data descriptor after the data; find it through
+        // the next header.
+        let next = zip[data..]
+            .windows(4)
+            .position(|w| w == b"PK\x07\x08")
+            .unwrap()
+            + data;
+        if this == name.as_bytes() {
+            return data..next;
+        }
+        at = next + 16;
+    }
+    panic!("no entry {name}")
+}
+
+#[test]
+fn written_state_dicts_are_torchs_bytes() {
+    let file = dir().join("state_dict.pt");
+    let torch_bytes = std::fs::read(&file).unwrap();
+    let sd = torch::load(&file).unwrap().state_dict().unwrap();
+    let out = reduce_tests::scratch_dir("torch").join("state_dict.pt");
+    torch::save(&out, &sd).unwrap();
+    let ours = std::fs::read(&out).unwrap();
+    assert_eq!(ours.len(), torch_bytes.len());
+    // data.pkl byte for byte.
+    let pkl = entry_data(&torch_bytes, "state_dict/data.pkl");
+    assert_eq!(entry_data(&ours, "state_dict/data.pkl"), pkl);
+    assert_eq!(
+        &ours[pkl.clone()],
+        &torch_bytes[pkl.clone()],
+        "{}",
+        reduce_tests::first_difference(&torch_bytes[pkl.clone()], &ours[pkl])
+    );
+    // Everything else too, but for torch's random serialization id and the
+    // CRC of it (in its data descriptor and its central directory record).
+    let id = entry_data(&torch_bytes, "state_dict/.data/serialization_id");
+    let differ: Vec<usize> = (0..ours.len())
+        .filter(|&i| ours[i] != torch_bytes[i])
+        .collect();
+    let crc_in_descriptor = id.end + 4..id.end + 8;
+    let central_name = torch_bytes
+        .windows(31)
+        .rposition(|w| w.ends_with(b"state_dict/.data/serialization_id"[2..].as_ref()))
+        .unwrap();
+    let _ = central_name;
+    for &i in &differ {
+        let in_id = id.contains(&i) || crc_in_descriptor.contains(&i);
+        // The central record: 46 bytes before the name, CRC at 16..20.
+        let in_central_crc = torch_bytes[..i + 20]
+            .windows(4)
+            .rposition(|w| w == b"PK\x01\x02")
+            .is_some_and(|p| {
+                (p + 16..p + 20).contains(&i)
+                    && torch_bytes[p + 46..].starts_with(b"state_dict/.data/serialization_id")
+            });
+        assert!(
+            in_id || in_central_crc,
+            "byte {i} differs from torch's file"
+        );
+    }
+    // Every entry's data is aligned as torch aligns it.
+    for name in ["data.pkl", "byteorder", "data/0", "data/9", "version"] {
+        assert_eq!(
+            entry_data(&ours, &format!("state_dict/{name}")).start % 64,
+            0,
+            "{name}"
+        );
+    }
+    // And it reads back the same.
+    let back = torch::load(&out).unwrap().state_dict().unwrap();
+    assert_eq!(back, sd);
+}
+
+#[test]
+fn written_buffers_use_the_archive_folder() {
+    let data = (0u8..8).collect();
+    let t = Tensor::new(Storage::new(DType::Float8E4M3Fn, data).unwrap(), &[2, 4]).unwrap();
+    let mut bytes = Vec::new();
+    torch::to_writer(&mut bytes, &[("f8".to_string(), t.clone())]).unwrap();
+    assert_eq!(entry_data(&bytes, "archive/data.pkl").start, 64);
+    let back = torch::from_slice(&bytes).unwrap().state_dict().unwrap();
+    assert_eq!(back[0].1.dtype(), DType::Float8E4M3Fn);
+    assert_eq!(back[0].1.storage().data(), t.storage().data());
+}
+
+/// A legacy file around `object`, a pickle: magic number, protocol
+/// version, system info, the object, then the storage keys and storages.
+fn legacy(object: &[u8], keys: &[&str], storages: &[&[u8]]) -> Vec<u8> {
+    let magic = Value::BigInt(Box::new(reduce::BigInt::from(0x1950a86a20f9469cfc6cu128)));
+    let mut out = reduce::to_vec_with_protocol(&magic, 2).unwrap();
+    out.extend(reduce::to_vec_with_protocol(&Value::Int(1001), 2).unwrap());
+    out.extend(reduce::to_vec_with_protocol(&Value::Dict(vec![]), 2).unwrap());
+    out.extend_from_slice(object);
+    let keys = Value::List(keys.iter().map(|&k| Value::str(k)).collect());
+    out.extend(reduce::to_vec_with_protocol(&keys, 2).unwrap());
+    for s in storages {
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+#[test]
+fn globals_outside_weights_only_are_refused_by_name() {
+    // os.system, and builtins.frozenset: plain data to the reader, but not
+    // in torch's weights_only set.
+    for (pickle, name) in [
+        (
+            &b"\x80\x02cos\nsystem\n(S'echo pwned'\ntR."[..],
+            "os.system",
+        ),
+        (
+            &b"\x80\x02c__builtin__\nfrozenset\n]\x85R."[..],
+            "builtins.frozenset",
+        ),
+        (
+            &b"\x80\x02ccopy_reg\n_reconstructor\n)R."[..],
+            "copyreg._reconstructor",
+        ),
+    ] {
+        let err = torch::from_slice(&legacy(pickle, &[], &[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("global `{name}` is not allowed")),
+            "{msg}"
+        );
+        assert!(msg.contains("weights_only allow-list"), "{msg}");
+    }
+    // What weights_only allows loads: a complex and a set.
+    let ok = b"\x80\x02c__builtin__\ncomplex\nG?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86R.";
+    let ck = torch::from_slice(&legacy(ok, &[], &[])).unwrap();
+    assert_eq!(ck.root(), &Object::Complex(1.0, 2.0));
+}
+
+/// `_rebuild_tensor_v2(('storage', torch.FloatStorage, '0', 'cpu', n, None),
+/// offset, shape, strides, False, OrderedDict())` as a legacy pickle.
+fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec<u8> {
+    let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+    let pid = Value::Tuple(vec![
+        Value::str("storage"),
+        Value::global("torch", "FloatStorage"),
+        Value::str("0"),
+        Value::str("cpu"),
+        Value::Int(numel),
+        Value::None,
+    ]);
+    let hooks = Value::Reduce(Box::new(reduce::Reduction::new(
+        Value::global("collections", "OrderedDict"),
+        Value::Tuple(vec![]),
+    )));
+    let call = Value::Reduce(Box::new(reduce::Reduction::new(
+        Value::global("torch._utils", "_rebuild_tensor_v2"),
+        Value::Tuple(vec![
+            Value::PersistentId(Box::new(pid)),
+            Value::Int(offset),
+            ints(shape),
+            ints(strides),
+            Value::Bool(false),
+            hooks,
+        ]),
+    )));
+    reduce::to_vec_with_protocol(&call, 2).unwrap()
+}
+
+#[test]
+fn hostile_tensors_and_storages_are_errors() {
+    let two_floats: &[u8] = &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64];
+    let good = legacy(&legacy_tensor(2, 0, &[2], &[1]), &["0"], &[two_floats]);
+    let t = torch::from_slice(&good).unwrap().into_root();
+    assert_eq!(t.as_tensor().unwrap().to_vec::<f32>().unwrap(), [1.0, 2.0]);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            legacy(&legacy_tensor(2, 1, &[2], &[1]), &["0"], &[two_floats]),
+            "reaches outside its storage",
+        ),
+        (
+            legacy(
+                &legacy_tensor(2, 0, &[2], &[i64::MAX]),
+                &["0"],
+                &[two_floats],
+            ),
+            "reaches outside its storage",
+        ),
+        (
+            legacy(&legacy_tensor(2, 0, &[-1], &[1]), &["0"], &[two_floats]),
+            "expected sizes and strides of 0 or more",
+        ),
+        (
+            legacy(
+                &legacy_tensor(2, 0, &[2], &[1]),
+                &["0"],
+                &[&two_floats[..12]],
+            ),
+            "the file ends inside storage '0'",
+        ),
+        (
+            legacy(&legacy_tensor(3, 0, &[2], &[1]), &["0"], &[two_floats]),
+            "the object says 3 elements, the file 2",
+        ),
+        (
+            legacy(
+                &legacy_tensor(1 << 62, 0, &[2], &[1]),
+                &["0"],
+                &[two_floats],
+            ),
+            "storage '0' is too large",
+        ),
+        (
+            legacy(&legacy_tensor(2, 0, &[2], &[1]), &[], &[]),
+            "missing from the key list",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let err = torch::from_slice(&bytes).unwrap_err().to_string();
+        assert!(err.contains(want), "{err:?} should say {want:?}");
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for file in [
+        "state_dict.pt",
+        "state_dict_legacy.pt",
+        "checkpoint_legacy.pt",
+    ] {
+        let bytes = std::fs::read(dir().join(file)).unwrap();
+        for n in 0..bytes.len() {
+            assert!(
+                torch::from_slice(&bytes[..n]).is_err(),
+                "{file} cut at {n} loaded"
+            );
+        }
+    }
+}
+
+#[test]
+fn not_a_checkpoint_says_what_it_found() {
+    let err = torch::from_slice(b"hello").unwrap_err().to_string();
+    assert!(err.starts_with("expected a torch checkpoint"), "{err}");
+    let err = torch::from_slice(&reduce::to_vec(&Value::Int(3)).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected torch's magic number"), "{err}");
+}
+
+#[test]
+fn exactly_the_weights_only_globals_pass() {
+    let list = std::fs::read_to_string(dir().join("weights_only_globals.txt")).unwrap();
+    let refused = |module: &str, name: &str| {
+        let mut pickle = b"\x80\x02c".to_vec();
+        pickle.extend_from_slice(format!("{module}\n{name}\n.").as_bytes());
+        let err = torch::from_slice(&legacy(&pickle, &[], &[])).err();
+        err.is_some_and(|e| matches!(e.kind(), reduce::ErrorKind::UnknownGlobal { .. }))
+    };
+    let mut n = 0;
+    for line in list.lines() {
+        let (module, name) = line.rsplit_once('.').unwrap();
+        assert!(!refused(module, name), "{line} was refused");
+        // A near miss of each is refused.
+        assert!(refused(module, &format!("{name}_")), "{line}_ passed");
+        n += 1;
+    }
+    assert_eq!(n, 144);
+    for (module, name) in [
+        ("builtins", "getattr"),
+        ("torch", "load"),
+        ("torch.serialization", "load"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        // What torch.save writes for a storage pickled outside torch.save:
+        // it runs torch.load on the bytes, so weights_only refuses it.
+        ("torch.storage", "_load_from_bytes"),
+    ] {
+        assert!(refused(module, name), "{module}.{name} passed");
+    }
+    // A dtype is a value of its own.
+    let ck = torch::from_slice(&legacy(b"\x80\x02ctorch\nbfloat16\n.", &[], &[])).unwrap();
+    assert_eq!(ck.root(), &Object::DType(DType::BFloat16));
+}
+
+#[test]
+fn deep_nesting_stops_at_torchs_depth_without_overflowing() {
+    let nested = |n: usize| {
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b']', n));
+        p.extend(std::iter::repeat_n(b'a', n - 1));
+        p.push(b'.');
+        legacy(&p, &[], &[])
+    };
+    let ck = torch::from_slice(&nested(900)).unwrap();
+    let mut depth = 0;
+    let mut at = ck.root();
+    while let Object::List(items) = at {
+        depth += 1;
+        match items.first() {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    assert_eq!(depth, 900);
+    let err = torch::from_slice(&nested(5000)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the checkpoint nests deeper than 1000 levels"
+    );
+}
+
+#[test]
+fn a_dag_that_doubles_is_stopped_not_expanded() {
+    // Sixty lists, each holding the one before twice: 2**60 leaves as a tree.
+    let mut graph = reduce::Graph::new(Value::None);
+    let mut prev = graph.insert(Value::List(vec![]));
+    for _ in 0..60 {
+        prev = graph.insert(Value::List(vec![Value::Ref(prev), Value::Ref(prev)]));
+    }
+    *graph.root_mut() = Value::Ref(prev);
+    let pickle = reduce::to_vec_with_protocol(&graph, 2).unwrap();
+    let err = torch::from_slice(&legacy(&pickle, &[], &[])).unwrap_err();
+    reduce_tests::assert_limit(&err, "max_tree_nodes");
+}
+
+#[test]
+fn flipped_bytes_never_panic() {
+    // Each byte of the legacy files (no CRC guards them) set to two values,
+    // through the fuzz target's own checks.
+    for file in ["state_dict_legacy.pt", "checkpoint_legacy.pt"] {
+        let bytes = std::fs::read(dir().join(file)).unwrap();
+        reduce_tests::fuzz::load_torch(&bytes);
+        let mut loaded = 0;
+        for i in 0..bytes.len() {
+            for v in [0u8, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                reduce_tests::fuzz::load_torch(&b);
+                loaded += usize::from(torch::from_slice(&b).is_ok());
+            }
+        }
+        // Flips in storage bytes load as other values; flips in the pickles
+        // mostly do not load.
+        assert!(
+            loaded > 0 && loaded < 2 * bytes.len(),
+            "{file}: {loaded} loaded"
+        );
+    }
+    for file in ["state_dict.pt", "checkpoint.pt"] {
+        reduce_tests::fuzz::load_torch(&std::fs::read(dir().join(file)).unwrap());
+    }
+}
