@@ -40,6 +40,8 @@
 //! | preset | contents |
 //! |---|---|
 //! | [`STDLIB`] | Python's standard-library data: `datetime`, `decimal`, `fractions`, `complex`, `uuid`, `ipaddress`, `pathlib`, `collections`, `range`, `slice`, and the builtin bases of subclasses |
+//! | [`NUMPY`] (`"numpy"`) | numpy arrays, scalars and dtypes, numpy 1.x and 2.x spellings (listed on the [`numpy`](crate::numpy) page) |
+//! | [`TORCH_WEIGHTS_ONLY`] (`"torch"`) | exactly the globals `torch.load(weights_only=True)` allows (listed on the [`torch`](crate::torch) page) |
 //!
 //! Each preset's page lists its globals and what each reads as; that
 //! table is generated from the preset's own list, so they cannot drift.
@@ -199,10 +201,25 @@ preset! {
 
 /// Every preset this build knows, for looking one up by name.
 pub fn all() -> &'static [&'static Preset] {
-    &[&STDLIB]
+    &[&STDLIB, &NUMPY, &TORCH_WEIGHTS_ONLY]
 }
 
-/// The preset called `name` (`"stdlib"`), if there is one.
+/// numpy's arrays, scalars and dtypes, as numpy 1.x (`numpy.core`) and 2.x
+/// (`numpy._core`) name them: `_reconstruct`, `_frombuffer`, `scalar`,
+/// `dtype`, `ndarray` and the scalar types. They read as
+/// [`numpy::Array`](crate::numpy::Array), [`Scalar`](crate::numpy::Scalar)
+/// and [`DType`](crate::numpy::DType); the [`numpy`](crate::numpy) page
+/// lists every global.
+pub const NUMPY: Preset = Preset::new("numpy", crate::numpy::GLOBALS, crate::numpy::install);
+
+/// torch's `weights_only` set: the globals `torch.load(weights_only=True)`
+/// allows, and nothing else (tensor rebuilders, storage classes, dtypes,
+/// `OrderedDict`, ...). They are kept as data; [`torch`](crate::torch)'s
+/// loader turns them into tensors, and its page lists every global.
+pub const TORCH_WEIGHTS_ONLY: Preset =
+    Preset::new("torch", crate::torch::WEIGHTS_ONLY, crate::torch::install);
+
+/// The preset called `name` (`"stdlib"`, `"numpy"`, `"torch"`), if there is one.
 ///
 /// ```
 /// assert_eq!(reduce::preset::by_name("stdlib").map(|p| p.name()), Some("stdlib"));

@@ -173,3 +173,27 @@ fn presets_are_found_by_name() {
     unique.dedup();
     assert_eq!(names, unique);
 }
+
+/// The numpy and torch presets allow their lists, and only them.
+#[test]
+fn numpy_and_torch_presets_allow_their_lists_only() {
+    let names: Vec<&str> = preset::all().iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["stdlib", "numpy", "torch"]);
+    let mut numpy = Registry::new();
+    numpy.add_preset(preset::by_name("numpy").unwrap()).unwrap();
+    assert!(numpy.allows("numpy.core.multiarray", "_reconstruct"));
+    assert!(numpy.allows("numpy._core.multiarray", "_reconstruct"));
+    assert!(!numpy.allows("numpy", "load"));
+    assert!(!numpy.allows("torch._utils", "_rebuild_tensor_v2"));
+    let mut torch = Registry::new();
+    torch.add_preset(&preset::TORCH_WEIGHTS_ONLY).unwrap();
+    assert!(torch.allows("torch._utils", "_rebuild_tensor_v2"));
+    assert!(torch.allows("collections", "OrderedDict"));
+    assert!(!torch.allows("torch.storage", "_load_from_bytes"));
+    assert!(!torch.allows("builtins", "eval"));
+    for p in [&preset::NUMPY, &preset::TORCH_WEIGHTS_ONLY] {
+        for (module, name) in p.globals() {
+            assert!(p.contains(module, name));
+        }
+    }
+}
