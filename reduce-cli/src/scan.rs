@@ -278,8 +278,8 @@ fn scan_stream(
             Err(e) => {
                 let at = pos as u64 + e.offset().unwrap_or(0);
                 let message = match e.opcode_name() {
-                    Some(op) => format!("{} (at offset {at}, in {op})", e.kind()),
-                    None => format!("{} (at offset {at})", e.kind()),
+                    Some(op) => format!("{} (at byte {at}, {op})", e.kind()),
+                    None => format!("{} (at byte {at})", e.kind()),
                 };
                 let message = if count > 1 && record.globals.is_empty() {
                     format!("trailing bytes after the pickle before are not a pickle: {message}")
