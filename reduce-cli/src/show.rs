@@ -466,6 +466,12 @@ pub fn python(graph: &Graph) -> Result<String, String> {
             id.index()
         )
     })?;
+    if let Some(id) = p.deferred.keys().next() {
+        return Err(format!(
+            "objects wait for #{} in a cycle that cannot be written as statements",
+            id.index()
+        ));
+    }
     let mut out = String::new();
     out.push_str("# What loading this pickle does, call by call.\n");
     for m in &p.imports {
@@ -550,6 +556,9 @@ impl<'a> Python<'a> {
     }
 
     fn expr_inner(&mut self, v: &'a Value) -> Expr {
+        if let Some(name) = self.names.get(&Key::Inline(v as *const Value)) {
+            return Ok(name.clone());
+        }
         Ok(match v {
             Value::Ref(id) => return self.shared(*id),
             Value::Float(x) => float_literal(*x),
@@ -559,16 +568,39 @@ impl<'a> Python<'a> {
             }
             Value::Tuple(t) if t.len() == 1 => format!("({},)", self.expr(&t[0])?),
             Value::Tuple(t) => format!("({})", self.list(t)?.join(", ")),
-            Value::List(l) => format!("[{}]", self.list(l)?.join(", ")),
-            Value::Set(s) if s.is_empty() => "set()".into(),
-            Value::Set(s) => format!("{{{}}}", self.list(s)?.join(", ")),
+            Value::List(_) | Value::Set(_) | Value::Dict(_) => {
+                let literal = match v {
+                    Value::List(l) => self.list(l).map(|i| format!("[{}]", i.join(", "))),
+                    Value::Set(s) if s.is_empty() => Ok("set()".into()),
+                    Value::Set(s) => self.list(s).map(|i| format!("{{{}}}", i.join(", "))),
+                    Value::Dict(d) => self.dict(d),
+                    _ => unreachable!("matched above"),
+                };
+                match literal {
+                    Ok(literal) => literal,
+                    // An item needs an object still being made (a cycle
+                    // through a tuple): make this one empty, fill it later.
+                    Err(open) => {
+                        let name = self.fresh();
+                        let empty = match v {
+                            Value::List(_) => "[]",
+                            Value::Dict(_) => "{}",
+                            _ => "set()",
+                        };
+                        self.lines.push(format!("{name} = {empty}"));
+                        self.names
+                            .insert(Key::Inline(v as *const Value), name.clone());
+                        self.deferred
+                            .entry(open)
+                            .or_default()
+                            .push((name.clone(), v));
+                        name
+                    }
+                }
+            }
             Value::FrozenSet(s) => format!("frozenset([{}])", self.list(s)?.join(", ")),
-            Value::Dict(d) => self.dict(d)?,
             Value::Reduce(r) => {
                 let key = Key::Inline(v as *const Value);
-                if let Some(name) = self.names.get(&key) {
-                    return Ok(name.clone());
-                }
                 let name = self.fresh();
                 self.reduction(&name, r, key)?;
                 name
