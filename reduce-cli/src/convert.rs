@@ -126,6 +126,7 @@ pub fn load(bytes: &[u8], skipped: &mut Vec<String>) -> Result<Vec<Tensor>, Stri
     check(&pickle, &allow)?;
     let graph: Graph = Unpickler::from_slice(&pickle)
         .inert(true)
+        .persistent_load(|pid| Ok(Value::PersistentId(Box::new(pid))))
         .load()
         .map_err(|e| format!("data.pkl: {e}"))?;
     let mut out = Vec::new();
@@ -245,6 +246,7 @@ fn legacy_checkpoint(bytes: &[u8]) -> Result<(Vec<u8>, Storages), String> {
     // pickle's persistent ids.
     let graph: Graph = Unpickler::from_slice(&pickle)
         .inert(true)
+        .persistent_load(|pid| Ok(Value::PersistentId(Box::new(pid))))
         .load()
         .map_err(|e| format!("the object pickle: {e}"))?;
     let mut sizes = HashMap::new();

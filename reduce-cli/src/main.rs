@@ -55,7 +55,8 @@ enum Command {
     /// reductions are kept as data, nothing is called. Shared objects are
     /// labelled <#n>, cycles shown as <#n>[...].
     Show {
-        /// The pickle file (its first pickle).
+        /// The pickle file (its first pickle; in a zip archive such as a torch
+        /// checkpoint, the first `.pkl` member; in an .npy file, its pickle).
         file: PathBuf,
         /// Print the value as JSON (the mapping is in README).
         #[arg(long, conflicts_with = "python")]
@@ -126,8 +127,11 @@ fn run(cli: Cli) -> Result<u8, String> {
         }
         Command::Show { file, json, python } => {
             let bytes = read(&file)?;
+            let bytes =
+                scan::first_pickle(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
             let graph: reduce::Graph = reduce::Unpickler::from_slice(&bytes)
                 .inert(true)
+                .persistent_load(|pid| Ok(reduce::Value::PersistentId(Box::new(pid))))
                 .load()
                 .map_err(|e| format!("{}: {e}", file.display()))?;
             if json {

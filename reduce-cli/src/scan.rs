@@ -296,6 +296,36 @@ fn scan_stream(
     }
 }
 
+/// The first pickle of a file as `show` and `dis` read it: a zip
+/// archive's first `.pkl` member, an object `.npy`'s pickle, or the file.
+pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    if is_npy(bytes) {
+        return match npy_pickle(bytes)? {
+            Some(start) => Ok(std::borrow::Cow::Borrowed(&bytes[start..])),
+            None => Err("this .npy array holds no objects, so no pickle".into()),
+        };
+    }
+    if !is_zip(bytes) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("not a readable zip archive: {e}"))?;
+    let name = archive
+        .file_names()
+        .filter(|n| n.ends_with(".pkl"))
+        .min()
+        .map(str::to_string)
+        .ok_or("expected a .pkl member in the zip archive, found none")?;
+    let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
+    let size = file.size();
+    let mut data = Vec::with_capacity(size.min(bytes.len() as u64 * 4) as usize);
+    (&mut file)
+        .take(size)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
+    Ok(std::borrow::Cow::Owned(data))
+}
+
 /// The pickle inside an `.npy` file, if its array holds objects.
 fn npy_pickle(bytes: &[u8]) -> Result<Option<usize>, String> {
     let major = *bytes
