@@ -77,20 +77,32 @@ pub fn scan_one(bytes: &[u8]) -> (Vec<Resolution>, Result<usize, Error>) {
         None => ops.last().map_or(0, |i| i.offset as usize + 1),
     }
     .min(bytes.len());
-    let mut walked = bytes[..end].to_vec();
-    if fault.is_some() {
-        walked.push(op::STOP);
+    // Only the offsets are kept: the opcodes go before globals walks the
+    // pickle again, so the two walks do not add up in memory.
+    let resolving: Vec<(u64, u8)> = ops
+        .iter()
+        .filter(|i| resolves(i.opcode))
+        .map(|i| (i.offset, i.opcode))
+        .collect();
+    drop(ops);
+    let names = match fault {
+        None => inspect::globals(&bytes[..end]),
+        Some(_) => {
+            let mut walked = bytes[..end].to_vec();
+            walked.push(op::STOP);
+            inspect::globals(&walked)
+        }
     }
-    let names = inspect::globals(&walked).unwrap_or_default();
-    let offsets = ops.iter().filter(|i| resolves(i.opcode));
-    let found = offsets
+    .unwrap_or_default();
+    let found = resolving
+        .into_iter()
         .zip(names)
-        .map(|(i, named)| Resolution {
-            offset: i.offset,
-            opcode: i.opcode,
+        .map(|((offset, opcode), named)| Resolution {
+            offset,
+            opcode,
             named: match named {
                 Named::Global(g)
-                    if i.opcode == op::STACK_GLOBAL && (g.module == "?" || g.name == "?") =>
+                    if opcode == op::STACK_GLOBAL && (g.module == "?" || g.name == "?") =>
                 {
                     Target::Computed
                 }
