@@ -426,7 +426,7 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
                 path,
                 Some(&name),
                 0,
-                format!("cannot inflate the member: {e}"),
+                format!("cannot inflate the zip member: {e}"),
             ));
             continue;
         }
