@@ -239,7 +239,50 @@ pub fn python3_name(module: &str, name: &str) -> (String, String) {
 }
 
 /// Why `module.name` can run code or touch the system, if it can.
+///
+/// A dotted name (protocol 4 resolves `os.system` inside module `shutil`
+/// by attribute lookups) is judged as the module path it walks through
+/// and its last part, and any step through a module that runs code is
+/// named.
 pub fn danger(module: &str, name: &str) -> Option<&'static str> {
+    if let Some((path, last)) = name.rsplit_once('.') {
+        // Each tail of the walked path may be the module the attribute
+        // really lives in: shutil.os.system is os.system.
+        let walked = format!("{module}.{path}");
+        let mut tail = walked.as_str();
+        loop {
+            if let Some(reason) = direct_danger(tail, last) {
+                return Some(reason);
+            }
+            match tail.split_once('.') {
+                Some((_, rest)) => tail = rest,
+                None => break,
+            }
+        }
+        let through = |m: &str| {
+            matches!(
+                m,
+                "os" | "posix"
+                    | "nt"
+                    | "subprocess"
+                    | "builtins"
+                    | "__builtins__"
+                    | "sys"
+                    | "importlib"
+                    | "marshal"
+                    | "pickle"
+                    | "_pickle"
+                    | "runpy"
+            )
+        };
+        if path.split('.').any(through) {
+            return Some("reaches a module that runs code through attribute lookups");
+        }
+    }
+    direct_danger(module, name)
+}
+
+fn direct_danger(module: &str, name: &str) -> Option<&'static str> {
     let (module, name) = python3_name(module, name);
     let (module, name) = (module.as_str(), name.as_str());
     let top = module.split('.').next().unwrap_or(module);
@@ -331,6 +374,9 @@ mod tests {
         assert!(danger("pip._internal", "main").is_some());
         assert!(danger("collections", "OrderedDict").is_none());
         assert!(danger("ossature", "system").is_none());
+        assert_eq!(danger("shutil", "os.system"), danger("os", "system"));
+        assert!(danger("pickle", "sys.modules.get").is_some());
+        assert!(danger("collections", "OrderedDict.fromkeys").is_none());
     }
 
     #[test]
@@ -340,5 +386,26 @@ mod tests {
         assert!(allow.contains("collections", "OrderedDict"));
         assert!(!allow.contains("os", "system"));
         assert!(allow.add("no-such-preset-or-file").is_err());
+
+        let file = std::env::temp_dir().join(format!("reduce-allow-{}.txt", std::process::id()));
+        std::fs::write(
+            &file,
+            "# mine\nmypkg.models.Net\n\nmypkg.layers:Block.Inner\n",
+        )
+        .unwrap();
+        let mut mine = AllowList::default();
+        mine.add(file.to_str().unwrap()).unwrap();
+        assert!(mine.contains("mypkg.models", "Net"));
+        assert!(mine.contains("mypkg.layers", "Block.Inner"));
+        assert!(!mine.contains("mypkg.layers", "Block"));
+        std::fs::write(&file, "no_dot_here\n").unwrap();
+        let err = AllowList::default()
+            .add(file.to_str().unwrap())
+            .unwrap_err();
+        assert!(
+            err.ends_with(":1: expected `module.name` or `module:qualname`, found `no_dot_here`"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(&file);
     }
 }
