@@ -37,7 +37,9 @@ enum Command {
     /// Disassemble pickles, as `python3 -m pickletools FILE` does: offsets,
     /// opcodes, arguments, memo indices and MARK nesting.
     Dis {
-        /// Pickle files; each shows its first pickle.
+        /// Pickle files; each shows its first pickle (in a zip archive such
+        /// as a torch checkpoint, its first `.pkl` member; in an .npy file
+        /// of objects, the pickle after the header).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// End each line with a short description of its opcode.
@@ -114,6 +116,8 @@ fn run(cli: Cli) -> Result<u8, String> {
             };
             for file in &files {
                 let bytes = read(file)?;
+                let bytes =
+                    scan::first_pickle(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
                 let mut out = String::new();
                 if files.len() > 1 {
                     out.push_str(&preamble.replace("{name}", &file.display().to_string()));

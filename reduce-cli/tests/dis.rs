@@ -164,3 +164,20 @@ fn help_describes_every_command_and_option() {
         "{scan}"
     );
 }
+
+#[test]
+fn inside_a_torch_archive_or_an_npy_file_the_pickle_is_shown() {
+    let zip = common::fixtures().join("torch/tiny_zip.pt");
+    let out = stdout(&run(&["dis", zip.to_str().unwrap()]));
+    assert!(out.starts_with("    0: \\x80 PROTO      2\n"), "{out}");
+    assert!(
+        out.contains("GLOBAL     'torch._utils _rebuild_tensor_v2'"),
+        "{out}"
+    );
+    let npy = common::fixtures().join("attacks/npy_object_array.npy");
+    let out = stdout(&run(&["dis", npy.to_str().unwrap()]));
+    assert!(
+        out.starts_with("    0: c    GLOBAL     'os system'\n"),
+        "{out}"
+    );
+}
