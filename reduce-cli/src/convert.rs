@@ -383,58 +383,74 @@ fn walk(
 
 /// A `_rebuild_tensor_v2(storage, offset, size, stride, ...)` (or a
 /// `_rebuild_parameter` around one), cut out of its storage.
-fn tensor(
-    graph: &Graph,
-    v: &Value,
+fn tensor<'a>(
+    graph: &'a Graph,
+    mut v: &'a Value,
     name: &str,
     storages: &Storages,
 ) -> Result<Option<Tensor>, String> {
-    let Value::Reduce(r) = graph.resolve(v) else {
-        return Ok(None);
-    };
-    let Value::Global(g) = graph.resolve(&r.callable) else {
-        return Ok(None);
-    };
-    let args = graph.resolve(&r.args).as_items().unwrap_or_default();
-    match (g.module.as_str(), g.name.as_str()) {
-        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
-            match args.first() {
-                Some(inner) => tensor(graph, inner, name, storages),
-                None => Err(format!("{name}: _rebuild_parameter without a tensor")),
+    // A parameter wraps a tensor; a loop, not recursion, unwraps any
+    // number of them.
+    loop {
+        let Value::Reduce(r) = graph.resolve(v) else {
+            return Ok(None);
+        };
+        let Value::Global(g) = graph.resolve(&r.callable) else {
+            return Ok(None);
+        };
+        let args: &'a [Value] = graph.resolve(&r.args).as_items().unwrap_or_default();
+        match (g.module.as_str(), g.name.as_str()) {
+            ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
+                v = args
+                    .first()
+                    .ok_or_else(|| format!("{name}: _rebuild_parameter without a tensor"))?;
+            }
+            ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2") => {
+                return rebuild(graph, args, name, storages).map(Some)
+            }
+            (m, n) => {
+                return Err(format!(
+                    "{name}: `{m}.{n}` is allowed but not a tensor convert can write"
+                ))
             }
         }
-        ("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2") => {
-            let [pid, offset, size, stride, ..] = args else {
-                return Err(format!(
-                    "{name}: expected (storage, offset, size, stride, ...), found {} arguments",
-                    args.len()
-                ));
-            };
-            let Value::PersistentId(pid) = graph.resolve(pid) else {
-                return Err(format!("{name}: expected a storage persistent id"));
-            };
-            let (dtype, key) = storage_id(graph, pid).ok_or_else(|| {
-                format!(
-                    "{name}: expected ('storage', torch.<Type>Storage, key, ...), found {:?}",
-                    graph.resolve(pid)
-                )
-            })?;
-            let storage = storages
-                .data
-                .get(&key)
-                .ok_or_else(|| format!("{name}: storage {key} is not in the checkpoint"))?;
-            let offset = graph
-                .resolve(offset)
-                .as_i64()
-                .ok_or_else(|| format!("{name}: expected an int storage offset"))?;
-            let size = ints(graph, size, "size")?;
-            let stride = ints(graph, stride, "stride")?;
-            gather(name, dtype, storage, offset, &size, &stride).map(Some)
-        }
-        (m, n) => Err(format!(
-            "{name}: `{m}.{n}` is allowed but not a tensor convert can write"
-        )),
     }
+}
+
+/// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`, cut out of its
+/// storage.
+fn rebuild(
+    graph: &Graph,
+    args: &[Value],
+    name: &str,
+    storages: &Storages,
+) -> Result<Tensor, String> {
+    let [pid, offset, size, stride, ..] = args else {
+        return Err(format!(
+            "{name}: expected (storage, offset, size, stride, ...), found {} arguments",
+            args.len()
+        ));
+    };
+    let Value::PersistentId(pid) = graph.resolve(pid) else {
+        return Err(format!("{name}: expected a storage persistent id"));
+    };
+    let (dtype, key) = storage_id(graph, pid).ok_or_else(|| {
+        format!(
+            "{name}: expected ('storage', torch.<Type>Storage, key, ...), found {:?}",
+            graph.resolve(pid)
+        )
+    })?;
+    let storage = storages
+        .data
+        .get(&key)
+        .ok_or_else(|| format!("{name}: storage {key} is not in the checkpoint"))?;
+    let offset = graph
+        .resolve(offset)
+        .as_i64()
+        .ok_or_else(|| format!("{name}: expected an int storage offset"))?;
+    let size = ints(graph, size, "size")?;
+    let stride = ints(graph, stride, "stride")?;
+    gather(name, dtype, storage, offset, &size, &stride)
 }
 
 /// Copies the elements of a strided view into contiguous bytes, checking

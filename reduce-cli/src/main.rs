@@ -98,6 +98,29 @@ enum Command {
     },
 }
 
+/// Writes to standard output. Once a reader stops reading (`reduce dis
+/// big.pkl | head`), the rest of the output is dropped quietly, as Unix
+/// tools do, instead of the panic `print!` would raise; the exit status is
+/// still the command's own.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("reduce: cannot write the output: {e}");
+        }
+    }
+}
+
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -124,7 +147,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     out.push('\n');
                 }
                 let result = dis::dis(&bytes, &options, &mut out);
-                print!("{out}");
+                crate::out(&out);
                 result.map_err(|e| format!("{}: {e}", file.display()))?;
             }
             Ok(0)
@@ -139,14 +162,11 @@ fn run(cli: Cli) -> Result<u8, String> {
                 .load()
                 .map_err(|e| format!("{}: {e}", file.display()))?;
             if json {
-                println!("{}", show::json(&graph));
+                out(&format!("{}\n", show::json(&graph)));
             } else if python {
-                print!(
-                    "{}",
-                    show::python(&graph).map_err(|e| format!("{}: {e}", file.display()))?
-                );
+                out(&show::python(&graph).map_err(|e| format!("{}: {e}", file.display()))?);
             } else {
-                println!("{}", show::repr(&graph));
+                out(&format!("{}\n", show::repr(&graph)));
             }
             Ok(0)
         }

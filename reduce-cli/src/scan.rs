@@ -536,7 +536,7 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         }
         bar.inc(*size);
         if found.is_empty() && !options.json {
-            bar.suspend(|| println!("{shown}: no pickle inside"));
+            bar.suspend(|| crate::out(&format!("{shown}: no pickle inside\n")));
         }
         for record in &found {
             worst = worst.max(record.verdict);
@@ -551,20 +551,20 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         } else {
             options.allow.sources.join(", ")
         };
-        println!(
+        crate::out(&format!(
             "{pickles} pickle(s) in {} file(s), allowing {allow}: {}",
             files.len(),
             worst.as_str()
-        );
+        ));
     }
     worst.exit_code()
 }
 
 fn emit(record: &Record, json: bool) {
     if json {
-        println!("{}", record.to_json());
+        crate::out(&format!("{}\n", record.to_json()));
     } else {
-        print!("{}", record.to_text());
+        crate::out(&record.to_text());
     }
 }
 

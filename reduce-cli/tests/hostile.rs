@@ -96,3 +96,43 @@ fn no_damaged_input_crashes_any_command() {
         assert_answered(&out, &format!("convert {}", file.display()));
     }
 }
+
+#[test]
+fn a_reader_that_stops_reading_ends_nothing_badly() {
+    use std::process::{Command, Stdio};
+    let big = {
+        let dir = reduce_tests::scratch_dir("cli-pipe");
+        let file = dir.join("big.pkl");
+        let mut bytes = b"\x80\x02]q\x00(".to_vec();
+        for i in 0..200_000u32 {
+            bytes.push(b'J');
+            bytes.extend_from_slice(&i.to_le_bytes());
+        }
+        bytes.extend_from_slice(b"e.");
+        std::fs::write(&file, bytes).unwrap();
+        file
+    };
+    let attacks = fixtures().join("attacks");
+    for args in [
+        vec!["dis".as_ref(), big.as_os_str()],
+        vec!["scan".as_ref(), attacks.as_os_str()],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reduce"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        // scan still reports its verdict in the exit status.
+        let expected = if args[0] == "scan" { Some(1) } else { Some(0) };
+        assert_eq!(out.status.code(), expected, "{args:?}: {}", stderr(&out));
+    }
+}
