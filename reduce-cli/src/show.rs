@@ -599,16 +599,11 @@ impl<'a> Python<'a> {
                 }
             }
             Value::FrozenSet(s) => format!("frozenset([{}])", self.list(s)?.join(", ")),
-            Value::Reduce(r) => {
-                let key = Key::Inline(v as *const Value);
-                let name = self.fresh();
-                self.reduction(&name, r, key)?;
-                name
-            }
+            Value::Reduce(r) => self.reduction(r, Key::Inline(v as *const Value))?,
             Value::PersistentId(p) => {
                 self.uses_persistent = true;
-                let name = self.fresh();
                 let pid = self.expr(p)?;
+                let name = self.fresh();
                 self.lines.push(format!("{name} = persistent_load({pid})"));
                 name
             }
@@ -639,9 +634,10 @@ impl<'a> Python<'a> {
         if is_atom(target) {
             return self.expr(target);
         }
-        let name = self.fresh();
+        // Names are given as statements are written, so they read in order.
         match target {
             Value::List(_) | Value::Dict(_) | Value::Set(_) => {
+                let name = self.fresh();
                 let empty = match target {
                     Value::List(_) => "[]",
                     Value::Dict(_) => "{}",
@@ -650,25 +646,28 @@ impl<'a> Python<'a> {
                 self.lines.push(format!("{name} = {empty}"));
                 self.names.insert(key, name.clone());
                 self.fill(name.clone(), target);
+                Ok(name)
             }
             Value::Reduce(r) => {
                 self.open.insert(id);
-                let made = self.reduction(&name, r, key);
+                let made = self.reduction(r, key);
                 self.open.remove(&id);
-                made?;
+                let name = made?;
                 self.release(id);
+                Ok(name)
             }
             _ => {
                 self.open.insert(id);
                 let made = self.expr(target);
                 self.open.remove(&id);
                 let made = made?;
+                let name = self.fresh();
                 self.lines.push(format!("{name} = {made}"));
                 self.names.insert(key, name.clone());
                 self.release(id);
+                Ok(name)
             }
         }
-        Ok(name)
     }
 
     /// Writes the fills that waited for `id`, now that it has a name.
@@ -700,7 +699,9 @@ impl<'a> Python<'a> {
         }
     }
 
-    fn reduction(&mut self, name: &str, r: &'a Reduction, key: Key) -> Result<(), Id> {
+    /// Writes the call (named once its arguments are written) and then
+    /// what loading does to the object; returns its name.
+    fn reduction(&mut self, r: &'a Reduction, key: Key) -> Expr {
         let callable = self.expr(&r.callable)?;
         let args = match self.graph.resolve(&r.args) {
             Value::Tuple(t) => Some(t.as_slice()),
@@ -722,8 +723,9 @@ impl<'a> Python<'a> {
             (_, Some(items)) => format!("{callable}({})", self.list(items)?.join(", ")),
             (_, None) => format!("{callable}(*{})", self.expr(&r.args)?),
         };
+        let name = self.fresh();
         self.lines.push(format!("{name} = {call}"));
-        self.names.insert(key, name.to_string());
+        self.names.insert(key, name.clone());
         if let Some(state) = &r.state {
             let state = self.expr(state)?;
             match &r.state_setter {
@@ -746,6 +748,6 @@ impl<'a> Python<'a> {
             let (k, v) = (self.expr(k)?, self.expr(v)?);
             self.lines.push(format!("{name}[{k}] = {v}"));
         }
-        Ok(())
+        Ok(name)
     }
 }
