@@ -301,7 +301,8 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut String) -> Result<(), Stri
         };
         if let Some(k) = memo_key {
             if memo.contains(&k) {
-                error = Some(format!("memo key {} already defined", arg_or_none(arg)));
+                // pickletools prints repr(arg): None for MEMOIZE.
+                error = Some(format!("memo key {arg} already defined"));
             } else if stack.is_empty() {
                 error = Some("stack is empty -- can't store into memo".into());
             } else if stack.last() == Some(&Slot::Mark) {
@@ -361,9 +362,4 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut String) -> Result<(), Stri
         return Err(format!("stack not empty after STOP: {} items", stack.len()));
     }
     Ok(())
-}
-
-/// `repr(arg)` where `pickletools` would print `None` for a missing one.
-fn arg_or_none(arg: &Arg) -> String {
-    arg.to_string()
 }

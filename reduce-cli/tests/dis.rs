@@ -148,6 +148,21 @@ fn a_damaged_pickle_prints_what_precedes_the_fault_and_names_it() {
         "{}",
         stderr(&out)
     );
+    // A memo key written twice, as pickletools refuses it.
+    let twice = dir.join("twice.pkl");
+    std::fs::write(&twice, b"\x80\x02K\x01q\x00q\x00.").unwrap();
+    let out = run(&["dis", twice.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).ends_with("    6: q    BINPUT     0\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("memo key 0 already defined, at offset 6 (BINPUT)"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
