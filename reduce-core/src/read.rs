@@ -858,8 +858,10 @@ impl<'o, 'h> Machine<'o, 'h> {
         // fails there, and would be no object to change here.
         let ok = matches!(
             (self.deref(&self.stack[index]), what),
-            (Value::Reduce(_) | Value::PersistentId(_) | Value::Global(_), _)
-                | (Value::List(_), Change::Items)
+            (
+                Value::Reduce(_) | Value::PersistentId(_) | Value::Global(_),
+                _
+            ) | (Value::List(_), Change::Items)
                 | (Value::Dict(_), Change::Pairs)
                 | (Value::Set(_), Change::Set)
         );

@@ -1,0 +1,219 @@
+//! `reduce`: read, audit and convert Python pickles without Python.
+//!
+//! ```text
+//! reduce dis FILE...              pickletools' disassembly, line for line
+//! reduce show FILE                the value, loaded inert (nothing is called)
+//! reduce scan PATH...             the globals every pickle would resolve, judged
+//! reduce convert CKPT OUT         a torch checkpoint as safetensors
+//! ```
+//!
+//! Exit status: 0 on success (and for `scan`, when every pickle is safe), 1
+//! when `scan` finds an unsafe pickle, 2 when an input cannot be read (or
+//! the command line is wrong).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod convert;
+mod dis;
+mod pickles;
+mod policy;
+mod scan;
+mod show;
+
+/// Read, audit and convert Python pickles, without Python: nothing a
+/// pickle names is ever imported or called.
+#[derive(Parser, Debug)]
+#[command(name = "reduce", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Disassemble pickles, as `python3 -m pickletools FILE` does: offsets,
+    /// opcodes, arguments, memo indices and MARK nesting.
+    Dis {
+        /// Pickle files; each shows its first pickle (in a zip archive such
+        /// as a torch checkpoint, its first `.pkl` member; in an .npy file
+        /// of objects, the pickle after the header).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// End each line with a short description of its opcode.
+        #[arg(short, long)]
+        annotate: bool,
+        /// Blanks by which each MARK level indents.
+        #[arg(short = 'l', long, default_value_t = 4)]
+        indentlevel: usize,
+        /// Printed before each disassembly when there are several files;
+        /// `{name}` is the file's name.
+        #[arg(short, long, default_value = "==> {name} <==")]
+        preamble: String,
+    },
+    /// Show the value of a pickle, loaded inert: unknown globals and
+    /// reductions are kept as data, nothing is called. Shared objects are
+    /// labelled <#n>, cycles shown as <#n>[...].
+    Show {
+        /// The pickle file (its first pickle; in a zip archive such as a torch
+        /// checkpoint, the first `.pkl` member; in an .npy file, its pickle).
+        file: PathBuf,
+        /// Print the value as JSON (the mapping is in README).
+        #[arg(long, conflicts_with = "python")]
+        json: bool,
+        /// Print a Python program that rebuilds the value, one statement per
+        /// call loading would make.
+        #[arg(long)]
+        python: bool,
+    },
+    /// Scan files, directories, torch zip archives, .npy files and streams
+    /// of pickles: list every global each pickle would resolve, and judge
+    /// it against allow-lists. Exit status: 0 all safe, 1 an unsafe pickle,
+    /// 2 an input that could not be read (and nothing unsafe).
+    Scan {
+        /// Files or directories (read recursively: files with pickle, torch,
+        /// numpy or joblib extensions, or that start like a pickle, zip or
+        /// .npy file).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// A preset (stdlib, numpy, torch) or a file of `module.name` lines;
+        /// repeatable, and the lists add up. Without any, `stdlib`.
+        #[arg(long, value_name = "PRESET|FILE")]
+        allow: Vec<String>,
+        /// One JSON record a line per pickle: path, member, offset, length,
+        /// globals with offsets, verdict, reasons, error.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a torch checkpoint (zip, or the legacy format) to a
+    /// safetensors file, refusing any global outside torch's weights_only
+    /// allow-list.
+    Convert {
+        /// The checkpoint (`torch.save` output).
+        checkpoint: PathBuf,
+        /// The safetensors file to write.
+        out: PathBuf,
+    },
+}
+
+/// Writes to standard output. Once a reader stops reading (`reduce dis
+/// big.pkl | head`), the rest of the output is dropped quietly, as Unix
+/// tools do, instead of the panic `print!` would raise; the exit status is
+/// still the command's own.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("reduce: cannot write the output: {e}");
+        }
+    }
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn run(cli: Cli) -> Result<u8, String> {
+    match cli.command {
+        Command::Dis {
+            files,
+            annotate,
+            indentlevel,
+            preamble,
+        } => {
+            let options = dis::Options {
+                indent: indentlevel,
+                annotate,
+            };
+            for file in &files {
+                let bytes = read(file)?;
+                let bytes =
+                    scan::first_pickle(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+                let mut out = String::new();
+                if files.len() > 1 {
+                    out.push_str(&preamble.replace("{name}", &file.display().to_string()));
+                    out.push('\n');
+                }
+                let result = dis::dis(&bytes, &options, &mut out);
+                crate::out(&out);
+                result.map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+            Ok(0)
+        }
+        Command::Show { file, json, python } => {
+            let bytes = read(&file)?;
+            let bytes =
+                scan::first_pickle(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+            let graph: reduce::Graph = reduce::Unpickler::from_slice(&bytes)
+                .inert(true)
+                .load()
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+            if json {
+                out(&format!("{}\n", show::json(&graph)));
+            } else if python {
+                out(&show::python(&graph).map_err(|e| format!("{}: {e}", file.display()))?);
+            } else {
+                out(&format!("{}\n", show::repr(&graph)));
+            }
+            Ok(0)
+        }
+        Command::Scan { paths, allow, json } => {
+            let mut list = policy::AllowList::default();
+            let specs = if allow.is_empty() {
+                vec!["stdlib".to_string()]
+            } else {
+                allow
+            };
+            for spec in &specs {
+                list.add(spec)?;
+            }
+            let code = scan::run(&paths, &scan::Options { allow: list, json });
+            Ok(code as u8)
+        }
+        Command::Convert { checkpoint, out } => {
+            let bytes = read(&checkpoint)?;
+            let mut skipped = Vec::new();
+            let tensors = convert::load(&bytes, &mut skipped)
+                .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+            if tensors.is_empty() {
+                return Err(format!("{}: no tensors found", checkpoint.display()));
+            }
+            convert::write(&tensors, &out)?;
+            let bytes: usize = tensors.iter().map(|t| t.data.len()).sum();
+            eprintln!(
+                "wrote {} tensors ({bytes} bytes) to {}{}",
+                tensors.len(),
+                out.display(),
+                if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left out what is not a tensor: {}", skipped.join(", "))
+                }
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("reduce: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

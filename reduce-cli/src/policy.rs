@@ -1,0 +1,411 @@
+//! What `scan` judges a global by: the allow-lists chosen with `--allow`
+//! (presets or files), and the globals known to run code, which are named
+//! with a reason whatever the lists say.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// The presets `--allow` knows, in the order `--help` lists them.
+pub const PRESETS: &[&str] = &["stdlib", "numpy", "torch"];
+
+/// The globals of the preset `name`, as `(module, name)`.
+///
+/// This is the one function `--allow NAME` goes through. The lists here
+/// are interim: they stand in for `reduce::preset::by_name` (`STDLIB`,
+/// `NUMPY`, `TORCH_WEIGHTS_ONLY`) until it lands.
+pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
+    let list: &[(&str, &[&str])] = match name {
+        "stdlib" => STDLIB,
+        "numpy" => NUMPY,
+        "torch" => TORCH,
+        _ => return None,
+    };
+    Some(
+        list.iter()
+            .flat_map(|(m, names)| names.iter().map(move |n| (m.to_string(), n.to_string())))
+            .collect(),
+    )
+}
+
+/// Constructors of plain standard-library data: what CPython writes for
+/// builtin containers at old protocols, and the value types of
+/// `collections`, `datetime`, `decimal`, `fractions`, `uuid` and `array`.
+const STDLIB: &[(&str, &[&str])] = &[
+    (
+        "builtins",
+        &[
+            "set",
+            "frozenset",
+            "bytearray",
+            "complex",
+            "slice",
+            "range",
+            "object",
+            "list",
+            "dict",
+            "tuple",
+            "int",
+            "float",
+            "str",
+            "bytes",
+            "bool",
+        ],
+    ),
+    ("_codecs", &["encode"]),
+    ("copyreg", &["_reconstructor"]),
+    (
+        "collections",
+        &["OrderedDict", "defaultdict", "deque", "Counter"],
+    ),
+    (
+        "datetime",
+        &["date", "time", "datetime", "timedelta", "timezone"],
+    ),
+    ("decimal", &["Decimal"]),
+    ("fractions", &["Fraction"]),
+    ("uuid", &["UUID", "SafeUUID"]),
+    ("array", &["array", "_array_reconstructor"]),
+];
+
+/// What numpy writes for arrays, dtypes and scalars (numpy 1 and 2 module
+/// names).
+const NUMPY: &[(&str, &[&str])] = &[
+    ("numpy", &["ndarray", "dtype"]),
+    ("numpy.core.multiarray", &["_reconstruct", "scalar"]),
+    ("numpy._core.multiarray", &["_reconstruct", "scalar"]),
+    ("numpy.core.numeric", &["_frombuffer"]),
+    ("numpy._core.numeric", &["_frombuffer"]),
+    (
+        "numpy.dtypes",
+        &[
+            "Float64DType",
+            "Float32DType",
+            "Float16DType",
+            "Int64DType",
+            "Int32DType",
+            "Int16DType",
+            "Int8DType",
+            "UInt64DType",
+            "UInt32DType",
+            "UInt16DType",
+            "UInt8DType",
+            "BoolDType",
+            "Complex64DType",
+            "Complex128DType",
+            "StrDType",
+            "BytesDType",
+            "ObjectDType",
+        ],
+    ),
+];
+
+/// torch's `weights_only` allow-list (`torch/_weights_only_unpickler.py`).
+const TORCH: &[(&str, &[&str])] = &[
+    ("collections", &["OrderedDict", "Counter"]),
+    (
+        "torch._utils",
+        &[
+            "_rebuild_tensor",
+            "_rebuild_tensor_v2",
+            "_rebuild_tensor_v3",
+            "_rebuild_sparse_tensor",
+            "_rebuild_meta_tensor_no_storage",
+            "_rebuild_nested_tensor",
+            "_rebuild_qtensor",
+            "_rebuild_parameter",
+            "_rebuild_parameter_with_state",
+            "_rebuild_wrapper_subclass",
+        ],
+    ),
+    ("torch._tensor", &["_rebuild_from_type_v2"]),
+    ("torch.nn.parameter", &["Parameter"]),
+    ("torch.serialization", &["_get_layout"]),
+    (
+        "torch",
+        &[
+            "Size",
+            "Tensor",
+            "device",
+            "UntypedStorage",
+            "FloatStorage",
+            "DoubleStorage",
+            "HalfStorage",
+            "BFloat16Storage",
+            "LongStorage",
+            "IntStorage",
+            "ShortStorage",
+            "CharStorage",
+            "ByteStorage",
+            "BoolStorage",
+            "ComplexFloatStorage",
+            "ComplexDoubleStorage",
+            "float32",
+            "float64",
+            "float16",
+            "bfloat16",
+            "int64",
+            "int32",
+            "int16",
+            "int8",
+            "uint8",
+            "bool",
+            "complex64",
+            "complex128",
+            "strided",
+            "sparse_coo",
+        ],
+    ),
+];
+
+/// The allow-list a scan judges by: the union of every `--allow`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AllowList {
+    globals: BTreeSet<(String, String)>,
+    /// What it was made of, for the report.
+    pub sources: Vec<String>,
+}
+
+impl AllowList {
+    /// Adds a preset by name, or the `module.name` lines of a file.
+    ///
+    /// A file has one global a line, `module.name`, or `module:qualname`
+    /// where the module ends before a dotted (nested) name; blank lines and
+    /// lines starting with `#` are skipped.
+    pub fn add(&mut self, spec: &str) -> Result<(), String> {
+        if let Some(list) = preset(spec) {
+            self.globals.extend(list);
+            self.sources.push(spec.to_string());
+            return Ok(());
+        }
+        let path = Path::new(spec);
+        if !path.is_file() {
+            return Err(format!(
+                "--allow {spec}: expected a preset ({}) or a file of module.name lines, found neither",
+                PRESETS.join(", ")
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--allow {spec}: cannot read the file: {e}"))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let split = line.split_once(':').or_else(|| line.rsplit_once('.'));
+            match split {
+                Some((m, name)) if !m.is_empty() && !name.is_empty() => {
+                    self.globals.insert((m.to_string(), name.to_string()));
+                }
+                _ => {
+                    return Err(format!(
+                        "{spec}:{}: expected `module.name` or `module:qualname`, found `{line}`",
+                        n + 1
+                    ))
+                }
+            }
+        }
+        self.sources.push(spec.to_string());
+        Ok(())
+    }
+
+    /// Whether `module.name` is allowed. A line `module.Outer.Inner` of a
+    /// file is read as module `module.Outer`, name `Inner`; it matches the
+    /// global `module` / `Outer.Inner` too.
+    pub fn contains(&self, module: &str, name: &str) -> bool {
+        if self
+            .globals
+            .contains(&(module.to_string(), name.to_string()))
+        {
+            return true;
+        }
+        let full = format!("{module}.{name}");
+        full.rsplit_once('.')
+            .is_some_and(|(m, n)| self.globals.contains(&(m.to_string(), n.to_string())))
+    }
+}
+
+/// The name CPython 3 looks up for a Python 2 spelling (`fix_imports`),
+/// for the modules through which code can be run.
+pub fn python3_name(module: &str, name: &str) -> (String, String) {
+    let module = match module {
+        "__builtin__" | "exceptions" => "builtins",
+        "copy_reg" => "copyreg",
+        "cPickle" => "pickle",
+        "commands" => "subprocess",
+        "urllib2" => "urllib.request",
+        other => other,
+    };
+    (module.to_string(), name.to_string())
+}
+
+/// Why `module.name` can run code or touch the system, if it can.
+///
+/// A dotted name (protocol 4 resolves `os.system` inside module `shutil`
+/// by attribute lookups) is judged as the module path it walks through
+/// and its last part, and any step through a module that runs code is
+/// named.
+pub fn danger(module: &str, name: &str) -> Option<&'static str> {
+    if let Some((path, last)) = name.rsplit_once('.') {
+        // Each tail of the walked path may be the module the attribute
+        // really lives in: shutil.os.system is os.system.
+        let walked = format!("{module}.{path}");
+        let mut tail = walked.as_str();
+        loop {
+            if let Some(reason) = direct_danger(tail, last) {
+                return Some(reason);
+            }
+            match tail.split_once('.') {
+                Some((_, rest)) => tail = rest,
+                None => break,
+            }
+        }
+        let through = |m: &str| {
+            matches!(
+                m,
+                "os" | "posix"
+                    | "nt"
+                    | "subprocess"
+                    | "builtins"
+                    | "__builtins__"
+                    | "sys"
+                    | "importlib"
+                    | "marshal"
+                    | "pickle"
+                    | "_pickle"
+                    | "runpy"
+            )
+        };
+        if path.split('.').any(through) {
+            return Some("reaches a module that runs code through attribute lookups");
+        }
+    }
+    direct_danger(module, name)
+}
+
+fn direct_danger(module: &str, name: &str) -> Option<&'static str> {
+    let (module, name) = python3_name(module, name);
+    let (module, name) = (module.as_str(), name.as_str());
+    let top = module.split('.').next().unwrap_or(module);
+    let first = name.split('.').next().unwrap_or(name);
+    let shell = "runs a shell command or another program";
+    let reason = match (module, first) {
+        ("os" | "posix" | "nt", n)
+            if n == "system"
+                || n == "popen"
+                || n.starts_with("exec")
+                || n.starts_with("spawn")
+                || n.starts_with("posix_spawn")
+                || n == "startfile" =>
+        {
+            shell
+        }
+        (
+            "os" | "posix" | "nt",
+            "remove" | "unlink" | "rmdir" | "removedirs" | "rename" | "open" | "fdopen" | "kill"
+            | "putenv" | "chmod",
+        ) => "changes files or processes",
+        ("builtins", "eval" | "exec" | "compile") => "evaluates Python source",
+        ("builtins", "__import__") | ("importlib", "import_module") => "imports any module",
+        ("builtins", "getattr" | "setattr" | "delattr") => "reaches any attribute of any object",
+        ("builtins", "open") | ("io", "open" | "FileIO") | ("codecs", "open") => "opens a file",
+        ("builtins", "breakpoint" | "input") => "interacts with the terminal",
+        ("marshal", "loads" | "load") => "loads code objects (marshal)",
+        (
+            "pickle" | "_pickle" | "dill" | "cloudpickle" | "joblib",
+            "loads" | "load" | "Unpickler" | "_loads" | "_load",
+        ) => "loads a nested pickle, unchecked",
+        ("numpy" | "numpy.lib.npyio" | "numpy.lib._npyio_impl", "load") => {
+            "loads a file that may hold a pickle (numpy.load)"
+        }
+        ("numpy.testing._private.utils", "runstring") => "evaluates Python source",
+        ("pandas" | "pandas.io.pickle", "read_pickle") => {
+            "loads a pickle file (pandas.read_pickle)"
+        }
+        ("torch" | "torch.serialization", "load") | ("torch.storage", "_load_from_bytes") => {
+            "loads a nested torch checkpoint, unchecked"
+        }
+        ("torch.jit" | "torch.jit._serialization", "load") => "loads TorchScript code",
+        ("types", "FunctionType" | "CodeType" | "LambdaType")
+        | (
+            "cloudpickle.cloudpickle" | "cloudpickle",
+            "_make_function" | "_builtin_type" | "_make_code",
+        )
+        | ("dill._dill", "_create_function" | "_create_code" | "_load_type") => {
+            "builds a function from code, which runs when called"
+        }
+        ("operator", "attrgetter" | "methodcaller") => "reaches any attribute of any object",
+        ("code", _) | ("codeop", _) => "evaluates Python source",
+        ("ctypes", _) | ("_ctypes", _) => "calls native code (ctypes)",
+        ("shutil", _) => "changes files",
+        _ => match top {
+            "subprocess" | "pty" | "_posixsubprocess" => shell,
+            "runpy" => "runs a Python module or file",
+            "pip" => "installs packages (pip)",
+            "webbrowser" => "opens a web browser",
+            "socket" | "urllib" | "http" | "requests" | "ftplib" | "smtplib" => {
+                "reaches the network"
+            }
+            "sys" if matches!(first, "exit" | "modules" | "settrace" | "setprofile") => {
+                "changes the interpreter"
+            }
+            _ => return None,
+        },
+    };
+    Some(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_runners_are_named() {
+        assert_eq!(
+            danger("os", "system"),
+            Some("runs a shell command or another program")
+        );
+        assert_eq!(danger("posix", "system"), danger("nt", "system"));
+        assert!(danger("subprocess", "Popen").is_some());
+        assert!(danger("commands", "getoutput").is_some());
+        assert_eq!(
+            danger("__builtin__", "eval"),
+            Some("evaluates Python source")
+        );
+        assert!(danger("pip._internal", "main").is_some());
+        assert!(danger("collections", "OrderedDict").is_none());
+        assert!(danger("ossature", "system").is_none());
+        assert_eq!(danger("shutil", "os.system"), danger("os", "system"));
+        assert!(danger("pickle", "sys.modules.get").is_some());
+        assert!(danger("collections", "OrderedDict.fromkeys").is_none());
+    }
+
+    #[test]
+    fn lines_and_nested_names() {
+        let mut allow = AllowList::default();
+        allow.add("stdlib").unwrap();
+        assert!(allow.contains("collections", "OrderedDict"));
+        assert!(!allow.contains("os", "system"));
+        assert!(allow.add("no-such-preset-or-file").is_err());
+
+        let file = std::env::temp_dir().join(format!("reduce-allow-{}.txt", std::process::id()));
+        std::fs::write(
+            &file,
+            "# mine\nmypkg.models.Net\n\nmypkg.layers:Block.Inner\n",
+        )
+        .unwrap();
+        let mut mine = AllowList::default();
+        mine.add(file.to_str().unwrap()).unwrap();
+        assert!(mine.contains("mypkg.models", "Net"));
+        assert!(mine.contains("mypkg.layers", "Block.Inner"));
+        assert!(!mine.contains("mypkg.layers", "Block"));
+        std::fs::write(&file, "no_dot_here\n").unwrap();
+        let err = AllowList::default()
+            .add(file.to_str().unwrap())
+            .unwrap_err();
+        assert!(
+            err.ends_with(":1: expected `module.name` or `module:qualname`, found `no_dot_here`"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(&file);
+    }
+}

@@ -1,0 +1,583 @@
+//! `reduce scan`: find every pickle in files, directories, torch zip
+//! archives, `.npy` files and streams of pickles; list the globals each
+//! would resolve, with offsets; judge them against the allow-lists.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::pickles::{self, Target};
+use crate::policy::{self, AllowList};
+
+/// What a scan concluded about one pickle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Every global it resolves is allowed, and it reads to its `STOP`.
+    Safe,
+    /// It could not be read (and named nothing unsafe before the fault).
+    Unreadable,
+    /// It resolves a global outside the allow-list, one that can run code,
+    /// an extension code or a computed name.
+    Unsafe,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Safe => "safe",
+            Verdict::Unsafe => "unsafe",
+            Verdict::Unreadable => "unreadable",
+        }
+    }
+
+    /// The exit status of a scan whose worst finding is `self`.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Safe => 0,
+            Verdict::Unsafe => 1,
+            Verdict::Unreadable => 2,
+        }
+    }
+}
+
+/// How a global was judged.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Allowed,
+    NotAllowed,
+    /// Can run code or touch the system: the reason.
+    Dangerous(&'static str),
+    /// An extension code or a computed name: nothing can check it.
+    Unknowable,
+}
+
+/// One global (or extension code) a pickle resolves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    /// Offset of the opcode in the file (or archive member).
+    pub offset: u64,
+    pub opcode: &'static str,
+    pub target: Target,
+    pub status: Status,
+}
+
+/// One pickle, or one input that could not be read as a pickle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub path: String,
+    /// The member of a zip archive the pickle is in.
+    pub member: Option<String>,
+    /// Offset of the pickle in the file or member.
+    pub offset: u64,
+    /// Its length in bytes, when it reads to its `STOP`.
+    pub length: Option<u64>,
+    pub globals: Vec<Found>,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    /// What stopped the reading, and where.
+    pub error: Option<String>,
+}
+
+impl Record {
+    fn unreadable(path: &str, member: Option<&str>, offset: u64, error: String) -> Record {
+        Record {
+            path: path.to_string(),
+            member: member.map(str::to_string),
+            offset,
+            length: None,
+            globals: Vec::new(),
+            verdict: Verdict::Unreadable,
+            reasons: vec![error.clone()],
+            error: Some(error),
+        }
+    }
+
+    /// The record as `--json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        let globals: Vec<_> = self
+            .globals
+            .iter()
+            .map(|g| {
+                let mut o = json!({ "offset": g.offset, "opcode": g.opcode });
+                let m = o.as_object_mut().expect("an object");
+                match &g.target {
+                    Target::Global { module, name } => {
+                        m.insert("kind".into(), "global".into());
+                        m.insert("module".into(), module.as_str().into());
+                        m.insert("name".into(), name.as_str().into());
+                    }
+                    Target::Extension(code) => {
+                        m.insert("kind".into(), "extension".into());
+                        m.insert("code".into(), (*code).into());
+                    }
+                    Target::Computed => {
+                        m.insert("kind".into(), "computed".into());
+                    }
+                }
+                let (status, reason) = match &g.status {
+                    Status::Allowed => ("allowed", None),
+                    Status::NotAllowed => ("not allowed", None),
+                    Status::Dangerous(r) => ("dangerous", Some(*r)),
+                    Status::Unknowable => ("unknowable", None),
+                };
+                m.insert("status".into(), status.into());
+                if let Some(r) = reason {
+                    m.insert("reason".into(), r.into());
+                }
+                o
+            })
+            .collect();
+        json!({
+            "path": self.path,
+            "member": self.member,
+            "offset": self.offset,
+            "length": self.length,
+            "verdict": self.verdict.as_str(),
+            "globals": globals,
+            "reasons": self.reasons,
+            "error": self.error,
+        })
+    }
+
+    /// The record as the text report prints it.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let place = match &self.member {
+            Some(m) => format!("{}:{m}", self.path),
+            None => self.path.clone(),
+        };
+        let length = self
+            .length
+            .map_or(String::new(), |n| format!(", {n} bytes"));
+        out.push_str(&format!(
+            "{place}: pickle at offset {}{length}: {}\n",
+            self.offset,
+            self.verdict.as_str()
+        ));
+        for g in &self.globals {
+            let what = match &g.target {
+                Target::Global { module, name } => format!("{module}.{name}"),
+                Target::Extension(code) => format!("extension code {code}"),
+                Target::Computed => "(name computed while loading)".to_string(),
+            };
+            let status = match &g.status {
+                Status::Allowed => "allowed".to_string(),
+                Status::NotAllowed => "NOT ALLOWED".to_string(),
+                Status::Dangerous(r) => format!("DANGEROUS: {r}"),
+                Status::Unknowable => "UNKNOWABLE".to_string(),
+            };
+            out.push_str(&format!(
+                "  {:>10}  {:<12}  {what}  {status}\n",
+                g.offset, g.opcode
+            ));
+        }
+        if let Some(e) = &self.error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        out
+    }
+}
+
+/// Judges one global.
+fn judge(target: &Target, allow: &AllowList) -> (Status, Option<String>) {
+    match target {
+        Target::Global { module, name } => {
+            if let Some(reason) = policy::danger(module, name) {
+                return (
+                    Status::Dangerous(reason),
+                    Some(format!("`{module}.{name}` can run code: {reason}")),
+                );
+            }
+            let (m3, n3) = policy::python3_name(module, name);
+            if allow.contains(module, name) || allow.contains(&m3, &n3) {
+                (Status::Allowed, None)
+            } else {
+                (
+                    Status::NotAllowed,
+                    Some(format!("`{module}.{name}` is not in the allow-list")),
+                )
+            }
+        }
+        Target::Extension(code) => (
+            Status::Unknowable,
+            Some(format!(
+                "extension code {code} names whatever the loading process registered with copyreg.add_extension"
+            )),
+        ),
+        Target::Computed => (
+            Status::Unknowable,
+            Some("a global whose name is computed while loading".to_string()),
+        ),
+    }
+}
+
+/// The pickles of one stream: several back to back, from `bytes[start..]`.
+fn scan_stream(
+    path: &str,
+    member: Option<&str>,
+    bytes: &[u8],
+    start: usize,
+    allow: &AllowList,
+    out: &mut Vec<Record>,
+) {
+    // A legacy (non-zip) torch checkpoint is five pickles (magic number,
+    // protocol, system info, the object, the storage keys) and then raw
+    // storage bytes, which are not pickles.
+    const TORCH_MAGIC: &[u8] = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.";
+    let max = if bytes[start..].starts_with(TORCH_MAGIC) {
+        5
+    } else {
+        usize::MAX
+    };
+    let mut pos = start;
+    let mut count = 0;
+    if bytes.len() == start {
+        out.push(Record::unreadable(
+            path,
+            member,
+            start as u64,
+            "empty input: expected a pickle, found no bytes".into(),
+        ));
+        return;
+    }
+    while pos < bytes.len() && count < max {
+        let (found, end) = pickles::scan_one(&bytes[pos..]);
+        let mut record = Record {
+            path: path.to_string(),
+            member: member.map(str::to_string),
+            offset: pos as u64,
+            length: None,
+            globals: Vec::new(),
+            verdict: Verdict::Safe,
+            reasons: Vec::new(),
+            error: None,
+        };
+        for r in found {
+            let (status, reason) = judge(&r.named, allow);
+            if let Some(reason) = reason {
+                record
+                    .reasons
+                    .push(format!("{reason} (offset {})", pos as u64 + r.offset));
+                record.verdict = Verdict::Unsafe;
+            }
+            record.globals.push(Found {
+                offset: pos as u64 + r.offset,
+                opcode: reduce::op::name(r.opcode).unwrap_or("?"),
+                target: r.named,
+                status,
+            });
+        }
+        count += 1;
+        match end {
+            Ok(n) => {
+                record.length = Some(n as u64);
+                out.push(record);
+                pos += n;
+            }
+            Err(e) => {
+                let at = pos as u64 + e.offset().unwrap_or(0);
+                let message = match e.opcode_name() {
+                    Some(op) => format!("{} (at byte {at}, {op})", e.kind()),
+                    None => format!("{} (at byte {at})", e.kind()),
+                };
+                let message = if count > 1 && record.globals.is_empty() {
+                    format!("trailing bytes after the pickle before are not a pickle: {message}")
+                } else {
+                    message
+                };
+                record.verdict = record.verdict.max(Verdict::Unreadable);
+                record.reasons.push(message.clone());
+                record.error = Some(message);
+                out.push(record);
+                return;
+            }
+        }
+    }
+}
+
+/// The first pickle of a file as `show` and `dis` read it: a zip
+/// archive's first `.pkl` member, an object `.npy`'s pickle, or the file.
+pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    if is_npy(bytes) {
+        return match npy_pickle(bytes)? {
+            Some(start) => Ok(std::borrow::Cow::Borrowed(&bytes[start..])),
+            None => Err("this .npy array holds no objects, so no pickle".into()),
+        };
+    }
+    if !is_zip(bytes) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("not a readable zip archive: {e}"))?;
+    let name = archive
+        .file_names()
+        .filter(|n| n.ends_with(".pkl"))
+        .min()
+        .map(str::to_string)
+        .ok_or("expected a .pkl member in the zip archive, found none")?;
+    let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
+    let size = file.size();
+    let mut data = Vec::with_capacity(size.min(bytes.len() as u64 * 4) as usize);
+    (&mut file)
+        .take(size)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
+    Ok(std::borrow::Cow::Owned(data))
+}
+
+/// The pickle inside an `.npy` file, if its array holds objects.
+fn npy_pickle(bytes: &[u8]) -> Result<Option<usize>, String> {
+    let major = *bytes
+        .get(6)
+        .ok_or("npy header ends before its version (offset 6)")?;
+    let (len, start) = match major {
+        1 => {
+            let b = bytes
+                .get(8..10)
+                .ok_or("npy header ends before its length (offset 8)")?;
+            (u16::from_le_bytes([b[0], b[1]]) as usize, 10usize)
+        }
+        2 | 3 => {
+            let b = bytes
+                .get(8..12)
+                .ok_or("npy header ends before its length (offset 8)")?;
+            (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12)
+        }
+        v => return Err(format!("npy version {v} at offset 6: expected 1, 2 or 3")),
+    };
+    let header = bytes
+        .get(start..start.saturating_add(len))
+        .ok_or_else(|| format!("npy header of {len} bytes at offset {start} runs past the end"))?;
+    let header = String::from_utf8_lossy(header);
+    // Object arrays have descr '|O' (numpy writes the dtype's str).
+    let objects = header.contains("'|O'") || header.contains("'O'");
+    Ok(objects.then_some(start + len))
+}
+
+fn is_npy(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x93NUMPY")
+}
+
+fn is_zip(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
+}
+
+/// The pickles of one file's (or member's) bytes, whatever holds them.
+fn scan_bytes(
+    path: &str,
+    member: Option<&str>,
+    bytes: &[u8],
+    allow: &AllowList,
+    out: &mut Vec<Record>,
+) {
+    if is_npy(bytes) {
+        match npy_pickle(bytes) {
+            Ok(Some(start)) => scan_stream(path, member, bytes, start, allow, out),
+            Ok(None) => {}
+            Err(e) => out.push(Record::unreadable(path, member, 0, e)),
+        }
+    } else if is_zip(bytes) && member.is_none() {
+        scan_zip(path, bytes, allow, out);
+    } else {
+        scan_stream(path, member, bytes, 0, allow, out);
+    }
+}
+
+fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
+    let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
+        Ok(a) => a,
+        Err(e) => {
+            out.push(Record::unreadable(
+                path,
+                None,
+                0,
+                format!("not a readable zip archive: {e}"),
+            ));
+            return;
+        }
+    };
+    for i in 0..archive.len() {
+        let mut file = match archive.by_index(i) {
+            Ok(f) => f,
+            Err(e) => {
+                out.push(Record::unreadable(
+                    path,
+                    None,
+                    0,
+                    format!("zip member {i}: {e}"),
+                ));
+                continue;
+            }
+        };
+        let name = file.name().to_string();
+        let wanted = [".pkl", ".pickle", ".npy"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        if !wanted || file.is_dir() {
+            continue;
+        }
+        // The size the archive claims bounds the allocation; a member that
+        // inflates past it is cut there (and then fails as a pickle).
+        let mut data = Vec::with_capacity(file.size().min(bytes.len() as u64 * 4) as usize);
+        let size = file.size();
+        if let Err(e) = (&mut file).take(size).read_to_end(&mut data) {
+            out.push(Record::unreadable(
+                path,
+                Some(&name),
+                0,
+                format!("cannot inflate the zip member: {e}"),
+            ));
+            continue;
+        }
+        scan_bytes(path, Some(&name), &data, allow, out);
+    }
+}
+
+/// Files a directory scan reads: pickle, torch, numpy and joblib
+/// extensions, and any file whose first bytes are a protocol 2-5 pickle,
+/// a zip archive or an `.npy` header.
+fn looks_scannable(path: &Path) -> bool {
+    const EXTS: &[&str] = &[
+        "pkl", "pickle", "pck", "p", "pt", "pth", "bin", "ckpt", "npy", "npz", "joblib", "dat",
+        "data", "sav",
+    ];
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    if ext.is_some_and(|e| EXTS.contains(&e.as_str())) {
+        return true;
+    }
+    let mut head = [0u8; 6];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    (head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]))
+        || is_zip(head)
+        || is_npy(head)
+}
+
+/// The files to read: each path given, and the scannable files under each
+/// directory given, in name order.
+fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>, errors: &mut Vec<Record>) {
+    for path in paths {
+        if path.is_dir() {
+            let mut dirs = vec![path.clone()];
+            while let Some(dir) = dirs.pop() {
+                let mut entries: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+                    Err(e) => {
+                        let shown = dir.display().to_string();
+                        errors.push(Record::unreadable(
+                            &shown,
+                            None,
+                            0,
+                            format!("cannot list the directory: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                entries.sort();
+                let mut subdirs = Vec::new();
+                for entry in entries {
+                    if entry.is_dir() {
+                        subdirs.push(entry);
+                    } else if looks_scannable(&entry) {
+                        out.push(entry);
+                    }
+                }
+                dirs.extend(subdirs.into_iter().rev());
+            }
+        } else {
+            out.push(path.clone());
+        }
+    }
+}
+
+/// Options of a scan.
+pub struct Options {
+    pub allow: AllowList,
+    pub json: bool,
+}
+
+/// Scans `paths`, prints one record per pickle, and returns the exit
+/// status: 0 when every pickle is safe, 1 when one is unsafe, and
+/// otherwise 2 when an input could not be read.
+pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
+    let mut files = Vec::new();
+    let mut records = Vec::new();
+    collect(paths, &mut files, &mut records);
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    let bar = progress_bar(files.len(), total);
+    let mut worst = Verdict::Safe;
+    let mut pickles = 0usize;
+    for record in &records {
+        worst = worst.max(record.verdict);
+        emit(record, options.json);
+    }
+    for (file, size) in files.iter().zip(&sizes) {
+        let shown = file.display().to_string();
+        bar.set_message(shown.clone());
+        let mut found = Vec::new();
+        match std::fs::read(file) {
+            Ok(bytes) => scan_bytes(&shown, None, &bytes, &options.allow, &mut found),
+            Err(e) => found.push(Record::unreadable(
+                &shown,
+                None,
+                0,
+                format!("cannot read the file: {e}"),
+            )),
+        }
+        bar.inc(*size);
+        if found.is_empty() && !options.json {
+            bar.suspend(|| crate::out(&format!("{shown}: no pickle inside\n")));
+        }
+        for record in &found {
+            worst = worst.max(record.verdict);
+            pickles += 1;
+            bar.suspend(|| emit(record, options.json));
+        }
+    }
+    bar.finish_and_clear();
+    if !options.json {
+        let allow = if options.allow.sources.is_empty() {
+            "nothing".to_string()
+        } else {
+            options.allow.sources.join(", ")
+        };
+        crate::out(&format!(
+            "{pickles} pickle(s) in {} file(s), allowing {allow}: {}",
+            files.len(),
+            worst.as_str()
+        ));
+    }
+    worst.exit_code()
+}
+
+fn emit(record: &Record, json: bool) {
+    if json {
+        crate::out(&format!("{}\n", record.to_json()));
+    } else {
+        crate::out(&record.to_text());
+    }
+}
+
+/// A bar on a terminal for large or many files; nothing otherwise.
+fn progress_bar(files: usize, bytes: u64) -> indicatif::ProgressBar {
+    const LARGE: u64 = 64 << 20;
+    if !std::io::stderr().is_terminal() || (files < 20 && bytes < LARGE) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(bytes);
+    let style =
+        indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {eta} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}

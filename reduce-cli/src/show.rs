@@ -1,0 +1,809 @@
+//! `reduce show`: a pickle's value, loaded inert (nothing is called), as
+//! Python's `repr` would show it, as JSON, or as the Python program that
+//! loading would amount to.
+//!
+//! Every printer recurses once per level of the value, inside
+//! `stacker::maybe_grow`, so a deep value grows the heap instead of
+//! overflowing the stack.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+
+use reduce::{Global, Graph, Id, Reduction, Value};
+
+fn grow<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
+
+/// Values printed in full wherever they occur: Python gives them no
+/// identity worth showing.
+fn is_atom(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::None
+            | Value::Bool(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::Float(_)
+            | Value::Str(_)
+            | Value::Bytes(_)
+            | Value::Global(_)
+    ) || matches!(v, Value::Tuple(t) if t.is_empty())
+}
+
+fn global(v: &Value) -> Option<&Global> {
+    match v {
+        Value::Global(g) => Some(g),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// repr
+
+/// `repr` of the graph's root. A shared object is labelled `<#n>` where it
+/// first appears and shown as `<#n>` wherever it appears again; a
+/// reference back into an object being printed (a cycle) is `<#n>[...]`,
+/// as Python prints a list that contains itself as `[[...]]`.
+pub fn repr(graph: &Graph) -> String {
+    let mut p = Repr {
+        graph,
+        labels: HashMap::new(),
+        open: HashSet::new(),
+        out: String::new(),
+    };
+    p.value(graph.root());
+    p.out
+}
+
+struct Repr<'a> {
+    graph: &'a Graph,
+    labels: HashMap<Id, usize>,
+    open: HashSet<Id>,
+    out: String,
+}
+
+impl<'a> Repr<'a> {
+    fn value(&mut self, v: &'a Value) {
+        grow(|| self.value_inner(v))
+    }
+
+    fn value_inner(&mut self, v: &'a Value) {
+        match v {
+            Value::Ref(id) => {
+                let target = self.graph.resolve(v);
+                if matches!(target, Value::Ref(_)) || is_atom(target) {
+                    return self.plain(target);
+                }
+                if let Some(n) = self.labels.get(id).copied() {
+                    let _ = write!(self.out, "<#{n}>");
+                    if self.open.contains(id) {
+                        self.out.push_str(match target {
+                            Value::List(_) => "[...]",
+                            Value::Dict(_) | Value::Set(_) => "{...}",
+                            Value::Tuple(_) => "(...)",
+                            _ => "...",
+                        });
+                    }
+                    return;
+                }
+                let n = self.labels.len() + 1;
+                self.labels.insert(*id, n);
+                let _ = write!(self.out, "<#{n}>");
+                self.open.insert(*id);
+                self.plain(target);
+                self.open.remove(id);
+            }
+            _ => self.plain(v),
+        }
+    }
+
+    fn seq(&mut self, open: &str, items: &'a [Value], close: &str) {
+        self.out.push_str(open);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            self.value(item);
+        }
+        self.out.push_str(close);
+    }
+
+    fn pairs(&mut self, items: &'a [(Value, Value)]) {
+        self.out.push('{');
+        for (i, (k, v)) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            self.value(k);
+            self.out.push_str(": ");
+            self.value(v);
+        }
+        self.out.push('}');
+    }
+
+    fn plain(&mut self, v: &'a Value) {
+        match v {
+            Value::Tuple(t) if t.len() == 1 => self.seq("(", t, ",)"),
+            Value::Tuple(t) => self.seq("(", t, ")"),
+            Value::List(l) => self.seq("[", l, "]"),
+            Value::Set(s) if s.is_empty() => self.out.push_str("set()"),
+            Value::Set(s) => self.seq("{", s, "}"),
+            Value::FrozenSet(s) if s.is_empty() => self.out.push_str("frozenset()"),
+            Value::FrozenSet(s) => self.seq("frozenset({", s, "})"),
+            Value::Dict(d) => self.pairs(d),
+            Value::Reduce(r) => self.reduction(r),
+            Value::PersistentId(p) => {
+                self.out.push_str("persistent_load(");
+                self.value(p);
+                self.out.push(')');
+            }
+            other => {
+                let _ = write!(self.out, "{other:?}");
+            }
+        }
+    }
+
+    fn call_args(&mut self, args: &'a Value) {
+        match self.graph.resolve(args) {
+            Value::Tuple(t) => self.seq("(", t, ")"),
+            other => {
+                self.out.push_str("(*");
+                self.value(other);
+                self.out.push(')');
+            }
+        }
+    }
+
+    fn reduction(&mut self, r: &'a Reduction) {
+        let extras = r.state.is_some()
+            || !r.list_items.is_empty()
+            || !r.dict_items.is_empty()
+            || r.state_setter.is_some();
+        if extras {
+            self.out.push('<');
+        }
+        let newobj = global(&r.callable).map(|g| (g.module.as_str(), g.name.as_str()));
+        let args = match self.graph.resolve(&r.args) {
+            Value::Tuple(t) => Some(t.as_slice()),
+            _ => None,
+        };
+        match (newobj, args) {
+            (Some(("copyreg", "__newobj__")), Some([cls, rest @ ..])) => {
+                self.value(cls);
+                self.out.push_str(".__new__(");
+                self.value(cls);
+                for a in rest {
+                    self.out.push_str(", ");
+                    self.value(a);
+                }
+                self.out.push(')');
+            }
+            (Some(("copyreg", "__newobj_ex__")), Some([cls, args, kwargs])) => {
+                self.value(cls);
+                self.out.push_str(".__new__(");
+                self.value(cls);
+                self.out.push_str(", *");
+                self.value(args);
+                self.out.push_str(", **");
+                self.value(kwargs);
+                self.out.push(')');
+            }
+            _ => {
+                self.value(&r.callable);
+                self.call_args(&r.args);
+            }
+        }
+        if let Some(s) = &r.state {
+            self.out.push_str(" state=");
+            self.value(s);
+        }
+        if !r.list_items.is_empty() {
+            self.out.push_str(" listitems=");
+            self.seq("[", &r.list_items, "]");
+        }
+        if !r.dict_items.is_empty() {
+            self.out.push_str(" dictitems=");
+            self.pairs(&r.dict_items);
+        }
+        if let Some(s) = &r.state_setter {
+            self.out.push_str(" state_setter=");
+            self.value(s);
+        }
+        if extras {
+            self.out.push('>');
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JSON
+
+/// The graph as JSON, in this mapping:
+///
+/// | Python | JSON |
+/// |---|---|
+/// | `None`, `bool`, `str` | `null`, `true`/`false`, a string |
+/// | `int` within ±2<sup>53</sup> | a number; larger: `{"$int": "digits"}` |
+/// | `float` | a number; `nan`, `inf`, `-inf`: `{"$float": "nan"}` ... |
+/// | `list` | an array |
+/// | `dict` with only `str` keys, none starting with `$` | an object |
+/// | any other `dict` | `{"$dict": [[key, value], ...]}` |
+/// | `tuple`, `set`, `frozenset` | `{"$tuple": [...]}`, `{"$set": [...]}`, `{"$frozenset": [...]}` |
+/// | `bytes`, `bytearray` | `{"$bytes": "hex"}`, `{"$bytearray": "hex"}` |
+/// | `str` with lone surrogates | `{"$str": [code points]}` |
+/// | a global | `{"$global": "module.name"}` |
+/// | a reduction | `{"$reduce": {"callable", "args", "state", "listitems", "dictitems", "state_setter"}}` (absent parts left out) |
+/// | a persistent id | `{"$persistent_id": value}` |
+/// | a `PickleBuffer` | `{"$buffer": "hex", "readonly": bool}` |
+/// | a shared object | `{"$id": n, "value": ...}` where it first appears, `{"$ref": n}` after (and for cycles) |
+pub fn json(graph: &Graph) -> String {
+    let mut p = Json {
+        graph,
+        labels: HashMap::new(),
+        out: String::new(),
+    };
+    p.value(graph.root());
+    p.out
+}
+
+struct Json<'a> {
+    graph: &'a Graph,
+    labels: HashMap<Id, usize>,
+    out: String,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+impl<'a> Json<'a> {
+    fn value(&mut self, v: &'a Value) {
+        grow(|| self.value_inner(v))
+    }
+
+    fn value_inner(&mut self, v: &'a Value) {
+        if let Value::Ref(id) = v {
+            let target = self.graph.resolve(v);
+            if matches!(target, Value::Ref(_)) || is_atom(target) {
+                return self.plain(target);
+            }
+            if let Some(n) = self.labels.get(id) {
+                let _ = write!(self.out, "{{\"$ref\":{n}}}");
+                return;
+            }
+            let n = self.labels.len() + 1;
+            self.labels.insert(*id, n);
+            let _ = write!(self.out, "{{\"$id\":{n},\"value\":");
+            self.plain(target);
+            self.out.push('}');
+            return;
+        }
+        self.plain(v)
+    }
+
+    fn array(&mut self, items: &'a [Value]) {
+        self.out.push('[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.value(item);
+        }
+        self.out.push(']');
+    }
+
+    fn tagged(&mut self, tag: &str, items: &'a [Value]) {
+        let _ = write!(self.out, "{{\"${tag}\":");
+        self.array(items);
+        self.out.push('}');
+    }
+
+    fn pairs(&mut self, items: &'a [(Value, Value)]) {
+        let plain_keys = items.iter().all(|(k, _)| {
+            matches!(self.graph.resolve(k), Value::Str(s) if s.as_str().is_some_and(|s| !s.starts_with('$')))
+        });
+        if plain_keys {
+            self.out.push('{');
+            for (i, (k, v)) in items.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let key = self.graph.resolve(k).as_str().unwrap_or_default();
+                self.out.push_str(&json_str(key));
+                self.out.push(':');
+                self.value(v);
+            }
+            self.out.push('}');
+        } else {
+            self.out.push_str("{\"$dict\":[");
+            for (i, (k, v)) in items.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push('[');
+                self.value(k);
+                self.out.push(',');
+                self.value(v);
+                self.out.push(']');
+            }
+            self.out.push_str("]}");
+        }
+    }
+
+    /// The steps of an inert `Seq`, each as `{"kind": [target, items]}`
+    /// (`discard` holds the value alone).
+    fn steps(&mut self, steps: &'a [reduce::Step]) {
+        self.out.push('[');
+        for (i, step) in steps.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            match step {
+                reduce::Step::Discard(v) => {
+                    self.out.push_str("{\"discard\":");
+                    self.value(v);
+                }
+                reduce::Step::Append { target, items }
+                | reduce::Step::AddItems { target, items } => {
+                    let kind = if matches!(step, reduce::Step::Append { .. }) {
+                        "append"
+                    } else {
+                        "additems"
+                    };
+                    let _ = write!(self.out, "{{\"{kind}\":[");
+                    self.value(target);
+                    self.out.push(',');
+                    self.array(items);
+                    self.out.push(']');
+                }
+                reduce::Step::SetItems { target, items } => {
+                    self.out.push_str("{\"setitems\":[");
+                    self.value(target);
+                    self.out.push(',');
+                    self.pairs(items);
+                    self.out.push(']');
+                }
+                reduce::Step::Build { target, state } => {
+                    self.out.push_str("{\"build\":[");
+                    self.value(target);
+                    self.out.push(',');
+                    self.value(state);
+                    self.out.push(']');
+                }
+                _ => self.out.push_str("{\"unknown\":null"),
+            }
+            self.out.push('}');
+        }
+        self.out.push(']');
+    }
+
+    fn plain(&mut self, v: &'a Value) {
+        match v {
+            Value::None => self.out.push_str("null"),
+            Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) if i.unsigned_abs() <= 1 << 53 => {
+                let _ = write!(self.out, "{i}");
+            }
+            Value::Int(i) => {
+                let _ = write!(self.out, "{{\"$int\":\"{i}\"}}");
+            }
+            Value::BigInt(i) => {
+                let _ = write!(self.out, "{{\"$int\":\"{i}\"}}");
+            }
+            Value::Float(x) if x.is_finite() => {
+                self.out.push_str(&serde_json::Value::from(*x).to_string());
+            }
+            Value::Float(x) => {
+                let name = if x.is_nan() {
+                    "nan"
+                } else if *x > 0.0 {
+                    "inf"
+                } else {
+                    "-inf"
+                };
+                let _ = write!(self.out, "{{\"$float\":\"{name}\"}}");
+            }
+            Value::Str(s) => match s.as_str() {
+                Some(s) => self.out.push_str(&json_str(s)),
+                None => {
+                    let points: Vec<String> = s.code_points().map(|c| c.to_string()).collect();
+                    let _ = write!(self.out, "{{\"$str\":[{}]}}", points.join(","));
+                }
+            },
+            Value::Bytes(b) => {
+                let _ = write!(self.out, "{{\"$bytes\":\"{}\"}}", hex(b));
+            }
+            Value::ByteArray(b) => {
+                let _ = write!(self.out, "{{\"$bytearray\":\"{}\"}}", hex(b));
+            }
+            Value::Tuple(t) => self.tagged("tuple", t),
+            Value::List(l) => self.array(l),
+            Value::Set(s) => self.tagged("set", s),
+            Value::FrozenSet(s) => self.tagged("frozenset", s),
+            Value::Dict(d) => self.pairs(d),
+            Value::Global(g) => {
+                let _ = write!(self.out, "{{\"$global\":{}}}", json_str(&g.to_string()));
+            }
+            Value::Reduce(r) => {
+                self.out.push_str("{\"$reduce\":{\"callable\":");
+                self.value(&r.callable);
+                self.out.push_str(",\"args\":");
+                self.value(&r.args);
+                if let Some(s) = &r.state {
+                    self.out.push_str(",\"state\":");
+                    self.value(s);
+                }
+                if !r.list_items.is_empty() {
+                    self.out.push_str(",\"listitems\":");
+                    self.array(&r.list_items);
+                }
+                if !r.dict_items.is_empty() {
+                    self.out.push_str(",\"dictitems\":");
+                    self.pairs(&r.dict_items);
+                }
+                if let Some(s) = &r.state_setter {
+                    self.out.push_str(",\"state_setter\":");
+                    self.value(s);
+                }
+                self.out.push_str("}}");
+            }
+            Value::Seq(seq) => {
+                self.out.push_str("{\"$seq\":{\"before\":");
+                self.steps(&seq.before);
+                self.out.push_str(",\"value\":");
+                self.value(&seq.value);
+                self.out.push_str(",\"after\":");
+                self.steps(&seq.after);
+                self.out.push_str("}}");
+            }
+            Value::PersistentId(p) => {
+                self.out.push_str("{\"$persistent_id\":");
+                self.value(p);
+                self.out.push('}');
+            }
+            Value::Buffer(b) => {
+                let _ = write!(
+                    self.out,
+                    "{{\"$buffer\":\"{}\",\"readonly\":{}}}",
+                    hex(&b.data),
+                    b.readonly
+                );
+            }
+            Value::Ref(_) => self.value_inner(v),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Python
+
+/// What pickle's `BUILD` does with a state, spelled out once at the top of
+/// a program that needs it.
+const BUILD: &str = "\
+def _build(obj, state):
+    \"\"\"What the BUILD opcode does.\"\"\"
+    setstate = getattr(obj, '__setstate__', None)
+    if setstate is not None:
+        setstate(state)
+        return
+    slots = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state
+    if state:
+        obj.__dict__.update(state)
+    if slots:
+        for key, value in slots.items():
+            setattr(obj, key, value)
+";
+
+/// A Python program that rebuilds the value with the calls loading would
+/// make, in order: imports, one statement per call (`objN = f(args)`), the
+/// state each object gets, the items appended and set, and `result`.
+pub fn python(graph: &Graph) -> Result<String, String> {
+    let mut p = Python {
+        graph,
+        names: HashMap::new(),
+        open: HashSet::new(),
+        deferred: HashMap::new(),
+        imports: BTreeSet::new(),
+        lines: Vec::new(),
+        count: 0,
+        uses_build: false,
+        uses_persistent: false,
+    };
+    let root = p.expr(graph.root()).map_err(|id| {
+        format!(
+            "a cycle runs through the immutable object #{} and cannot be written as statements",
+            id.index()
+        )
+    })?;
+    if let Some(id) = p.deferred.keys().next() {
+        return Err(format!(
+            "objects wait for #{} in a cycle that cannot be written as statements",
+            id.index()
+        ));
+    }
+    let mut out = String::new();
+    out.push_str("# What loading this pickle does, call by call.\n");
+    for m in &p.imports {
+        let _ = writeln!(out, "import {m}");
+    }
+    if p.uses_persistent {
+        out.push_str("# persistent_load is the loader's hook for persistent ids.\n");
+    }
+    if p.uses_build {
+        out.push('\n');
+        out.push_str(BUILD);
+    }
+    out.push('\n');
+    for line in &p.lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    let _ = writeln!(out, "result = {root}");
+    Ok(out)
+}
+
+struct Python<'a> {
+    graph: &'a Graph,
+    /// Variables of the objects made so far: shared objects by id, and
+    /// reductions (which always get one) by address.
+    names: HashMap<Key, String>,
+    /// Shared immutable objects whose parts are being written.
+    open: HashSet<Id>,
+    /// Fills of shared mutable objects waiting for an open object.
+    deferred: HashMap<Id, Vec<(String, &'a Value)>>,
+    imports: BTreeSet<String>,
+    lines: Vec<String>,
+    count: usize,
+    uses_build: bool,
+    uses_persistent: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Shared(Id),
+    Inline(*const Value),
+}
+
+/// `Err(id)`: the expression needs the open object `id`.
+type Expr = Result<String, Id>;
+
+fn float_literal(x: f64) -> String {
+    if x.is_nan() {
+        "float('nan')".into()
+    } else if x.is_infinite() {
+        if x > 0.0 {
+            "float('inf')"
+        } else {
+            "-float('inf')"
+        }
+        .into()
+    } else {
+        format!("{:?}", Value::Float(x))
+    }
+}
+
+impl<'a> Python<'a> {
+    fn fresh(&mut self) -> String {
+        self.count += 1;
+        format!("obj{}", self.count)
+    }
+
+    fn expr(&mut self, v: &'a Value) -> Expr {
+        grow(|| self.expr_inner(v))
+    }
+
+    fn list(&mut self, items: &'a [Value]) -> Result<Vec<String>, Id> {
+        items.iter().map(|i| self.expr(i)).collect()
+    }
+
+    fn dict(&mut self, items: &'a [(Value, Value)]) -> Expr {
+        let mut parts = Vec::new();
+        for (k, v) in items {
+            parts.push(format!("{}: {}", self.expr(k)?, self.expr(v)?));
+        }
+        Ok(format!("{{{}}}", parts.join(", ")))
+    }
+
+    fn expr_inner(&mut self, v: &'a Value) -> Expr {
+        if let Some(name) = self.names.get(&Key::Inline(v as *const Value)) {
+            return Ok(name.clone());
+        }
+        Ok(match v {
+            Value::Ref(id) => return self.shared(*id),
+            Value::Float(x) => float_literal(*x),
+            Value::Global(g) => {
+                self.imports.insert(g.module.clone());
+                format!("{}.{}", g.module, g.name)
+            }
+            Value::Tuple(t) if t.len() == 1 => format!("({},)", self.expr(&t[0])?),
+            Value::Tuple(t) => format!("({})", self.list(t)?.join(", ")),
+            Value::List(_) | Value::Set(_) | Value::Dict(_) => {
+                let literal = match v {
+                    Value::List(l) => self.list(l).map(|i| format!("[{}]", i.join(", "))),
+                    Value::Set(s) if s.is_empty() => Ok("set()".into()),
+                    Value::Set(s) => self.list(s).map(|i| format!("{{{}}}", i.join(", "))),
+                    Value::Dict(d) => self.dict(d),
+                    _ => unreachable!("matched above"),
+                };
+                match literal {
+                    Ok(literal) => literal,
+                    // An item needs an object still being made (a cycle
+                    // through a tuple): make this one empty, fill it later.
+                    Err(open) => {
+                        let name = self.fresh();
+                        let empty = match v {
+                            Value::List(_) => "[]",
+                            Value::Dict(_) => "{}",
+                            _ => "set()",
+                        };
+                        self.lines.push(format!("{name} = {empty}"));
+                        self.names
+                            .insert(Key::Inline(v as *const Value), name.clone());
+                        self.deferred
+                            .entry(open)
+                            .or_default()
+                            .push((name.clone(), v));
+                        name
+                    }
+                }
+            }
+            Value::FrozenSet(s) => format!("frozenset([{}])", self.list(s)?.join(", ")),
+            Value::Reduce(r) => self.reduction(r, Key::Inline(v as *const Value))?,
+            Value::PersistentId(p) => {
+                self.uses_persistent = true;
+                let pid = self.expr(p)?;
+                let name = self.fresh();
+                self.lines.push(format!("{name} = persistent_load({pid})"));
+                name
+            }
+            Value::Buffer(b) => {
+                self.imports.insert("pickle".into());
+                let data = format!("{:?}", Value::Bytes(b.data.clone()));
+                if b.readonly {
+                    format!("pickle.PickleBuffer({data})")
+                } else {
+                    format!("pickle.PickleBuffer(bytearray({data}))")
+                }
+            }
+            other => format!("{other:?}"),
+        })
+    }
+
+    /// The expression for shared object `id`, writing its statements the
+    /// first time.
+    fn shared(&mut self, id: Id) -> Expr {
+        let key = Key::Shared(id);
+        if let Some(name) = self.names.get(&key) {
+            return Ok(name.clone());
+        }
+        if self.open.contains(&id) {
+            return Err(id);
+        }
+        let target = self.graph.get(id);
+        if is_atom(target) {
+            return self.expr(target);
+        }
+        // Names are given as statements are written, so they read in order.
+        match target {
+            Value::List(_) | Value::Dict(_) | Value::Set(_) => {
+                let name = self.fresh();
+                let empty = match target {
+                    Value::List(_) => "[]",
+                    Value::Dict(_) => "{}",
+                    _ => "set()",
+                };
+                self.lines.push(format!("{name} = {empty}"));
+                self.names.insert(key, name.clone());
+                self.fill(name.clone(), target);
+                Ok(name)
+            }
+            Value::Reduce(r) => {
+                self.open.insert(id);
+                let made = self.reduction(r, key);
+                self.open.remove(&id);
+                let name = made?;
+                self.release(id);
+                Ok(name)
+            }
+            _ => {
+                self.open.insert(id);
+                let made = self.expr(target);
+                self.open.remove(&id);
+                let made = made?;
+                let name = self.fresh();
+                self.lines.push(format!("{name} = {made}"));
+                self.names.insert(key, name.clone());
+                self.release(id);
+                Ok(name)
+            }
+        }
+    }
+
+    /// Writes the fills that waited for `id`, now that it has a name.
+    fn release(&mut self, id: Id) {
+        for (name, target) in self.deferred.remove(&id).unwrap_or_default() {
+            self.fill(name, target);
+        }
+    }
+
+    /// Fills the shared mutable object `name` with its items, or defers
+    /// that until the open object an item needs is made.
+    fn fill(&mut self, name: String, target: &'a Value) {
+        let line = match target {
+            Value::List(l) if l.is_empty() => return,
+            Value::Dict(d) if d.is_empty() => return,
+            Value::Set(s) if s.is_empty() => return,
+            Value::List(l) => self
+                .list(l)
+                .map(|i| format!("{name}.extend([{}])", i.join(", "))),
+            Value::Dict(d) => self.dict(d).map(|d| format!("{name}.update({d})")),
+            Value::Set(s) => self
+                .list(s)
+                .map(|i| format!("{name}.update([{}])", i.join(", "))),
+            _ => return,
+        };
+        match line {
+            Ok(line) => self.lines.push(line),
+            Err(open) => self.deferred.entry(open).or_default().push((name, target)),
+        }
+    }
+
+    /// Writes the call (named once its arguments are written) and then
+    /// what loading does to the object; returns its name.
+    fn reduction(&mut self, r: &'a Reduction, key: Key) -> Expr {
+        let callable = self.expr(&r.callable)?;
+        let args = match self.graph.resolve(&r.args) {
+            Value::Tuple(t) => Some(t.as_slice()),
+            _ => None,
+        };
+        let newobj = global(&r.callable).map(|g| (g.module.as_str(), g.name.as_str()));
+        let call = match (newobj, args) {
+            (Some(("copyreg", "__newobj__")), Some([cls, rest @ ..])) => {
+                let cls = self.expr(cls)?;
+                let mut parts = vec![cls.clone()];
+                parts.extend(self.list(rest)?);
+                format!("{cls}.__new__({})", parts.join(", "))
+            }
+            (Some(("copyreg", "__newobj_ex__")), Some([cls, args, kwargs])) => {
+                let cls = self.expr(cls)?;
+                let (args, kwargs) = (self.expr(args)?, self.expr(kwargs)?);
+                format!("{cls}.__new__({cls}, *{args}, **{kwargs})")
+            }
+            (_, Some(items)) => format!("{callable}({})", self.list(items)?.join(", ")),
+            (_, None) => format!("{callable}(*{})", self.expr(&r.args)?),
+        };
+        let name = self.fresh();
+        self.lines.push(format!("{name} = {call}"));
+        self.names.insert(key, name.clone());
+        if let Some(state) = &r.state {
+            let state = self.expr(state)?;
+            match &r.state_setter {
+                Some(setter) => {
+                    let setter = self.expr(setter)?;
+                    self.lines.push(format!("{setter}({name}, {state})"));
+                }
+                None => {
+                    self.uses_build = true;
+                    self.lines.push(format!("_build({name}, {state})"));
+                }
+            }
+        }
+        if !r.list_items.is_empty() {
+            let items = self.list(&r.list_items)?;
+            self.lines
+                .push(format!("{name}.extend([{}])", items.join(", ")));
+        }
+        for (k, v) in &r.dict_items {
+            let (k, v) = (self.expr(k)?, self.expr(v)?);
+            self.lines.push(format!("{name}[{k}] = {v}"));
+        }
+        Ok(name)
+    }
+}

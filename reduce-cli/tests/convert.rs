@@ -1,0 +1,125 @@
+//! `reduce convert`: torch checkpoints (zip and legacy) become safetensors
+//! files holding the same tensors; a checkpoint naming anything outside
+//! torch's weights_only allow-list is refused and nothing is written.
+
+mod common;
+
+use common::{fixtures, run, stderr};
+
+/// What CPython reads from a safetensors file, parsed by hand (header
+/// length, JSON header, little-endian data), as JSON: name to dtype,
+/// shape and values.
+fn read_safetensors(path: &std::path::Path) -> serde_json::Value {
+    let script = r#"
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+n = struct.unpack('<Q', b[:8])[0]
+header = json.loads(b[8:8 + n])
+data = b[8 + n:]
+fmt = {'F32': 'f', 'F64': 'd', 'F16': 'e', 'I64': 'q', 'I32': 'i', 'U8': 'B', 'I8': 'b', 'BOOL': '?'}
+out = {}
+for name, t in header.items():
+    if name == '__metadata__':
+        continue
+    lo, hi = t['data_offsets']
+    f = fmt[t['dtype']]
+    count = (hi - lo) // struct.calcsize(f)
+    out[name] = {'dtype': t['dtype'], 'shape': t['shape'],
+                 'values': list(struct.unpack('<%d%s' % (count, f), data[lo:hi]))}
+print(json.dumps(out))
+"#;
+    let mut cmd = reduce_tests::python3();
+    cmd.arg("-c").arg(script).arg(path);
+    serde_json::from_str(&common::python_output(cmd)).expect("JSON from python")
+}
+
+#[test]
+fn zip_and_legacy_checkpoints_convert_to_the_same_tensors() {
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("torch/checkpoints.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    for name in ["tiny_zip.pt", "tiny_legacy.pt"] {
+        let out_file = dir.join(format!("{name}.safetensors"));
+        let out = run(&[
+            "convert",
+            fixtures().join("torch").join(name).to_str().unwrap(),
+            out_file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("wrote 7 tensors"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("left out what is not a tensor: epoch, note"),
+            "{}",
+            stderr(&out)
+        );
+        let got = read_safetensors(&out_file);
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+#[test]
+fn a_checkpoint_that_calls_anything_else_is_refused() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let out_file = dir.join("evil.safetensors");
+    let out = run(&[
+        "convert",
+        fixtures().join("torch/evil_zip.pt").to_str().unwrap(),
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("system` at byte"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("can run code"), "{}", stderr(&out));
+    assert!(!out_file.exists());
+    // A global that is harmless but not in the list is refused too.
+    let dated = fixtures().join("torch/dated_zip.pt");
+    let out = run(&[
+        "convert",
+        dated.to_str().unwrap(),
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`datetime.date` at byte")
+            && stderr(&out).contains("not in torch's weights_only allow-list"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_file.exists());
+    // A plain pickle is not a checkpoint.
+    let plain = fixtures().join("benign/datetime.p2.pkl");
+    let out = run(&[
+        "convert",
+        plain.to_str().unwrap(),
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expected a torch checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_is_an_error_that_says_where() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let bytes = std::fs::read(fixtures().join("torch/tiny_legacy.pt")).unwrap();
+    for cut in [10, 100, 400, bytes.len() - 5] {
+        let file = dir.join(format!("cut{cut}.pt"));
+        std::fs::write(&file, &bytes[..cut]).unwrap();
+        let out_file = dir.join("out.safetensors");
+        let out = run(&[
+            "convert",
+            file.to_str().unwrap(),
+            out_file.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "cut at {cut}");
+        assert!(
+            stderr(&out).contains("byte"),
+            "cut at {cut}: {}",
+            stderr(&out)
+        );
+    }
+}

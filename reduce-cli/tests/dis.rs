@@ -1,0 +1,198 @@
+//! `reduce dis` prints what `python3 -m pickletools` prints, line for line.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{run, stderr, stdout};
+
+fn corpus() -> Vec<PathBuf> {
+    let root = reduce_tests::fixtures();
+    let mut files = Vec::new();
+    for dir in ["corpus", "pickletester"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("read the fixture directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "pickle") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(
+        files.len() > 400,
+        "expected the CPython corpus, found {} files",
+        files.len()
+    );
+    files
+}
+
+fn pickletools(args: &[&str], files: &[PathBuf]) -> String {
+    let mut cmd = reduce_tests::python3();
+    cmd.args(["-m", "pickletools"]).args(args).args(files);
+    common::python_output(cmd)
+}
+
+#[test]
+fn every_fixture_matches_pickletools_line_for_line() {
+    let files = corpus();
+    let mut mismatches = Vec::new();
+    // pickletools with several files prints a preamble before each, so one
+    // run of each side covers the whole corpus.
+    for chunk in files.chunks(100) {
+        let expected = pickletools(&[], chunk);
+        let mut args = vec!["dis".to_string()];
+        args.extend(chunk.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args);
+        assert!(out.status.success(), "reduce dis failed: {}", stderr(&out));
+        let got = stdout(&out);
+        for (i, (a, b)) in got.lines().zip(expected.lines()).enumerate() {
+            if a != b {
+                mismatches.push(format!("line {i}:\n  reduce:      {a}\n  pickletools: {b}"));
+                break;
+            }
+        }
+        assert_eq!(got.lines().count(), expected.lines().count());
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn annotations_sit_in_pickletools_columns() {
+    // The descriptions are ours; the columns they start at are pickletools'.
+    let files: Vec<PathBuf> = corpus().into_iter().step_by(7).collect();
+    // pickletools -a, with each line cut before its description.
+    let mut cmd = reduce_tests::python3();
+    cmd.arg("-c")
+        .arg(
+            "import io, pickletools, sys\n\
+             for f in sys.argv[1:]:\n\
+             \x20   out = io.StringIO()\n\
+             \x20   pickletools.dis(open(f, 'rb').read(), out, annotate=30)\n\
+             \x20   docs = {o.name: o.doc.split('\\n', 1)[0] for o in pickletools.opcodes}\n\
+             \x20   for line in out.getvalue().splitlines():\n\
+             \x20       doc = next((d for d in docs.values() if line.endswith(' ' + d)), '')\n\
+             \x20       print(line[:len(line) - len(doc) - 1] if doc else line)\n",
+        )
+        .args(&files);
+    let expected = common::python_output(cmd);
+    let got = String::new();
+    let mut got = got;
+    for file in &files {
+        let out = run(&["dis", "--annotate", file.to_str().unwrap()]);
+        got.push_str(&stdout(&out));
+    }
+    let mut lines = 0;
+    for (a, b) in got.lines().zip(expected.lines()) {
+        if b.starts_with("highest") {
+            assert_eq!(a, b);
+            continue;
+        }
+        assert!(a.starts_with(b), "\n{a}\n{b}");
+        let description = &a[b.len()..];
+        assert!(description.len() > 3 && description.starts_with(' '), "{a}");
+        lines += 1;
+    }
+    assert_eq!(got.lines().count(), expected.lines().count());
+    assert!(lines > 100);
+}
+
+#[test]
+fn marks_indent_and_memo_notes_show() {
+    let dir = reduce_tests::scratch_dir("cli-dis");
+    let file = dir.join("nested.pkl");
+    // pickle.dumps([1, (2, [3])], protocol=0): MARK levels inside each other.
+    std::fs::write(&file, b"(lp0\nI1\na(I2\n(lp1\nI3\naatp2\na.").unwrap();
+    let out = stdout(&run(&["dis", file.to_str().unwrap()]));
+    assert_eq!(out, pickletools(&[], &[file]));
+    assert!(out.contains("    0: (    MARK\n"), "{out}");
+    assert!(out.contains("    9: (    MARK\n"), "{out}");
+    assert!(out.contains("   13: (        MARK\n"), "{out}");
+    assert!(
+        out.contains("   14: l            LIST       (MARK at 13)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("   23: t        TUPLE      (MARK at 9)\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("highest protocol among opcodes = 0\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_damaged_pickle_prints_what_precedes_the_fault_and_names_it() {
+    let dir = reduce_tests::scratch_dir("cli-dis");
+    let file = dir.join("cut.pkl");
+    std::fs::write(&file, b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01K").unwrap();
+    let out = run(&["dis", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("   11: K    BININT1    1\n"),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("pickle data was truncated (at byte 13, BININT1)"),
+        "{err}"
+    );
+    // A memo read before any write, as pickletools refuses it.
+    std::fs::write(&file, b"\x80\x02h\x05.").unwrap();
+    let out = run(&["dis", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("memo key 5 has never been stored into, at offset 2"),
+        "{}",
+        stderr(&out)
+    );
+    // A memo key written twice, as pickletools refuses it.
+    let twice = dir.join("twice.pkl");
+    std::fs::write(&twice, b"\x80\x02K\x01q\x00q\x00.").unwrap();
+    let out = run(&["dis", twice.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).ends_with("    6: q    BINPUT     0\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("memo key 0 already defined, at offset 6 (BINPUT)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn help_describes_every_command_and_option() {
+    let help = stdout(&run(&["--help"]));
+    for command in ["dis", "show", "scan", "convert"] {
+        assert!(help.contains(command), "{help}");
+        let sub = stdout(&run(&[command, "--help"]));
+        assert!(sub.contains("Usage: reduce"), "{sub}");
+    }
+    let scan = stdout(&run(&["scan", "--help"]));
+    assert!(
+        scan.contains("--allow <PRESET|FILE>") && scan.contains("--json"),
+        "{scan}"
+    );
+}
+
+#[test]
+fn inside_a_torch_archive_or_an_npy_file_the_pickle_is_shown() {
+    let zip = common::fixtures().join("torch/tiny_zip.pt");
+    let out = stdout(&run(&["dis", zip.to_str().unwrap()]));
+    assert!(out.starts_with("    0: \\x80 PROTO      2\n"), "{out}");
+    assert!(
+        out.contains("GLOBAL     'torch._utils _rebuild_tensor_v2'"),
+        "{out}"
+    );
+    let npy = common::fixtures().join("attacks/npy_object_array.npy");
+    let out = stdout(&run(&["dis", npy.to_str().unwrap()]));
+    assert!(
+        out.starts_with("    0: c    GLOBAL     'os system'\n"),
+        "{out}"
+    );
+}

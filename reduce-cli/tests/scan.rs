@@ -1,0 +1,362 @@
+//! `reduce scan`: every attack family is unsafe with the right global
+//! named; files written by the standard library, numpy, pandas,
+//! scikit-learn and cloudpickle are safe exactly when their globals are
+//! allowed; exit status 0/1/2.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fixtures, run, stderr, stdout};
+use serde_json::Value as Json;
+
+fn records(out: &std::process::Output) -> Vec<Json> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn scan_json(args: &[&str]) -> (Option<i32>, Vec<Json>) {
+    let mut all = vec!["scan", "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    (out.status.code(), records(&out))
+}
+
+fn shown(g: &Json) -> String {
+    match g["kind"].as_str() {
+        Some("global") => format!(
+            "{}.{}",
+            g["module"].as_str().unwrap(),
+            g["name"].as_str().unwrap()
+        ),
+        Some("extension") => format!("extension code {}", g["code"]),
+        _ => "(name computed while loading)".to_string(),
+    }
+}
+
+#[test]
+fn every_attack_family_is_unsafe_and_names_its_global() {
+    let rows = reduce_tests::manifest(&fixtures().join("attacks.tsv"));
+    assert!(
+        rows.len() >= 30,
+        "expected the attack corpus, found {} rows",
+        rows.len()
+    );
+    let mut families = std::collections::BTreeSet::new();
+    for row in rows {
+        let file = fixtures().join("attacks").join(&row["file"]);
+        // Danger wins over any allow-list, presets included.
+        for allow in [
+            &["--allow", "stdlib"][..],
+            &["--allow", "stdlib", "--allow", "numpy", "--allow", "torch"],
+        ] {
+            let mut args = vec![file.to_str().unwrap()];
+            args.extend_from_slice(allow);
+            let (code, records) = scan_json(&args);
+            assert_eq!(code, Some(1), "{}: expected exit 1 (unsafe)", row["file"]);
+            let hit = records
+                .iter()
+                .filter(|r| r["verdict"] == "unsafe")
+                .flat_map(|r| r["globals"].as_array().unwrap())
+                .find(|g| shown(g) == row["named"])
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: `{}` is not named: {records:?}",
+                        row["file"], row["named"]
+                    )
+                });
+            let expected_status = match row["family"].as_str() {
+                "extension code" | "computed" => "unknowable",
+                _ => "dangerous",
+            };
+            assert_eq!(hit["status"], expected_status, "{}: {hit}", row["file"]);
+            if expected_status == "dangerous" {
+                assert!(
+                    hit["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                    "{hit}"
+                );
+            }
+            let reasons: Vec<&str> = records
+                .iter()
+                .flat_map(|r| r["reasons"].as_array().unwrap())
+                .filter_map(Json::as_str)
+                .collect();
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains(&format!("(offset {})", hit["offset"]))),
+                "{}: no reason points at offset {}: {reasons:?}",
+                row["file"],
+                hit["offset"]
+            );
+        }
+        families.insert(row["family"].clone());
+    }
+    for family in [
+        "shell",
+        "eval",
+        "import",
+        "getattr",
+        "file",
+        "marshal",
+        "nested pickle",
+        "numpy.load",
+        "pandas.read_pickle",
+        "runpy",
+        "pip",
+        "webbrowser",
+        "torch",
+        "extension code",
+        "computed",
+        "npy",
+        "zip",
+        "stream",
+        "legacy torch",
+        "truncated",
+        "directory",
+    ] {
+        assert!(families.contains(family), "no attack of family {family}");
+    }
+}
+
+#[test]
+fn a_directory_scan_finds_the_hidden_ones_and_exits_1() {
+    let out = run(&["scan", fixtures().join("attacks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("nested/deeper/hidden.bin: pickle at offset 0, 18 bytes: unsafe"),
+        "{text}"
+    );
+    assert!(
+        text.contains("torch_zip.pt:archive/data.pkl: pickle at offset 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DANGEROUS: runs a shell command or another program"),
+        "{text}"
+    );
+}
+
+#[test]
+fn offsets_are_those_of_the_file_and_of_each_pickle_in_a_stream() {
+    let (code, records) = scan_json(&[fixtures()
+        .join("attacks/stream_second.pkl")
+        .to_str()
+        .unwrap()]);
+    assert_eq!(code, Some(1));
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (
+            records[0]["offset"].as_u64(),
+            records[0]["verdict"].as_str()
+        ),
+        (Some(0), Some("safe"))
+    );
+    let len = records[0]["length"].as_u64().unwrap();
+    assert_eq!(records[1]["offset"].as_u64(), Some(len));
+    assert_eq!(records[1]["globals"][0]["offset"].as_u64(), Some(len));
+    assert_eq!(records[1]["globals"][0]["opcode"], "GLOBAL");
+    // An .npy object array: the pickle starts after the header.
+    let (_, records) = scan_json(&[fixtures()
+        .join("attacks/npy_object_array.npy")
+        .to_str()
+        .unwrap()]);
+    assert_eq!(records[0]["offset"].as_u64(), Some(128));
+    // A zip member is named, offsets are inside it.
+    let (_, records) = scan_json(&[fixtures().join("attacks/torch_zip.pt").to_str().unwrap()]);
+    assert_eq!(records[0]["member"], "archive/data.pkl");
+    // A truncated pickle still lists what it named before the fault.
+    let (_, records) = scan_json(&[fixtures().join("attacks/truncated.pkl").to_str().unwrap()]);
+    assert_eq!(records[0]["verdict"], "unsafe");
+    assert!(
+        records[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated (at byte 25"),
+        "{:?}",
+        records[0]
+    );
+}
+
+#[test]
+fn standard_library_files_are_safe_exactly_when_their_globals_are_allowed() {
+    let benign = fixtures().join("benign");
+    let out = run(&["scan", benign.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // With an empty allow-list, only the pickles that name no global pass.
+    let dir = reduce_tests::scratch_dir("cli-scan");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    let (code, records) =
+        scan_json(&[benign.to_str().unwrap(), "--allow", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    let (mut with, mut without) = (0, 0);
+    for r in &records {
+        let globals = r["globals"].as_array().unwrap();
+        let expected = if globals.is_empty() { "safe" } else { "unsafe" };
+        assert_eq!(r["verdict"], expected, "{r}");
+        if globals.is_empty() {
+            without += 1
+        } else {
+            with += 1;
+            assert!(globals.iter().all(|g| g["status"] == "not allowed"), "{r}");
+        }
+    }
+    assert!(
+        with > 10 && without > 3,
+        "{with} with globals, {without} without"
+    );
+}
+
+#[test]
+fn unreadable_input_exits_2_and_says_where() {
+    let dir = reduce_tests::scratch_dir("cli-scan");
+    let junk = dir.join("junk.pkl");
+    std::fs::write(&junk, b"\x80\x04K\x01\xff").unwrap();
+    let out = run(&["scan", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("invalid opcode byte 0xff (at byte 4)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["scan", dir.join("missing.pkl").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("cannot read the file"),
+        "{}",
+        stdout(&out)
+    );
+    // Unsafe outranks unreadable.
+    let out = run(&[
+        "scan",
+        junk.to_str().unwrap(),
+        fixtures().join("attacks/os_system.pkl").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    // A bad --allow is a usage error.
+    let out = run(&["scan", junk.to_str().unwrap(), "--allow", "nonesuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("expected a preset (stdlib, numpy, torch) or a file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Writes files with the pinned numpy, pandas, scikit-learn and cloudpickle
+/// into `dir`, and for each the globals CPython's find_class sees when
+/// loading it, one `module:name` a line in `<file>.globals`.
+fn library_files(dir: &Path) {
+    let script = r#"
+import io, pickle, sys, os
+import numpy as np, pandas as pd, cloudpickle
+from sklearn.linear_model import LogisticRegression
+d = sys.argv[1]
+def save(name, data):
+    open(os.path.join(d, name), 'wb').write(data)
+    seen = []
+    class U(pickle.Unpickler):
+        def find_class(self, m, n):
+            seen.append(f'{m}:{n}')
+            return super().find_class(m, n)
+    if not name.endswith('.npy'):
+        U(io.BytesIO(data)).load()
+        open(os.path.join(d, name + '.globals'), 'w').write('\n'.join(seen) + '\n')
+save('array.pkl', pickle.dumps(np.arange(6.0).reshape(2, 3)))
+save('frame.pkl', pickle.dumps(pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})))
+model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+save('model.pkl', pickle.dumps(model))
+save('plain_cloudpickle.pkl', cloudpickle.dumps({'a': [1, 2.5], 'b': (None, True)}))
+save('lambda.pkl', cloudpickle.dumps(lambda x: x + 1))
+buf = io.BytesIO(); np.save(buf, np.array([{'k': 1}, None], dtype=object), allow_pickle=True)
+save('objects.npy', buf.getvalue())
+buf = io.BytesIO(); np.save(buf, np.arange(3)); save('numbers.npy', buf.getvalue())
+"#;
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(dir);
+    common::python_output(cmd);
+}
+
+#[test]
+fn library_files_are_safe_exactly_when_their_globals_are_allowed() {
+    let dir = reduce_tests::scratch_dir("cli-scan-libs");
+    library_files(&dir);
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    // numpy: its preset allows arrays; the standard library's alone does not.
+    let (code, r) = scan_json(&[&path("array.pkl")]);
+    assert_eq!(code, Some(1));
+    assert!(
+        r[0]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("multiarray._reconstruct` is not in the allow-list"),
+        "{r:?}"
+    );
+    let (code, _) = scan_json(&[&path("array.pkl"), "--allow", "stdlib", "--allow", "numpy"]);
+    assert_eq!(code, Some(0));
+
+    // An .npy of numbers holds no pickle; one of objects holds the
+    // pickle of the array, which numpy's preset allows.
+    let (code, r) = scan_json(&[&path("numbers.npy")]);
+    assert_eq!((code, r.len()), (Some(0), 0));
+    let (code, r) = scan_json(&[&path("objects.npy")]);
+    assert_eq!((code, r.len()), (Some(1), 1), "{r:?}");
+    let (code, r) = scan_json(&[
+        &path("objects.npy"),
+        "--allow",
+        "stdlib",
+        "--allow",
+        "numpy",
+    ]);
+    assert_eq!((code, r.len()), (Some(0), 1), "{r:?}");
+
+    // pandas and scikit-learn: safe with exactly the globals CPython
+    // resolves allowed, unsafe with any one of them missing, named.
+    for name in ["frame.pkl", "model.pkl", "plain_cloudpickle.pkl"] {
+        let allow = path(&format!("{name}.globals"));
+        let (code, r) = scan_json(&[&path(name), "--allow", &allow]);
+        assert_eq!(code, Some(0), "{name}: {r:?}");
+        let lines: Vec<String> = std::fs::read_to_string(&allow)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.iter().all(|l| l.is_empty()) {
+            continue;
+        }
+        let missing = lines[0].replace(':', ".");
+        let fewer = dir.join(format!("{name}.fewer"));
+        let rest: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.replace(':', ".") != missing)
+            .collect();
+        std::fs::write(
+            &fewer,
+            rest.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        let (code, r) = scan_json(&[&path(name), "--allow", fewer.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{name}");
+        let unsafe_ones: Vec<String> = r[0]["globals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["status"] != "allowed")
+            .map(shown)
+            .collect();
+        assert_eq!(unsafe_ones, vec![missing.clone()], "{name}");
+    }
+
+    // cloudpickle: plain data is plain; a function is code, and said to be.
+    let (code, _) = scan_json(&[&path("plain_cloudpickle.pkl")]);
+    assert_eq!(code, Some(0));
+    let (code, r) = scan_json(&[&path("lambda.pkl")]);
+    assert_eq!(code, Some(1));
+    let reasons = r[0]["reasons"].to_string();
+    assert!(reasons.contains("builds a function from code"), "{reasons}");
+}
