@@ -6,8 +6,10 @@
 //! what CPython writes, it reads. Loading never runs code: a global that the
 //! pickle names is either one plain data needs (`builtins.set`,
 //! `_codecs.encode`, ...) or an error naming it, unless you ask for
-//! [inert mode](Unpickler::inert), where globals and reductions are kept as
-//! data and written back unchanged.
+//! [inert mode](Unpickler::inert), which keeps the whole pickle as data: every
+//! global, every call (those made only for their effect too) and every
+//! change, in order, so that written back it makes CPython do exactly what
+//! the original did.
 //!
 //! ```
 //! use reduce::Value;
@@ -116,7 +118,10 @@
 //! `bytes`, `bytearray`, `tuple`, `list`, `dict` (insertion order, any
 //! hashable key), `set`, `frozenset`, a [global](Global) kept as data, a
 //! [reduced object](Reduce) (callable, args, state, list items, dict items),
-//! a persistent id and a protocol 5 [`PickleBuffer`].
+//! a persistent id and a protocol 5 [`PickleBuffer`]. In inert mode a
+//! [`Value::Seq`] also keeps what the pickle did for effect beside a value:
+//! calls whose result it threw away and changes to objects built earlier
+//! ([`Step`]).
 //!
 //! A [`Graph`] is a root value plus the objects reachable from more than one
 //! place, which the tree reaches through [`Value::Ref`]. A list that

@@ -138,6 +138,47 @@
 //! look into nested pickles: the bytes handed to `pickle.loads` are data,
 //! to be inspected on their own if you care what they hold.
 //!
+//! # What inert mode guarantees, and what it does not
+//!
+//! [Inert mode](crate::Unpickler::inert) reads a pickle as the program it is,
+//! without running any of it. It guarantees:
+//!
+//! - **Nothing is called.** Every global is kept by name, every call as a
+//!   [`Reduction`](crate::Reduction), every persistent id as data (unless
+//!   you give a hook).
+//! - **Nothing is dropped.** A call made only for its effect (`REDUCE` then
+//!   `POP`, as dill fills closure cells and fickling injects `exec`), a
+//!   value left under the result, a change made to an object after it was
+//!   built (`GET`, `SETITEMS`, `POP`) and a second `BUILD` are all kept, as
+//!   [`Step`](crate::Step)s of a [`Seq`](crate::Seq), in order. Where the
+//!   model cannot hold something (steps between `NEWOBJ`'s arguments and
+//!   the opcode, a change to an int), loading fails with an error and its
+//!   offset.
+//! - **The same program comes back.** Written back, the value makes CPython
+//!   perform the same lookups, calls (with the same arguments, as they are
+//!   at the time of the call), changes and persistent-id loads in the same
+//!   order. The test suite checks this with a tracing unpickler on every
+//!   fixture and on files written by dill, cloudpickle, numpy, pandas and
+//!   fickling. What CPython's own pickler wrote comes back byte for byte:
+//!   globals keep their opcode (`GLOBAL` or `STACK_GLOBAL`, on the same
+//!   string objects).
+//!
+//! It does not guarantee:
+//!
+//! - **Safety of the result.** An injected `exec` survives the round trip,
+//!   on purpose: inert mode is for inspecting and transforming, not for
+//!   cleaning. Decide with [`inspect::globals`](crate::inspect::globals) or
+//!   the allow-list, not by round-tripping.
+//! - **The same bytes for pickles other tools wrote.** Memo indices,
+//!   frames, batch sizes and `PERSID`/`BINPERSID` are chosen as CPython's
+//!   pickler chooses them (a persistent id is handed to `persistent_load`
+//!   as the same value either way), and a change of several items made
+//!   after the fact may be written as one batch. Only the program is kept.
+//! - **Frames as another reader sees them.** Frames are read as CPython's
+//!   C unpickler (`pickle.loads`) reads them: a `FRAME` only checks that
+//!   its bytes exist, so files whose frame lengths were not fixed after
+//!   editing load, as they do in CPython.
+//!
 //! # What is safe to load from an untrusted source
 //!
 //! - [`from_slice::<Value>`](crate::from_slice), [`from_slice::<Graph>`](crate::from_slice)
