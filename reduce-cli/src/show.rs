@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use reduce::{Global, Graph, Id, Reduction, Value};
+use reduce::{Global, Graph, Id, Reduction, Step, Value};
 
 fn grow<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
@@ -29,6 +29,14 @@ fn is_atom(v: &Value) -> bool {
             | Value::Bytes(_)
             | Value::Global(_)
     ) || matches!(v, Value::Tuple(t) if t.is_empty())
+}
+
+/// Whether loading does more to a reduction's object than make it.
+fn has_extras(r: &Reduction) -> bool {
+    r.state.is_some()
+        || !r.list_items.is_empty()
+        || !r.dict_items.is_empty()
+        || r.state_setter.is_some()
 }
 
 fn global(v: &Value) -> Option<&Global> {
@@ -138,10 +146,70 @@ impl<'a> Repr<'a> {
                 self.value(p);
                 self.out.push(')');
             }
+            Value::Seq(s) => {
+                self.out.push_str("<seq");
+                if !s.before.is_empty() {
+                    self.out.push_str(" before=");
+                    self.steps(&s.before);
+                }
+                self.out.push_str(" value=");
+                self.value(&s.value);
+                if !s.after.is_empty() {
+                    self.out.push_str(" after=");
+                    self.steps(&s.after);
+                }
+                self.out.push('>');
+            }
             other => {
                 let _ = write!(self.out, "{other:?}");
             }
         }
+    }
+
+    /// The steps of a `Seq`, in order, each as `kind(target, items)`:
+    /// `discard(value)`, `append(obj, [items])`, `setitems(obj, {k: v})`,
+    /// `additems(obj, [items])`, `build(obj, state)`.
+    fn steps(&mut self, steps: &'a [Step]) {
+        self.out.push('[');
+        for (i, step) in steps.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            match step {
+                Step::Discard(v) => {
+                    self.out.push_str("discard(");
+                    self.value(v);
+                }
+                Step::Append { target, items } | Step::AddItems { target, items } => {
+                    let kind = if matches!(step, Step::Append { .. }) {
+                        "append("
+                    } else {
+                        "additems("
+                    };
+                    self.out.push_str(kind);
+                    self.value(target);
+                    self.out.push_str(", ");
+                    self.seq("[", items, "]");
+                }
+                Step::SetItems { target, items } => {
+                    self.out.push_str("setitems(");
+                    self.value(target);
+                    self.out.push_str(", ");
+                    self.pairs(items);
+                }
+                Step::Build { target, state } => {
+                    self.out.push_str("build(");
+                    self.value(target);
+                    self.out.push_str(", ");
+                    self.value(state);
+                }
+                other => {
+                    let _ = write!(self.out, "unknown({other:?}");
+                }
+            }
+            self.out.push(')');
+        }
+        self.out.push(']');
     }
 
     fn call_args(&mut self, args: &'a Value) {
@@ -156,10 +224,7 @@ impl<'a> Repr<'a> {
     }
 
     fn reduction(&mut self, r: &'a Reduction) {
-        let extras = r.state.is_some()
-            || !r.list_items.is_empty()
-            || !r.dict_items.is_empty()
-            || r.state_setter.is_some();
+        let extras = has_extras(r);
         if extras {
             self.out.push('<');
         }
@@ -237,6 +302,8 @@ impl<'a> Repr<'a> {
 /// | a persistent id | `{"$persistent_id": value}` |
 /// | a `PickleBuffer` | `{"$buffer": "hex", "readonly": bool}` |
 /// | a shared object | `{"$id": n, "value": ...}` where it first appears, `{"$ref": n}` after (and for cycles) |
+/// | a value with steps taken for their effect (inert `Seq`) | `{"$seq": {"before": [step, ...], "value": ..., "after": [step, ...]}}` |
+/// | a step | `{"discard": value}`, `{"append": [obj, [items]]}`, `{"setitems": [obj, dict]}`, `{"additems": [obj, [items]]}`, `{"build": [obj, state]}` |
 pub fn json(graph: &Graph) -> String {
     let mut p = Json {
         graph,
@@ -337,20 +404,19 @@ impl<'a> Json<'a> {
 
     /// The steps of an inert `Seq`, each as `{"kind": [target, items]}`
     /// (`discard` holds the value alone).
-    fn steps(&mut self, steps: &'a [reduce::Step]) {
+    fn steps(&mut self, steps: &'a [Step]) {
         self.out.push('[');
         for (i, step) in steps.iter().enumerate() {
             if i > 0 {
                 self.out.push(',');
             }
             match step {
-                reduce::Step::Discard(v) => {
+                Step::Discard(v) => {
                     self.out.push_str("{\"discard\":");
                     self.value(v);
                 }
-                reduce::Step::Append { target, items }
-                | reduce::Step::AddItems { target, items } => {
-                    let kind = if matches!(step, reduce::Step::Append { .. }) {
+                Step::Append { target, items } | Step::AddItems { target, items } => {
+                    let kind = if matches!(step, Step::Append { .. }) {
                         "append"
                     } else {
                         "additems"
@@ -361,21 +427,27 @@ impl<'a> Json<'a> {
                     self.array(items);
                     self.out.push(']');
                 }
-                reduce::Step::SetItems { target, items } => {
+                Step::SetItems { target, items } => {
                     self.out.push_str("{\"setitems\":[");
                     self.value(target);
                     self.out.push(',');
                     self.pairs(items);
                     self.out.push(']');
                 }
-                reduce::Step::Build { target, state } => {
+                Step::Build { target, state } => {
                     self.out.push_str("{\"build\":[");
                     self.value(target);
                     self.out.push(',');
                     self.value(state);
                     self.out.push(']');
                 }
-                _ => self.out.push_str("{\"unknown\":null"),
+                other => {
+                    let _ = write!(
+                        self.out,
+                        "{{\"unknown\":{}",
+                        json_str(&format!("{other:?}"))
+                    );
+                }
             }
             self.out.push('}');
         }
@@ -515,6 +587,7 @@ pub fn python(graph: &Graph) -> Result<String, String> {
         count: 0,
         uses_build: false,
         uses_persistent: false,
+        unknown: None,
     };
     let root = p.expr(graph.root()).map_err(|id| {
         format!(
@@ -522,6 +595,11 @@ pub fn python(graph: &Graph) -> Result<String, String> {
             id.index()
         )
     })?;
+    if let Some(step) = &p.unknown {
+        return Err(format!(
+            "a step this version of reduce cannot write as statements: {step}"
+        ));
+    }
     if let Some(id) = p.deferred.keys().next() {
         return Err(format!(
             "objects wait for #{} in a cycle that cannot be written as statements",
@@ -563,6 +641,8 @@ struct Python<'a> {
     count: usize,
     uses_build: bool,
     uses_persistent: bool,
+    /// A step of a kind this printer does not know.
+    unknown: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -656,6 +736,16 @@ impl<'a> Python<'a> {
             }
             Value::FrozenSet(s) => format!("frozenset([{}])", self.list(s)?.join(", ")),
             Value::Reduce(r) => self.reduction(r, Key::Inline(v as *const Value))?,
+            Value::Seq(seq) => {
+                for step in &seq.before {
+                    self.step(step)?;
+                }
+                let value = self.expr(&seq.value)?;
+                for step in &seq.after {
+                    self.step(step)?;
+                }
+                value
+            }
             Value::PersistentId(p) => {
                 self.uses_persistent = true;
                 let pid = self.expr(p)?;
@@ -755,9 +845,61 @@ impl<'a> Python<'a> {
         }
     }
 
-    /// Writes the call (named once its arguments are written) and then
-    /// what loading does to the object; returns its name.
-    fn reduction(&mut self, r: &'a Reduction, key: Key) -> Expr {
+    /// Writes a step of a `Seq` as the statements that do what loading
+    /// does: a value thrown away as an expression statement (a call alone
+    /// on its line), items appended or set, state given with `_build`.
+    fn step(&mut self, step: &'a Step) -> Result<(), Id> {
+        match step {
+            Step::Discard(Value::Reduce(r)) if !has_extras(r) => {
+                let call = self.call(r)?;
+                self.lines.push(call);
+            }
+            Step::Discard(v) => {
+                let e = self.expr(v)?;
+                // A variable alone does nothing; its statements are written.
+                if !e.starts_with("obj") || !e[3..].bytes().all(|b| b.is_ascii_digit()) {
+                    self.lines.push(e);
+                }
+            }
+            Step::Append { target, items } => {
+                let t = self.expr(target)?;
+                let items = self.list(items)?;
+                self.lines
+                    .push(format!("{t}.extend([{}])", items.join(", ")));
+            }
+            Step::SetItems { target, items } => {
+                let t = self.expr(target)?;
+                for (k, v) in items {
+                    let (k, v) = (self.expr(k)?, self.expr(v)?);
+                    self.lines.push(format!("{t}[{k}] = {v}"));
+                }
+            }
+            Step::AddItems { target, items } => {
+                let t = self.expr(target)?;
+                let items = self.list(items)?;
+                // ADDITEMS updates a set, and calls `add` on anything else.
+                if matches!(self.graph.resolve(target), Value::Set(_)) {
+                    self.lines
+                        .push(format!("{t}.update([{}])", items.join(", ")));
+                } else {
+                    for item in items {
+                        self.lines.push(format!("{t}.add({item})"));
+                    }
+                }
+            }
+            Step::Build { target, state } => {
+                let t = self.expr(target)?;
+                let state = self.expr(state)?;
+                self.uses_build = true;
+                self.lines.push(format!("_build({t}, {state})"));
+            }
+            other => self.unknown = Some(format!("{other:?}")),
+        }
+        Ok(())
+    }
+
+    /// The call a reduction makes, with its arguments written first.
+    fn call(&mut self, r: &'a Reduction) -> Expr {
         let callable = self.expr(&r.callable)?;
         let args = match self.graph.resolve(&r.args) {
             Value::Tuple(t) => Some(t.as_slice()),
@@ -779,6 +921,13 @@ impl<'a> Python<'a> {
             (_, Some(items)) => format!("{callable}({})", self.list(items)?.join(", ")),
             (_, None) => format!("{callable}(*{})", self.expr(&r.args)?),
         };
+        Ok(call)
+    }
+
+    /// Writes the call (named once its arguments are written) and then
+    /// what loading does to the object; returns its name.
+    fn reduction(&mut self, r: &'a Reduction, key: Key) -> Expr {
+        let call = self.call(r)?;
         let name = self.fresh();
         self.lines.push(format!("{name} = {call}"));
         self.names.insert(key, name.clone());

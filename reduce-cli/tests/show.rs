@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::fmt::Write as _;
+
 use common::{fixtures, run, stderr, stdout};
 
 /// Corpus files, and CPython's verdict on each: `repr` for plain data
@@ -283,4 +285,170 @@ fn deep_values_print_without_overflowing_the_stack() {
             other => panic!("{mode:?}: exit {other:?}: {}", stderr(&out)),
         }
     }
+}
+
+/// A pickle, what each output shows, and what loading it does: name,
+/// pickle, repr, JSON, the program's statements, calls made, result.
+type Case = (
+    &'static str,
+    &'static [u8],
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Pickles that do things for their effect alone (inert mode keeps them as
+/// a `Seq`): a call whose result is thrown away, and an object changed
+/// after a call took it (dill fills a function's globals that way). Each
+/// output shows the steps; the Python program takes them in the order
+/// loading does, which CPython confirms by running both against a module
+/// `m` that records its calls.
+#[test]
+fn steps_taken_for_their_effect_show_in_order() {
+    let cases: [Case; 5] = [
+        (
+            "discard",
+            b"\x80\x02]q\x00cm\nf\nh\x00\x85R0.",
+            "<seq value=<#1>[] after=[discard(m.f(<#1>))]>",
+            r#"{"$seq":{"before":[],"value":{"$id":1,"value":[]},"after":[{"discard":{"$reduce":{"callable":{"$global":"m.f"},"args":{"$tuple":[{"$ref":1}]}}}}]}}"#,
+            "obj1 = []\nm.f(obj1)\nresult = obj1\n",
+            "['f([])']",
+            "[]",
+        ),
+        (
+            "setitems",
+            b"\x80\x02cm\nf\nq\x01}q\x00\x85Rq\x02h\x00U\x01aK\x01s0.",
+            "<seq value=m.f(<#1>{}) after=[setitems(<#1>, {'a': 1})]>",
+            r#"{"$seq":{"before":[],"value":{"$reduce":{"callable":{"$global":"m.f"},"args":{"$tuple":[{"$id":1,"value":{}}]}}},"after":[{"setitems":[{"$ref":1},{"a":1}]}]}}"#,
+            "obj1 = {}\nobj2 = m.f(obj1)\nobj1['a'] = 1\nresult = obj2\n",
+            "['f({})']",
+            "('r', {'a': 1})",
+        ),
+        (
+            "append",
+            b"\x80\x02cm\nf\n]q\x00\x85Rq\x01h\x00K\x02a0.",
+            "<seq value=m.f(<#1>[]) after=[append(<#1>, [2])]>",
+            r#"{"$seq":{"before":[],"value":{"$reduce":{"callable":{"$global":"m.f"},"args":{"$tuple":[{"$id":1,"value":[]}]}}},"after":[{"append":[{"$ref":1},[2]]}]}}"#,
+            "obj1 = []\nobj2 = m.f(obj1)\nobj1.extend([2])\nresult = obj2\n",
+            "['f([])']",
+            "('r', [2])",
+        ),
+        (
+            "additems",
+            b"\x80\x04cm\nf\n\x8fq\x00\x85Rq\x01h\x00(K\x03\x900.",
+            "<seq value=m.f(<#1>set()) after=[additems(<#1>, [3])]>",
+            r#"{"$seq":{"before":[],"value":{"$reduce":{"callable":{"$global":"m.f"},"args":{"$tuple":[{"$id":1,"value":{"$set":[]}}]}}},"after":[{"additems":[{"$ref":1},[3]]}]}}"#,
+            "obj1 = set()\nobj2 = m.f(obj1)\nobj1.update([3])\nresult = obj2\n",
+            "['f(set())']",
+            "('r', {3})",
+        ),
+        (
+            "build",
+            b"\x80\x02cm\ng\n)Rq\x000cm\nf\nh\x00\x85Rq\x01h\x00}U\x01aK\x01sb0.",
+            "<seq before=[discard(<#1>m.g())] value=m.f(<#1>) after=[build(<#1>, {'a': 1})]>",
+            r#"{"$seq":{"before":[{"discard":{"$id":1,"value":{"$reduce":{"callable":{"$global":"m.g"},"args":{"$tuple":[]}}}}}],"value":{"$reduce":{"callable":{"$global":"m.f"},"args":{"$tuple":[{"$ref":1}]}}},"after":[{"build":[{"$ref":1},{"a":1}]}]}}"#,
+            "obj1 = m.g()\nobj2 = m.f(obj1)\n_build(obj1, {'a': 1})\nresult = obj2\n",
+            "['g()', 'f(O({}))']",
+            "('r', O({'a': 1}))",
+        ),
+    ];
+    let dir = reduce_tests::scratch_dir("cli-show-steps");
+    std::fs::write(
+        dir.join("m.py"),
+        "calls = []\n\
+         class O:\n    def __repr__(self):\n        return 'O(%r)' % self.__dict__\n\
+         def g():\n    calls.append('g()')\n    return O()\n\
+         def f(x):\n    calls.append('f(%r)' % (x,))\n    return ('r', x)\n",
+    )
+    .unwrap();
+    let mut expected = String::new();
+    for (name, bytes, repr, json, statements, calls, result) in cases {
+        let file = dir.join(format!("{name}.pkl"));
+        std::fs::write(&file, bytes).unwrap();
+        let file = file.to_str().unwrap();
+        assert_eq!(stdout(&run(&["show", file])), format!("{repr}\n"), "{name}");
+        assert_eq!(
+            stdout(&run(&["show", "--json", file])),
+            format!("{json}\n"),
+            "{name}"
+        );
+        let program = stdout(&run(&["show", "--python", file]));
+        assert!(program.contains("\nimport m\n"), "{name}: {program}");
+        assert!(
+            program.ends_with(&format!("\n\n{statements}")),
+            "{name}: {program}"
+        );
+        std::fs::write(dir.join(format!("{name}.py")), &program).unwrap();
+        let _ = writeln!(expected, "{name}\t{calls}\t{result}\t{calls}\t{result}");
+    }
+    let script = r#"
+import pickle, sys
+sys.path.insert(0, sys.argv[1])
+import m
+for name in sys.argv[2:]:
+    m.calls.clear()
+    loaded = pickle.load(open('%s/%s.pkl' % (sys.argv[1], name), 'rb'))
+    by_pickle = (repr(m.calls), repr(loaded))
+    m.calls.clear()
+    scope = {}
+    exec(open('%s/%s.py' % (sys.argv[1], name)).read(), scope)
+    print('\t'.join((name,) + by_pickle + (repr(m.calls), repr(scope['result']))))
+"#;
+    let mut cmd = reduce_tests::python3();
+    cmd.arg("-c").arg(script).arg(&dir);
+    cmd.args(cases.iter().map(|c| c.0));
+    assert_eq!(common::python_output(cmd), expected);
+}
+
+/// Real dill pickles of a recursive function (its globals get the function
+/// after it is made) and of a closure (its cell is filled by a discarded
+/// call through `getattr`): the printed program, run by CPython with dill
+/// installed, gives functions that work as the originals do.
+#[test]
+fn dill_functions_rebuilt_by_the_python_program_work() {
+    let dir = reduce_tests::scratch_dir("cli-show-dill");
+    let script = r#"
+import dill, sys
+def fact(n):
+    return 1 if n <= 1 else n * fact(n - 1)
+def make_counter(start):
+    count = [start]
+    def bump(by=1):
+        count[0] += by
+        return count[0]
+    return bump
+for proto in (2, 4):
+    open('%s/fact%d.pkl' % (sys.argv[1], proto), 'wb').write(dill.dumps(fact, protocol=proto, recurse=True))
+    open('%s/bump%d.pkl' % (sys.argv[1], proto), 'wb').write(dill.dumps(make_counter(5), protocol=proto, recurse=True))
+"#;
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(&dir);
+    common::python_output(cmd);
+    for proto in [2, 4] {
+        for name in ["fact", "bump"] {
+            let file = dir.join(format!("{name}{proto}.pkl"));
+            let out = run(&["show", "--python", file.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            std::fs::write(dir.join(format!("{name}{proto}.py")), &out.stdout).unwrap();
+        }
+        // The globals are filled after the function is made; the cell
+        // after the closure is, by a call whose result is thrown away.
+        let fact = std::fs::read_to_string(dir.join(format!("fact{proto}.py"))).unwrap();
+        assert!(fact.contains("['fact'] = obj"), "{fact}");
+        let bump = std::fs::read_to_string(dir.join(format!("bump{proto}.py"))).unwrap();
+        assert!(bump.contains(", 'cell_contents', [5])\n"), "{bump}");
+    }
+    let script = r#"
+import sys
+for proto in (2, 4):
+    fact, bump = {}, {}
+    exec(open('%s/fact%d.py' % (sys.argv[1], proto)).read(), fact)
+    exec(open('%s/bump%d.py' % (sys.argv[1], proto)).read(), bump)
+    print(fact['result'](5), bump['result'](), bump['result'](2))
+"#;
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(&dir);
+    assert_eq!(common::python_output(cmd), "120 6 8\n120 6 8\n");
 }
