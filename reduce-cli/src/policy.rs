@@ -5,157 +5,41 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// The presets `--allow` knows, in the order `--help` lists them.
-pub const PRESETS: &[&str] = &["stdlib", "numpy", "torch"];
-
-/// The globals of the preset `name`, as `(module, name)`.
-///
-/// This is the one function `--allow NAME` goes through. The lists here
-/// are interim: they stand in for `reduce::preset::by_name` (`STDLIB`,
-/// `NUMPY`, `TORCH_WEIGHTS_ONLY`) until it lands.
+/// The globals of the preset `name` (`reduce::preset::by_name`: "stdlib",
+/// "numpy", "torch"), as `(module, name)`. This is the one function
+/// `--allow NAME` goes through.
 pub fn preset(name: &str) -> Option<Vec<(String, String)>> {
-    let list: &[(&str, &[&str])] = match name {
-        "stdlib" => STDLIB,
-        "numpy" => NUMPY,
-        "torch" => TORCH,
-        _ => return None,
-    };
+    let preset = reduce::preset::by_name(name)?;
     Some(
-        list.iter()
-            .flat_map(|(m, names)| names.iter().map(move |n| (m.to_string(), n.to_string())))
+        preset
+            .globals()
+            .map(|(m, n)| (m.to_string(), n.to_string()))
             .collect(),
     )
 }
 
-/// Constructors of plain standard-library data: what CPython writes for
-/// builtin containers at old protocols, and the value types of
-/// `collections`, `datetime`, `decimal`, `fractions`, `uuid` and `array`.
-const STDLIB: &[(&str, &[&str])] = &[
-    (
-        "builtins",
-        &[
-            "set",
-            "frozenset",
-            "bytearray",
-            "complex",
-            "slice",
-            "range",
-            "object",
-            "list",
-            "dict",
-            "tuple",
-            "int",
-            "float",
-            "str",
-            "bytes",
-            "bool",
-        ],
-    ),
-    ("_codecs", &["encode"]),
-    ("copyreg", &["_reconstructor"]),
-    (
-        "collections",
-        &["OrderedDict", "defaultdict", "deque", "Counter"],
-    ),
-    (
-        "datetime",
-        &["date", "time", "datetime", "timedelta", "timezone"],
-    ),
-    ("decimal", &["Decimal"]),
-    ("fractions", &["Fraction"]),
-    ("uuid", &["UUID", "SafeUUID"]),
-    ("array", &["array", "_array_reconstructor"]),
+/// Globals CPython's pickler writes for builtin values, which reduce's
+/// reader reads as plain data with no preset installed: `bytes` at
+/// protocols 0-2 (`_codecs.encode`), `bytearray`, `set` and `frozenset` at
+/// protocols 0-1, and instances through `copyreg` (whose class is a global
+/// judged on its own). Allowed whatever `--allow` says.
+pub const PLAIN_DATA: &[(&str, &str)] = &[
+    ("_codecs", "encode"),
+    ("builtins", "bytearray"),
+    ("builtins", "bytes"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "object"),
+    ("copyreg", "_reconstructor"),
+    ("copyreg", "__newobj__"),
+    ("copyreg", "__newobj_ex__"),
 ];
 
-/// What numpy writes for arrays, dtypes and scalars (numpy 1 and 2 module
-/// names).
-const NUMPY: &[(&str, &[&str])] = &[
-    ("numpy", &["ndarray", "dtype"]),
-    ("numpy.core.multiarray", &["_reconstruct", "scalar"]),
-    ("numpy._core.multiarray", &["_reconstruct", "scalar"]),
-    ("numpy.core.numeric", &["_frombuffer"]),
-    ("numpy._core.numeric", &["_frombuffer"]),
-    (
-        "numpy.dtypes",
-        &[
-            "Float64DType",
-            "Float32DType",
-            "Float16DType",
-            "Int64DType",
-            "Int32DType",
-            "Int16DType",
-            "Int8DType",
-            "UInt64DType",
-            "UInt32DType",
-            "UInt16DType",
-            "UInt8DType",
-            "BoolDType",
-            "Complex64DType",
-            "Complex128DType",
-            "StrDType",
-            "BytesDType",
-            "ObjectDType",
-        ],
-    ),
-];
-
-/// torch's `weights_only` allow-list (`torch/_weights_only_unpickler.py`).
-const TORCH: &[(&str, &[&str])] = &[
-    ("collections", &["OrderedDict", "Counter"]),
-    (
-        "torch._utils",
-        &[
-            "_rebuild_tensor",
-            "_rebuild_tensor_v2",
-            "_rebuild_tensor_v3",
-            "_rebuild_sparse_tensor",
-            "_rebuild_meta_tensor_no_storage",
-            "_rebuild_nested_tensor",
-            "_rebuild_qtensor",
-            "_rebuild_parameter",
-            "_rebuild_parameter_with_state",
-            "_rebuild_wrapper_subclass",
-        ],
-    ),
-    ("torch._tensor", &["_rebuild_from_type_v2"]),
-    ("torch.nn.parameter", &["Parameter"]),
-    ("torch.serialization", &["_get_layout"]),
-    (
-        "torch",
-        &[
-            "Size",
-            "Tensor",
-            "device",
-            "UntypedStorage",
-            "FloatStorage",
-            "DoubleStorage",
-            "HalfStorage",
-            "BFloat16Storage",
-            "LongStorage",
-            "IntStorage",
-            "ShortStorage",
-            "CharStorage",
-            "ByteStorage",
-            "BoolStorage",
-            "ComplexFloatStorage",
-            "ComplexDoubleStorage",
-            "float32",
-            "float64",
-            "float16",
-            "bfloat16",
-            "int64",
-            "int32",
-            "int16",
-            "int8",
-            "uint8",
-            "bool",
-            "complex64",
-            "complex128",
-            "strided",
-            "sparse_coo",
-        ],
-    ),
-];
+/// The names of the presets, for messages.
+fn preset_names() -> String {
+    let names: Vec<&str> = reduce::preset::all().iter().map(|p| p.name()).collect();
+    names.join(", ")
+}
 
 /// The allow-list a scan judges by: the union of every `--allow`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -181,7 +65,7 @@ impl AllowList {
         if !path.is_file() {
             return Err(format!(
                 "--allow {spec}: expected a preset ({}) or a file of module.name lines, found neither",
-                PRESETS.join(", ")
+                preset_names()
             ));
         }
         let text = std::fs::read_to_string(path)
@@ -208,13 +92,14 @@ impl AllowList {
         Ok(())
     }
 
-    /// Whether `module.name` is allowed. A line `module.Outer.Inner` of a
+    /// Whether `module.name` is allowed: in [`PLAIN_DATA`], or listed. A line `module.Outer.Inner` of a
     /// file is read as module `module.Outer`, name `Inner`; it matches the
     /// global `module` / `Outer.Inner` too.
     pub fn contains(&self, module: &str, name: &str) -> bool {
-        if self
-            .globals
-            .contains(&(module.to_string(), name.to_string()))
+        if PLAIN_DATA.contains(&(module, name))
+            || self
+                .globals
+                .contains(&(module.to_string(), name.to_string()))
         {
             return true;
         }
@@ -386,6 +271,12 @@ mod tests {
         assert!(allow.contains("collections", "OrderedDict"));
         assert!(!allow.contains("os", "system"));
         assert!(allow.add("no-such-preset-or-file").is_err());
+        assert!(!allow.contains("array", "array"));
+        // Plain data needs no list.
+        let none = AllowList::default();
+        assert!(none.contains("_codecs", "encode"));
+        assert!(none.contains("copyreg", "_reconstructor"));
+        assert!(!none.contains("collections", "OrderedDict"));
 
         let file = std::env::temp_dir().join(format!("reduce-allow-{}.txt", std::process::id()));
         std::fs::write(

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::{fixtures, run, stderr, stdout};
@@ -186,28 +187,52 @@ fn standard_library_files_are_safe_exactly_when_their_globals_are_allowed() {
     let benign = fixtures().join("benign");
     let out = run(&["scan", benign.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    // With an empty allow-list, only the pickles that name no global pass.
+    // With an empty allow-list, only the pickles that name no global, or
+    // only those CPython writes for builtin values (bytes at protocols
+    // 0-2, bytearray, sets at 0-1, instances through copyreg), pass.
+    let plain = [
+        "_codecs.encode",
+        "builtins.bytearray",
+        "__builtin__.bytearray",
+        "builtins.set",
+        "__builtin__.set",
+        "builtins.frozenset",
+        "__builtin__.frozenset",
+        "builtins.object",
+        "__builtin__.object",
+        "copyreg._reconstructor",
+        "copy_reg._reconstructor",
+    ];
     let dir = reduce_tests::scratch_dir("cli-scan");
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "# nothing\n").unwrap();
     let (code, records) =
         scan_json(&[benign.to_str().unwrap(), "--allow", empty.to_str().unwrap()]);
     assert_eq!(code, Some(1));
-    let (mut with, mut without) = (0, 0);
+    let (mut with, mut without, mut plain_only) = (0, 0, 0);
     for r in &records {
         let globals = r["globals"].as_array().unwrap();
-        let expected = if globals.is_empty() { "safe" } else { "unsafe" };
-        assert_eq!(r["verdict"], expected, "{r}");
+        for g in globals {
+            let expected = if plain.contains(&shown(g).as_str()) {
+                "allowed"
+            } else {
+                "not allowed"
+            };
+            assert_eq!(g["status"], expected, "{r}");
+        }
+        let safe = globals.iter().all(|g| g["status"] == "allowed");
+        assert_eq!(r["verdict"], if safe { "safe" } else { "unsafe" }, "{r}");
         if globals.is_empty() {
             without += 1
+        } else if safe {
+            plain_only += 1
         } else {
             with += 1;
-            assert!(globals.iter().all(|g| g["status"] == "not allowed"), "{r}");
         }
     }
     assert!(
-        with > 10 && without > 3,
-        "{with} with globals, {without} without"
+        with > 10 && without > 3 && plain_only > 3,
+        "{with} with globals, {without} without, {plain_only} with plain data only"
     );
 }
 
@@ -279,6 +304,113 @@ buf = io.BytesIO(); np.save(buf, np.arange(3)); save('numbers.npy', buf.getvalue
     let mut cmd = reduce_tests::python_env();
     cmd.arg("-c").arg(script).arg(dir);
     common::python_output(cmd);
+}
+
+/// The globals a library file's pickle resolves, by CPython's find_class,
+/// as `module.name`, and those of them no preset in `presets` lists.
+fn unlisted(dir: &Path, name: &str, presets: &[&str]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.globals"))).unwrap();
+    let mut all = BTreeSet::new();
+    let mut unlisted = BTreeSet::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (m, n) = line.split_once(':').unwrap();
+        all.insert(format!("{m}.{n}"));
+        let listed = presets
+            .iter()
+            .any(|p| reduce::preset::by_name(p).unwrap().contains(m, n));
+        if !listed {
+            unlisted.insert(format!("{m}.{n}"));
+        }
+    }
+    (all, unlisted)
+}
+
+/// Real files of the standard library, numpy, pandas, scikit-learn and
+/// cloudpickle, judged with the real presets: a file is safe exactly when
+/// every global CPython resolves loading it is in a chosen preset, and the
+/// globals the scan does not allow are exactly those outside them.
+#[test]
+fn library_files_are_safe_exactly_when_their_globals_are_in_the_presets() {
+    let dir = reduce_tests::scratch_dir("cli-scan-presets");
+    library_files(&dir);
+    let files = [
+        "array.pkl",
+        "frame.pkl",
+        "model.pkl",
+        "plain_cloudpickle.pkl",
+        "lambda.pkl",
+    ];
+    let choices: [&[&str]; 4] = [
+        &["stdlib"],
+        &["numpy"],
+        &["stdlib", "numpy"],
+        &["stdlib", "numpy", "torch"],
+    ];
+    let (mut safe, mut unsafe_) = (0, 0);
+    for name in files {
+        for presets in choices {
+            let file = dir.join(name);
+            let mut args = vec![file.to_str().unwrap()];
+            for p in presets {
+                args.extend(["--allow", p]);
+            }
+            let (code, r) = scan_json(&args);
+            assert_eq!(r.len(), 1, "{name} {presets:?}: {r:?}");
+            let (all, expected) = unlisted(&dir, name, presets);
+            let seen: BTreeSet<String> = r[0]["globals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(shown)
+                .collect();
+            assert_eq!(seen, all, "{name}: the scan lists what CPython resolves");
+            let not_allowed: BTreeSet<String> = r[0]["globals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| g["status"] != "allowed")
+                .map(shown)
+                .collect();
+            assert_eq!(not_allowed, expected, "{name} {presets:?}");
+            let verdict = if expected.is_empty() {
+                "safe"
+            } else {
+                "unsafe"
+            };
+            assert_eq!(r[0]["verdict"], verdict, "{name} {presets:?}");
+            assert_eq!(code, Some(if expected.is_empty() { 0 } else { 1 }));
+            if expected.is_empty() {
+                safe += 1
+            } else {
+                unsafe_ += 1
+            }
+        }
+    }
+    assert!(safe >= 5 && unsafe_ >= 10, "{safe} safe, {unsafe_} unsafe");
+
+    // What that means for each library under stdlib and numpy: numpy's
+    // arrays pass; pandas, scikit-learn and cloudpickle's functions are in
+    // no preset, and their own globals (only those) are what fails.
+    let both = ["stdlib", "numpy"];
+    let owned_by = |name: &str, prefix: &str| {
+        let (_, unlisted) = unlisted(&dir, name, &both);
+        assert!(!unlisted.is_empty(), "{name}");
+        assert!(
+            unlisted.iter().all(|g| g.starts_with(prefix)),
+            "{name}: {unlisted:?}"
+        );
+    };
+    assert!(unlisted(&dir, "array.pkl", &both).1.is_empty());
+    assert!(!unlisted(&dir, "array.pkl", &["stdlib"]).1.is_empty());
+    assert!(unlisted(&dir, "plain_cloudpickle.pkl", &["stdlib"])
+        .1
+        .is_empty());
+    owned_by("frame.pkl", "pandas.");
+    owned_by("model.pkl", "sklearn.");
+    owned_by("lambda.pkl", "cloudpickle.");
+    assert!(unlisted(&dir, "model.pkl", &both)
+        .1
+        .contains("sklearn.linear_model._logistic.LogisticRegression"));
 }
 
 #[test]
