@@ -191,7 +191,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                 return Err(format!("{}: no tensors found", checkpoint.display()));
             }
             convert::write(&tensors, &out)?;
-            let bytes: usize = tensors.iter().map(|t| t.data.len()).sum();
+            let bytes: usize = tensors.iter().map(convert::Tensor::len).sum();
             eprintln!(
                 "wrote {} tensors ({bytes} bytes) to {}{}",
                 tensors.len(),
