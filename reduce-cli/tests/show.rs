@@ -307,7 +307,7 @@ type Case = (
 /// `m` that records its calls.
 #[test]
 fn steps_taken_for_their_effect_show_in_order() {
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         (
             "discard",
             b"\x80\x02]q\x00cm\nf\nh\x00\x85R0.",
@@ -353,12 +353,23 @@ fn steps_taken_for_their_effect_show_in_order() {
             "['g()', 'f(O({}))']",
             "('r', O({'a': 1}))",
         ),
+        (
+            // ADDITEMS on an object that is not a set calls its `add`.
+            "additems_add",
+            b"\x80\x04cm\ng\n)Rq\x000cm\nf\nh\x00\x85Rq\x01h\x00(K\x03K\x04\x900.",
+            "<seq before=[discard(<#1>m.g())] value=m.f(<#1>) after=[additems(<#1>, [3, 4])]>",
+            r#"{"$seq":{"before":[{"discard":{"$id":1,"value":{"$reduce":{"callable":{"$global":"m.g"},"args":{"$tuple":[]}}}}}],"value":{"$reduce":{"callable":{"$global":"m.f"},"args":{"$tuple":[{"$ref":1}]}}},"after":[{"additems":[{"$ref":1},[3,4]]}]}}"#,
+            "obj1 = m.g()\nobj2 = m.f(obj1)\nobj1.add(3)\nobj1.add(4)\nresult = obj2\n",
+            "['g()', 'f(O({}))']",
+            "('r', O({'items': [3, 4]}))",
+        ),
     ];
     let dir = reduce_tests::scratch_dir("cli-show-steps");
     std::fs::write(
         dir.join("m.py"),
         "calls = []\n\
          class O:\n    def __repr__(self):\n        return 'O(%r)' % self.__dict__\n\
+         \x20   def add(self, x):\n        self.__dict__.setdefault('items', []).append(x)\n\
          def g():\n    calls.append('g()')\n    return O()\n\
          def f(x):\n    calls.append('f(%r)' % (x,))\n    return ('r', x)\n",
     )
