@@ -279,7 +279,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// id must be an ASCII `str`.
     pub fn persistent_id(&mut self, pid: &Value) -> Result<()> {
         self.pending = None;
-        self.value(&Value::PersistentId(Box::new(pid.clone())))
+        self.value(&Value::PersistentId(Box::new(pid.clone().into())))
     }
 
     // ---- containers -------------------------------------------------------
