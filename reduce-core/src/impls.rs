@@ -590,21 +590,11 @@ impl<T: Construct + 'static> Construct for Arc<T> {
 
 // ---- maps and sets ----------------------------------------------------------
 
-/// The pickled bytes of a key, to order hash containers the same way every
-/// time.
-fn sort_key<T: Reduce + ?Sized>(s: &Saver<'_, '_>, v: &T) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    crate::Pickler::new(&mut buf)
-        .protocol(s.protocol().max(4))
-        .dump(v)?;
-    Ok(buf)
-}
-
 impl<K: Reduce + Eq + Hash, V: Reduce, S: BuildHasher> Reduce for HashMap<K, V, S> {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         let mut entries = self
             .iter()
-            .map(|(k, v)| Ok((sort_key(s, k)?, (k, v))))
+            .map(|(k, v)| Ok((s.sort_key(k)?, (k, v))))
             .collect::<Result<Vec<_>>>()?;
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         s.dict(entries.iter().map(|(_, (k, v))| (*k, *v)))
@@ -674,7 +664,7 @@ impl<T: Reduce + Eq + Hash, S: BuildHasher> Reduce for HashSet<T, S> {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         let mut items = self
             .iter()
-            .map(|v| Ok((sort_key(s, v)?, v)))
+            .map(|v| Ok((s.sort_key(v)?, v)))
             .collect::<Result<Vec<_>>>()?;
         items.sort_by(|a, b| a.0.cmp(&b.0));
         s.set(items.iter().map(|(_, v)| *v))

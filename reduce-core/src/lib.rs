@@ -300,7 +300,9 @@ pub use crate::save::{
     FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
 };
 pub use crate::state::Rest;
-pub use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Seq, Step, Value};
+pub use crate::value::{
+    Global, Graph, Id, Persistent, PickleBuffer, PyStr, Reduction, Seq, Step, Value,
+};
 pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use num_bigint::BigInt;
 /// Derives [`Reduce`](trait@Reduce) and [`Construct`] for a type and

@@ -17,7 +17,9 @@ use crate::construct::Construct;
 use crate::error::{Error, ErrorKind, Result};
 use crate::op::*;
 use crate::registry::{Lookup, Registry};
-use crate::value::{Global, Graph, Id, PickleBuffer, PyStr, Reduction, Seq, Spelling, Step, Value};
+use crate::value::{
+    Global, Graph, Id, Persistent, PickleBuffer, PyStr, Reduction, Seq, Spelling, Step, Value,
+};
 
 pub(crate) mod decode;
 
@@ -472,7 +474,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
     ///
     /// The hook receives the id whole, as a [`Graph`] of its own: parts the
     /// pickle fetched from its memo are resolved, and parts the id holds
-    /// twice stay shared. Return `Value::PersistentId(Box::new(pid.root().clone()))`
+    /// twice stay shared. Return `Value::PersistentId(Box::new(pid.root().clone().into()))`
     /// to keep a self-contained id as data.
     ///
     /// ```
@@ -1235,10 +1237,10 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     /// `persistent_load(pid)`: the hook gets the id as a graph of its own;
     /// inert mode without a hook keeps it as data.
-    fn persistent(&mut self, pid: Value) -> Result<Value> {
+    fn persistent(&mut self, pid: Value, line: bool) -> Result<Value> {
         if self.opts.persistent_load.is_none() {
             return if self.opts.inert {
-                Ok(Value::PersistentId(Box::new(pid)))
+                Ok(Value::PersistentId(Box::new(Persistent { pid, line })))
             } else {
                 Err(Error::new(ErrorKind::NoPersistentLoad))
             };
@@ -1714,13 +1716,13 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             PERSID => {
                 let pid = Value::str(decode::persid_line(src)?);
-                let v = self.persistent(pid)?;
+                let v = self.persistent(pid, true)?;
                 self.push(v)?
             }
             BINPERSID => {
                 let mut pid = self.pop()?;
                 let before = self.hoist(Some(&mut pid));
-                let v = self.persistent(pid)?;
+                let v = self.persistent(pid, false)?;
                 self.push_built(v, before)?
             }
 

@@ -57,6 +57,9 @@ pub struct Registry {
     allowed: BTreeMap<String, &'static str>,
     /// The presets installed, in order.
     presets: Vec<&'static str>,
+    /// The global path of the last constructor refused as taken, for the
+    /// process-wide registry's report of contested names.
+    last_taken: Option<String>,
 }
 
 /// Turns a constructed value into another type it can be seen as (a
@@ -80,7 +83,8 @@ impl fmt::Debug for Registry {
     }
 }
 
-fn duplicate(what: String) -> Error {
+/// A registration refused: a name or type taken, a code out of range.
+fn refused(what: String) -> Error {
     Error::new(ErrorKind::Registry(what))
 }
 
@@ -99,7 +103,7 @@ impl Registry {
     ) -> Result<()> {
         let type_name = std::any::type_name::<T>();
         if self.reducers.contains_key(&TypeId::of::<T>()) {
-            return Err(duplicate(format!(
+            return Err(refused(format!(
                 "a reducer for {type_name} is already registered"
             )));
         }
@@ -123,7 +127,8 @@ impl Registry {
     ) -> Result<()> {
         let path = format!("{module}.{name}");
         if let Some((_, existing)) = self.constructors.get(&path) {
-            return Err(duplicate(format!(
+            self.last_taken = Some(path.clone());
+            return Err(refused(format!(
                 "the global `{path}` is already registered (for {existing}); use #[reduce(name = \"...\")] or another path to give this type a unique global name"
             )));
         }
@@ -158,7 +163,7 @@ impl Registry {
     ) -> Result<()> {
         let key = (TypeId::of::<T>(), TypeId::of::<U>());
         if self.upcasts.contains_key(&key) {
-            return Err(duplicate(format!(
+            return Err(refused(format!(
                 "an upcast from {} to {} is already registered",
                 std::any::type_name::<T>(),
                 std::any::type_name::<U>()
@@ -179,7 +184,7 @@ impl Registry {
     /// registered to something else is an error.
     pub fn add_extension(&mut self, module: &str, name: &str, code: u32) -> Result<()> {
         if code == 0 || code > 0x7fff_ffff {
-            return Err(duplicate(format!(
+            return Err(refused(format!(
                 "extension code {code} is out of range (1 to 2**31-1)"
             )));
         }
@@ -192,12 +197,12 @@ impl Registry {
                 return Ok(())
             }
             (Some(&c), _) => {
-                return Err(duplicate(format!(
+                return Err(refused(format!(
                     "`{module}.{name}` is already registered with code {c}"
                 )))
             }
             (_, Some(g)) => {
-                return Err(duplicate(format!(
+                return Err(refused(format!(
                     "extension code {code} is already in use for `{g}`"
                 )))
             }
@@ -212,7 +217,7 @@ impl Registry {
     pub fn remove_extension(&mut self, module: &str, name: &str, code: u32) -> Result<()> {
         let key = (module.to_owned(), name.to_owned());
         if self.extension_names.get(&key) != Some(&code) {
-            return Err(duplicate(format!(
+            return Err(refused(format!(
                 "`{module}.{name}` is not registered as extension code {code}"
             )));
         }
@@ -260,7 +265,7 @@ impl Registry {
             .keys()
             .find(|path| !preset.globals().any(|(m, n)| **path == format!("{m}.{n}")))
         {
-            return Err(duplicate(format!(
+            return Err(refused(format!(
                 "preset `{}` registers a constructor for `{path}`, which is not in its list of globals",
                 preset.name()
             )));
@@ -327,12 +332,10 @@ static GLOBAL: LazyLock<GlobalRegistry> = LazyLock::new(|| {
     // time; they join the registry the first time it is used.
     let mut registry = Registry::new();
     for entry in inventory::iter::<crate::private::Registration> {
+        registry.last_taken = None;
         if let Err(e) = (entry.register)(&mut registry) {
             let msg = format!("{} could not register: {e}", entry.type_name);
-            let path = match e.kind() {
-                ErrorKind::Registry(m) => m.split('`').nth(1).unwrap_or_default().to_owned(),
-                _ => String::new(),
-            };
+            let path = registry.last_taken.take().unwrap_or_default();
             registry.conflicts.insert(path, msg);
         }
     }

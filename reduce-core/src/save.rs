@@ -121,6 +121,26 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.out.proto
     }
 
+    /// The bytes `value` pickles to on its own (at protocol 4 or up), with
+    /// this saver's registry, extension codes and hooks: how hash
+    /// containers order their items the same way every time.
+    pub(crate) fn sort_key<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        let mut out = self.out.fresh(self.out.proto.max(4), &mut buf)?;
+        out.start();
+        let hooks = Hooks {
+            reducer_override: self.hooks.reducer_override.as_deref_mut().map(|h| h as _),
+            persistent_id: self.hooks.persistent_id.as_deref_mut().map(|h| h as _),
+            buffer_callback: self.hooks.buffer_callback.as_deref_mut().map(|h| h as _),
+        };
+        let mut sub = Saver::new(&mut out, self.registry, hooks);
+        sub.depth = self.depth;
+        value.reduce(&mut sub)?;
+        out.finish()?;
+        drop(out);
+        Ok(buf)
+    }
+
     /// Writes one child value, guarding the depth.
     pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
@@ -279,7 +299,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// id must be an ASCII `str`.
     pub fn persistent_id(&mut self, pid: &Value) -> Result<()> {
         self.pending = None;
-        self.value(&Value::PersistentId(Box::new(pid.clone())))
+        self.value(&Value::PersistentId(Box::new(pid.clone().into())))
     }
 
     // ---- containers -------------------------------------------------------
@@ -552,6 +572,16 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// type (after the `reducer_override` hook, if any). This is how values
     /// of foreign types, and trait objects, are written.
     pub fn registered(&mut self, value: &dyn Any) -> Result<()> {
+        self.registered_as(value, None)
+    }
+
+    /// [`registered`](Saver::registered) for a value whose Rust type is
+    /// known, so that a missing reducer is reported by the type's name.
+    pub fn registered_typed<T: Any>(&mut self, value: &T) -> Result<()> {
+        self.registered_as(value, Some(std::any::type_name::<T>()))
+    }
+
+    fn registered_as(&mut self, value: &dyn Any, type_name: Option<&'static str>) -> Result<()> {
         if let Some(hook) = self.hooks.persistent_id.as_deref_mut() {
             if let Some(pid) = hook(value) {
                 return self.persistent_id(&pid);
@@ -567,7 +597,8 @@ impl<'s, 'o> Saver<'s, 'o> {
         let type_id = value.type_id();
         let reducer = self.registry.reducer(type_id).ok_or_else(|| {
             Error::new(ErrorKind::Unpicklable(format!(
-                "no reducer is registered for this type ({type_id:?}); register one with Registry::register_reducer"
+                "no reducer is registered for {}; register one with Registry::register_reducer",
+                type_name.unwrap_or("this type (a `dyn Any` whose type has no name here)")
             )))
         })?;
         reducer(value, self)
@@ -742,7 +773,7 @@ pub struct Registered<T>(pub T);
 
 impl<T: Any> Reduce for Registered<T> {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
-        s.registered(&self.0)
+        s.registered_typed(&self.0)
     }
 }
 

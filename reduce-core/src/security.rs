@@ -161,7 +161,7 @@
 //!   fixture and on files written by dill, cloudpickle, numpy, pandas and
 //!   fickling. What CPython's own pickler wrote comes back byte for byte:
 //!   globals keep their opcode (`GLOBAL` or `STACK_GLOBAL`, on the same
-//!   string objects).
+//!   string objects), and persistent ids theirs (`PERSID` or `BINPERSID`).
 //!
 //! It does not guarantee:
 //!
@@ -170,10 +170,9 @@
 //!   cleaning. Decide with [`inspect::globals`](crate::inspect::globals) or
 //!   the allow-list, not by round-tripping.
 //! - **The same bytes for pickles other tools wrote.** Memo indices,
-//!   frames, batch sizes and `PERSID`/`BINPERSID` are chosen as CPython's
-//!   pickler chooses them (a persistent id is handed to `persistent_load`
-//!   as the same value either way), and a change of several items made
-//!   after the fact may be written as one batch. Only the program is kept.
+//!   frames and batch sizes are chosen as CPython's pickler chooses them,
+//!   and a change of several items made after the fact may be written as
+//!   one batch. Only the program is kept.
 //! - **Frames as another reader sees them.** Frames are read as CPython's
 //!   C unpickler (`pickle.loads`) reads them: a `FRAME` only checks that
 //!   its bytes exist, so files whose frame lengths were not fixed after

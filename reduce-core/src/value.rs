@@ -54,7 +54,7 @@ pub enum Value {
     /// An object rebuilt by calling a constructor: Python's reduce tuple.
     Reduce(Box<Reduction>),
     /// A persistent id (`PERSID`/`BINPERSID`), kept as data.
-    PersistentId(Box<Value>),
+    PersistentId(Box<Persistent>),
     /// A protocol 5 `PickleBuffer`, in band or out of band.
     Buffer(Box<PickleBuffer>),
     /// A shared object: an index into the [`Graph`] that holds this value.
@@ -349,6 +349,49 @@ impl Reduction {
             args,
             ..Reduction::default()
         }
+    }
+}
+
+/// A persistent id kept as data: what `persistent_load` would receive.
+///
+/// Inert mode also remembers whether the pickle spelled it `PERSID` (a line
+/// of ASCII text) rather than `BINPERSID` (any object), so that it is
+/// written back the same way at any protocol. Equality looks at the id
+/// only.
+///
+/// ```
+/// use reduce::{Persistent, Value};
+///
+/// // pickle.dumps(x, protocol=2) with persistent_id returning 'blob:7'.
+/// let bytes = b"\x80\x02X\x06\x00\x00\x00blob:7q\x00Q.";
+/// let graph = reduce::Unpickler::from_slice(bytes).inert(true).load_graph()?;
+/// assert_eq!(graph.root(), &Value::PersistentId(Box::new(Persistent::new(Value::str("blob:7")))));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct Persistent {
+    /// The id.
+    pub pid: Value,
+    /// Spelled `PERSID` (a protocol 0 line) in the pickle it came from.
+    pub(crate) line: bool,
+}
+
+impl Persistent {
+    /// A persistent id `pid`, written as the protocol chooses.
+    pub fn new(pid: Value) -> Persistent {
+        Persistent { pid, line: false }
+    }
+}
+
+impl From<Value> for Persistent {
+    fn from(pid: Value) -> Persistent {
+        Persistent::new(pid)
+    }
+}
+
+impl PartialEq for Persistent {
+    fn eq(&self, other: &Persistent) -> bool {
+        self.pid == other.pid
     }
 }
 
@@ -753,7 +796,7 @@ impl Value {
                     keep(v)
                 });
             }
-            Value::PersistentId(p) => keep(std::mem::take(&mut **p)),
+            Value::PersistentId(p) => keep(std::mem::take(&mut p.pid)),
             Value::Seq(s) => {
                 let mut all = Vec::new();
                 for step in s.before.iter_mut().chain(s.after.iter_mut()) {
@@ -791,7 +834,7 @@ impl Value {
                     f(s)
                 }
             }
-            Value::PersistentId(p) => f(p),
+            Value::PersistentId(p) => f(&p.pid),
             Value::Global(g) => {
                 if let Spelling::Stack(ops) = &g.spelling {
                     f(&ops.0);
@@ -840,7 +883,7 @@ impl Value {
                     f(s)
                 }
             }
-            Value::PersistentId(p) => f(p),
+            Value::PersistentId(p) => f(&mut p.pid),
             Value::Global(g) => {
                 if let Spelling::Stack(ops) = &mut g.spelling {
                     let (m, n) = &mut **ops;
@@ -895,7 +938,10 @@ impl Value {
                 dict_items: Vec::with_capacity(r.dict_items.len()),
                 ..Reduction::default()
             })),
-            Value::PersistentId(_) => Value::PersistentId(Box::default()),
+            Value::PersistentId(p) => Value::PersistentId(Box::new(Persistent {
+                pid: Value::None,
+                line: p.line,
+            })),
             Value::Buffer(b) => Value::Buffer(b.clone()),
             Value::Ref(id) => Value::Ref(*id),
         }
@@ -931,7 +977,7 @@ impl Value {
                     r.state_setter = Some(next())
                 }
             }
-            (Value::PersistentId(p), _) => **p = next(),
+            (Value::PersistentId(p), _) => p.pid = next(),
             (Value::Global(g), _) => {
                 if let Spelling::Stack(ops) = &mut g.spelling {
                     **ops = (next(), next());
@@ -1170,7 +1216,7 @@ impl fmt::Debug for Value {
                 }
                 Value::PersistentId(p) => {
                     toks.push(Tok::S(")"));
-                    toks.push(Tok::V(p));
+                    toks.push(Tok::V(&p.pid));
                     f.write_str("persistent_id(")?
                 }
                 Value::Buffer(b) => write!(f, "{b:?}")?,

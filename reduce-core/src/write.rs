@@ -727,19 +727,21 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 Ok(())
             }
             Value::Reduce(r) => self.save_reduce(r, ident, tasks),
-            Value::PersistentId(pid) => {
-                if self.proto() == 0 {
-                    let text = match &**pid {
-                        Value::Str(s)
-                            if s.as_bytes().is_ascii() && !s.as_bytes().contains(&b'\n') =>
-                        {
-                            s.as_bytes()
-                        }
-                        _ => {
-                            return Err(unpicklable(
-                                "persistent IDs in protocol 0 must be ASCII strings",
-                            ))
-                        }
+            Value::PersistentId(p) => {
+                let pid = &p.pid;
+                let text = match pid {
+                    Value::Str(s) if s.as_bytes().is_ascii() && !s.as_bytes().contains(&b'\n') => {
+                        Some(s.as_bytes())
+                    }
+                    _ => None,
+                };
+                // PERSID at protocol 0, and wherever the pickle read in
+                // inert mode spelled it so; BINPERSID otherwise, as CPython.
+                if self.proto() == 0 || (p.line && text.is_some()) {
+                    let Some(text) = text else {
+                        return Err(unpicklable(
+                            "persistent IDs in protocol 0 must be ASCII strings",
+                        ));
                     };
                     self.write(&[PERSID]);
                     self.write(text);

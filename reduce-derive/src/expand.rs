@@ -72,8 +72,26 @@ fn mentions(ty: &Type, param: &Ident) -> bool {
     walk(quote!(#ty), param)
 }
 
+/// Whether `ty` mentions the lifetime `lt`, token by token: `'a` is a `'`
+/// joined to the identifier `a`, so `'ab` and `'static` do not mention it.
 fn mentions_lifetime(ty: &Type, lt: &syn::Lifetime) -> bool {
-    quote!(#ty).to_string().contains(&lt.to_string())
+    fn walk(ts: TokenStream, name: &Ident) -> bool {
+        let mut tick = false;
+        for tt in ts {
+            match tt {
+                TokenTree::Punct(p) if p.as_char() == '\'' => {
+                    tick = true;
+                    continue;
+                }
+                TokenTree::Ident(i) if tick && &i == name => return true,
+                TokenTree::Group(g) if walk(g.stream(), name) => return true,
+                _ => {}
+            }
+            tick = false;
+        }
+        false
+    }
+    walk(quote!(#ty), &lt.ident)
 }
 
 impl Cx<'_> {
@@ -167,7 +185,7 @@ impl Cx<'_> {
             let path = &with.value;
             quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| #path::reduce(#access, __s)))
         } else if f.attrs.registry.is_some() {
-            quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| __s.registered(#access)))
+            quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| __s.registered_typed(#access)))
         } else if f.attrs.bytes.is_some() {
             quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| #krate::bytes::reduce(#access, __s)))
         } else {
@@ -646,5 +664,22 @@ fn binding(f: &Field<'_>) -> Ident {
     match &f.member {
         syn::Member::Named(id) => format_ident!("__f_{}", id),
         syn::Member::Unnamed(i) => format_ident!("__f{}", i.index),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_is_matched_whole() {
+        let a: syn::Lifetime = parse_quote!('a);
+        let s: syn::Lifetime = parse_quote!('s);
+        let ty: Type = parse_quote!(&'ab str);
+        assert!(!mentions_lifetime(&ty, &a));
+        let ty: Type = parse_quote!(Vec<(&'static str, u8)>);
+        assert!(!mentions_lifetime(&ty, &s));
+        let ty: Type = parse_quote!(Vec<(u8, Cow<'a, str>)>);
+        assert!(mentions_lifetime(&ty, &a));
     }
 }

@@ -270,3 +270,20 @@ fn persistent_ids_arrive_whole_and_inert_keeps_them() {
     // Strict mode still refuses an id nobody resolves.
     assert!(reduce::from_slice::<Graph>(bytes).is_err());
 }
+
+#[test]
+fn persid_and_binpersid_are_kept_as_spelled() {
+    // A protocol 2 pickle whose ids are spelled PERSID (a line) and
+    // BINPERSID: both come back as they were.
+    let bytes = b"\x80\x02]q\x00(Pblob:1\nX\x06\x00\x00\x00blob:2q\x01Qe.";
+    let graph = inert(bytes).unwrap();
+    assert_eq!(dump(&graph, 2).unwrap(), bytes);
+    // Written at protocol 0, both are lines; a non-text id cannot be.
+    assert!(dump(&graph, 0)
+        .unwrap()
+        .windows(8)
+        .any(|w| w == b"Pblob:2\n"));
+    let binary = inert(b"\x80\x02K\x07Q.").unwrap();
+    assert!(dump(&binary, 0).is_err());
+    assert_eq!(dump(&binary, 2).unwrap(), b"\x80\x02K\x07Q.");
+}

@@ -130,7 +130,7 @@ fn persistent_ids_through_hooks() {
     }
     // Rust writes persistent ids that CPython resolves.
     let v = Value::List(vec![
-        Value::PersistentId(Box::new(Value::str("k"))),
+        Value::PersistentId(Box::new(Value::str("k").into())),
         Value::Int(2),
     ]);
     for proto in [0u8, 1, 2, 5] {

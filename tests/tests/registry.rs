@@ -370,3 +370,37 @@ fn registering_while_other_threads_pickle_is_safe() {
     assert_eq!(done.load(Ordering::SeqCst), 4);
     assert!(reduce::registry().contains("threads", "Extra299"));
 }
+
+/// A HashMap orders its keys by their pickled bytes, written with the
+/// caller's registry: a key type registered only on this pickler works, as
+/// it does in a BTreeMap.
+#[test]
+fn hash_map_keys_sort_with_the_callers_registry() {
+    use std::collections::HashMap;
+
+    #[derive(PartialEq, Eq, Hash, PartialOrd, Ord, Clone, Debug)]
+    struct Code(u16);
+    let mut local = Registry::new();
+    local
+        .register_reducer(|c: &Code, s| s.reduction("codes", "Code").args(&(c.0,)).save())
+        .unwrap();
+    let map: HashMap<Registered<Code>, u8> = (0..20u16)
+        .map(|i| (Registered(Code(i * 7)), i as u8))
+        .collect();
+    let mut out = Vec::new();
+    Pickler::new(&mut out)
+        .registry(local)
+        .dump(&map)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{:?}",
+        reduce::Unpickler::from_slice(&out)
+            .inert(true)
+            .load_graph()
+            .unwrap()
+    );
+    assert!(text.contains("codes.Code"), "{text}");
+    // Without the registration the error names the Rust type.
+    let err = reduce::to_vec(&map).unwrap_err().to_string();
+    assert!(err.contains("Code") && !err.contains("TypeId"), "{err}");
+}

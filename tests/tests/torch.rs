@@ -414,7 +414,7 @@ fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec
     let call = Value::Reduce(Box::new(reduce::Reduction::new(
         Value::global("torch._utils", "_rebuild_tensor_v2"),
         Value::Tuple(vec![
-            Value::PersistentId(Box::new(pid)),
+            Value::PersistentId(Box::new(pid.into())),
             Value::Int(offset),
             ints(shape),
             ints(strides),

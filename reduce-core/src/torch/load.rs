@@ -110,7 +110,9 @@ fn load_object(pickle: &[u8]) -> Result<(Graph, usize)> {
         // The id arrives whole; kept as a tree it needs nothing from the
         // object's graph to be read later.
         .persistent_load(|pid: Graph| {
-            Ok(Value::PersistentId(Box::new(pid.into_tree(MAX_PID_NODES)?)))
+            Ok(Value::PersistentId(Box::new(
+                pid.into_tree(MAX_PID_NODES)?.into(),
+            )))
         });
     let graph = unpickler.load_graph()?;
     Ok((graph, unpickler.position()))
@@ -200,7 +202,7 @@ fn storage_specs(graph: &Graph, legacy: bool) -> Result<Vec<StorageSpec>> {
     let mut pids = Vec::new();
     while let Some(v) = stack.pop() {
         match v {
-            Value::PersistentId(pid) => pids.push(&**pid),
+            Value::PersistentId(pid) => pids.push(&pid.pid),
             Value::Ref(id) => {
                 if let Some(false) = seen.get(id.index()) {
                     seen[id.index()] = true;
@@ -709,7 +711,7 @@ impl<'g> Converter<'g> {
         }
         let storage = match self.graph.resolve(&args[0]) {
             Value::PersistentId(pid) => {
-                let spec = parse_pid(self.graph, pid, self.format == Format::Legacy)?;
+                let spec = parse_pid(self.graph, &pid.pid, self.format == Format::Legacy)?;
                 let i = self.by_key.get(&spec.key).copied().ok_or_else(|| {
                     Error::invalid(format!("storage '{}' was not read", spec.key))
                 })?;

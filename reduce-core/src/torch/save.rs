@@ -85,7 +85,7 @@ pub(super) fn pieces(tensors: &[(String, Tensor)]) -> Result<Pieces> {
             Value::Tuple(vec![]),
         )));
         let mut args = vec![
-            Value::PersistentId(Box::new(pid)),
+            Value::PersistentId(Box::new(pid.into())),
             int(t.offset())?,
             dims(t.shape())?,
             dims(t.strides())?,

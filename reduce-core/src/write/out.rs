@@ -63,6 +63,15 @@ impl<'o> Out<'o> {
         })
     }
 
+    /// An output for a separate pickle at protocol `proto`, with this one's
+    /// settings (`fix_imports`, extension codes), written to `sink`.
+    pub(crate) fn fresh<'p>(&self, proto: u8, sink: &'p mut dyn io::Write) -> Result<Out<'p>>
+    where
+        'o: 'p,
+    {
+        Out::new(proto, self.fix_imports, self.extensions, Some(sink))
+    }
+
     /// `PROTO`, and frames from protocol 4 on. `PROTO` itself is outside any
     /// frame, as CPython writes it.
     pub(crate) fn start(&mut self) {
