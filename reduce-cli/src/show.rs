@@ -143,7 +143,7 @@ impl<'a> Repr<'a> {
             Value::Reduce(r) => self.reduction(r),
             Value::PersistentId(p) => {
                 self.out.push_str("persistent_load(");
-                self.value(p);
+                self.value(&p.pid);
                 self.out.push(')');
             }
             Value::Seq(s) => {
@@ -535,7 +535,7 @@ impl<'a> Json<'a> {
             }
             Value::PersistentId(p) => {
                 self.out.push_str("{\"$persistent_id\":");
-                self.value(p);
+                self.value(&p.pid);
                 self.out.push('}');
             }
             Value::Buffer(b) => {
@@ -748,7 +748,7 @@ impl<'a> Python<'a> {
             }
             Value::PersistentId(p) => {
                 self.uses_persistent = true;
-                let pid = self.expr(p)?;
+                let pid = self.expr(&p.pid)?;
                 let name = self.fresh();
                 self.lines.push(format!("{name} = persistent_load({pid})"));
                 name
