@@ -57,7 +57,7 @@
 //! | write at another protocol | [`to_vec_with_protocol`] |
 //! | write with options (protocol, buffer callback, extension codes) | [`Pickler`] |
 //! | read several pickles from one stream | [`Unpickler::load`], called in turn |
-//! | read `datetime`, `Decimal`, `UUID`, `OrderedDict`, ... | install [`preset::STDLIB`], then any of the above (see [the standard library](#the-standard-library)) |
+//! | read `datetime`, `Decimal`, `UUID`, `OrderedDict`, ... | install [`preset::STDLIB`], then any of the above (see [Python's data](#pythons-data-the-standard-library-numpy-pytorch)) |
 //! | allow a named list of globals | [`Registry::add_preset`] with a [`preset`] |
 //! | read or write numpy arrays, scalars and dtypes | [`numpy::register`], then [`numpy::Array`] (or `ndarray::ArrayD<T>` with feature `ndarray`) |
 //! | read or write a PyTorch checkpoint (`torch.save`) | `torch::load`, `torch::save` (feature `torch`) |
@@ -130,11 +130,11 @@
 //! reference-counted, so nothing leaks, and dropping, printing, cloning and
 //! comparing never recurse, whatever the depth.
 //!
-//! # The standard library
+//! # Python's data: the standard library, numpy, PyTorch
 //!
-//! Python's standard-library data has Rust twins, read and written as
-//! CPython 3.11 writes them at every protocol. Their globals are refused
-//! until you opt in: install the [`preset::STDLIB`] allow-list, and a
+//! Python's everyday data has Rust twins, read and written as CPython 3.11
+//! (and numpy, and torch) write them. Their globals are refused until you
+//! opt in: install a preset such as [`preset::STDLIB`], and a
 //! [`Value`] or [`Graph`] keeps them as reduced objects, a [`Dynamic`]
 //! builds the first twin listed, and a typed read builds the twin you ask
 //! for.
@@ -154,31 +154,35 @@
 //! # Ok::<(), reduce::Error>(())
 //! ```
 //!
-//! | Python | Rust | feature |
-//! |---|---|---|
-//! | `datetime.date` | `chrono::NaiveDate` | `chrono` |
-//! | `datetime.time` | `chrono::NaiveTime` (naive), `stdlib::PyTime` (fold, tzinfo) | `chrono` |
-//! | `datetime.datetime` | `chrono::NaiveDateTime` (naive), `DateTime<FixedOffset>`, `DateTime<Utc>` (a `timezone`), `stdlib::PyDateTime` (everything: fold, a `timezone`'s name, a `zoneinfo` key) | `chrono` |
-//! | `datetime.timedelta` | `chrono::TimeDelta` | `chrono` |
-//! | `datetime.timezone`, `zoneinfo.ZoneInfo` | `stdlib::TzInfo` | `chrono` |
-//! | `decimal.Decimal` | [`stdlib::Decimal`] (lossless: NaN, sNaN, infinities, exponent) | |
-//! | `fractions.Fraction` | `num_rational::BigRational` | `num-rational` |
-//! | `complex` | `num_complex::Complex<f64>` (and `<f32>`) | `num-complex` |
-//! | `uuid.UUID` | `uuid::Uuid` | `uuid` |
-//! | `ipaddress.IPv4Address`, `IPv6Address` | `std::net::Ipv4Addr`, `Ipv6Addr`, `IpAddr` (a scope id is an error) | |
-//! | `ipaddress.IPv4Network`, `IPv6Network` | [`stdlib::IpNetwork`] | |
-//! | `ipaddress.IPv4Interface`, `IPv6Interface` | [`stdlib::IpInterface`] | |
-//! | `pathlib.PurePosixPath`, `PosixPath` | `std::path::PathBuf` (written as `PurePosixPath`) | |
-//! | `collections.OrderedDict` | [`stdlib::OrderedDict`] | |
-//! | `collections.defaultdict` | [`stdlib::DefaultDict`] (the factory kept as a name) | |
-//! | `collections.Counter` | [`stdlib::Counter`] | |
-//! | `collections.deque` | [`stdlib::Deque`] (with `maxlen`) | |
-//! | `range`, `slice` | [`stdlib::Range`], [`stdlib::Slice`] | |
-//! | a namedtuple, a subclass of `list`, `dict`, `tuple`, `str`, `int`, `set` | your derived or registered type: protocols 0 and 1's `copyreg._reconstructor(cls, base, state)` reads as protocol 2's form (see [`Call::base`]) | |
+//! | Python | Rust | preset | feature |
+//! |---|---|---|---|
+//! | `datetime.date` | `chrono::NaiveDate` | `stdlib` | `chrono` |
+//! | `datetime.time` | `chrono::NaiveTime` (naive), `stdlib::PyTime` (fold, tzinfo) | `stdlib` | `chrono` |
+//! | `datetime.datetime` | `chrono::NaiveDateTime` (naive), `DateTime<FixedOffset>`, `DateTime<Utc>` (a `timezone`), `stdlib::PyDateTime` (everything: fold, a `timezone`'s name, a `zoneinfo` key) | `stdlib` | `chrono` |
+//! | `datetime.timedelta` | `chrono::TimeDelta` | `stdlib` | `chrono` |
+//! | `datetime.timezone`, `zoneinfo.ZoneInfo` | `stdlib::TzInfo` | `stdlib` | `chrono` |
+//! | `decimal.Decimal` | [`stdlib::Decimal`] (lossless: NaN, sNaN, infinities, exponent) | `stdlib` | |
+//! | `fractions.Fraction` | `num_rational::BigRational` | `stdlib` | `num-rational` |
+//! | `complex` | `num_complex::Complex<f64>` (and `<f32>`) | `stdlib` | `num-complex` |
+//! | `uuid.UUID` | `uuid::Uuid` | `stdlib` | `uuid` |
+//! | `ipaddress.IPv4Address`, `IPv6Address` | `std::net::Ipv4Addr`, `Ipv6Addr`, `IpAddr` (a scope id is an error) | `stdlib` | |
+//! | `ipaddress.IPv4Network`, `IPv6Network` | [`stdlib::IpNetwork`] | `stdlib` | |
+//! | `ipaddress.IPv4Interface`, `IPv6Interface` | [`stdlib::IpInterface`] | `stdlib` | |
+//! | `pathlib.PurePosixPath`, `PosixPath` | `std::path::PathBuf` (written as `PurePosixPath`) | `stdlib` | |
+//! | `collections.OrderedDict` | [`stdlib::OrderedDict`] | `stdlib` | |
+//! | `collections.defaultdict` | [`stdlib::DefaultDict`] (the factory kept as a name) | `stdlib` | |
+//! | `collections.Counter` | [`stdlib::Counter`] | `stdlib` | |
+//! | `collections.deque` | [`stdlib::Deque`] (with `maxlen`) | `stdlib` | |
+//! | `range`, `slice` | [`stdlib::Range`], [`stdlib::Slice`] | `stdlib` | |
+//! | a namedtuple, a subclass of `list`, `dict`, `tuple`, `str`, `int`, `set` | your derived or registered type: protocols 0 and 1's `copyreg._reconstructor(cls, base, state)` reads as protocol 2's form (see [`Call::base`]) | `stdlib` | |
+//! | `numpy.ndarray` (numpy 1.x and 2.x, out-of-band buffers too) | [`numpy::Array`] (any dtype, structured ones described), `ndarray::Array<T, D>` | `numpy` | `ndarray` (and `half`, `num-complex` for those items) |
+//! | a numpy scalar, `numpy.dtype` | [`numpy::Scalar`], [`numpy::DType`] | `numpy` | |
+//! | a `torch.save` checkpoint (zip or legacy), its tensors | `torch::Checkpoint`, [`torch::Tensor`] (`to_ndarray` with `ndarray`) | `torch` | `torch` |
 //!
-//! All of these are in the preset `stdlib`; [`preset::STDLIB`] lists each
-//! global it allows. Without a type's feature its global is still allowed
-//! and loads as data in a [`Value`].
+//! Each preset ([`preset::STDLIB`], [`preset::NUMPY`],
+//! [`preset::TORCH_WEIGHTS_ONLY`]) lists every global it allows. Without a
+//! type's feature its global is still allowed and loads as data in a
+//! [`Value`].
 //!
 //! # Formats, opcode by opcode
 //!

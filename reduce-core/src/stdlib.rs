@@ -20,7 +20,7 @@
 //! ```
 //!
 //! The table of every Python type and its Rust twin is in the crate docs
-//! (["The standard library"](crate#the-standard-library)).
+//! (["Python's data"](crate#pythons-data-the-standard-library-numpy-pytorch)).
 //!
 //! Namedtuples and subclasses of builtins need no type from here: derive or
 //! register your class, and [`Call`] presents protocols 0 and
