@@ -727,10 +727,21 @@ impl<'o, 'h> Machine<'o, 'h> {
             v => v,
         };
         let value = std::mem::take(inner);
-        let fresh = !is_cheap(&value);
+        if is_cheap(&value) {
+            // A scalar, or an object shared already: the slot keeps what it
+            // holds (its birth mark too), and the memo gets a plain
+            // reference.
+            let shared = match &value {
+                Value::Ref(id) => Value::Ref(Id(id.index() as u32)),
+                v => cheap_clone(v),
+            };
+            *inner = value;
+            self.stack[i] = slot;
+            return Ok(shared);
+        }
         let shared = self.share(value);
         *inner = match shared {
-            Value::Ref(id) if fresh && inert => Value::Ref(Id(id.0 | Id::BIRTH)),
+            Value::Ref(id) if inert => Value::Ref(Id(id.0 | Id::BIRTH)),
             ref v => cheap_clone(v),
         };
         self.stack[i] = slot;
