@@ -863,10 +863,9 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
-    /// Inert mode: turns the change about to be made to stack slot `index`
-    /// into a step on a reference to its object, recorded after the slot.
-    /// Returns the reference.
-    fn detach(&mut self, index: usize, what: Change) -> Result<Value> {
+    /// Whether the object in stack slot `index` could take the change in
+    /// CPython: an int or a string fails there.
+    fn check_target(&self, index: usize, what: Change) -> Result<()> {
         // Only what could take the change in CPython: an int or a string
         // fails there, and would be no object to change here.
         let ok = matches!(
@@ -887,6 +886,14 @@ impl<'o, 'h> Machine<'o, 'h> {
                 Change::State => format!("expected an object to BUILD, found a {found}"),
             }));
         }
+        Ok(())
+    }
+
+    /// Inert mode: turns the change about to be made to stack slot `index`
+    /// into a step on a reference to its object, recorded after the slot.
+    /// Returns the reference.
+    fn detach(&mut self, index: usize, what: Change) -> Result<Value> {
+        self.check_target(index, what)?;
         let mut slot = std::mem::take(&mut self.stack[index]);
         let (mut seq, value) = match &mut slot {
             Value::Seq(s) => {
@@ -1371,6 +1378,12 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// built earlier, kept as a [`Step`] after the slot.
     fn detached_items(&mut self, from: usize, pairs: bool) -> Result<()> {
         let mut items = self.stack.split_off(from);
+        if items.is_empty() {
+            // `MARK` `APPENDS` with nothing between changes nothing (but
+            // fails on what cannot take items, as in CPython).
+            let what = if pairs { Change::Pairs } else { Change::Items };
+            return self.check_target(from - 1, what);
+        }
         let target = self.detach(from - 1, if pairs { Change::Pairs } else { Change::Items })?;
         let step = if pairs {
             let mut kv = Vec::with_capacity(items.len() / 2);
@@ -1561,7 +1574,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             ADDITEMS => {
                 let items = self.pop_mark()?;
                 let i = self.top_index()?;
-                if self.opts.inert && !self.attached(i, false) {
+                if self.opts.inert && !items.is_empty() && !self.attached(i, false) {
                     let target = self.detach(i, Change::Set)?;
                     self.record(Step::AddItems { target, items });
                     return Ok(false);

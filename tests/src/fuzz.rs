@@ -62,6 +62,13 @@ pub fn load_typed(data: &[u8]) {
 /// Reads `data` in inert mode and, if it loads, writes it at every protocol
 /// and reads that back: the graph must come back equal.
 ///
+/// A graph with steps taken for effect ([`reduce::Seq`]) may come back with
+/// a step held by a neighbouring value (a protocol without `MARK`-built
+/// lists cannot say "before the first item"); the same program, which the
+/// trace tests check against CPython. For those the check is that the first
+/// round trip is a fixed point: read again, it gives the same graph and the
+/// same bytes.
+///
 /// Python 2 names are mapped on neither side: `fix_imports` is not a
 /// bijection (see `Pickler::fix_imports`), in CPython as here.
 pub fn round_trip(data: &[u8]) {
@@ -72,23 +79,43 @@ pub fn round_trip(data: &[u8]) {
             .limits(limits())
             .load::<Graph>()
     };
+    let write = |graph: &Graph, proto: u8| {
+        let mut pickler = Pickler::new(Vec::new()).protocol(proto).fix_imports(false);
+        pickler.dump(graph).map(|()| pickler.into_inner())
+    };
     let Ok(graph) = read(data) else {
         return;
     };
+    let has_steps = format!("{graph:?}").contains("<seq ");
     for proto in 0..=5 {
-        let mut pickler = Pickler::new(Vec::new()).protocol(proto).fix_imports(false);
         // Some values cannot be written at some protocols (out-of-band
         // buffers below 5, say); that is an error, not a bug.
-        if pickler.dump(&graph).is_err() {
+        let Ok(bytes) = write(&graph, proto) else {
             continue;
-        }
-        let bytes = pickler.into_inner();
+        };
         let again = read(&bytes).unwrap_or_else(|e| {
             panic!("protocol {proto}: what reduce wrote does not read back: {e}")
         });
+        if !has_steps {
+            assert!(
+                again == graph,
+                "protocol {proto}: {graph:?} came back as {again:?}"
+            );
+            continue;
+        }
+        let bytes2 = write(&again, proto)
+            .unwrap_or_else(|e| panic!("protocol {proto}: what was read back does not write: {e}"));
+        let third = read(&bytes2).unwrap_or_else(|e| {
+            panic!("protocol {proto}: the second writing does not read back: {e}")
+        });
         assert!(
-            again == graph,
-            "protocol {proto}: {graph:?} came back as {again:?}"
+            third == again,
+            "protocol {proto}: {again:?} came back as {third:?}"
+        );
+        let bytes3 = write(&third, proto).unwrap_or_else(|e| panic!("protocol {proto}: {e}"));
+        assert!(
+            bytes3 == bytes2,
+            "protocol {proto}: the rewrite of a rewrite is not a fixed point"
         );
     }
 }
