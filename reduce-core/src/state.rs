@@ -32,6 +32,7 @@ use crate::value::Value;
 /// [`Value`] are the common choices.
 ///
 /// ```
+/// # #[cfg(feature = "derive")] {
 /// use std::collections::BTreeMap;
 /// use reduce::{Reduce, Value};
 ///
@@ -50,6 +51,7 @@ use crate::value::Value;
 /// // Python sees one __dict__: {'name': 'pen', 'colour': 'red'}.
 /// let bytes = reduce::to_vec(&item)?;
 /// assert_eq!(reduce::from_slice::<Item>(&bytes)?, item);
+/// # }
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub trait Rest: Default {
