@@ -752,25 +752,8 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// program, after the value on top of the stack (if there is one above
     /// the last mark) or before the next value pushed.
     fn record(&mut self, step: Step) {
-        if self.stack.len() > self.fence() {
-            let i = self.stack.len() - 1;
-            let top = &mut self.stack[i];
-            if !matches!(top, Value::Seq(_)) {
-                let value = std::mem::take(top);
-                *top = Value::Seq(Box::new(Seq {
-                    before: Vec::new(),
-                    value,
-                    after: Vec::new(),
-                }));
-            }
-            let pending = std::mem::take(&mut self.pending);
-            if let Value::Seq(s) = top {
-                s.after.extend(pending);
-                s.after.push(step);
-            }
-        } else {
-            self.pending.push(step);
-        }
+        self.pending.push(step);
+        self.settle();
     }
 
     /// Inert mode: a value built and thrown away. A value with steps of its
@@ -825,22 +808,35 @@ impl<'o, 'h> Machine<'o, 'h> {
         self.push(v)
     }
 
-    /// Inert mode: after an opcode that shrank the stack, steps waiting for
-    /// a value go after the value now on top.
+    /// Inert mode: steps waiting for a value go after the value on top of
+    /// the stack, if there is one above the last mark (after an opcode that
+    /// shrank the stack, say); otherwise they wait for the next value pushed
+    /// ([`Machine::push`]).
     fn settle(&mut self) {
-        if !self.pending.is_empty() && self.stack.len() > self.fence() {
-            let last = self.pending.pop();
-            if let Some(step) = last {
-                self.record(step);
-            }
+        if self.pending.is_empty() || self.stack.len() <= self.fence() {
+            return;
+        }
+        let i = self.stack.len() - 1;
+        let top = &mut self.stack[i];
+        if !matches!(top, Value::Seq(_)) {
+            let value = std::mem::take(top);
+            *top = Value::Seq(Box::new(Seq {
+                before: Vec::new(),
+                value,
+                after: Vec::new(),
+            }));
+        }
+        if let Value::Seq(s) = top {
+            s.after.append(&mut self.pending);
         }
     }
 
     /// Inert mode: whether a change to the object in stack slot `index` is
     /// one CPython's pickler would have written as part of building it
-    /// (kept in the object), rather than a separate step. `items` is how
-    /// many items the change adds (0 for `BUILD`), `single` whether it is
-    /// `APPEND`/`SETITEM`.
+    /// (kept in the object), rather than a separate step: a change through
+    /// the object's own slot, with nothing recorded after it, continuing
+    /// full batches of [`BATCHSIZE`] (or, at protocol 0, single items;
+    /// `single` says the change is `APPEND`/`SETITEM`).
     fn attached(&self, index: usize, single: bool) -> bool {
         let slot = &self.stack[index];
         let inner = match slot {
