@@ -601,6 +601,9 @@ struct Machine<'o, 'h> {
     /// Inert mode: steps taken while no value was on the stack above the
     /// last mark, waiting to go before the next value pushed.
     pending: Vec<Step>,
+    /// Bytes of names `STACK_GLOBAL` has copied out of strings, which a
+    /// pickle can fetch from its memo again and again for five bytes each.
+    name_bytes: u64,
 }
 
 fn underflow() -> Error {
@@ -631,6 +634,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             memo_len: 0,
             proto: 0,
             pending: Vec::new(),
+            name_bytes: 0,
         }
     }
 
@@ -1621,10 +1625,27 @@ impl<'o, 'h> Machine<'o, 'h> {
                 else {
                     return Err(Error::invalid("STACK_GLOBAL requires str module and name"));
                 };
+                // Each global keeps its own copy of the names: bounded by the
+                // input, as the inspector's report is (a long name fetched
+                // from the memo a million times would otherwise cost far
+                // more memory than the pickle's length justifies).
+                let copied = (module.len() + name.len()) as u64;
                 let (module, name) = (
                     module.to_string_lossy().into_owned(),
                     name.to_string_lossy().into_owned(),
                 );
+                self.name_bytes += copied;
+                let budget = NAME_BYTES_PER_INPUT_BYTE * src.pos() + (1 << 20);
+                if self.name_bytes > budget {
+                    return Err(Error::new(ErrorKind::Limit {
+                        limit: "global names",
+                        max: budget,
+                    })
+                    .with_detail(
+                        "STACK_GLOBAL names copied from the memo add up to more than 32 bytes per byte of input"
+                            .into(),
+                    ));
+                }
                 let mut v = self.find_global(&module, &name)?;
                 if self.opts.inert {
                     if let Value::Global(g) = &mut v {
@@ -1821,6 +1842,10 @@ impl<'o, 'h> Machine<'o, 'h> {
         compact(root, objects, max_depth)
     }
 }
+
+/// How many bytes of global names `STACK_GLOBAL` may copy per byte of input
+/// (beyond a first MiB), as the inspector allows itself.
+const NAME_BYTES_PER_INPUT_BYTE: u64 = 32;
 
 /// What a change after the fact does, for [`Machine::detach`]'s check.
 #[derive(Clone, Copy)]

@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use reduce::{ErrorKind, Graph, Unpickler, Value};
-use reduce_tests::Trickle;
+use reduce_tests::{assert_limit, Trickle};
 
 /// The system allocator, counting the bytes live and the most live since
 /// the last [`reset_peak`].
@@ -165,8 +165,9 @@ fn bombs_allocate_in_proportion_to_their_length() {
     }
 
     // A 4 KiB module name fetched from the memo for 100,000 STACK_GLOBALs:
-    // each resolution would copy it (400 MB); the inspector refuses to
-    // copy names out of proportion to the input.
+    // each resolution would copy it (400 MB); the inspector and the reader
+    // (in inert mode, where any name loads) refuse to copy names out of
+    // proportion to the input.
     let mut names = b"\x80\x04\x8d\x00\x10\x00\x00\x00\x00\x00\x00".to_vec();
     names.extend(std::iter::repeat_n(b'm', 1 << 12));
     names.extend_from_slice(b"q\x00\x8c\x01nq\x01(");
@@ -180,6 +181,13 @@ fn bombs_allocate_in_proportion_to_their_length() {
     assert!(
         peak <= PER_BYTE * names.len() + SLACK,
         "inspecting names: {peak}"
+    );
+    let (read, peak) = peak_of(|| Unpickler::from_slice(&names).inert(true).load::<Graph>());
+    let err = read.expect_err("names out of proportion");
+    assert_limit(&err, "global names");
+    assert!(
+        peak <= PER_BYTE * names.len() + SLACK,
+        "reading names: {peak}"
     );
 
     // A tree copy of the DAG stops at its node limit, also without
