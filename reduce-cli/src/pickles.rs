@@ -32,6 +32,20 @@ pub enum Target {
     Computed,
 }
 
+/// The bytes before the opcode where `e` stopped the walk, with a `STOP`
+/// after them: the error's offset is that of the opcode that failed, so the
+/// bytes before it are whole opcodes, and this is a pickle inspect can walk.
+fn before_fault(bytes: &[u8], e: &Error) -> Vec<u8> {
+    let at = e
+        .offset()
+        .and_then(|o| usize::try_from(o).ok())
+        .unwrap_or(0)
+        .min(bytes.len());
+    let mut prefix = bytes[..at].to_vec();
+    prefix.push(op::STOP);
+    prefix
+}
+
 /// The opcodes of the pickle at the start of `bytes`, through its `STOP`,
 /// and the error that stopped the walk early, if one did. The opcodes
 /// before a fault are still listed: CPython would have run them.
@@ -39,17 +53,7 @@ pub fn disassemble_partial(bytes: &[u8]) -> (Vec<Instruction>, Option<Error>) {
     match inspect::disassemble(bytes) {
         Ok(ops) => (ops, None),
         Err(e) => {
-            // The error's offset is that of the opcode that failed, so the
-            // bytes before it are whole opcodes; a STOP after them makes a
-            // pickle inspect can walk.
-            let at = e
-                .offset()
-                .and_then(|o| usize::try_from(o).ok())
-                .unwrap_or(0)
-                .min(bytes.len());
-            let mut prefix = bytes[..at].to_vec();
-            prefix.push(op::STOP);
-            let mut ops = inspect::disassemble(&prefix).unwrap_or_default();
+            let mut ops = inspect::disassemble(&before_fault(bytes, &e)).unwrap_or_default();
             ops.pop();
             (ops, Some(e))
         }
@@ -63,18 +67,8 @@ pub fn scan_one(bytes: &[u8]) -> (Vec<Resolution>, Result<usize, Error>) {
     match inspect::scan_one(bytes) {
         Ok((found, len)) => (found.into_iter().map(target).collect(), Ok(len)),
         Err(e) => {
-            // The error's offset is that of the opcode that failed, so the
-            // bytes before it are whole opcodes; with a STOP after them the
-            // inspector lists what CPython would have resolved before the
-            // fault.
-            let at = e
-                .offset()
-                .and_then(|o| usize::try_from(o).ok())
-                .unwrap_or(0)
-                .min(bytes.len());
-            let mut prefix = bytes[..at].to_vec();
-            prefix.push(op::STOP);
-            let found = inspect::scan_one(&prefix)
+            // What CPython would have resolved before the fault.
+            let found = inspect::scan_one(&before_fault(bytes, &e))
                 .map(|(found, _)| found)
                 .unwrap_or_default();
             (found.into_iter().map(target).collect(), Err(e))
