@@ -11,7 +11,8 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::{self, Write as _};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::limits::{grow, GROW_EVERY};
 use crate::registry::Lookup;
 use crate::value::{Global, Graph, Id, Reduction, Value};
 
@@ -70,7 +71,11 @@ pub trait Construct: Sized {
     /// Builds a value from a whole loaded pickle. The default reads the
     /// root; `Value` and `Graph` take the graph itself without copying.
     #[doc(hidden)]
-    fn from_graph(graph: Graph, lookup: &Lookup, limits: &crate::Limits) -> Result<Self> {
+    fn from_graph(
+        graph: Graph,
+        lookup: &Lookup,
+        limits: &crate::base::limits::Limits,
+    ) -> Result<Self> {
         let ctx = Ctx::new(lookup, &graph, limits.max_typed_depth);
         let value = Self::construct(Node::root(&graph, &ctx))?;
         ctx.finish()?;
@@ -729,21 +734,6 @@ impl StateNode<'_> {
         grow(|| f(self.node.child(Seg::State, self.value)))
     }
 }
-
-/// Runs `f` with at least [`RED_ZONE`] bytes of stack, moving to a fresh
-/// heap-allocated segment of [`STACK_SEGMENT`] bytes when less is left.
-pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, f)
-}
-
-/// How many levels of typed reading or writing run between two checks of
-/// the stack left (each check costs a few nanoseconds per value).
-pub(crate) const GROW_EVERY: usize = 8;
-/// Stack that [`GROW_EVERY`] levels may use before the next check (a
-/// debug build uses about 10 KiB a level).
-const RED_ZONE: usize = 256 * 1024;
-/// Stack allocated at a time when it runs low.
-const STACK_SEGMENT: usize = 2 * 1024 * 1024;
 
 /// An object whose type is known only at run time: built by whichever
 /// constructor the registry has for its global, and downcast afterwards.

@@ -32,12 +32,13 @@ use std::sync::Arc;
 
 use num_bigint::BigInt;
 
+use crate::base::error::{ErrorKind, Result};
+use crate::base::limits::Limits;
 use crate::construct::{Construct, Node};
-use crate::error::{ErrorKind, Result};
-use crate::read::Limits;
 use crate::registry::Lookup;
 use crate::save::{Reduce, Saver};
-use crate::value::{Graph, PyStr, Value};
+use crate::text::PyStr;
+use crate::value::{Graph, Value};
 
 // ---- integers ---------------------------------------------------------------
 

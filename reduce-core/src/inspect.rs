@@ -76,12 +76,14 @@ use std::rc::Rc;
 
 use num_bigint::BigInt;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::op::{self, *};
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::limits::Limits;
+use crate::base::op::{self, *};
 use crate::read::decode::{self, Source};
-use crate::read::{Limits, SliceRead};
+use crate::read::SliceRead;
 use crate::text;
-use crate::value::{Global, PyStr, Value};
+use crate::text::PyStr;
+use crate::value::{Global, Value};
 
 /// One opcode of a pickle.
 #[derive(Clone, Debug, PartialEq)]

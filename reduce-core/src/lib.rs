@@ -267,19 +267,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod compat;
+mod base;
 mod construct;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::private::*;
 }
-mod error;
 mod impls;
 pub mod inspect;
 pub mod numpy;
-pub mod op;
 pub mod preset;
-mod printable;
 mod private;
 mod read;
 mod registry;
@@ -292,22 +289,20 @@ pub mod torch;
 mod value;
 mod write;
 
+pub use crate::base::error::{Error, ErrorKind, Result};
+pub use crate::base::limits::{Limits, MAX_TYPED_DEPTH};
+pub use crate::base::op;
+pub use crate::base::op::{DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
 pub use crate::construct::{Call, Construct, Dynamic, Node, StateNode};
-pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::impls::{bytes, tuple, ByteArray, Bytes, Interned};
 pub use crate::preset::Preset;
-pub use crate::read::{
-    Input, IoRead, Limits, PersistentLoad, SliceRead, StringDecoding, Unpickler,
-};
+pub use crate::read::{Input, IoRead, PersistentLoad, SliceRead, StringDecoding, Unpickler};
 pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry, UpcastFn};
-pub use crate::save::{
-    FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver, MAX_TYPED_DEPTH,
-};
+pub use crate::save::{FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver};
 pub use crate::state::Rest;
-pub use crate::value::{
-    Global, Graph, Id, Persistent, PickleBuffer, PyStr, Reduction, Seq, Step, Value,
-};
-pub use crate::write::{BufferCallback, PersistentId, Pickler, DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
+pub use crate::text::PyStr;
+pub use crate::value::{Global, Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Step, Value};
+pub use crate::write::{BufferCallback, PersistentId, Pickler};
 pub use num_bigint::BigInt;
 /// Derives [`Reduce`](trait@Reduce) and [`Construct`] for a type and
 /// registers it, so that Python's `module.Name(*fields)` and the Rust type

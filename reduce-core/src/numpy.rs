@@ -141,7 +141,7 @@ pub use self::dtype::{ByteOrder, DType, Field, Kind};
 pub use self::element::Element;
 pub use self::scalar::Scalar;
 
-use crate::error::Result;
+use crate::base::error::Result;
 use crate::registry::Registry;
 
 /// The module written for `_reconstruct` and `scalar`: numpy 1's, which

@@ -48,7 +48,7 @@
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::base::error::Result;
 use crate::registry::Registry;
 
 /// A named allow-list of globals, with the constructors that read them.

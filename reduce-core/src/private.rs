@@ -6,7 +6,7 @@ use std::sync::{LazyLock, Mutex};
 
 pub use inventory;
 
-use crate::error::Result;
+use crate::base::error::Result;
 use crate::registry::Registry;
 
 pub use crate::save::FnReduce;

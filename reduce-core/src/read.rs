@@ -12,13 +12,16 @@ use std::sync::Arc;
 
 use num_bigint::BigInt;
 
-use crate::compat;
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::limits::Limits;
+use crate::base::op::*;
 use crate::construct::Construct;
-use crate::error::{Error, ErrorKind, Result};
-use crate::op::*;
 use crate::registry::{Lookup, Registry};
+use crate::text::compat;
+use crate::text::PyStr;
+use crate::value::graph::compact;
 use crate::value::{
-    Global, Graph, Id, Persistent, PickleBuffer, PyStr, Reduction, Seq, Spelling, Step, Value,
+    Global, Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling, Step, Value,
 };
 
 pub(crate) mod decode;
@@ -39,80 +42,6 @@ pub enum StringDecoding {
     Bytes,
 }
 
-/// Resource limits of the reader. Each one stops a hostile input early with
-/// [`ErrorKind::Limit`] naming the field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Limits {
-    /// Most items on the stack plus open `MARK`s at any time. Default 10,000,000.
-    pub max_stack: usize,
-    /// Most entries in the memo. Default 10,000,000.
-    pub max_memo: usize,
-    /// Deepest nesting of the loaded value, counted in containers from the
-    /// root. Default 100,000. Every part of this crate handles any depth
-    /// without recursion; the limit protects code that walks the value
-    /// recursively afterwards.
-    pub max_depth: usize,
-    /// Most decimal digits in a protocol 0 `INT`/`LONG` (CPython's
-    /// `sys.get_int_max_str_digits()`). Default 4300.
-    pub max_int_digits: usize,
-    /// Most values made when a [`Graph`] with shared objects is copied into a
-    /// plain [`Value`] tree (`from_slice::<Value>`). Default 10,000,000.
-    pub max_tree_nodes: usize,
-    /// Deepest nesting a typed read ([`Construct`]) follows: typed reading
-    /// recurses once per level of the Rust type, so a recursive type (a
-    /// linked list, a tree) read from a deeply nested pickle stops here.
-    /// The stack grows on the heap as needed, so any thread can read up to
-    /// this depth. Default 10,000.
-    pub max_typed_depth: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_stack: 10_000_000,
-            max_memo: 10_000_000,
-            max_depth: 100_000,
-            max_int_digits: 4300,
-            max_tree_nodes: 10_000_000,
-            max_typed_depth: 10_000,
-        }
-    }
-}
-
-impl Limits {
-    /// Sets [`Limits::max_stack`].
-    pub fn max_stack(mut self, n: usize) -> Self {
-        self.max_stack = n;
-        self
-    }
-    /// Sets [`Limits::max_memo`].
-    pub fn max_memo(mut self, n: usize) -> Self {
-        self.max_memo = n;
-        self
-    }
-    /// Sets [`Limits::max_depth`].
-    pub fn max_depth(mut self, n: usize) -> Self {
-        self.max_depth = n;
-        self
-    }
-    /// Sets [`Limits::max_int_digits`].
-    pub fn max_int_digits(mut self, n: usize) -> Self {
-        self.max_int_digits = n;
-        self
-    }
-    /// Sets [`Limits::max_tree_nodes`].
-    pub fn max_tree_nodes(mut self, n: usize) -> Self {
-        self.max_tree_nodes = n;
-        self
-    }
-    /// Sets [`Limits::max_typed_depth`].
-    pub fn max_typed_depth(mut self, n: usize) -> Self {
-        self.max_typed_depth = n;
-        self
-    }
-}
-
 /// A hook that turns a persistent id into the object it stands for.
 pub type PersistentLoad<'h> = Box<dyn FnMut(Graph) -> Result<Value> + 'h>;
 
@@ -121,7 +50,7 @@ pub type PersistentLoad<'h> = Box<dyn FnMut(Graph) -> Result<Value> + 'h>;
 pub trait Input: private::Source {}
 
 mod private {
-    use crate::error::Result;
+    use crate::base::error::Result;
 
     /// The operations the machine needs from its input.
     pub trait Source {
@@ -1875,164 +1804,4 @@ fn cheap_clone(v: &Value) -> Value {
 
 fn latin1(bytes: &[u8]) -> PyStr {
     PyStr::from(bytes.iter().map(|&b| b as char).collect::<String>())
-}
-
-/// Turns the loader's table, where every memoized object is shared, into a
-/// graph where only objects reached from two or more places are.
-pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
-    const UNSEEN: u32 = 0;
-    let n = objects.len();
-    // How many references to each object are reachable from the root.
-    let mut count = vec![UNSEEN; n];
-    {
-        let mut stack: Vec<(&Value, usize)> = vec![(&root, 0)];
-        while let Some((v, depth)) = stack.pop() {
-            if depth > max_depth {
-                return Err(Error::new(ErrorKind::Limit {
-                    limit: "max_depth",
-                    max: max_depth as u64,
-                }));
-            }
-            if let Value::Ref(id) = v {
-                let i = id.index();
-                let seen = count
-                    .get_mut(i)
-                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
-                *seen += 1;
-                if *seen == 1 {
-                    stack.push((&objects[i], depth));
-                }
-                continue;
-            }
-            v.for_each_child(|c| stack.push((c, depth + 1)));
-        }
-    }
-    let mut new_id = vec![u32::MAX; n];
-    let mut kept = 0u32;
-    for (i, &c) in count.iter().enumerate() {
-        if c >= 2 {
-            new_id[i] = kept;
-            kept += 1;
-        }
-    }
-    if kept == 0 {
-        // Nothing shared: the common case of plain data.
-        inline(&mut root, &mut objects, &count, &new_id);
-        return Ok(Graph::new(root));
-    }
-    let mut shared = Vec::with_capacity(kept as usize);
-    for i in 0..n {
-        if count[i] >= 2 {
-            let mut obj = std::mem::take(&mut objects[i]);
-            inline(&mut obj, &mut objects, &count, &new_id);
-            shared.push(obj);
-        }
-    }
-    inline(&mut root, &mut objects, &count, &new_id);
-    Ok(Graph {
-        root,
-        objects: shared,
-    })
-}
-
-/// Moves objects referred to once into the place that refers to them, and
-/// renumbers the references to the objects that stay shared.
-fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
-    let mut stack: Vec<&mut Value> = vec![v];
-    while let Some(v) = stack.pop() {
-        if let Value::Ref(id) = *v {
-            let i = id.index();
-            if count[i] == 1 {
-                *v = std::mem::take(&mut pool[i]);
-            } else {
-                *v = Value::Ref(Id(new_id[i]));
-                continue;
-            }
-        }
-        v.for_each_child_mut(|c| stack.push(c));
-    }
-}
-
-/// Copies every shared object into each place that refers to it.
-pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
-    let (mut root, objects) = graph.into_parts();
-    if objects.is_empty() {
-        return Ok(root);
-    }
-    // Size of each object as a tree, found in dependency order; a cycle
-    // shows up as an object met again while it is still being sized.
-    let n = objects.len();
-    let mut size: Vec<Option<u64>> = vec![None; n];
-    let mut on_path = vec![false; n];
-    let refs_of = |v: &Value| {
-        let mut own = 0u64;
-        let mut refs = Vec::new();
-        let mut stack = vec![v];
-        while let Some(v) = stack.pop() {
-            match v {
-                Value::Ref(id) => refs.push(*id),
-                v => {
-                    own += 1;
-                    v.for_each_child(|c| stack.push(c));
-                }
-            }
-        }
-        (own, refs)
-    };
-    let cycle =
-        || Error::invalid("the value has a cycle, so it cannot be a tree; load it as a Graph");
-    for start in 0..n {
-        if size[start].is_some() {
-            continue;
-        }
-        let mut path: Vec<(usize, Vec<Id>, u64, usize)> = Vec::new();
-        let (own, refs) = refs_of(&objects[start]);
-        on_path[start] = true;
-        path.push((start, refs, own, 0));
-        while let Some(top) = path.last_mut() {
-            let (obj, refs, total, next) = top;
-            if *next < refs.len() {
-                let child = refs[*next].index();
-                *next += 1;
-                if child >= n {
-                    return Err(Error::new(ErrorKind::DanglingRef(child as u32)));
-                }
-                match size[child] {
-                    Some(s) => *total = total.saturating_add(s),
-                    None if on_path[child] => return Err(cycle()),
-                    None => {
-                        let (own, refs) = refs_of(&objects[child]);
-                        on_path[child] = true;
-                        path.push((child, refs, own, 0));
-                    }
-                }
-            } else {
-                let (obj, total) = (*obj, *total);
-                size[obj] = Some(total);
-                on_path[obj] = false;
-                path.pop();
-                if let Some(parent) = path.last_mut() {
-                    parent.2 = parent.2.saturating_add(total);
-                }
-            }
-        }
-    }
-    let (own, refs) = refs_of(&root);
-    let total = refs.iter().fold(own, |t, id| {
-        t.saturating_add(size[id.index()].unwrap_or(u64::MAX))
-    });
-    if total > max_nodes as u64 {
-        return Err(Error::new(ErrorKind::Limit {
-            limit: "max_tree_nodes",
-            max: max_nodes as u64,
-        }));
-    }
-    let mut stack: Vec<&mut Value> = vec![&mut root];
-    while let Some(v) = stack.pop() {
-        if let Value::Ref(id) = *v {
-            *v = objects[id.index()].clone();
-        }
-        v.for_each_child_mut(|c| stack.push(c));
-    }
-    Ok(root)
 }

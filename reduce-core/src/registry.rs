@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::construct::{Construct, Node};
-use crate::error::{Error, ErrorKind, Result};
 use crate::preset::Preset;
 use crate::save::{Reduce, Saver};
 use crate::value::Global;

@@ -11,10 +11,12 @@ use std::collections::HashMap;
 
 use num_bigint::BigInt;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::op::*;
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::limits::MAX_TYPED_DEPTH;
+use crate::base::op::*;
 use crate::registry::Lookup;
-use crate::value::{Graph, PickleBuffer, PyStr, Value};
+use crate::text::PyStr;
+use crate::value::{Graph, PickleBuffer, Value};
 use crate::write::out::{unpicklable, Out};
 
 /// How a value of this type is written as a pickle: Python's `__reduce__`.
@@ -71,10 +73,6 @@ pub trait Reduce {
     /// Writes `self` to `s` as exactly one object.
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()>;
 }
-
-/// The deepest nesting the typed writer follows, as CPython's recursion
-/// limit stops its pickler. (`Value` and `Graph` have no such limit.)
-pub const MAX_TYPED_DEPTH: usize = 1000;
 
 /// A hook asked about every value written through the registry before the
 /// registry itself: Python's `reducer_override`. Return `Ok(true)` when it
@@ -151,8 +149,8 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.depth += 1;
         // Each level recurses: grow the stack on the heap when it runs low
         // (checked every few levels; the red zone covers those between).
-        let r = if self.depth.is_multiple_of(crate::construct::GROW_EVERY) {
-            crate::construct::grow(|| value.reduce(self))
+        let r = if self.depth.is_multiple_of(crate::base::limits::GROW_EVERY) {
+            crate::base::limits::grow(|| value.reduce(self))
         } else {
             value.reduce(self)
         };

@@ -16,8 +16,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::base::error::{Error, Result};
 use crate::construct::{Call, Node};
-use crate::error::{Error, Result};
 use crate::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 

@@ -40,8 +40,8 @@ pub use self::datetime::{PyDateTime, PyTime, TzInfo};
 pub use self::net::{IpInterface, IpNetwork};
 pub use self::numbers::Decimal;
 
+use crate::base::error::Result;
 use crate::construct::{Call, Node};
-use crate::error::Result;
 use crate::registry::Registry;
 use crate::value::Value;
 

@@ -1,8 +1,16 @@
 //! The text encodings of protocol 0: Python's float `repr`, the
 //! `raw-unicode-escape` codec of `UNICODE`, and the escaped, quoted strings
-//! of Python 2's `STRING`.
+//! of Python 2's `STRING`; and below them Python's `str` itself
+//! ([`PyStr`]), the names Python 2 and 3 give the same global ([`compat`]),
+//! and which characters `repr` prints as they are ([`printable`]).
+//! The text layer imports only the leaves.
 
-use crate::value::{push_code_point, PyStr};
+pub(crate) mod compat;
+pub(crate) mod printable;
+pub(crate) mod pystr;
+
+use pystr::push_code_point;
+pub use pystr::PyStr;
 
 /// Python's `repr(float)`: the shortest string that reads back to the same
 /// float, in fixed notation when the decimal exponent is in `-4..16` and in

@@ -127,7 +127,7 @@ pub use self::object::{Checkpoint, Format, Object};
 pub use self::tensor::{Element, Storage, Tensor};
 
 #[cfg(feature = "torch")]
-use crate::error::Result;
+use crate::base::error::Result;
 
 /// Reads a `torch.save` file, zip or legacy, allowing only the globals
 /// `torch.load(weights_only=True)` allows.

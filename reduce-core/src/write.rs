@@ -15,8 +15,8 @@ pub(crate) mod out;
 use std::collections::HashMap;
 use std::io;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::op::*;
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::op::*;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -24,11 +24,6 @@ use crate::registry::{Lookup, Registry};
 use crate::save::{Hooks, Reduce, ReducerOverride, Saver};
 use crate::value::{Global, Id, PickleBuffer, Reduction, Spelling, Step, Value};
 use out::{unpicklable, Out};
-
-/// The highest protocol this crate reads and writes.
-pub const HIGHEST_PROTOCOL: u8 = 5;
-/// The protocol written unless another is chosen.
-pub const DEFAULT_PROTOCOL: u8 = 5;
 
 /// A hook deciding, for each [`PickleBuffer`], whether it is written in band
 /// (`true`) or out of band (`false`): Python's `buffer_callback`.

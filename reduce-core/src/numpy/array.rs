@@ -5,8 +5,8 @@ use std::fmt;
 use super::dtype::{ByteOrder, DType, Kind, Shape};
 use super::element::Element;
 use super::{is_frombuffer, is_reconstruct, MULTIARRAY_WRITE};
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::construct::{Construct, Ctx, Node};
-use crate::error::{Error, ErrorKind, Result};
 use crate::registry::Lookup;
 use crate::save::{FnReduce, Reduce, Saver};
 use crate::value::{Graph, Value};
@@ -520,7 +520,11 @@ impl Construct for Array {
 
     /// A pickle whose root is an array gives its bytes (or its out-of-band
     /// buffer) to the array without copying them.
-    fn from_graph(mut graph: Graph, lookup: &Lookup, limits: &crate::Limits) -> Result<Self> {
+    fn from_graph(
+        mut graph: Graph,
+        lookup: &Lookup,
+        limits: &crate::base::limits::Limits,
+    ) -> Result<Self> {
         let stolen = data_slot(graph.root_mut()).map(std::mem::take);
         let ctx = Ctx::new(lookup, &graph, limits.max_typed_depth);
         let array = Array::read(Node::root(&graph, &ctx), stolen)?;

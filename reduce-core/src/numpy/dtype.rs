@@ -14,8 +14,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::base::error::Result;
 use crate::construct::{Construct, Node};
-use crate::error::Result;
 use crate::impls::{Bytes, Interned};
 use crate::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;

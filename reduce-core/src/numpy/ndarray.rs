@@ -5,8 +5,8 @@ use ndarray::{ArrayBase, ArrayD, Data, Dimension, IxDyn, ShapeBuilder};
 use super::array::{save_array, Array, DataRef, Order};
 use super::dtype::DType;
 use super::element::Element;
+use crate::base::error::{Error, Result};
 use crate::construct::{Construct, Node};
-use crate::error::{Error, Result};
 use crate::save::{Reduce, Saver};
 
 impl Array {

@@ -3,8 +3,8 @@
 use super::dtype::{DType, Kind};
 use super::element::Element;
 use super::{is_scalar, MULTIARRAY_WRITE};
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::construct::{Construct, Node};
-use crate::error::{Error, ErrorKind, Result};
 use crate::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 

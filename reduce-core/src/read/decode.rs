@@ -13,10 +13,10 @@ use std::borrow::Cow;
 use num_bigint::BigInt;
 
 use super::SliceRead;
-use crate::error::{Error, ErrorKind, Result};
-use crate::op::*;
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::op::*;
 use crate::text;
-use crate::value::PyStr;
+use crate::text::PyStr;
 
 pub(crate) use super::private::Source;
 

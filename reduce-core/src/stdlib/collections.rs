@@ -2,8 +2,8 @@
 //! builtins `range` and `slice`.
 
 use super::{args_of, call_of, no_extras};
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::construct::{Construct, Node};
-use crate::error::{Error, ErrorKind, Result};
 use crate::registry::Registry;
 use crate::save::{FnReduce, Reduce, Saver};
 use crate::value::{Global, Value};

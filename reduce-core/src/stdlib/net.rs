@@ -6,8 +6,8 @@ use std::path::{Component, PathBuf};
 use std::str::FromStr;
 
 use super::{args_of, call_of, no_extras};
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::construct::{Construct, Node};
-use crate::error::{Error, ErrorKind, Result};
 use crate::registry::Registry;
 use crate::save::{Reduce, Saver};
 use crate::value::Value;

@@ -3,8 +3,8 @@
 // Without the torch feature only reduce::preset uses these.
 #![cfg_attr(not(feature = "torch"), allow(dead_code))]
 
+use crate::base::error::Result;
 use crate::construct::Construct;
-use crate::error::Result;
 use crate::registry::Registry;
 use crate::value::Value;
 

@@ -10,11 +10,11 @@ use super::allow;
 use super::dtype::DType;
 use super::object::{Checkpoint, Format, Object};
 use super::tensor::{Storage, Tensor};
-use crate::compat;
-use crate::error::{Error, ErrorKind, Result};
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::inspect::{self, Named};
 use crate::read::Unpickler;
 use crate::registry::Registry;
+use crate::text::compat;
 use crate::value::{Graph, Id, Value};
 
 /// `torch.serialization.MAGIC_NUMBER`, the first pickle of a legacy file.
@@ -494,8 +494,8 @@ impl<'g> Converter<'g> {
         }
         // Each level recurses; a debug build's frames would overflow a
         // thread's stack long before the limit, so grow it on the heap.
-        if depth.is_multiple_of(crate::construct::GROW_EVERY) {
-            crate::construct::grow(|| self.object_here(v, depth))
+        if depth.is_multiple_of(crate::base::limits::GROW_EVERY) {
+            crate::base::limits::grow(|| self.object_here(v, depth))
         } else {
             self.object_here(v, depth)
         }

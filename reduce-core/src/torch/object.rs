@@ -6,7 +6,7 @@ use num_bigint::BigInt;
 
 use super::dtype::DType;
 use super::tensor::{Storage, Tensor};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// One object of a checkpoint: the Python data `torch.load(weights_only=True)`
 /// can return, with tensors, dtypes, devices and sizes typed.

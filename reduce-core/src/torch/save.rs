@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::dtype::DType;
 use super::tensor::{Storage, Tensor};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::value::{Graph, Id, Reduction, Value};
 use crate::write::Pickler;
 

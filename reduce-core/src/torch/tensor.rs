@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::dtype::DType;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// A storage: one flat buffer of bytes, which tensors view.
 ///

@@ -8,10 +8,10 @@ use std::io;
 
 use num_bigint::BigInt;
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::op::*;
-use crate::value::PyStr;
-use crate::{compat, text};
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::op::*;
+use crate::text::PyStr;
+use crate::text::{self, compat};
 
 const FRAME_SIZE_TARGET: usize = 64 * 1024;
 const FRAME_SIZE_MIN: usize = 4;

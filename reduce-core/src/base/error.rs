@@ -158,7 +158,7 @@ impl Error {
 
     /// The opcode that failed, by its `pickle.py` name (reading only).
     pub fn opcode_name(&self) -> Option<&'static str> {
-        self.inner.opcode.and_then(crate::op::name)
+        self.inner.opcode.and_then(crate::base::op::name)
     }
 }
 
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn display_names_offset_and_opcode() {
-        let e = Error::new(ErrorKind::MissingMemo(5)).at(12, Some(crate::op::BINGET));
+        let e = Error::new(ErrorKind::MissingMemo(5)).at(12, Some(crate::base::op::BINGET));
         assert_eq!(e.to_string(), "memo has no entry 5 (at byte 12, BINGET)");
         assert_eq!(e.opcode_name(), Some("BINGET"));
     }

@@ -1,6 +1,11 @@
-//! Pickle opcodes, named exactly as in CPython's `Lib/pickle.py`.
+//! Pickle opcodes and protocol numbers, named exactly as in CPython's `Lib/pickle.py`.
 
 #![allow(missing_docs)]
+
+/// The highest protocol this crate reads and writes.
+pub const HIGHEST_PROTOCOL: u8 = 5;
+/// The protocol written unless another is chosen.
+pub const DEFAULT_PROTOCOL: u8 = 5;
 
 // Protocol 0 and 1.
 pub const MARK: u8 = b'('; // push special markobject on stack

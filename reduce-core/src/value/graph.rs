@@ -1,0 +1,456 @@
+//! [`Graph`]: a root value and the objects reached from more than one
+//! place; and the two algorithms between graphs and trees: `compact` (what
+//! the reader calls at `STOP`: only objects reached twice stay shared) and
+//! `expand` (a graph copied into a plain tree).
+
+use std::fmt;
+
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::value::{shallow_eq, Id, Step, Value};
+
+/// An object graph: a root [`Value`] plus the objects that are reachable from
+/// more than one place, which the tree reaches through [`Value::Ref`].
+///
+/// Loading a pickle gives a `Graph` in which every object that the pickle
+/// referenced twice (through its memo) is shared, and every other object is
+/// inline in the tree. Writing a `Graph` writes each shared object once and
+/// then memo references to it, which is how CPython writes the same graph.
+///
+/// ```
+/// use reduce::{Graph, Value};
+///
+/// // l = []; l.append(l)
+/// let mut graph = Graph::new(Value::None);
+/// let l = graph.insert(Value::List(vec![]));
+/// if let Value::List(items) = graph.get_mut(l) {
+///     items.push(Value::Ref(l));
+/// }
+/// *graph.root_mut() = Value::Ref(l);
+/// let bytes = reduce::to_vec(&graph)?;
+/// assert_eq!(bytes, b"\x80\x05\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94h\x00a.");
+/// # Ok::<(), reduce::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Graph {
+    pub(crate) root: Value,
+    pub(crate) objects: Vec<Value>,
+}
+
+impl Graph {
+    /// A graph with `root` and no shared objects.
+    pub fn new(root: Value) -> Graph {
+        Graph {
+            root,
+            objects: Vec::new(),
+        }
+    }
+
+    /// The root object.
+    pub fn root(&self) -> &Value {
+        &self.root
+    }
+
+    /// The root object, mutably.
+    pub fn root_mut(&mut self) -> &mut Value {
+        &mut self.root
+    }
+
+    /// The shared objects, indexed by [`Id::index`].
+    pub fn objects(&self) -> &[Value] {
+        &self.objects
+    }
+
+    /// Adds a shared object and returns the id that refers to it.
+    ///
+    /// # Panics
+    ///
+    /// If the graph already holds `u32::MAX` shared objects.
+    pub fn insert(&mut self, value: Value) -> Id {
+        let id = Id(u32::try_from(self.objects.len()).expect("too many shared objects"));
+        self.objects.push(value);
+        id
+    }
+
+    /// The shared object `id` refers to.
+    ///
+    /// # Panics
+    ///
+    /// If `id` does not belong to this graph.
+    pub fn get(&self, id: Id) -> &Value {
+        &self.objects[id.index()]
+    }
+
+    /// The shared object `id` refers to, mutably.
+    ///
+    /// # Panics
+    ///
+    /// If `id` does not belong to this graph.
+    pub fn get_mut(&mut self, id: Id) -> &mut Value {
+        &mut self.objects[id.index()]
+    }
+
+    /// Follows `value` if it is a [`Value::Ref`] into this graph.
+    pub fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        match value {
+            Value::Ref(id) => self.objects.get(id.index()).unwrap_or(value),
+            _ => value,
+        }
+    }
+
+    /// The root and the shared objects, taken apart.
+    pub fn into_parts(mut self) -> (Value, Vec<Value>) {
+        (
+            std::mem::take(&mut self.root),
+            std::mem::take(&mut self.objects),
+        )
+    }
+
+    /// Builds a graph from a root and a table of shared objects.
+    ///
+    /// Fails if a [`Value::Ref`] points outside the table.
+    pub fn from_parts(root: Value, objects: Vec<Value>) -> Result<Graph, crate::Error> {
+        let graph = Graph { root, objects };
+        let n = graph.objects.len();
+        let mut stack: Vec<&Value> = vec![&graph.root];
+        stack.extend(graph.objects.iter());
+        while let Some(v) = stack.pop() {
+            if let Value::Ref(id) = v {
+                if id.index() >= n {
+                    return Err(crate::Error::new(crate::ErrorKind::DanglingRef(id.0)));
+                }
+            }
+            v.for_each_child(|c| stack.push(c));
+        }
+        Ok(graph)
+    }
+
+    /// The root as a plain tree, with each shared object copied into every
+    /// place that refers to it.
+    ///
+    /// Fails if the graph has a cycle, or if copying would make more than
+    /// `max_nodes` values (a DAG that doubles at each level is small as a
+    /// graph and astronomically large as a tree).
+    pub fn into_tree(self, max_nodes: usize) -> Result<Value, crate::Error> {
+        expand(self, max_nodes)
+    }
+}
+
+impl From<Value> for Graph {
+    fn from(root: Value) -> Graph {
+        Graph::new(root)
+    }
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.objects.is_empty() {
+            return write!(f, "{:?}", self.root);
+        }
+        write!(f, "{:?} where ", self.root)?;
+        for (i, o) in self.objects.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "#{i} = {o:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Graph equality: the same program builds both.
+///
+/// Two graphs are equal when, read in pickling order, the same values,
+/// steps and sharing are met: a [`Value::Ref`] on one side must meet a `Ref`
+/// on the other, and each shared object must always meet the same partner.
+/// Unreachable shared objects are ignored. Globals compare by name, and
+/// ints, strings, bytes and the empty tuple by value, shared or not: nothing
+/// can change them, so which copy a program holds makes no difference to
+/// what it does (and a protocol without `STACK_GLOBAL` cannot say that a
+/// global's name is the same string as another). The steps of a [`Seq`] compare by their order among
+/// the values, not by which value holds them: `Seq { value: a, after: [s] }`
+/// then `b` is the program `a`, `s`, `b`, as is `a` then
+/// `Seq { before: [s], value: b }`; and a change of several items after the
+/// fact is the same program as one change per item.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        let (a, b) = (self.program(), other.program());
+        a.len() == b.len()
+            && a.iter().zip(&b).all(|(x, y)| match (x, y) {
+                (Tok::Node(x), Tok::Node(y)) => shallow_eq(x, y),
+                (x, y) => x == y,
+            })
+    }
+}
+
+/// One token of a graph read in pickling order (see [`Graph::program`]).
+#[derive(PartialEq)]
+enum Tok<'a> {
+    /// A value; its children follow, then `End`.
+    Node(&'a Value),
+    End,
+    /// A step of a [`Seq`] (by kind); its values follow, then `End`.
+    Step(std::mem::Discriminant<Step>),
+    /// The `n`th shared object met; its value follows the first time.
+    Shared(u32),
+    /// A reference to nothing.
+    Dangling,
+}
+
+impl Graph {
+    /// The graph in pickling order, as the program a pickler writes for it:
+    /// where a [`Seq`]'s steps sit between two values does not matter, only
+    /// their order among the values. Shared objects are numbered as they are
+    /// first met, so equal programs have the same sharing.
+    fn program<'a>(&'a self) -> Vec<Tok<'a>> {
+        enum Work<'a> {
+            Visit(&'a Value),
+            Emit(Tok<'a>),
+        }
+        let mut out = Vec::new();
+        let mut seen: std::collections::HashMap<usize, u32> = std::collections::HashMap::new();
+        let mut work = vec![Work::Visit(&self.root)];
+        while let Some(w) = work.pop() {
+            let v = match w {
+                Work::Emit(t) => {
+                    out.push(t);
+                    continue;
+                }
+                Work::Visit(v) => v,
+            };
+            match v {
+                Value::Seq(s) => {
+                    // A change of several items is the program that makes
+                    // it one item at a time (protocol 0 has no other way).
+                    let steps = |steps: &'a [Step], work: &mut Vec<Work<'a>>| {
+                        for step in steps.iter().rev() {
+                            let one = |work: &mut Vec<Work<'a>>, vals: &[&'a Value]| {
+                                work.push(Work::Emit(Tok::End));
+                                work.extend(vals.iter().rev().map(|v| Work::Visit(v)));
+                                work.push(Work::Emit(Tok::Step(std::mem::discriminant(step))));
+                            };
+                            match step {
+                                Step::Append { target, items }
+                                | Step::AddItems { target, items }
+                                    if !items.is_empty() =>
+                                {
+                                    for item in items.iter().rev() {
+                                        one(work, &[target, item]);
+                                    }
+                                }
+                                Step::SetItems { target, items } if !items.is_empty() => {
+                                    for (k, v) in items.iter().rev() {
+                                        one(work, &[target, k, v]);
+                                    }
+                                }
+                                _ => {
+                                    let mut vals = Vec::new();
+                                    step.for_each(&mut |v| vals.push(v));
+                                    one(work, &vals);
+                                }
+                            }
+                        }
+                    };
+                    steps(&s.after, &mut work);
+                    work.push(Work::Visit(&s.value));
+                    steps(&s.before, &mut work);
+                }
+                Value::Ref(id) => match self.objects.get(id.index()) {
+                    None => out.push(Tok::Dangling),
+                    // A global is one object by name (the writer writes every
+                    // use of a name after the first as a memo reference), and
+                    // immutable atoms compare by value, shared or not.
+                    Some(
+                        o @ (Value::Global(_)
+                        | Value::Int(_)
+                        | Value::BigInt(_)
+                        | Value::Str(_)
+                        | Value::Bytes(_)),
+                    ) => work.push(Work::Visit(o)),
+                    Some(o @ Value::Tuple(t)) if t.is_empty() => work.push(Work::Visit(o)),
+                    Some(o) => {
+                        let n = seen.len() as u32;
+                        match seen.entry(id.index()) {
+                            std::collections::hash_map::Entry::Occupied(e) => {
+                                out.push(Tok::Shared(*e.get()))
+                            }
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(n);
+                                out.push(Tok::Shared(n));
+                                work.push(Work::Visit(o));
+                            }
+                        }
+                    }
+                },
+                Value::Global(_) => out.push(Tok::Node(v)),
+                v => {
+                    out.push(Tok::Node(v));
+                    work.push(Work::Emit(Tok::End));
+                    let mut children = Vec::new();
+                    v.for_each_child(|c| children.push(c));
+                    work.extend(children.into_iter().rev().map(Work::Visit));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Turns the loader's table, where every memoized object is shared, into a
+/// graph where only objects reached from two or more places are.
+pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
+    const UNSEEN: u32 = 0;
+    let n = objects.len();
+    // How many references to each object are reachable from the root.
+    let mut count = vec![UNSEEN; n];
+    {
+        let mut stack: Vec<(&Value, usize)> = vec![(&root, 0)];
+        while let Some((v, depth)) = stack.pop() {
+            if depth > max_depth {
+                return Err(Error::new(ErrorKind::Limit {
+                    limit: "max_depth",
+                    max: max_depth as u64,
+                }));
+            }
+            if let Value::Ref(id) = v {
+                let i = id.index();
+                let seen = count
+                    .get_mut(i)
+                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+                *seen += 1;
+                if *seen == 1 {
+                    stack.push((&objects[i], depth));
+                }
+                continue;
+            }
+            v.for_each_child(|c| stack.push((c, depth + 1)));
+        }
+    }
+    let mut new_id = vec![u32::MAX; n];
+    let mut kept = 0u32;
+    for (i, &c) in count.iter().enumerate() {
+        if c >= 2 {
+            new_id[i] = kept;
+            kept += 1;
+        }
+    }
+    if kept == 0 {
+        // Nothing shared: the common case of plain data.
+        inline(&mut root, &mut objects, &count, &new_id);
+        return Ok(Graph::new(root));
+    }
+    let mut shared = Vec::with_capacity(kept as usize);
+    for i in 0..n {
+        if count[i] >= 2 {
+            let mut obj = std::mem::take(&mut objects[i]);
+            inline(&mut obj, &mut objects, &count, &new_id);
+            shared.push(obj);
+        }
+    }
+    inline(&mut root, &mut objects, &count, &new_id);
+    Ok(Graph {
+        root,
+        objects: shared,
+    })
+}
+
+/// Moves objects referred to once into the place that refers to them, and
+/// renumbers the references to the objects that stay shared.
+fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
+    let mut stack: Vec<&mut Value> = vec![v];
+    while let Some(v) = stack.pop() {
+        if let Value::Ref(id) = *v {
+            let i = id.index();
+            if count[i] == 1 {
+                *v = std::mem::take(&mut pool[i]);
+            } else {
+                *v = Value::Ref(Id(new_id[i]));
+                continue;
+            }
+        }
+        v.for_each_child_mut(|c| stack.push(c));
+    }
+}
+
+/// Copies every shared object into each place that refers to it.
+pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
+    let (mut root, objects) = graph.into_parts();
+    if objects.is_empty() {
+        return Ok(root);
+    }
+    // Size of each object as a tree, found in dependency order; a cycle
+    // shows up as an object met again while it is still being sized.
+    let n = objects.len();
+    let mut size: Vec<Option<u64>> = vec![None; n];
+    let mut on_path = vec![false; n];
+    let refs_of = |v: &Value| {
+        let mut own = 0u64;
+        let mut refs = Vec::new();
+        let mut stack = vec![v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Ref(id) => refs.push(*id),
+                v => {
+                    own += 1;
+                    v.for_each_child(|c| stack.push(c));
+                }
+            }
+        }
+        (own, refs)
+    };
+    let cycle =
+        || Error::invalid("the value has a cycle, so it cannot be a tree; load it as a Graph");
+    for start in 0..n {
+        if size[start].is_some() {
+            continue;
+        }
+        let mut path: Vec<(usize, Vec<Id>, u64, usize)> = Vec::new();
+        let (own, refs) = refs_of(&objects[start]);
+        on_path[start] = true;
+        path.push((start, refs, own, 0));
+        while let Some(top) = path.last_mut() {
+            let (obj, refs, total, next) = top;
+            if *next < refs.len() {
+                let child = refs[*next].index();
+                *next += 1;
+                if child >= n {
+                    return Err(Error::new(ErrorKind::DanglingRef(child as u32)));
+                }
+                match size[child] {
+                    Some(s) => *total = total.saturating_add(s),
+                    None if on_path[child] => return Err(cycle()),
+                    None => {
+                        let (own, refs) = refs_of(&objects[child]);
+                        on_path[child] = true;
+                        path.push((child, refs, own, 0));
+                    }
+                }
+            } else {
+                let (obj, total) = (*obj, *total);
+                size[obj] = Some(total);
+                on_path[obj] = false;
+                path.pop();
+                if let Some(parent) = path.last_mut() {
+                    parent.2 = parent.2.saturating_add(total);
+                }
+            }
+        }
+    }
+    let (own, refs) = refs_of(&root);
+    let total = refs.iter().fold(own, |t, id| {
+        t.saturating_add(size[id.index()].unwrap_or(u64::MAX))
+    });
+    if total > max_nodes as u64 {
+        return Err(Error::new(ErrorKind::Limit {
+            limit: "max_tree_nodes",
+            max: max_nodes as u64,
+        }));
+    }
+    let mut stack: Vec<&mut Value> = vec![&mut root];
+    while let Some(v) = stack.pop() {
+        if let Value::Ref(id) = *v {
+            *v = objects[id.index()].clone();
+        }
+        v.for_each_child_mut(|c| stack.push(c));
+    }
+    Ok(root)
+}
