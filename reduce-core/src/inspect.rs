@@ -79,8 +79,8 @@ use num_bigint::BigInt;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::limits::Limits;
 use crate::base::op::{self, *};
-use crate::read::decode::{self, Source};
-use crate::read::SliceRead;
+use crate::read::decode;
+use crate::read::input::{SliceRead, Source};
 use crate::text;
 use crate::text::PyStr;
 use crate::value::{Global, Value};
@@ -153,7 +153,7 @@ fn max_digits() -> usize {
 /// `pickletools.genops`, frames are not enforced here; [`globals`] enforces
 /// them as the reader does).
 pub fn disassemble(bytes: &[u8]) -> Result<Vec<Instruction>> {
-    let mut src = decode::slice(bytes);
+    let mut src = SliceRead::new(bytes);
     let mut out = Vec::new();
     loop {
         let offset = src.pos();
@@ -352,7 +352,7 @@ pub fn globals(bytes: &[u8]) -> Result<Vec<Resolution>> {
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
-    let mut src = decode::slice(bytes);
+    let mut src = SliceRead::new(bytes);
     let mut shadow = Shadow {
         name_budget: NAME_BYTES_PER_INPUT_BYTE.saturating_mul(bytes.len()),
         ..Shadow::default()

@@ -268,24 +268,18 @@
 #![forbid(unsafe_code)]
 
 mod base;
-mod construct;
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::private::*;
+    pub use crate::typed::private::*;
 }
-mod impls;
 pub mod inspect;
-pub mod numpy;
-pub mod preset;
-mod private;
+mod pickler;
+mod python;
 mod read;
-mod registry;
-mod save;
 pub mod security;
-mod state;
-pub mod stdlib;
 mod text;
-pub mod torch;
+mod typed;
+mod unpickler;
 mod value;
 mod write;
 
@@ -293,16 +287,23 @@ pub use crate::base::error::{Error, ErrorKind, Result};
 pub use crate::base::limits::{Limits, MAX_TYPED_DEPTH};
 pub use crate::base::op;
 pub use crate::base::op::{DEFAULT_PROTOCOL, HIGHEST_PROTOCOL};
-pub use crate::construct::{Call, Construct, Dynamic, Node, StateNode};
-pub use crate::impls::{bytes, tuple, ByteArray, Bytes, Interned};
-pub use crate::preset::Preset;
-pub use crate::read::{Input, IoRead, PersistentLoad, SliceRead, StringDecoding, Unpickler};
-pub use crate::registry::{registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry, UpcastFn};
-pub use crate::save::{FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver};
-pub use crate::state::Rest;
+pub use crate::pickler::{BufferCallback, PersistentId, Pickler};
+pub use crate::python::{numpy, preset, stdlib, torch};
+pub use crate::read::input::{Input, IoRead, SliceRead};
+pub use crate::read::{PersistentLoad, StringDecoding};
 pub use crate::text::PyStr;
+pub use crate::typed::construct::{Call, Construct, Dynamic, Node, StateNode};
+pub use crate::typed::impls::{bytes, tuple, ByteArray, Bytes, Interned};
+pub use crate::typed::registry::Preset;
+pub use crate::typed::registry::{
+    registry, ConstructorFn, GlobalRegistry, ReducerFn, Registry, UpcastFn,
+};
+pub use crate::typed::save::{
+    FnReduce, Reduce, ReducerOverride, ReductionSaver, Registered, Saver,
+};
+pub use crate::typed::state::Rest;
+pub use crate::unpickler::Unpickler;
 pub use crate::value::{Global, Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Step, Value};
-pub use crate::write::{BufferCallback, PersistentId, Pickler};
 pub use num_bigint::BigInt;
 /// Derives [`Reduce`](trait@Reduce) and [`Construct`] for a type and
 /// registers it, so that Python's `module.Name(*fields)` and the Rust type

@@ -12,22 +12,12 @@ use std::borrow::Cow;
 
 use num_bigint::BigInt;
 
-use super::SliceRead;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
 use crate::text;
 use crate::text::PyStr;
 
-pub(crate) use super::private::Source;
-
-/// A [`SliceRead`] over `bytes`, for the inspector, which walks a slice
-/// with the reader's own input (and so its frame checks).
-pub(crate) fn slice(bytes: &[u8]) -> SliceRead<'_> {
-    SliceRead {
-        data: bytes,
-        pos: 0,
-    }
-}
+use super::input::Source;
 
 fn le_u64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];

@@ -108,7 +108,10 @@ impl Graph {
     /// Builds a graph from a root and a table of shared objects.
     ///
     /// Fails if a [`Value::Ref`] points outside the table.
-    pub fn from_parts(root: Value, objects: Vec<Value>) -> Result<Graph, crate::Error> {
+    pub fn from_parts(
+        root: Value,
+        objects: Vec<Value>,
+    ) -> Result<Graph, crate::base::error::Error> {
         let graph = Graph { root, objects };
         let n = graph.objects.len();
         let mut stack: Vec<&Value> = vec![&graph.root];
@@ -116,7 +119,9 @@ impl Graph {
         while let Some(v) = stack.pop() {
             if let Value::Ref(id) = v {
                 if id.index() >= n {
-                    return Err(crate::Error::new(crate::ErrorKind::DanglingRef(id.0)));
+                    return Err(crate::base::error::Error::new(
+                        crate::base::error::ErrorKind::DanglingRef(id.0),
+                    ));
                 }
             }
             v.for_each_child(|c| stack.push(c));
@@ -130,7 +135,7 @@ impl Graph {
     /// Fails if the graph has a cycle, or if copying would make more than
     /// `max_nodes` values (a DAG that doubles at each level is small as a
     /// graph and astronomically large as a tree).
-    pub fn into_tree(self, max_nodes: usize) -> Result<Value, crate::Error> {
+    pub fn into_tree(self, max_nodes: usize) -> Result<Value, crate::base::error::Error> {
         expand(self, max_nodes)
     }
 }

@@ -45,7 +45,7 @@ impl<'o> Out<'o> {
         extensions: &'o HashMap<(String, String), u32>,
         sink: Option<&'o mut dyn io::Write>,
     ) -> Result<Self> {
-        if proto > crate::HIGHEST_PROTOCOL {
+        if proto > crate::base::op::HIGHEST_PROTOCOL {
             return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
         }
         Ok(Out {

@@ -21,9 +21,9 @@ use chrono::{
 
 use super::{args_of, call_of, no_extras};
 use crate::base::error::{Error, ErrorKind, Result};
-use crate::construct::{Construct, Node};
-use crate::registry::Registry;
-use crate::save::{FnReduce, Reduce, Saver};
+use crate::typed::construct::{Construct, Node};
+use crate::typed::registry::Registry;
+use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 
 pub(super) fn install(r: &mut Registry) -> Result<()> {

@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use super::{args_of, call_of, no_extras};
 use crate::base::error::{Error, ErrorKind, Result};
-use crate::construct::{Construct, Node};
-use crate::registry::Registry;
-use crate::save::{Reduce, Saver};
+use crate::typed::construct::{Construct, Node};
+use crate::typed::registry::Registry;
+use crate::typed::save::{Reduce, Saver};
 use crate::value::Value;
 
 pub(super) fn install(r: &mut Registry) -> Result<()> {
@@ -346,7 +346,7 @@ impl Reduce for std::path::Path {
                 }
             }
         }
-        let args = crate::save::FnReduce(|s: &mut Saver<'_, '_>| {
+        let args = crate::typed::save::FnReduce(|s: &mut Saver<'_, '_>| {
             s.tuple(parts.len(), |s| parts.iter().try_for_each(|p| s.str(p)))
         });
         s.reduction("pathlib", "PurePosixPath").args(&args).save()

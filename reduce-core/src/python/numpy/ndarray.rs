@@ -6,8 +6,8 @@ use super::array::{save_array, Array, DataRef, Order};
 use super::dtype::DType;
 use super::element::Element;
 use crate::base::error::{Error, Result};
-use crate::construct::{Construct, Node};
-use crate::save::{Reduce, Saver};
+use crate::typed::construct::{Construct, Node};
+use crate::typed::save::{Reduce, Saver};
 
 impl Array {
     /// The array as an [`ndarray::ArrayD`] of `T`, in its own memory order

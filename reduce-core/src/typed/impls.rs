@@ -34,10 +34,10 @@ use num_bigint::BigInt;
 
 use crate::base::error::{ErrorKind, Result};
 use crate::base::limits::Limits;
-use crate::construct::{Construct, Node};
-use crate::registry::Lookup;
-use crate::save::{Reduce, Saver};
 use crate::text::PyStr;
+use crate::typed::construct::{Construct, Node};
+use crate::typed::registry::Lookup;
+use crate::typed::save::{Reduce, Saver};
 use crate::value::{Graph, Value};
 
 // ---- integers ---------------------------------------------------------------
@@ -512,7 +512,7 @@ impl<T: Construct> Construct for Box<T> {
 impl<T: Reduce + ?Sized> Reduce for RefCell<T> {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         let inner = self.try_borrow().map_err(|_| {
-            crate::Error::new(ErrorKind::Unpicklable(
+            crate::base::error::Error::new(ErrorKind::Unpicklable(
                 "a RefCell is mutably borrowed".into(),
             ))
         })?;

@@ -12,9 +12,9 @@ use super::object::{Checkpoint, Format, Object};
 use super::tensor::{Storage, Tensor};
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::inspect::{self, Named};
-use crate::read::Unpickler;
-use crate::registry::Registry;
 use crate::text::compat;
+use crate::typed::registry::Registry;
+use crate::unpickler::Unpickler;
 use crate::value::{Graph, Id, Value};
 
 /// `torch.serialization.MAGIC_NUMBER`, the first pickle of a legacy file.
@@ -765,7 +765,7 @@ fn unsupported(what: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::torch::save::{pieces, ZipOut};
+    use crate::python::torch::save::{pieces, ZipOut};
 
     /// An archive as a big-endian machine's torch writes it: `byteorder`
     /// says `big` and the storages are big-endian.

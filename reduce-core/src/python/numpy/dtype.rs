@@ -15,9 +15,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::base::error::Result;
-use crate::construct::{Construct, Node};
-use crate::impls::{Bytes, Interned};
-use crate::save::{FnReduce, Reduce, Saver};
+use crate::typed::construct::{Construct, Node};
+use crate::typed::impls::{Bytes, Interned};
+use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 
 /// The deepest a dtype may nest inside itself (structured dtypes of
@@ -199,7 +199,7 @@ impl DType {
             Kind::Bytes | Kind::Void => true,
         };
         if !ok {
-            return Err(crate::Error::invalid(format!(
+            return Err(crate::base::error::Error::invalid(format!(
                 "a numpy dtype of kind '{}' cannot have {size}-byte items",
                 kind.char()
             )));
@@ -256,7 +256,7 @@ impl DType {
     /// (`m8[10s]` is `("s", 10)`).
     pub fn datetime(kind: Kind, unit: &str, count: u32, order: ByteOrder) -> Result<DType> {
         if !matches!(kind, Kind::DateTime | Kind::TimeDelta) {
-            return Err(crate::Error::invalid(format!(
+            return Err(crate::base::error::Error::invalid(format!(
                 "a time unit needs a datetime64 or timedelta64 dtype, not kind '{}'",
                 kind.char()
             )));
@@ -277,13 +277,13 @@ impl DType {
                 .checked_add(f.dtype.size)
                 .is_none_or(|end| end > item_size)
             {
-                return Err(crate::Error::invalid(format!(
+                return Err(crate::base::error::Error::invalid(format!(
                     "field `{}` ({} bytes at offset {}) does not fit in {item_size}-byte items",
                     f.name, f.dtype.size, f.offset
                 )));
             }
             if !names.insert(f.name.as_str()) {
-                return Err(crate::Error::invalid(format!(
+                return Err(crate::base::error::Error::invalid(format!(
                     "two fields are named `{}`",
                     f.name
                 )));
@@ -309,7 +309,9 @@ impl DType {
         let size = shape
             .iter()
             .try_fold(base.size, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| crate::Error::invalid("the subarray dtype's size overflows"))?;
+            .ok_or_else(|| {
+                crate::base::error::Error::invalid("the subarray dtype's size overflows")
+            })?;
         Ok(DType {
             kind: Kind::Void,
             size,

@@ -24,9 +24,9 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::base::error::{Error, ErrorKind, Result};
-use crate::construct::{Construct, Node};
-use crate::preset::Preset;
-use crate::save::{Reduce, Saver};
+use crate::read::Resolve;
+use crate::typed::construct::{Construct, Node};
+use crate::typed::save::{Reduce, Saver};
 use crate::value::Global;
 
 /// A reducer: writes a value of one registered type.
@@ -331,7 +331,7 @@ static GLOBAL: LazyLock<GlobalRegistry> = LazyLock::new(|| {
     // Every #[derive(Reduce)] type of the program registered itself at link
     // time; they join the registry the first time it is used.
     let mut registry = Registry::new();
-    for entry in inventory::iter::<crate::private::Registration> {
+    for entry in inventory::iter::<Registration> {
         registry.last_taken = None;
         if let Err(e) = (entry.register)(&mut registry) {
             let msg = format!("{} could not register: {e}", entry.type_name);
@@ -339,7 +339,7 @@ static GLOBAL: LazyLock<GlobalRegistry> = LazyLock::new(|| {
             registry.conflicts.insert(path, msg);
         }
     }
-    for entry in inventory::iter::<crate::private::GenericName> {
+    for entry in inventory::iter::<GenericName> {
         registry.generic.insert((entry.path)(), ());
     }
     GlobalRegistry {
@@ -481,7 +481,11 @@ impl Lookup {
             })
             .or_else(|| {
                 let (module, name) = path.split_once('.')?;
-                let p = crate::preset::all().iter().find(|p| p.contains(module, name))?;
+                let p = inventory::iter::<KnownPreset>
+                    .into_iter()
+                    .filter(|k| k.preset.contains(module, name))
+                    .min_by_key(|k| k.rank)?
+                    .preset;
                 Some(format!(
                     "it is in the `{}` preset: install it with reduce::registry().add_preset(&reduce::preset::{})",
                     p.name(),
@@ -516,7 +520,7 @@ impl Lookup {
         })
     }
 
-    pub(crate) fn extension_global(&self, code: u32) -> Option<Global> {
+    fn extension_global(&self, code: u32) -> Option<Global> {
         self.layers()
             .find_map(|r| r.extension_codes.get(&code).cloned())
     }
@@ -551,6 +555,34 @@ impl Lookup {
 }
 
 /// Levenshtein distance, for suggestions.
+/// The strict reader's `find_class`: a global is allowed when plain data
+/// needs it or a constructor (or an installed preset) is registered for it,
+/// unless two derived types claim it.
+impl Resolve for Lookup {
+    fn find_class(&self, module: &str, name: &str, plain_data: bool) -> Result<()> {
+        let path = format!("{module}.{name}");
+        if let Some(why) = self.conflict(&path) {
+            return Err(Error::new(ErrorKind::Registry(why)));
+        }
+        if plain_data || self.has_constructor(module, name) {
+            return Ok(());
+        }
+        let err = Error::new(ErrorKind::UnknownGlobal {
+            module: module.into(),
+            name: name.into(),
+            near: self.near(&path),
+        });
+        Err(match self.refusal(&path) {
+            Some(why) => err.with_detail(why),
+            None => err,
+        })
+    }
+
+    fn extension(&self, code: u32) -> Option<Global> {
+        self.extension_global(code)
+    }
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
@@ -565,6 +597,115 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+// ---- presets and link-time registrations ----------------------------------
+
+/// A named allow-list of globals, with the constructors that read them.
+///
+/// `globals` is the whole list: loading with the preset installed allows
+/// these and only these (beyond what was allowed before). `install`
+/// registers constructors, only for globals on the list (installing checks
+/// this), and possibly reducers.
+#[derive(Clone, Copy)]
+pub struct Preset {
+    name: &'static str,
+    globals: &'static [(&'static str, &'static str)],
+    install: fn(&mut Registry) -> Result<()>,
+}
+
+impl fmt::Debug for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preset")
+            .field("name", &self.name)
+            .field("globals", &self.globals.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Preset {
+    fn eq(&self, other: &Preset) -> bool {
+        self.name == other.name && self.globals == other.globals
+    }
+}
+
+impl Preset {
+    /// A preset named `name` allowing `globals` (`(module, qualname)`
+    /// pairs), whose `install` registers their constructors.
+    ///
+    /// ```
+    /// use reduce::preset::Preset;
+    ///
+    /// const POINTS: Preset = Preset::new("points", &[("geometry", "Point")], |r| {
+    ///     r.register_constructor("geometry", "Point", |node| {
+    ///         let (x, y): (f64, f64) = node.any_reduction()?.args().construct()?;
+    ///         Ok([x, y])
+    ///     })
+    /// });
+    /// let mut registry = reduce::Registry::new();
+    /// registry.add_preset(&POINTS)?;
+    /// assert!(registry.allows("geometry", "Point"));
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub const fn new(
+        name: &'static str,
+        globals: &'static [(&'static str, &'static str)],
+        install: fn(&mut Registry) -> Result<()>,
+    ) -> Preset {
+        Preset {
+            name,
+            globals,
+            install,
+        }
+    }
+
+    /// The preset's name (`"stdlib"`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The globals it allows, as `(module, qualname)`.
+    pub fn globals(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.globals.iter().copied()
+    }
+
+    /// Whether it allows the global `module.name`.
+    pub fn contains(&self, module: &str, name: &str) -> bool {
+        self.globals.iter().any(|&(m, n)| m == module && n == name)
+    }
+
+    pub(crate) fn install_into(&self, registry: &mut Registry) -> Result<()> {
+        (self.install)(registry)
+    }
+}
+
+/// A preset of this build, announced at link time (by `crate::preset`), so
+/// that an error for a refused global can name the preset that allows it.
+pub(crate) struct KnownPreset {
+    /// Which of two presets allowing one global is named: the lowest.
+    pub(crate) rank: u8,
+    pub(crate) preset: &'static Preset,
+}
+
+inventory::collect!(KnownPreset);
+
+/// A derived type that registers itself at link time.
+pub struct Registration {
+    /// The type's name, for conflict reports.
+    pub type_name: &'static str,
+    /// Registers the type's reducer and constructors.
+    pub register: fn(&mut Registry) -> Result<()>,
+}
+
+inventory::collect!(Registration);
+
+/// A generic derived type, which cannot register itself: its global path,
+/// so the error for an unregistered instantiation can say why.
+pub struct GenericName {
+    /// The global path `module.name`.
+    pub path: fn() -> String,
+}
+
+inventory::collect!(GenericName);
 
 #[cfg(test)]
 mod tests {

@@ -41,8 +41,8 @@ pub use self::net::{IpInterface, IpNetwork};
 pub use self::numbers::Decimal;
 
 use crate::base::error::Result;
-use crate::construct::{Call, Node};
-use crate::registry::Registry;
+use crate::typed::construct::{Call, Node};
+use crate::typed::registry::Registry;
 use crate::value::Value;
 
 /// Registers the constructors of [`preset::STDLIB`](crate::preset::STDLIB):
@@ -65,7 +65,7 @@ fn call_of<'a>(node: &Node<'a>, globals: &[(&str, &str)]) -> Result<Call<'a>> {
     }
     let names: Vec<String> = globals.iter().map(|(m, n)| format!("{m}.{n}")).collect();
     Err(node
-        .error(crate::ErrorKind::Type {
+        .error(crate::base::error::ErrorKind::Type {
             expected: format!("an object built by {}", names.join(" or ")),
             found: "another object",
         })

@@ -14,8 +14,8 @@ use num_bigint::BigInt;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::limits::MAX_TYPED_DEPTH;
 use crate::base::op::*;
-use crate::registry::Lookup;
 use crate::text::PyStr;
+use crate::typed::registry::Lookup;
 use crate::value::{Graph, PickleBuffer, Value};
 use crate::write::out::{unpicklable, Out};
 
@@ -282,14 +282,14 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn value(&mut self, v: &Value) -> Result<()> {
         self.pending = None;
         let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
-        crate::write::encode_into(self.out, v, &[], callback)
+        crate::write::encode::encode_into(self.out, v, &[], callback)
     }
 
     /// A [`Graph`]: its root, with its shared objects.
     pub fn graph(&mut self, g: &Graph) -> Result<()> {
         self.pending = None;
         let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
-        crate::write::encode_into(self.out, &g.root, &g.objects, callback)
+        crate::write::encode::encode_into(self.out, &g.root, &g.objects, callback)
     }
 
     /// A persistent id: a reference to an object kept outside the pickle,
@@ -775,8 +775,8 @@ impl<T: Any> Reduce for Registered<T> {
     }
 }
 
-impl<T: Any> crate::Construct for Registered<T> {
-    fn construct(node: crate::Node<'_>) -> Result<Self> {
+impl<T: Any> crate::typed::construct::Construct for Registered<T> {
+    fn construct(node: crate::typed::construct::Node<'_>) -> Result<Self> {
         node.registered::<T>().map(Registered)
     }
 }

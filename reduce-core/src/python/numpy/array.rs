@@ -6,9 +6,9 @@ use super::dtype::{ByteOrder, DType, Kind, Shape};
 use super::element::Element;
 use super::{is_frombuffer, is_reconstruct, MULTIARRAY_WRITE};
 use crate::base::error::{Error, ErrorKind, Result};
-use crate::construct::{Construct, Ctx, Node};
-use crate::registry::Lookup;
-use crate::save::{FnReduce, Reduce, Saver};
+use crate::typed::construct::{Construct, Ctx, Node};
+use crate::typed::registry::Lookup;
+use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::{Graph, Value};
 
 /// numpy allows 64 dimensions (numpy 1: 32).
@@ -370,7 +370,10 @@ fn reorder<T: Clone>(items: &[T], shape: &[usize], from: Order) -> Vec<T> {
 /// `numpy.core.multiarray._reconstruct(numpy.ndarray, (0,), b'b')`, then
 /// `BUILD` with `(1, shape, dtype, is_fortran, data)`: what numpy writes
 /// below protocol 5, and at 5 for object and non-contiguous arrays.
-fn read_reconstruct(call: crate::construct::Call<'_>, stolen: Option<Vec<u8>>) -> Result<Array> {
+fn read_reconstruct(
+    call: crate::typed::construct::Call<'_>,
+    stolen: Option<Vec<u8>>,
+) -> Result<Array> {
     let args = call.args();
     let cls = args.items()?.first().map(|c| args.graph().resolve(c));
     match cls {
@@ -446,7 +449,10 @@ fn read_reconstruct(call: crate::construct::Call<'_>, stolen: Option<Vec<u8>>) -
 /// `numpy.core.numeric._frombuffer(buffer, dtype, shape, order)`: what
 /// numpy writes at protocol 5 for contiguous arrays, with the buffer in
 /// band (`BYTEARRAY8`) or out of band (`NEXT_BUFFER`).
-fn read_frombuffer(call: crate::construct::Call<'_>, stolen: Option<Vec<u8>>) -> Result<Array> {
+fn read_frombuffer(
+    call: crate::typed::construct::Call<'_>,
+    stolen: Option<Vec<u8>>,
+) -> Result<Array> {
     let args = call.args();
     let items = args.items()?;
     let [buffer, dtype, shape, order] = items else {

@@ -46,88 +46,8 @@
 //! Each preset's page lists its globals and what each reads as; that
 //! table is generated from the preset's own list, so they cannot drift.
 
-use std::fmt;
-
-use crate::base::error::Result;
-use crate::registry::Registry;
-
-/// A named allow-list of globals, with the constructors that read them.
-///
-/// `globals` is the whole list: loading with the preset installed allows
-/// these and only these (beyond what was allowed before). `install`
-/// registers constructors, only for globals on the list (installing checks
-/// this), and possibly reducers.
-#[derive(Clone, Copy)]
-pub struct Preset {
-    name: &'static str,
-    globals: &'static [(&'static str, &'static str)],
-    install: fn(&mut Registry) -> Result<()>,
-}
-
-impl fmt::Debug for Preset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Preset")
-            .field("name", &self.name)
-            .field("globals", &self.globals.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PartialEq for Preset {
-    fn eq(&self, other: &Preset) -> bool {
-        self.name == other.name && self.globals == other.globals
-    }
-}
-
-impl Preset {
-    /// A preset named `name` allowing `globals` (`(module, qualname)`
-    /// pairs), whose `install` registers their constructors.
-    ///
-    /// ```
-    /// use reduce::preset::Preset;
-    ///
-    /// const POINTS: Preset = Preset::new("points", &[("geometry", "Point")], |r| {
-    ///     r.register_constructor("geometry", "Point", |node| {
-    ///         let (x, y): (f64, f64) = node.any_reduction()?.args().construct()?;
-    ///         Ok([x, y])
-    ///     })
-    /// });
-    /// let mut registry = reduce::Registry::new();
-    /// registry.add_preset(&POINTS)?;
-    /// assert!(registry.allows("geometry", "Point"));
-    /// # Ok::<(), reduce::Error>(())
-    /// ```
-    pub const fn new(
-        name: &'static str,
-        globals: &'static [(&'static str, &'static str)],
-        install: fn(&mut Registry) -> Result<()>,
-    ) -> Preset {
-        Preset {
-            name,
-            globals,
-            install,
-        }
-    }
-
-    /// The preset's name (`"stdlib"`).
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// The globals it allows, as `(module, qualname)`.
-    pub fn globals(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
-        self.globals.iter().copied()
-    }
-
-    /// Whether it allows the global `module.name`.
-    pub fn contains(&self, module: &str, name: &str) -> bool {
-        self.globals.iter().any(|&(m, n)| m == module && n == name)
-    }
-
-    pub(crate) fn install_into(&self, registry: &mut Registry) -> Result<()> {
-        (self.install)(registry)
-    }
-}
+use crate::typed::registry::KnownPreset;
+pub use crate::typed::registry::Preset;
 
 /// Defines a preset's const from one table: the globals, and the doc rows
 /// that list them, so the documentation is the list itself.
@@ -159,7 +79,7 @@ preset! {
     /// other crates need the Cargo feature named. Without the feature the
     /// global is still allowed and loads as a reduced object in a
     /// [`Value`](crate::Value).
-    STDLIB = "stdlib", crate::stdlib::install,
+    STDLIB = "stdlib", crate::python::stdlib::install,
     [
         ("datetime", "date", "`chrono::NaiveDate` (feature `chrono`)"),
         ("datetime", "time", "`stdlib::PyTime`, `chrono::NaiveTime` (feature `chrono`)"),
@@ -167,24 +87,24 @@ preset! {
         ("datetime", "timedelta", "`chrono::TimeDelta` (feature `chrono`)"),
         ("datetime", "timezone", "`stdlib::TzInfo::Fixed`, `chrono::FixedOffset` (feature `chrono`)"),
         ("zoneinfo", "ZoneInfo._unpickle", "`stdlib::TzInfo::Zone`, by key (feature `chrono`)"),
-        ("decimal", "Decimal", "[`Decimal`](crate::stdlib::Decimal)"),
+        ("decimal", "Decimal", "[`Decimal`](crate::python::stdlib::Decimal)"),
         ("fractions", "Fraction", "`num_rational::BigRational` (feature `num-rational`)"),
         ("builtins", "complex", "`num_complex::Complex<f64>` (feature `num-complex`)"),
         ("uuid", "UUID", "`uuid::Uuid` (feature `uuid`)"),
         ("ipaddress", "IPv4Address", "`std::net::Ipv4Addr`"),
         ("ipaddress", "IPv6Address", "`std::net::Ipv6Addr`"),
-        ("ipaddress", "IPv4Network", "[`IpNetwork`](crate::stdlib::IpNetwork)"),
-        ("ipaddress", "IPv6Network", "[`IpNetwork`](crate::stdlib::IpNetwork)"),
-        ("ipaddress", "IPv4Interface", "[`IpInterface`](crate::stdlib::IpInterface)"),
-        ("ipaddress", "IPv6Interface", "[`IpInterface`](crate::stdlib::IpInterface)"),
+        ("ipaddress", "IPv4Network", "[`IpNetwork`](crate::python::stdlib::IpNetwork)"),
+        ("ipaddress", "IPv6Network", "[`IpNetwork`](crate::python::stdlib::IpNetwork)"),
+        ("ipaddress", "IPv4Interface", "[`IpInterface`](crate::python::stdlib::IpInterface)"),
+        ("ipaddress", "IPv6Interface", "[`IpInterface`](crate::python::stdlib::IpInterface)"),
         ("pathlib", "PurePosixPath", "`std::path::PathBuf`"),
         ("pathlib", "PosixPath", "`std::path::PathBuf`"),
-        ("collections", "OrderedDict", "[`OrderedDict`](crate::stdlib::OrderedDict)"),
-        ("collections", "defaultdict", "[`DefaultDict`](crate::stdlib::DefaultDict)"),
-        ("collections", "Counter", "[`Counter`](crate::stdlib::Counter)"),
-        ("collections", "deque", "[`Deque`](crate::stdlib::Deque)"),
-        ("builtins", "range", "[`Range`](crate::stdlib::Range)"),
-        ("builtins", "slice", "[`Slice`](crate::stdlib::Slice)"),
+        ("collections", "OrderedDict", "[`OrderedDict`](crate::python::stdlib::OrderedDict)"),
+        ("collections", "defaultdict", "[`DefaultDict`](crate::python::stdlib::DefaultDict)"),
+        ("collections", "Counter", "[`Counter`](crate::python::stdlib::Counter)"),
+        ("collections", "deque", "[`Deque`](crate::python::stdlib::Deque)"),
+        ("builtins", "range", "[`Range`](crate::python::stdlib::Range)"),
+        ("builtins", "slice", "[`Slice`](crate::python::stdlib::Slice)"),
         ("builtins", "object", "allowed as data: the base of an ordinary class"),
         ("builtins", "tuple", "allowed as data: a base (namedtuples) or a `defaultdict` factory"),
         ("builtins", "list", "allowed as data: a base or a factory"),
@@ -199,6 +119,12 @@ preset! {
     ]
 }
 
+// Each preset announces itself to the registry, which names the preset
+// that would allow a refused global in the error, in this order.
+inventory::submit! { KnownPreset { rank: 0, preset: &STDLIB } }
+inventory::submit! { KnownPreset { rank: 1, preset: &NUMPY } }
+inventory::submit! { KnownPreset { rank: 2, preset: &TORCH_WEIGHTS_ONLY } }
+
 /// Every preset this build knows, for looking one up by name.
 pub fn all() -> &'static [&'static Preset] {
     &[&STDLIB, &NUMPY, &TORCH_WEIGHTS_ONLY]
@@ -210,14 +136,21 @@ pub fn all() -> &'static [&'static Preset] {
 /// [`numpy::Array`](crate::numpy::Array), [`Scalar`](crate::numpy::Scalar)
 /// and [`DType`](crate::numpy::DType); the [`numpy`](crate::numpy) page
 /// lists every global.
-pub const NUMPY: Preset = Preset::new("numpy", crate::numpy::GLOBALS, crate::numpy::install);
+pub const NUMPY: Preset = Preset::new(
+    "numpy",
+    crate::python::numpy::GLOBALS,
+    crate::python::numpy::install,
+);
 
 /// torch's `weights_only` set: the globals `torch.load(weights_only=True)`
 /// allows, and nothing else (tensor rebuilders, storage classes, dtypes,
 /// `OrderedDict`, ...). They are kept as data; [`torch`](crate::torch)'s
 /// loader turns them into tensors, and its page lists every global.
-pub const TORCH_WEIGHTS_ONLY: Preset =
-    Preset::new("torch", crate::torch::WEIGHTS_ONLY, crate::torch::install);
+pub const TORCH_WEIGHTS_ONLY: Preset = Preset::new(
+    "torch",
+    crate::python::torch::WEIGHTS_ONLY,
+    crate::python::torch::install,
+);
 
 /// The preset called `name` (`"stdlib"`, `"numpy"`, `"torch"`), if there is one.
 ///

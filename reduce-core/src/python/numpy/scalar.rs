@@ -4,8 +4,8 @@ use super::dtype::{DType, Kind};
 use super::element::Element;
 use super::{is_scalar, MULTIARRAY_WRITE};
 use crate::base::error::{Error, ErrorKind, Result};
-use crate::construct::{Construct, Node};
-use crate::save::{FnReduce, Reduce, Saver};
+use crate::typed::construct::{Construct, Node};
+use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 
 /// A numpy scalar (`numpy.float64(1.5)`, `numpy.bool_(True)`, ...): a

@@ -13,7 +13,7 @@ use std::fmt::{self, Write as _};
 
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::limits::{grow, GROW_EVERY};
-use crate::registry::Lookup;
+use crate::typed::registry::Lookup;
 use crate::value::{Global, Graph, Id, Reduction, Value};
 
 /// How a value of this type is built from a pickle: the Rust side of

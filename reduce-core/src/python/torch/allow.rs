@@ -4,8 +4,8 @@
 #![cfg_attr(not(feature = "torch"), allow(dead_code))]
 
 use crate::base::error::Result;
-use crate::construct::Construct;
-use crate::registry::Registry;
+use crate::typed::construct::Construct;
+use crate::typed::registry::Registry;
 use crate::value::Value;
 
 /// The globals torch's `weights_only` unpickler allows by default, as
@@ -194,7 +194,7 @@ mod tests {
     fn the_list_is_the_one_torch_wrote() {
         // Written by tests/fixtures/torch/generate.py from torch's own
         // _get_allowed_globals().
-        let text = include_str!("../../../tests/fixtures/torch/weights_only_globals.txt");
+        let text = include_str!("../../../../tests/fixtures/torch/weights_only_globals.txt");
         let mut want: Vec<(&str, &str)> = text.lines().filter_map(|l| l.rsplit_once('.')).collect();
         want.sort();
         assert_eq!(WEIGHTS_ONLY, want.as_slice());

@@ -17,8 +17,8 @@
 use std::collections::BTreeMap;
 
 use crate::base::error::{Error, Result};
-use crate::construct::{Call, Node};
-use crate::save::{FnReduce, Reduce, Saver};
+use crate::typed::construct::{Call, Node};
+use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 
 /// A field type that keeps the attributes of a Python instance that a
@@ -63,7 +63,11 @@ pub trait Rest: Default {
     fn attributes(&self) -> Vec<(&dyn Reduce, &dyn Reduce)>;
 }
 
-impl<K: crate::Construct + Reduce, V: crate::Construct + Reduce> Rest for Vec<(K, V)> {
+impl<
+        K: crate::typed::construct::Construct + Reduce,
+        V: crate::typed::construct::Construct + Reduce,
+    > Rest for Vec<(K, V)>
+{
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.push((name.construct()?, value.construct()?));
         Ok(())
@@ -76,7 +80,11 @@ impl<K: crate::Construct + Reduce, V: crate::Construct + Reduce> Rest for Vec<(K
     }
 }
 
-impl<K: crate::Construct + Reduce + Ord, V: crate::Construct + Reduce> Rest for BTreeMap<K, V> {
+impl<
+        K: crate::typed::construct::Construct + Reduce + Ord,
+        V: crate::typed::construct::Construct + Reduce,
+    > Rest for BTreeMap<K, V>
+{
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.insert(name.construct()?, value.construct()?);
         Ok(())
@@ -92,8 +100,8 @@ impl<K: crate::Construct + Reduce + Ord, V: crate::Construct + Reduce> Rest for 
 #[cfg(feature = "indexmap")]
 impl<K, V, S> Rest for indexmap::IndexMap<K, V, S>
 where
-    K: crate::Construct + Reduce + std::hash::Hash + Eq,
-    V: crate::Construct + Reduce,
+    K: crate::typed::construct::Construct + Reduce + std::hash::Hash + Eq,
+    V: crate::typed::construct::Construct + Reduce,
     S: std::hash::BuildHasher + Default,
 {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {

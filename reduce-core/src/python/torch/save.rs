@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::dtype::DType;
 use super::tensor::{Storage, Tensor};
 use crate::base::error::{Error, Result};
+use crate::pickler::Pickler;
 use crate::value::{Graph, Id, Reduction, Value};
-use crate::write::Pickler;
 
 /// torch's `_get_storage_alignment()`: every entry's data starts at a
 /// multiple of this, so that a reader can map storages in place.
@@ -39,7 +39,7 @@ pub(super) fn pieces(tensors: &[(String, Tensor)]) -> Result<Pieces> {
         let key = match keys.get(&ptr) {
             Some(&(id, d)) if d == dtype => id,
             Some(&(_, d)) => {
-                return Err(Error::new(crate::ErrorKind::Unpicklable(format!(
+                return Err(Error::new(crate::base::error::ErrorKind::Unpicklable(format!(
                     "tensor '{name}' views a storage as {dtype} that another tensor views as {d}; torch.save refuses that too"
                 ))))
             }
@@ -131,7 +131,7 @@ pub(super) fn pieces(tensors: &[(String, Tensor)]) -> Result<Pieces> {
 
 fn int(n: usize) -> Result<Value> {
     i64::try_from(n).map(Value::Int).map_err(|_| {
-        Error::new(crate::ErrorKind::Unpicklable(format!(
+        Error::new(crate::base::error::ErrorKind::Unpicklable(format!(
             "{n} does not fit in an int64"
         )))
     })

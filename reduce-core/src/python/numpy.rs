@@ -142,7 +142,7 @@ pub use self::element::Element;
 pub use self::scalar::Scalar;
 
 use crate::base::error::Result;
-use crate::registry::Registry;
+use crate::typed::registry::Registry;
 
 /// The module written for `_reconstruct` and `scalar`: numpy 1's, which
 /// numpy 2 keeps for old pickles (see the module docs).
@@ -232,8 +232,8 @@ fn is_scalar(module: &str, name: &str) -> bool {
 /// buffer, or a Python 2 `str` read with
 /// [`StringDecoding::Latin1`](crate::StringDecoding::Latin1), whose code
 /// points are the bytes (numpy encodes it back as latin-1 too).
-fn data_bytes(node: crate::Node<'_>) -> Result<Vec<u8>> {
-    if let crate::Value::Str(s) = node.value() {
+fn data_bytes(node: crate::typed::construct::Node<'_>) -> Result<Vec<u8>> {
+    if let crate::value::Value::Str(s) = node.value() {
         return s
             .code_points()
             .map(|c| u8::try_from(c).ok())
@@ -244,13 +244,13 @@ fn data_bytes(node: crate::Node<'_>) -> Result<Vec<u8>> {
                 )
             });
     }
-    crate::impls::bytes::construct(node)
+    crate::typed::impls::bytes::construct(node)
 }
 
 /// Registers the numpy globals ([`GLOBALS`]) and what they build, and the
 /// reducers of [`Array`], [`Scalar`] and [`DType`].
 pub(crate) fn install(reg: &mut Registry) -> Result<()> {
-    use crate::construct::Construct;
+    use crate::typed::construct::Construct;
     for &(module, name) in GLOBALS {
         if is_reconstruct(module, name) || is_frombuffer(module, name) {
             reg.register_constructor(module, name, Array::construct)?;

@@ -5,9 +5,9 @@ use std::str::FromStr;
 
 use super::{args_of, call_of, no_extras};
 use crate::base::error::{Error, ErrorKind, Result};
-use crate::construct::{Construct, Node};
-use crate::registry::Registry;
-use crate::save::{Reduce, Saver};
+use crate::typed::construct::{Construct, Node};
+use crate::typed::registry::Registry;
+use crate::typed::save::{Reduce, Saver};
 
 pub(super) fn install(r: &mut Registry) -> Result<()> {
     r.register_constructor("decimal", "Decimal", Decimal::construct)?;

@@ -1,0 +1,1319 @@
+//! The stack machine: one step per opcode, the memo, marks, and in inert
+//! mode the program of steps beside the values.
+
+use std::collections::HashMap;
+
+use num_bigint::BigInt;
+
+use super::decode;
+use super::input::Source;
+use super::{Options, Resolve, StringDecoding};
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::op::*;
+use crate::text::compat;
+use crate::text::PyStr;
+use crate::value::graph::compact;
+use crate::value::{Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling, Step, Value};
+
+/// What a known global means when it is called.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Builtin {
+    Set,
+    FrozenSet,
+    ByteArray,
+    Bytes,
+    CodecsEncode,
+    /// `getattr(global, "name")`: how CPython names a nested class before
+    /// protocol 4. Understood only on a global, as the dotted global.
+    GetAttr,
+}
+
+/// The globals plain data needs. `None` means allowed and kept as data.
+fn known_global(module: &str, name: &str) -> Option<Option<Builtin>> {
+    Some(match (module, name) {
+        ("builtins", "set") => Some(Builtin::Set),
+        ("builtins", "frozenset") => Some(Builtin::FrozenSet),
+        ("builtins", "bytearray") => Some(Builtin::ByteArray),
+        ("builtins", "bytes") => Some(Builtin::Bytes),
+        ("_codecs", "encode") => Some(Builtin::CodecsEncode),
+        ("builtins", "getattr") => Some(Builtin::GetAttr),
+        ("copyreg", "_reconstructor")
+        | ("copyreg", "__newobj__")
+        | ("copyreg", "__newobj_ex__")
+        | ("builtins", "object") => None,
+        _ => return None,
+    })
+}
+
+pub(super) struct Machine<'o, 'h> {
+    opts: &'o mut Options<'h>,
+    resolve: &'o dyn Resolve,
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    objects: Vec<Value>,
+    memo: Vec<Option<Value>>,
+    memo_sparse: HashMap<u64, Value>,
+    memo_len: usize,
+    proto: u8,
+    /// Inert mode: steps taken while no value was on the stack above the
+    /// last mark, waiting to go before the next value pushed.
+    pending: Vec<Step>,
+    /// Bytes of names `STACK_GLOBAL` has copied out of strings, which a
+    /// pickle can fetch from its memo again and again for five bytes each.
+    name_bytes: u64,
+}
+
+fn underflow() -> Error {
+    Error::new(ErrorKind::StackUnderflow)
+}
+
+/// Values kept inline even when memoized: scalars, and the empty tuple,
+/// which has no identity in Python (it is a singleton, and never memoized
+/// by a pickler).
+fn is_cheap(v: &Value) -> bool {
+    match v {
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Ref(_) => true,
+        Value::Tuple(t) => t.is_empty(),
+        _ => false,
+    }
+}
+
+impl<'o, 'h> Machine<'o, 'h> {
+    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve) -> Self {
+        Machine {
+            opts,
+            resolve,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            objects: Vec::new(),
+            memo: Vec::new(),
+            memo_sparse: HashMap::new(),
+            memo_len: 0,
+            proto: 0,
+            pending: Vec::new(),
+            name_bytes: 0,
+        }
+    }
+
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn push(&mut self, v: Value) -> Result<()> {
+        if self.stack.len() + self.marks.len() >= self.opts.limits.max_stack {
+            return Err(Error::new(ErrorKind::Limit {
+                limit: "max_stack",
+                max: self.opts.limits.max_stack as u64,
+            }));
+        }
+        if self.pending.is_empty() {
+            self.stack.push(v);
+        } else {
+            let before = std::mem::take(&mut self.pending);
+            self.stack.push(Value::Seq(Box::new(Seq {
+                before,
+                value: v,
+                after: Vec::new(),
+            })));
+        }
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Result<Value> {
+        if self.stack.len() <= self.fence() {
+            return Err(underflow());
+        }
+        Ok(self.stack.pop().unwrap_or_default())
+    }
+
+    fn top_index(&self) -> Result<usize> {
+        if self.stack.len() <= self.fence() {
+            return Err(underflow());
+        }
+        Ok(self.stack.len() - 1)
+    }
+
+    /// The items since the last mark, and the mark removed.
+    fn pop_mark(&mut self) -> Result<Vec<Value>> {
+        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+        Ok(self.stack.split_off(mark))
+    }
+
+    /// The object a stack slot stands for, following a shared reference
+    /// and looking inside a [`Seq`].
+    fn target_mut(&mut self, index: usize) -> &mut Value {
+        let mut slot = &mut self.stack[index];
+        if let Value::Seq(s) = slot {
+            slot = &mut s.value;
+        }
+        match *slot {
+            Value::Ref(id) => &mut self.objects[id.index()],
+            ref mut v => v,
+        }
+    }
+
+    /// Follows a reference for reading, looking inside a [`Seq`].
+    fn deref<'v>(&'v self, v: &'v Value) -> &'v Value {
+        let v = match v {
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
+        match v {
+            Value::Ref(id) => &self.objects[id.index()],
+            v => v,
+        }
+    }
+
+    /// Makes `v` shareable: containers and strings move into the object
+    /// table and come back as a reference; small scalars are copied.
+    fn share(&mut self, v: Value) -> Value {
+        if is_cheap(&v) {
+            return v;
+        }
+        let id = Id(self.objects.len() as u32);
+        self.objects.push(v);
+        Value::Ref(id)
+    }
+
+    /// Shares the top of the stack, returning a reference to it. In inert
+    /// mode the slot keeps a reference marked as the object's birth slot, so
+    /// that a later change through it is told from one through a memo
+    /// fetch.
+    fn share_top(&mut self) -> Result<Value> {
+        let i = self.top_index()?;
+        let inert = self.opts.inert;
+        let mut slot = std::mem::take(&mut self.stack[i]);
+        let inner = match &mut slot {
+            Value::Seq(s) => &mut s.value,
+            v => v,
+        };
+        let value = std::mem::take(inner);
+        if is_cheap(&value) {
+            // A scalar, or an object shared already: the slot keeps what it
+            // holds (its birth mark too), and the memo gets a plain
+            // reference.
+            let shared = match &value {
+                Value::Ref(id) => Value::Ref(Id(id.index() as u32)),
+                v => cheap_clone(v),
+            };
+            *inner = value;
+            self.stack[i] = slot;
+            return Ok(shared);
+        }
+        let shared = self.share(value);
+        *inner = match shared {
+            Value::Ref(id) if inert => Value::Ref(Id(id.0 | Id::BIRTH)),
+            ref v => cheap_clone(v),
+        };
+        self.stack[i] = slot;
+        Ok(shared)
+    }
+
+    /// Inert mode: records a step taken for its effect at this point of the
+    /// program, after the value on top of the stack (if there is one above
+    /// the last mark) or before the next value pushed.
+    fn record(&mut self, step: Step) {
+        self.pending.push(step);
+        self.settle();
+    }
+
+    /// Inert mode: a value built and thrown away. A value with steps of its
+    /// own is taken apart, so that one program has one shape: its steps
+    /// before, the value, its steps after.
+    fn discard(&mut self, mut v: Value) {
+        if let Value::Seq(s) = &mut v {
+            let s = std::mem::take(s);
+            let Seq {
+                before,
+                value,
+                after,
+            } = *s;
+            before.into_iter().for_each(|step| self.record(step));
+            self.discard(value);
+            after.into_iter().for_each(|step| self.record(step));
+            return;
+        }
+        if matches!(v, Value::Ref(id) if id.0 & Id::BIRTH == 0) {
+            // An object fetched from the memo and thrown away: nothing
+            // happened (a step on it already says it is fetched).
+            return;
+        }
+        self.record(Step::Discard(v));
+    }
+
+    /// Inert mode: the steps taken before the first operand of a value being
+    /// built from operands become steps before the value itself, so that
+    /// each program has one shape whatever protocol wrote it (a writer
+    /// writes steps before a value, then the value's first operand).
+    fn hoist(&self, first: Option<&mut Value>) -> Vec<Step> {
+        let Some(v) = first else {
+            return Vec::new();
+        };
+        let Value::Seq(s) = v else {
+            return Vec::new();
+        };
+        let before = std::mem::take(&mut s.before);
+        if s.after.is_empty() {
+            *v = std::mem::take(&mut s.value);
+        }
+        before
+    }
+
+    /// Pushes a value built from operands, with the steps hoisted from its
+    /// first operand before it.
+    fn push_built(&mut self, v: Value, mut before: Vec<Step>) -> Result<()> {
+        if !before.is_empty() {
+            before.append(&mut self.pending);
+            self.pending = before;
+        }
+        self.push(v)
+    }
+
+    /// Inert mode: steps waiting for a value go after the value on top of
+    /// the stack, if there is one above the last mark (after an opcode that
+    /// shrank the stack, say); otherwise they wait for the next value pushed
+    /// ([`Machine::push`]).
+    fn settle(&mut self) {
+        if self.pending.is_empty() || self.stack.len() <= self.fence() {
+            return;
+        }
+        let i = self.stack.len() - 1;
+        let top = &mut self.stack[i];
+        if !matches!(top, Value::Seq(_)) {
+            let value = std::mem::take(top);
+            *top = Value::Seq(Box::new(Seq {
+                before: Vec::new(),
+                value,
+                after: Vec::new(),
+            }));
+        }
+        if let Value::Seq(s) = top {
+            s.after.append(&mut self.pending);
+        }
+    }
+
+    /// Inert mode: whether a change to the object in stack slot `index` is
+    /// one CPython's pickler would have written as part of building it
+    /// (kept in the object), rather than a separate step: a change through
+    /// the object's own slot, with nothing recorded after it, continuing
+    /// full batches of [`BATCHSIZE`] (or, at protocol 0, single items;
+    /// `single` says the change is `APPEND`/`SETITEM`).
+    fn attached(&self, index: usize, single: bool) -> bool {
+        let slot = &self.stack[index];
+        let inner = match slot {
+            Value::Seq(s) if !s.after.is_empty() => return false,
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
+        if let Value::Ref(id) = inner {
+            if id.0 & Id::BIRTH == 0 {
+                // Fetched again from the memo: a change after the fact.
+                return false;
+            }
+        }
+        let full = |n: usize| n == 0 || n.is_multiple_of(BATCHSIZE) || (single && self.proto == 0);
+        match self.deref(slot) {
+            Value::List(v) | Value::Set(v) => full(v.len()),
+            Value::Dict(d) => full(d.len()),
+            Value::Reduce(r) => full(r.list_items.len()) && full(r.dict_items.len()),
+            _ => false,
+        }
+    }
+
+    /// Whether the object in stack slot `index` could take the change in
+    /// CPython: an int or a string fails there.
+    fn check_target(&self, index: usize, what: Change) -> Result<()> {
+        // Only what could take the change in CPython: an int or a string
+        // fails there, and would be no object to change here.
+        let ok = matches!(
+            (self.deref(&self.stack[index]), what),
+            (
+                Value::Reduce(_) | Value::PersistentId(_) | Value::Global(_),
+                _
+            ) | (Value::List(_), Change::Items)
+                | (Value::Dict(_), Change::Pairs)
+                | (Value::Set(_), Change::Set)
+        );
+        if !ok {
+            let found = self.deref(&self.stack[index]).type_name();
+            return Err(Error::invalid(match what {
+                Change::Items => format!("expected a list to append to, found a {found}"),
+                Change::Pairs => format!("expected a dict to set items in, found a {found}"),
+                Change::Set => format!("expected a set to add items to, found a {found}"),
+                Change::State => format!("expected an object to BUILD, found a {found}"),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Inert mode: turns the change about to be made to stack slot `index`
+    /// into a step on a reference to its object, recorded after the slot.
+    /// Returns the reference.
+    fn detach(&mut self, index: usize, what: Change) -> Result<Value> {
+        self.check_target(index, what)?;
+        let mut slot = std::mem::take(&mut self.stack[index]);
+        let (mut seq, value) = match &mut slot {
+            Value::Seq(s) => {
+                let v = std::mem::take(&mut s.value);
+                (Some(std::mem::take(s)), v)
+            }
+            v => (None, std::mem::take(v)),
+        };
+        let (slot_value, target) = match value {
+            Value::Ref(id) => (Value::Ref(id), Value::Ref(Id(id.index() as u32))),
+            v => {
+                let id = Id(self.objects.len() as u32);
+                self.objects.push(v);
+                (Value::Ref(Id(id.0 | Id::BIRTH)), Value::Ref(id))
+            }
+        };
+        self.stack[index] = match seq.take() {
+            Some(mut s) => {
+                s.value = slot_value;
+                Value::Seq(s)
+            }
+            None => slot_value,
+        };
+        Ok(target)
+    }
+
+    fn memo_put(&mut self, key: u64) -> Result<()> {
+        let v = self.share_top()?;
+        let new_key = match usize::try_from(key) {
+            Ok(k) if k < self.memo.len() => {
+                let fresh = self.memo[k].is_none();
+                self.memo[k] = Some(v);
+                fresh
+            }
+            Ok(k) if k == self.memo.len() => {
+                self.memo.push(Some(v));
+                true
+            }
+            _ => self.memo_sparse.insert(key, v).is_none(),
+        };
+        if new_key {
+            self.memo_len += 1;
+            if self.memo_len > self.opts.limits.max_memo {
+                return Err(Error::new(ErrorKind::Limit {
+                    limit: "max_memo",
+                    max: self.opts.limits.max_memo as u64,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn memo_get(&mut self, key: u64) -> Result<()> {
+        let found = match usize::try_from(key) {
+            Ok(k) if k < self.memo.len() => self.memo[k].as_ref(),
+            _ => self.memo_sparse.get(&key),
+        };
+        let v = found
+            .map(cheap_clone)
+            .ok_or(Error::new(ErrorKind::MissingMemo(key)))?;
+        self.push(v)
+    }
+
+    /// Runs opcodes up to `STOP`, returning its offset.
+    pub(super) fn run<S: Source>(&mut self, src: &mut S) -> Result<u64> {
+        loop {
+            let at = src.pos();
+            let op = src.byte().map_err(|e| e.at(at, None))?;
+            match self.step(op, src) {
+                Ok(true) => return Ok(at),
+                Ok(false) => {
+                    if !self.pending.is_empty() {
+                        self.settle();
+                    }
+                }
+                Err(e) => return Err(e.at(at, Some(op))),
+            }
+        }
+    }
+
+    fn decode_py2_str(&self, bytes: &[u8]) -> Result<Value> {
+        Ok(match self.opts.strings {
+            StringDecoding::Bytes => Value::Bytes(bytes.to_vec()),
+            StringDecoding::Latin1 => Value::Str(latin1(bytes)),
+            StringDecoding::Ascii => {
+                if !bytes.is_ascii() {
+                    let at = bytes.iter().position(|b| !b.is_ascii()).unwrap_or(0);
+                    return Err(Error::invalid(format!(
+                        "byte 0x{:02x} at position {at} of a Python 2 str is not ASCII; choose StringDecoding::Latin1 or ::Bytes",
+                        bytes[at]
+                    )));
+                }
+                Value::Str(PyStr::from(std::str::from_utf8(bytes).unwrap_or_default()))
+            }
+        })
+    }
+
+    /// Looks a global up: maps Python 2 names, checks it is allowed, and
+    /// gives the value to push.
+    fn find_global(&self, module: &str, name: &str) -> Result<Value> {
+        let (module, name) = if self.proto < 3 && self.opts.fix_imports {
+            compat::to_python3(module, name)
+        } else {
+            (module, name)
+        };
+        self.find_global_checked(module, name)
+    }
+
+    /// Checks a global (already under its Python 3 name) against the
+    /// allow-list: known to plain data, registered, or inert mode.
+    fn find_global_checked(&self, module: &str, name: &str) -> Result<Value> {
+        if !self.opts.inert {
+            let plain_data = known_global(module, name).is_some();
+            self.resolve.find_class(module, name, plain_data)?;
+        }
+        Ok(Value::global(module, name))
+    }
+
+    fn builtin_of(&self, callable: &Value) -> Option<Builtin> {
+        match self.deref(callable) {
+            Value::Global(g) => known_global(&g.module, &g.name).flatten(),
+            _ => None,
+        }
+    }
+
+    /// `callable(*args)` for REDUCE, INST and OBJ.
+    fn call(&mut self, callable: Value, args: Value) -> Result<Value> {
+        if !matches!(self.deref(&args), Value::Tuple(_)) {
+            return Err(Error::invalid(format!(
+                "expected an argument tuple, found a {}",
+                self.deref(&args).type_name()
+            )));
+        }
+        if let Some(Builtin::GetAttr) = self.builtin_of(&callable) {
+            // Inert mode keeps the call as it is, with the very objects it
+            // took; strict mode reads it as the nested global it names.
+            if self.opts.inert {
+                return Ok(Value::Reduce(Box::new(Reduction::new(callable, args))));
+            }
+            if let Some((module, name)) = self.nested_global(&args) {
+                // The dotted global is checked like any named one.
+                return self.find_global_checked(&module, &name);
+            }
+            if !self.opts.inert {
+                return Err(Error::invalid(
+                    "builtins.getattr is only understood on a global and a name (a nested class)",
+                ));
+            }
+        } else if let Some(b) = self.builtin_of(&callable) {
+            match self.call_builtin(b, &args) {
+                Some(v) => return Ok(v),
+                None if !self.opts.inert => {
+                    return Err(Error::invalid(format!(
+                        "unexpected arguments for {:?}: {:?}",
+                        self.deref(&callable),
+                        self.deref(&args)
+                    )))
+                }
+                None => {}
+            }
+        } else {
+            // Only a global, or an object a pickle built (a bound method
+            // from getattr, say), can be called; inert mode keeps those.
+            let callable_ok = match self.deref(&callable) {
+                Value::Global(_) => true,
+                Value::Reduce(_) => self.opts.inert,
+                _ => false,
+            };
+            if !callable_ok {
+                return Err(Error::invalid(format!(
+                    "expected a global to call, found a {}",
+                    self.deref(&callable).type_name()
+                )));
+            }
+        }
+        Ok(Value::Reduce(Box::new(Reduction::new(callable, args))))
+    }
+
+    /// `(global, "name")`, the arguments of `getattr` naming a nested class.
+    fn nested_global(&self, args: &Value) -> Option<(String, String)> {
+        let Value::Tuple(a) = self.deref(args) else {
+            return None;
+        };
+        match a.as_slice() {
+            [g, n] => match (self.deref(g), self.deref(n)) {
+                (Value::Global(g), Value::Str(n)) => {
+                    Some((g.module.clone(), format!("{}.{}", g.name, n.as_str()?)))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// What the built-in constructors of plain data make of their arguments;
+    /// `None` if the arguments are not of a form CPython writes.
+    fn call_builtin(&self, b: Builtin, args: &Value) -> Option<Value> {
+        if let Value::Seq(_) = args {
+            return None;
+        }
+        let args = match self.deref(args) {
+            Value::Tuple(a) => a,
+            _ => return None,
+        };
+        if args_of_seq(args) {
+            // Steps around an argument: keep the call as it is.
+            return None;
+        }
+        let arg = |i: usize| args.get(i).map(|v| self.deref(v));
+        let items = |v: &Value| -> Option<Vec<Value>> {
+            match v {
+                Value::List(items) | Value::Tuple(items) => {
+                    Some(items.iter().map(cheap_clone).collect())
+                }
+                _ => None,
+            }
+        };
+        match (b, args.len()) {
+            (Builtin::Set, 0) => Some(Value::Set(vec![])),
+            (Builtin::Set, 1) => items(arg(0)?).map(Value::Set),
+            (Builtin::FrozenSet, 0) => Some(Value::FrozenSet(vec![])),
+            (Builtin::FrozenSet, 1) => items(arg(0)?).map(Value::FrozenSet),
+            (Builtin::Bytes, 0) => Some(Value::Bytes(vec![])),
+            (Builtin::ByteArray, 0) => Some(Value::ByteArray(vec![])),
+            (Builtin::ByteArray, 1) => match arg(0)? {
+                Value::Bytes(b) => Some(Value::ByteArray(b.clone())),
+                _ => None,
+            },
+            (Builtin::ByteArray, 2) | (Builtin::CodecsEncode, 2) => {
+                let (Value::Str(s), Value::Str(enc)) = (arg(0)?, arg(1)?) else {
+                    return None;
+                };
+                if !matches!(enc.as_str()?, "latin1" | "latin-1" | "iso-8859-1") {
+                    return None;
+                }
+                let bytes = s
+                    .code_points()
+                    .map(|c| u8::try_from(c).ok())
+                    .collect::<Option<Vec<u8>>>()?;
+                Some(if b == Builtin::ByteArray {
+                    Value::ByteArray(bytes)
+                } else {
+                    Value::Bytes(bytes)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// CPython writes a reduction's `state_setter` as
+    /// `setter(obj, state)` `REDUCE` `POP`: the call is made for its effect on
+    /// `obj`. Its result, popped, is folded back into `obj` as its state and
+    /// setter, so that nothing is lost and it is written back the same way.
+    fn attach_state_setter(&mut self, mut popped: Value) -> Option<Value> {
+        let Value::Reduce(call) = &mut popped else {
+            return Some(popped);
+        };
+        let Value::Tuple(args) = &call.args else {
+            return Some(popped);
+        };
+        let [Value::Ref(target), _] = args.as_slice() else {
+            return Some(popped);
+        };
+        let target = *target;
+        let fresh =
+            call.state.is_none() && call.list_items.is_empty() && call.dict_items.is_empty();
+        let Some(Value::Reduce(obj)) = self.objects.get(target.index()) else {
+            return Some(popped);
+        };
+        if !fresh || obj.state.is_some() || obj.state_setter.is_some() {
+            return Some(popped);
+        }
+        // Only the object's own slot right below, as CPython writes it.
+        if self.opts.inert {
+            let below = self.stack.len().checked_sub(1).map(|i| &self.stack[i]);
+            let own = matches!(below, Some(Value::Ref(id)) if id.0 & Id::BIRTH != 0 && id.index() == target.index());
+            if !own {
+                return Some(popped);
+            }
+        }
+        let Value::Tuple(args) = &mut call.args else {
+            return Some(popped);
+        };
+        let state = args.pop().unwrap_or_default();
+        let setter = std::mem::take(&mut call.callable);
+        if let Some(Value::Reduce(obj)) = self.objects.get_mut(target.index()) {
+            obj.state = Some(state);
+            obj.state_setter = Some(setter);
+        }
+        None
+    }
+
+    /// `NEWOBJ` needs a class. Only the `builtins` module is known well
+    /// enough to tell a function (`len`) from a class (`int`); other globals
+    /// are taken on trust, and reduced objects only in inert mode.
+    fn check_class(&self, cls: &Value, op: &str) -> Result<()> {
+        let ok = match self.deref(cls) {
+            Value::Global(g) if g.module == "builtins" => {
+                g.name.starts_with(|c: char| c.is_ascii_uppercase())
+                    || matches!(
+                        g.name.as_str(),
+                        "object"
+                            | "int"
+                            | "float"
+                            | "complex"
+                            | "bool"
+                            | "str"
+                            | "bytes"
+                            | "bytearray"
+                            | "list"
+                            | "tuple"
+                            | "dict"
+                            | "set"
+                            | "frozenset"
+                            | "range"
+                            | "slice"
+                            | "type"
+                            | "memoryview"
+                            | "property"
+                            | "staticmethod"
+                            | "classmethod"
+                            | "super"
+                            | "enumerate"
+                            | "zip"
+                            | "map"
+                            | "filter"
+                            | "reversed"
+                    )
+            }
+            Value::Global(_) => true,
+            Value::Reduce(_) => self.opts.inert,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "{op} expected a class, found {:?}",
+                self.deref(cls)
+            )))
+        }
+    }
+
+    /// `persistent_load(pid)`: the hook gets the id as a graph of its own;
+    /// inert mode without a hook keeps it as data.
+    fn persistent(&mut self, pid: Value, line: bool) -> Result<Value> {
+        if self.opts.persistent_load.is_none() {
+            return if self.opts.inert {
+                Ok(Value::PersistentId(Box::new(Persistent { pid, line })))
+            } else {
+                Err(Error::new(ErrorKind::NoPersistentLoad))
+            };
+        }
+        let graph = self.subgraph(pid)?;
+        match self.opts.persistent_load.as_mut() {
+            Some(hook) => hook(graph),
+            None => Err(Error::new(ErrorKind::NoPersistentLoad)),
+        }
+    }
+
+    /// A self-contained copy of `root` and the objects it reaches: memo
+    /// references resolved, what it holds twice still shared. The copy is
+    /// bounded by `max_tree_nodes`.
+    fn subgraph(&self, root: Value) -> Result<Graph> {
+        let mut map: HashMap<usize, u32> = HashMap::new();
+        let mut order: Vec<usize> = Vec::new();
+        let mut nodes = 0usize;
+        let mut todo: Vec<&Value> = vec![&root];
+        let budget = self.opts.limits.max_tree_nodes;
+        while let Some(v) = todo.pop() {
+            nodes += 1;
+            if nodes > budget {
+                return Err(Error::new(ErrorKind::Limit {
+                    limit: "max_tree_nodes",
+                    max: budget as u64,
+                }));
+            }
+            if let Value::Ref(id) = v {
+                let i = id.index();
+                if i >= self.objects.len() {
+                    return Err(Error::new(ErrorKind::DanglingRef(id.0)));
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = map.entry(i) {
+                    e.insert(order.len() as u32);
+                    order.push(i);
+                    todo.push(&self.objects[i]);
+                }
+                continue;
+            }
+            v.for_each_child(|c| todo.push(c));
+        }
+        let renumber = |mut v: Value| {
+            let mut stack: Vec<&mut Value> = vec![&mut v];
+            while let Some(x) = stack.pop() {
+                if let Value::Ref(id) = x {
+                    *id = Id(map.get(&id.index()).copied().unwrap_or(0));
+                    continue;
+                }
+                x.for_each_child_mut(|c| stack.push(c));
+            }
+            v
+        };
+        let objects: Vec<Value> = order
+            .iter()
+            .map(|&i| renumber(self.objects[i].clone()))
+            .collect();
+        compact(renumber(root), objects, self.opts.limits.max_depth)
+    }
+
+    /// `APPEND`/`APPENDS` (`pairs` false) and `SETITEM`/`SETITEMS` (true):
+    /// moves the stack's items from `from` on into the list or dict just
+    /// below them, without collecting them first.
+    fn extend_container(&mut self, from: usize, pairs: bool) -> Result<()> {
+        if from <= self.fence() || from > self.stack.len() {
+            return Err(underflow());
+        }
+        if pairs && !(self.stack.len() - from).is_multiple_of(2) {
+            return Err(Error::invalid("odd number of items for SETITEMS"));
+        }
+        if self.opts.inert
+            && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize)
+        {
+            return self.detached_items(from, pairs);
+        }
+        let (head, items) = self.stack.split_at_mut(from);
+        let mut slot = &mut head[from - 1];
+        if let Value::Seq(s) = slot {
+            slot = &mut s.value;
+        }
+        let target = match *slot {
+            Value::Ref(id) => &mut self.objects[id.index()],
+            ref mut v => v,
+        };
+        let take = std::mem::take::<Value>;
+        match (target, pairs) {
+            (Value::List(list), false) => list.extend(items.iter_mut().map(take)),
+            (Value::Reduce(r), false) => r.list_items.extend(items.iter_mut().map(take)),
+            (Value::Dict(d), true) => d.extend(
+                items
+                    .chunks_exact_mut(2)
+                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
+            ),
+            (Value::Reduce(r), true) => r.dict_items.extend(
+                items
+                    .chunks_exact_mut(2)
+                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
+            ),
+            (other, false) => {
+                return Err(Error::invalid(format!(
+                    "expected a list to append to, found a {}",
+                    other.type_name()
+                )))
+            }
+            (other, true) => {
+                return Err(Error::invalid(format!(
+                    "expected a dict to set items in, found a {}",
+                    other.type_name()
+                )))
+            }
+        }
+        self.stack.truncate(from);
+        Ok(())
+    }
+
+    /// Inert mode: `APPENDS`/`SETITEMS` (and the single forms) on an object
+    /// built earlier, kept as a [`Step`] after the slot.
+    fn detached_items(&mut self, from: usize, pairs: bool) -> Result<()> {
+        let mut items = self.stack.split_off(from);
+        if items.is_empty() {
+            // `MARK` `APPENDS` with nothing between changes nothing (but
+            // fails on what cannot take items, as in CPython).
+            let what = if pairs { Change::Pairs } else { Change::Items };
+            return self.check_target(from - 1, what);
+        }
+        let target = self.detach(from - 1, if pairs { Change::Pairs } else { Change::Items })?;
+        let step = if pairs {
+            let mut kv = Vec::with_capacity(items.len() / 2);
+            let mut it = items.drain(..);
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                kv.push((k, v));
+            }
+            Step::SetItems { target, items: kv }
+        } else {
+            Step::Append { target, items }
+        };
+        self.record(step);
+        Ok(())
+    }
+
+    /// Runs one opcode; `Ok(true)` at `STOP`.
+    fn step<S: Source>(&mut self, op: u8, src: &mut S) -> Result<bool> {
+        match op {
+            // Stack and mark manipulation.
+            MARK => {
+                if self.stack.len() + self.marks.len() >= self.opts.limits.max_stack {
+                    return Err(Error::new(ErrorKind::Limit {
+                        limit: "max_stack",
+                        max: self.opts.limits.max_stack as u64,
+                    }));
+                }
+                self.marks.push(self.stack.len());
+            }
+            STOP => return Ok(true),
+            POP => {
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    let popped = self.pop()?;
+                    if let Some(popped) = self.attach_state_setter(popped) {
+                        if self.opts.inert {
+                            self.discard(popped);
+                        }
+                    }
+                }
+            }
+            POP_MARK => {
+                let items = self.pop_mark()?;
+                if self.opts.inert {
+                    for item in items {
+                        self.discard(item);
+                    }
+                }
+            }
+            DUP => {
+                let v = self.share_top()?;
+                self.push(v)?;
+            }
+
+            // Framing and protocol.
+            PROTO => self.proto = decode::proto(src)?,
+            FRAME => {
+                let len = decode::uint8(src)?;
+                src.frame(len)?;
+            }
+
+            // Atoms.
+            NONE => self.push(Value::None)?,
+            NEWTRUE => self.push(Value::Bool(true))?,
+            NEWFALSE => self.push(Value::Bool(false))?,
+            INT => {
+                let v = match decode::int_line(src, self.opts.limits.max_int_digits)? {
+                    decode::IntLine::Bool(b) => Value::Bool(b),
+                    decode::IntLine::Int(i) => Value::int(i),
+                };
+                self.push(v)?;
+            }
+            BININT => {
+                let i = decode::int4(src)?;
+                self.push(Value::Int(i as i64))?
+            }
+            BININT1 => {
+                let b = decode::uint1(src)?;
+                self.push(Value::Int(b as i64))?
+            }
+            BININT2 => {
+                let i = decode::uint2(src)?;
+                self.push(Value::Int(i as i64))?
+            }
+            LONG => {
+                let v = Value::int(decode::long_line(src, self.opts.limits.max_int_digits)?);
+                self.push(v)?
+            }
+            LONG1 | LONG4 => {
+                let bytes = decode::long_bytes(src, op)?;
+                let v = if bytes.len() <= 8 {
+                    // Up to 64 bits: sign-extend, no bignum.
+                    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+                    let mut buf = [if negative { 0xff } else { 0 }; 8];
+                    buf[..bytes.len()].copy_from_slice(bytes);
+                    Value::Int(i64::from_le_bytes(buf))
+                } else {
+                    Value::int(BigInt::from_signed_bytes_le(bytes))
+                };
+                self.push(v)?
+            }
+            FLOAT => {
+                let x = decode::float_line(src)?;
+                self.push(Value::Float(x))?
+            }
+            BINFLOAT => {
+                let x = decode::float8(src)?;
+                self.push(Value::Float(x))?
+            }
+
+            // Strings and bytes.
+            STRING | BINSTRING | SHORT_BINSTRING => {
+                let bytes = decode::py2_string(src, op)?;
+                let v = self.decode_py2_str(&bytes)?;
+                self.push(v)?
+            }
+            UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                let s = decode::unicode(src, op)?;
+                self.push(Value::Str(s))?
+            }
+            SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
+                let bytes = decode::bytes(src, op)?.to_vec();
+                self.push(if op == BYTEARRAY8 {
+                    Value::ByteArray(bytes)
+                } else {
+                    Value::Bytes(bytes)
+                })?
+            }
+
+            // Containers.
+            EMPTY_TUPLE => self.push(Value::Tuple(vec![]))?,
+            EMPTY_LIST => self.push(Value::List(vec![]))?,
+            EMPTY_DICT => self.push(Value::Dict(vec![]))?,
+            EMPTY_SET => self.push(Value::Set(vec![]))?,
+            TUPLE => {
+                let mut items = self.pop_mark()?;
+                let before = self.hoist(items.first_mut());
+                self.push_built(Value::Tuple(items), before)?
+            }
+            TUPLE1 | TUPLE2 | TUPLE3 => {
+                let n = (op - TUPLE1 + 1) as usize;
+                if self.stack.len() < self.fence() + n {
+                    return Err(underflow());
+                }
+                let mut items = self.stack.split_off(self.stack.len() - n);
+                let before = self.hoist(items.first_mut());
+                self.push_built(Value::Tuple(items), before)?
+            }
+            LIST => {
+                let mut items = self.pop_mark()?;
+                let before = self.hoist(items.first_mut());
+                self.push_built(Value::List(items), before)?
+            }
+            DICT => {
+                let mut items = self.pop_mark()?;
+                let before = self.hoist(items.first_mut());
+                if items.len() % 2 != 0 {
+                    return Err(Error::invalid("odd number of items for DICT"));
+                }
+                let mut pairs = Vec::with_capacity(items.len() / 2);
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((k, v));
+                }
+                self.push_built(Value::Dict(pairs), before)?
+            }
+            FROZENSET => {
+                let mut items = self.pop_mark()?;
+                let before = self.hoist(items.first_mut());
+                self.push_built(Value::FrozenSet(items), before)?
+            }
+            APPEND => {
+                let from = self.stack.len().checked_sub(1).ok_or_else(underflow)?;
+                self.extend_container(from, false)?
+            }
+            APPENDS => {
+                let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+                self.extend_container(mark, false)?
+            }
+            SETITEM => {
+                let from = self.stack.len().checked_sub(2).ok_or_else(underflow)?;
+                self.extend_container(from, true)?
+            }
+            SETITEMS => {
+                let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+                self.extend_container(mark, true)?
+            }
+            ADDITEMS => {
+                let items = self.pop_mark()?;
+                let i = self.top_index()?;
+                if self.opts.inert && !items.is_empty() && !self.attached(i, false) {
+                    let target = self.detach(i, Change::Set)?;
+                    self.record(Step::AddItems { target, items });
+                    return Ok(false);
+                }
+                match self.target_mut(i) {
+                    Value::Set(s) => s.extend(items),
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "expected a set to add items to, found a {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+
+            // Memo.
+            PUT | BINPUT | LONG_BINPUT => {
+                let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
+                self.memo_put(key)?
+            }
+            MEMOIZE => {
+                let key = self.memo_len as u64;
+                self.memo_put(key)?
+            }
+            GET | BINGET | LONG_BINGET => {
+                let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
+                self.memo_get(key)?
+            }
+
+            // Globals and objects.
+            GLOBAL => {
+                let module = decode::name_line(src, "GLOBAL module name")?;
+                let name = decode::name_line(src, "GLOBAL name")?;
+                let mut v = self.find_global(&module, &name)?;
+                if self.opts.inert {
+                    if let Value::Global(g) = &mut v {
+                        g.spelling = Spelling::Line;
+                    }
+                }
+                self.push(v)?
+            }
+            STACK_GLOBAL => {
+                let name_v = self.pop()?;
+                let mut module_v = self.pop()?;
+                let before = self.hoist(Some(&mut module_v));
+                let (Value::Str(module), Value::Str(name)) =
+                    (self.deref(&module_v), self.deref(&name_v))
+                else {
+                    return Err(Error::invalid("STACK_GLOBAL requires str module and name"));
+                };
+                // Each global keeps its own copy of the names: bounded by the
+                // input, as the inspector's report is (a long name fetched
+                // from the memo a million times would otherwise cost far
+                // more memory than the pickle's length justifies).
+                let copied = (module.len() + name.len()) as u64;
+                let (module, name) = (
+                    module.to_string_lossy().into_owned(),
+                    name.to_string_lossy().into_owned(),
+                );
+                self.name_bytes += copied;
+                let budget = NAME_BYTES_PER_INPUT_BYTE * src.pos() + (1 << 20);
+                if self.name_bytes > budget {
+                    return Err(Error::new(ErrorKind::Limit {
+                        limit: "global names",
+                        max: budget,
+                    })
+                    .with_detail(
+                        "STACK_GLOBAL names copied from the memo add up to more than 32 bytes per byte of input"
+                            .into(),
+                    ));
+                }
+                let mut v = self.find_global(&module, &name)?;
+                if self.opts.inert {
+                    if let Value::Global(g) = &mut v {
+                        g.spelling = Spelling::Stack(Box::new((module_v, name_v)));
+                    }
+                }
+                self.push_built(v, before)?
+            }
+            EXT1 | EXT2 | EXT4 => {
+                let code = decode::ext_code(src, op)?;
+                let g = self
+                    .opts
+                    .extensions
+                    .get(&code)
+                    .cloned()
+                    .or_else(|| self.resolve.extension(code))
+                    .ok_or(Error::new(ErrorKind::UnknownExtension(code)))?;
+                let v = self.find_global(&g.module, &g.name)?;
+                self.push(v)?
+            }
+            REDUCE => {
+                let args = self.pop()?;
+                let mut callable = self.pop()?;
+                let before = self.hoist(Some(&mut callable));
+                let v = self.call(callable, args)?;
+                self.push_built(v, before)?
+            }
+            INST => {
+                let module = decode::name_line(src, "INST module name")?;
+                let name = decode::name_line(src, "INST name")?;
+                let mut args = self.pop_mark()?;
+                let before = self.hoist(args.first_mut());
+                let cls = self.find_global(&module, &name)?;
+                let v = self.call(cls, Value::Tuple(args))?;
+                self.push_built(v, before)?
+            }
+            OBJ => {
+                let mut args = self.pop_mark()?;
+                if args.is_empty() {
+                    return Err(underflow());
+                }
+                let mut cls = args.remove(0);
+                let before = self.hoist(Some(&mut cls));
+                let v = self.call(cls, Value::Tuple(args))?;
+                self.push_built(v, before)?
+            }
+            NEWOBJ => {
+                let args = self.pop()?;
+                let mut cls = self.pop()?;
+                let before = self.hoist(Some(&mut cls));
+                self.check_class(&cls, "NEWOBJ")?;
+                if matches!(args, Value::Seq(_)) {
+                    return Err(Error::invalid(
+                        "inert mode cannot keep steps taken between NEWOBJ's arguments and NEWOBJ",
+                    ));
+                }
+                let Value::Tuple(items) = self.deref(&args) else {
+                    return Err(Error::invalid(format!(
+                        "NEWOBJ expected an argument tuple, found a {}",
+                        self.deref(&args).type_name()
+                    )));
+                };
+                let mut all = Vec::with_capacity(items.len() + 1);
+                all.push(cls);
+                all.extend(items.iter().map(cheap_clone));
+                let v = self.call(Value::global("copyreg", "__newobj__"), Value::Tuple(all))?;
+                self.push_built(v, before)?
+            }
+            NEWOBJ_EX => {
+                let kwargs = self.pop()?;
+                let args = self.pop()?;
+                let mut cls = self.pop()?;
+                let before = self.hoist(Some(&mut cls));
+                self.check_class(&cls, "NEWOBJ_EX")?;
+                if !matches!(self.deref(&args), Value::Tuple(_)) {
+                    return Err(Error::invalid("NEWOBJ_EX args argument must be a tuple"));
+                }
+                if !matches!(self.deref(&kwargs), Value::Dict(_)) {
+                    return Err(Error::invalid("NEWOBJ_EX kwargs argument must be a dict"));
+                }
+                let v = self.call(
+                    Value::global("copyreg", "__newobj_ex__"),
+                    Value::Tuple(vec![cls, args, kwargs]),
+                )?;
+                self.push_built(v, before)?
+            }
+            BUILD => {
+                let state = self.pop()?;
+                let i = self.top_index()?;
+                if self.opts.inert && !self.build_attached(i) {
+                    let target = self.detach(i, Change::State)?;
+                    self.record(Step::Build { target, state });
+                    return Ok(false);
+                }
+                match self.target_mut(i) {
+                    Value::Reduce(r) if r.state.is_none() => r.state = Some(state),
+                    Value::Reduce(_) => {
+                        return Err(Error::invalid(
+                            "BUILD applied twice to one object, which inert mode cannot keep",
+                        ))
+                    }
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "expected an object to BUILD, found a {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            PERSID => {
+                let pid = Value::str(decode::persid_line(src)?);
+                let v = self.persistent(pid, true)?;
+                self.push(v)?
+            }
+            BINPERSID => {
+                let mut pid = self.pop()?;
+                let before = self.hoist(Some(&mut pid));
+                let v = self.persistent(pid, false)?;
+                self.push_built(v, before)?
+            }
+
+            // Out-of-band buffers.
+            NEXT_BUFFER => {
+                let data = self
+                    .opts
+                    .buffers
+                    .pop_front()
+                    .ok_or(Error::new(ErrorKind::NoBuffer))?;
+                self.push(Value::Buffer(Box::new(PickleBuffer {
+                    data,
+                    readonly: false,
+                })))?
+            }
+            READONLY_BUFFER => {
+                let i = self.top_index()?;
+                match self.target_mut(i) {
+                    Value::Buffer(b) => b.readonly = true,
+                    Value::Bytes(_) => {}
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "expected a buffer for READONLY_BUFFER, found a {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            other => return Err(Error::new(ErrorKind::UnknownOpcode(other))),
+        }
+        Ok(false)
+    }
+
+    /// Inert mode: whether `BUILD` on stack slot `index` is the state of the
+    /// object CPython's pickler just built (kept in the object).
+    fn build_attached(&self, index: usize) -> bool {
+        let slot = &self.stack[index];
+        let inner = match slot {
+            Value::Seq(s) if !s.after.is_empty() => return false,
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
+        if matches!(inner, Value::Ref(id) if id.0 & Id::BIRTH == 0) {
+            return false;
+        }
+        matches!(self.deref(slot), Value::Reduce(r) if r.state.is_none())
+    }
+
+    /// Ends a load: takes the root, keeps shared the objects reached twice or
+    /// more, moves the others inline, and drops the unreachable ones. In
+    /// inert mode, values left under the root were built for their effect:
+    /// they become steps before it.
+    pub(super) fn finish(mut self) -> Result<Graph> {
+        let mut root = self.pop()?;
+        if self.opts.inert && (!self.stack.is_empty() || !self.pending.is_empty()) {
+            let after = std::mem::take(&mut self.pending);
+            // Values left under the root: thrown away, in order, before it.
+            self.marks.clear();
+            let below = std::mem::take(&mut self.stack);
+            below.into_iter().for_each(|v| self.discard(v));
+            let left = std::mem::take(&mut self.pending);
+            let mut seq = match &mut root {
+                Value::Seq(s) => std::mem::take(s),
+                v => Box::new(Seq {
+                    before: Vec::new(),
+                    value: std::mem::take(v),
+                    after: Vec::new(),
+                }),
+            };
+            seq.before.splice(0..0, left);
+            seq.after.extend(after);
+            root = Value::Seq(seq);
+        }
+        let objects = std::mem::take(&mut self.objects);
+        let max_depth = self.opts.limits.max_depth;
+        compact(root, objects, max_depth)
+    }
+}
+
+/// How many bytes of global names `STACK_GLOBAL` may copy per byte of input
+/// (beyond a first MiB), as the inspector allows itself.
+const NAME_BYTES_PER_INPUT_BYTE: u64 = 32;
+
+/// What a change after the fact does, for [`Machine::detach`]'s check.
+#[derive(Clone, Copy)]
+enum Change {
+    Items,
+    Pairs,
+    Set,
+    State,
+}
+
+/// Whether any of `items` carries steps (inert mode).
+fn args_of_seq(items: &[Value]) -> bool {
+    items.iter().any(|v| matches!(v, Value::Seq(_)))
+}
+
+/// Copies a value that is cheap to copy, or shares one reference.
+fn cheap_clone(v: &Value) -> Value {
+    match v {
+        Value::None => Value::None,
+        Value::Bool(b) => Value::Bool(*b),
+        Value::Int(i) => Value::Int(*i),
+        Value::Float(f) => Value::Float(*f),
+        Value::Ref(id) => Value::Ref(*id),
+        other => other.clone(),
+    }
+}
+
+fn latin1(bytes: &[u8]) -> PyStr {
+    PyStr::from(bytes.iter().map(|&b| b as char).collect::<String>())
+}

@@ -1,0 +1,21 @@
+//! What `#[derive(Reduce)]` expands to refers to, through one hidden path
+//! so the generated code never depends on the user's imports.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+pub use inventory;
+
+pub use crate::typed::registry::{GenericName, Registration};
+pub use crate::typed::save::FnReduce;
+pub use crate::typed::state::{save_instance, InstanceState};
+
+/// `a::b::c` as Python spells a module, `a.b.c`, made once per module.
+pub fn dotted(module_path: &'static str) -> &'static str {
+    static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static str>>> =
+        LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(module_path)
+        .or_insert_with(|| Box::leak(module_path.replace("::", ".").into_boxed_str()))
+}

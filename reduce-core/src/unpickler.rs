@@ -1,0 +1,221 @@
+//! The entry point for reading: [`Unpickler`], the reader engine's options
+//! and the typed layer's registry put together.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::base::error::Result;
+use crate::base::limits::Limits;
+use crate::read::input::{Input, IoRead, SliceRead};
+use crate::read::{self, Options, StringDecoding};
+use crate::typed::construct::Construct;
+use crate::typed::registry::{Lookup, Registry};
+use crate::value::{Global, Graph, Value};
+
+/// Reads pickles, with options: inert mode, string decoding, limits, a
+/// persistent-id hook, out-of-band buffers and extension codes.
+///
+/// ```
+/// use reduce::{Unpickler, Value};
+///
+/// // pickle.dumps(["a", 1], protocol=2)
+/// let bytes = b"\x80\x02]q\x00(X\x01\x00\x00\x00aq\x01K\x01e.";
+/// let value: Value = Unpickler::from_slice(bytes).load()?;
+/// assert_eq!(value, Value::List(vec!["a".into(), 1.into()]));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+///
+/// Several pickles written one after another are read in turn, as with
+/// Python's `Unpickler.load`:
+///
+/// ```
+/// use reduce::{Unpickler, Value};
+///
+/// let stream = b"K\x01.K\x02.";
+/// let mut unpickler = Unpickler::new(&stream[..]);
+/// assert_eq!(unpickler.load::<Value>()?, Value::Int(1));
+/// assert_eq!(unpickler.load::<Value>()?, Value::Int(2));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub struct Unpickler<'h, I> {
+    input: I,
+    options: Options<'h>,
+    registry: Option<Arc<Registry>>,
+}
+
+impl<'a> Unpickler<'static, SliceRead<'a>> {
+    /// An unpickler reading from a byte slice.
+    pub fn from_slice(bytes: &'a [u8]) -> Self {
+        Unpickler::with_input(SliceRead::new(bytes))
+    }
+
+    /// How many bytes have been read, i.e. where the next pickle starts.
+    pub fn position(&self) -> usize {
+        self.input.position()
+    }
+}
+
+impl<R: io::Read> Unpickler<'static, IoRead<R>> {
+    /// An unpickler reading from `reader`.
+    pub fn new(reader: R) -> Self {
+        Unpickler::with_input(IoRead::new(reader))
+    }
+}
+
+impl<'h, R: io::Read> Unpickler<'h, IoRead<R>> {
+    /// The reader back, positioned just after the last `STOP` read.
+    pub fn into_inner(self) -> R {
+        self.input.into_reader()
+    }
+}
+
+impl<'h, I: Input> Unpickler<'h, I> {
+    fn with_input(input: I) -> Self {
+        Unpickler {
+            input,
+            options: Options::default(),
+            registry: None,
+        }
+    }
+
+    /// Inert mode: keep every global and every reduction as data
+    /// ([`Value::Global`], [`Value::Reduce`]) instead of refusing unknown
+    /// ones. Nothing is ever called in either mode. Default off.
+    ///
+    /// Inert mode keeps the whole pickle as a program: every call, including
+    /// those made only for their effect (`REDUCE` then `POP`), every change
+    /// to an object made after it was built, and the order of each relative
+    /// to the calls that receive the object ([`Value::Seq`], [`Step`]); how
+    /// each global was spelled (`GLOBAL` or `STACK_GLOBAL` on which string
+    /// objects); and persistent ids as [`Value::PersistentId`] data when no
+    /// [`persistent_load`](Unpickler::persistent_load) hook is set. Written
+    /// back, it makes CPython perform the same calls with the same arguments
+    /// in the same order, and what CPython's own pickler wrote comes back
+    /// byte for byte. What the model cannot hold is an error, never dropped.
+    ///
+    /// ```
+    /// use reduce::Unpickler;
+    ///
+    /// // A fickling-style payload: the data, then exec(...) run for its effect.
+    /// let bytes = b"\x80\x02]q\x00c__builtin__\nexec\nX\x04\x00\x00\x00passq\x01\x85R0.";
+    /// let graph = Unpickler::from_slice(bytes).inert(true).load_graph()?;
+    /// // Nothing ran, and nothing was lost: the call is written back.
+    /// assert!(format!("{graph:?}").contains("Discard(<reduce builtins.exec, ('pass',)>)"));
+    /// let out = reduce::to_vec_with_protocol(&graph, 2)?;
+    /// assert!(out.windows(5).any(|w| w == b"exec\n"));
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub fn inert(mut self, inert: bool) -> Self {
+        self.options.inert = inert;
+        self
+    }
+
+    /// How `STRING`, `BINSTRING` and `SHORT_BINSTRING` are decoded. Default
+    /// [`StringDecoding::Ascii`].
+    pub fn strings(mut self, decoding: StringDecoding) -> Self {
+        self.options.strings = decoding;
+        self
+    }
+
+    /// Map Python 2 names (`__builtin__`, `copy_reg`, ...) in protocol 0-2
+    /// pickles to their Python 3 names, as Python's `fix_imports` does.
+    /// Default on.
+    pub fn fix_imports(mut self, fix: bool) -> Self {
+        self.options.fix_imports = fix;
+        self
+    }
+
+    /// The resource limits. Default [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
+        self
+    }
+
+    /// The hook that turns a persistent id (`PERSID`, `BINPERSID`) into an
+    /// object: Python's `persistent_load`. Without one, a persistent id is an
+    /// error, except in [inert mode](Unpickler::inert), which keeps it as
+    /// [`Value::PersistentId`] data.
+    ///
+    /// The hook receives the id whole, as a [`Graph`] of its own: parts the
+    /// pickle fetched from its memo are resolved, and parts the id holds
+    /// twice stay shared. Return `Value::PersistentId(Box::new(pid.root().clone().into()))`
+    /// to keep a self-contained id as data.
+    ///
+    /// ```
+    /// use reduce::{Unpickler, Value};
+    ///
+    /// // pickle.dumps([P('user', 7), P('user', 8)]) with persistent_id = lambda p: ('user', p.n):
+    /// // the second 'user' is a memo reference to the first.
+    /// let bytes = b"\x80\x02]q\x00(X\x04\x00\x00\x00userq\x01K\x07\x86q\x02Qh\x01K\x08\x86q\x03Qe.";
+    /// let mut seen = Vec::new();
+    /// let value: Value = Unpickler::from_slice(bytes)
+    ///     .persistent_load(|pid| {
+    ///         seen.push(format!("{:?}", pid.root()));
+    ///         Ok(Value::None)
+    ///     })
+    ///     .load()?;
+    /// assert_eq!(seen, ["('user', 7)", "('user', 8)"]);
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub fn persistent_load<'g>(
+        self,
+        hook: impl FnMut(Graph) -> Result<Value> + 'g,
+    ) -> Unpickler<'g, I>
+    where
+        'h: 'g,
+    {
+        let mut options: Options<'g> = self.options;
+        options.persistent_load = Some(Box::new(hook));
+        Unpickler {
+            input: self.input,
+            options,
+            registry: self.registry,
+        }
+    }
+
+    /// Out-of-band buffers for `NEXT_BUFFER`, in order (Python's `buffers`).
+    pub fn buffers(mut self, buffers: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        self.options.buffers = buffers.into_iter().collect();
+        self
+    }
+
+    /// Registers an extension code (`EXT1`/`EXT2`/`EXT4`) for the global
+    /// `module.name`, as `copyreg.add_extension` does. The global is still
+    /// subject to the same checks as one named in full.
+    pub fn extension(mut self, code: u32, module: &str, name: &str) -> Self {
+        self.options
+            .extensions
+            .insert(code, Global::new(module, name));
+        self
+    }
+
+    /// Reads one pickle.
+    pub fn load<T: Construct>(&mut self) -> Result<T> {
+        let lookup = Lookup::new(self.registry.clone());
+        let graph = self.load_with(&lookup)?;
+        T::from_graph(graph, &lookup, &self.options.limits)
+    }
+
+    /// Reads one pickle into a [`Graph`].
+    pub fn load_graph(&mut self) -> Result<Graph> {
+        let lookup = Lookup::new(self.registry.clone());
+        self.load_with(&lookup)
+    }
+
+    fn load_with(&mut self, lookup: &Lookup) -> Result<Graph> {
+        read::load(&mut self.input, &mut self.options, lookup)
+    }
+
+    /// A registry layered over the process-wide one for this unpickler:
+    /// its constructors are allowed globals too, and its extension codes are
+    /// read. (Python's per-unpickler `find_class` override.)
+    pub fn registry(mut self, registry: impl Into<Arc<Registry>>) -> Self {
+        self.registry = Some(registry.into());
+        self
+    }
+
+    /// The limits in force.
+    pub fn current_limits(&self) -> &Limits {
+        &self.options.limits
+    }
+}

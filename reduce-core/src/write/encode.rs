@@ -1,0 +1,817 @@
+//! The `Value` encoder: CPython's `save()` over an explicit task stack, so a
+//! value of any depth is written without recursion.
+
+use std::collections::HashMap;
+
+use super::out::{unpicklable, Out};
+use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::op::*;
+use crate::value::{Global, Id, PickleBuffer, Reduction, Spelling, Step, Value};
+
+/// The identity of an object for the memo, as CPython's `id()`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Ident {
+    /// A fresh object nobody can meet again (an argument tuple the writer
+    /// builds, a tree node outside any recursive tuple).
+    Fresh,
+    /// A shared object of the graph.
+    Shared(Id),
+    /// A tree node met while a recursive tuple is being written, where it may
+    /// be met again.
+    Addr(*const Value),
+}
+
+enum Task<'a> {
+    Save(&'a Value),
+    Op(u8),
+    /// The end of a `save` of a container: where CPython may commit a frame.
+    Boundary,
+    /// Saves the items one by one.
+    Items(&'a [Value]),
+    Pairs(&'a [(Value, Value)]),
+    /// Protocol 0 `APPEND`/`SETITEM` after each item.
+    AppendEach(&'a [Value]),
+    SetItemEach(&'a [(Value, Value)]),
+    /// `batch_list_exact`: chunks of 1000, no special case after the first.
+    ListChunks(&'a [Value]),
+    /// `batch_list` for an iterator: a last chunk of one uses `APPEND`.
+    AppendBatches(&'a [Value]),
+    /// `batch_dict_exact` and `save_set`: chunks of 1000, repeated while the
+    /// last one was full (so an empty one follows a multiple of 1000).
+    DictChunks(&'a [(Value, Value)]),
+    SetChunks(&'a [Value]),
+    /// `batch_dict` for an iterator.
+    SetItemBatches(&'a [(Value, Value)]),
+    /// A tuple's items are on the stack: close it, or fetch it from the memo
+    /// if saving the items memoized it (a recursive tuple).
+    EndTuple {
+        ident: Ident,
+        n: usize,
+        small: bool,
+        region: bool,
+    },
+    EndFrozenSet {
+        ident: Ident,
+        region: bool,
+    },
+    /// `callable` and `args` are written: memoize the object, then its items
+    /// and state.
+    EndReduce {
+        ident: Ident,
+        reduce: Option<&'a Reduction>,
+        region: bool,
+    },
+    /// A list the writer makes itself (`set(list)` before protocol 4).
+    FreshList(&'a [Value]),
+    FreshTupleStart(usize),
+    FreshTupleEnd(usize),
+    /// A global the writer names itself.
+    Global(&'static str, &'static str),
+    /// A memo reference to an object already written.
+    Get(u32),
+    /// A global's `STACK_GLOBAL` is written: memoize it.
+    EndGlobal(&'a Global, Ident),
+    /// Memoize what was just written, as `ident`.
+    MemoPut(Ident),
+}
+
+struct Encoder<'e, 'o, 'a> {
+    out: &'e mut Out<'o>,
+    objects: &'a [Value],
+    buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
+    shared_memo: Vec<u32>,
+    addr_memo: HashMap<*const Value, u32>,
+    /// How many recursive-capable objects (shared tuples, frozensets and
+    /// reductions not yet memoized) are being written.
+    regions: usize,
+}
+
+const NOT_MEMOIZED: u32 = u32::MAX;
+
+/// Writes a `Value` (with the shared objects of its graph) on `out`, as one
+/// object of a pickle being written.
+pub(crate) fn encode_into<'e>(
+    out: &'e mut Out<'_>,
+    root: &Value,
+    objects: &[Value],
+    buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
+) -> Result<()> {
+    Encoder::new(out, objects, buffer_callback).run(root)
+}
+
+impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
+    fn new(
+        out: &'e mut Out<'o>,
+        objects: &'a [Value],
+        buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
+    ) -> Self {
+        Encoder {
+            out,
+            objects,
+            buffer_callback,
+            shared_memo: vec![NOT_MEMOIZED; objects.len()],
+            addr_memo: HashMap::new(),
+            regions: 0,
+        }
+    }
+
+    fn proto(&self) -> u8 {
+        self.out.proto
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        self.out.write(data)
+    }
+
+    fn memo_index(&self, ident: Ident) -> Option<u32> {
+        match ident {
+            Ident::Fresh => None,
+            Ident::Shared(id) => Some(self.shared_memo[id.index()]).filter(|&m| m != NOT_MEMOIZED),
+            Ident::Addr(p) => self.addr_memo.get(&p).copied(),
+        }
+    }
+
+    /// Records that the object `ident` is at memo index `idx`.
+    fn remember(&mut self, ident: Ident, idx: u32) {
+        match ident {
+            Ident::Fresh => {}
+            Ident::Shared(id) => self.shared_memo[id.index()] = idx,
+            Ident::Addr(p) => {
+                self.addr_memo.insert(p, idx);
+            }
+        }
+    }
+
+    fn memo_put(&mut self, ident: Ident) -> Result<()> {
+        let idx = self.out.memo_put()?;
+        self.remember(ident, idx);
+        Ok(())
+    }
+
+    fn run(&mut self, root: &'a Value) -> Result<()> {
+        let mut tasks: Vec<Task<'a>> = vec![Task::Save(root)];
+        while let Some(task) = tasks.pop() {
+            self.task(task, &mut tasks)?;
+        }
+        Ok(())
+    }
+
+    fn task(&mut self, task: Task<'a>, tasks: &mut Vec<Task<'a>>) -> Result<()> {
+        match task {
+            Task::Save(v) => self.save(v, tasks)?,
+            Task::Op(op) => self.write(&[op]),
+            Task::Boundary => self.out.boundary()?,
+            Task::Items(items) => {
+                if let Some((first, rest)) = items.split_first() {
+                    tasks.push(Task::Items(rest));
+                    tasks.push(Task::Save(first));
+                }
+            }
+            Task::Pairs(pairs) => {
+                if let Some(((k, v), rest)) = pairs.split_first() {
+                    tasks.push(Task::Pairs(rest));
+                    tasks.push(Task::Save(v));
+                    tasks.push(Task::Save(k));
+                }
+            }
+            Task::AppendEach(items) => {
+                if let Some((first, rest)) = items.split_first() {
+                    tasks.push(Task::AppendEach(rest));
+                    tasks.push(Task::Op(APPEND));
+                    tasks.push(Task::Save(first));
+                }
+            }
+            Task::SetItemEach(pairs) => {
+                if let Some(((k, v), rest)) = pairs.split_first() {
+                    tasks.push(Task::SetItemEach(rest));
+                    tasks.push(Task::Op(SETITEM));
+                    tasks.push(Task::Save(v));
+                    tasks.push(Task::Save(k));
+                }
+            }
+            Task::ListChunks(items) => {
+                let (chunk, rest) = items.split_at(items.len().min(BATCHSIZE));
+                self.write(&[MARK]);
+                if !rest.is_empty() {
+                    tasks.push(Task::ListChunks(rest));
+                }
+                tasks.push(Task::Op(APPENDS));
+                tasks.push(Task::Items(chunk));
+            }
+            Task::AppendBatches(items) => match items.len() {
+                0 => {}
+                1 => {
+                    tasks.push(Task::Op(APPEND));
+                    tasks.push(Task::Save(&items[0]));
+                }
+                n => {
+                    let (chunk, rest) = items.split_at(n.min(BATCHSIZE));
+                    self.write(&[MARK]);
+                    if chunk.len() == BATCHSIZE {
+                        tasks.push(Task::AppendBatches(rest));
+                    }
+                    tasks.push(Task::Op(APPENDS));
+                    tasks.push(Task::Items(chunk));
+                }
+            },
+            Task::DictChunks(pairs) => {
+                let (chunk, rest) = pairs.split_at(pairs.len().min(BATCHSIZE));
+                self.write(&[MARK]);
+                if chunk.len() == BATCHSIZE {
+                    tasks.push(Task::DictChunks(rest));
+                }
+                tasks.push(Task::Op(SETITEMS));
+                tasks.push(Task::Pairs(chunk));
+            }
+            Task::SetChunks(items) => {
+                let (chunk, rest) = items.split_at(items.len().min(BATCHSIZE));
+                self.write(&[MARK]);
+                if chunk.len() == BATCHSIZE {
+                    tasks.push(Task::SetChunks(rest));
+                }
+                tasks.push(Task::Op(ADDITEMS));
+                tasks.push(Task::Items(chunk));
+            }
+            Task::SetItemBatches(pairs) => match pairs.len() {
+                0 => {}
+                1 => {
+                    tasks.push(Task::Op(SETITEM));
+                    tasks.push(Task::Save(&pairs[0].1));
+                    tasks.push(Task::Save(&pairs[0].0));
+                }
+                n => {
+                    let (chunk, rest) = pairs.split_at(n.min(BATCHSIZE));
+                    self.write(&[MARK]);
+                    if chunk.len() == BATCHSIZE {
+                        tasks.push(Task::SetItemBatches(rest));
+                    }
+                    tasks.push(Task::Op(SETITEMS));
+                    tasks.push(Task::Pairs(chunk));
+                }
+            },
+            Task::EndTuple {
+                ident,
+                n,
+                small,
+                region,
+            } => {
+                if region {
+                    self.regions -= 1;
+                }
+                if let Some(idx) = self.memo_index(ident) {
+                    // The tuple reached itself through its items and was
+                    // written (and memoized) inside: drop this copy's items.
+                    if small {
+                        self.write(&vec![POP; n]);
+                    } else if self.proto() >= 1 {
+                        self.write(&[POP_MARK]);
+                    } else {
+                        self.write(&vec![POP; n + 1]);
+                    }
+                    self.out.get(idx)?;
+                } else {
+                    let op = if small {
+                        [TUPLE1, TUPLE2, TUPLE3][n - 1]
+                    } else {
+                        TUPLE
+                    };
+                    self.write(&[op]);
+                    self.memo_put(ident)?;
+                    self.out.boundary()?;
+                }
+            }
+            Task::EndFrozenSet { ident, region } => {
+                if region {
+                    self.regions -= 1;
+                }
+                if let Some(idx) = self.memo_index(ident) {
+                    self.write(&[POP_MARK]);
+                    self.out.get(idx)?;
+                } else {
+                    self.write(&[FROZENSET]);
+                    self.memo_put(ident)?;
+                    self.out.boundary()?;
+                }
+            }
+            Task::EndReduce {
+                ident,
+                reduce,
+                region,
+            } => {
+                if region {
+                    self.regions -= 1;
+                }
+                if let Some(idx) = self.memo_index(ident) {
+                    // Made while its own arguments were written: CPython
+                    // drops this copy and skips the items and state too.
+                    self.write(&[POP]);
+                    return self.out.get(idx);
+                }
+                let idx = self.out.memo_put()?;
+                self.remember(ident, idx);
+                tasks.push(Task::Boundary);
+                if let Some(r) = reduce {
+                    self.reduce_rest(r, idx, tasks);
+                }
+            }
+            Task::FreshList(items) => {
+                self.list_header();
+                self.memo_put(Ident::Fresh)?;
+                tasks.push(Task::Boundary);
+                self.list_items(items, tasks);
+            }
+            Task::FreshTupleStart(n) => self.out.fresh_tuple_start(n),
+            Task::FreshTupleEnd(n) => self.out.fresh_tuple_end(n)?,
+            Task::Global(module, name) => {
+                self.out.global(module, name)?;
+            }
+            Task::Get(idx) => self.out.get(idx)?,
+            Task::MemoPut(ident) => self.memo_put(ident)?,
+            Task::EndGlobal(g, ident) => {
+                let idx = self.out.global_end(&g.module, &g.name)?;
+                self.remember(ident, idx);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a reduced object is memoized: its list items, dict items and
+    /// state, in CPython's order.
+    fn reduce_rest(&mut self, r: &'a Reduction, idx: u32, tasks: &mut Vec<Task<'a>>) {
+        if let Some(state) = &r.state {
+            match &r.state_setter {
+                None => {
+                    tasks.push(Task::Op(BUILD));
+                    tasks.push(Task::Save(state));
+                }
+                Some(setter) => {
+                    // setter(obj, state), then POP: the call's result is not
+                    // the object.
+                    tasks.push(Task::Op(POP));
+                    tasks.push(Task::Op(REDUCE));
+                    tasks.push(Task::Op(TUPLE2));
+                    tasks.push(Task::Save(state));
+                    tasks.push(Task::Get(idx));
+                    tasks.push(Task::Save(setter));
+                }
+            }
+        }
+        if !r.dict_items.is_empty() {
+            tasks.push(if self.proto() == 0 {
+                Task::SetItemEach(&r.dict_items)
+            } else {
+                Task::SetItemBatches(&r.dict_items)
+            });
+        }
+        if !r.list_items.is_empty() {
+            tasks.push(if self.proto() == 0 {
+                Task::AppendEach(&r.list_items)
+            } else {
+                Task::AppendBatches(&r.list_items)
+            });
+        }
+    }
+
+    fn save(&mut self, v: &'a Value, tasks: &mut Vec<Task<'a>>) -> Result<()> {
+        let (obj, ident) = match v {
+            Value::Ref(id) => {
+                let obj = self
+                    .objects
+                    .get(id.index())
+                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+                if let Value::Ref(_) = obj {
+                    return Err(unpicklable("a shared object may not itself be a reference"));
+                }
+                (obj, Ident::Shared(*id))
+            }
+            v if self.regions > 0 && is_memoized_kind(v) => (v, Ident::Addr(v as *const Value)),
+            v => (v, Ident::Fresh),
+        };
+        if let Some(idx) = self.memo_index(ident) {
+            return self.out.get(idx);
+        }
+        self.save_obj(obj, ident, tasks)
+    }
+
+    fn list_header(&mut self) {
+        if self.proto() >= 1 {
+            self.write(&[EMPTY_LIST]);
+        } else {
+            self.write(&[MARK, LIST]);
+        }
+    }
+
+    fn list_items(&mut self, items: &'a [Value], tasks: &mut Vec<Task<'a>>) {
+        if items.is_empty() {
+            return;
+        }
+        if self.proto() == 0 {
+            tasks.push(Task::AppendEach(items));
+        } else if items.len() == 1 {
+            tasks.push(Task::Op(APPEND));
+            tasks.push(Task::Save(&items[0]));
+        } else {
+            tasks.push(Task::ListChunks(items));
+        }
+    }
+
+    /// Starts a region where tree nodes are memoized by address, because the
+    /// object being written may be met again before it is memoized.
+    fn open_region(&mut self, ident: Ident) -> bool {
+        if matches!(ident, Ident::Shared(_)) {
+            self.regions += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn save_obj(&mut self, v: &'a Value, ident: Ident, tasks: &mut Vec<Task<'a>>) -> Result<()> {
+        match v {
+            Value::None => self.out.none(),
+            Value::Bool(b) => self.out.bool(*b),
+            Value::Int(i) => self.out.int(*i),
+            Value::BigInt(b) => self.out.bigint(b),
+            Value::Float(x) => self.out.float(*x),
+            Value::Str(s) => {
+                let idx = self.out.str(s)?;
+                self.remember(ident, idx);
+                Ok(())
+            }
+            Value::Bytes(b) | Value::ByteArray(b) => {
+                let idx = self.out.bytes(b, matches!(v, Value::ByteArray(_)))?;
+                self.remember(ident, idx);
+                Ok(())
+            }
+            Value::Buffer(buf) => self.save_buffer(buf, ident),
+            Value::Tuple(items) => self.save_tuple(items, ident, tasks),
+            Value::List(items) => {
+                self.list_header();
+                self.memo_put(ident)?;
+                tasks.push(Task::Boundary);
+                self.list_items(items, tasks);
+                Ok(())
+            }
+            Value::Dict(pairs) => {
+                if self.proto() >= 1 {
+                    self.write(&[EMPTY_DICT]);
+                } else {
+                    self.write(&[MARK, DICT]);
+                }
+                self.memo_put(ident)?;
+                tasks.push(Task::Boundary);
+                match pairs.len() {
+                    0 => {}
+                    _ if self.proto() == 0 => tasks.push(Task::SetItemEach(pairs)),
+                    1 => {
+                        tasks.push(Task::Op(SETITEM));
+                        tasks.push(Task::Save(&pairs[0].1));
+                        tasks.push(Task::Save(&pairs[0].0));
+                    }
+                    _ => tasks.push(Task::DictChunks(pairs)),
+                }
+                Ok(())
+            }
+            Value::Set(items) => {
+                if self.proto() < 4 {
+                    return self.save_reduce_of("builtins", "set", items, ident, tasks);
+                }
+                self.write(&[EMPTY_SET]);
+                self.memo_put(ident)?;
+                tasks.push(Task::Boundary);
+                if !items.is_empty() {
+                    tasks.push(Task::SetChunks(items));
+                }
+                Ok(())
+            }
+            Value::FrozenSet(items) => {
+                if self.proto() < 4 {
+                    return self.save_reduce_of("builtins", "frozenset", items, ident, tasks);
+                }
+                let region = self.open_region(ident);
+                self.write(&[MARK]);
+                tasks.push(Task::EndFrozenSet { ident, region });
+                tasks.push(Task::Items(items));
+                Ok(())
+            }
+            // Written again even when the name was written before: a pickle
+            // that names a global twice makes CPython look it up twice
+            // (dill writes `__builtin__.__main__` so). One the pickle fetched
+            // from its memo is a shared object, written once.
+            Value::Global(g) if !matches!(g.spelling, Spelling::Default) => {
+                self.spelled_global(g, ident, tasks)
+            }
+            Value::Global(g) => {
+                if let Some(idx) = self.out.global(&g.module, &g.name)? {
+                    self.remember(ident, idx);
+                }
+                Ok(())
+            }
+            Value::Seq(seq) => {
+                // The task stack pops the last pushed first.
+                for step in seq.after.iter().rev() {
+                    self.step(step, tasks)?;
+                }
+                tasks.push(Task::Save(&seq.value));
+                for step in seq.before.iter().rev() {
+                    self.step(step, tasks)?;
+                }
+                Ok(())
+            }
+            Value::Reduce(r) => self.save_reduce(r, ident, tasks),
+            Value::PersistentId(p) => {
+                let pid = &p.pid;
+                let text = match pid {
+                    Value::Str(s) if s.as_bytes().is_ascii() && !s.as_bytes().contains(&b'\n') => {
+                        Some(s.as_bytes())
+                    }
+                    _ => None,
+                };
+                // PERSID at protocol 0, and wherever the pickle read in
+                // inert mode spelled it so; BINPERSID otherwise, as CPython.
+                if self.proto() == 0 || (p.line && text.is_some()) {
+                    let Some(text) = text else {
+                        return Err(unpicklable(
+                            "persistent IDs in protocol 0 must be ASCII strings",
+                        ));
+                    };
+                    self.write(&[PERSID]);
+                    self.write(text);
+                    self.write(b"\n");
+                    if let Ident::Shared(_) = ident {
+                        self.memo_put(ident)?;
+                    }
+                } else {
+                    // CPython never memoizes a persistent object; one a
+                    // pickle shared (inert mode) stays one object, loaded
+                    // once.
+                    if let Ident::Shared(_) = ident {
+                        tasks.push(Task::MemoPut(ident));
+                    }
+                    tasks.push(Task::Op(BINPERSID));
+                    tasks.push(Task::Save(pid));
+                }
+                Ok(())
+            }
+            Value::Ref(_) => Err(unpicklable("a shared object may not itself be a reference")),
+        }
+    }
+
+    /// A global as inert mode read it: the same opcode, on the same string
+    /// objects (CPython writes a module name again when `__module__` is
+    /// another string object).
+    fn spelled_global(
+        &mut self,
+        g: &'a Global,
+        ident: Ident,
+        tasks: &mut Vec<Task<'a>>,
+    ) -> Result<()> {
+        match &g.spelling {
+            Spelling::Stack(ops) if self.proto() >= 4 => {
+                tasks.push(Task::EndGlobal(g, ident));
+                tasks.push(Task::Op(STACK_GLOBAL));
+                tasks.push(Task::Save(&ops.1));
+                tasks.push(Task::Save(&ops.0));
+                Ok(())
+            }
+            Spelling::Line => {
+                let idx = self.out.global_line(&g.module, &g.name)?;
+                self.remember(ident, idx);
+                Ok(())
+            }
+            _ => {
+                if let Some(idx) = self.out.global(&g.module, &g.name)? {
+                    self.remember(ident, idx);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues one step of a [`Seq`](crate::Seq): the object or value, the
+    /// change, then `POP`, leaving the stack as it was.
+    fn step(&mut self, step: &'a Step, tasks: &mut Vec<Task<'a>>) -> Result<()> {
+        tasks.push(Task::Op(POP));
+        match step {
+            Step::Discard(v) => tasks.push(Task::Save(v)),
+            Step::Append { target, items } => {
+                if self.proto() == 0 {
+                    tasks.push(Task::AppendEach(items));
+                } else if items.len() == 1 {
+                    tasks.push(Task::Op(APPEND));
+                    tasks.push(Task::Save(&items[0]));
+                } else {
+                    tasks.push(Task::Op(APPENDS));
+                    tasks.push(Task::Items(items));
+                    tasks.push(Task::Op(MARK));
+                }
+                tasks.push(Task::Save(target));
+            }
+            Step::SetItems { target, items } => {
+                if self.proto() == 0 {
+                    tasks.push(Task::SetItemEach(items));
+                } else if items.len() == 1 {
+                    tasks.push(Task::Op(SETITEM));
+                    tasks.push(Task::Save(&items[0].1));
+                    tasks.push(Task::Save(&items[0].0));
+                } else {
+                    tasks.push(Task::Op(SETITEMS));
+                    tasks.push(Task::Pairs(items));
+                    tasks.push(Task::Op(MARK));
+                }
+                tasks.push(Task::Save(target));
+            }
+            Step::AddItems { target, items } => {
+                if self.proto() < 4 {
+                    return Err(unpicklable(
+                        "adding items to a set after it is built (ADDITEMS) requires pickle protocol 4 or higher",
+                    ));
+                }
+                tasks.push(Task::Op(ADDITEMS));
+                tasks.push(Task::Items(items));
+                tasks.push(Task::Op(MARK));
+                tasks.push(Task::Save(target));
+            }
+            Step::Build { target, state } => {
+                tasks.push(Task::Op(BUILD));
+                tasks.push(Task::Save(state));
+                tasks.push(Task::Save(target));
+            }
+        }
+        Ok(())
+    }
+
+    fn save_buffer(&mut self, buf: &'a PickleBuffer, ident: Ident) -> Result<()> {
+        if self.proto() < 5 {
+            return Err(unpicklable(
+                "PickleBuffer can only be pickled with protocol >= 5",
+            ));
+        }
+        let in_band = match self.buffer_callback.as_mut() {
+            Some(hook) => hook(buf),
+            None => true,
+        };
+        if in_band {
+            let idx = self.out.bytes(&buf.data, !buf.readonly)?;
+            self.remember(ident, idx);
+            return Ok(());
+        }
+        self.write(&[NEXT_BUFFER]);
+        if buf.readonly {
+            self.write(&[READONLY_BUFFER]);
+        }
+        self.out.boundary()
+    }
+
+    fn save_tuple(
+        &mut self,
+        items: &'a [Value],
+        ident: Ident,
+        tasks: &mut Vec<Task<'a>>,
+    ) -> Result<()> {
+        let n = items.len();
+        if n == 0 {
+            if self.proto() >= 1 {
+                self.write(&[EMPTY_TUPLE]);
+            } else {
+                self.write(&[MARK, TUPLE]);
+            }
+            return self.out.boundary();
+        }
+        let region = self.open_region(ident);
+        let small = n <= 3 && self.proto() >= 2;
+        if !small {
+            self.write(&[MARK]);
+        }
+        tasks.push(Task::EndTuple {
+            ident,
+            n,
+            small,
+            region,
+        });
+        tasks.push(Task::Items(items));
+        Ok(())
+    }
+
+    /// `save_reduce((module.name, (list(items),)), obj)`: sets and frozensets
+    /// before protocol 4.
+    fn save_reduce_of(
+        &mut self,
+        module: &'static str,
+        name: &'static str,
+        items: &'a [Value],
+        ident: Ident,
+        tasks: &mut Vec<Task<'a>>,
+    ) -> Result<()> {
+        let region = self.open_region(ident);
+        tasks.push(Task::EndReduce {
+            ident,
+            reduce: None,
+            region,
+        });
+        tasks.push(Task::Op(REDUCE));
+        tasks.push(Task::FreshTupleEnd(1));
+        tasks.push(Task::FreshList(items));
+        tasks.push(Task::FreshTupleStart(1));
+        tasks.push(Task::Global(module, name));
+        Ok(())
+    }
+
+    fn save_reduce(
+        &mut self,
+        r: &'a Reduction,
+        ident: Ident,
+        tasks: &mut Vec<Task<'a>>,
+    ) -> Result<()> {
+        let resolve = |v: &'a Value| match v {
+            Value::Ref(id) => self.objects.get(id.index()).unwrap_or(v),
+            v => v,
+        };
+        // CPython looks at the callable's `__name__`.
+        let func_name = match resolve(&r.callable) {
+            Value::Global(g) => g.name.rsplit('.').next().unwrap_or(""),
+            _ => "",
+        };
+        let args = resolve(&r.args);
+        let region = self.open_region(ident);
+        tasks.push(Task::EndReduce {
+            ident,
+            reduce: Some(r),
+            region,
+        });
+        if func_name == "__newobj_ex__" && self.proto() >= 4 {
+            let Value::Tuple(a) = args else {
+                return Err(unpicklable(
+                    "__newobj_ex__ expects a (cls, args, kwargs) tuple",
+                ));
+            };
+            let [cls, args, kwargs] = a.as_slice() else {
+                return Err(unpicklable(
+                    "__newobj_ex__ expects a (cls, args, kwargs) tuple",
+                ));
+            };
+            tasks.push(Task::Op(NEWOBJ_EX));
+            tasks.push(Task::Save(kwargs));
+            tasks.push(Task::Save(args));
+            tasks.push(Task::Save(cls));
+        } else if func_name == "__newobj__" && self.proto() >= 2 {
+            let Value::Tuple(a) = args else {
+                return Err(unpicklable("__newobj__ expects a (cls, *args) tuple"));
+            };
+            let Some((cls, rest)) = a.split_first() else {
+                return Err(unpicklable("__newobj__ arglist is empty"));
+            };
+            tasks.push(Task::Op(NEWOBJ));
+            // cls.__new__'s arguments: a new tuple, args[1:].
+            self.fresh_tuple(rest, tasks);
+            tasks.push(Task::Save(cls));
+        } else {
+            tasks.push(Task::Op(REDUCE));
+            tasks.push(Task::Save(&r.args));
+            tasks.push(Task::Save(&r.callable));
+        }
+        Ok(())
+    }
+
+    /// Queues a tuple the writer makes itself, which cannot be met again.
+    fn fresh_tuple(&mut self, items: &'a [Value], tasks: &mut Vec<Task<'a>>) {
+        if items.is_empty() {
+            if self.proto() >= 1 {
+                tasks.push(Task::Op(EMPTY_TUPLE));
+            } else {
+                tasks.push(Task::Op(TUPLE));
+                tasks.push(Task::Op(MARK));
+            }
+            return;
+        }
+        let small = items.len() <= 3 && self.proto() >= 2;
+        tasks.push(Task::EndTuple {
+            ident: Ident::Fresh,
+            n: items.len(),
+            small,
+            region: false,
+        });
+        tasks.push(Task::Items(items));
+        if !small {
+            tasks.push(Task::Op(MARK));
+        }
+    }
+}
+
+/// Whether CPython memoizes values of this kind (and so may find them in its
+/// memo when it meets them again).
+fn is_memoized_kind(v: &Value) -> bool {
+    match v {
+        Value::Str(_)
+        | Value::Bytes(_)
+        | Value::ByteArray(_)
+        | Value::List(_)
+        | Value::Dict(_)
+        | Value::Set(_)
+        | Value::FrozenSet(_)
+        | Value::Global(_)
+        | Value::Reduce(_) => true,
+        Value::Tuple(t) => !t.is_empty(),
+        _ => false,
+    }
+}

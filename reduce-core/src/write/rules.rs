@@ -1,0 +1,1 @@
+//! CPython's rules for containers, shared by both writers.
