@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::base::error::{Error, Result};
-use crate::typed::construct::{Call, Node};
+use crate::typed::construct::{Call, Construct, Node};
 use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
 
@@ -63,11 +63,7 @@ pub trait Rest: Default {
     fn attributes(&self) -> Vec<(&dyn Reduce, &dyn Reduce)>;
 }
 
-impl<
-        K: crate::typed::construct::Construct + Reduce,
-        V: crate::typed::construct::Construct + Reduce,
-    > Rest for Vec<(K, V)>
-{
+impl<K: Construct + Reduce, V: Construct + Reduce> Rest for Vec<(K, V)> {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.push((name.construct()?, value.construct()?));
         Ok(())
@@ -80,11 +76,7 @@ impl<
     }
 }
 
-impl<
-        K: crate::typed::construct::Construct + Reduce + Ord,
-        V: crate::typed::construct::Construct + Reduce,
-    > Rest for BTreeMap<K, V>
-{
+impl<K: Construct + Reduce + Ord, V: Construct + Reduce> Rest for BTreeMap<K, V> {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.insert(name.construct()?, value.construct()?);
         Ok(())
@@ -100,8 +92,8 @@ impl<
 #[cfg(feature = "indexmap")]
 impl<K, V, S> Rest for indexmap::IndexMap<K, V, S>
 where
-    K: crate::typed::construct::Construct + Reduce + std::hash::Hash + Eq,
-    V: crate::typed::construct::Construct + Reduce,
+    K: Construct + Reduce + std::hash::Hash + Eq,
+    V: Construct + Reduce,
     S: std::hash::BuildHasher + Default,
 {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
