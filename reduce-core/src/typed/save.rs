@@ -18,6 +18,7 @@ use crate::text::PyStr;
 use crate::typed::registry::Lookup;
 use crate::value::{Graph, PickleBuffer, Value};
 use crate::write::out::{unpicklable, Out};
+use crate::write::rules::{self, Batches, Batching};
 
 /// How a value of this type is written as a pickle: Python's `__reduce__`.
 ///
@@ -307,35 +308,18 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn tuple(&mut self, len: usize, items: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         let key = self.take_identity();
         let proto = self.out.proto;
+        self.out.write(rules::tuple_open(proto, len));
         if len == 0 {
-            if proto >= 1 {
-                self.out.write(&[EMPTY_TUPLE]);
-            } else {
-                self.out.write(&[MARK, TUPLE]);
-            }
             return self.out.boundary();
-        }
-        let small = len <= 3 && proto >= 2;
-        if !small {
-            self.out.write(&[MARK]);
         }
         items(self)?;
         if let Some(&idx) = key.and_then(|k| self.ptr_memo.get(&k)) {
             // The tuple reached itself through its items: keep that copy.
-            if small {
-                self.out.write(&vec![POP; len]);
-            } else if proto >= 1 {
-                self.out.write(&[POP_MARK]);
-            } else {
-                self.out.write(&vec![POP; len + 1]);
-            }
+            let (op, times) = rules::tuple_unwind(proto, len);
+            self.out.write(&vec![op; times]);
             return self.out.get(idx);
         }
-        self.out.write(&[if small {
-            [TUPLE1, TUPLE2, TUPLE3][len - 1]
-        } else {
-            TUPLE
-        }]);
+        self.out.write(&[rules::tuple_close(proto, len)]);
         self.memo_put(key)?;
         self.out.boundary()
     }
@@ -355,30 +339,9 @@ impl<'s, 'o> Saver<'s, 'o> {
         }
         self.memo_put(key)?;
         let mut items = items.into_iter();
-        let len = items.len();
-        if self.out.proto == 0 {
-            for item in items {
-                self.save(item)?;
-                self.out.write(&[APPEND]);
-            }
-        } else if len == 1 {
-            if let Some(item) = items.next() {
-                self.save(item)?;
-            }
-            self.out.write(&[APPEND]);
-        } else {
-            // batch_list_exact: chunks of 1000, no empty chunk at the end.
-            let mut left = len;
-            while left > 0 {
-                self.out.write(&[MARK]);
-                let n = left.min(1000);
-                for item in items.by_ref().take(n) {
-                    self.save(item)?;
-                }
-                self.out.write(&[APPENDS]);
-                left -= n;
-            }
-        }
+        self.batch(Batching::List, items.len(), APPEND, APPENDS, |s| {
+            s.save(items.next().ok_or_else(short_iterator)?)
+        })?;
         self.out.boundary()
     }
 
@@ -398,36 +361,11 @@ impl<'s, 'o> Saver<'s, 'o> {
         }
         self.memo_put(key)?;
         let mut pairs = pairs.into_iter();
-        let len = pairs.len();
-        if self.out.proto == 0 {
-            for (k, v) in pairs {
-                self.save(k)?;
-                self.save(v)?;
-                self.out.write(&[SETITEM]);
-            }
-        } else if len == 1 {
-            if let Some((k, v)) = pairs.next() {
-                self.save(k)?;
-                self.save(v)?;
-            }
-            self.out.write(&[SETITEM]);
-        } else if len > 1 {
-            // batch_dict_exact: chunks of 1000, repeated while the last one
-            // was full, so a multiple of 1000 ends with an empty chunk.
-            loop {
-                self.out.write(&[MARK]);
-                let mut n = 0;
-                for (k, v) in pairs.by_ref().take(1000) {
-                    self.save(k)?;
-                    self.save(v)?;
-                    n += 1;
-                }
-                self.out.write(&[SETITEMS]);
-                if n < 1000 {
-                    break;
-                }
-            }
-        }
+        self.batch(Batching::Dict, pairs.len(), SETITEM, SETITEMS, |s| {
+            let (k, v) = pairs.next().ok_or_else(short_iterator)?;
+            s.save(k)?;
+            s.save(v)
+        })?;
         self.out.boundary()
     }
 
@@ -440,32 +378,14 @@ impl<'s, 'o> Saver<'s, 'o> {
     {
         let key = self.take_identity();
         let mut items = items.into_iter();
-        if self.out.proto < 4 {
-            // set([items]) before protocol 4.
-            self.out.global("builtins", "set")?;
-            self.out.fresh_tuple_start(1);
-            self.list(items)?;
-            self.out.fresh_tuple_end(1)?;
-            self.out.write(&[REDUCE]);
-            self.memo_put(key)?;
-            return self.out.boundary();
+        if let Some(global) = rules::set_constructor(self.out.proto, false) {
+            return self.set_by_reduce(key, global, items);
         }
         self.out.write(&[EMPTY_SET]);
         self.memo_put(key)?;
-        if items.len() > 0 {
-            loop {
-                self.out.write(&[MARK]);
-                let mut n = 0;
-                for item in items.by_ref().take(1000) {
-                    self.save(item)?;
-                    n += 1;
-                }
-                self.out.write(&[ADDITEMS]);
-                if n < 1000 {
-                    break;
-                }
-            }
-        }
+        self.batch(Batching::Set, items.len(), ADDITEMS, ADDITEMS, |s| {
+            s.save(items.next().ok_or_else(short_iterator)?)
+        })?;
         self.out.boundary()
     }
 
@@ -477,14 +397,8 @@ impl<'s, 'o> Saver<'s, 'o> {
         I::IntoIter: ExactSizeIterator,
     {
         let key = self.take_identity();
-        if self.out.proto < 4 {
-            self.out.global("builtins", "frozenset")?;
-            self.out.fresh_tuple_start(1);
-            self.list(items)?;
-            self.out.fresh_tuple_end(1)?;
-            self.out.write(&[REDUCE]);
-            self.memo_put(key)?;
-            return self.out.boundary();
+        if let Some(global) = rules::set_constructor(self.out.proto, true) {
+            return self.set_by_reduce(key, global, items.into_iter());
         }
         self.out.write(&[MARK]);
         for item in items {
@@ -499,47 +413,47 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.out.boundary()
     }
 
-    /// CPython's `batch_list`/`batch_dict` over an iterator: one item at a
-    /// time at protocol 0; else chunks of 1000 between `MARK` and the
-    /// many-items opcode, except that a last chunk of one uses the one-item
-    /// opcode.
+    /// `set(list)` or `frozenset(list)`, as CPython writes them before
+    /// protocol 4.
+    fn set_by_reduce<'a, T, I>(
+        &mut self,
+        key: Option<usize>,
+        (module, name): (&'static str, &'static str),
+        items: I,
+    ) -> Result<()>
+    where
+        T: Reduce + ?Sized + 'a,
+        I: ExactSizeIterator<Item = &'a T>,
+    {
+        self.out.global(module, name)?;
+        self.out.fresh_tuple_start(1);
+        self.list(items)?;
+        self.out.fresh_tuple_end(1)?;
+        self.out.write(&[REDUCE]);
+        self.memo_put(key)?;
+        self.out.boundary()
+    }
+
+    /// Writes `n` items (each by `item`) in the chunks CPython writes them
+    /// in (see [`rules::Batches`]).
     fn batch(
         &mut self,
+        kind: Batching,
         n: usize,
         one: u8,
         many: u8,
-        mut item: impl FnMut(&mut Self, usize) -> Result<()>,
+        mut item: impl FnMut(&mut Self) -> Result<()>,
     ) -> Result<()> {
-        if self.out.proto == 0 {
-            for i in 0..n {
-                item(self, i)?;
-                self.out.write(&[one]);
+        for chunk in Batches::new(kind, self.out.proto, n) {
+            if chunk.many {
+                self.out.write(&[MARK]);
             }
-            return Ok(());
-        }
-        let mut i = 0;
-        loop {
-            match n - i {
-                0 => return Ok(()),
-                1 => {
-                    item(self, i)?;
-                    self.out.write(&[one]);
-                    return Ok(());
-                }
-                left => {
-                    let chunk = left.min(1000);
-                    self.out.write(&[MARK]);
-                    for j in i..i + chunk {
-                        item(self, j)?;
-                    }
-                    self.out.write(&[many]);
-                    i += chunk;
-                    if chunk < 1000 {
-                        return Ok(());
-                    }
-                }
+            for _ in 0..chunk.len {
+                item(self)?;
             }
+            self.out.write(&[if chunk.many { many } else { one }]);
         }
+        Ok(())
     }
 
     // ---- reductions -------------------------------------------------------
@@ -709,12 +623,15 @@ impl<'r> ReductionSaver<'r, '_, '_> {
         }
         let idx = saver.out.memo_put()?;
         saver.remember(key, idx);
-        saver.batch(list_items.len(), APPEND, APPENDS, |s, i| {
-            s.save(list_items[i])
+        let mut list = list_items.iter();
+        saver.batch(Batching::Iter, list_items.len(), APPEND, APPENDS, |s| {
+            s.save(*list.next().ok_or_else(short_iterator)?)
         })?;
-        saver.batch(dict_items.len(), SETITEM, SETITEMS, |s, i| {
-            s.save(dict_items[i].0)?;
-            s.save(dict_items[i].1)
+        let mut dict = dict_items.iter();
+        saver.batch(Batching::Iter, dict_items.len(), SETITEM, SETITEMS, |s| {
+            let (k, v) = dict.next().ok_or_else(short_iterator)?;
+            s.save(*k)?;
+            s.save(*v)
         })?;
         if let Some(state) = state {
             match state_setter {
@@ -726,7 +643,7 @@ impl<'r> ReductionSaver<'r, '_, '_> {
                     saver.out.global(m, n)?;
                     saver.out.get(idx)?;
                     saver.save(state)?;
-                    saver.out.write(&[TUPLE2, REDUCE, POP]);
+                    saver.out.write(&rules::STATE_SETTER_CALL);
                 }
             }
         }
@@ -805,4 +722,9 @@ impl<F: Fn(&mut Saver<'_, '_>) -> Result<()>> Reduce for FnReduce<F> {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         (self.0)(s)
     }
+}
+
+/// An `ExactSizeIterator` that ended before its length.
+fn short_iterator() -> Error {
+    unpicklable("an iterator yielded fewer items than its len() promised")
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::out::{unpicklable, Out};
+use super::rules::{self, Batches, Batching};
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
 use crate::value::{Global, Id, PickleBuffer, Reduction, Spelling, Step, Value};
@@ -24,30 +25,31 @@ enum Ident {
 enum Task<'a> {
     Save(&'a Value),
     Op(u8),
+    Opcodes(&'static [u8]),
     /// The end of a `save` of a container: where CPython may commit a frame.
     Boundary,
     /// Saves the items one by one.
     Items(&'a [Value]),
     Pairs(&'a [(Value, Value)]),
-    /// Protocol 0 `APPEND`/`SETITEM` after each item.
-    AppendEach(&'a [Value]),
-    SetItemEach(&'a [(Value, Value)]),
-    /// `batch_list_exact`: chunks of 1000, no special case after the first.
-    ListChunks(&'a [Value]),
-    /// `batch_list` for an iterator: a last chunk of one uses `APPEND`.
-    AppendBatches(&'a [Value]),
-    /// `batch_dict_exact` and `save_set`: chunks of 1000, repeated while the
-    /// last one was full (so an empty one follows a multiple of 1000).
-    DictChunks(&'a [(Value, Value)]),
-    SetChunks(&'a [Value]),
-    /// `batch_dict` for an iterator.
-    SetItemBatches(&'a [(Value, Value)]),
+    /// Items in the chunks CPython writes them in, each after a `MARK` and
+    /// followed by `many`, or alone and followed by `one`.
+    Batches {
+        items: &'a [Value],
+        plan: Batches,
+        one: u8,
+        many: u8,
+    },
+    PairBatches {
+        pairs: &'a [(Value, Value)],
+        plan: Batches,
+        one: u8,
+        many: u8,
+    },
     /// A tuple's items are on the stack: close it, or fetch it from the memo
     /// if saving the items memoized it (a recursive tuple).
     EndTuple {
         ident: Ident,
         n: usize,
-        small: bool,
         region: bool,
     },
     EndFrozenSet {
@@ -160,6 +162,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         match task {
             Task::Save(v) => self.save(v, tasks)?,
             Task::Op(op) => self.write(&[op]),
+            Task::Opcodes(ops) => self.write(ops),
             Task::Boundary => self.out.boundary()?,
             Task::Items(items) => {
                 if let Some((first, rest)) = items.split_first() {
@@ -174,108 +177,60 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     tasks.push(Task::Save(k));
                 }
             }
-            Task::AppendEach(items) => {
-                if let Some((first, rest)) = items.split_first() {
-                    tasks.push(Task::AppendEach(rest));
-                    tasks.push(Task::Op(APPEND));
-                    tasks.push(Task::Save(first));
-                }
-            }
-            Task::SetItemEach(pairs) => {
-                if let Some(((k, v), rest)) = pairs.split_first() {
-                    tasks.push(Task::SetItemEach(rest));
-                    tasks.push(Task::Op(SETITEM));
-                    tasks.push(Task::Save(v));
-                    tasks.push(Task::Save(k));
-                }
-            }
-            Task::ListChunks(items) => {
-                let (chunk, rest) = items.split_at(items.len().min(BATCHSIZE));
-                self.write(&[MARK]);
-                if !rest.is_empty() {
-                    tasks.push(Task::ListChunks(rest));
-                }
-                tasks.push(Task::Op(APPENDS));
-                tasks.push(Task::Items(chunk));
-            }
-            Task::AppendBatches(items) => match items.len() {
-                0 => {}
-                1 => {
-                    tasks.push(Task::Op(APPEND));
-                    tasks.push(Task::Save(&items[0]));
-                }
-                n => {
-                    let (chunk, rest) = items.split_at(n.min(BATCHSIZE));
-                    self.write(&[MARK]);
-                    if chunk.len() == BATCHSIZE {
-                        tasks.push(Task::AppendBatches(rest));
+            Task::Batches {
+                items,
+                mut plan,
+                one,
+                many,
+            } => {
+                if let Some(b) = plan.next() {
+                    let (chunk, rest) = items.split_at(b.len);
+                    if b.many {
+                        self.write(&[MARK]);
                     }
-                    tasks.push(Task::Op(APPENDS));
+                    tasks.push(Task::Batches {
+                        items: rest,
+                        plan,
+                        one,
+                        many,
+                    });
+                    tasks.push(Task::Op(if b.many { many } else { one }));
                     tasks.push(Task::Items(chunk));
                 }
-            },
-            Task::DictChunks(pairs) => {
-                let (chunk, rest) = pairs.split_at(pairs.len().min(BATCHSIZE));
-                self.write(&[MARK]);
-                if chunk.len() == BATCHSIZE {
-                    tasks.push(Task::DictChunks(rest));
-                }
-                tasks.push(Task::Op(SETITEMS));
-                tasks.push(Task::Pairs(chunk));
             }
-            Task::SetChunks(items) => {
-                let (chunk, rest) = items.split_at(items.len().min(BATCHSIZE));
-                self.write(&[MARK]);
-                if chunk.len() == BATCHSIZE {
-                    tasks.push(Task::SetChunks(rest));
-                }
-                tasks.push(Task::Op(ADDITEMS));
-                tasks.push(Task::Items(chunk));
-            }
-            Task::SetItemBatches(pairs) => match pairs.len() {
-                0 => {}
-                1 => {
-                    tasks.push(Task::Op(SETITEM));
-                    tasks.push(Task::Save(&pairs[0].1));
-                    tasks.push(Task::Save(&pairs[0].0));
-                }
-                n => {
-                    let (chunk, rest) = pairs.split_at(n.min(BATCHSIZE));
-                    self.write(&[MARK]);
-                    if chunk.len() == BATCHSIZE {
-                        tasks.push(Task::SetItemBatches(rest));
+            Task::PairBatches {
+                pairs,
+                mut plan,
+                one,
+                many,
+            } => {
+                if let Some(b) = plan.next() {
+                    let (chunk, rest) = pairs.split_at(b.len);
+                    if b.many {
+                        self.write(&[MARK]);
                     }
-                    tasks.push(Task::Op(SETITEMS));
+                    tasks.push(Task::PairBatches {
+                        pairs: rest,
+                        plan,
+                        one,
+                        many,
+                    });
+                    tasks.push(Task::Op(if b.many { many } else { one }));
                     tasks.push(Task::Pairs(chunk));
                 }
-            },
-            Task::EndTuple {
-                ident,
-                n,
-                small,
-                region,
-            } => {
+            }
+            Task::EndTuple { ident, n, region } => {
                 if region {
                     self.regions -= 1;
                 }
                 if let Some(idx) = self.memo_index(ident) {
                     // The tuple reached itself through its items and was
                     // written (and memoized) inside: drop this copy's items.
-                    if small {
-                        self.write(&vec![POP; n]);
-                    } else if self.proto() >= 1 {
-                        self.write(&[POP_MARK]);
-                    } else {
-                        self.write(&vec![POP; n + 1]);
-                    }
+                    let (op, times) = rules::tuple_unwind(self.proto(), n);
+                    self.write(&vec![op; times]);
                     self.out.get(idx)?;
                 } else {
-                    let op = if small {
-                        [TUPLE1, TUPLE2, TUPLE3][n - 1]
-                    } else {
-                        TUPLE
-                    };
-                    self.write(&[op]);
+                    self.write(&[rules::tuple_close(self.proto(), n)]);
                     self.memo_put(ident)?;
                     self.out.boundary()?;
                 }
@@ -347,29 +302,15 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 Some(setter) => {
                     // setter(obj, state), then POP: the call's result is not
                     // the object.
-                    tasks.push(Task::Op(POP));
-                    tasks.push(Task::Op(REDUCE));
-                    tasks.push(Task::Op(TUPLE2));
+                    tasks.push(Task::Opcodes(&rules::STATE_SETTER_CALL));
                     tasks.push(Task::Save(state));
                     tasks.push(Task::Get(idx));
                     tasks.push(Task::Save(setter));
                 }
             }
         }
-        if !r.dict_items.is_empty() {
-            tasks.push(if self.proto() == 0 {
-                Task::SetItemEach(&r.dict_items)
-            } else {
-                Task::SetItemBatches(&r.dict_items)
-            });
-        }
-        if !r.list_items.is_empty() {
-            tasks.push(if self.proto() == 0 {
-                Task::AppendEach(&r.list_items)
-            } else {
-                Task::AppendBatches(&r.list_items)
-            });
-        }
+        tasks.push(self.pair_batches(Batching::Iter, &r.dict_items));
+        tasks.push(self.batches(Batching::Iter, &r.list_items, APPEND, APPENDS));
     }
 
     fn save(&mut self, v: &'a Value, tasks: &mut Vec<Task<'a>>) -> Result<()> {
@@ -402,16 +343,27 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
     }
 
     fn list_items(&mut self, items: &'a [Value], tasks: &mut Vec<Task<'a>>) {
-        if items.is_empty() {
-            return;
+        tasks.push(self.batches(Batching::List, items, APPEND, APPENDS));
+    }
+
+    /// The task that writes `items` in CPython's chunks.
+    fn batches(&self, kind: Batching, items: &'a [Value], one: u8, many: u8) -> Task<'a> {
+        Task::Batches {
+            items,
+            plan: Batches::new(kind, self.proto(), items.len()),
+            one,
+            many,
         }
-        if self.proto() == 0 {
-            tasks.push(Task::AppendEach(items));
-        } else if items.len() == 1 {
-            tasks.push(Task::Op(APPEND));
-            tasks.push(Task::Save(&items[0]));
-        } else {
-            tasks.push(Task::ListChunks(items));
+    }
+
+    /// The task that writes `pairs` in CPython's chunks (`SETITEM`,
+    /// `SETITEMS`).
+    fn pair_batches(&self, kind: Batching, pairs: &'a [(Value, Value)]) -> Task<'a> {
+        Task::PairBatches {
+            pairs,
+            plan: Batches::new(kind, self.proto(), pairs.len()),
+            one: SETITEM,
+            many: SETITEMS,
         }
     }
 
@@ -460,33 +412,22 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 }
                 self.memo_put(ident)?;
                 tasks.push(Task::Boundary);
-                match pairs.len() {
-                    0 => {}
-                    _ if self.proto() == 0 => tasks.push(Task::SetItemEach(pairs)),
-                    1 => {
-                        tasks.push(Task::Op(SETITEM));
-                        tasks.push(Task::Save(&pairs[0].1));
-                        tasks.push(Task::Save(&pairs[0].0));
-                    }
-                    _ => tasks.push(Task::DictChunks(pairs)),
-                }
+                tasks.push(self.pair_batches(Batching::Dict, pairs));
                 Ok(())
             }
             Value::Set(items) => {
-                if self.proto() < 4 {
-                    return self.save_reduce_of("builtins", "set", items, ident, tasks);
+                if let Some(global) = rules::set_constructor(self.proto(), false) {
+                    return self.save_reduce_of(global, items, ident, tasks);
                 }
                 self.write(&[EMPTY_SET]);
                 self.memo_put(ident)?;
                 tasks.push(Task::Boundary);
-                if !items.is_empty() {
-                    tasks.push(Task::SetChunks(items));
-                }
+                tasks.push(self.batches(Batching::Set, items, ADDITEMS, ADDITEMS));
                 Ok(())
             }
             Value::FrozenSet(items) => {
-                if self.proto() < 4 {
-                    return self.save_reduce_of("builtins", "frozenset", items, ident, tasks);
+                if let Some(global) = rules::set_constructor(self.proto(), true) {
+                    return self.save_reduce_of(global, items, ident, tasks);
                 }
                 let region = self.open_region(ident);
                 self.write(&[MARK]);
@@ -595,30 +536,11 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         match step {
             Step::Discard(v) => tasks.push(Task::Save(v)),
             Step::Append { target, items } => {
-                if self.proto() == 0 {
-                    tasks.push(Task::AppendEach(items));
-                } else if items.len() == 1 {
-                    tasks.push(Task::Op(APPEND));
-                    tasks.push(Task::Save(&items[0]));
-                } else {
-                    tasks.push(Task::Op(APPENDS));
-                    tasks.push(Task::Items(items));
-                    tasks.push(Task::Op(MARK));
-                }
+                tasks.push(self.batches(Batching::Whole, items, APPEND, APPENDS));
                 tasks.push(Task::Save(target));
             }
             Step::SetItems { target, items } => {
-                if self.proto() == 0 {
-                    tasks.push(Task::SetItemEach(items));
-                } else if items.len() == 1 {
-                    tasks.push(Task::Op(SETITEM));
-                    tasks.push(Task::Save(&items[0].1));
-                    tasks.push(Task::Save(&items[0].0));
-                } else {
-                    tasks.push(Task::Op(SETITEMS));
-                    tasks.push(Task::Pairs(items));
-                    tasks.push(Task::Op(MARK));
-                }
+                tasks.push(self.pair_batches(Batching::Whole, items));
                 tasks.push(Task::Save(target));
             }
             Step::AddItems { target, items } => {
@@ -627,6 +549,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                         "adding items to a set after it is built (ADDITEMS) requires pickle protocol 4 or higher",
                     ));
                 }
+                // There is no one-item opcode for sets: always a chunk.
                 tasks.push(Task::Op(ADDITEMS));
                 tasks.push(Task::Items(items));
                 tasks.push(Task::Op(MARK));
@@ -671,24 +594,12 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
     ) -> Result<()> {
         let n = items.len();
         if n == 0 {
-            if self.proto() >= 1 {
-                self.write(&[EMPTY_TUPLE]);
-            } else {
-                self.write(&[MARK, TUPLE]);
-            }
+            self.write(rules::tuple_open(self.proto(), 0));
             return self.out.boundary();
         }
         let region = self.open_region(ident);
-        let small = n <= 3 && self.proto() >= 2;
-        if !small {
-            self.write(&[MARK]);
-        }
-        tasks.push(Task::EndTuple {
-            ident,
-            n,
-            small,
-            region,
-        });
+        self.write(rules::tuple_open(self.proto(), n));
+        tasks.push(Task::EndTuple { ident, n, region });
         tasks.push(Task::Items(items));
         Ok(())
     }
@@ -697,8 +608,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
     /// before protocol 4.
     fn save_reduce_of(
         &mut self,
-        module: &'static str,
-        name: &'static str,
+        (module, name): (&'static str, &'static str),
         items: &'a [Value],
         ident: Ident,
         tasks: &mut Vec<Task<'a>>,
@@ -775,26 +685,16 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
 
     /// Queues a tuple the writer makes itself, which cannot be met again.
     fn fresh_tuple(&mut self, items: &'a [Value], tasks: &mut Vec<Task<'a>>) {
-        if items.is_empty() {
-            if self.proto() >= 1 {
-                tasks.push(Task::Op(EMPTY_TUPLE));
-            } else {
-                tasks.push(Task::Op(TUPLE));
-                tasks.push(Task::Op(MARK));
-            }
-            return;
+        let n = items.len();
+        if n > 0 {
+            tasks.push(Task::EndTuple {
+                ident: Ident::Fresh,
+                n,
+                region: false,
+            });
+            tasks.push(Task::Items(items));
         }
-        let small = items.len() <= 3 && self.proto() >= 2;
-        tasks.push(Task::EndTuple {
-            ident: Ident::Fresh,
-            n: items.len(),
-            small,
-            region: false,
-        });
-        tasks.push(Task::Items(items));
-        if !small {
-            tasks.push(Task::Op(MARK));
-        }
+        tasks.push(Task::Opcodes(rules::tuple_open(self.proto(), n)));
     }
 }
 

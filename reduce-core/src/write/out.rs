@@ -8,6 +8,7 @@ use std::io;
 
 use num_bigint::BigInt;
 
+use super::rules;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
 use crate::text::PyStr;
@@ -364,28 +365,19 @@ impl<'o> Out<'o> {
     }
 
     fn empty_tuple(&mut self) -> Result<()> {
-        if self.proto >= 1 {
-            self.write(&[EMPTY_TUPLE]);
-        } else {
-            self.write(&[MARK, TUPLE]);
-        }
+        self.write(rules::tuple_open(self.proto, 0));
         self.boundary()
     }
 
-    /// Opens a tuple that the writer makes itself (an argument tuple).
+    /// Opens a tuple of `n >= 1` items that the writer makes itself (an
+    /// argument tuple).
     pub(crate) fn fresh_tuple_start(&mut self, n: usize) {
-        if n > 3 || self.proto < 2 {
-            self.write(&[MARK]);
-        }
+        self.write(rules::tuple_open(self.proto, n));
     }
 
     /// Closes and memoizes a tuple opened by `fresh_tuple_start`.
     pub(crate) fn fresh_tuple_end(&mut self, n: usize) -> Result<()> {
-        if n <= 3 && self.proto >= 2 {
-            self.write(&[[TUPLE1, TUPLE2, TUPLE3][n - 1]]);
-        } else {
-            self.write(&[TUPLE]);
-        }
+        self.write(&[rules::tuple_close(self.proto, n)]);
         self.memo_put()?;
         self.boundary()
     }
