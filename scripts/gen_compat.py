@@ -1,4 +1,4 @@
-"""Generates reduce-core/src/compat.rs from CPython's `_compat_pickle`.
+"""Generates reduce-core/src/text/compat.rs from CPython's `_compat_pickle`.
 
 Run: python3 scripts/gen_compat.py
 The tables are what `fix_imports=True` uses: protocol 0-2 pickles name Python 2
@@ -9,7 +9,7 @@ import _compat_pickle as c
 import os
 import sys
 
-out = os.path.join(os.path.dirname(__file__), "..", "reduce-core", "src", "compat.rs")
+out = os.path.join(os.path.dirname(__file__), "..", "reduce-core", "src", "text", "compat.rs")
 
 
 def s(x):

@@ -1,4 +1,4 @@
-"""Generates reduce-core/src/printable.rs from CPython's `str.isprintable`.
+"""Generates reduce-core/src/text/printable.rs from CPython's `str.isprintable`.
 
 Run: python3 scripts/gen_printable.py
 Python's repr() escapes every code point that is not printable (controls,
@@ -22,7 +22,7 @@ for cp in range(0x110000):
 if start is not None:
     ranges.append((start, 0x10FFFF))
 
-out = os.path.join(os.path.dirname(__file__), "..", "reduce-core", "src", "printable.rs")
+out = os.path.join(os.path.dirname(__file__), "..", "reduce-core", "src", "text", "printable.rs")
 with open(out, "w") as f:
     f.write(f"//! Code points Python's `repr` escapes (not `str.isprintable()`), as\n")
     f.write(f"//! inclusive ranges, from CPython {sys.version_info.major}.{sys.version_info.minor} "

@@ -211,9 +211,9 @@
 //! CPython no longer writes: `STRING`, `BINSTRING`, `SHORT_BINSTRING` (Python
 //! 2 `str`, decoded as the [`StringDecoding`] you choose), `INST`, `OBJ`,
 //! `DUP`, `POP`, `POP_MARK`, and `FRAME` anywhere it is well formed.
-//! The writer is [`Pickler`] (module `write`), the reader [`Unpickler`]
-//! (module `read`); opcode names are exactly those of CPython's
-//! `pickle.py`, in [`op`].
+//! The writer is [`Pickler`] (over the writer engine, `write/`), the reader
+//! [`Unpickler`] (over the reader engine, `read/`); opcode names are exactly
+//! those of CPython's `pickle.py`, in [`op`].
 //!
 //! # Features
 //!
@@ -231,23 +231,22 @@
 //!
 //! # Modules
 //!
-//! | module | what |
-//! |---|---|
-//! | `value` | [`Value`], [`Graph`], [`PyStr`], [`Global`], [`Reduction`], [`PickleBuffer`] |
-//! | `read` | [`Unpickler`], [`Limits`], [`StringDecoding`]: the stack machine |
-//! | `write` | [`Pickler`]: the `Value` engine and the frame/memo layer |
-//! | `save` | [`Reduce`], [`Saver`]: typed writing |
-//! | `construct` | [`Construct`], [`Node`], [`Dynamic`]: typed reading |
-//! | `impls` | `Reduce`/`Construct` for the standard library, [`Bytes`], [`Interned`] |
-//! | `state` | an instance's state (`__dict__`, `__slots__`) for the derive, and [`Rest`] |
-//! | `registry` | [`Registry`], [`registry()`]: `copyreg` |
-//! | [`numpy`] | numpy arrays, scalars and dtypes: [`numpy::Array`], [`numpy::DType`], [`numpy::Scalar`], the numpy allow-list |
-//! | [`op`] | opcode constants, named as in `pickle.py` |
-//! | [`inspect`] | walk a pickle without loading it: opcodes, and every global it would look up |
-//! | [`security`] | the security model (documentation only) |
-//! | [`preset`] | named allow-lists: [`preset::STDLIB`] |
-//! | [`stdlib`] | Python's standard-library data: the types of the table above |
-//! | [`torch`] | PyTorch checkpoints: `load` and `save` (feature `torch`), `Checkpoint`, `Tensor`, torch's `weights_only` allow-list |
+//! The public modules are [`op`], [`inspect`], [`preset`], [`stdlib`],
+//! [`numpy`], [`torch`] and [`security`]; everything else is at the crate
+//! root. Inside, the source is in layers, each a folder of `src/` (or a
+//! file at its root), and every import points down: a layer uses only the
+//! layers below it, which a test (`tests/tests/layers.rs`) checks.
+//!
+//! | layer | where | what |
+//! |---|---|---|
+//! | Python's data | `python/` | [`preset`], [`stdlib`], [`numpy`], [`torch`]: Python's types as Rust types, and the allow-lists for their globals |
+//! | entry points | `lib.rs`, `unpickler.rs`, `pickler.rs`, `inspect.rs` | [`from_slice`], [`to_vec`] and friends; [`Unpickler`] and [`Pickler`], which put an engine and the typed layer together; [`inspect`], which walks a pickle without loading it |
+//! | typed | `typed/` | [`Reduce`] and [`Saver`] (`save.rs`), [`Construct`], [`Node`] and [`Dynamic`] (`construct.rs`), the [`Registry`] (`registry.rs`, `copyreg`), the standard library's impls (`impls.rs`), instance state and [`Rest`] (`state.rs`). The only import loop is here, and it is copyreg's: the registry stores callbacks typed over `Saver` and `Node`, and those look callbacks up in the registry |
+//! | reader engine | `read/` | the inputs ([`SliceRead`], [`IoRead`]), each opcode's argument (`decode.rs`, shared with [`inspect`]), the stack machine (`machine.rs`); it asks about globals only through its own `Resolve` trait (its `find_class`), which the registry implements |
+//! | writer engine | `write/` | the [`Value`] encoder (`encode.rs`), the output with its frames and memo (`out.rs`), and CPython's container rules, used by both writers (`rules.rs`: tuple ends, batches of 1000, `set` before protocol 4) |
+//! | value model | `value/` | [`Value`], [`Graph`] with the algorithms between graphs and trees (`graph.rs`), [`Global`], [`Reduction`], [`Step`], [`PickleBuffer`] |
+//! | text | `text/` | [`PyStr`] (`pystr.rs`), float `repr` and protocol 0's escapes, the Python 2/3 names (`compat.rs`), what `repr` prints as is (`printable.rs`) |
+//! | leaves | `base/` | opcodes and protocol numbers ([`op`]), [`Error`], [`Limits`] and [`MAX_TYPED_DEPTH`] |
 //!
 //! # Limits and errors
 //!

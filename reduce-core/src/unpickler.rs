@@ -85,7 +85,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// Inert mode keeps the whole pickle as a program: every call, including
     /// those made only for their effect (`REDUCE` then `POP`), every change
     /// to an object made after it was built, and the order of each relative
-    /// to the calls that receive the object ([`Value::Seq`], [`Step`]); how
+    /// to the calls that receive the object ([`Value::Seq`], [`Step`](crate::Step)); how
     /// each global was spelled (`GLOBAL` or `STACK_GLOBAL` on which string
     /// objects); and persistent ids as [`Value::PersistentId`] data when no
     /// [`persistent_load`](Unpickler::persistent_load) hook is set. Written

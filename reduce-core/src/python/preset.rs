@@ -24,10 +24,10 @@
 //!
 //! Install a preset in the process-wide registry with
 //! `reduce::registry().add_preset(&preset::STDLIB)`, or in an owned
-//! [`Registry`] for one unpickler as above. [`by_name`] and [`all`] find
+//! [`Registry`](crate::Registry) for one unpickler as above. [`by_name`] and [`all`] find
 //! presets by name (a command line's `--allow stdlib`). Adding a preset
 //! twice does nothing; a constructor you registered first for one of its
-//! globals is kept (see [`Registry::add_preset`]).
+//! globals is kept (see [`Registry::add_preset`](crate::Registry::add_preset)).
 //!
 //! With a preset installed, every read path allows its globals: a
 //! [`Value`](crate::Value) or [`Graph`](crate::Graph) keeps them as reduced

@@ -171,7 +171,7 @@ impl fmt::Debug for Graph {
 /// ints, strings, bytes and the empty tuple by value, shared or not: nothing
 /// can change them, so which copy a program holds makes no difference to
 /// what it does (and a protocol without `STACK_GLOBAL` cannot say that a
-/// global's name is the same string as another). The steps of a [`Seq`] compare by their order among
+/// global's name is the same string as another). The steps of a [`Seq`](crate::Seq) compare by their order among
 /// the values, not by which value holds them: `Seq { value: a, after: [s] }`
 /// then `b` is the program `a`, `s`, `b`, as is `a` then
 /// `Seq { before: [s], value: b }`; and a change of several items after the
