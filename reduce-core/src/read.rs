@@ -11,6 +11,7 @@
 //! | `input.rs` | where the bytes come from: a slice, or any `io::Read` (frames) |
 //! | `decode.rs` | each opcode's argument, decoded once for the machine and the inspector |
 //! | `machine.rs` | the stack machine, the memo, and inert mode's program |
+//! | `stream.rs` | streaming typed reads: a typed value straight from the opcodes, when the pickle is shaped as CPython writes plain data |
 //!
 //! The engine asks the layer above about globals only through [`Resolve`],
 //! its `find_class`; the typed layer's registry answers it.
@@ -25,6 +26,7 @@ use crate::value::{Global, Graph, Value};
 pub(crate) mod decode;
 pub(crate) mod input;
 mod machine;
+pub(crate) mod stream;
 
 use input::Input;
 

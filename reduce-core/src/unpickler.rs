@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::base::error::Result;
 use crate::base::limits::Limits;
 use crate::read::input::{Input, IoRead, SliceRead};
+use crate::read::stream::Stream;
 use crate::read::{self, Options, StringDecoding};
 use crate::typed::construct::Construct;
 use crate::typed::registry::{Lookup, Registry};
@@ -41,6 +42,7 @@ pub struct Unpickler<'h, I> {
     input: I,
     options: Options<'h>,
     registry: Option<Arc<Registry>>,
+    streaming: bool,
 }
 
 impl<'a> Unpickler<'static, SliceRead<'a>> {
@@ -75,6 +77,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
             input,
             options: Options::default(),
             registry: None,
+            streaming: true,
         }
     }
 
@@ -170,6 +173,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
             input: self.input,
             options,
             registry: self.registry,
+            streaming: self.streaming,
         }
     }
 
@@ -192,6 +196,9 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// Reads one pickle.
     pub fn load<T: Construct>(&mut self) -> Result<T> {
         let lookup = Lookup::new(self.registry.clone());
+        if let Some(value) = self.stream::<T>(&lookup) {
+            return Ok(value);
+        }
         let graph = self.load_with(&lookup)?;
         T::from_graph(graph, &lookup, &self.options.limits)
     }
@@ -200,6 +207,48 @@ impl<'h, I: Input> Unpickler<'h, I> {
     pub fn load_graph(&mut self) -> Result<Graph> {
         let lookup = Lookup::new(self.registry.clone());
         self.load_with(&lookup)
+    }
+
+    /// The streaming path of [`load`](Unpickler::load), where it applies: a
+    /// slice input, and nothing that needs the machine (inert mode, hooks,
+    /// out-of-band buffers, extension codes given here).
+    fn stream<T: Construct>(&mut self, lookup: &Lookup) -> Option<T> {
+        let o = &self.options;
+        if !self.streaming
+            || o.inert
+            || o.persistent_load.is_some()
+            || !o.buffers.is_empty()
+            || !o.extensions.is_empty()
+        {
+            return None;
+        }
+        let (data, pos) = self.input.slice()?;
+        let (value, end) = Stream::new(data, pos, o, lookup)
+            .root(T::construct_stream)
+            .ok()?;
+        self.input.seek(end);
+        Some(value)
+    }
+
+    /// Whether typed loads may build their value straight from the opcodes
+    /// when the input is a slice (default on). The value and any error
+    /// are the same either way: a pickle the streaming reader does not
+    /// follow is read again through a [`Graph`], and an error always comes
+    /// from that path. Turning it off makes every load build the `Graph`
+    /// first (to compare the two, or to measure).
+    ///
+    /// ```
+    /// use reduce::Unpickler;
+    ///
+    /// let bytes = reduce::to_vec(&vec![(1u8, "a".to_string())])?;
+    /// let fast: Vec<(u8, String)> = Unpickler::from_slice(&bytes).load()?;
+    /// let slow: Vec<(u8, String)> = Unpickler::from_slice(&bytes).streaming(false).load()?;
+    /// assert_eq!(fast, slow);
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
+        self
     }
 
     fn load_with(&mut self, lookup: &Lookup) -> Result<Graph> {

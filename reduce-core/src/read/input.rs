@@ -20,6 +20,15 @@ mod private {
         /// A line without its `\n`.
         fn line(&mut self) -> Result<&[u8]>;
         fn frame(&mut self, len: u64) -> Result<()>;
+        /// The whole input and the position in it, for a slice (which the
+        /// streaming reader reads directly); `None` for a stream.
+        fn slice(&self) -> Option<(&[u8], usize)> {
+            None
+        }
+        /// Moves to `pos` in the slice of [`Source::slice`].
+        fn seek(&mut self, pos: usize) {
+            let _ = pos;
+        }
     }
 }
 pub(crate) use private::Source;
@@ -59,6 +68,11 @@ impl<'a> SliceRead<'a> {
         SliceRead { data, pos: 0 }
     }
 
+    /// A cursor over `data` at `pos` (the streaming reader's decoders).
+    pub(crate) fn at(data: &'a [u8], pos: usize) -> Self {
+        SliceRead { data, pos }
+    }
+
     /// How many bytes have been read.
     pub(crate) fn position(&self) -> usize {
         self.pos
@@ -74,6 +88,14 @@ impl<'a> SliceRead<'a> {
 }
 
 impl Source for SliceRead<'_> {
+    fn slice(&self) -> Option<(&[u8], usize)> {
+        Some((self.data, self.pos))
+    }
+
+    fn seek(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
     fn pos(&self) -> u64 {
         self.pos as u64
     }

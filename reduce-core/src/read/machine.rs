@@ -1286,7 +1286,7 @@ impl<'o, 'h> Machine<'o, 'h> {
 
 /// How many bytes of global names `STACK_GLOBAL` may copy per byte of input
 /// (beyond a first MiB), as the inspector allows itself.
-const NAME_BYTES_PER_INPUT_BYTE: u64 = 32;
+pub(super) const NAME_BYTES_PER_INPUT_BYTE: u64 = 32;
 
 /// What a change after the fact does, for [`Machine::detach`]'s check.
 #[derive(Clone, Copy)]

@@ -13,6 +13,7 @@ use std::fmt::{self, Write as _};
 
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::limits::{grow, GROW_EVERY};
+use crate::read::stream::{Miss, Pulled, Stream};
 use crate::typed::registry::Lookup;
 use crate::value::{Global, Graph, Id, Reduction, Value};
 
@@ -66,6 +67,19 @@ pub trait Construct: Sized {
     fn fill_shared(&self, node: Node<'_>) -> Result<()> {
         let _ = node;
         Err(node.error_msg("this type cannot be filled through a shared reference"))
+    }
+
+    /// Builds a value straight from the opcodes, without a `Graph`, when
+    /// the pickle is shaped as CPython writes this type's data; otherwise
+    /// [`Miss`], and the load reads the pickle again through the `Graph`
+    /// path ([`construct`](Construct::construct)), which gives the result or
+    /// the error. An implementation must accept nothing `construct` would
+    /// refuse, and build what `construct` would build. The default always
+    /// misses.
+    #[doc(hidden)]
+    fn construct_stream(stream: &mut Stream<'_>) -> Pulled<Self> {
+        let _ = stream;
+        Err(Miss)
     }
 
     /// Builds a value from a whole loaded pickle. The default reads the

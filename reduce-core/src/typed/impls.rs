@@ -34,6 +34,7 @@ use num_bigint::BigInt;
 
 use crate::base::error::{ErrorKind, Result};
 use crate::base::limits::Limits;
+use crate::read::stream::{Miss, Pulled, Stream};
 use crate::text::PyStr;
 use crate::typed::construct::{Construct, Node};
 use crate::typed::registry::Lookup;
@@ -60,6 +61,9 @@ macro_rules! small_ints {
                     node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
                 })
             }
+            fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+                <$t>::try_from(s.int()?).map_err(|_| Miss)
+            }
         }
     )*};
 }
@@ -85,6 +89,9 @@ macro_rules! big_ints {
                 <$t>::try_from(&big).map_err(|_| {
                     node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
                 })
+            }
+            fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+                <$t>::try_from(s.int()?).map_err(|_| Miss)
             }
         }
     )*};
@@ -132,6 +139,9 @@ impl Construct for bool {
             _ => Err(node.expected("bool")),
         }
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.bool()
+    }
 }
 
 // ---- floats -----------------------------------------------------------------
@@ -157,6 +167,9 @@ impl Construct for f64 {
             _ => Err(node.expected("float")),
         }
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.float()
+    }
 }
 
 impl Construct for f32 {
@@ -171,6 +184,14 @@ impl Construct for f32 {
                 "float {x:e} is out of range for f32 (expected a magnitude up to {:e})",
                 f32::MAX
             )));
+        }
+        Ok(y)
+    }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        let x = s.float()?;
+        let y = x as f32;
+        if y.is_infinite() && x.is_finite() {
+            return Err(Miss);
         }
         Ok(y)
     }
@@ -236,11 +257,17 @@ impl Construct for String {
     fn construct(node: Node<'_>) -> Result<Self> {
         str_of(&node).map(str::to_owned)
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.str().map(|s| s.into_owned())
+    }
 }
 
 impl Construct for Box<str> {
     fn construct(node: Node<'_>) -> Result<Self> {
         str_of(&node).map(Box::from)
+    }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.str().map(|s| Box::from(&*s))
     }
 }
 
@@ -397,11 +424,22 @@ impl<T: Construct> Construct for Vec<T> {
     fn construct(node: Node<'_>) -> Result<Self> {
         collect(&node)
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        let mut items = Vec::new();
+        s.list(|s| {
+            items.push(s.read(T::construct_stream)?);
+            Ok(())
+        })?;
+        Ok(items)
+    }
 }
 
 impl<T: Construct> Construct for VecDeque<T> {
     fn construct(node: Node<'_>) -> Result<Self> {
         collect(&node)
+    }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        Vec::<T>::construct_stream(s).map(VecDeque::from)
     }
 }
 
@@ -453,6 +491,9 @@ macro_rules! tuples {
                 }
                 Ok(($(node.item::<$t>($i, &items[$i])?,)+))
             }
+            fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+                s.tuple($n, |s| Ok(($(s.read($t::construct_stream)?,)+)))
+            }
         }
     )*};
 }
@@ -489,6 +530,12 @@ impl<T: Construct> Construct for Option<T> {
             _ => T::construct(node).map(Some),
         }
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        if s.none()? {
+            return Ok(None);
+        }
+        T::construct_stream(s).map(Some)
+    }
 }
 
 impl<T: Reduce + ?Sized> Reduce for &T {
@@ -506,6 +553,9 @@ impl<T: Reduce + ?Sized> Reduce for Box<T> {
 impl<T: Construct> Construct for Box<T> {
     fn construct(node: Node<'_>) -> Result<Self> {
         T::construct(node).map(Box::new)
+    }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        T::construct_stream(s).map(Box::new)
     }
 }
 
@@ -621,11 +671,29 @@ impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
     fn construct(node: Node<'_>) -> Result<Self> {
         pairs_into(&node)
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        let mut map = HashMap::default();
+        s.dict(|s| {
+            let k = s.read(K::construct_stream)?;
+            map.insert(k, s.read(V::construct_stream)?);
+            Ok(())
+        })?;
+        Ok(map)
+    }
 }
 
 impl<K: Construct + Ord, V: Construct> Construct for BTreeMap<K, V> {
     fn construct(node: Node<'_>) -> Result<Self> {
         pairs_into(&node)
+    }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        let mut map = BTreeMap::new();
+        s.dict(|s| {
+            let k = s.read(K::construct_stream)?;
+            map.insert(k, s.read(V::construct_stream)?);
+            Ok(())
+        })?;
+        Ok(map)
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{LazyLock, Mutex};
 
 pub use inventory;
 
+pub use crate::read::stream::{Miss, Pulled, Stream};
 pub use crate::typed::registry::{GenericName, Registration};
 pub use crate::typed::save::FnReduce;
 pub use crate::typed::state::{save_instance, InstanceState};

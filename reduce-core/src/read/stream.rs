@@ -1,0 +1,755 @@
+//! Streaming typed reads: a typed value built straight from the opcodes,
+//! with no `Value` stack, object table or `Graph`.
+//!
+//! A [`Stream`] is a cursor over a byte slice that a typed reader
+//! ([`Construct::construct_stream`](crate::Construct)) pulls values from in
+//! the order CPython's pickler writes them: a list is `EMPTY_LIST`, then
+//! batches of items; a tuple its items then `TUPLE2`; an object its
+//! global, its argument tuple, then `REDUCE`. The memo costs one position
+//! per entry: a `GET` reads the object again from where it was first
+//! written, which gives the same value for everything a typed read can
+//! share by value (strings, tuples, globals, and containers read by value).
+//!
+//! Whatever the stream does not expect (a shape other than CPython's, a
+//! cycle, a container changed after it was built, a limit approached, an
+//! error of any kind) is a [`Miss`]: the caller then reads the whole pickle
+//! again through the `Graph` path, which gives the same value or the
+//! error. The stream never reports an error of its own, so results and
+//! messages cannot differ between the two paths.
+
+use num_bigint::BigInt;
+
+use super::decode::{self, IntLine};
+use super::input::SliceRead;
+use super::machine::NAME_BYTES_PER_INPUT_BYTE;
+use super::{Options, Resolve};
+use crate::base::limits::{grow, GROW_EVERY};
+use crate::base::op::*;
+use crate::text::compat;
+
+/// The stream cannot read this pickle as the type asked for: read it
+/// through the `Graph` path instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Miss;
+
+/// A typed reader's result on the stream.
+pub type Pulled<T> = std::result::Result<T, Miss>;
+
+/// A memo entry: where the object it names was first written, and whether
+/// it is still being built (a container between its creation and its last
+/// item: a `GET` of it is a cycle or a change, which the stream leaves to
+/// the `Graph` path).
+#[derive(Clone, Copy)]
+struct Slot {
+    start: usize,
+    open: bool,
+}
+
+const EMPTY: Slot = Slot {
+    start: usize::MAX,
+    open: false,
+};
+
+/// Where a value began, and whether reading it jumped back to an earlier
+/// copy (a memo `GET`), to return to afterwards.
+#[must_use]
+pub struct Mark {
+    start: usize,
+    back: Option<usize>,
+}
+
+/// A cursor that typed readers pull values from. See the module docs.
+pub struct Stream<'a> {
+    data: &'a [u8],
+    pos: usize,
+    proto: u8,
+    memo: Vec<Slot>,
+    memo_len: usize,
+    /// Positions to return to after reading an object again from its first
+    /// copy; non-empty while doing so (the memo is then not written).
+    back: Vec<usize>,
+    /// Bytes that may still be read again through `GET`s: a pickle whose
+    /// objects fetch each other many times (a DAG that doubles at each
+    /// level) is left to the `Graph` path, which shares them.
+    budget: usize,
+    depth: usize,
+    /// Bytes of names `STACK_GLOBAL` copied, as the `Graph` path counts them.
+    name_bytes: u64,
+    /// Items pushed on the machine's stack at this point (marks included),
+    /// counted as the `Graph` path counts them, for `max_stack`.
+    height: usize,
+    max_depth: usize,
+    max_stack: usize,
+    max_memo: usize,
+    max_int_digits: usize,
+    fix_imports: bool,
+    resolve: &'a dyn Resolve,
+}
+
+impl<'a> Stream<'a> {
+    pub(crate) fn new(
+        data: &'a [u8],
+        pos: usize,
+        options: &Options<'_>,
+        resolve: &'a dyn Resolve,
+    ) -> Stream<'a> {
+        let limits = &options.limits;
+        Stream {
+            data,
+            pos,
+            proto: 0,
+            memo: Vec::new(),
+            memo_len: 0,
+            back: Vec::new(),
+            budget: data.len().saturating_mul(4).saturating_add(1 << 16),
+            depth: 0,
+            name_bytes: 0,
+            height: 0,
+            // The Graph path counts containers of the value (a reduced
+            // object and its argument tuple are two): the stream counts one
+            // per typed level, so it stops at half the value depth.
+            max_depth: limits.max_typed_depth.min(limits.max_depth / 2),
+            max_stack: limits.max_stack,
+            max_memo: limits.max_memo,
+            max_int_digits: limits.max_int_digits,
+            fix_imports: options.fix_imports,
+            resolve,
+        }
+    }
+
+    /// Reads a whole pickle as a `T`: its `PROTO`, the value, and `STOP`.
+    /// Returns the value and the position just after `STOP`.
+    pub(crate) fn root<T>(
+        mut self,
+        value: impl FnOnce(&mut Self) -> Pulled<T>,
+    ) -> Pulled<(T, usize)> {
+        if self.peek()? == PROTO {
+            self.pos += 1;
+            self.proto = self.byte()?;
+            if self.proto > HIGHEST_PROTOCOL {
+                return Err(Miss);
+            }
+        }
+        let value = self.read(value)?;
+        if self.op()? != STOP {
+            return Err(Miss);
+        }
+        Ok((value, self.pos))
+    }
+
+    /// Reads one value with `value` (a typed reader: `T::construct_stream`),
+    /// one level deeper.
+    #[inline]
+    pub fn read<T>(&mut self, value: impl FnOnce(&mut Self) -> Pulled<T>) -> Pulled<T> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(Miss);
+        }
+        let r = if self.depth.is_multiple_of(GROW_EVERY) {
+            grow(|| value(self))
+        } else {
+            value(self)
+        };
+        self.depth -= 1;
+        r
+    }
+
+    // ---- bytes --------------------------------------------------------------
+
+    #[inline]
+    fn byte(&mut self) -> Pulled<u8> {
+        let b = *self.data.get(self.pos).ok_or(Miss)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Pulled<&'a [u8]> {
+        if n > self.data.len() - self.pos {
+            return Err(Miss);
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        if !self.back.is_empty() {
+            self.spend(n)?;
+        }
+        Ok(s)
+    }
+
+    fn spend(&mut self, n: usize) -> Pulled<()> {
+        self.budget = self.budget.checked_sub(n + 1).ok_or(Miss)?;
+        Ok(())
+    }
+
+    /// Runs one of the shared argument decoders at the cursor.
+    fn decode<R>(
+        &mut self,
+        f: impl FnOnce(&mut SliceRead<'a>) -> crate::base::error::Result<R>,
+    ) -> Pulled<R> {
+        let mut src = SliceRead::at(self.data, self.pos);
+        let r = f(&mut src).map_err(|_| Miss)?;
+        self.pos = src.position();
+        Ok(r)
+    }
+
+    /// The next opcode, after any `FRAME`s (which, as in CPython's C
+    /// unpickler, only check that their bytes exist), without taking it.
+    #[inline]
+    pub fn peek(&mut self) -> Pulled<u8> {
+        loop {
+            let op = *self.data.get(self.pos).ok_or(Miss)?;
+            if op != FRAME {
+                return Ok(op);
+            }
+            self.pos += 1;
+            let len = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
+            if len > (self.data.len() - self.pos) as u64 {
+                return Err(Miss);
+            }
+        }
+    }
+
+    /// Takes the next opcode.
+    #[inline]
+    fn op(&mut self) -> Pulled<u8> {
+        let op = self.peek()?;
+        self.pos += 1;
+        if !self.back.is_empty() {
+            self.spend(0)?;
+        }
+        Ok(op)
+    }
+
+    /// Takes the next opcode if it is `op`.
+    #[inline]
+    fn eat(&mut self, op: u8) -> Pulled<bool> {
+        if self.peek()? == op {
+            self.pos += 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    // ---- the memo -----------------------------------------------------------
+
+    /// Starts reading a value: a memo `GET` jumps to the object's first copy
+    /// (returned to by [`Stream::end`]).
+    #[inline]
+    pub fn begin(&mut self) -> Pulled<Mark> {
+        let start = self.pos;
+        let op = self.peek()?;
+        if !matches!(op, GET | BINGET | LONG_BINGET) {
+            return Ok(Mark { start, back: None });
+        }
+        self.pos += 1;
+        let key = self.decode(|s| decode::memo_key(s, op, usize::MAX))?;
+        let slot = usize::try_from(key)
+            .ok()
+            .and_then(|k| self.memo.get(k))
+            .copied()
+            .ok_or(Miss)?;
+        if slot.open || slot.start == usize::MAX {
+            return Err(Miss);
+        }
+        self.back.push(self.pos);
+        self.spend(0)?;
+        let start_of_get = start;
+        self.pos = slot.start;
+        Ok(Mark {
+            start: start_of_get,
+            back: Some(self.back.len()),
+        })
+    }
+
+    /// Ends a value begun with `begin`: back from an earlier copy, and the
+    /// memo entries written right after the value recorded.
+    #[inline]
+    pub fn end(&mut self, mark: Mark) -> Pulled<()> {
+        if let Some(depth) = mark.back {
+            if self.back.len() != depth {
+                return Err(Miss);
+            }
+            self.pos = self.back.pop().ok_or(Miss)?;
+        }
+        self.memo_after(mark.start, false).map(drop)
+    }
+
+    /// Takes the memo puts right after an object (at most one for an open
+    /// container), recording where the object starts. Returns the key of a
+    /// container's entry, to close when its last item is read.
+    fn memo_after(&mut self, start: usize, open: bool) -> Pulled<Option<usize>> {
+        let mut key = None;
+        loop {
+            let op = self.peek()?;
+            let k = match op {
+                PUT | BINPUT | LONG_BINPUT => {
+                    self.pos += 1;
+                    self.decode(|s| decode::memo_key(s, op, usize::MAX))?
+                }
+                MEMOIZE => {
+                    self.pos += 1;
+                    self.memo_len as u64
+                }
+                _ => return Ok(key),
+            };
+            if !self.back.is_empty() {
+                // Read again: the entries were recorded the first time.
+                continue;
+            }
+            if open && key.is_some() {
+                return Err(Miss);
+            }
+            let k = usize::try_from(k).map_err(|_| Miss)?;
+            match k.cmp(&self.memo.len()) {
+                std::cmp::Ordering::Less if self.memo[k].start == usize::MAX => {}
+                std::cmp::Ordering::Equal => self.memo.push(EMPTY),
+                // An entry written twice, or far beyond the others: the
+                // Graph path keeps it right.
+                _ => return Err(Miss),
+            }
+            self.memo[k] = Slot { start, open };
+            self.memo_len += 1;
+            if self.memo_len > self.max_memo {
+                return Err(Miss);
+            }
+            key = Some(k);
+        }
+    }
+
+    fn close(&mut self, key: Option<usize>) {
+        if let Some(k) = key {
+            self.memo[k].open = false;
+        }
+    }
+
+    fn push(&mut self, n: usize) -> Pulled<()> {
+        self.height += n;
+        if self.height > self.max_stack {
+            return Err(Miss);
+        }
+        Ok(())
+    }
+
+    // ---- atoms --------------------------------------------------------------
+
+    /// An `int` that fits in an `i64`.
+    pub fn int(&mut self) -> Pulled<i64> {
+        let mark = self.begin()?;
+        let v = match self.op()? {
+            BININT1 => self.byte()? as i64,
+            BININT2 => {
+                let b = self.take(2)?;
+                u16::from_le_bytes([b[0], b[1]]) as i64
+            }
+            BININT => {
+                let b = self.take(4)?;
+                i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64
+            }
+            LONG1 => {
+                let n = self.byte()? as usize;
+                if n > 8 {
+                    return Err(Miss);
+                }
+                let b = self.take(n)?;
+                if n == 0 {
+                    0
+                } else {
+                    let fill = if b[n - 1] & 0x80 != 0 { 0xff } else { 0 };
+                    let mut a = [fill; 8];
+                    a[..n].copy_from_slice(b);
+                    i64::from_le_bytes(a)
+                }
+            }
+            INT => {
+                let max = self.max_int_digits;
+                match self.decode(|s| decode::int_line(s, max))? {
+                    IntLine::Int(i) => i64::try_from(&i).map_err(|_| Miss)?,
+                    IntLine::Bool(_) => return Err(Miss),
+                }
+            }
+            LONG => {
+                let max = self.max_int_digits;
+                let i: BigInt = self.decode(|s| decode::long_line(s, max))?;
+                i64::try_from(&i).map_err(|_| Miss)?
+            }
+            _ => return Err(Miss),
+        };
+        self.end(mark)?;
+        Ok(v)
+    }
+
+    /// A `bool`.
+    pub fn bool(&mut self) -> Pulled<bool> {
+        let mark = self.begin()?;
+        let v = match self.op()? {
+            NEWTRUE => true,
+            NEWFALSE => false,
+            INT => match self.decode(|s| decode::int_line(s, 2))? {
+                IntLine::Bool(b) => b,
+                IntLine::Int(_) => return Err(Miss),
+            },
+            _ => return Err(Miss),
+        };
+        self.end(mark)?;
+        Ok(v)
+    }
+
+    /// A `float`, or an `int` that fits in an `i64` (Python code often
+    /// stores 1 where it means 1.0).
+    pub fn float(&mut self) -> Pulled<f64> {
+        match self.peek()? {
+            BINFLOAT | FLOAT => {}
+            _ => return self.int().map(|i| i as f64),
+        }
+        let mark = self.begin()?;
+        let v = match self.op()? {
+            BINFLOAT => f64::from_be_bytes(self.take(8)?.try_into().map_err(|_| Miss)?),
+            _ => self.decode(decode::float_line)?,
+        };
+        self.end(mark)?;
+        Ok(v)
+    }
+
+    /// A `str` without lone surrogates, borrowed from the input where the
+    /// pickle holds it as UTF-8.
+    pub fn str(&mut self) -> Pulled<std::borrow::Cow<'a, str>> {
+        let mark = self.begin()?;
+        let op = self.op()?;
+        let n = match op {
+            SHORT_BINUNICODE => self.byte()? as usize,
+            BINUNICODE => {
+                let b = self.take(4)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            BINUNICODE8 => {
+                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
+                usize::try_from(n).map_err(|_| Miss)?
+            }
+            UNICODE => {
+                let s = self.decode(|s| decode::unicode(s, UNICODE))?;
+                let s = s.as_str().ok_or(Miss)?.to_owned();
+                self.end(mark)?;
+                return Ok(std::borrow::Cow::Owned(s));
+            }
+            _ => return Err(Miss),
+        };
+        let s = std::str::from_utf8(self.take(n)?).map_err(|_| Miss)?;
+        self.end(mark)?;
+        Ok(std::borrow::Cow::Borrowed(s))
+    }
+
+    /// Takes `None` if it is next.
+    pub fn none(&mut self) -> Pulled<bool> {
+        self.eat(NONE)
+    }
+
+    // ---- containers ---------------------------------------------------------
+
+    /// A `list`: `item` is called once per item, in order. Returns how many.
+    pub fn list(&mut self, mut item: impl FnMut(&mut Self) -> Pulled<()>) -> Pulled<usize> {
+        let mark = self.begin()?;
+        match self.op()? {
+            EMPTY_LIST => {}
+            MARK if self.eat(LIST)? => {}
+            _ => return Err(Miss),
+        }
+        let key = self.memo_after(mark.start, true)?;
+        let mut n = 0;
+        loop {
+            if self.peek()? == MARK {
+                // A batch: its closer says whose (APPENDS appends to the
+                // object below the mark, this list; any other is a miss).
+                self.pos += 1;
+                self.push(1)?;
+                let mut k = 0;
+                while self.peek()? != APPENDS {
+                    item(self)?;
+                    self.push(1)?;
+                    k += 1;
+                }
+                self.pos += 1;
+                self.height -= k + 1;
+                n += k;
+            } else if self.lone(APPEND, 1)? {
+                item(self)?;
+                if self.op()? != APPEND {
+                    return Err(Miss);
+                }
+                n += 1;
+            } else {
+                break;
+            }
+        }
+        self.close(key);
+        self.end(mark)?;
+        Ok(n)
+    }
+
+    /// A `dict`: `pair` is called once per key and value (read in that
+    /// order), in order. Returns how many.
+    pub fn dict(&mut self, mut pair: impl FnMut(&mut Self) -> Pulled<()>) -> Pulled<usize> {
+        let mark = self.begin()?;
+        match self.op()? {
+            EMPTY_DICT => {}
+            MARK if self.eat(DICT)? => {}
+            _ => return Err(Miss),
+        }
+        let key = self.memo_after(mark.start, true)?;
+        let mut n = 0;
+        loop {
+            if self.peek()? == MARK {
+                self.pos += 1;
+                self.push(1)?;
+                let mut k = 0;
+                while self.peek()? != SETITEMS {
+                    pair(self)?;
+                    self.push(2)?;
+                    k += 1;
+                }
+                self.pos += 1;
+                self.height -= 2 * k + 1;
+                n += k;
+            } else if self.lone(SETITEM, 2)? {
+                pair(self)?;
+                if self.op()? != SETITEM {
+                    return Err(Miss);
+                }
+                n += 1;
+            } else {
+                break;
+            }
+        }
+        self.close(key);
+        self.end(mark)?;
+        Ok(n)
+    }
+
+    /// A `tuple` of exactly `n` items, which `items` reads (calling
+    /// [`Stream::read`] `n` times).
+    pub fn tuple<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
+        let mark = self.begin()?;
+        let r = self.tuple_body(n, items)?;
+        self.end(mark)?;
+        Ok(r)
+    }
+
+    fn tuple_body<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
+        if n == 0 {
+            return match self.op()? {
+                EMPTY_TUPLE => items(self),
+                MARK if self.eat(TUPLE)? => items(self),
+                _ => Err(Miss),
+            };
+        }
+        // CPython marks every tuple before protocol 2, and from it those of
+        // more than three items; another writer's choice is a miss.
+        let marked = self.proto < 2 || n > 3;
+        if marked && !self.eat(MARK)? {
+            return Err(Miss);
+        }
+        self.push(n + usize::from(marked))?;
+        let r = items(self)?;
+        self.height -= n + usize::from(marked);
+        let close = if marked {
+            TUPLE
+        } else {
+            [TUPLE1, TUPLE2, TUPLE3][n - 1]
+        };
+        if self.op()? != close {
+            return Err(Miss);
+        }
+        Ok(r)
+    }
+
+    /// An object `module.name(*args)`, with `n` arguments that `args` reads:
+    /// the global (as `GLOBAL`, `STACK_GLOBAL` or a memo reference to one),
+    /// the argument tuple, then `REDUCE`. Nothing may follow it (no
+    /// `BUILD`, no items): a miss.
+    pub fn reduce<R>(
+        &mut self,
+        module: &str,
+        name: &str,
+        n: usize,
+        args: impl FnOnce(&mut Self) -> Pulled<R>,
+    ) -> Pulled<R> {
+        let mark = self.begin()?;
+        self.global(module, name)?;
+        self.push(1)?;
+        let r = self.tuple(n, args)?;
+        self.height -= 1;
+        if self.op()? != REDUCE {
+            return Err(Miss);
+        }
+        self.end(mark)?;
+        Ok(r)
+    }
+
+    /// The global `module.name`, allowed as the `Graph` path allows it.
+    fn global(&mut self, module: &str, name: &str) -> Pulled<()> {
+        let mark = self.begin()?;
+        let same = match self.peek()? {
+            GLOBAL => {
+                self.pos += 1;
+                let m = self.decode(|s| decode::name_line(s, "GLOBAL module name"))?;
+                let n = self.decode(|s| decode::name_line(s, "GLOBAL name"))?;
+                let (m, n) = if self.proto < 3 && self.fix_imports {
+                    compat::to_python3(&m, &n)
+                } else {
+                    (m.as_str(), n.as_str())
+                };
+                self.allowed(m, n)?;
+                m == module && n == name
+            }
+            _ => {
+                self.push(2)?;
+                let m = self.str()?;
+                let n = self.str()?;
+                self.height -= 2;
+                if self.op()? != STACK_GLOBAL {
+                    return Err(Miss);
+                }
+                if self.back.is_empty() {
+                    // The Graph path's bound on names STACK_GLOBAL copies.
+                    self.name_bytes += (m.len() + n.len()) as u64;
+                    if self.name_bytes > NAME_BYTES_PER_INPUT_BYTE * self.pos as u64 + (1 << 20) {
+                        return Err(Miss);
+                    }
+                }
+                let (m, n) = if self.proto < 3 && self.fix_imports {
+                    compat::to_python3(&m, &n)
+                } else {
+                    (&*m, &*n)
+                };
+                self.allowed(m, n)?;
+                m == module && n == name
+            }
+        };
+        if !same {
+            return Err(Miss);
+        }
+        self.end(mark)
+    }
+
+    fn allowed(&self, module: &str, name: &str) -> Pulled<()> {
+        // Only registered globals reach a typed reader's `reduce`: none
+        // of the plain-data ones (`builtins.set`, ...).
+        self.resolve
+            .find_class(module, name, false)
+            .map_err(|_| Miss)
+    }
+
+    /// Whether the next `per` values (without a `MARK`) are taken by `one`
+    /// (`APPEND`, `SETITEM`) into the container below them: the container
+    /// being read, which then has them as an item. Scans ahead without
+    /// reading, as a stack machine that counts items; anything it cannot
+    /// follow says no, and the reader then misses if they were its items.
+    fn lone(&mut self, one: u8, per: usize) -> Pulled<bool> {
+        let mut src = SliceRead::at(self.data, self.pos);
+        let start = self.pos;
+        // Items above the start, and the heights at the open marks.
+        let mut height = 0usize;
+        let mut marks: Vec<usize> = Vec::new();
+        let verdict = loop {
+            let Ok(op) = decode::uint1(&mut src) else {
+                break false;
+            };
+            if op == one && marks.is_empty() && height == per {
+                break true;
+            }
+            let Some(effect) = effect(op) else {
+                break false;
+            };
+            if skip_arg(&mut src, op).is_err() {
+                break false;
+            }
+            match effect {
+                Effect::Stack(pop, push) => {
+                    let floor = marks.last().copied().unwrap_or(0);
+                    if height < floor + pop {
+                        break false;
+                    }
+                    height = height - pop + push;
+                }
+                Effect::Mark => marks.push(height),
+                Effect::Close(push) => match marks.pop() {
+                    Some(h) => height = h + push,
+                    None => break false,
+                },
+                Effect::Stop => break false,
+            }
+        };
+        self.budget = self
+            .budget
+            .checked_sub(src.position() - start)
+            .ok_or(Miss)?;
+        Ok(verdict)
+    }
+}
+
+/// What an opcode does to the stack, for [`Stream::lone`]'s scan.
+#[derive(Clone, Copy)]
+enum Effect {
+    /// Pops this many items, then pushes this many.
+    Stack(usize, usize),
+    Mark,
+    /// Pops to the last mark, then pushes this many.
+    Close(usize),
+    Stop,
+}
+
+fn effect(op: u8) -> Option<Effect> {
+    use Effect::*;
+    Some(match op {
+        NONE | NEWTRUE | NEWFALSE | INT | BININT | BININT1 | BININT2 | LONG | LONG1 | LONG4
+        | FLOAT | BINFLOAT | STRING | BINSTRING | SHORT_BINSTRING | UNICODE | SHORT_BINUNICODE
+        | BINUNICODE | BINUNICODE8 | BINBYTES | SHORT_BINBYTES | BINBYTES8 | BYTEARRAY8
+        | EMPTY_LIST | EMPTY_DICT | EMPTY_SET | EMPTY_TUPLE | GLOBAL | GET | BINGET
+        | LONG_BINGET | EXT1 | EXT2 | EXT4 | PERSID | NEXT_BUFFER => Stack(0, 1),
+        DUP => Stack(1, 2),
+        PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME | PROTO => Stack(0, 0),
+        BINPERSID | READONLY_BUFFER | TUPLE1 => Stack(1, 1),
+        TUPLE2 | STACK_GLOBAL | REDUCE | NEWOBJ | BUILD => Stack(2, 1),
+        TUPLE3 | NEWOBJ_EX => Stack(3, 1),
+        APPEND => Stack(2, 1),
+        SETITEM => Stack(3, 1),
+        POP => Stack(1, 0),
+        MARK => Mark,
+        TUPLE | LIST | DICT | FROZENSET | INST | OBJ => Close(1),
+        APPENDS | SETITEMS | ADDITEMS | POP_MARK => Close(0),
+        STOP => Stop,
+        _ => return None,
+    })
+}
+
+/// Steps over an opcode's argument.
+fn skip_arg(src: &mut SliceRead<'_>, op: u8) -> crate::base::error::Result<()> {
+    use super::input::Source;
+    match op {
+        BININT1 | BINGET | BINPUT | EXT1 | PROTO => drop(src.byte()?),
+        BININT2 | EXT2 => drop(src.take(2)?),
+        BININT | LONG_BINGET | LONG_BINPUT | EXT4 => drop(src.take(4)?),
+        BINFLOAT | FRAME => drop(src.take(8)?),
+        INT | LONG | FLOAT | STRING | UNICODE | PUT | GET | PERSID => drop(src.line()?),
+        GLOBAL | INST => {
+            src.line()?;
+            src.line()?;
+        }
+        LONG1 | LONG4 => drop(decode::long_bytes(src, op)?),
+        BINSTRING | SHORT_BINSTRING => drop(decode::py2_string(src, op)?),
+        SHORT_BINUNICODE => {
+            let n = src.byte()? as u64;
+            src.take(n)?;
+        }
+        BINUNICODE => {
+            let n = decode::uint4(src)?;
+            src.take(n)?;
+        }
+        BINUNICODE8 => {
+            let n = decode::uint8(src)?;
+            src.take(n)?;
+        }
+        SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => drop(decode::bytes(src, op)?),
+        _ => {}
+    }
+    Ok(())
+}
