@@ -43,6 +43,8 @@ pub struct Unpickler<'h, I> {
     options: Options<'h>,
     registry: Option<Arc<Registry>>,
     streaming: bool,
+    /// Whether the last load was read by the stream.
+    streamed: bool,
 }
 
 impl<'a> Unpickler<'static, SliceRead<'a>> {
@@ -78,6 +80,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
             options: Options::default(),
             registry: None,
             streaming: true,
+            streamed: false,
         }
     }
 
@@ -174,6 +177,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
             options,
             registry: self.registry,
             streaming: self.streaming,
+            streamed: false,
         }
     }
 
@@ -196,7 +200,9 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// Reads one pickle.
     pub fn load<T: Construct>(&mut self) -> Result<T> {
         let lookup = Lookup::new(self.registry.clone());
+        self.streamed = false;
         if let Some(value) = self.stream::<T>(&lookup) {
+            self.streamed = true;
             return Ok(value);
         }
         let graph = self.load_with(&lookup)?;
@@ -249,6 +255,13 @@ impl<'h, I: Input> Unpickler<'h, I> {
     pub fn streaming(mut self, on: bool) -> Self {
         self.streaming = on;
         self
+    }
+
+    /// Whether the last [`load`](Unpickler::load) was read straight from
+    /// the opcodes (for tests of the two paths).
+    #[doc(hidden)]
+    pub fn streamed(&self) -> bool {
+        self.streamed
     }
 
     fn load_with(&mut self, lookup: &Lookup) -> Result<Graph> {

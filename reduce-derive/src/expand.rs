@@ -446,12 +446,14 @@ impl Cx<'_> {
             Body::Struct(shape) if self.input.attrs.state.is_some() => self.construct_state(shape),
             Body::Struct(shape) => {
                 let make = self.construct_args(shape, quote!(Self), global);
+                let stream = self.construct_stream(shape);
                 quote! {
                     fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
                         let __call = __node.reduction(#module, #name)?;
                         let __args = __call.args();
                         #make
                     }
+                    #stream
                 }
             }
             Body::Enum(variants) if self.input.attrs.python_enum.is_some() => {
@@ -507,6 +509,47 @@ impl Cx<'_> {
             #[automatically_derived]
             impl #impl_g #krate::Construct for #ident #ty_g #where_c {
                 #methods
+            }
+        }
+    }
+
+    /// `construct_stream` for `module.Name(*fields)`: the global, the
+    /// argument tuple read field by field, `REDUCE`. Fields read another
+    /// way (`with`, `registry`, `bytes`) keep the default, which misses, so
+    /// such a type always takes the Graph path.
+    fn construct_stream(&self, shape: &Shape<'_>) -> TokenStream {
+        let krate = &self.krate;
+        let module = &self.module;
+        let name = &self.name;
+        let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        if written.iter().any(|f| {
+            f.attrs.with.is_some() || f.attrs.registry.is_some() || f.attrs.bytes.is_some()
+        }) {
+            return TokenStream::new();
+        }
+        let n = written.len();
+        let inits = shape.fields.iter().map(|f| {
+            let ty = f.ty;
+            let value = if f.skipped() {
+                self.skipped_value(f)
+            } else {
+                quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
+            };
+            match &f.member {
+                syn::Member::Named(id) => quote!(#id: #value),
+                syn::Member::Unnamed(_) => value,
+            }
+        });
+        let body = match shape.style {
+            Style::Named => quote!(Self { #(#inits),* }),
+            Style::Tuple => quote!(Self ( #(#inits),* )),
+            Style::Unit => quote!(Self),
+        };
+        quote! {
+            fn construct_stream(
+                __s: &mut #krate::__private::Stream<'_>,
+            ) -> #krate::__private::Pulled<Self> {
+                __s.reduce(#module, #name, #n, |__s| ::core::result::Result::Ok(#body))
             }
         }
     }

@@ -49,14 +49,36 @@ pub fn load_value(data: &[u8]) {
     }
 }
 
-/// Reads `data` as typed values of several shapes.
+/// Reads `data` as typed values of several shapes, checking for the shapes
+/// the streaming reader knows that it agrees with the Graph path.
 pub fn load_typed(data: &[u8]) {
+    same_both_ways::<Vec<(i64, String, Option<f64>)>>(data);
+    same_both_ways::<BTreeMap<String, Vec<i64>>>(data);
+    same_both_ways::<(Vec<String>, Option<bool>, f32)>(data);
+    same_both_ways::<Vec<Vec<u16>>>(data);
     let _ = reduce::from_slice::<Vec<(i64, String, Option<f64>)>>(data);
     let _ = reduce::from_slice::<BTreeMap<String, Vec<Bytes>>>(data);
     let _ = reduce::from_slice::<HashSet<u128>>(data);
     let _ = reduce::from_slice::<Vec<Rc<Vec<u8>>>>(data);
     let _ = reduce::from_slice::<Dynamic>(data);
     let _ = reduce::from_slice::<reduce::Value>(data);
+}
+
+/// Loads `data` as a `T` through the stream and through the Graph: the
+/// same value (or both NaN-bearing with the same repr), or the same error.
+fn same_both_ways<T: reduce::Construct + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    let a = reduce::Unpickler::from_slice(data).load::<T>();
+    let b = reduce::Unpickler::from_slice(data)
+        .streaming(false)
+        .load::<T>();
+    match (&a, &b) {
+        (Ok(x), Ok(y)) => assert!(
+            x == y || format!("{x:?}") == format!("{y:?}"),
+            "{x:?} vs {y:?}"
+        ),
+        (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+        _ => panic!("the stream and the Graph path disagree: {a:?} vs {b:?}"),
+    }
 }
 
 /// Reads `data` in inert mode and, if it loads, writes it at every protocol

@@ -43,12 +43,33 @@ pub type Pulled<T> = std::result::Result<T, Miss>;
 struct Slot {
     start: usize,
     open: bool,
+    kind: Kind,
 }
 
 const EMPTY: Slot = Slot {
     start: usize::MAX,
     open: false,
+    kind: Kind::Atom,
 };
+
+/// What a memo entry holds, as the reader that recorded it saw it. A `GET`
+/// where a value starts stands for the whole value only if it holds the
+/// kind asked for; where the value's first operand may be a memo reference
+/// (a class, a module name, a tuple's first item), another kind is that
+/// operand.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// An int, float, bool or None.
+    Atom,
+    Str,
+    List,
+    Dict,
+    /// A tuple of this many items.
+    Tuple(usize),
+    Global,
+    /// An object built by a call (`REDUCE`).
+    Object,
+}
 
 /// Where a value began, and whether reading it jumped back to an earlier
 /// copy (a memo `GET`), to return to afterwards.
@@ -232,31 +253,58 @@ impl<'a> Stream<'a> {
 
     // ---- the memo -----------------------------------------------------------
 
-    /// Starts reading a value: a memo `GET` jumps to the object's first copy
-    /// (returned to by [`Stream::end`]).
+    /// Starts reading a value of `kind`: a memo `GET` of one jumps to the
+    /// object's first copy (returned to by [`Stream::end`]).
     #[inline]
-    pub fn begin(&mut self) -> Pulled<Mark> {
+    fn begin(&mut self, kind: Kind) -> Pulled<Mark> {
         let start = self.pos;
         let op = self.peek()?;
         if !matches!(op, GET | BINGET | LONG_BINGET) {
             return Ok(Mark { start, back: None });
         }
-        self.pos += 1;
-        let key = self.decode(|s| decode::memo_key(s, op, usize::MAX))?;
+        let operand = Mark { start, back: None };
+        let mut src = SliceRead::at(self.data, self.pos + 1);
+        let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+        let after = src.position();
         let slot = usize::try_from(key)
             .ok()
             .and_then(|k| self.memo.get(k))
             .copied()
             .ok_or(Miss)?;
-        if slot.open || slot.start == usize::MAX {
+        if slot.start == usize::MAX {
             return Err(Miss);
         }
+        // Which readers may meet their first operand as a GET.
+        let first_operand = match kind {
+            Kind::Object => true,
+            Kind::Global => slot.kind == Kind::Str,
+            Kind::Tuple(n) => self.proto >= 2 && (1..=3).contains(&n),
+            _ => false,
+        };
+        if slot.kind != kind {
+            return if first_operand {
+                Ok(operand)
+            } else {
+                Err(Miss)
+            };
+        }
+        if let Kind::Tuple(n) = kind {
+            // The GET may be the tuple, or its first item (a tuple of as
+            // many items): if the bytes read both ways, leave it to the
+            // Graph path.
+            if first_operand && self.closes_tuple(n)? {
+                return Err(Miss);
+            }
+        }
+        if slot.open {
+            return Err(Miss);
+        }
+        self.pos = after;
         self.back.push(self.pos);
         self.spend(0)?;
-        let start_of_get = start;
         self.pos = slot.start;
         Ok(Mark {
-            start: start_of_get,
+            start,
             back: Some(self.back.len()),
         })
     }
@@ -264,20 +312,20 @@ impl<'a> Stream<'a> {
     /// Ends a value begun with `begin`: back from an earlier copy, and the
     /// memo entries written right after the value recorded.
     #[inline]
-    pub fn end(&mut self, mark: Mark) -> Pulled<()> {
+    fn end(&mut self, mark: Mark, kind: Kind) -> Pulled<()> {
         if let Some(depth) = mark.back {
             if self.back.len() != depth {
                 return Err(Miss);
             }
             self.pos = self.back.pop().ok_or(Miss)?;
         }
-        self.memo_after(mark.start, false).map(drop)
+        self.memo_after(mark.start, kind, false).map(drop)
     }
 
     /// Takes the memo puts right after an object (at most one for an open
     /// container), recording where the object starts. Returns the key of a
     /// container's entry, to close when its last item is read.
-    fn memo_after(&mut self, start: usize, open: bool) -> Pulled<Option<usize>> {
+    fn memo_after(&mut self, start: usize, kind: Kind, open: bool) -> Pulled<Option<usize>> {
         let mut key = None;
         loop {
             let op = self.peek()?;
@@ -307,7 +355,7 @@ impl<'a> Stream<'a> {
                 // Graph path keeps it right.
                 _ => return Err(Miss),
             }
-            self.memo[k] = Slot { start, open };
+            self.memo[k] = Slot { start, open, kind };
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
                 return Err(Miss);
@@ -334,7 +382,7 @@ impl<'a> Stream<'a> {
 
     /// An `int` that fits in an `i64`.
     pub fn int(&mut self) -> Pulled<i64> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
             BININT1 => self.byte()? as i64,
             BININT2 => {
@@ -374,13 +422,13 @@ impl<'a> Stream<'a> {
             }
             _ => return Err(Miss),
         };
-        self.end(mark)?;
+        self.end(mark, Kind::Atom)?;
         Ok(v)
     }
 
     /// A `bool`.
     pub fn bool(&mut self) -> Pulled<bool> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
             NEWTRUE => true,
             NEWFALSE => false,
@@ -390,7 +438,7 @@ impl<'a> Stream<'a> {
             },
             _ => return Err(Miss),
         };
-        self.end(mark)?;
+        self.end(mark, Kind::Atom)?;
         Ok(v)
     }
 
@@ -401,19 +449,19 @@ impl<'a> Stream<'a> {
             BINFLOAT | FLOAT => {}
             _ => return self.int().map(|i| i as f64),
         }
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
             BINFLOAT => f64::from_be_bytes(self.take(8)?.try_into().map_err(|_| Miss)?),
             _ => self.decode(decode::float_line)?,
         };
-        self.end(mark)?;
+        self.end(mark, Kind::Atom)?;
         Ok(v)
     }
 
     /// A `str` without lone surrogates, borrowed from the input where the
     /// pickle holds it as UTF-8.
     pub fn str(&mut self) -> Pulled<std::borrow::Cow<'a, str>> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Str)?;
         let op = self.op()?;
         let n = match op {
             SHORT_BINUNICODE => self.byte()? as usize,
@@ -428,13 +476,13 @@ impl<'a> Stream<'a> {
             UNICODE => {
                 let s = self.decode(|s| decode::unicode(s, UNICODE))?;
                 let s = s.as_str().ok_or(Miss)?.to_owned();
-                self.end(mark)?;
+                self.end(mark, Kind::Str)?;
                 return Ok(std::borrow::Cow::Owned(s));
             }
             _ => return Err(Miss),
         };
         let s = std::str::from_utf8(self.take(n)?).map_err(|_| Miss)?;
-        self.end(mark)?;
+        self.end(mark, Kind::Str)?;
         Ok(std::borrow::Cow::Borrowed(s))
     }
 
@@ -447,18 +495,16 @@ impl<'a> Stream<'a> {
 
     /// A `list`: `item` is called once per item, in order. Returns how many.
     pub fn list(&mut self, mut item: impl FnMut(&mut Self) -> Pulled<()>) -> Pulled<usize> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::List)?;
         match self.op()? {
             EMPTY_LIST => {}
             MARK if self.eat(LIST)? => {}
             _ => return Err(Miss),
         }
-        let key = self.memo_after(mark.start, true)?;
+        let key = self.memo_after(mark.start, Kind::List, true)?;
         let mut n = 0;
         loop {
-            if self.peek()? == MARK {
-                // A batch: its closer says whose (APPENDS appends to the
-                // object below the mark, this list; any other is a miss).
+            if self.peek()? == MARK && self.batch(APPENDS)? {
                 self.pos += 1;
                 self.push(1)?;
                 let mut k = 0;
@@ -481,23 +527,23 @@ impl<'a> Stream<'a> {
             }
         }
         self.close(key);
-        self.end(mark)?;
+        self.end(mark, Kind::List)?;
         Ok(n)
     }
 
     /// A `dict`: `pair` is called once per key and value (read in that
     /// order), in order. Returns how many.
     pub fn dict(&mut self, mut pair: impl FnMut(&mut Self) -> Pulled<()>) -> Pulled<usize> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Dict)?;
         match self.op()? {
             EMPTY_DICT => {}
             MARK if self.eat(DICT)? => {}
             _ => return Err(Miss),
         }
-        let key = self.memo_after(mark.start, true)?;
+        let key = self.memo_after(mark.start, Kind::Dict, true)?;
         let mut n = 0;
         loop {
-            if self.peek()? == MARK {
+            if self.peek()? == MARK && self.batch(SETITEMS)? {
                 self.pos += 1;
                 self.push(1)?;
                 let mut k = 0;
@@ -520,16 +566,16 @@ impl<'a> Stream<'a> {
             }
         }
         self.close(key);
-        self.end(mark)?;
+        self.end(mark, Kind::Dict)?;
         Ok(n)
     }
 
     /// A `tuple` of exactly `n` items, which `items` reads (calling
     /// [`Stream::read`] `n` times).
     pub fn tuple<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Tuple(n))?;
         let r = self.tuple_body(n, items)?;
-        self.end(mark)?;
+        self.end(mark, Kind::Tuple(n))?;
         Ok(r)
     }
 
@@ -572,7 +618,7 @@ impl<'a> Stream<'a> {
         n: usize,
         args: impl FnOnce(&mut Self) -> Pulled<R>,
     ) -> Pulled<R> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Object)?;
         self.global(module, name)?;
         self.push(1)?;
         let r = self.tuple(n, args)?;
@@ -580,13 +626,13 @@ impl<'a> Stream<'a> {
         if self.op()? != REDUCE {
             return Err(Miss);
         }
-        self.end(mark)?;
+        self.end(mark, Kind::Object)?;
         Ok(r)
     }
 
     /// The global `module.name`, allowed as the `Graph` path allows it.
     fn global(&mut self, module: &str, name: &str) -> Pulled<()> {
-        let mark = self.begin()?;
+        let mark = self.begin(Kind::Global)?;
         let same = match self.peek()? {
             GLOBAL => {
                 self.pos += 1;
@@ -627,7 +673,7 @@ impl<'a> Stream<'a> {
         if !same {
             return Err(Miss);
         }
-        self.end(mark)
+        self.end(mark, Kind::Global)
     }
 
     fn allowed(&self, module: &str, name: &str) -> Pulled<()> {
@@ -638,23 +684,29 @@ impl<'a> Stream<'a> {
             .map_err(|_| Miss)
     }
 
-    /// Whether the next `per` values (without a `MARK`) are taken by `one`
-    /// (`APPEND`, `SETITEM`) into the container below them: the container
-    /// being read, which then has them as an item. Scans ahead without
-    /// reading, as a stack machine that counts items; anything it cannot
-    /// follow says no, and the reader then misses if they were its items.
-    fn lone(&mut self, one: u8, per: usize) -> Pulled<bool> {
+    /// Whether the values from here (a `GET`) could be `n` items closed by
+    /// `TUPLE1`-`TUPLE3`, so that the `GET` is a tuple's first item.
+    fn closes_tuple(&mut self, n: usize) -> Pulled<bool> {
+        let close = [TUPLE1, TUPLE2, TUPLE3][n - 1];
+        self.scan(|op, height, marks| (marks == 0 && height == n && op == close).then_some(true))
+    }
+
+    /// Walks the opcodes from the cursor as a stack machine that only counts
+    /// items, without reading anything, until `verdict` (given each opcode
+    /// before it runs, the items above the start, and the open marks) gives
+    /// an answer; an opcode it cannot follow, or one that would take an item
+    /// from below the start, answers no.
+    fn scan(&mut self, mut verdict: impl FnMut(u8, usize, usize) -> Option<bool>) -> Pulled<bool> {
         let mut src = SliceRead::at(self.data, self.pos);
         let start = self.pos;
-        // Items above the start, and the heights at the open marks.
         let mut height = 0usize;
         let mut marks: Vec<usize> = Vec::new();
-        let verdict = loop {
+        let answer = loop {
             let Ok(op) = decode::uint1(&mut src) else {
                 break false;
             };
-            if op == one && marks.is_empty() && height == per {
-                break true;
+            if let Some(v) = verdict(op, height, marks.len()) {
+                break v;
             }
             let Some(effect) = effect(op) else {
                 break false;
@@ -682,7 +734,55 @@ impl<'a> Stream<'a> {
             .budget
             .checked_sub(src.position() - start)
             .ok_or(Miss)?;
+        Ok(answer)
+    }
+
+    /// Whether the `MARK` next opens a batch of items (closed by `many`),
+    /// rather than an item of its own (a marked tuple). From protocol 2 on,
+    /// CPython marks an item only in a list or dict of one item, so a batch
+    /// is assumed: if it was an item, its closer is not `many` and the
+    /// reader misses. Before protocol 2 (no `PROTO`: 0 or 1) every tuple is
+    /// marked, so the closer is looked for ahead.
+    fn batch(&mut self, many: u8) -> Pulled<bool> {
+        if self.proto >= 2 {
+            return Ok(true);
+        }
+        let mut src = SliceRead::at(self.data, self.pos);
+        let start = self.pos;
+        let mut marks = 0usize;
+        let verdict = loop {
+            let Ok(op) = decode::uint1(&mut src) else {
+                break false;
+            };
+            match effect(op) {
+                None | Some(Effect::Stop) => break false,
+                Some(Effect::Mark) => marks += 1,
+                Some(Effect::Close(_)) => {
+                    marks -= 1;
+                    if marks == 0 {
+                        break op == many;
+                    }
+                }
+                Some(Effect::Stack(..)) => {}
+            }
+            if skip_arg(&mut src, op).is_err() {
+                break false;
+            }
+        };
+        self.budget = self
+            .budget
+            .checked_sub(src.position() - start)
+            .ok_or(Miss)?;
         Ok(verdict)
+    }
+
+    /// Whether the next `per` values (without a `MARK`) are taken by `one`
+    /// (`APPEND`, `SETITEM`) into the container below them: the container
+    /// being read, which then has them as an item. Scans ahead without
+    /// reading, as a stack machine that counts items; anything it cannot
+    /// follow says no, and the reader then misses if they were its items.
+    fn lone(&mut self, one: u8, per: usize) -> Pulled<bool> {
+        self.scan(|op, height, marks| (op == one && marks == 0 && height == per).then_some(true))
     }
 }
 
