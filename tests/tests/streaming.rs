@@ -315,3 +315,34 @@ fn the_stream_reads_what_cpython_writes_for_plain_data() {
     assert!(u.load::<Vec<Vec<i64>>>().is_err());
     assert!(!u.streamed());
 }
+
+#[test]
+fn the_stream_reads_nested_containers() {
+    // pyperformance's shapes, and containers that end where a sibling of
+    // the same type begins (an empty list, then a list).
+    let v: Vec<Vec<Vec<i64>>> = vec![vec![(0..10).collect(); 2]; 10];
+    assert!(same::<Vec<Vec<Vec<i64>>>>(&reduce::to_vec(&v).unwrap()));
+    let v: BTreeMap<i64, BTreeMap<i64, Option<i64>>> = (0..100)
+        .map(|k| (k, (0..10).map(|j| (j, None)).collect()))
+        .collect();
+    assert!(same::<BTreeMap<i64, BTreeMap<i64, Option<i64>>>>(
+        &reduce::to_vec(&v).unwrap()
+    ));
+    let v: BTreeMap<String, Vec<i64>> = (0..1500)
+        .map(|i| (format!("k{i}"), vec![i; (i % 3) as usize]))
+        .collect();
+    assert!(same::<BTreeMap<String, Vec<i64>>>(
+        &reduce::to_vec(&v).unwrap()
+    ));
+    for p in 0..=5 {
+        let v: Vec<Vec<i64>> = vec![vec![], vec![1], vec![], vec![], vec![2, 3], vec![]];
+        let bytes = reduce::to_vec_with_protocol(&v, p).unwrap();
+        assert!(same::<Vec<Vec<i64>>>(&bytes), "protocol {p}");
+        let v: (Vec<String>, Vec<String>, String) = (vec![], vec!["a".into()], "b".into());
+        let bytes = reduce::to_vec_with_protocol(&v, p).unwrap();
+        assert!(
+            same::<(Vec<String>, Vec<String>, String)>(&bytes),
+            "protocol {p}"
+        );
+    }
+}

@@ -348,13 +348,13 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
             let k = usize::try_from(k).map_err(|_| Miss)?;
-            match k.cmp(&self.memo.len()) {
-                std::cmp::Ordering::Less if self.memo[k].start == usize::MAX => {}
-                std::cmp::Ordering::Equal => self.memo.push(EMPTY),
-                // An entry written twice, or far beyond the others: the
-                // Graph path keeps it right.
-                _ => return Err(Miss),
+            // Entries come in order, each once, as CPython writes them (so
+            // a read in vain is undone by truncating); an entry written
+            // twice, or out of order, is left to the Graph path.
+            if k != self.memo.len() {
+                return Err(Miss);
             }
+            self.memo.push(EMPTY);
             self.memo[k] = Slot { start, open, kind };
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
@@ -493,8 +493,13 @@ impl<'a> Stream<'a> {
 
     // ---- containers ---------------------------------------------------------
 
-    /// A `list`: `item` is called once per item, in order. Returns how many.
-    pub fn list(&mut self, mut item: impl FnMut(&mut Self) -> Pulled<()>) -> Pulled<usize> {
+    /// A `list`: `read` reads each item and `sink` takes it, in order.
+    /// Returns how many.
+    pub fn list<T>(
+        &mut self,
+        read: impl FnMut(&mut Self) -> Pulled<T>,
+        sink: impl FnMut(T),
+    ) -> Pulled<usize> {
         let mark = self.begin(Kind::List)?;
         match self.op()? {
             EMPTY_LIST => {}
@@ -502,38 +507,19 @@ impl<'a> Stream<'a> {
             _ => return Err(Miss),
         }
         let key = self.memo_after(mark.start, Kind::List, true)?;
-        let mut n = 0;
-        loop {
-            if self.peek()? == MARK && self.batch(APPENDS)? {
-                self.pos += 1;
-                self.push(1)?;
-                let mut k = 0;
-                while self.peek()? != APPENDS {
-                    item(self)?;
-                    self.push(1)?;
-                    k += 1;
-                }
-                self.pos += 1;
-                self.height -= k + 1;
-                n += k;
-            } else if self.lone(APPEND, 1)? {
-                item(self)?;
-                if self.op()? != APPEND {
-                    return Err(Miss);
-                }
-                n += 1;
-            } else {
-                break;
-            }
-        }
+        let n = self.items(APPEND, APPENDS, 1, read, sink)?;
         self.close(key);
         self.end(mark, Kind::List)?;
         Ok(n)
     }
 
-    /// A `dict`: `pair` is called once per key and value (read in that
-    /// order), in order. Returns how many.
-    pub fn dict(&mut self, mut pair: impl FnMut(&mut Self) -> Pulled<()>) -> Pulled<usize> {
+    /// A `dict`: `read` reads each key and value (in that order) and `sink`
+    /// takes them, in order. Returns how many.
+    pub fn dict<T>(
+        &mut self,
+        read: impl FnMut(&mut Self) -> Pulled<T>,
+        sink: impl FnMut(T),
+    ) -> Pulled<usize> {
         let mark = self.begin(Kind::Dict)?;
         match self.op()? {
             EMPTY_DICT => {}
@@ -541,33 +527,89 @@ impl<'a> Stream<'a> {
             _ => return Err(Miss),
         }
         let key = self.memo_after(mark.start, Kind::Dict, true)?;
-        let mut n = 0;
-        loop {
-            if self.peek()? == MARK && self.batch(SETITEMS)? {
-                self.pos += 1;
-                self.push(1)?;
-                let mut k = 0;
-                while self.peek()? != SETITEMS {
-                    pair(self)?;
-                    self.push(2)?;
-                    k += 1;
-                }
-                self.pos += 1;
-                self.height -= 2 * k + 1;
-                n += k;
-            } else if self.lone(SETITEM, 2)? {
-                pair(self)?;
-                if self.op()? != SETITEM {
-                    return Err(Miss);
-                }
-                n += 1;
-            } else {
-                break;
-            }
-        }
+        let n = self.items(SETITEM, SETITEMS, 2, read, sink)?;
         self.close(key);
         self.end(mark, Kind::Dict)?;
         Ok(n)
+    }
+
+    /// A container's items after its header: batches (`MARK` ... `many`),
+    /// and items alone followed by `one`. From protocol 2 on, CPython writes
+    /// an item alone only right after the header (a container of one), and
+    /// nothing after its batches.
+    fn items<T>(
+        &mut self,
+        one: u8,
+        many: u8,
+        per: usize,
+        mut read: impl FnMut(&mut Self) -> Pulled<T>,
+        mut sink: impl FnMut(T),
+    ) -> Pulled<usize> {
+        let mut n = 0;
+        let mut first = true;
+        loop {
+            if self.peek()? == MARK && self.batch(many)? {
+                self.pos += 1;
+                self.push(1)?;
+                let mut k = 0;
+                while self.peek()? != many {
+                    sink(read(self)?);
+                    self.push(per)?;
+                    k += 1;
+                }
+                self.pos += 1;
+                self.height -= per * k + 1;
+                n += k;
+            } else if self.proto >= 2 && !first {
+                break;
+            } else {
+                match self.alone(&mut read, one)? {
+                    Some(v) => {
+                        sink(v);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            first = false;
+        }
+        Ok(n)
+    }
+
+    /// Reads an item that may be alone, followed by `one` (`APPEND`,
+    /// `SETITEM`), or may be the next value of the container's parent: it
+    /// is read, and if `one` does not follow (or it cannot be read), the
+    /// stream is put back as it was and `None` says the container ended.
+    /// The bytes read in vain count against the budget.
+    fn alone<T>(
+        &mut self,
+        read: &mut impl FnMut(&mut Self) -> Pulled<T>,
+        one: u8,
+    ) -> Pulled<Option<T>> {
+        let (pos, memo, memo_len, height, name_bytes, back) = (
+            self.pos,
+            self.memo.len(),
+            self.memo_len,
+            self.height,
+            self.name_bytes,
+            self.back.len(),
+        );
+        let depth = self.depth;
+        if let Ok(v) = read(self) {
+            if self.eat(one)? {
+                return Ok(Some(v));
+            }
+        }
+        let spent = self.pos.abs_diff(pos);
+        self.pos = pos;
+        self.memo.truncate(memo);
+        self.memo_len = memo_len;
+        self.height = height;
+        self.name_bytes = name_bytes;
+        self.back.truncate(back);
+        self.depth = depth;
+        self.budget = self.budget.checked_sub(spent + 1).ok_or(Miss)?;
+        Ok(None)
     }
 
     /// A `tuple` of exactly `n` items, which `items` reads (calling
@@ -774,15 +816,6 @@ impl<'a> Stream<'a> {
             .checked_sub(src.position() - start)
             .ok_or(Miss)?;
         Ok(verdict)
-    }
-
-    /// Whether the next `per` values (without a `MARK`) are taken by `one`
-    /// (`APPEND`, `SETITEM`) into the container below them: the container
-    /// being read, which then has them as an item. Scans ahead without
-    /// reading, as a stack machine that counts items; anything it cannot
-    /// follow says no, and the reader then misses if they were its items.
-    fn lone(&mut self, one: u8, per: usize) -> Pulled<bool> {
-        self.scan(|op, height, marks| (op == one && marks == 0 && height == per).then_some(true))
     }
 }
 

@@ -426,10 +426,7 @@ impl<T: Construct> Construct for Vec<T> {
     }
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         let mut items = Vec::new();
-        s.list(|s| {
-            items.push(s.read(T::construct_stream)?);
-            Ok(())
-        })?;
+        s.list(|s| s.read(T::construct_stream), |v| items.push(v))?;
         Ok(items)
     }
 }
@@ -673,11 +670,10 @@ impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
     }
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         let mut map = HashMap::default();
-        s.dict(|s| {
-            let k = s.read(K::construct_stream)?;
-            map.insert(k, s.read(V::construct_stream)?);
-            Ok(())
-        })?;
+        s.dict(
+            |s| Ok((s.read(K::construct_stream)?, s.read(V::construct_stream)?)),
+            |(k, v)| drop(map.insert(k, v)),
+        )?;
         Ok(map)
     }
 }
@@ -688,11 +684,10 @@ impl<K: Construct + Ord, V: Construct> Construct for BTreeMap<K, V> {
     }
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         let mut map = BTreeMap::new();
-        s.dict(|s| {
-            let k = s.read(K::construct_stream)?;
-            map.insert(k, s.read(V::construct_stream)?);
-            Ok(())
-        })?;
+        s.dict(
+            |s| Ok((s.read(K::construct_stream)?, s.read(V::construct_stream)?)),
+            |(k, v)| drop(map.insert(k, v)),
+        )?;
         Ok(map)
     }
 }
