@@ -215,8 +215,16 @@ impl<'a> Stream<'a> {
 
     /// The next opcode, after any `FRAME`s (which, as in CPython's C
     /// unpickler, only check that their bytes exist), without taking it.
-    #[inline]
+    #[inline(always)]
     pub fn peek(&mut self) -> Pulled<u8> {
+        match self.data.get(self.pos) {
+            Some(&op) if op != FRAME => Ok(op),
+            _ => self.peek_frame(),
+        }
+    }
+
+    #[inline(never)]
+    fn peek_frame(&mut self) -> Pulled<u8> {
         loop {
             let op = *self.data.get(self.pos).ok_or(Miss)?;
             if op != FRAME {
@@ -231,7 +239,7 @@ impl<'a> Stream<'a> {
     }
 
     /// Takes the next opcode.
-    #[inline]
+    #[inline(always)]
     fn op(&mut self) -> Pulled<u8> {
         let op = self.peek()?;
         self.pos += 1;
@@ -255,10 +263,20 @@ impl<'a> Stream<'a> {
 
     /// Starts reading a value of `kind`: a memo `GET` of one jumps to the
     /// object's first copy (returned to by [`Stream::end`]).
-    #[inline]
+    #[inline(always)]
     fn begin(&mut self, kind: Kind) -> Pulled<Mark> {
         let start = self.pos;
+        match self.data.get(start) {
+            Some(&(GET | BINGET | LONG_BINGET | FRAME)) | None => self.begin_get(kind),
+            Some(_) => Ok(Mark { start, back: None }),
+        }
+    }
+
+    /// [`Stream::begin`] at a `GET` (or a `FRAME` before the value).
+    #[inline(never)]
+    fn begin_get(&mut self, kind: Kind) -> Pulled<Mark> {
         let op = self.peek()?;
+        let start = self.pos;
         if !matches!(op, GET | BINGET | LONG_BINGET) {
             return Ok(Mark { start, back: None });
         }
@@ -311,7 +329,7 @@ impl<'a> Stream<'a> {
 
     /// Ends a value begun with `begin`: back from an earlier copy, and the
     /// memo entries written right after the value recorded.
-    #[inline]
+    #[inline(always)]
     fn end(&mut self, mark: Mark, kind: Kind) -> Pulled<()> {
         if let Some(depth) = mark.back {
             if self.back.len() != depth {
@@ -319,12 +337,18 @@ impl<'a> Stream<'a> {
             }
             self.pos = self.back.pop().ok_or(Miss)?;
         }
-        self.memo_after(mark.start, kind, false).map(drop)
+        match self.data.get(self.pos) {
+            Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
+                self.memo_after(mark.start, kind, false).map(drop)
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// Takes the memo puts right after an object (at most one for an open
     /// container), recording where the object starts. Returns the key of a
     /// container's entry, to close when its last item is read.
+    #[inline(never)]
     fn memo_after(&mut self, start: usize, kind: Kind, open: bool) -> Pulled<Option<usize>> {
         let mut key = None;
         loop {
@@ -381,6 +405,7 @@ impl<'a> Stream<'a> {
     // ---- atoms --------------------------------------------------------------
 
     /// An `int` that fits in an `i64`.
+    #[inline]
     pub fn int(&mut self) -> Pulled<i64> {
         let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
