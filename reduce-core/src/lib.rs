@@ -285,6 +285,8 @@ mod read;
 mod registry;
 mod save;
 pub mod security;
+#[cfg(feature = "serde")]
+pub mod serde;
 mod state;
 pub mod stdlib;
 mod text;

@@ -1,0 +1,293 @@
+//! `reduce::serde`: serde types written as CPython writes the same Python
+//! data (byte for byte, protocols 0 to 5), read back, `Value` as serde data,
+//! and both ways with serde-pickle.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
+use std::process::Stdio;
+
+use reduce::Value;
+use reduce_tests::first_difference;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Point {
+    x: f64,
+    y: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Record {
+    id: u32,
+    name: String,
+    tags: Vec<String>,
+    score: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Shape {
+    name: String,
+    points: Vec<Point>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+enum E {
+    Unit,
+    New(i32),
+    Tup(i32, String),
+    Struct { a: bool },
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Pair(i32, i32);
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Unit;
+
+type Writer = Box<dyn Fn(u8) -> reduce::Result<Vec<u8>>>;
+
+/// A serde value, the Python expression of the same data, and its
+/// conversion to a `Value`.
+struct Case {
+    write: Writer,
+    value: Box<dyn Fn() -> reduce::Result<Value>>,
+    expr: String,
+}
+
+fn case<T: Serialize + 'static>(v: T, expr: impl Into<String>) -> Case {
+    let v = std::rc::Rc::new(v);
+    let w = v.clone();
+    Case {
+        write: Box::new(move |p| reduce::serde::to_vec_with_protocol(&*w, p)),
+        value: Box::new(move || reduce::serde::to_value(&*v)),
+        expr: expr.into(),
+    }
+}
+
+/// Each expression's string values are distinct objects in Python (no
+/// literal appears twice, no one-character or empty `str`, which CPython
+/// caches); field and variant names are shared constants, as in any dict
+/// built from literals.
+fn cases() -> Vec<Case> {
+    let records = vec![
+        Record {
+            id: 1,
+            name: "ann".into(),
+            tags: vec!["red".into(), "blue".into()],
+            score: Some(9.5),
+        },
+        Record {
+            id: 2,
+            name: "bob".into(),
+            tags: vec![],
+            score: None,
+        },
+        Record {
+            id: 70000,
+            name: "cyd".into(),
+            tags: vec!["green".into()],
+            score: Some(-1.0),
+        },
+    ];
+    vec![
+        case(Point { x: 1.0, y: -2.5 }, "{'x': 1.0, 'y': -2.5}"),
+        case(
+            records,
+            "[{'id': 1, 'name': 'ann', 'tags': ['red', 'blue'], 'score': 9.5}, \
+             {'id': 2, 'name': 'bob', 'tags': [], 'score': None}, \
+             {'id': 70000, 'name': 'cyd', 'tags': ['green'], 'score': -1.0}]",
+        ),
+        case(
+            (
+                0u8,
+                255u8,
+                256u16,
+                65535u16,
+                65536u32,
+                -1i32,
+                i64::MIN,
+                i64::MAX,
+                u64::MAX,
+                i128::MIN,
+                u128::MAX,
+                2147483648u32,
+            ),
+            "(0, 255, 256, 65535, 65536, -1, -2**63, 2**63-1, 2**64-1, -2**127, 2**128-1, 2**31)",
+        ),
+        case(
+            (0.1f32, 1e300f64, -0.0f64, f64::INFINITY, f32::MIN_POSITIVE),
+            "(0.10000000149011612, 1e300, -0.0, float('inf'), 1.1754943508222875e-38)",
+        ),
+        case(
+            vec![
+                E::Unit,
+                E::New(5),
+                E::Tup(1, "tx".into()),
+                E::Struct { a: true },
+                E::Unit,
+            ],
+            "['Unit', {'New': 5}, {'Tup': [1, 'tx']}, {'Struct': {'a': True}}, 'Unit']",
+        ),
+        case(
+            (
+                ByteBuf::from(b"abc".to_vec()),
+                ByteBuf::new(),
+                ByteBuf::from(vec![7u8; 70 * 1024]),
+            ),
+            "(b'abc', b'', b'\\x07' * (70 * 1024))",
+        ),
+        case((0..2500).collect::<Vec<i32>>(), "list(range(2500))"),
+        case(vec![7u8], "[7]"),
+        case(Vec::<u8>::new(), "[]"),
+        case(
+            (0..2000u32).map(|i| (i, i * 2)).collect::<BTreeMap<_, _>>(),
+            "{i: i * 2 for i in range(2000)}",
+        ),
+        case(
+            (0..1000u32).map(|i| (i, ())).collect::<BTreeMap<_, _>>(),
+            "{i: None for i in range(1000)}",
+        ),
+        case(BTreeMap::from([(1u8, 2u8)]), "{1: 2}"),
+        case(BTreeMap::<u8, u8>::new(), "{}"),
+        case((Unit, None::<i32>, ()), "(None, None, None)"),
+        case(
+            (Pair(1, 2), [0u8; 0], (1, 2, 3, 4), (true,)),
+            "((1, 2), (), (1, 2, 3, 4), (True,))",
+        ),
+        case("x".repeat(70 * 1024), "'x' * (70 * 1024)"),
+        case(
+            (0..20000)
+                .map(|i| format!("item{i:05}"))
+                .collect::<Vec<_>>(),
+            "[f'item{i:05}' for i in range(20000)]",
+        ),
+        case(vec!['é', '😀'], "['é', '😀']"),
+        case(
+            "nul\0 and \\ and\nnewline",
+            "'nul\\x00 and \\\\ and\\nnewline'",
+        ),
+        case(
+            BTreeMap::from([((1, 2), "ab".to_string()), ((3, 4), "cd".to_string())]),
+            "{(1, 2): 'ab', (3, 4): 'cd'}",
+        ),
+        case(BTreeSet::from([3, 1, 2]), "[1, 2, 3]"),
+        case(
+            Shape {
+                name: "poly".into(),
+                points: vec![Point { x: 0.0, y: 1.0 }, Point { x: 2.0, y: 3.0 }],
+            },
+            "{'name': 'poly', 'points': [{'x': 0.0, 'y': 1.0}, {'x': 2.0, 'y': 3.0}]}",
+        ),
+    ]
+}
+
+/// The hex of `pickle.dumps(eval(expr), protocol=p)` for p in 0..=5, per
+/// expression, from one python3 run.
+fn cpython_dumps(exprs: &[&str]) -> Vec<Vec<Vec<u8>>> {
+    let script = "import sys, pickle\nfor line in sys.stdin.read().splitlines():\n    v = eval(line)\n    print(' '.join(pickle.dumps(v, protocol=p).hex() for p in range(6)))";
+    let mut child = reduce_tests::python3()
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exprs.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let answers = String::from_utf8(out.stdout).unwrap();
+    let decode = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    answers
+        .lines()
+        .map(|line| line.split(' ').map(decode).collect())
+        .collect()
+}
+
+#[test]
+fn serde_writes_what_cpython_writes() {
+    let cases = cases();
+    let exprs: Vec<&str> = cases.iter().map(|c| c.expr.as_str()).collect();
+    let answers = cpython_dumps(&exprs);
+    assert_eq!(answers.len(), cases.len());
+    for (case, want) in cases.iter().zip(&answers) {
+        for (proto, want) in want.iter().enumerate() {
+            let got = (case.write)(proto as u8).unwrap();
+            assert!(
+                &got == want,
+                "{} at protocol {proto}: {}",
+                case.expr,
+                first_difference(want, &got)
+            );
+        }
+    }
+}
+
+#[test]
+fn to_value_is_the_same_python_object() {
+    for case in cases() {
+        let value = (case.value)().unwrap();
+        for proto in [0, 2, 5] {
+            let direct: Value = reduce::from_slice(&(case.write)(proto).unwrap()).unwrap();
+            assert_eq!(direct, value, "{} at protocol {proto}", case.expr);
+        }
+    }
+}
+
+#[test]
+fn to_writer_writes_to_vec_bytes() {
+    let records = vec![Point { x: 1.0, y: 2.0 }; 3];
+    let mut out = Vec::new();
+    reduce::serde::to_writer(&mut out, &records).unwrap();
+    assert_eq!(out, reduce::serde::to_vec(&records).unwrap());
+    let mut out = Vec::new();
+    reduce::serde::to_writer_with_protocol(&mut out, &records, 1).unwrap();
+    assert_eq!(
+        out,
+        reduce::serde::to_vec_with_protocol(&records, 1).unwrap()
+    );
+}
+
+#[test]
+fn a_bad_protocol_is_an_error() {
+    let err = reduce::serde::to_vec_with_protocol(&1u8, 6).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported pickle protocol 6 (expected 0 to 5)"
+    );
+}
+
+#[test]
+fn flatten_and_unknown_lengths_write_valid_pickles() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Outer {
+        id: u8,
+        #[serde(flatten)]
+        inner: Point,
+        #[serde(flatten)]
+        rest: HashMap<String, i32>,
+    }
+    let v = Outer {
+        id: 3,
+        inner: Point { x: 1.0, y: 2.0 },
+        rest: HashMap::from([("extra".to_string(), 9)]),
+    };
+    for proto in 0..=5 {
+        let bytes = reduce::serde::to_vec_with_protocol(&v, proto).unwrap();
+        let value: Value = reduce::from_slice(&bytes).unwrap();
+        assert_eq!(
+            format!("{value:?}"),
+            "{'id': 3, 'x': 1.0, 'y': 2.0, 'extra': 9}",
+            "protocol {proto}"
+        );
+    }
+}
