@@ -291,3 +291,111 @@ fn flatten_and_unknown_lengths_write_valid_pickles() {
         );
     }
 }
+
+// ---- Value as serde data ------------------------------------------------------
+
+/// `pickle.dumps(eval(expr), protocol=p)` for p in 0..=5.
+fn cpython(expr: &str) -> Vec<Vec<u8>> {
+    cpython_dumps(&[expr]).remove(0)
+}
+
+#[test]
+fn a_pickle_transcodes_to_json() {
+    let expr = "{'name': 'ada', 'scores': (9.5, 8), 'raw': b'\\x00\\x01', \
+                'nested': [None, True, 2**70, -3, 2**64-1], 'set': {1}, 'fs': frozenset([2]), 'bytearray': bytearray(b'\\x05')}";
+    for (proto, bytes) in cpython(expr).iter().enumerate() {
+        let value: Value = reduce::from_slice(bytes).unwrap();
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            r#"{"name":"ada","scores":[9.5,8],"raw":[0,1],"nested":[null,true,1180591620717411303424,-3,18446744073709551615],"set":[1],"fs":[2],"bytearray":[5]}"#,
+            "protocol {proto}"
+        );
+    }
+}
+
+#[test]
+fn a_json_document_becomes_a_pickle() {
+    let docs = [
+        r#"{"a": [1, 2.5, null, true, "s\u00e9"], "b": {"c": 18446744073709551615, "d": -9223372036854775808}, "e": []}"#,
+        r#"[{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}, 3.25, "x", false]"#,
+        r#""just a string""#,
+    ];
+    let mut script = String::from("import json, pickle, sys\nok = 0\n");
+    for doc in docs {
+        let value: Value = serde_json::from_str(doc).unwrap();
+        for proto in 0..=5 {
+            let bytes = reduce::to_vec_with_protocol(&value, proto).unwrap();
+            script.push_str(&format!(
+                "assert pickle.loads(bytes.fromhex('{}')) == json.loads({doc:?}), ({proto}, {doc:?})\nok += 1\n",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ));
+        }
+    }
+    script.push_str("print(ok)\n");
+    let out = reduce_tests::python3()
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "18");
+}
+
+#[test]
+fn json_and_back_keeps_the_data_not_the_python_types() {
+    let value = Value::Dict(vec![
+        (Value::str("t"), Value::Tuple(vec![1.into(), 2.into()])),
+        (Value::str("s"), Value::Set(vec![3.into()])),
+    ]);
+    let json = serde_json::to_string(&value).unwrap();
+    let back: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(format!("{back:?}"), "{'t': [1, 2], 's': [3]}");
+    // Through reduce::serde, the same: a sequence is read as a list.
+    let bytes = reduce::to_vec(&value).unwrap();
+    let back: Value = reduce::serde::from_slice(&bytes).unwrap();
+    assert_eq!(format!("{back:?}"), "{'t': [1, 2], 's': [3]}");
+}
+
+#[test]
+fn a_shared_object_is_written_by_value_and_a_cycle_is_an_error() {
+    let shared = cpython("(lambda p: [p, p])([1, 2])");
+    let cyclic = cpython("(lambda l: (l.append(l), l)[1])([])");
+    for proto in 0..=5 {
+        let graph = reduce::Unpickler::from_slice(&shared[proto])
+            .load_graph()
+            .unwrap();
+        assert!(!graph.objects().is_empty(), "the list is shared");
+        assert_eq!(serde_json::to_string(&graph).unwrap(), "[[1,2],[1,2]]");
+
+        let graph = reduce::Unpickler::from_slice(&cyclic[proto])
+            .load_graph()
+            .unwrap();
+        let err = serde_json::to_string(&graph).unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+}
+
+#[test]
+fn what_serde_cannot_carry_is_an_error_that_names_it() {
+    let cases = [
+        (
+            Value::global("builtins", "len"),
+            "a global (builtins.len) has no serde form",
+        ),
+        (
+            Value::int("1".repeat(60).parse::<reduce::BigInt>().unwrap()),
+            "an int beyond 128 bits has no serde form",
+        ),
+        (
+            Value::Str(reduce::PyStr::from_code_points([0x61, 0xD800]).unwrap()),
+            "a str with a lone surrogate ('a\\ud800') has no serde form",
+        ),
+    ];
+    for (value, msg) in cases {
+        let err = serde_json::to_string(&value).unwrap_err().to_string();
+        assert!(err.starts_with(msg), "{err}");
+    }
+}
