@@ -399,3 +399,288 @@ fn what_serde_cannot_carry_is_an_error_that_names_it() {
         assert!(err.starts_with(msg), "{err}");
     }
 }
+
+// ---- reading ----------------------------------------------------------------
+
+fn read_all<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(expr: &str, want: &T) {
+    for (proto, bytes) in cpython(expr).iter().enumerate() {
+        let got: T = reduce::serde::from_slice(bytes)
+            .unwrap_or_else(|e| panic!("{expr} at protocol {proto}: {e}"));
+        assert_eq!(&got, want, "{expr} at protocol {proto}");
+        let got: T = reduce::serde::from_reader(&bytes[..]).unwrap();
+        assert_eq!(&got, want, "{expr} at protocol {proto}, from a reader");
+    }
+}
+
+#[test]
+fn cpython_data_reads_into_serde_types() {
+    read_all(
+        "[{'id': 1, 'name': 'ann', 'tags': ['red', 'blue'], 'score': 9.5}, \
+          {'id': 2, 'name': 'bob', 'tags': (), 'score': None}]",
+        &vec![
+            Record {
+                id: 1,
+                name: "ann".into(),
+                tags: vec!["red".into(), "blue".into()],
+                score: Some(9.5),
+            },
+            Record {
+                id: 2,
+                name: "bob".into(),
+                tags: vec![],
+                score: None,
+            },
+        ],
+    );
+    read_all(
+        "(2**64-1, -2**127, 2**128-1, -1, 7)",
+        &(u64::MAX, i128::MIN, u128::MAX, -1i8, 7.0f32),
+    );
+    read_all(
+        "{(1, 2): b'ab', (3, 4): bytearray(b'cd')}",
+        &BTreeMap::from([
+            ((1u8, 2u8), ByteBuf::from(b"ab".to_vec())),
+            ((3, 4), ByteBuf::from(b"cd".to_vec())),
+        ]),
+    );
+    read_all("{3, 1}", &BTreeSet::from([1, 3]));
+    read_all("['é', 'a']", &vec!['é', 'a']);
+    read_all("(None, None)", &(Unit, ()));
+    read_all("(1, 2)", &Pair(1, 2));
+    // A struct written as the tuple of its fields, as serde reads it too.
+    read_all("(1.0, 2.0)", &Point { x: 1.0, y: 2.0 });
+}
+
+#[test]
+fn every_enum_form_serde_pickle_reads() {
+    read_all(
+        "['Unit', {'New': 5}, {'Tup': [1, 'one']}, {'Tup': (2, 'two')}, {'Struct': {'a': True}}, \
+          ('Unit',), ('New', 6), ('Tup', [3, 'three']), ('Struct', {'a': False})]",
+        &vec![
+            E::Unit,
+            E::New(5),
+            E::Tup(1, "one".into()),
+            E::Tup(2, "two".into()),
+            E::Struct { a: true },
+            E::Unit,
+            E::New(6),
+            E::Tup(3, "three".into()),
+            E::Struct { a: false },
+        ],
+    );
+}
+
+#[test]
+fn deserialize_any_untagged_flatten_and_ignored_fields() {
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(untagged)]
+    enum Loose {
+        Num(f64),
+        Text(String),
+        Point(Point),
+        List(Vec<Loose>),
+    }
+    read_all(
+        "[1.5, 'txt', {'x': 1.0, 'y': 2.0}, [2]]",
+        &vec![
+            Loose::Num(1.5),
+            Loose::Text("txt".into()),
+            Loose::Point(Point { x: 1.0, y: 2.0 }),
+            Loose::List(vec![Loose::Num(2.0)]),
+        ],
+    );
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Flat {
+        id: u8,
+        #[serde(flatten)]
+        at: Point,
+        #[serde(flatten)]
+        rest: BTreeMap<String, serde_json::Value>,
+    }
+    read_all(
+        "{'id': 1, 'x': 1.0, 'extra': [None, {'k': (1, 'v2')}], 'y': 2.0}",
+        &Flat {
+            id: 1,
+            at: Point { x: 1.0, y: 2.0 },
+            rest: BTreeMap::from([(
+                "extra".to_string(),
+                serde_json::json!([null, {"k": [1, "v2"]}]),
+            )]),
+        },
+    );
+
+    // Unknown fields are skipped, whatever they hold.
+    read_all(
+        "{'x': 1.0, 'skipped': [{'deep': (1, 2**100)}, set()], 'y': 2.0}",
+        &Point { x: 1.0, y: 2.0 },
+    );
+
+    read_all(
+        "{'a': [1, 2.5, None, True, 'text'], 'b': {'c': 2**64 - 1}}",
+        &serde_json::json!({"a": [1, 2.5, null, true, "text"], "b": {"c": 18446744073709551615u64}}),
+    );
+}
+
+#[test]
+fn shared_objects_read_by_value() {
+    read_all(
+        "(lambda p: [p, p, p])({'x': 1.0, 'y': 2.0})",
+        &vec![Point { x: 1.0, y: 2.0 }; 3],
+    );
+    // A list shared at two places, mutable, so the graph keeps it shared.
+    read_all(
+        "(lambda l: {'first': l, 'second': l})([1, 2])",
+        &BTreeMap::from([("first", vec![1, 2]), ("second", vec![1, 2])])
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<BTreeMap<_, _>>(),
+    );
+}
+
+#[test]
+fn a_cycle_is_an_error_that_says_so() {
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Tree(Vec<Tree>);
+    for bytes in cpython("(lambda l: (l.append(l), l)[1])([])") {
+        let err = reduce::serde::from_slice::<serde_json::Value>(&bytes).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("[0]: the value contains itself (a cycle)"),
+            "{err}"
+        );
+        let err = reduce::serde::from_slice::<Tree>(&bytes).unwrap_err();
+        assert!(err.to_string().contains("a cycle"), "{err}");
+    }
+}
+
+#[test]
+fn a_dag_that_doubles_is_bounded() {
+    let bytes = &cpython("__import__('functools').reduce(lambda a, _: [a, a], range(60), [])")[4];
+    let err = reduce::serde::from_slice::<serde_json::Value>(bytes).unwrap_err();
+    reduce_tests::assert_limit(&err, "max_tree_nodes");
+    // Ignored, it costs nothing.
+    let _: serde::de::IgnoredAny = reduce::serde::from_slice(bytes).unwrap();
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    // [[[...]]], 20000 deep: 20000 empty lists, each appended to the one
+    // below it.
+    let n = 20000;
+    let mut bytes = b"\x80\x02".to_vec();
+    bytes.extend(std::iter::repeat_n(b']', n));
+    bytes.extend(std::iter::repeat_n(b'a', n - 1));
+    bytes.push(b'.');
+    let value: Value = reduce::from_slice(&bytes).unwrap();
+    assert!(matches!(value, Value::List(_)));
+    let err = reduce::serde::from_slice::<serde_json::Value>(&bytes).unwrap_err();
+    reduce_tests::assert_limit(&err, "max_typed_depth");
+}
+
+#[test]
+fn errors_carry_the_path_as_the_typed_reader_s_do() {
+    let bad_shapes = "[{'name': 'a0', 'points': []}, {'name': 'a1', 'points': []}, \
+                      {'name': 'a2', 'points': []}, {'name': 'a3', 'points': [{'x': 'oops', 'y': 1.0}]}]";
+    for bytes in cpython(bad_shapes) {
+        let err = reduce::serde::from_slice::<Vec<Shape>>(&bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[3].points[0].x: expected float, found str"
+        );
+        assert_eq!(err.path(), Some("[3].points[0].x"));
+    }
+    let cases: [(&str, &str); 4] = [
+        (
+            "{'ada': [9.5, 8.0]}",
+            "['ada'][0]: expected str, found float",
+        ),
+        ("[{'x': 1.0}]", "[0]: expected field `y`, found none"),
+        ("{'New': 'five'}", "New: expected int, found str"),
+        ("[1, 2, 3]", "expected 2 items, found 3"),
+    ];
+    for (expr, msg) in cases {
+        let bytes = &cpython(expr)[2];
+        let err = match expr {
+            "{'ada': [9.5, 8.0]}" => {
+                reduce::serde::from_slice::<BTreeMap<String, Vec<String>>>(bytes).unwrap_err()
+            }
+            "[{'x': 1.0}]" => reduce::serde::from_slice::<Vec<Point>>(bytes).unwrap_err(),
+            "{'New': 'five'}" => reduce::serde::from_slice::<E>(bytes).unwrap_err(),
+            _ => reduce::serde::from_slice::<(u8, u8)>(bytes).unwrap_err(),
+        };
+        assert_eq!(err.to_string(), msg, "{expr}");
+    }
+    // The typed reader says the same of the same data.
+    let bytes = &cpython("{'ada': [9.5, 8.0]}")[2];
+    let typed = reduce::from_slice::<BTreeMap<String, Vec<String>>>(bytes).unwrap_err();
+    let serde = reduce::serde::from_slice::<BTreeMap<String, Vec<String>>>(bytes).unwrap_err();
+    assert_eq!(typed.to_string(), serde.to_string());
+}
+
+#[test]
+fn globals_are_refused_as_the_strict_reader_refuses_them() {
+    let bytes = b"cos\nsystem\n(S'echo pwned'\ntR.";
+    let err = reduce::serde::from_slice::<serde_json::Value>(bytes).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("global `os.system` is not allowed"),
+        "{err}"
+    );
+    // Read in inert mode, a reduced object is not plain data.
+    let graph = reduce::Unpickler::from_slice(bytes)
+        .inert(true)
+        .load_graph()
+        .unwrap();
+    let err = reduce::serde::from_graph::<serde_json::Value>(&graph).unwrap_err();
+    assert_eq!(err.to_string(), "expected plain data, found object");
+}
+
+#[test]
+fn from_value_and_to_value_need_no_bytes() {
+    let shape = Shape {
+        name: "tri".into(),
+        points: vec![Point { x: 0.0, y: 0.0 }, Point { x: 1.0, y: 0.5 }],
+    };
+    let value = reduce::serde::to_value(&shape).unwrap();
+    assert_eq!(
+        format!("{value:?}"),
+        "{'name': 'tri', 'points': [{'x': 0.0, 'y': 0.0}, {'x': 1.0, 'y': 0.5}]}"
+    );
+    let back: Shape = reduce::serde::from_value(&value).unwrap();
+    assert_eq!(back, shape);
+    let e = vec![
+        E::Unit,
+        E::New(1),
+        E::Tup(2, "two".into()),
+        E::Struct { a: true },
+    ];
+    let back: Vec<E> = reduce::serde::from_value(&reduce::serde::to_value(&e).unwrap()).unwrap();
+    assert_eq!(back, e);
+}
+
+#[test]
+fn serde_reads_what_it_writes() {
+    let shape = Shape {
+        name: "tri".into(),
+        points: vec![Point { x: 0.0, y: 0.0 }; 1500],
+    };
+    let records: Vec<Record> = (0..3000)
+        .map(|i| Record {
+            id: i,
+            name: format!("n{i}"),
+            tags: vec!["t".into(); (i % 3) as usize],
+            score: (i % 2 == 0).then_some(i as f64 / 2.0),
+        })
+        .collect();
+    for proto in 0..=5 {
+        let bytes = reduce::serde::to_vec_with_protocol(&shape, proto).unwrap();
+        assert_eq!(reduce::serde::from_slice::<Shape>(&bytes).unwrap(), shape);
+        let bytes = reduce::serde::to_vec_with_protocol(&records, proto).unwrap();
+        assert_eq!(
+            reduce::serde::from_slice::<Vec<Record>>(&bytes).unwrap(),
+            records
+        );
+    }
+}

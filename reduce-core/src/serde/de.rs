@@ -48,6 +48,14 @@ impl<'g> Walk<'g> {
         }
     }
 
+    /// `v`, or the shared object it refers to.
+    fn get(&self, v: &'g Value) -> &'g Value {
+        match v {
+            Value::Ref(id) => self.objects.get(id.index()).unwrap_or(v),
+            _ => v,
+        }
+    }
+
     fn path(&self) -> String {
         let mut out = String::new();
         for seg in &self.path {
@@ -56,7 +64,7 @@ impl<'g> Walk<'g> {
                     let _ = write!(out, "[{i}]");
                 }
                 Seg::Key(k) => {
-                    let _ = write!(out, "[{k:?}]");
+                    let _ = write!(out, "[{:?}]", self.get(k));
                 }
                 Seg::Field(f) => {
                     if !out.is_empty() {
@@ -452,7 +460,7 @@ impl<'de> de::MapAccess<'de> for Map<'_, '_> {
             return Err(Error::invalid("a dict value asked for after the last item"));
         };
         self.next += 1;
-        let seg = match (self.fields, k.as_str()) {
+        let seg = match (self.fields, self.walk.get(k).as_str()) {
             (true, Some(name)) => Seg::Field(name),
             _ => Seg::Key(k),
         };
@@ -482,7 +490,7 @@ impl<'de, 'w, 'g> de::EnumAccess<'de> for Enum<'w, 'g> {
     type Variant = Variant<'w, 'g>;
 
     fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Variant<'w, 'g>)> {
-        let name = match self.name {
+        let name = match self.walk.get(self.name) {
             Value::Str(s) => s.as_str(),
             _ => None,
         };
