@@ -684,3 +684,120 @@ fn serde_reads_what_it_writes() {
         );
     }
 }
+
+// ---- serde-pickle, both ways --------------------------------------------------
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Everything {
+    shape: Shape,
+    enums: Vec<E>,
+    some: Option<i32>,
+    none: Option<String>,
+    int_keys: BTreeMap<i32, String>,
+    tuple_keys: BTreeMap<(u8, bool), f64>,
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+    list_of_u8: Vec<u8>,
+    u64_at_i64_max: u64,
+    i64_min: i64,
+    u32_max: u32,
+    float32: f32,
+    ch: char,
+    unit: Unit,
+    pair: Pair,
+    empty: (),
+    records: Vec<Record>,
+}
+
+fn everything() -> Everything {
+    Everything {
+        shape: Shape {
+            name: "sq".into(),
+            points: vec![Point { x: 0.0, y: 0.0 }, Point { x: 1.0, y: -1.0 }],
+        },
+        enums: vec![
+            E::Unit,
+            E::New(-7),
+            E::Tup(1, "one".into()),
+            E::Struct { a: false },
+        ],
+        some: Some(3),
+        none: None,
+        int_keys: BTreeMap::from([(-1, "minus".into()), (300, "big".into())]),
+        tuple_keys: BTreeMap::from([((1, true), 0.5), ((2, false), 1.5)]),
+        bytes: vec![0, 1, 255],
+        list_of_u8: vec![9, 8],
+        u64_at_i64_max: i64::MAX as u64,
+        i64_min: i64::MIN,
+        u32_max: u32::MAX,
+        float32: 0.1,
+        ch: 'ß',
+        unit: Unit,
+        pair: Pair(-1, 1),
+        empty: (),
+        records: (0..1200)
+            .map(|i| Record {
+                id: i,
+                name: format!("r{i}"),
+                tags: vec![],
+                score: None,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn reduce_reads_what_serde_pickle_writes() {
+    let v = everything();
+    let options = [
+        serde_pickle::SerOptions::new(),
+        serde_pickle::SerOptions::new().proto_v2(),
+        serde_pickle::SerOptions::new().compat_enum_repr(),
+        serde_pickle::SerOptions::new()
+            .proto_v2()
+            .compat_enum_repr(),
+    ];
+    for opts in options {
+        let bytes = serde_pickle::to_vec(&v, opts.clone()).unwrap();
+        let back: Everything =
+            reduce::serde::from_slice(&bytes).unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+        assert_eq!(back, v, "{opts:?}");
+    }
+    // Edges serde-pickle writes and cannot read itself.
+    let edges = (u64::MAX, i64::MAX as u64 + 1);
+    let bytes = serde_pickle::to_vec(&edges, Default::default()).unwrap();
+    assert!(serde_pickle::from_slice::<(u64, u64)>(&bytes, Default::default()).is_err());
+    assert_eq!(
+        reduce::serde::from_slice::<(u64, u64)>(&bytes).unwrap(),
+        edges
+    );
+}
+
+#[test]
+fn serde_pickle_reads_what_reduce_writes() {
+    let v = everything();
+    for proto in 0..=5 {
+        let bytes = reduce::serde::to_vec_with_protocol(&v, proto).unwrap();
+        let back: Everything = serde_pickle::from_slice(&bytes, Default::default())
+            .unwrap_or_else(|e| panic!("protocol {proto}: {e}"));
+        assert_eq!(back, v, "protocol {proto}");
+    }
+    // serde-pickle has no i128 (it refuses one either way) and reads no int
+    // outside i64; reduce writes and reads both.
+    for x in [i128::MIN, u64::MAX as i128] {
+        let bytes = reduce::serde::to_vec(&x).unwrap();
+        assert!(serde_pickle::from_slice::<i128>(&bytes, Default::default()).is_err());
+        assert_eq!(reduce::serde::from_slice::<i128>(&bytes).unwrap(), x);
+    }
+}
+
+#[test]
+fn both_crates_agree_on_the_python_value() {
+    // What each crate writes for the same data loads as the same Python
+    // object: the differences are memo, frames and batching only.
+    let v = everything();
+    let theirs: Value =
+        reduce::from_slice(&serde_pickle::to_vec(&v, Default::default()).unwrap()).unwrap();
+    let ours: Value = reduce::from_slice(&reduce::serde::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(theirs, ours);
+}
