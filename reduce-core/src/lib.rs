@@ -61,6 +61,7 @@
 //! | allow a named list of globals | [`Registry::add_preset`] with a [`preset`] |
 //! | read or write numpy arrays, scalars and dtypes | [`numpy::register`], then [`numpy::Array`] (or `ndarray::ArrayD<T>` with feature `ndarray`) |
 //! | read or write a PyTorch checkpoint (`torch.save`) | `torch::load`, `torch::save` (feature `torch`) |
+//! | write or read a type that derives serde's `Serialize`/`Deserialize`, or turn a pickle into JSON | `serde::to_vec`, `serde::from_slice`, `Value`'s serde impls (module `serde`, feature `serde`) |
 //!
 //! # copyreg, side by side
 //!
@@ -220,6 +221,7 @@
 //! | feature | default | what it turns on |
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
+//! | `serde` | yes | `reduce::serde`: serde types as plain pickle data both ways, and `Value` as serde data (costs the serde crate) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
 //! | `chrono` | no | `datetime`'s types as chrono's, and `stdlib::PyDateTime`, `stdlib::PyTime`, `stdlib::TzInfo` (costs chrono, std only: no clock, no time zone database) |
 //! | `uuid` | no | `uuid.UUID` as `uuid::Uuid` |
@@ -245,6 +247,7 @@
 //! | [`op`] | opcode constants, named as in `pickle.py` |
 //! | [`inspect`] | walk a pickle without loading it: opcodes, and every global it would look up |
 //! | [`security`] | the security model (documentation only) |
+//! | `serde` | serde both ways: `to_vec`, `from_slice`, `to_value`, `from_value` for serde types; when to use serde and when `Reduce` |
 //! | [`preset`] | named allow-lists: [`preset::STDLIB`] |
 //! | [`stdlib`] | Python's standard-library data: the types of the table above |
 //! | [`torch`] | PyTorch checkpoints: `load` and `save` (feature `torch`), `Checkpoint`, `Tensor`, torch's `weights_only` allow-list |
