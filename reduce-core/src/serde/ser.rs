@@ -23,11 +23,37 @@ use super::value::ValueSerializer;
 pub(crate) struct Serializer<'a, 'o> {
     out: &'a mut Out<'o>,
     depth: usize,
+    /// Memo indexes of field and variant names, by the address of serde's
+    /// `&'static str`: a direct-mapped cache in front of the output's
+    /// interned strings, which would hash every name of every record.
+    names: Box<[(usize, usize, u32); NAME_SLOTS]>,
 }
+
+const NAME_SLOTS: usize = 64;
 
 impl<'a, 'o> Serializer<'a, 'o> {
     pub(crate) fn new(out: &'a mut Out<'o>) -> Self {
-        Serializer { out, depth: 0 }
+        Serializer {
+            out,
+            depth: 0,
+            names: Box::new([(0, 0, 0); NAME_SLOTS]),
+        }
+    }
+
+    /// A field or variant name: written once per pickle, as CPython writes
+    /// an interned identifier, then fetched from the memo.
+    fn name(&mut self, name: &'static str) -> Result<()> {
+        let addr = name.as_ptr() as usize;
+        // Names of one type sit next to each other, a few bytes apart:
+        // mix all the address bits into the slot number.
+        let hash = (addr as u64 ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &mut self.names[(hash >> 58) as usize % NAME_SLOTS];
+        if slot.0 == addr && slot.1 == name.len() && addr != 0 {
+            return self.out.get(slot.2);
+        }
+        let idx = self.out.interned_str(name)?;
+        *slot = (addr, name.len(), idx);
+        Ok(())
     }
 
     fn proto(&self) -> u8 {
@@ -35,6 +61,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
     }
 
     /// One child value, guarding the depth as the typed writer does.
+    #[inline]
     fn child<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
             return Err(unpicklable(format!(
@@ -72,9 +99,9 @@ impl<'a, 'o> Serializer<'a, 'o> {
     /// `{variant: ...}`: the dict of one item that holds a variant's data,
     /// opened up to its key. The name is written once per pickle, as
     /// CPython writes an interned identifier.
-    fn variant_open(&mut self, variant: &str) -> Result<()> {
+    fn variant_open(&mut self, variant: &'static str) -> Result<()> {
         self.dict_open()?;
-        self.out.interned_str(variant).map(|_| ())
+        self.name(variant)
     }
 
     fn dict_batch(&mut self, len: usize) -> Batch {
@@ -123,6 +150,7 @@ impl Batch {
     }
 
     /// After one item (or one key and value).
+    #[inline]
     fn item(&mut self, out: &mut Out<'_>) {
         self.total += 1;
         if !self.chunked {
@@ -185,6 +213,7 @@ pub(crate) enum Compound<'s, 'a, 'o> {
 }
 
 impl Compound<'_, '_, '_> {
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, batch, .. } => {
@@ -214,6 +243,7 @@ impl Compound<'_, '_, '_> {
         }
     }
 
+    #[inline]
     fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, batch, .. } => {
@@ -238,7 +268,7 @@ impl Compound<'_, '_, '_> {
     fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, .. } => {
-                ser.out.interned_str(name)?;
+                ser.name(name)?;
                 self.value(value)
             }
             _ => {
@@ -377,7 +407,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         _i: u32,
         variant: &'static str,
     ) -> Result<()> {
-        self.out.interned_str(variant).map(|_| ())
+        self.name(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
