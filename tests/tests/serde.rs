@@ -402,10 +402,23 @@ fn what_serde_cannot_carry_is_an_error_that_names_it() {
 
 // ---- reading ----------------------------------------------------------------
 
+/// `from_slice` (the fast path, which falls back to the Graph path) and
+/// the Graph path itself, which must agree on the value or the error.
+fn both<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+    bytes: &[u8],
+) -> Result<T, String> {
+    let fast = reduce::serde::from_slice::<T>(bytes).map_err(|e| e.to_string());
+    let slow = reduce::Unpickler::from_slice(bytes)
+        .load_graph()
+        .and_then(|g| reduce::serde::from_graph::<T>(&g))
+        .map_err(|e| e.to_string());
+    assert_eq!(fast, slow, "fast path and Graph path differ");
+    fast
+}
+
 fn read_all<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(expr: &str, want: &T) {
     for (proto, bytes) in cpython(expr).iter().enumerate() {
-        let got: T = reduce::serde::from_slice(bytes)
-            .unwrap_or_else(|e| panic!("{expr} at protocol {proto}: {e}"));
+        let got: T = both(bytes).unwrap_or_else(|e| panic!("{expr} at protocol {proto}: {e}"));
         assert_eq!(&got, want, "{expr} at protocol {proto}");
         let got: T = reduce::serde::from_reader(&bytes[..]).unwrap();
         assert_eq!(&got, want, "{expr} at protocol {proto}, from a reader");
@@ -800,4 +813,100 @@ fn both_crates_agree_on_the_python_value() {
         reduce::from_slice(&serde_pickle::to_vec(&v, Default::default()).unwrap()).unwrap();
     let ours: Value = reduce::from_slice(&reduce::serde::to_vec(&v).unwrap()).unwrap();
     assert_eq!(theirs, ours);
+}
+
+// ---- the fast path ----------------------------------------------------------
+
+#[test]
+fn the_fast_path_borrows_from_the_slice() {
+    #[derive(Deserialize, Debug, PartialEq, Clone)]
+    struct Borrowed<'a> {
+        name: &'a str,
+        #[serde(borrow)]
+        tags: Vec<&'a str>,
+        raw: &'a [u8],
+    }
+    // The Graph path owns its strings, so only the fast path can lend them.
+    let bytes = cpython("[{'name': 'ann', 'tags': ['red', 'blue'], 'raw': b'xy'}] * 2");
+    for (proto, bytes) in bytes.iter().enumerate() {
+        let names: Vec<std::collections::HashMap<&str, serde::de::IgnoredAny>> = match proto {
+            0 => continue,
+            _ => reduce::serde::from_slice(bytes).unwrap(),
+        };
+        assert_eq!(names.len(), 2);
+        if proto >= 3 {
+            let got: Vec<Borrowed<'_>> = reduce::serde::from_slice(bytes).unwrap();
+            assert_eq!(
+                got,
+                vec![
+                    Borrowed {
+                        name: "ann",
+                        tags: vec!["red", "blue"],
+                        raw: b"xy"
+                    };
+                    2
+                ]
+            );
+        }
+    }
+}
+
+#[test]
+fn both_paths_agree_on_everything_written_here() {
+    for case in cases() {
+        for proto in 0..=5 {
+            let bytes = (case.write)(proto).unwrap();
+            // serde_json's Value holds no int beyond 64 bits: an error,
+            // the same one both ways.
+            let _ = both::<serde_json::Value>(&bytes);
+            let value = both::<Value>(&bytes).unwrap();
+            assert_eq!(
+                value,
+                reduce::serde::from_value::<Value>(&(case.value)().unwrap()).unwrap()
+            );
+        }
+    }
+    let v = everything();
+    for proto in 0..=5 {
+        let bytes = reduce::serde::to_vec_with_protocol(&v, proto).unwrap();
+        assert_eq!(both::<Everything>(&bytes).unwrap(), v);
+    }
+    for opts in [
+        serde_pickle::SerOptions::new(),
+        serde_pickle::SerOptions::new().proto_v2(),
+    ] {
+        let bytes = serde_pickle::to_vec(&v, opts).unwrap();
+        assert_eq!(both::<Everything>(&bytes).unwrap(), v);
+    }
+}
+
+#[test]
+fn both_paths_agree_on_broken_and_odd_input() {
+    let exprs = [
+        "[{'x': 1.0, 'y': 2.0}, {'x': 3.0, 'y': 'four'}]",
+        "(lambda l: (l.append(l), l)[1])([])",
+        "(lambda p: [p, p])({'x': 1.0, 'y': 2.0})",
+        "[{1, 2}, frozenset([3]), bytearray(b'ab'), b'cd', b'', 2**100, -2**70, 'a\\ud800']",
+        "[(1,), (2, 3), ((4,),), {'Unit': None}]",
+    ];
+    for expr in exprs {
+        for bytes in cpython(expr) {
+            let _ = both::<Vec<Point>>(&bytes);
+            let _ = both::<serde_json::Value>(&bytes);
+            let _ = both::<Vec<E>>(&bytes);
+            let _ = both::<Value>(&bytes);
+            let _ = both::<serde::de::IgnoredAny>(&bytes);
+            // Every truncation, and every byte flipped: the same error (or
+            // value) both ways, and no panic.
+            for end in 0..bytes.len() {
+                let _ = both::<serde_json::Value>(&bytes[..end]);
+            }
+            for i in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[i] ^= 0x41;
+                let _ = both::<serde_json::Value>(&bad);
+                let _ = both::<Vec<Point>>(&bad);
+            }
+        }
+    }
 }

@@ -204,7 +204,7 @@ impl<'w, 'g> De<'w, 'g> {
 }
 
 /// An int outside `i64`: `u64`, `i128` or `u128` as it fits.
-fn big<'de, V: Visitor<'de>>(b: &BigInt, visitor: V) -> Result<V::Value> {
+pub(crate) fn big<'de, V: Visitor<'de>>(b: &BigInt, visitor: V) -> Result<V::Value> {
     if let Ok(u) = u64::try_from(b) {
         visitor.visit_u64(u)
     } else if let Ok(i) = i128::try_from(b) {

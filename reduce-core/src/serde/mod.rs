@@ -120,6 +120,41 @@
 //! it: tuples and sets come back as lists, bytes as lists of ints. For
 //! Python's exact types, keep the pickle or a [`Value`].
 //!
+//! # Two paths
+//!
+//! [`from_slice`] decodes the opcodes once, with the reader's own decoder,
+//! into a flat tape of nodes that point into the input, and serde walks the
+//! tape: no [`Value`], no [`Graph`], and strings and bytes are borrowed from
+//! the slice where the pickle holds them as they are (`BINUNICODE`,
+//! `BINBYTES`, ... from protocol 1 for `str` and 3 for `bytes`):
+//!
+//! ```
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Row<'a> {
+//!     name: &'a str,
+//!     #[serde(borrow)]
+//!     tags: Vec<&'a str>,
+//! }
+//!
+//! // pickle.dumps({'name': 'ann', 'tags': ['red']}, protocol=4)
+//! let bytes = b"\x80\x04\x95\x22\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\x04name\x94\x8c\x03ann\x94\x8c\x04tags\x94]\x94\x8c\x03red\x94au.";
+//! let row: Row = reduce::serde::from_slice(bytes)?;
+//! assert_eq!((row.name, row.tags[0]), ("ann", "red"));
+//! # Ok::<(), reduce::Error>(())
+//! ```
+//!
+//! The tape takes what CPython writes for plain data at every protocol:
+//! memo references, frames, and the `set([...])`, `frozenset([...])`,
+//! `_codecs.encode(...)` and `bytearray(...)` calls of the older protocols.
+//! For anything else (another global, a container changed after it was
+//! shared, a cycle, an error of any kind) it steps aside and the pickle is
+//! read through a [`Graph`], as [`from_reader`] and [`from_graph`] always
+//! read: the results and errors are that path's, and a test checks both
+//! paths agree on every input it has, broken ones included. Borrowing needs
+//! the fast path; on the Graph path a borrowed `&str` is an error.
+//!
 //! # Shared and cyclic values
 //!
 //! serde has no sharing. Writing, each use of a value is written in full
@@ -153,6 +188,7 @@
 
 mod de;
 mod ser;
+mod stream;
 mod value;
 
 use std::collections::HashMap;
@@ -219,6 +255,10 @@ fn write<T: Serialize + ?Sized>(sink: &mut dyn io::Write, value: &T, proto: u8) 
 /// Reads a `T` from one pickle in `bytes`, with the default options
 /// (strict globals, default [`Limits`]).
 ///
+/// Plain data takes the fast path, which borrows `&'de str` and `&'de [u8]`
+/// from `bytes` (see [the two paths](self#two-paths)); anything else is
+/// read through a [`Graph`], with the same results and errors.
+///
 /// ```
 /// use std::collections::HashMap;
 ///
@@ -229,9 +269,12 @@ fn write<T: Serialize + ?Sized>(sink: &mut dyn io::Write, value: &T, proto: u8) 
 /// assert_eq!(map[&1][1], None);
 /// # Ok::<(), reduce::Error>(())
 /// ```
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T> {
+    if let Some(value) = stream::from_slice(bytes) {
+        return Ok(value);
+    }
     let graph = Unpickler::from_slice(bytes).load_graph()?;
-    from_graph(&graph)
+    graph_deserialize(&graph)
 }
 
 /// Reads a `T` from one pickle in `reader`, leaving the reader just after
@@ -255,6 +298,11 @@ pub fn from_reader<T: DeserializeOwned, R: io::Read>(reader: R) -> Result<T> {
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub fn from_graph<'g, T: Deserialize<'g>>(graph: &'g Graph) -> Result<T> {
+    graph_deserialize(graph)
+}
+
+/// The Graph path, for a `T` of any lifetime: it borrows nothing.
+fn graph_deserialize<'de, T: Deserialize<'de>>(graph: &Graph) -> Result<T> {
     let limits = Limits::default();
     let mut walk = de::Walk::new(
         &graph.objects,
