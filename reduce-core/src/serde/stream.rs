@@ -209,12 +209,6 @@ impl<'de> Machine<'de> {
         self.stack.last().copied().ok_or(GiveUp)
     }
 
-    /// The items above the last mark, which is removed.
-    fn pop_mark(&mut self) -> Try<Vec<u32>> {
-        let m = self.marks.pop().ok_or(GiveUp)?;
-        Ok(self.stack.split_off(m))
-    }
-
     fn target(&self, id: u32) -> u32 {
         match self.tape.nodes[id as usize].kind {
             Kind::Ref(t) => t,
@@ -251,24 +245,49 @@ impl<'de> Machine<'de> {
         Ok(())
     }
 
-    fn container(&mut self, kind: Kind, items: &[u32]) -> Try<()> {
+    /// A new container of the items from `stack[from..]`, in their place.
+    fn container(&mut self, kind: Kind, from: usize) -> Try<()> {
         let id = self.new_node(kind)?;
-        for &item in items {
+        for i in from..self.stack.len() {
+            let item = self.stack[i];
             self.attach(id, item)?;
         }
+        self.stack.truncate(from);
         self.stack.push(id);
         Ok(())
     }
 
-    fn extend(&mut self, items: Vec<u32>, want: fn(Kind) -> bool) -> Try<()> {
-        let target = self.top()?;
+    /// The items from `stack[from..]` added to the container just below
+    /// them, which must be of the kind `want` says.
+    fn extend(&mut self, from: usize, want: fn(Kind) -> bool) -> Try<()> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if from == 0 || from - 1 < floor || from > self.stack.len() {
+            return Err(GiveUp);
+        }
+        let target = self.stack[from - 1];
         if !want(self.tape.nodes[target as usize].kind) {
             return Err(GiveUp);
         }
-        for item in items {
+        for i in from..self.stack.len() {
+            let item = self.stack[i];
             self.attach(target, item)?;
         }
+        self.stack.truncate(from);
         Ok(())
+    }
+
+    /// Where the items above the last mark start; the mark is removed.
+    fn mark(&mut self) -> Try<usize> {
+        self.marks.pop().ok_or(GiveUp)
+    }
+
+    /// Where the last `n` items start, none of them under a mark.
+    fn last(&self, n: usize) -> Try<usize> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() < floor + n {
+            return Err(GiveUp);
+        }
+        Ok(self.stack.len() - n)
     }
 
     fn memo_put(&mut self, key: u64) -> Try<()> {
@@ -374,8 +393,8 @@ impl<'de> Machine<'de> {
             m.target(c)
         };
         match (b, a.len) {
-            (Builtin::Set, 0) => self.container(Kind::Set, &[]),
-            (Builtin::FrozenSet, 0) => self.container(Kind::FrozenSet, &[]),
+            (Builtin::Set, 0) => self.container(Kind::Set, self.stack.len()),
+            (Builtin::FrozenSet, 0) => self.container(Kind::FrozenSet, self.stack.len()),
             (Builtin::Set | Builtin::FrozenSet, 1) => {
                 let list = arg(self, 0);
                 let l = self.tape.nodes[list as usize];
@@ -501,61 +520,55 @@ impl<'de> Machine<'de> {
                         return Err(GiveUp);
                     }
                 }
-                EMPTY_TUPLE => self.container(Kind::Tuple, &[])?,
+                EMPTY_TUPLE => self.container(Kind::Tuple, self.stack.len())?,
                 TUPLE => {
-                    let items = self.pop_mark()?;
-                    self.container(Kind::Tuple, &items)?
+                    let from = self.mark()?;
+                    self.container(Kind::Tuple, from)?
                 }
                 TUPLE1 | TUPLE2 | TUPLE3 => {
-                    let n = (op - TUPLE1 + 1) as usize;
-                    let floor = self.marks.last().copied().unwrap_or(0);
-                    if self.stack.len() < floor + n {
-                        return Err(GiveUp);
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    self.container(Kind::Tuple, &items)?
+                    let from = self.last((op - TUPLE1 + 1) as usize)?;
+                    self.container(Kind::Tuple, from)?
                 }
-                EMPTY_LIST => self.container(Kind::List, &[])?,
+                EMPTY_LIST => self.container(Kind::List, self.stack.len())?,
                 LIST => {
-                    let items = self.pop_mark()?;
-                    self.container(Kind::List, &items)?
+                    let from = self.mark()?;
+                    self.container(Kind::List, from)?
                 }
                 APPEND => {
-                    let item = self.pop()?;
-                    self.extend(vec![item], |k| matches!(k, Kind::List))?
+                    let from = self.last(1)?;
+                    self.extend(from, |k| matches!(k, Kind::List))?
                 }
                 APPENDS => {
-                    let items = self.pop_mark()?;
-                    self.extend(items, |k| matches!(k, Kind::List))?
+                    let from = self.mark()?;
+                    self.extend(from, |k| matches!(k, Kind::List))?
                 }
-                EMPTY_DICT => self.container(Kind::Dict, &[])?,
+                EMPTY_DICT => self.container(Kind::Dict, self.stack.len())?,
                 DICT => {
-                    let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
+                    let from = self.mark()?;
+                    if !(self.stack.len() - from).is_multiple_of(2) {
                         return Err(GiveUp);
                     }
-                    self.container(Kind::Dict, &items)?
+                    self.container(Kind::Dict, from)?
                 }
                 SETITEM => {
-                    let v = self.pop()?;
-                    let k = self.pop()?;
-                    self.extend(vec![k, v], |k| matches!(k, Kind::Dict))?
+                    let from = self.last(2)?;
+                    self.extend(from, |k| matches!(k, Kind::Dict))?
                 }
                 SETITEMS => {
-                    let items = self.pop_mark()?;
-                    if items.len() % 2 != 0 {
+                    let from = self.mark()?;
+                    if !(self.stack.len() - from).is_multiple_of(2) {
                         return Err(GiveUp);
                     }
-                    self.extend(items, |k| matches!(k, Kind::Dict))?
+                    self.extend(from, |k| matches!(k, Kind::Dict))?
                 }
-                EMPTY_SET => self.container(Kind::Set, &[])?,
+                EMPTY_SET => self.container(Kind::Set, self.stack.len())?,
                 ADDITEMS => {
-                    let items = self.pop_mark()?;
-                    self.extend(items, |k| matches!(k, Kind::Set))?
+                    let from = self.mark()?;
+                    self.extend(from, |k| matches!(k, Kind::Set))?
                 }
                 FROZENSET => {
-                    let items = self.pop_mark()?;
-                    self.container(Kind::FrozenSet, &items)?
+                    let from = self.mark()?;
+                    self.container(Kind::FrozenSet, from)?
                 }
                 // ---- memo ----
                 PUT | BINPUT | LONG_BINPUT => {
