@@ -82,6 +82,11 @@
 //! `#[serde(flatten)]` makes) is gathered first and its keys written as
 //! distinct strings.
 //!
+//! One difference is CPython's own: it keeps a single object for the empty
+//! string and for each one-character Latin-1 string, so Python's
+//! `['a', 'a']` pickles the second `'a'` as a memo reference, where a
+//! `vec!["a", "a"]` here writes it twice. Both load as the same value.
+//!
 //! # Value and serde
 //!
 //! [`Value`] implements `Serialize` and `Deserialize`, and [`Graph`]
