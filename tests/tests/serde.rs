@@ -910,3 +910,20 @@ fn both_paths_agree_on_broken_and_odd_input() {
         }
     }
 }
+
+#[test]
+fn the_unpickler_s_limits_bound_what_is_read_by_value() {
+    // A DAG of 2**20 paths: 21 lists, each holding the next one twice.
+    let bytes = &cpython("__import__('functools').reduce(lambda a, _: [a, a], range(20), [])")[2];
+    let mut small =
+        reduce::Unpickler::from_slice(bytes).limits(reduce::Limits::default().max_tree_nodes(1000));
+    let err = reduce::serde::from_unpickler::<serde_json::Value>(&mut small).unwrap_err();
+    reduce_tests::assert_limit(&err, "max_tree_nodes");
+    // With the default limits it reads, each use by value.
+    let json: serde_json::Value = reduce::serde::from_slice(bytes).unwrap();
+    assert_eq!(json.to_string().matches("[]").count(), 1 << 20);
+    let mut shallow =
+        reduce::Unpickler::from_slice(bytes).limits(reduce::Limits::default().max_typed_depth(5));
+    let err = reduce::serde::from_unpickler::<serde_json::Value>(&mut shallow).unwrap_err();
+    reduce_tests::assert_limit(&err, "max_typed_depth");
+}

@@ -204,7 +204,7 @@ use ::serde::de::{DeserializeOwned, Expected, Unexpected};
 use ::serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::read::{Limits, Unpickler};
+use crate::read::{Input, Limits, Unpickler};
 use crate::value::{Graph, Value};
 use crate::write::out::Out;
 use crate::write::DEFAULT_PROTOCOL;
@@ -289,9 +289,38 @@ pub fn from_reader<T: DeserializeOwned, R: io::Read>(reader: R) -> Result<T> {
     from_graph(&graph)
 }
 
-/// Reads a `T` from a loaded [`Graph`]: how to read with options (inert
-/// mode, limits, Python 2 strings, persistent ids), through
-/// [`Unpickler::load_graph`].
+/// Reads a `T` from the next pickle of `unpickler`, with its options:
+/// [`Limits`] (`max_tree_nodes` bounds the nodes of shared objects read
+/// again by value, `max_typed_depth` the nesting), Python 2 strings, a
+/// registry, inert mode, persistent ids. Reads through a [`Graph`]; call it
+/// again for the next pickle of the stream.
+///
+/// ```
+/// // Two pickles in a row: pickle.dumps([1, 2]) + pickle.dumps('x')
+/// let stream = b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00\x8c\x01x\x94.";
+/// let mut unpickler = reduce::Unpickler::from_slice(stream)
+///     .limits(reduce::Limits::default().max_tree_nodes(1000));
+/// let first: Vec<u8> = reduce::serde::from_unpickler(&mut unpickler)?;
+/// let second: String = reduce::serde::from_unpickler(&mut unpickler)?;
+/// assert_eq!((first, second.as_str()), (vec![1, 2], "x"));
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn from_unpickler<T: DeserializeOwned>(unpickler: &mut Unpickler<'_, impl Input>) -> Result<T> {
+    let graph = unpickler.load_graph()?;
+    let limits = unpickler.current_limits();
+    let mut walk = de::Walk::new(
+        &graph.objects,
+        limits.max_tree_nodes,
+        limits.max_typed_depth,
+    );
+    T::deserialize(de::De {
+        walk: &mut walk,
+        v: &graph.root,
+    })
+}
+
+/// Reads a `T` from a loaded [`Graph`] (see [`Unpickler::load_graph`]),
+/// with the default [`Limits`].
 ///
 /// ```
 /// let bytes = b"\x80\x02U\x04caf\xe9q\x00.";  // a Python 2 str
