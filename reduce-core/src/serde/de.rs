@@ -94,7 +94,11 @@ impl<'g> Walk<'g> {
         } else {
             f(self)
         };
-        let r = r.map_err(|e| e.with_path(self.path()));
+        // The innermost path wins; the outer levels need not build theirs.
+        let r = r.map_err(|e| match e.path() {
+            Some(_) => e,
+            None => e.with_path(self.path()),
+        });
         self.path.pop();
         self.depth -= 1;
         r
@@ -452,7 +456,10 @@ impl<'de> de::MapAccess<'de> for Map<'_, '_> {
         };
         let walk = &mut *self.walk;
         let r = seed.deserialize(De { walk, v: k });
-        r.map(Some).map_err(|e| e.with_path(self.walk.path()))
+        r.map(Some).map_err(|e| match e.path() {
+            Some(_) => e,
+            None => e.with_path(self.walk.path()),
+        })
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {

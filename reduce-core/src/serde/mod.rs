@@ -155,10 +155,11 @@
 //! `_codecs.encode(...)` and `bytearray(...)` calls of the older protocols.
 //! For anything else (another global, a container changed after it was
 //! shared, a cycle, an error of any kind) it steps aside and the pickle is
-//! read through a [`Graph`], as [`from_reader`] and [`from_graph`] always
-//! read: the results and errors are that path's, and a test checks both
-//! paths agree on every input it has, broken ones included. Borrowing needs
-//! the fast path; on the Graph path a borrowed `&str` is an error.
+//! read through a [`Graph`], as [`from_reader`], [`from_unpickler`] and
+//! [`from_graph`] always read: the results and errors are that path's, and
+//! a test checks both paths agree on every input it has, broken ones
+//! included. Borrowing needs the fast path; on the Graph path a borrowed
+//! `&str` is an error.
 //!
 //! # Shared and cyclic values
 //!
@@ -167,7 +168,7 @@
 //! that the pickle shares is read by value at each place that uses it, up
 //! to [`Limits::max_tree_nodes`](crate::Limits::max_tree_nodes) copied
 //! nodes; a value that contains itself is an error that says so, never a
-//! hang.
+//! hang. [`from_unpickler`] takes lower limits for untrusted input.
 //!
 //! # Differences from serde-pickle
 //!
