@@ -927,3 +927,43 @@ fn the_unpickler_s_limits_bound_what_is_read_by_value() {
     let err = reduce::serde::from_unpickler::<serde_json::Value>(&mut shallow).unwrap_err();
     reduce_tests::assert_limit(&err, "max_typed_depth");
 }
+
+#[test]
+fn tagged_enums_round_trip() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    #[serde(tag = "type")]
+    enum Internal {
+        Circle { r: f64 },
+        Square { side: u32, name: Option<String> },
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    #[serde(tag = "t", content = "c")]
+    enum Adjacent {
+        Num(i64),
+        Pair(String, bool),
+        Nothing,
+    }
+    let internal = vec![
+        Internal::Circle { r: 1.5 },
+        Internal::Square {
+            side: 2,
+            name: Some("sq".into()),
+        },
+    ];
+    let adjacent = vec![
+        Adjacent::Num(-3),
+        Adjacent::Pair("p".into(), true),
+        Adjacent::Nothing,
+    ];
+    for proto in 0..=5 {
+        let bytes = reduce::serde::to_vec_with_protocol(&internal, proto).unwrap();
+        assert_eq!(both::<Vec<Internal>>(&bytes).unwrap(), internal);
+        let value: Value = reduce::from_slice(&bytes).unwrap();
+        assert_eq!(
+            format!("{value:?}"),
+            "[{'type': 'Circle', 'r': 1.5}, {'type': 'Square', 'side': 2, 'name': 'sq'}]"
+        );
+        let bytes = reduce::serde::to_vec_with_protocol(&adjacent, proto).unwrap();
+        assert_eq!(both::<Vec<Adjacent>>(&bytes).unwrap(), adjacent);
+    }
+}
