@@ -61,6 +61,7 @@
 //! | allow a named list of globals | [`Registry::add_preset`] with a [`preset`] |
 //! | read or write numpy arrays, scalars and dtypes | [`numpy::register`], then [`numpy::Array`] (or `ndarray::ArrayD<T>` with feature `ndarray`) |
 //! | read or write a PyTorch checkpoint (`torch.save`) | `torch::load`, `torch::save` (feature `torch`) |
+//! | write or read a type that derives serde's `Serialize`/`Deserialize`, or turn a pickle into JSON | `serde::to_vec`, `serde::from_slice`, `Value`'s serde impls (module `serde`, feature `serde`) |
 //!
 //! # copyreg, side by side
 //!
@@ -220,6 +221,7 @@
 //! | feature | default | what it turns on |
 //! |---|---|---|
 //! | `derive` | yes | `#[derive(Reduce)]` (the `reduce-derive` proc-macro; costs syn and quote at build time) |
+//! | `serde` | yes | `reduce::serde`: serde types as plain pickle data both ways, and `Value` as serde data (costs the serde crate) |
 //! | `indexmap` | no | `Reduce`/`Construct` for `indexmap::IndexMap` (a `dict` in insertion order, as Python keeps it) and `IndexSet` |
 //! | `chrono` | no | `datetime`'s types as chrono's, and `stdlib::PyDateTime`, `stdlib::PyTime`, `stdlib::TzInfo` (costs chrono, std only: no clock, no time zone database) |
 //! | `uuid` | no | `uuid.UUID` as `uuid::Uuid` |
@@ -232,14 +234,14 @@
 //! # Modules
 //!
 //! The public modules are [`op`], [`inspect`], [`preset`], [`stdlib`],
-//! [`numpy`], [`torch`] and [`security`]; everything else is at the crate
+//! [`numpy`], [`torch`], `serde` and [`security`]; everything else is at the crate
 //! root. Inside, the source is in layers, each a folder of `src/` (or a
 //! file at its root), and every import points down: a layer uses only the
 //! layers below it, which a test (`tests/tests/layers.rs`) checks.
 //!
 //! | layer | where | what |
 //! |---|---|---|
-//! | Python's data | `python/` | [`preset`], [`stdlib`], [`numpy`], [`torch`]: Python's types as Rust types, and the allow-lists for their globals |
+//! | Python's data, serde | `python/`, `serde/` | [`preset`], [`stdlib`], [`numpy`], [`torch`]: Python's types as Rust types, and the allow-lists for their globals; `serde` (feature `serde`): serde types as pickles, and pickles into serde types |
 //! | entry points | `lib.rs`, `unpickler.rs`, `pickler.rs`, `inspect.rs` | [`from_slice`], [`to_vec`] and friends; [`Unpickler`] and [`Pickler`], which put an engine and the typed layer together; [`inspect`], which walks a pickle without loading it |
 //! | typed | `typed/` | [`Reduce`] and [`Saver`] (`save.rs`), [`Construct`], [`Node`] and [`Dynamic`] (`construct.rs`), the [`Registry`] (`registry.rs`, `copyreg`), the standard library's impls (`impls.rs`), instance state and [`Rest`] (`state.rs`). The only import loop is here, and it is copyreg's: the registry stores callbacks typed over `Saver` and `Node`, and those look callbacks up in the registry |
 //! | reader engine | `read/` | the inputs ([`SliceRead`], [`IoRead`]), each opcode's argument (`decode.rs`, shared with [`inspect`]), the stack machine (`machine.rs`); it asks about globals only through its own `Resolve` trait (its `find_class`), which the registry implements |
@@ -276,6 +278,8 @@ mod pickler;
 mod python;
 mod read;
 pub mod security;
+#[cfg(feature = "serde")]
+pub mod serde;
 mod text;
 mod typed;
 mod unpickler;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["read", "write"],
     &["typed"],
     &["unpickler", "pickler", "inspect"],
-    &["python"],
+    &["python", "serde"],
     &["lib", "security"],
 ];
 

@@ -1,0 +1,628 @@
+//! serde's `Serializer` on the writer's output layer: plain pickle data,
+//! streamed, with CPython's memo, frames and batches.
+//!
+//! Every object goes through [`Out`], the layer the `Value` engine and the
+//! typed writer share, so the opcodes, the memo and the frames are theirs.
+//! The batching rules (`batch_list_exact`, `batch_dict_exact`) are the same
+//! as in [`Saver::list`](crate::Saver::list) and
+//! [`Saver::dict`](crate::Saver::dict); they are repeated here for a stream
+//! of items whose count serde announces up front.
+
+use ::serde::ser::{self, Serialize};
+use num_bigint::BigInt;
+
+use crate::base::error::{Error, Result};
+use crate::base::limits::MAX_TYPED_DEPTH;
+use crate::base::op::*;
+use crate::value::Value;
+use crate::write::out::{unpicklable, Out};
+
+use super::value::ValueSerializer;
+
+/// Writes serde's data model on an [`Out`].
+pub(crate) struct Serializer<'a, 'o> {
+    out: &'a mut Out<'o>,
+    depth: usize,
+    /// Memo indexes of field and variant names, by the address of serde's
+    /// `&'static str`: a direct-mapped cache in front of the output's
+    /// interned strings, which would hash every name of every record.
+    names: Box<[(usize, usize, u32); NAME_SLOTS]>,
+}
+
+const NAME_SLOTS: usize = 64;
+
+impl<'a, 'o> Serializer<'a, 'o> {
+    pub(crate) fn new(out: &'a mut Out<'o>) -> Self {
+        Serializer {
+            out,
+            depth: 0,
+            names: Box::new([(0, 0, 0); NAME_SLOTS]),
+        }
+    }
+
+    /// A field or variant name: written once per pickle, as CPython writes
+    /// an interned identifier, then fetched from the memo.
+    fn name(&mut self, name: &'static str) -> Result<()> {
+        let addr = name.as_ptr() as usize;
+        // Names of one type sit next to each other, a few bytes apart:
+        // mix all the address bits into the slot number.
+        let hash = (addr as u64 ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &mut self.names[(hash >> 58) as usize % NAME_SLOTS];
+        if slot.0 == addr && slot.1 == name.len() && addr != 0 {
+            return self.out.get(slot.2);
+        }
+        let idx = self.out.interned_str(name)?;
+        *slot = (addr, name.len(), idx);
+        Ok(())
+    }
+
+    fn proto(&self) -> u8 {
+        self.out.proto
+    }
+
+    /// One child value, guarding the depth as the typed writer does.
+    #[inline]
+    fn child<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        if self.depth >= MAX_TYPED_DEPTH {
+            return Err(unpicklable(format!(
+                "maximum recursion depth ({MAX_TYPED_DEPTH}) exceeded while pickling a serde value"
+            )));
+        }
+        self.depth += 1;
+        let r = if self.depth.is_multiple_of(crate::base::limits::GROW_EVERY) {
+            crate::base::limits::grow(|| value.serialize(&mut *self))
+        } else {
+            value.serialize(&mut *self)
+        };
+        self.depth -= 1;
+        r
+    }
+
+    fn list_open(&mut self) -> Result<()> {
+        if self.proto() >= 1 {
+            self.out.write(&[EMPTY_LIST]);
+        } else {
+            self.out.write(&[MARK, LIST]);
+        }
+        self.out.memo_put().map(|_| ())
+    }
+
+    fn dict_open(&mut self) -> Result<()> {
+        if self.proto() >= 1 {
+            self.out.write(&[EMPTY_DICT]);
+        } else {
+            self.out.write(&[MARK, DICT]);
+        }
+        self.out.memo_put().map(|_| ())
+    }
+
+    /// `{variant: ...}`: the dict of one item that holds a variant's data,
+    /// opened up to its key. The name is written once per pickle, as
+    /// CPython writes an interned identifier.
+    fn variant_open(&mut self, variant: &'static str) -> Result<()> {
+        self.dict_open()?;
+        self.name(variant)
+    }
+
+    fn dict_batch(&mut self, len: usize) -> Batch {
+        Batch::new(self.proto(), len, SETITEM, SETITEMS, false)
+    }
+
+    fn list_batch(&mut self, len: usize) -> Batch {
+        Batch::new(self.proto(), len, APPEND, APPENDS, true)
+    }
+}
+
+/// CPython's batching of a container's items, decided by the count serde
+/// announced: one item at a time at protocol 0 or for a single item, else
+/// chunks of [`BATCHSIZE`] between `MARK` and the many-items opcode.
+/// `batch_list_exact` stops after the last item; `batch_dict_exact` opens a
+/// new chunk after every full one, so a multiple of 1000 ends with an empty
+/// chunk (CPython's quirk, kept). An item count that differs from the one
+/// announced still gives a valid pickle.
+pub(crate) struct Batch {
+    one: u8,
+    many: u8,
+    list: bool,
+    chunked: bool,
+    declared: usize,
+    in_chunk: usize,
+    total: usize,
+}
+
+impl Batch {
+    fn new(proto: u8, declared: usize, one: u8, many: u8, list: bool) -> Batch {
+        Batch {
+            one,
+            many,
+            list,
+            chunked: proto >= 1 && declared >= 2,
+            declared,
+            in_chunk: 0,
+            total: 0,
+        }
+    }
+
+    fn start(&self, out: &mut Out<'_>) {
+        if self.chunked {
+            out.write(&[MARK]);
+        }
+    }
+
+    /// After one item (or one key and value).
+    #[inline]
+    fn item(&mut self, out: &mut Out<'_>) {
+        self.total += 1;
+        if !self.chunked {
+            out.write(&[self.one]);
+            return;
+        }
+        self.in_chunk += 1;
+        if self.in_chunk == BATCHSIZE && (!self.list || self.total < self.declared) {
+            out.write(&[self.many, MARK]);
+            self.in_chunk = 0;
+        }
+    }
+
+    fn end(&self, out: &mut Out<'_>) {
+        if self.chunked {
+            out.write(&[self.many]);
+        }
+    }
+}
+
+/// What ends a container after its own end: nothing, or the `SETITEM` and
+/// the end of the `{variant: ...}` dict around it.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Close {
+    Plain,
+    Variant,
+}
+
+impl Close {
+    fn finish(self, out: &mut Out<'_>) -> Result<()> {
+        if self == Close::Variant {
+            out.write(&[SETITEM]);
+            out.boundary()?;
+        }
+        Ok(())
+    }
+}
+
+/// A list or dict being written: straight to the output when serde gave its
+/// length, else gathered as a [`Value`] and written whole at the end (the
+/// batches depend on the count).
+pub(crate) enum Compound<'s, 'a, 'o> {
+    Direct {
+        ser: &'s mut Serializer<'a, 'o>,
+        batch: Batch,
+        close: Close,
+    },
+    Buffered {
+        ser: &'s mut Serializer<'a, 'o>,
+        list: Vec<Value>,
+        dict: Vec<(Value, Value)>,
+        key: Option<Value>,
+        is_dict: bool,
+    },
+    Tuple {
+        ser: &'s mut Serializer<'a, 'o>,
+        len: usize,
+        written: usize,
+    },
+}
+
+impl Compound<'_, '_, '_> {
+    #[inline]
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        match self {
+            Compound::Direct { ser, batch, .. } => {
+                ser.child(value)?;
+                batch.item(ser.out);
+                Ok(())
+            }
+            Compound::Buffered { ser, list, .. } => {
+                list.push(value.serialize(ValueSerializer::at(ser.depth + 1))?);
+                Ok(())
+            }
+            Compound::Tuple { ser, written, .. } => {
+                *written += 1;
+                ser.child(value)
+            }
+        }
+    }
+
+    fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
+        match self {
+            Compound::Direct { ser, .. } => ser.child(key),
+            Compound::Buffered { ser, key: slot, .. } => {
+                *slot = Some(key.serialize(ValueSerializer::at(ser.depth + 1))?);
+                Ok(())
+            }
+            Compound::Tuple { .. } => Err(Error::custom("a map key inside a tuple")),
+        }
+    }
+
+    #[inline]
+    fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        match self {
+            Compound::Direct { ser, batch, .. } => {
+                ser.child(value)?;
+                batch.item(ser.out);
+                Ok(())
+            }
+            Compound::Buffered { ser, dict, key, .. } => {
+                let k = key
+                    .take()
+                    .ok_or_else(|| Error::custom("a map value without its key"))?;
+                dict.push((k, value.serialize(ValueSerializer::at(ser.depth + 1))?));
+                Ok(())
+            }
+            Compound::Tuple { .. } => Err(Error::custom("a map value inside a tuple")),
+        }
+    }
+
+    /// A struct field: its name is written once per pickle, as CPython
+    /// writes the interned attribute names of `vars(obj)` or
+    /// `dataclasses.asdict(obj)`.
+    fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
+        match self {
+            Compound::Direct { ser, .. } => {
+                ser.name(name)?;
+                self.value(value)
+            }
+            _ => {
+                self.key(name)?;
+                self.value(value)
+            }
+        }
+    }
+
+    fn end(self) -> Result<()> {
+        match self {
+            Compound::Direct { ser, batch, close } => {
+                batch.end(ser.out);
+                ser.out.boundary()?;
+                close.finish(ser.out)
+            }
+            Compound::Buffered {
+                ser,
+                list,
+                dict,
+                is_dict,
+                ..
+            } => {
+                let v = if is_dict {
+                    Value::Dict(dict)
+                } else {
+                    Value::List(list)
+                };
+                crate::write::encode::encode_into(ser.out, &v, &[], None)
+            }
+            Compound::Tuple { ser, len, written } => {
+                if written != len {
+                    return Err(unpicklable(format!(
+                        "a tuple announced {len} items and gave {written}"
+                    )));
+                }
+                tuple_end(ser, len)
+            }
+        }
+    }
+}
+
+/// Closes a tuple of `len` items as `save_tuple` does: `TUPLE1`-`TUPLE3`
+/// from protocol 2, else `MARK` ... `TUPLE`; memoized.
+fn tuple_end(ser: &mut Serializer<'_, '_>, len: usize) -> Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    if len <= 3 && ser.proto() >= 2 {
+        ser.out.write(&[[TUPLE1, TUPLE2, TUPLE3][len - 1]]);
+    } else {
+        ser.out.write(&[TUPLE]);
+    }
+    ser.out.memo_put()?;
+    ser.out.boundary()
+}
+
+impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Compound<'s, 'a, 'o>;
+    type SerializeTuple = Compound<'s, 'a, 'o>;
+    type SerializeTupleStruct = Compound<'s, 'a, 'o>;
+    type SerializeTupleVariant = Compound<'s, 'a, 'o>;
+    type SerializeMap = Compound<'s, 'a, 'o>;
+    type SerializeStruct = Compound<'s, 'a, 'o>;
+    type SerializeStructVariant = Compound<'s, 'a, 'o>;
+
+    fn serialize_bool(self, v: bool) -> Result<()> {
+        self.out.bool(v)
+    }
+    fn serialize_i8(self, v: i8) -> Result<()> {
+        self.out.int(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<()> {
+        self.out.int(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<()> {
+        self.out.int(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<()> {
+        self.out.int(v)
+    }
+    fn serialize_i128(self, v: i128) -> Result<()> {
+        self.out.int128(v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<()> {
+        self.out.int(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<()> {
+        self.out.int(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<()> {
+        self.out.int(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<()> {
+        self.out.int128(v.into())
+    }
+    fn serialize_u128(self, v: u128) -> Result<()> {
+        match i128::try_from(v) {
+            Ok(i) => self.out.int128(i),
+            Err(_) => self.out.bigint(&BigInt::from(v)),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> Result<()> {
+        // A Python float is a double; f32 widens exactly.
+        self.out.float(v.into())
+    }
+    fn serialize_f64(self, v: f64) -> Result<()> {
+        self.out.float(v)
+    }
+    fn serialize_char(self, v: char) -> Result<()> {
+        self.out.str_utf8(v.encode_utf8(&mut [0; 4])).map(|_| ())
+    }
+    fn serialize_str(self, v: &str) -> Result<()> {
+        self.out.str_utf8(v).map(|_| ())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<()> {
+        self.out.bytes(v, false).map(|_| ())
+    }
+    fn serialize_none(self) -> Result<()> {
+        self.out.none()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<()> {
+        self.out.none()
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
+        self.out.none()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+    ) -> Result<()> {
+        self.name(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        self.variant_open(variant)?;
+        self.child(value)?;
+        Close::Variant.finish(self.out)
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq> {
+        match len {
+            Some(len) => {
+                self.list_open()?;
+                let batch = self.list_batch(len);
+                batch.start(self.out);
+                Ok(Compound::Direct {
+                    ser: self,
+                    batch,
+                    close: Close::Plain,
+                })
+            }
+            None => Ok(Compound::Buffered {
+                ser: self,
+                list: Vec::new(),
+                dict: Vec::new(),
+                key: None,
+                is_dict: false,
+            }),
+        }
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
+        if len == 0 {
+            if self.proto() >= 1 {
+                self.out.write(&[EMPTY_TUPLE]);
+            } else {
+                self.out.write(&[MARK, TUPLE]);
+            }
+            self.out.boundary()?;
+        } else if len > 3 || self.proto() < 2 {
+            self.out.write(&[MARK]);
+        }
+        Ok(Compound::Tuple {
+            ser: self,
+            len,
+            written: 0,
+        })
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        self.serialize_tuple(len)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        self.variant_open(variant)?;
+        self.list_open()?;
+        let batch = self.list_batch(len);
+        batch.start(self.out);
+        Ok(Compound::Direct {
+            ser: self,
+            batch,
+            close: Close::Variant,
+        })
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap> {
+        match len {
+            Some(len) => {
+                self.dict_open()?;
+                let batch = self.dict_batch(len);
+                batch.start(self.out);
+                Ok(Compound::Direct {
+                    ser: self,
+                    batch,
+                    close: Close::Plain,
+                })
+            }
+            None => Ok(Compound::Buffered {
+                ser: self,
+                list: Vec::new(),
+                dict: Vec::new(),
+                key: None,
+                is_dict: true,
+            }),
+        }
+    }
+
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Self::SerializeStruct> {
+        self.serialize_map(Some(len))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        self.variant_open(variant)?;
+        self.dict_open()?;
+        let batch = self.dict_batch(len);
+        batch.start(self.out);
+        Ok(Compound::Direct {
+            ser: self,
+            batch,
+            close: Close::Variant,
+        })
+    }
+}
+
+impl ser::SerializeSeq for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.element(value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.element(value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.element(value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.element(value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeMap for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
+        self.key(key)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.value(value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_, '_, '_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<()> {
+        Compound::end(self)
+    }
+}
