@@ -6,7 +6,7 @@ use crate::text::pystr::write_str_repr;
 use crate::value::Value;
 
 /// Python-like `repr`, written without recursion. Shared objects print as
-/// `#n`; [`Graph`]'s `Debug` prints the table they point into.
+/// `#n`; [`Graph`](crate::Graph)'s `Debug` prints the table they point into.
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         enum Tok<'a> {
