@@ -98,3 +98,33 @@ pub(crate) fn load<I: Input>(
     // What is wrong with the finished stack is found at STOP.
     machine.finish().map_err(|e| e.at(stop, Some(STOP)))
 }
+
+/// What a known global means when it is called.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Builtin {
+    Set,
+    FrozenSet,
+    ByteArray,
+    Bytes,
+    CodecsEncode,
+    /// `getattr(global, "name")`: how CPython names a nested class before
+    /// protocol 4. Understood only on a global, as the dotted global.
+    GetAttr,
+}
+
+/// The globals plain data needs. `None` means allowed and kept as data.
+pub(crate) fn known_global(module: &str, name: &str) -> Option<Option<Builtin>> {
+    Some(match (module, name) {
+        ("builtins", "set") => Some(Builtin::Set),
+        ("builtins", "frozenset") => Some(Builtin::FrozenSet),
+        ("builtins", "bytearray") => Some(Builtin::ByteArray),
+        ("builtins", "bytes") => Some(Builtin::Bytes),
+        ("_codecs", "encode") => Some(Builtin::CodecsEncode),
+        ("builtins", "getattr") => Some(Builtin::GetAttr),
+        ("copyreg", "_reconstructor")
+        | ("copyreg", "__newobj__")
+        | ("copyreg", "__newobj_ex__")
+        | ("builtins", "object") => None,
+        _ => return None,
+    })
+}

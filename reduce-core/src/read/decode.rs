@@ -156,6 +156,19 @@ pub(crate) fn long_bytes<S: Source>(src: &mut S, op: u8) -> Result<&[u8]> {
     src.take(n)
 }
 
+/// A `LONG1`/`LONG4` value of up to 8 bytes, sign-extended to an `i64`
+/// (no bignum); `None` for more bytes.
+#[inline]
+pub(crate) fn small_long(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() > 8 {
+        return None;
+    }
+    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+    let mut buf = [if negative { 0xff } else { 0 }; 8];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    Some(i64::from_le_bytes(buf))
+}
+
 /// The bytes of a Python 2 `str` (`STRING`, `BINSTRING`,
 /// `SHORT_BINSTRING`), before any decoding: how they become text is the
 /// caller's choice (Python's `encoding` argument).

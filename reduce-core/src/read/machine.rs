@@ -7,43 +7,13 @@ use num_bigint::BigInt;
 
 use super::decode;
 use super::input::Source;
-use super::{Options, Resolve, StringDecoding};
+use super::{known_global, Builtin, Options, Resolve, StringDecoding};
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
 use crate::text::compat;
 use crate::text::PyStr;
 use crate::value::graph::compact;
 use crate::value::{Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling, Step, Value};
-
-/// What a known global means when it is called.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Builtin {
-    Set,
-    FrozenSet,
-    ByteArray,
-    Bytes,
-    CodecsEncode,
-    /// `getattr(global, "name")`: how CPython names a nested class before
-    /// protocol 4. Understood only on a global, as the dotted global.
-    GetAttr,
-}
-
-/// The globals plain data needs. `None` means allowed and kept as data.
-fn known_global(module: &str, name: &str) -> Option<Option<Builtin>> {
-    Some(match (module, name) {
-        ("builtins", "set") => Some(Builtin::Set),
-        ("builtins", "frozenset") => Some(Builtin::FrozenSet),
-        ("builtins", "bytearray") => Some(Builtin::ByteArray),
-        ("builtins", "bytes") => Some(Builtin::Bytes),
-        ("_codecs", "encode") => Some(Builtin::CodecsEncode),
-        ("builtins", "getattr") => Some(Builtin::GetAttr),
-        ("copyreg", "_reconstructor")
-        | ("copyreg", "__newobj__")
-        | ("copyreg", "__newobj_ex__")
-        | ("builtins", "object") => None,
-        _ => return None,
-    })
-}
 
 pub(super) struct Machine<'o, 'h> {
     opts: &'o mut Options<'h>,
@@ -915,14 +885,9 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             LONG1 | LONG4 => {
                 let bytes = decode::long_bytes(src, op)?;
-                let v = if bytes.len() <= 8 {
-                    // Up to 64 bits: sign-extend, no bignum.
-                    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
-                    let mut buf = [if negative { 0xff } else { 0 }; 8];
-                    buf[..bytes.len()].copy_from_slice(bytes);
-                    Value::Int(i64::from_le_bytes(buf))
-                } else {
-                    Value::int(BigInt::from_signed_bytes_le(bytes))
+                let v = match decode::small_long(bytes) {
+                    Some(i) => Value::Int(i),
+                    None => Value::int(BigInt::from_signed_bytes_le(bytes)),
                 };
                 self.push(v)?
             }

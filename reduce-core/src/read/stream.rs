@@ -420,18 +420,7 @@ impl<'a> Stream<'a> {
             }
             LONG1 => {
                 let n = self.byte()? as usize;
-                if n > 8 {
-                    return Err(Miss);
-                }
-                let b = self.take(n)?;
-                if n == 0 {
-                    0
-                } else {
-                    let fill = if b[n - 1] & 0x80 != 0 { 0xff } else { 0 };
-                    let mut a = [fill; 8];
-                    a[..n].copy_from_slice(b);
-                    i64::from_le_bytes(a)
-                }
+                decode::small_long(self.take(n)?).ok_or(Miss)?
             }
             INT => {
                 let max = self.max_int_digits;

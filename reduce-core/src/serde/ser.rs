@@ -16,6 +16,7 @@ use crate::base::limits::MAX_TYPED_DEPTH;
 use crate::base::op::*;
 use crate::value::Value;
 use crate::write::out::{unpicklable, Out};
+use crate::write::rules::{self, Batcher, Batching};
 
 use super::value::ValueSerializer;
 
@@ -104,70 +105,12 @@ impl<'a, 'o> Serializer<'a, 'o> {
         self.name(variant)
     }
 
-    fn dict_batch(&mut self, len: usize) -> Batch {
-        Batch::new(self.proto(), len, SETITEM, SETITEMS, false)
+    fn dict_batch(&mut self, len: usize) -> Batcher {
+        Batcher::new(Batching::Dict, self.proto(), len, SETITEM, SETITEMS)
     }
 
-    fn list_batch(&mut self, len: usize) -> Batch {
-        Batch::new(self.proto(), len, APPEND, APPENDS, true)
-    }
-}
-
-/// CPython's batching of a container's items, decided by the count serde
-/// announced: one item at a time at protocol 0 or for a single item, else
-/// chunks of [`BATCHSIZE`] between `MARK` and the many-items opcode.
-/// `batch_list_exact` stops after the last item; `batch_dict_exact` opens a
-/// new chunk after every full one, so a multiple of 1000 ends with an empty
-/// chunk (CPython's quirk, kept). An item count that differs from the one
-/// announced still gives a valid pickle.
-pub(crate) struct Batch {
-    one: u8,
-    many: u8,
-    list: bool,
-    chunked: bool,
-    declared: usize,
-    in_chunk: usize,
-    total: usize,
-}
-
-impl Batch {
-    fn new(proto: u8, declared: usize, one: u8, many: u8, list: bool) -> Batch {
-        Batch {
-            one,
-            many,
-            list,
-            chunked: proto >= 1 && declared >= 2,
-            declared,
-            in_chunk: 0,
-            total: 0,
-        }
-    }
-
-    fn start(&self, out: &mut Out<'_>) {
-        if self.chunked {
-            out.write(&[MARK]);
-        }
-    }
-
-    /// After one item (or one key and value).
-    #[inline]
-    fn item(&mut self, out: &mut Out<'_>) {
-        self.total += 1;
-        if !self.chunked {
-            out.write(&[self.one]);
-            return;
-        }
-        self.in_chunk += 1;
-        if self.in_chunk == BATCHSIZE && (!self.list || self.total < self.declared) {
-            out.write(&[self.many, MARK]);
-            self.in_chunk = 0;
-        }
-    }
-
-    fn end(&self, out: &mut Out<'_>) {
-        if self.chunked {
-            out.write(&[self.many]);
-        }
+    fn list_batch(&mut self, len: usize) -> Batcher {
+        Batcher::new(Batching::List, self.proto(), len, APPEND, APPENDS)
     }
 }
 
@@ -195,7 +138,7 @@ impl Close {
 pub(crate) enum Compound<'s, 'a, 'o> {
     Direct {
         ser: &'s mut Serializer<'a, 'o>,
-        batch: Batch,
+        batch: Batcher,
         close: Close,
     },
     Buffered {
@@ -280,7 +223,11 @@ impl Compound<'_, '_, '_> {
 
     fn end(self) -> Result<()> {
         match self {
-            Compound::Direct { ser, batch, close } => {
+            Compound::Direct {
+                ser,
+                mut batch,
+                close,
+            } => {
                 batch.end(ser.out);
                 ser.out.boundary()?;
                 close.finish(ser.out)
@@ -317,11 +264,7 @@ fn tuple_end(ser: &mut Serializer<'_, '_>, len: usize) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
-    if len <= 3 && ser.proto() >= 2 {
-        ser.out.write(&[[TUPLE1, TUPLE2, TUPLE3][len - 1]]);
-    } else {
-        ser.out.write(&[TUPLE]);
-    }
+    ser.out.write(&[rules::tuple_close(ser.proto(), len)]);
     ser.out.memo_put()?;
     ser.out.boundary()
 }
@@ -432,7 +375,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         match len {
             Some(len) => {
                 self.list_open()?;
-                let batch = self.list_batch(len);
+                let mut batch = self.list_batch(len);
                 batch.start(self.out);
                 Ok(Compound::Direct {
                     ser: self,
@@ -451,15 +394,9 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     }
 
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
+        self.out.write(rules::tuple_open(self.proto(), len));
         if len == 0 {
-            if self.proto() >= 1 {
-                self.out.write(&[EMPTY_TUPLE]);
-            } else {
-                self.out.write(&[MARK, TUPLE]);
-            }
             self.out.boundary()?;
-        } else if len > 3 || self.proto() < 2 {
-            self.out.write(&[MARK]);
         }
         Ok(Compound::Tuple {
             ser: self,
@@ -485,7 +422,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     ) -> Result<Self::SerializeTupleVariant> {
         self.variant_open(variant)?;
         self.list_open()?;
-        let batch = self.list_batch(len);
+        let mut batch = self.list_batch(len);
         batch.start(self.out);
         Ok(Compound::Direct {
             ser: self,
@@ -498,7 +435,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         match len {
             Some(len) => {
                 self.dict_open()?;
-                let batch = self.dict_batch(len);
+                let mut batch = self.dict_batch(len);
                 batch.start(self.out);
                 Ok(Compound::Direct {
                     ser: self,
@@ -529,7 +466,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     ) -> Result<Self::SerializeStructVariant> {
         self.variant_open(variant)?;
         self.dict_open()?;
-        let batch = self.dict_batch(len);
+        let mut batch = self.dict_batch(len);
         batch.start(self.out);
         Ok(Compound::Direct {
             ser: self,

@@ -20,6 +20,7 @@ use crate::base::limits::Limits;
 use crate::base::op::*;
 use crate::read::decode::{self, IntLine};
 use crate::read::input::Source;
+use crate::read::{known_global, Builtin as ReaderBuiltin};
 
 const NIL: u32 = u32::MAX;
 
@@ -349,12 +350,13 @@ impl<'de> Machine<'de> {
     }
 
     fn global(&mut self, module: &str, name: &str) -> Try<()> {
-        let b = match (module, name) {
-            ("builtins", "set") => Builtin::Set,
-            ("builtins", "frozenset") => Builtin::FrozenSet,
-            ("builtins", "bytes") => Builtin::Bytes,
-            ("builtins", "bytearray") => Builtin::ByteArray,
-            ("_codecs", "encode") => Builtin::CodecsEncode,
+        // The globals plain data needs, as the reader knows them.
+        let b = match known_global(module, name) {
+            Some(Some(ReaderBuiltin::Set)) => Builtin::Set,
+            Some(Some(ReaderBuiltin::FrozenSet)) => Builtin::FrozenSet,
+            Some(Some(ReaderBuiltin::Bytes)) => Builtin::Bytes,
+            Some(Some(ReaderBuiltin::ByteArray)) => Builtin::ByteArray,
+            Some(Some(ReaderBuiltin::CodecsEncode)) => Builtin::CodecsEncode,
             _ => return Err(GiveUp),
         };
         // A registration that claims one of these names twice is an
@@ -471,15 +473,12 @@ impl<'de> Machine<'de> {
                 }
                 LONG1 | LONG4 => {
                     let b = decode::long_bytes(src, op)?;
-                    if b.len() <= 8 {
-                        // Up to 64 bits: sign-extend, no bignum.
-                        let negative = b.last().is_some_and(|b| b & 0x80 != 0);
-                        let mut buf = [if negative { 0xff } else { 0 }; 8];
-                        buf[..b.len()].copy_from_slice(b);
-                        self.push(Kind::Int(i64::from_le_bytes(buf)))?
-                    } else {
-                        let i = BigInt::from_signed_bytes_le(b);
-                        self.int(i)?
+                    match decode::small_long(b) {
+                        Some(i) => self.push(Kind::Int(i))?,
+                        None => {
+                            let i = BigInt::from_signed_bytes_le(b);
+                            self.int(i)?
+                        }
                     }
                 }
                 BINFLOAT => self.push(Kind::Float(decode::float8(src)?))?,

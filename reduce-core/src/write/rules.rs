@@ -10,6 +10,7 @@
 //! | `set` and `frozenset` before protocol 4 | `save_set`, `save_frozenset` | [`set_constructor`] |
 //! | a reduced object's state given to its `state_setter` | `save_reduce` | [`STATE_SETTER_CALL`] |
 
+use super::out::Out;
 use crate::base::op::{
     BATCHSIZE, EMPTY_TUPLE, MARK, POP, POP_MARK, REDUCE, TUPLE, TUPLE1, TUPLE2, TUPLE3,
 };
@@ -160,6 +161,76 @@ impl Iterator for Batches {
             Batching::Dict | Batching::Set | Batching::Iter => {
                 self.done = chunk < BATCHSIZE;
                 Some(self.take(chunk, true))
+            }
+        }
+    }
+}
+
+/// [`Batches`] fed one item at a time, for a writer told the count first
+/// and given the items after (serde's `SerializeSeq`): writes each chunk's
+/// `MARK` and closer as the items come. Items beyond the count announced
+/// each take the one-item opcode, and a chunk cut short by fewer items is
+/// closed at the end, so any count gives a valid pickle.
+pub(crate) struct Batcher {
+    plan: Batches,
+    chunk: Option<Batch>,
+    in_chunk: usize,
+    one: u8,
+    many: u8,
+}
+
+impl Batcher {
+    pub(crate) fn new(kind: Batching, proto: u8, n: usize, one: u8, many: u8) -> Batcher {
+        Batcher {
+            plan: Batches::new(kind, proto, n),
+            chunk: None,
+            in_chunk: 0,
+            one,
+            many,
+        }
+    }
+
+    /// Opens the first chunk.
+    pub(crate) fn start(&mut self, out: &mut Out<'_>) {
+        self.next_chunk(out);
+    }
+
+    fn next_chunk(&mut self, out: &mut Out<'_>) {
+        self.in_chunk = 0;
+        self.chunk = self.plan.next();
+        if let Some(c) = self.chunk {
+            if c.many {
+                out.write(&[MARK]);
+                if c.len == 0 {
+                    // CPython's empty last batch of a dict.
+                    out.write(&[self.many]);
+                    self.chunk = self.plan.next();
+                }
+            }
+        }
+    }
+
+    /// After one item (one key and value, for a dict).
+    #[inline]
+    pub(crate) fn item(&mut self, out: &mut Out<'_>) {
+        match self.chunk {
+            None => out.write(&[self.one]),
+            Some(c) => {
+                self.in_chunk += 1;
+                if self.in_chunk == c.len {
+                    out.write(&[if c.many { self.many } else { self.one }]);
+                    self.next_chunk(out);
+                }
+            }
+        }
+    }
+
+    /// After the last item: closes a chunk left open by fewer items than
+    /// announced.
+    pub(crate) fn end(&mut self, out: &mut Out<'_>) {
+        if let Some(c) = self.chunk.take() {
+            if c.many {
+                out.write(&[self.many]);
             }
         }
     }
