@@ -39,6 +39,12 @@ pub(crate) struct Out<'o> {
     latin1_memo: Option<u32>,
 }
 
+impl rules::Sink for Out<'_> {
+    fn write(&mut self, data: &[u8]) {
+        Out::write(self, data);
+    }
+}
+
 impl<'o> Out<'o> {
     pub(crate) fn new(
         proto: u8,

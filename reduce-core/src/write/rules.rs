@@ -10,7 +10,6 @@
 //! | `set` and `frozenset` before protocol 4 | `save_set`, `save_frozenset` | [`set_constructor`] |
 //! | a reduced object's state given to its `state_setter` | `save_reduce` | [`STATE_SETTER_CALL`] |
 
-use super::out::Out;
 use crate::base::op::{
     BATCHSIZE, EMPTY_TUPLE, MARK, POP, POP_MARK, REDUCE, TUPLE, TUPLE1, TUPLE2, TUPLE3,
 };
@@ -166,6 +165,11 @@ impl Iterator for Batches {
     }
 }
 
+/// Where a [`Batcher`] writes its opcodes (the output layer).
+pub(crate) trait Sink {
+    fn write(&mut self, data: &[u8]);
+}
+
 /// [`Batches`] fed one item at a time, for a writer told the count first
 /// and given the items after (serde's `SerializeSeq`): writes each chunk's
 /// `MARK` and closer as the items come. Items beyond the count announced
@@ -191,11 +195,11 @@ impl Batcher {
     }
 
     /// Opens the first chunk.
-    pub(crate) fn start(&mut self, out: &mut Out<'_>) {
+    pub(crate) fn start(&mut self, out: &mut impl Sink) {
         self.next_chunk(out);
     }
 
-    fn next_chunk(&mut self, out: &mut Out<'_>) {
+    fn next_chunk(&mut self, out: &mut impl Sink) {
         self.in_chunk = 0;
         self.chunk = self.plan.next();
         if let Some(c) = self.chunk {
@@ -212,7 +216,7 @@ impl Batcher {
 
     /// After one item (one key and value, for a dict).
     #[inline]
-    pub(crate) fn item(&mut self, out: &mut Out<'_>) {
+    pub(crate) fn item(&mut self, out: &mut impl Sink) {
         match self.chunk {
             None => out.write(&[self.one]),
             Some(c) => {
@@ -227,7 +231,7 @@ impl Batcher {
 
     /// After the last item: closes a chunk left open by fewer items than
     /// announced.
-    pub(crate) fn end(&mut self, out: &mut Out<'_>) {
+    pub(crate) fn end(&mut self, out: &mut impl Sink) {
         if let Some(c) = self.chunk.take() {
             if c.many {
                 out.write(&[self.many]);
