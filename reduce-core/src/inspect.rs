@@ -429,7 +429,10 @@ impl Shadow {
     }
 
     fn pop_mark(&mut self) -> Result<usize> {
-        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
         let n = self.stack.len() - mark;
         self.stack.truncate(mark);
         Ok(n)
@@ -592,7 +595,7 @@ impl Shadow {
                 let slot = self
                     .memo
                     .get(&key)
-                    .ok_or(Error::new(ErrorKind::MissingMemo(key)))?
+                    .ok_or_else(|| Error::new(ErrorKind::MissingMemo(key)))?
                     .clone();
                 self.stack.push(slot)
             }

@@ -33,6 +33,7 @@ pub(super) struct Machine<'o, 'h> {
     name_bytes: u64,
 }
 
+#[cold]
 fn underflow() -> Error {
     Error::new(ErrorKind::StackUnderflow)
 }
@@ -105,7 +106,10 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     /// The items since the last mark, and the mark removed.
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
-        let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
         Ok(self.stack.split_off(mark))
     }
 
@@ -380,7 +384,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         };
         let v = found
             .map(cheap_clone)
-            .ok_or(Error::new(ErrorKind::MissingMemo(key)))?;
+            .ok_or_else(|| Error::new(ErrorKind::MissingMemo(key)))?;
         self.push(v)
     }
 
@@ -966,7 +970,10 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.extend_container(from, false)?
             }
             APPENDS => {
-                let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+                let mark = self
+                    .marks
+                    .pop()
+                    .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
                 self.extend_container(mark, false)?
             }
             SETITEM => {
@@ -974,7 +981,10 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.extend_container(from, true)?
             }
             SETITEMS => {
-                let mark = self.marks.pop().ok_or(Error::new(ErrorKind::MissingMark))?;
+                let mark = self
+                    .marks
+                    .pop()
+                    .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
                 self.extend_container(mark, true)?
             }
             ADDITEMS => {
@@ -1068,7 +1078,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     .get(&code)
                     .cloned()
                     .or_else(|| self.resolve.extension(code))
-                    .ok_or(Error::new(ErrorKind::UnknownExtension(code)))?;
+                    .ok_or_else(|| Error::new(ErrorKind::UnknownExtension(code)))?;
                 let v = self.find_global(&g.module, &g.name)?;
                 self.push(v)?
             }
@@ -1179,7 +1189,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     .opts
                     .buffers
                     .pop_front()
-                    .ok_or(Error::new(ErrorKind::NoBuffer))?;
+                    .ok_or_else(|| Error::new(ErrorKind::NoBuffer))?;
                 self.push(Value::Buffer(Box::new(PickleBuffer {
                     data,
                     readonly: false,

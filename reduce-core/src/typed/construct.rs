@@ -146,7 +146,7 @@ impl<'l> Ctx<'l> {
                     .graph
                     .objects
                     .get(id.index())
-                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?,
+                    .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?,
                 Target::Owned(v) => v,
             };
             fill(Node {

@@ -320,7 +320,7 @@ pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize
                 let i = id.index();
                 let seen = count
                     .get_mut(i)
-                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+                    .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
                 *seen += 1;
                 if *seen == 1 {
                     stack.push((&objects[i], depth));

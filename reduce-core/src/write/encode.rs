@@ -319,7 +319,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 let obj = self
                     .objects
                     .get(id.index())
-                    .ok_or(Error::new(ErrorKind::DanglingRef(id.0)))?;
+                    .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
                 if let Value::Ref(_) = obj {
                     return Err(unpicklable("a shared object may not itself be a reference"));
                 }
