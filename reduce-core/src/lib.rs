@@ -529,9 +529,7 @@ pub fn to_vec<T: Reduce + ?Sized>(value: &T) -> Result<Vec<u8>> {
 
 /// Writes `value` as a pickle at protocol `proto` (0 to 5).
 pub fn to_vec_with_protocol<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    Pickler::new(&mut out).protocol(proto).dump(value)?;
-    Ok(out)
+    crate::pickler::to_vec(value, proto)
 }
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] to `writer`.

@@ -198,3 +198,25 @@ impl<'h, W: io::Write> Pickler<'h, W> {
         self.writer
     }
 }
+
+/// Writes one pickle of `value` at protocol `proto` with the default
+/// options into a new `Vec`: the output layer's buffer is the result, with
+/// no copy into a writer.
+pub(crate) fn to_vec<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
+    let lookup = Lookup::new(None);
+    let extensions = lookup.extension_names();
+    let mut out = Out::new(proto, true, &extensions, None)?;
+    out.start();
+    let mut saver = Saver::new(
+        &mut out,
+        &lookup,
+        Hooks {
+            reducer_override: None,
+            persistent_id: None,
+            buffer_callback: None,
+        },
+    );
+    value.reduce(&mut saver)?;
+    out.finish()?;
+    Ok(out.into_buf())
+}

@@ -37,6 +37,10 @@ pub(crate) struct Out<'o> {
     interned: HashMap<String, u32>,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
+    /// The length of `buf` from which [`Out::boundary`] may have work to
+    /// do (commit a frame, hand bytes to the sink): one comparison per
+    /// `save` otherwise.
+    check_at: usize,
 }
 
 impl rules::Sink for Out<'_> {
@@ -67,6 +71,7 @@ impl<'o> Out<'o> {
             global_memo: HashMap::new(),
             interned: HashMap::new(),
             latin1_memo: None,
+            check_at: 0,
         })
     }
 
@@ -98,12 +103,25 @@ impl<'o> Out<'o> {
 
     // ---- bytes and frames --------------------------------------------------
 
+    #[inline]
     pub(crate) fn write(&mut self, data: &[u8]) {
         if self.framing && self.frame_start.is_none() {
-            self.frame_start = Some(self.buf.len());
-            self.buf.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+            self.open_frame();
         }
         self.buf.extend_from_slice(data);
+    }
+
+    #[cold]
+    fn open_frame(&mut self) {
+        let start = self.buf.len();
+        self.frame_start = Some(start);
+        self.buf.extend_from_slice(&[0; FRAME_HEADER_SIZE]);
+        self.check_at = start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET;
+    }
+
+    /// The buffer: the whole pickle when there is no sink.
+    pub(crate) fn into_buf(self) -> Vec<u8> {
+        self.buf
     }
 
     /// A header and a payload; a payload of 64 KiB or more goes outside any
@@ -139,7 +157,28 @@ impl<'o> Out<'o> {
 
     /// The end of one `save`: CPython commits the frame here once it has
     /// reached 64 KiB. Finished bytes go to the writer.
+    #[inline]
     pub(crate) fn boundary(&mut self) -> Result<()> {
+        if self.buf.len() < self.check_at {
+            return Ok(());
+        }
+        self.boundary_work()
+    }
+
+    #[inline(never)]
+    fn boundary_work(&mut self) -> Result<()> {
+        self.check_boundary()?;
+        self.check_at = match self.frame_start {
+            Some(start) => start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET,
+            // The next write opens a frame, and says where to look.
+            None if self.framing => usize::MAX,
+            None if self.sink.is_some() => self.buf.len().max(FRAME_SIZE_TARGET),
+            None => usize::MAX,
+        };
+        Ok(())
+    }
+
+    fn check_boundary(&mut self) -> Result<()> {
         if let Some(start) = self.frame_start {
             if self.buf.len() - start - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET {
                 self.commit_frame();

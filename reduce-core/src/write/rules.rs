@@ -20,6 +20,7 @@ use crate::base::op::{
 pub(crate) const STATE_SETTER_CALL: [u8; 3] = [TUPLE2, REDUCE, POP];
 
 /// Whether a tuple of `n` items is closed by `TUPLE1`-`TUPLE3` (no `MARK`).
+#[inline]
 fn small_tuple(proto: u8, n: usize) -> bool {
     (1..=3).contains(&n) && proto >= 2
 }
@@ -27,6 +28,7 @@ fn small_tuple(proto: u8, n: usize) -> bool {
 /// What is written before a tuple's `n` items. The empty tuple is complete
 /// after it (`EMPTY_TUPLE`, or `MARK TUPLE` at protocol 0); otherwise the
 /// items and then [`tuple_close`] follow.
+#[inline]
 pub(crate) fn tuple_open(proto: u8, n: usize) -> &'static [u8] {
     match n {
         0 if proto >= 1 => &[EMPTY_TUPLE],
@@ -37,6 +39,7 @@ pub(crate) fn tuple_open(proto: u8, n: usize) -> &'static [u8] {
 }
 
 /// The opcode that closes a tuple of `n >= 1` items.
+#[inline]
 pub(crate) fn tuple_close(proto: u8, n: usize) -> u8 {
     if small_tuple(proto, n) {
         [TUPLE1, TUPLE2, TUPLE3][n - 1]
