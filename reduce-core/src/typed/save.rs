@@ -141,6 +141,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// Writes one child value, guarding the depth.
+    #[inline]
     pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
             return Err(unpicklable(format!(
@@ -208,6 +209,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// An `int`.
+    #[inline]
     pub fn i64(&mut self, i: i64) -> Result<()> {
         self.pending = None;
         self.out.int(i)

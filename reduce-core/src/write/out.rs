@@ -258,9 +258,10 @@ impl<'o> Out<'o> {
         self.boundary()
     }
 
+    #[inline]
     pub(crate) fn int(&mut self, i: i64) -> Result<()> {
         let Ok(v) = i32::try_from(i) else {
-            return self.int128(i as i128);
+            return self.long64(i);
         };
         if self.proto >= 1 {
             if (0..=0xff).contains(&v) {
@@ -275,6 +276,22 @@ impl<'o> Out<'o> {
         } else {
             self.write(format!("I{v}\n").as_bytes());
         }
+        self.boundary()
+    }
+
+    /// An `i64` beyond 32 bits: `LONG1` with its minimal two's complement
+    /// bytes (what CPython's `_PyLong_AsByteArray` gives, trimmed).
+    fn long64(&mut self, i: i64) -> Result<()> {
+        if self.proto < 2 {
+            return self.int128(i as i128);
+        }
+        // Bits of magnitude, plus one for the sign.
+        let n = ((64 - (i ^ (i >> 63)).leading_zeros()) / 8 + 1) as usize;
+        let mut op = [0u8; 10];
+        op[0] = LONG1;
+        op[1] = n as u8;
+        op[2..2 + n].copy_from_slice(&i.to_le_bytes()[..n]);
+        self.write(&op[..2 + n]);
         self.boundary()
     }
 
