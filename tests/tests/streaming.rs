@@ -75,6 +75,8 @@ fn all_types(bytes: &[u8]) -> usize {
         same::<BTreeMap<String, Vec<i64>>>(bytes),
         same::<HashMap<String, i64>>(bytes),
         same::<BTreeMap<i64, BTreeMap<i64, Option<i64>>>>(bytes),
+        same::<reduce::Bytes>(bytes),
+        same::<Vec<reduce::Bytes>>(bytes),
         same::<Point>(bytes),
         same::<Vec<Point>>(bytes),
         same::<Order>(bytes),
@@ -252,6 +254,10 @@ fn both_paths_agree_on_generated_and_mutated_pickles() {
         let orders: Vec<Order> = (0..6).map(|i| order(&mut r, i)).collect();
         originals.push(p(&|pr| reduce::to_vec_with_protocol(&orders, pr)));
         originals.push(p(&|pr| reduce::to_vec_with_protocol(&orders[0], pr)));
+        originals.push(p(&|pr| {
+            let b = reduce::Bytes(vec![7; 300]);
+            reduce::to_vec_with_protocol(&vec![b.clone(), b], pr)
+        }));
         // A batch boundary: 1001 items.
         originals.push(p(&|pr| {
             reduce::to_vec_with_protocol(&vec![Point { x: 1.0, y: 2.0 }; 1001], pr)

@@ -62,6 +62,7 @@ pub enum Kind {
     /// An int, float, bool or None.
     Atom,
     Str,
+    Bytes,
     List,
     Dict,
     /// A tuple of this many items.
@@ -498,6 +499,27 @@ impl<'a> Stream<'a> {
         let s = std::str::from_utf8(self.take(n)?).map_err(|_| Miss)?;
         self.end(mark, Kind::Str)?;
         Ok(std::borrow::Cow::Borrowed(s))
+    }
+
+    /// A `bytes` or `bytearray` written with its own opcode (protocols 3 and
+    /// later), borrowed from the input.
+    pub fn bytes(&mut self) -> Pulled<&'a [u8]> {
+        let mark = self.begin(Kind::Bytes)?;
+        let n = match self.op()? {
+            SHORT_BINBYTES => self.byte()? as usize,
+            BINBYTES => {
+                let b = self.take(4)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            BINBYTES8 | BYTEARRAY8 => {
+                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
+                usize::try_from(n).map_err(|_| Miss)?
+            }
+            _ => return Err(Miss),
+        };
+        let b = self.take(n)?;
+        self.end(mark, Kind::Bytes)?;
+        Ok(b)
     }
 
     /// Takes `None` if it is next.

@@ -345,6 +345,9 @@ impl Construct for Bytes {
     fn construct(node: Node<'_>) -> Result<Self> {
         bytes_of(&node).map(Bytes)
     }
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.bytes().map(|b| Bytes(b.to_vec()))
+    }
 }
 
 impl Construct for ByteArray {

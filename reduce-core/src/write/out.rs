@@ -128,6 +128,8 @@ impl<'o> Out<'o> {
     /// frame, so that a reader can take it without copying it into a frame
     /// buffer first.
     fn write_payload(&mut self, header: &[u8], data: &[u8]) {
+        // One copy into the buffer, not a doubling per step.
+        self.buf.reserve(header.len() + data.len());
         if data.len() >= FRAME_SIZE_TARGET && self.framing {
             self.commit_frame();
             self.framing = false;
