@@ -128,8 +128,10 @@ impl<'o> Out<'o> {
     /// frame, so that a reader can take it without copying it into a frame
     /// buffer first.
     fn write_payload(&mut self, header: &[u8], data: &[u8]) {
-        // One copy into the buffer, not a doubling per step.
-        self.buf.reserve(header.len() + data.len());
+        // One copy into the buffer, not a doubling per step, with room for
+        // what usually follows (a memo put, a frame header, STOP), so that
+        // the end of the pickle does not copy the payload again.
+        self.buf.reserve(header.len() + data.len() + 64);
         if data.len() >= FRAME_SIZE_TARGET && self.framing {
             self.commit_frame();
             self.framing = false;
