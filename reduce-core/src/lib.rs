@@ -370,6 +370,7 @@ pub use num_bigint::BigInt;
 /// | `with = "module"` | written by `module::reduce(&T, &mut Saver)`, read by `module::construct(Node) -> Result<T>` |
 /// | `bytes` | a `Vec<u8>` written as Python `bytes` (`with = "reduce::bytes"`) |
 /// | `registry` | a field of a foreign type, written and read through the [`Registry`] |
+/// | `serde` | a field whose type has only serde's `Serialize`/`Deserialize`: written as the plain data serde gives it, read back through serde (feature `serde`; see `reduce::serde::field`) |
 /// | `rest` | with `state`: a [`Rest`] field (`Vec<(String, Value)>`, `BTreeMap<String, Value>`, `IndexMap`) that keeps the attributes no other field names, and writes them back |
 /// | `in_dict` | with `state = "slots"`: the attribute lives in the instance `__dict__`, not in a slot (for a `rest` field: write the kept attributes there) |
 /// | `value = 1` / `value = "s"` | a `python_enum` member's value (else its discriminant) |

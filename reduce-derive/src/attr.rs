@@ -69,6 +69,7 @@ pub struct Field {
     pub with: Option<At<Path>>,
     pub registry: Option<Span>,
     pub bytes: Option<Span>,
+    pub serde: Option<Span>,
     pub rest: Option<Span>,
     pub in_dict: Option<Span>,
 }
@@ -227,13 +228,14 @@ pub fn field(attrs: &[Attribute], errors: &mut Errors) -> Field {
             "with" => set(errors, &mut f.with, path(meta)?, span, k),
             "registry" => set(errors, &mut f.registry, span, span, k),
             "bytes" => set(errors, &mut f.bytes, span, span, k),
+            "serde" => set(errors, &mut f.serde, span, span, k),
             "rest" => set(errors, &mut f.rest, span, span, k),
             "in_dict" => set(errors, &mut f.in_dict, span, span, k),
             _ => {
                 errors.at(
                     span,
                     format!(
-                        "unknown field attribute `{k}`: expected one of `rename = \"...\"`, `skip`, `default`, `default = \"path\"`, `with = \"module\"`, `registry`, `bytes`, `rest`, `in_dict`"
+                        "unknown field attribute `{k}`: expected one of `rename = \"...\"`, `skip`, `default`, `default = \"path\"`, `with = \"module\"`, `registry`, `bytes`, `serde`, `rest`, `in_dict`"
                     ),
                 );
                 if meta.input.peek(syn::Token![=]) {

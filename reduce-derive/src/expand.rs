@@ -117,6 +117,7 @@ impl Cx<'_> {
                     && f.attrs.with.is_none()
                     && f.attrs.registry.is_none()
                     && f.attrs.bytes.is_none()
+                    && f.attrs.serde.is_none()
             })
             .collect();
         let mut preds: Vec<syn::WherePredicate> = Vec::new();
@@ -188,6 +189,8 @@ impl Cx<'_> {
             quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| __s.registered_typed(#access)))
         } else if f.attrs.bytes.is_some() {
             quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| #krate::bytes::reduce(#access, __s)))
+        } else if f.attrs.serde.is_some() {
+            quote_spanned!(span=> &#krate::__private::FnReduce(|__s: &mut #krate::Saver<'_, '_>| #krate::serde::field::reduce(#access, __s)))
         } else {
             quote_spanned!(span=> #access)
         }
@@ -206,6 +209,8 @@ impl Cx<'_> {
             quote_spanned!(span=> #at.with_field(#name, #value, |__n: #krate::Node<'_>| __n.registered::<#ty>())?)
         } else if f.attrs.bytes.is_some() {
             quote_spanned!(span=> #at.with_field(#name, #value, #krate::bytes::construct)?)
+        } else if f.attrs.serde.is_some() {
+            quote_spanned!(span=> #at.with_field(#name, #value, #krate::serde::field::construct)?)
         } else {
             quote_spanned!(span=> #at.field::<#ty>(#name, #value)?)
         }
@@ -523,7 +528,10 @@ impl Cx<'_> {
         let name = &self.name;
         let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
         if written.iter().any(|f| {
-            f.attrs.with.is_some() || f.attrs.registry.is_some() || f.attrs.bytes.is_some()
+            f.attrs.with.is_some()
+                || f.attrs.registry.is_some()
+                || f.attrs.bytes.is_some()
+                || f.attrs.serde.is_some()
         }) {
             return TokenStream::new();
         }

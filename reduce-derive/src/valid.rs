@@ -118,6 +118,7 @@ fn fields(shape: &Shape<'_>, c: &Container, errors: &mut Errors) {
             a.with.as_ref().map(|w| ("with", w.span)),
             a.registry.map(|s| ("registry", s)),
             a.bytes.map(|s| ("bytes", s)),
+            a.serde.map(|s| ("serde", s)),
         ];
         let set: Vec<_> = how.iter().flatten().collect();
         if set.len() > 1 {
@@ -175,6 +176,7 @@ fn rest(f: &Field<'_>, c: &Container, seen: &mut bool, errors: &mut Errors) {
         a.with.as_ref().map(|w| ("with", w.span)),
         a.registry.map(|s| ("registry", s)),
         a.bytes.map(|s| ("bytes", s)),
+        a.serde.map(|s| ("serde", s)),
     ];
     for (what, at) in others.into_iter().flatten() {
         errors.at(

@@ -967,3 +967,80 @@ fn tagged_enums_round_trip() {
         assert_eq!(both::<Vec<Adjacent>>(&bytes).unwrap(), adjacent);
     }
 }
+
+mod reduce_serde_field {
+    use reduce::{Reduce, Reduction, Value};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Settings {
+        retries: u8,
+        hosts: Vec<String>,
+    }
+
+    #[derive(Reduce, Debug, PartialEq)]
+    #[reduce(module = "app")]
+    struct Job {
+        name: String,
+        #[reduce(serde)]
+        settings: Settings,
+        #[reduce(serde)]
+        tags: Option<Vec<(String, i64)>>,
+    }
+
+    #[test]
+    fn a_serde_field_round_trips_and_reads_python_data() {
+        let job = Job {
+            name: "sync".into(),
+            settings: Settings {
+                retries: 3,
+                hosts: vec!["a".into(), "b".into()],
+            },
+            tags: Some(vec![("x".into(), 1)]),
+        };
+        for p in 0..=5 {
+            let bytes = reduce::to_vec_with_protocol(&job, p).unwrap();
+            assert_eq!(
+                reduce::from_slice::<Job>(&bytes).unwrap(),
+                job,
+                "protocol {p}"
+            );
+        }
+        // The same object as Python code builds it: app.Job(name, dict, list).
+        let python = Value::Reduce(Box::new(Reduction::new(
+            Value::global("app", "Job"),
+            Value::Tuple(vec![
+                Value::str("sync"),
+                Value::Dict(vec![
+                    (
+                        Value::str("hosts"),
+                        Value::List(vec![Value::str("a"), Value::str("b")]),
+                    ),
+                    (Value::str("retries"), Value::Int(3)),
+                ]),
+                Value::List(vec![Value::Tuple(vec![Value::str("x"), Value::Int(1)])]),
+            ]),
+        )));
+        let bytes = reduce::to_vec(&python).unwrap();
+        assert_eq!(reduce::from_slice::<Job>(&bytes).unwrap(), job);
+    }
+
+    #[test]
+    fn a_serde_field_error_says_where() {
+        let python = Value::Reduce(Box::new(Reduction::new(
+            Value::global("app", "Job"),
+            Value::Tuple(vec![
+                Value::str("sync"),
+                Value::Dict(vec![
+                    (Value::str("hosts"), Value::List(vec![])),
+                    (Value::str("retries"), Value::str("three")),
+                ]),
+                Value::None,
+            ]),
+        )));
+        let bytes = reduce::to_vec(&python).unwrap();
+        let err = reduce::from_slice::<Job>(&bytes).unwrap_err().to_string();
+        assert!(err.starts_with("settings"), "{err}");
+        assert!(err.contains("retries"), "{err}");
+    }
+}

@@ -429,3 +429,57 @@ fn python_type(unexp: &Unexpected<'_>) -> &'static str {
         Unexpected::Other(_) => "another object",
     }
 }
+
+/// A field of a derived [`Reduce`](crate::Reduce) type whose type has only
+/// serde's traits: `#[reduce(serde)]` writes it with [`field::reduce`] (as
+/// the plain data [`to_value`] gives) and reads it with
+/// [`field::construct`] (through [`from_value`]), so a type from the serde
+/// world can sit inside a Python object.
+///
+/// ```
+/// use reduce::Reduce;
+/// use serde::{Deserialize, Serialize};
+///
+/// // A type that only derives serde's traits (another crate's, say).
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Settings {
+///     retries: u8,
+///     hosts: Vec<String>,
+/// }
+///
+/// #[derive(Reduce, Debug, PartialEq)]
+/// #[reduce(module = "app")]
+/// struct Job {
+///     name: String,
+///     #[reduce(serde)]
+///     settings: Settings,
+/// }
+///
+/// let job = Job { name: "sync".into(), settings: Settings { retries: 3, hosts: vec!["a".into()] } };
+/// let bytes = reduce::to_vec(&job)?;
+/// // app.Job('sync', {'retries': 3, 'hosts': ['a']})
+/// let value: reduce::Value = reduce::Unpickler::from_slice(&bytes).inert(true).load()?;
+/// assert_eq!(format!("{value:?}"), "<reduce app.Job, ('sync', {'retries': 3, 'hosts': ['a']})>");
+/// assert_eq!(reduce::from_slice::<Job>(&bytes)?, job);
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub mod field {
+    use ::serde::de::DeserializeOwned;
+    use ::serde::Serialize;
+
+    use crate::base::error::Result;
+    use crate::typed::construct::{Construct, Node};
+    use crate::typed::save::Saver;
+    use crate::value::Value;
+
+    /// Writes `value` as the plain data serde gives it.
+    pub fn reduce<T: Serialize + ?Sized>(value: &T, s: &mut Saver<'_, '_>) -> Result<()> {
+        s.value(&crate::serde::to_value(value)?)
+    }
+
+    /// Reads a `T` from the plain data at `node` (shared parts by value).
+    pub fn construct<T: DeserializeOwned>(node: Node<'_>) -> Result<T> {
+        let value = Value::construct(node)?;
+        crate::serde::from_value(&value).map_err(|e| node.error_msg(e.to_string()))
+    }
+}
