@@ -207,9 +207,15 @@ macro_rules! dataset {
                 == value
         );
         assert!(bincode::deserialize::<$ty>(&bincode_bytes).unwrap() == value);
+        // reduce's serde side, on what it writes for the serde mapping.
+        let serde_bytes_out = reduce::serde::to_vec(&value).unwrap();
+        assert!(reduce::serde::from_slice::<$ty>(&serde_bytes_out).unwrap() == value);
 
         let mut t = Timer::new($c, $samples, name, $budget);
         t.time("write/reduce", || reduce::to_vec(&value).unwrap());
+        t.time("write/reduce serde", || {
+            reduce::serde::to_vec(&value).unwrap()
+        });
         t.time("write/serde-pickle", || {
             serde_pickle::to_vec(&value, Default::default()).unwrap()
         });
@@ -219,6 +225,9 @@ macro_rules! dataset {
         });
         t.time("read/reduce Value", || {
             reduce::from_slice::<Value>(&pickle).unwrap()
+        });
+        t.time("read/reduce serde", || {
+            reduce::serde::from_slice::<$ty>(&serde_bytes_out).unwrap()
         });
         t.time("read/serde-pickle", || {
             serde_pickle::from_slice::<$ty>(&serde_pickle_bytes, Default::default()).unwrap()
@@ -605,8 +614,15 @@ fn main() {
 
     println!("\nMedians per call (µs) and ratio to reduce (x > 1: reduce is faster):\n");
     println!(
-        "{:<10} {:<6} {:>12} {:>18} {:>18} {:>18} {:>18}",
-        "data", "", "reduce", "reduce Value", "serde-pickle", "bincode", "CPython _pickle"
+        "{:<10} {:<6} {:>12} {:>18} {:>18} {:>18} {:>18} {:>18}",
+        "data",
+        "",
+        "reduce",
+        "reduce Value",
+        "reduce serde",
+        "serde-pickle",
+        "bincode",
+        "CPython _pickle"
     );
     let cell = |t: Option<f64>, base: Option<f64>| match (t, base) {
         (Some(t), Some(b)) => format!("{:>9.2} ({:>5.2}x)", t / 1e3, t / b),
@@ -621,7 +637,7 @@ fn main() {
         ] {
             let base = med(format!("{name}/{op}/reduce"));
             println!(
-                "{:<10} {:<6} {:>12.2} {} {} {} {}",
+                "{:<10} {:<6} {:>12.2} {} {} {} {} {}",
                 name,
                 op,
                 base.unwrap_or(f64::NAN) / 1e3,
@@ -630,6 +646,7 @@ fn main() {
                 } else {
                     format!("{:>18}", "")
                 },
+                cell(med(format!("{name}/{op}/reduce serde")), base),
                 cell(med(format!("{name}/{op}/serde-pickle")), base),
                 cell(med(format!("{name}/{op}/bincode")), base),
                 cell(py_t, base),

@@ -40,6 +40,14 @@
 //! # Ok::<(), reduce::Error>(())
 //! ```
 //!
+//! A typed read builds its value straight from the opcodes, with no
+//! intermediate tree, whenever the pickle is shaped as CPython writes plain
+//! data and objects (memo references to strings, tuples and classes
+//! included); any other pickle (a cycle, a shared mutable container, an
+//! `Rc`, a shape the streaming reader does not follow) is read through a
+//! [`Graph`], with the same result or the same error
+//! ([`Unpickler::streaming`]).
+//!
 //! # Which function do I use
 //!
 //! | to ... | use |
