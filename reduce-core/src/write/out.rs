@@ -127,12 +127,26 @@ impl<'o> Out<'o> {
     /// A header and a payload; a payload of 64 KiB or more goes outside any
     /// frame, so that a reader can take it without copying it into a frame
     /// buffer first.
+    #[inline]
     fn write_payload(&mut self, header: &[u8], data: &[u8]) {
+        if data.len() >= FRAME_SIZE_TARGET {
+            return self.write_large(header, data);
+        }
+        if self.framing && self.frame_start.is_none() {
+            self.open_frame();
+        }
+        self.buf.reserve(header.len() + data.len());
+        self.buf.extend_from_slice(header);
+        self.buf.extend_from_slice(data);
+    }
+
+    #[cold]
+    fn write_large(&mut self, header: &[u8], data: &[u8]) {
         // One copy into the buffer, not a doubling per step, with room for
         // what usually follows (a memo put, a frame header, STOP), so that
         // the end of the pickle does not copy the payload again.
         self.buf.reserve(header.len() + data.len() + 64);
-        if data.len() >= FRAME_SIZE_TARGET && self.framing {
+        if self.framing {
             self.commit_frame();
             self.framing = false;
             self.write(header);
@@ -208,6 +222,7 @@ impl<'o> Out<'o> {
     // ---- memo --------------------------------------------------------------
 
     /// Memoizes the object on top of the stack; returns its memo index.
+    #[inline]
     pub(crate) fn memo_put(&mut self) -> Result<u32> {
         let idx = self.memo_len;
         if idx == u32::MAX - 1 {
