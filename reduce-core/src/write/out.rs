@@ -32,7 +32,11 @@ pub(crate) struct Out<'o> {
     frame_start: Option<usize>,
     memo_len: u32,
     /// One function or class is one object: its second use is a memo reference.
-    global_memo: HashMap<(String, String), u32>,
+    /// Keyed by `module` and `name` joined with a newline (which neither
+    /// may hold), so a lookup borrows [`Out::key`] instead of allocating.
+    global_memo: HashMap<String, u32>,
+    /// Scratch space for `global_memo`'s keys.
+    key: String,
     /// Interned strings (module names, attribute names): one object each.
     interned: HashMap<String, u32>,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
@@ -69,6 +73,7 @@ impl<'o> Out<'o> {
             frame_start: None,
             memo_len: 0,
             global_memo: HashMap::new(),
+            key: String::new(),
             interned: HashMap::new(),
             latin1_memo: None,
             check_at: 0,
@@ -541,7 +546,14 @@ impl<'o> Out<'o> {
             return Ok(Some(idx));
         }
         if self.proto >= 2 {
-            if let Some(&code) = self.extensions.get(&(module.to_owned(), name.to_owned())) {
+            let code = if self.extensions.is_empty() {
+                None
+            } else {
+                self.extensions
+                    .get(&(module.to_owned(), name.to_owned()))
+                    .copied()
+            };
+            if let Some(code) = code {
                 if code <= 0xff {
                     self.write(&[EXT1, code as u8]);
                 } else if code <= 0xffff {
@@ -576,7 +588,11 @@ impl<'o> Out<'o> {
 
     /// A global written before: its memo reference, fetched.
     pub(crate) fn global_again(&mut self, module: &str, name: &str) -> Result<Option<u32>> {
-        match self.global_memo.get(&(module.to_owned(), name.to_owned())) {
+        self.key.clear();
+        self.key.push_str(module);
+        self.key.push('\n');
+        self.key.push_str(name);
+        match self.global_memo.get(self.key.as_str()) {
             Some(&idx) => {
                 self.get(idx)?;
                 Ok(Some(idx))
@@ -596,8 +612,7 @@ impl<'o> Out<'o> {
     /// later uses of the name fetch it, and ends its `save`.
     pub(crate) fn global_end(&mut self, module: &str, name: &str) -> Result<u32> {
         let idx = self.memo_put()?;
-        self.global_memo
-            .insert((module.to_owned(), name.to_owned()), idx);
+        self.global_memo.insert(format!("{module}\n{name}"), idx);
         self.boundary()?;
         Ok(idx)
     }
