@@ -1044,3 +1044,29 @@ mod reduce_serde_field {
         assert!(err.contains("retries"), "{err}");
     }
 }
+
+#[test]
+fn a_pickle_transcodes_to_cbor_and_back() {
+    let expr = "{'name': 'ada', 'scores': [9.5, 8], 'raw': b'\\x00\\x01', \
+                'nested': [None, True, 2**70, -3, 2**64-1, -2**63]}";
+    for (proto, bytes) in cpython(expr).iter().enumerate() {
+        let value: Value = reduce::from_slice(bytes).unwrap();
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&value, &mut cbor).unwrap();
+        // Read by CBOR itself: bytes stay a byte string (JSON cannot say so).
+        let doc: ciborium::Value = ciborium::from_reader(&cbor[..]).unwrap();
+        let map = doc.as_map().expect("a CBOR map");
+        let raw = map
+            .iter()
+            .find(|(k, _)| k.as_text() == Some("raw"))
+            .unwrap();
+        assert_eq!(raw.1.as_bytes().map(Vec::as_slice), Some(&[0u8, 1][..]));
+        // And back into a Value, then a pickle CPython's pickler would write.
+        let back: Value = ciborium::from_reader(&cbor[..]).unwrap();
+        assert_eq!(back, value, "protocol {proto}");
+        assert_eq!(
+            reduce::to_vec_with_protocol(&back, proto as u8).unwrap(),
+            reduce::to_vec_with_protocol(&value, proto as u8).unwrap()
+        );
+    }
+}

@@ -122,8 +122,11 @@
 //! | a shared object of a [`Graph`] | written by value at each use; a cycle is an error | — |
 //!
 //! So `Value` → JSON → `Value` keeps data but not Python's types around
-//! it: tuples and sets come back as lists, bytes as lists of ints. For
-//! Python's exact types, keep the pickle or a [`Value`].
+//! it: tuples and sets come back as lists, bytes as lists of ints. A format
+//! with byte strings and big integers does better: through CBOR
+//! (`ciborium`) a dict of strs, floats, ints of any size up to 128 bits,
+//! bytes, lists, `None` and `bool` comes back equal, and pickles to the
+//! same bytes. For Python's exact types, keep the pickle or a [`Value`].
 //!
 //! # Two paths
 //!
