@@ -50,6 +50,14 @@ macro_rules! small_ints {
                 s.i64(*self as i64)
             }
         }
+    )*};
+}
+small_ints!(i8 i16 i32 i64 isize u8 u16 u32);
+
+/// Every integer type reads the same way: an int that fits, else an error
+/// naming the range.
+macro_rules! int_construct {
+    ($($t:ty)*) => {$(
         impl Construct for $t {
             fn construct(node: Node<'_>) -> Result<Self> {
                 // The common case, without a bignum.
@@ -67,7 +75,7 @@ macro_rules! small_ints {
         }
     )*};
 }
-small_ints!(i8 i16 i32 i64 isize u8 u16 u32);
+int_construct!(i8 i16 i32 i64 isize u8 u16 u32 u64 usize i128 u128);
 
 macro_rules! big_ints {
     ($($t:ty)*) => {$(
@@ -77,21 +85,6 @@ macro_rules! big_ints {
                     Ok(i) => s.i128(i),
                     Err(_) => s.bigint(&BigInt::from(*self)),
                 }
-            }
-        }
-        impl Construct for $t {
-            fn construct(node: Node<'_>) -> Result<Self> {
-                // The common case, without a bignum.
-                if let Some(v) = small_int::<$t>(&node) {
-                    return Ok(v);
-                }
-                let big = int_of(&node)?;
-                <$t>::try_from(&big).map_err(|_| {
-                    node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
-                })
-            }
-            fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
-                <$t>::try_from(s.int()?).map_err(|_| Miss)
             }
         }
     )*};
