@@ -95,6 +95,9 @@ impl<'o> Out<'o> {
         if self.proto >= 2 {
             self.write(&[PROTO, self.proto]);
             self.framing = self.proto >= 4;
+            if self.framing {
+                self.open_frame();
+            }
         }
     }
 
@@ -108,15 +111,32 @@ impl<'o> Out<'o> {
 
     // ---- bytes and frames --------------------------------------------------
 
+    /// Bytes into the open frame. While framing, a frame is always open:
+    /// the next one opens as soon as one is committed (and a frame that
+    /// ends up shorter than `FRAME_SIZE_MIN` loses its header, as CPython
+    /// drops it), so a write is one copy.
     #[inline]
     pub(crate) fn write(&mut self, data: &[u8]) {
-        if self.framing && self.frame_start.is_none() {
-            self.open_frame();
-        }
+        debug_assert!(!self.framing || self.frame_start.is_some());
         self.buf.extend_from_slice(data);
     }
 
-    #[cold]
+    /// One byte, as [`Out::write`].
+    #[inline]
+    fn push(&mut self, byte: u8) {
+        debug_assert!(!self.framing || self.frame_start.is_some());
+        self.buf.push(byte);
+    }
+
+    /// The first `len` bytes of `data`: a copy of a known size and a
+    /// truncation, where a copy of `len` bytes would be a call to `memcpy`.
+    #[inline]
+    fn write_short<const N: usize>(&mut self, data: &[u8; N], len: usize) {
+        debug_assert!(len <= N);
+        self.write(data);
+        self.buf.truncate(self.buf.len() - (N - len));
+    }
+
     fn open_frame(&mut self) {
         let start = self.buf.len();
         self.frame_start = Some(start);
@@ -133,34 +153,39 @@ impl<'o> Out<'o> {
     /// frame, so that a reader can take it without copying it into a frame
     /// buffer first.
     #[inline]
-    fn write_payload(&mut self, header: &[u8], data: &[u8]) {
+    fn write_payload(&mut self, header: &[u8], data: &[u8]) -> Result<()> {
         if data.len() >= FRAME_SIZE_TARGET {
             return self.write_large(header, data);
-        }
-        if self.framing && self.frame_start.is_none() {
-            self.open_frame();
         }
         self.buf.reserve(header.len() + data.len());
         self.buf.extend_from_slice(header);
         self.buf.extend_from_slice(data);
+        Ok(())
     }
 
+    /// A payload of 64 KiB or more: outside any frame, and straight to the
+    /// writer when there is one (what was buffered before it goes first).
     #[cold]
-    fn write_large(&mut self, header: &[u8], data: &[u8]) {
-        // One copy into the buffer, not a doubling per step, with room for
-        // what usually follows (a memo put, a frame header, STOP), so that
-        // the end of the pickle does not copy the payload again.
-        self.buf.reserve(header.len() + data.len() + 64);
-        if self.framing {
-            self.commit_frame();
-            self.framing = false;
-            self.write(header);
-            self.write(data);
-            self.framing = true;
+    fn write_large(&mut self, header: &[u8], data: &[u8]) -> Result<()> {
+        self.commit_frame();
+        if self.sink.is_some() {
+            self.flush()?;
+            if let Some(sink) = self.sink.as_mut() {
+                sink.write_all(header)?;
+                sink.write_all(data)?;
+            }
         } else {
-            self.write(header);
-            self.write(data);
+            // One copy into the buffer, not a doubling per step, with room
+            // for what usually follows (a memo put, a frame header, STOP),
+            // so that the end of the pickle does not copy the payload again.
+            self.buf.reserve(header.len() + data.len() + 64);
+            self.buf.extend_from_slice(header);
+            self.buf.extend_from_slice(data);
         }
+        if self.framing {
+            self.open_frame();
+        }
+        Ok(())
     }
 
     fn commit_frame(&mut self) {
@@ -206,6 +231,7 @@ impl<'o> Out<'o> {
             if self.buf.len() - start - FRAME_HEADER_SIZE >= FRAME_SIZE_TARGET {
                 self.commit_frame();
                 self.flush()?;
+                self.open_frame();
             }
         } else if !self.framing && self.buf.len() >= FRAME_SIZE_TARGET {
             self.flush()?;
@@ -230,13 +256,24 @@ impl<'o> Out<'o> {
     #[inline]
     pub(crate) fn memo_put(&mut self) -> Result<u32> {
         let idx = self.memo_len;
+        if self.proto >= 4 && idx < u32::MAX - 1 {
+            self.memo_len += 1;
+            self.push(MEMOIZE);
+            return Ok(idx);
+        }
+        self.memo_put_old()
+    }
+
+    /// `memo_put` before protocol 4 (`BINPUT`, `LONG_BINPUT`, `PUT`), and
+    /// the memo's limit.
+    #[inline(never)]
+    fn memo_put_old(&mut self) -> Result<u32> {
+        let idx = self.memo_len;
         if idx == u32::MAX - 1 {
             return Err(unpicklable("more than 2**32 - 2 memoized objects"));
         }
         self.memo_len += 1;
-        if self.proto >= 4 {
-            self.write(&[MEMOIZE]);
-        } else if self.proto >= 1 {
+        if self.proto >= 1 {
             match u8::try_from(idx) {
                 Ok(i) => self.write(&[BINPUT, i]),
                 Err(_) => {
@@ -251,6 +288,7 @@ impl<'o> Out<'o> {
     }
 
     /// A memo reference, as a whole `save`.
+    #[inline]
     pub(crate) fn get(&mut self, idx: u32) -> Result<()> {
         if self.proto >= 1 {
             match u8::try_from(idx) {
@@ -261,18 +299,25 @@ impl<'o> Out<'o> {
                 }
             }
         } else {
-            self.write(format!("g{idx}\n").as_bytes());
+            self.get_text(idx);
         }
         self.boundary()
     }
 
+    #[cold]
+    fn get_text(&mut self, idx: u32) {
+        self.write(format!("g{idx}\n").as_bytes());
+    }
+
     // ---- atoms ---------------------------------------------------------------
 
+    #[inline]
     pub(crate) fn none(&mut self) -> Result<()> {
         self.write(&[NONE]);
         self.boundary()
     }
 
+    #[inline]
     pub(crate) fn bool(&mut self, b: bool) -> Result<()> {
         if self.proto >= 2 {
             self.write(&[if b { NEWTRUE } else { NEWFALSE }]);
@@ -282,10 +327,46 @@ impl<'o> Out<'o> {
         self.boundary()
     }
 
+    /// An `int` that fits an `i64`: `BININT1`, `BININT2`, `BININT` or
+    /// `LONG1` from protocol 2, each one fixed-size store.
     #[inline]
     pub(crate) fn int(&mut self, i: i64) -> Result<()> {
+        if self.proto < 2 {
+            return self.int_old(i);
+        }
+        let mut op = [0u8; 10];
+        let len = if (0..=0xffff).contains(&i) {
+            op[1..3].copy_from_slice(&(i as u16).to_le_bytes());
+            if i <= 0xff {
+                op[0] = BININT1;
+                2
+            } else {
+                op[0] = BININT2;
+                3
+            }
+        } else if let Ok(v) = i32::try_from(i) {
+            op[0] = BININT;
+            op[1..5].copy_from_slice(&v.to_le_bytes());
+            5
+        } else {
+            // Bits of magnitude, plus one for the sign: the minimal two's
+            // complement bytes (what CPython's `_PyLong_AsByteArray` gives,
+            // trimmed).
+            let n = ((64 - (i ^ (i >> 63)).leading_zeros()) / 8 + 1) as usize;
+            op[0] = LONG1;
+            op[1] = n as u8;
+            op[2..].copy_from_slice(&i.to_le_bytes());
+            2 + n
+        };
+        self.write_short(&op, len);
+        self.boundary()
+    }
+
+    /// `int` at protocols 0 and 1.
+    #[cold]
+    fn int_old(&mut self, i: i64) -> Result<()> {
         let Ok(v) = i32::try_from(i) else {
-            return self.long64(i);
+            return self.int128(i as i128);
         };
         if self.proto >= 1 {
             if (0..=0xff).contains(&v) {
@@ -303,22 +384,6 @@ impl<'o> Out<'o> {
         self.boundary()
     }
 
-    /// An `i64` beyond 32 bits: `LONG1` with its minimal two's complement
-    /// bytes (what CPython's `_PyLong_AsByteArray` gives, trimmed).
-    fn long64(&mut self, i: i64) -> Result<()> {
-        if self.proto < 2 {
-            return self.int128(i as i128);
-        }
-        // Bits of magnitude, plus one for the sign.
-        let n = ((64 - (i ^ (i >> 63)).leading_zeros()) / 8 + 1) as usize;
-        let mut op = [0u8; 10];
-        op[0] = LONG1;
-        op[1] = n as u8;
-        op[2..2 + n].copy_from_slice(&i.to_le_bytes()[..n]);
-        self.write(&op[..2 + n]);
-        self.boundary()
-    }
-
     /// An int of up to 128 bits, written without a bignum: the common case
     /// of `LONG1` (Rust's i64 and u64 outside 32 bits).
     pub(crate) fn int128(&mut self, i: i128) -> Result<()> {
@@ -326,6 +391,9 @@ impl<'o> Out<'o> {
             return self.int(v as i64);
         }
         if self.proto >= 2 {
+            if let Ok(v) = i64::try_from(i) {
+                return self.int(v);
+            }
             let (bytes, n) = minimal_le(i);
             self.write(&[LONG1, n as u8]);
             self.write(&bytes[..n]);
@@ -371,6 +439,7 @@ impl<'o> Out<'o> {
         self.boundary()
     }
 
+    #[inline]
     pub(crate) fn float(&mut self, x: f64) -> Result<()> {
         if self.proto >= 1 {
             // struct.pack('>d'): the one big-endian number in a pickle.
@@ -378,62 +447,67 @@ impl<'o> Out<'o> {
             buf[1..].copy_from_slice(&x.to_be_bytes());
             self.write(&buf);
         } else {
-            self.write(&[FLOAT]);
-            self.write(text::float_repr(x).as_bytes());
-            self.write(b"\n");
+            self.float_text(x);
         }
         self.boundary()
     }
 
+    #[cold]
+    fn float_text(&mut self, x: f64) {
+        self.write(&[FLOAT]);
+        self.write(text::float_repr(x).as_bytes());
+        self.write(b"\n");
+    }
+
     // ---- strings and bytes ---------------------------------------------------
 
-    fn str_data(&mut self, s: &PyStr) {
+    fn str_data(&mut self, s: &PyStr) -> Result<()> {
         if self.proto == 0 {
             let mut buf = vec![UNICODE];
             text::raw_unicode_escape(s, &mut buf);
             buf.push(b'\n');
             self.write(&buf);
-            return;
+            return Ok(());
         }
-        let data = s.as_bytes();
+        self.str_payload(s.as_bytes())
+    }
+
+    /// A `str`'s UTF-8 bytes (surrogates as CPython's `surrogatepass`
+    /// gives them), from protocol 1.
+    #[inline]
+    fn str_payload(&mut self, data: &[u8]) -> Result<()> {
         let n = data.len();
         if n <= 0xff && self.proto >= 4 {
-            self.write_payload(&[SHORT_BINUNICODE, n as u8], data);
+            self.write_payload(&[SHORT_BINUNICODE, n as u8], data)
         } else if let Ok(n32) = u32::try_from(n) {
             let b = n32.to_le_bytes();
-            self.write_payload(&[BINUNICODE, b[0], b[1], b[2], b[3]], data);
+            self.write_payload(&[BINUNICODE, b[0], b[1], b[2], b[3]], data)
+        } else if self.proto < 4 {
+            Err(unpicklable(
+                "serializing a string larger than 4 GiB requires pickle protocol 4 or higher",
+            ))
         } else {
             let mut header = [BINUNICODE8; 9];
             header[1..].copy_from_slice(&(n as u64).to_le_bytes());
-            self.write_payload(&header, data);
+            self.write_payload(&header, data)
         }
     }
 
     /// A `str` object, memoized; returns its memo index.
     pub(crate) fn str(&mut self, s: &PyStr) -> Result<u32> {
-        self.str_data(s);
+        self.str_data(s)?;
         let idx = self.memo_put()?;
         self.boundary()?;
         Ok(idx)
     }
 
     /// A `str` from Rust text, memoized.
+    #[inline]
     pub(crate) fn str_utf8(&mut self, s: &str) -> Result<u32> {
         if self.proto == 0 {
             return self.str(&PyStr::from(s));
         }
-        let data = s.as_bytes();
-        let n = data.len();
-        if n <= 0xff && self.proto >= 4 {
-            self.write_payload(&[SHORT_BINUNICODE, n as u8], data);
-        } else if let Ok(n32) = u32::try_from(n) {
-            let b = n32.to_le_bytes();
-            self.write_payload(&[BINUNICODE, b[0], b[1], b[2], b[3]], data);
-        } else {
-            let mut header = [BINUNICODE8; 9];
-            header[1..].copy_from_slice(&(n as u64).to_le_bytes());
-            self.write_payload(&header, data);
-        }
+        self.str_payload(s.as_bytes())?;
         let idx = self.memo_put()?;
         self.boundary()?;
         Ok(idx)
@@ -488,7 +562,7 @@ impl<'o> Out<'o> {
         if bytearray {
             let mut header = [BYTEARRAY8; 9];
             header[1..].copy_from_slice(&(data.len() as u64).to_le_bytes());
-            self.write_payload(&header, data);
+            self.write_payload(&header, data)?;
         } else if self.proto < 3 {
             if data.is_empty() {
                 self.global("builtins", "bytes")?;
@@ -509,14 +583,14 @@ impl<'o> Out<'o> {
         } else {
             let n = data.len();
             if n <= 0xff {
-                self.write_payload(&[SHORT_BINBYTES, n as u8], data);
+                self.write_payload(&[SHORT_BINBYTES, n as u8], data)?;
             } else if let Ok(n32) = u32::try_from(n) {
                 let b = n32.to_le_bytes();
-                self.write_payload(&[BINBYTES, b[0], b[1], b[2], b[3]], data);
+                self.write_payload(&[BINBYTES, b[0], b[1], b[2], b[3]], data)?;
             } else if self.proto >= 4 {
                 let mut header = [BINBYTES8; 9];
                 header[1..].copy_from_slice(&(n as u64).to_le_bytes());
-                self.write_payload(&header, data);
+                self.write_payload(&header, data)?;
             } else {
                 return Err(unpicklable(
                     "serializing a bytes object larger than 4 GiB requires pickle protocol 4 or higher",

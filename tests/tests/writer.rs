@@ -1,0 +1,171 @@
+//! The writer's output through an `io::Write`: the same bytes as
+//! `to_vec` and as CPython's `pickle.dumps`, frames committed where
+//! CPython commits them, large payloads handed to the writer as they are
+//! (not copied into a frame first), and a failing writer an error.
+
+use std::io::{self, Write as _};
+use std::process::Stdio;
+
+use reduce::{Bytes, Pickler};
+
+/// Every `write` call a pickler made, in order.
+#[derive(Default)]
+struct Calls {
+    writes: Vec<Vec<u8>>,
+}
+
+impl io::Write for Calls {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes.push(buf.to_vec());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// CPython's `pickle.dumps(value, proto)` of the Python expression `expr`.
+fn cpython(expr: &str, proto: u8) -> Vec<u8> {
+    let mut child = reduce_tests::python3()
+        .args([
+            "-c",
+            &format!("import pickle, sys\nsys.stdout.buffer.write(pickle.dumps({expr}, {proto}))"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `['a', b'\x07' * 100000, 'b', 'é' * 40000, list(range(30000))]`: small
+/// objects around payloads of 64 KiB or more, then enough ints to fill
+/// more than one frame.
+type Mixed = (String, Bytes, String, String, Vec<i64>);
+
+fn mixed() -> Mixed {
+    (
+        "a".to_owned(),
+        Bytes(vec![7; 100_000]),
+        "b".to_owned(),
+        "é".repeat(40_000),
+        (0..30_000).collect(),
+    )
+}
+
+const MIXED_PY: &str = "('a', b'\\x07' * 100000, 'b', '\u{e9}' * 40000, list(range(30000)))";
+
+#[test]
+fn a_writer_gets_the_bytes_cpython_writes() {
+    let value = mixed();
+    for proto in 0..=5u8 {
+        let mut calls = Calls::default();
+        Pickler::new(&mut calls)
+            .protocol(proto)
+            .dump(&value)
+            .unwrap();
+        let streamed: Vec<u8> = calls.writes.concat();
+        let whole = reduce::to_vec_with_protocol(&value, proto).unwrap();
+        assert_eq!(
+            streamed,
+            whole,
+            "protocol {proto}: {}",
+            reduce_tests::first_difference(&whole, &streamed)
+        );
+        let want = cpython(MIXED_PY, proto);
+        assert_eq!(
+            whole,
+            want,
+            "protocol {proto}: {}",
+            reduce_tests::first_difference(&want, &whole)
+        );
+    }
+}
+
+#[test]
+fn large_payloads_reach_the_writer_unbuffered() {
+    let value = mixed();
+    let payload = vec![7u8; 100_000];
+    let text = "é".repeat(40_000);
+    for proto in 3..=5u8 {
+        let mut calls = Calls::default();
+        Pickler::new(&mut calls)
+            .protocol(proto)
+            .dump(&value)
+            .unwrap();
+        // The bytes and the str arrive as calls of their own, exactly the
+        // payload: nothing was copied around them into a buffer.
+        assert!(
+            calls.writes.iter().any(|w| w[..] == payload[..]),
+            "protocol {proto}: the bytes payload was buffered"
+        );
+        assert!(
+            calls.writes.iter().any(|w| w[..] == *text.as_bytes()),
+            "protocol {proto}: the str payload was buffered"
+        );
+        // Everything else is written in pieces no larger than a frame and
+        // its header (plus the last object that crossed 64 KiB).
+        for w in &calls.writes {
+            assert!(
+                w.len() <= 100_000,
+                "protocol {proto}: a write of {} bytes",
+                w.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn frames_are_committed_where_cpython_commits_them() {
+    // Many frames of small objects: each commit point must match.
+    let value: Vec<String> = (0..60_000).map(|i| format!("s{i}")).collect();
+    let want = cpython("[f's{i}' for i in range(60000)]", 5);
+    let mut calls = Calls::default();
+    Pickler::new(&mut calls).protocol(5).dump(&value).unwrap();
+    let got = calls.writes.concat();
+    assert_eq!(got, want, "{}", reduce_tests::first_difference(&want, &got));
+    // More than one frame, handed over as each one is done.
+    assert!(calls.writes.len() > 2, "{} writes", calls.writes.len());
+}
+
+/// A writer that fails after `ok` bytes.
+struct Fails {
+    ok: usize,
+}
+
+impl io::Write for Fails {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() > self.ok {
+            return Err(io::Error::other("disk full"));
+        }
+        self.ok -= buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_writer_is_an_error() {
+    let value = mixed();
+    for ok in [0, 10, 70_000, 150_000] {
+        let err = Pickler::new(Fails { ok })
+            .protocol(5)
+            .dump(&value)
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{ok}: {err}");
+    }
+    // The same value goes through when the writer has room.
+    let mut sink = Fails { ok: usize::MAX };
+    Pickler::new(&mut sink).protocol(5).dump(&value).unwrap();
+    let _ = sink.flush();
+}
