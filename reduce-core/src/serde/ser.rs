@@ -43,6 +43,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
 
     /// A field or variant name: written once per pickle, as CPython writes
     /// an interned identifier, then fetched from the memo.
+    #[inline]
     fn name(&mut self, name: &'static str) -> Result<()> {
         let addr = name.as_ptr() as usize;
         // Names of one type sit next to each other, a few bytes apart:
@@ -57,6 +58,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         Ok(())
     }
 
+    #[inline]
     fn proto(&self) -> u8 {
         self.out.proto
     }
@@ -79,6 +81,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         r
     }
 
+    #[inline]
     fn list_open(&mut self) -> Result<()> {
         if self.proto() >= 1 {
             self.out.write(&[EMPTY_LIST]);
@@ -88,6 +91,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         self.out.memo_put().map(|_| ())
     }
 
+    #[inline]
     fn dict_open(&mut self) -> Result<()> {
         if self.proto() >= 1 {
             self.out.write(&[EMPTY_DICT]);
@@ -100,15 +104,18 @@ impl<'a, 'o> Serializer<'a, 'o> {
     /// `{variant: ...}`: the dict of one item that holds a variant's data,
     /// opened up to its key. The name is written once per pickle, as
     /// CPython writes an interned identifier.
+    #[inline]
     fn variant_open(&mut self, variant: &'static str) -> Result<()> {
         self.dict_open()?;
         self.name(variant)
     }
 
+    #[inline]
     fn dict_batch(&mut self, len: usize) -> Batcher {
         Batcher::new(Batching::Dict, self.proto(), len, SETITEM, SETITEMS)
     }
 
+    #[inline]
     fn list_batch(&mut self, len: usize) -> Batcher {
         Batcher::new(Batching::List, self.proto(), len, APPEND, APPENDS)
     }
@@ -123,6 +130,7 @@ pub(crate) enum Close {
 }
 
 impl Close {
+    #[inline]
     fn finish(self, out: &mut Out<'_>) -> Result<()> {
         if self == Close::Variant {
             out.write(&[SETITEM]);
@@ -175,6 +183,7 @@ impl Compound<'_, '_, '_> {
         }
     }
 
+    #[inline]
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, .. } => ser.child(key),
@@ -208,6 +217,7 @@ impl Compound<'_, '_, '_> {
     /// A struct field: its name is written once per pickle, as CPython
     /// writes the interned attribute names of `vars(obj)` or
     /// `dataclasses.asdict(obj)`.
+    #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, .. } => {
@@ -221,6 +231,7 @@ impl Compound<'_, '_, '_> {
         }
     }
 
+    #[inline]
     fn end(self) -> Result<()> {
         match self {
             Compound::Direct {
@@ -260,6 +271,7 @@ impl Compound<'_, '_, '_> {
 
 /// Closes a tuple of `len` items as `save_tuple` does: `TUPLE1`-`TUPLE3`
 /// from protocol 2, else `MARK` ... `TUPLE`; memoized.
+#[inline]
 fn tuple_end(ser: &mut Serializer<'_, '_>, len: usize) -> Result<()> {
     if len == 0 {
         return Ok(());
@@ -280,70 +292,91 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     type SerializeStruct = Compound<'s, 'a, 'o>;
     type SerializeStructVariant = Compound<'s, 'a, 'o>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.out.bool(v)
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<()> {
         self.out.int(v.into())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<()> {
         self.out.int(v.into())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<()> {
         self.out.int(v.into())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<()> {
         self.out.int(v)
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<()> {
         self.out.int128(v)
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<()> {
         self.out.int(v.into())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<()> {
         self.out.int(v.into())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<()> {
         self.out.int(v.into())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<()> {
         self.out.int128(v.into())
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<()> {
         match i128::try_from(v) {
             Ok(i) => self.out.int128(i),
             Err(_) => self.out.bigint(&BigInt::from(v)),
         }
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<()> {
         // A Python float is a double; f32 widens exactly.
         self.out.float(v.into())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<()> {
         self.out.float(v)
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<()> {
         self.out.str_utf8(v.encode_utf8(&mut [0; 4])).map(|_| ())
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<()> {
         self.out.str_utf8(v).map(|_| ())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
         self.out.bytes(v, false).map(|_| ())
     }
+    #[inline]
     fn serialize_none(self) -> Result<()> {
         self.out.none()
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<()> {
         self.out.none()
     }
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
         self.out.none()
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
@@ -352,6 +385,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     ) -> Result<()> {
         self.name(variant)
     }
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -359,6 +393,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     ) -> Result<()> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -371,6 +406,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         Close::Variant.finish(self.out)
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq> {
         match len {
             Some(len) => {
@@ -393,6 +429,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         }
     }
 
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
         self.out.write(rules::tuple_open(self.proto(), len));
         if len == 0 {
@@ -405,6 +442,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         })
     }
 
+    #[inline]
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
@@ -413,6 +451,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         self.serialize_tuple(len)
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -431,6 +470,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         })
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap> {
         match len {
             Some(len) => {
@@ -453,10 +493,12 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         }
     }
 
+    #[inline]
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Self::SerializeStruct> {
         self.serialize_map(Some(len))
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -479,9 +521,11 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
 impl ser::SerializeSeq for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -490,9 +534,11 @@ impl ser::SerializeSeq for Compound<'_, '_, '_> {
 impl ser::SerializeTuple for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -501,9 +547,11 @@ impl ser::SerializeTuple for Compound<'_, '_, '_> {
 impl ser::SerializeTupleStruct for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -512,9 +560,11 @@ impl ser::SerializeTupleStruct for Compound<'_, '_, '_> {
 impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -523,12 +573,15 @@ impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
 impl ser::SerializeMap for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         self.key(key)
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.value(value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -537,6 +590,7 @@ impl ser::SerializeMap for Compound<'_, '_, '_> {
 impl ser::SerializeStruct for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -544,6 +598,7 @@ impl ser::SerializeStruct for Compound<'_, '_, '_> {
     ) -> Result<()> {
         self.field(key, value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -552,6 +607,7 @@ impl ser::SerializeStruct for Compound<'_, '_, '_> {
 impl ser::SerializeStructVariant for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -559,6 +615,7 @@ impl ser::SerializeStructVariant for Compound<'_, '_, '_> {
     ) -> Result<()> {
         self.field(key, value)
     }
+    #[inline]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }

@@ -46,6 +46,7 @@ use crate::value::{Graph, Value};
 macro_rules! small_ints {
     ($($t:ty)*) => {$(
         impl Reduce for $t {
+            #[inline]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
                 s.i64(*self as i64)
             }
@@ -80,6 +81,7 @@ int_construct!(i8 i16 i32 i64 isize u8 u16 u32 u64 usize i128 u128);
 macro_rules! big_ints {
     ($($t:ty)*) => {$(
         impl Reduce for $t {
+            #[inline]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
                 match i128::try_from(*self) {
                     Ok(i) => s.i128(i),
@@ -108,6 +110,7 @@ fn int_of(node: &Node<'_>) -> Result<BigInt> {
 }
 
 impl Reduce for BigInt {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.bigint(self)
     }
@@ -120,6 +123,7 @@ impl Construct for BigInt {
 }
 
 impl Reduce for bool {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.bool(*self)
     }
@@ -140,12 +144,14 @@ impl Construct for bool {
 // ---- floats -----------------------------------------------------------------
 
 impl Reduce for f64 {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.f64(*self)
     }
 }
 
 impl Reduce for f32 {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.f64(*self as f64)
     }
@@ -193,24 +199,28 @@ impl Construct for f32 {
 // ---- strings ----------------------------------------------------------------
 
 impl Reduce for str {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
     }
 }
 
 impl Reduce for String {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
     }
 }
 
 impl Reduce for Cow<'_, str> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
     }
 }
 
 impl Reduce for char {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self.encode_utf8(&mut [0; 4]))
     }
@@ -224,12 +234,14 @@ impl Reduce for char {
 pub struct Interned<'a>(pub &'a str);
 
 impl Reduce for Interned<'_> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.interned_str(self.0)
     }
 }
 
 impl Reduce for PyStr {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.py_str(self)
     }
@@ -315,12 +327,14 @@ pub struct Bytes(pub Vec<u8>);
 pub struct ByteArray(pub Vec<u8>);
 
 impl Reduce for Bytes {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.bytes(&self.0)
     }
 }
 
 impl Reduce for ByteArray {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.bytearray(&self.0)
     }
@@ -385,24 +399,28 @@ pub mod tuple {
 // ---- sequences --------------------------------------------------------------
 
 impl<T: Reduce> Reduce for [T] {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.list(self.iter())
     }
 }
 
 impl<T: Reduce> Reduce for Vec<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.list(self.iter())
     }
 }
 
 impl<T: Reduce> Reduce for VecDeque<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.list(self.iter())
     }
 }
 
 impl<T: Reduce, const N: usize> Reduce for [T; N] {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.list(self.iter())
     }
@@ -449,6 +467,7 @@ impl<T: Construct, const N: usize> Construct for [T; N] {
 // ---- tuples -----------------------------------------------------------------
 
 impl Reduce for () {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.tuple(0, |_| Ok(()))
     }
@@ -467,6 +486,7 @@ impl Construct for () {
 macro_rules! tuples {
     ($($n:literal => ($($t:ident $i:tt),+);)*) => {$(
         impl<$($t: Reduce),+> Reduce for ($($t,)+) {
+            #[inline]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
                 s.tuple($n, |s| {
                     $(s.save(&self.$i)?;)+
@@ -508,6 +528,7 @@ tuples! {
 // ---- option, boxes, shared pointers -----------------------------------------
 
 impl<T: Reduce> Reduce for Option<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         match self {
             None => s.none(),
@@ -532,12 +553,14 @@ impl<T: Construct> Construct for Option<T> {
 }
 
 impl<T: Reduce + ?Sized> Reduce for &T {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         (**self).reduce(s)
     }
 }
 
 impl<T: Reduce + ?Sized> Reduce for Box<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         (**self).reduce(s)
     }
@@ -553,6 +576,7 @@ impl<T: Construct> Construct for Box<T> {
 }
 
 impl<T: Reduce + ?Sized> Reduce for RefCell<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         let inner = self.try_borrow().map_err(|_| {
             crate::base::error::Error::new(ErrorKind::Unpicklable(
@@ -584,6 +608,7 @@ impl<T: Construct> Construct for RefCell<T> {
 /// Two clones of one `Rc` are one object in the pickle: written once, then
 /// as a memo reference.
 impl<T: Reduce + ?Sized> Reduce for Rc<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.shared(Rc::as_ptr(self) as *const () as usize, |s| {
             (**self).reduce(s)
@@ -614,6 +639,7 @@ impl<T: Construct + 'static> Construct for Rc<T> {
 
 /// As for `Rc`: clones are one object.
 impl<T: Reduce + ?Sized> Reduce for Arc<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.shared(Arc::as_ptr(self) as *const () as usize, |s| {
             (**self).reduce(s)
@@ -635,6 +661,7 @@ impl<T: Construct + 'static> Construct for Arc<T> {
 // ---- maps and sets ----------------------------------------------------------
 
 impl<K: Reduce + Eq + Hash, V: Reduce, S: BuildHasher> Reduce for HashMap<K, V, S> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         let mut entries = self
             .iter()
@@ -646,6 +673,7 @@ impl<K: Reduce + Eq + Hash, V: Reduce, S: BuildHasher> Reduce for HashMap<K, V, 
 }
 
 impl<K: Reduce, V: Reduce> Reduce for BTreeMap<K, V> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.dict(self.iter())
     }
@@ -692,6 +720,7 @@ impl<K: Construct + Ord, V: Construct> Construct for BTreeMap<K, V> {
 // and reads its entries in that order (no sorting needed for determinism).
 #[cfg(feature = "indexmap")]
 impl<K: Reduce, V: Reduce, S> Reduce for indexmap::IndexMap<K, V, S> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.dict(self.iter())
     }
@@ -708,6 +737,7 @@ impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
 
 #[cfg(feature = "indexmap")]
 impl<T: Reduce, S> Reduce for indexmap::IndexSet<T, S> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.set(self.iter())
     }
@@ -721,6 +751,7 @@ impl<T: Construct + Eq + Hash, S: BuildHasher + Default> Construct for indexmap:
 }
 
 impl<T: Reduce + Eq + Hash, S: BuildHasher> Reduce for HashSet<T, S> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         let mut items = self
             .iter()
@@ -732,6 +763,7 @@ impl<T: Reduce + Eq + Hash, S: BuildHasher> Reduce for HashSet<T, S> {
 }
 
 impl<T: Reduce> Reduce for BTreeSet<T> {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.set(self.iter())
     }
@@ -752,12 +784,14 @@ impl<T: Construct + Ord> Construct for BTreeSet<T> {
 // ---- the dynamic model ------------------------------------------------------
 
 impl Reduce for Value {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.value(self)
     }
 }
 
 impl Reduce for Graph {
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.graph(self)
     }

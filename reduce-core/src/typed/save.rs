@@ -160,16 +160,19 @@ impl<'s, 'o> Saver<'s, 'o> {
         r
     }
 
+    #[inline]
     fn take_identity(&mut self) -> Option<usize> {
         self.pending.take()
     }
 
+    #[inline]
     fn remember(&mut self, key: Option<usize>, idx: u32) {
         if let Some(k) = key {
             self.ptr_memo.insert(k, idx);
         }
     }
 
+    #[inline]
     fn memo_put(&mut self, key: Option<usize>) -> Result<()> {
         let idx = self.out.memo_put()?;
         self.remember(key, idx);
@@ -197,12 +200,14 @@ impl<'s, 'o> Saver<'s, 'o> {
     // ---- atoms ------------------------------------------------------------
 
     /// `None`.
+    #[inline]
     pub fn none(&mut self) -> Result<()> {
         self.pending = None;
         self.out.none()
     }
 
     /// A `bool`.
+    #[inline]
     pub fn bool(&mut self, b: bool) -> Result<()> {
         self.pending = None;
         self.out.bool(b)
@@ -228,12 +233,14 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// A `float`.
+    #[inline]
     pub fn f64(&mut self, x: f64) -> Result<()> {
         self.pending = None;
         self.out.float(x)
     }
 
     /// A `str`.
+    #[inline]
     pub fn str(&mut self, s: &str) -> Result<()> {
         let key = self.take_identity();
         let idx = self.out.str_utf8(s)?;
@@ -307,6 +314,7 @@ impl<'s, 'o> Saver<'s, 'o> {
 
     /// A `tuple` of `len` items, which `items` writes (each with
     /// [`Saver::save`]).
+    #[inline]
     pub fn tuple(&mut self, len: usize, items: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         let key = self.take_identity();
         let proto = self.out.proto;

@@ -183,30 +183,33 @@ pub(crate) trait Sink {
 pub(crate) struct Batcher {
     plan: Batches,
     chunk: Option<Batch>,
-    in_chunk: usize,
+    /// Items still to come in `chunk` (0 when there is none): one
+    /// decrement per item until the chunk's last.
+    left: usize,
     one: u8,
     many: u8,
 }
 
 #[cfg_attr(not(feature = "serde"), allow(dead_code))]
 impl Batcher {
+    #[inline]
     pub(crate) fn new(kind: Batching, proto: u8, n: usize, one: u8, many: u8) -> Batcher {
         Batcher {
             plan: Batches::new(kind, proto, n),
             chunk: None,
-            in_chunk: 0,
+            left: 0,
             one,
             many,
         }
     }
 
     /// Opens the first chunk.
+    #[inline]
     pub(crate) fn start(&mut self, out: &mut impl Sink) {
         self.next_chunk(out);
     }
 
     fn next_chunk(&mut self, out: &mut impl Sink) {
-        self.in_chunk = 0;
         self.chunk = self.plan.next();
         if let Some(c) = self.chunk {
             if c.many {
@@ -218,25 +221,34 @@ impl Batcher {
                 }
             }
         }
+        self.left = self.chunk.map_or(0, |c| c.len);
     }
 
     /// After one item (one key and value, for a dict).
     #[inline]
     pub(crate) fn item(&mut self, out: &mut impl Sink) {
+        if self.left > 1 {
+            self.left -= 1;
+        } else {
+            self.chunk_end(out);
+        }
+    }
+
+    /// After a chunk's last item, or an item beyond the count announced.
+    #[inline(never)]
+    fn chunk_end(&mut self, out: &mut impl Sink) {
         match self.chunk {
             None => out.write(&[self.one]),
             Some(c) => {
-                self.in_chunk += 1;
-                if self.in_chunk == c.len {
-                    out.write(&[if c.many { self.many } else { self.one }]);
-                    self.next_chunk(out);
-                }
+                out.write(&[if c.many { self.many } else { self.one }]);
+                self.next_chunk(out);
             }
         }
     }
 
     /// After the last item: closes a chunk left open by fewer items than
     /// announced.
+    #[inline]
     pub(crate) fn end(&mut self, out: &mut impl Sink) {
         if let Some(c) = self.chunk.take() {
             if c.many {
