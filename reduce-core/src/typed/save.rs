@@ -7,11 +7,11 @@
 //! and then as a memo reference.
 
 use std::any::Any;
-use std::collections::HashMap;
 
 use num_bigint::BigInt;
 
 use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::hash::AddrMap;
 use crate::base::limits::MAX_TYPED_DEPTH;
 use crate::base::op::*;
 use crate::text::PyStr;
@@ -96,7 +96,7 @@ pub struct Saver<'s, 'o> {
     pub(crate) out: &'s mut Out<'o>,
     pub(crate) registry: &'s Lookup,
     /// Memo indexes of objects with identity (the target of an `Rc`/`Arc`).
-    ptr_memo: HashMap<usize, u32>,
+    ptr_memo: AddrMap<usize, u32>,
     /// The identity of the object about to be written, set by [`Saver::shared`].
     pending: Option<usize>,
     depth: usize,
@@ -108,7 +108,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         Saver {
             out,
             registry,
-            ptr_memo: HashMap::new(),
+            ptr_memo: AddrMap::default(),
             pending: None,
             depth: 0,
             hooks,

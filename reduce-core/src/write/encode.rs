@@ -1,11 +1,10 @@
 //! The `Value` encoder: CPython's `save()` over an explicit task stack, so a
 //! value of any depth is written without recursion.
 
-use std::collections::HashMap;
-
 use super::out::{unpicklable, Out};
 use super::rules::{self, Batches, Batching};
 use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::hash::AddrMap;
 use crate::base::op::*;
 use crate::value::{Global, Id, PickleBuffer, Reduction, Spelling, Step, Value};
 
@@ -82,7 +81,7 @@ struct Encoder<'e, 'o, 'a> {
     objects: &'a [Value],
     buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
     shared_memo: Vec<u32>,
-    addr_memo: HashMap<*const Value, u32>,
+    addr_memo: AddrMap<*const Value, u32>,
     /// How many recursive-capable objects (shared tuples, frozensets and
     /// reductions not yet memoized) are being written.
     regions: usize,
@@ -112,7 +111,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             objects,
             buffer_callback,
             shared_memo: vec![NOT_MEMOIZED; objects.len()],
-            addr_memo: HashMap::new(),
+            addr_memo: AddrMap::default(),
             regions: 0,
         }
     }
