@@ -516,7 +516,19 @@ pub fn from_slice<T: Construct>(bytes: &[u8]) -> Result<T> {
 
 /// Reads one pickle from `reader`, with the default options, leaving the
 /// reader just after its `STOP`. Wrap unbuffered readers in
-/// [`std::io::BufReader`].
+/// [`std::io::BufReader`]. A typed read takes the pickle into memory
+/// first (through `STOP`, never past it) and builds the value straight
+/// from its opcodes, as [`from_slice`] does.
+///
+/// ```
+/// // Two pickles in a file: pickle.dumps([1, 2]) + pickle.dumps('x')
+/// let file = b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00\x8c\x01x\x94.";
+/// let mut reader = std::io::BufReader::new(&file[..]);
+/// let first: Vec<u8> = reduce::from_reader(&mut reader)?;
+/// let second: String = reduce::from_reader(&mut reader)?;
+/// assert_eq!((first, second.as_str()), (vec![1, 2], "x"));
+/// # Ok::<(), reduce::Error>(())
+/// ```
 pub fn from_reader<T: Construct, R: std::io::Read>(reader: R) -> Result<T> {
     Unpickler::new(reader).load()
 }

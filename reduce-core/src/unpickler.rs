@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::base::error::Result;
 use crate::base::limits::Limits;
-use crate::read::input::{Input, IoRead, SliceRead};
+use crate::read::input::{Input, IoRead, SliceRead, Source};
 use crate::read::stream::Stream;
 use crate::read::{self, Options, StringDecoding};
 use crate::typed::construct::Construct;
@@ -70,6 +70,19 @@ impl<'h, R: io::Read> Unpickler<'h, IoRead<R>> {
     /// The reader back, positioned just after the last `STOP` read.
     pub fn into_inner(self) -> R {
         self.input.into_reader()
+    }
+
+    /// The next pickle read ahead whole, given to a reader of its own
+    /// (serde's tape): exactly its bytes, through `STOP`. When `read`
+    /// gives up (or the read-ahead did), the bytes stay buffered for a
+    /// [`load_graph`](Unpickler::load_graph) that reads them again.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn read_whole<T>(&mut self, read: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        let (data, start) = self.input.whole()?;
+        let end = data.len();
+        let value = read(&data[start..])?;
+        self.input.seek(end);
+        Some(value)
     }
 }
 
@@ -216,7 +229,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
     }
 
     /// The streaming path of [`load`](Unpickler::load), where it applies: a
-    /// slice input, and nothing that needs the machine (inert mode, hooks,
+    /// slice, or a reader's pickle read ahead into memory, and nothing that needs the machine (inert mode, hooks,
     /// out-of-band buffers, extension codes given here).
     fn stream<T: Construct>(&mut self, lookup: &Lookup) -> Option<T> {
         let o = &self.options;
@@ -228,7 +241,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
         {
             return None;
         }
-        let (data, pos) = self.input.slice()?;
+        let (data, pos) = self.input.whole()?;
         let (value, end) = Stream::new(data, pos, o, lookup)
             .root(T::construct_stream)
             .ok()?;
@@ -237,7 +250,9 @@ impl<'h, I: Input> Unpickler<'h, I> {
     }
 
     /// Whether typed loads may build their value straight from the opcodes
-    /// when the input is a slice (default on). The value and any error
+    /// (default on). From a reader, the pickle is first read ahead into
+    /// memory through its `STOP`, never past it, so the reader is left
+    /// where the other path leaves it. The value and any error
     /// are the same either way: a pickle the streaming reader does not
     /// follow is read again through a [`Graph`], and an error always comes
     /// from that path. Turning it off makes every load build the `Graph`

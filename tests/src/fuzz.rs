@@ -64,20 +64,24 @@ pub fn load_typed(data: &[u8]) {
     let _ = reduce::from_slice::<reduce::Value>(data);
 }
 
-/// Loads `data` as a `T` through the stream and through the Graph: the
+/// Loads `data` as a `T` through the stream, through the stream from a
+/// reader (which reads the pickle ahead first), and through the Graph: the
 /// same value (or both NaN-bearing with the same repr), or the same error.
 fn same_both_ways<T: reduce::Construct + PartialEq + std::fmt::Debug>(data: &[u8]) {
-    let a = reduce::Unpickler::from_slice(data).load::<T>();
     let b = reduce::Unpickler::from_slice(data)
         .streaming(false)
         .load::<T>();
-    match (&a, &b) {
-        (Ok(x), Ok(y)) => assert!(
-            x == y || format!("{x:?}") == format!("{y:?}"),
-            "{x:?} vs {y:?}"
-        ),
-        (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
-        _ => panic!("the stream and the Graph path disagree: {a:?} vs {b:?}"),
+    let from_slice = reduce::Unpickler::from_slice(data).load::<T>();
+    let from_reader = reduce::Unpickler::new(data).load::<T>();
+    for a in [from_slice, from_reader] {
+        match (&a, &b) {
+            (Ok(x), Ok(y)) => assert!(
+                x == y || format!("{x:?}") == format!("{y:?}"),
+                "{x:?} vs {y:?}"
+            ),
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+            _ => panic!("the stream and the Graph path disagree: {a:?} vs {b:?}"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use std::io::{self, Read as _};
 
 use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::op::*;
 
 /// Where the unpickler reads from: a byte slice ([`SliceRead`]) or any
 /// [`io::Read`] ([`IoRead`]). Sealed.
@@ -20,12 +21,17 @@ mod private {
         /// A line without its `\n`.
         fn line(&mut self) -> Result<&[u8]>;
         fn frame(&mut self, len: u64) -> Result<()>;
-        /// The whole input and the position in it, for a slice (which the
-        /// streaming reader reads directly); `None` for a stream.
-        fn slice(&self) -> Option<(&[u8], usize)> {
+        /// The next pickle's bytes in memory and where it starts in them,
+        /// for the streaming reader: the whole input for a slice; for a
+        /// stream, the pickle read ahead through its `STOP` (and kept to
+        /// be read again if the streaming reader gives up). `None` where
+        /// that read-ahead met something it does not know (an unknown
+        /// opcode, the end of the input, an I/O error): the machine meets
+        /// it again on its own and says what it is.
+        fn whole(&mut self) -> Option<(&[u8], usize)> {
             None
         }
-        /// Moves to `pos` in the slice of [`Source::slice`].
+        /// Moves to `pos` in the bytes of [`Source::whole`].
         fn seek(&mut self, pos: usize) {
             let _ = pos;
         }
@@ -88,7 +94,7 @@ impl<'a> SliceRead<'a> {
 }
 
 impl Source for SliceRead<'_> {
-    fn slice(&self) -> Option<(&[u8], usize)> {
+    fn whole(&mut self) -> Option<(&[u8], usize)> {
         Some((self.data, self.pos))
     }
 
@@ -156,6 +162,103 @@ impl<R: io::Read> IoRead<R> {
         self.frame.len() - self.frame_pos
     }
 
+    /// Reads ahead into `frame` until it holds `n` bytes; false at the end
+    /// of the input or on an I/O error.
+    fn ahead(&mut self, n: usize) -> bool {
+        let have = self.frame.len();
+        if n <= have {
+            return true;
+        }
+        match (&mut self.reader)
+            .take((n - have) as u64)
+            .read_to_end(&mut self.frame)
+        {
+            Ok(got) => {
+                self.pos += got as u64;
+                have + got == n
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Reads ahead through the `\n` that ends a line starting at `at`;
+    /// returns the position after it. Byte by byte, as [`Source::line`]
+    /// reads, so that nothing past the pickle is taken from the reader.
+    fn ahead_line(&mut self, at: usize) -> Option<usize> {
+        let mut i = at;
+        loop {
+            if i == self.frame.len() && !self.ahead(i + 1) {
+                return None;
+            }
+            if self.frame[i] == b'\n' {
+                return Some(i + 1);
+            }
+            i += 1;
+        }
+    }
+
+    /// Reads the rest of the current pickle, through its `STOP`, into the
+    /// read-ahead buffer, walking the opcodes by their argument lengths
+    /// only. The buffer grows with the bytes that arrive, never with what
+    /// a length prefix claims.
+    fn capture(&mut self) -> Option<()> {
+        self.frame.drain(..self.frame_pos);
+        self.frame_pos = 0;
+        let mut at = 0usize;
+        loop {
+            if !self.ahead(at + 1) {
+                return None;
+            }
+            let op = self.frame[at];
+            at += 1;
+            let len = |this: &mut Self, at: usize, width: usize| -> Option<usize> {
+                if !this.ahead(at + width) {
+                    return None;
+                }
+                let mut b = [0u8; 8];
+                b[..width].copy_from_slice(&this.frame[at..at + width]);
+                let n = u64::from_le_bytes(b);
+                // A negative signed length (LONG4, BINSTRING) is the
+                // machine's error to report.
+                if width == 4 && matches!(this.frame[at - 1], LONG4 | BINSTRING) && n >= 1 << 31 {
+                    return None;
+                }
+                usize::try_from(n).ok()?.checked_add(at + width)
+            };
+            at = match op {
+                STOP => return Some(()),
+                PROTO | BININT1 | BINGET | BINPUT | EXT1 => at + 1,
+                BININT2 | EXT2 => at + 2,
+                BININT | LONG_BINGET | LONG_BINPUT | EXT4 => at + 4,
+                BINFLOAT => at + 8,
+                FRAME => {
+                    // Read the frame in one call, as the machine will.
+                    let end = len(self, at, 8)?;
+                    if !self.ahead(end) {
+                        return None;
+                    }
+                    at + 8
+                }
+                SHORT_BINSTRING | SHORT_BINBYTES | SHORT_BINUNICODE | LONG1 => len(self, at, 1)?,
+                BINSTRING | BINBYTES | BINUNICODE | LONG4 => len(self, at, 4)?,
+                BINUNICODE8 | BINBYTES8 | BYTEARRAY8 => len(self, at, 8)?,
+                INT | LONG | FLOAT | STRING | UNICODE | GET | PUT | PERSID => {
+                    self.ahead_line(at)?
+                }
+                GLOBAL | INST => {
+                    let next = self.ahead_line(at)?;
+                    self.ahead_line(next)?
+                }
+                MARK | POP | POP_MARK | DUP | NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE
+                | EMPTY_LIST | EMPTY_DICT | EMPTY_SET | APPEND | APPENDS | LIST | TUPLE
+                | TUPLE1 | TUPLE2 | TUPLE3 | DICT | SETITEM | SETITEMS | BUILD | REDUCE
+                | NEWOBJ | NEWOBJ_EX | OBJ | BINPERSID | STACK_GLOBAL | MEMOIZE | ADDITEMS
+                | FROZENSET | NEXT_BUFFER | READONLY_BUFFER => at,
+                _ => return None,
+            };
+        }
+    }
+
     /// Reads exactly `n` bytes into `scratch`, growing it only as data
     /// arrives, so a length prefix that lies costs no more than the input.
     fn fill_scratch(&mut self, n: u64) -> Result<()> {
@@ -170,6 +273,15 @@ impl<R: io::Read> IoRead<R> {
 }
 
 impl<R: io::Read> Source for IoRead<R> {
+    fn whole(&mut self) -> Option<(&[u8], usize)> {
+        self.capture()?;
+        Some((&self.frame, 0))
+    }
+
+    fn seek(&mut self, pos: usize) {
+        self.frame_pos = pos;
+    }
+
     fn pos(&self) -> u64 {
         self.pos - self.frame_left() as u64
     }

@@ -158,11 +158,12 @@
 //! `_codecs.encode(...)` and `bytearray(...)` calls of the older protocols.
 //! For anything else (another global, a container changed after it was
 //! shared, a cycle, an error of any kind) it steps aside and the pickle is
-//! read through a [`Graph`], as [`from_reader`], [`from_unpickler`] and
-//! [`from_graph`] always read: the results and errors are that path's, and
+//! read through a [`Graph`], as [`from_unpickler`] and [`from_graph`]
+//! always read: the results and errors are that path's, and
 //! a test checks both paths agree on every input it has, broken ones
 //! included. Borrowing needs the fast path; on the Graph path a borrowed
-//! `&str` is an error.
+//! `&str` is an error. [`from_reader`] reads the pickle ahead into memory
+//! through its `STOP` (never past it), then takes the same two paths.
 //!
 //! # Shared and cyclic values
 //!
@@ -290,8 +291,25 @@ pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T> {
 
 /// Reads a `T` from one pickle in `reader`, leaving the reader just after
 /// its `STOP`.
+///
+/// The pickle is read ahead into memory through its `STOP` (never past
+/// it), then takes the same fast path as [`from_slice`]; the `Graph` path
+/// reads those bytes again if needed.
+///
+/// ```
+/// // pickle.dumps({'x': [1, 2]}) + b'rest', from CPython
+/// let mut reader: &[u8] = b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01x\x94]\x94(K\x01K\x02es.rest";
+/// let map: std::collections::HashMap<String, Vec<u8>> = reduce::serde::from_reader(&mut reader)?;
+/// assert_eq!(map["x"], [1, 2]);
+/// assert_eq!(reader, b"rest");
+/// # Ok::<(), reduce::Error>(())
+/// ```
 pub fn from_reader<T: DeserializeOwned, R: io::Read>(reader: R) -> Result<T> {
-    let graph = Unpickler::new(reader).load_graph()?;
+    let mut unpickler = Unpickler::new(reader);
+    if let Some(value) = unpickler.read_whole(|bytes| stream::from_slice::<T>(bytes)) {
+        return Ok(value);
+    }
+    let graph = unpickler.load_graph()?;
     from_graph(&graph)
 }
 
