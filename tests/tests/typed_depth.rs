@@ -123,3 +123,37 @@ fn deep_recursive_types_write_up_to_the_typed_depth() {
     let err = reduce::to_vec(&List::with_len(MAX_TYPED_DEPTH)).unwrap_err();
     assert!(err.to_string().contains("maximum recursion depth"), "{err}");
 }
+
+/// `n` levels of one `save` each, then `None`.
+struct Levels(usize);
+
+impl Reduce for Levels {
+    fn reduce(&self, s: &mut reduce::Saver<'_, '_>) -> reduce::Result<()> {
+        match self.0 {
+            0 => s.none(),
+            n => s.save(&Levels(n - 1)),
+        }
+    }
+}
+
+#[test]
+fn the_write_limit_is_exactly_the_typed_depth() {
+    // Every level counts, the ones that grow the stack and the ones
+    // between them alike.
+    assert_eq!(
+        reduce::to_vec(&Levels(MAX_TYPED_DEPTH)).unwrap(),
+        b"\x80\x05N."
+    );
+    for n in [
+        MAX_TYPED_DEPTH + 1,
+        MAX_TYPED_DEPTH + 2,
+        MAX_TYPED_DEPTH + 9,
+    ] {
+        let err = reduce::to_vec(&Levels(n)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("maximum recursion depth ({MAX_TYPED_DEPTH})")),
+            "{n}: {err}"
+        );
+    }
+}

@@ -237,9 +237,13 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub fn to_vec_with_protocol<T: Serialize + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    write(&mut buf, value, proto)?;
-    Ok(buf)
+    // Straight into the result: no writer to copy the buffer into.
+    let extensions = HashMap::new();
+    let mut out = Out::new(proto, true, &extensions, None)?;
+    out.start();
+    value.serialize(&mut ser::Serializer::new(&mut out))?;
+    out.finish()?;
+    Ok(out.into_buf())
 }
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] to `writer`.

@@ -12,7 +12,7 @@ use ::serde::ser::{self, Serialize};
 use num_bigint::BigInt;
 
 use crate::base::error::{Error, Result};
-use crate::base::limits::MAX_TYPED_DEPTH;
+use crate::base::limits::{grow, GROW_EVERY, MAX_TYPED_DEPTH};
 use crate::base::op::*;
 use crate::value::Value;
 use crate::write::out::{unpicklable, Out};
@@ -66,17 +66,27 @@ impl<'a, 'o> Serializer<'a, 'o> {
     /// One child value, guarding the depth as the typed writer does.
     #[inline]
     fn child<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let depth = self.depth + 1;
+        if depth.is_multiple_of(GROW_EVERY) || depth > MAX_TYPED_DEPTH {
+            return self.child_deep(value);
+        }
+        self.depth = depth;
+        let r = value.serialize(&mut *self);
+        self.depth = depth - 1;
+        r
+    }
+
+    /// [`Serializer::child`] every few levels: the depth limit, and more
+    /// stack.
+    #[inline(never)]
+    fn child_deep<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
             return Err(unpicklable(format!(
                 "maximum recursion depth ({MAX_TYPED_DEPTH}) exceeded while pickling a serde value"
             )));
         }
         self.depth += 1;
-        let r = if self.depth.is_multiple_of(crate::base::limits::GROW_EVERY) {
-            crate::base::limits::grow(|| value.serialize(&mut *self))
-        } else {
-            value.serialize(&mut *self)
-        };
+        let r = grow(|| value.serialize(&mut *self));
         self.depth -= 1;
         r
     }

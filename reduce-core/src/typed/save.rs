@@ -12,7 +12,7 @@ use num_bigint::BigInt;
 
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::hash::AddrMap;
-use crate::base::limits::MAX_TYPED_DEPTH;
+use crate::base::limits::{grow, GROW_EVERY, MAX_TYPED_DEPTH};
 use crate::base::op::*;
 use crate::text::PyStr;
 use crate::typed::registry::Lookup;
@@ -143,19 +143,28 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// Writes one child value, guarding the depth.
     #[inline]
     pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let depth = self.depth + 1;
+        // Each level recurses: grow the stack on the heap when it runs low
+        // (checked every few levels; the red zone covers those between).
+        if depth.is_multiple_of(GROW_EVERY) || depth > MAX_TYPED_DEPTH {
+            return self.save_deep(value);
+        }
+        self.depth = depth;
+        let r = value.reduce(self);
+        self.depth = depth - 1;
+        r
+    }
+
+    /// [`Saver::save`] every few levels: the depth limit, and more stack.
+    #[inline(never)]
+    fn save_deep<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
             return Err(unpicklable(format!(
                 "maximum recursion depth ({MAX_TYPED_DEPTH}) exceeded while pickling a typed value; write deep data as a reduce::Graph"
             )));
         }
         self.depth += 1;
-        // Each level recurses: grow the stack on the heap when it runs low
-        // (checked every few levels; the red zone covers those between).
-        let r = if self.depth.is_multiple_of(crate::base::limits::GROW_EVERY) {
-            crate::base::limits::grow(|| value.reduce(self))
-        } else {
-            value.reduce(self)
-        };
+        let r = grow(|| value.reduce(self));
         self.depth -= 1;
         r
     }
