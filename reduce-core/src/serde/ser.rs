@@ -166,11 +166,32 @@ pub(crate) enum Compound<'s, 'a, 'o> {
         key: Option<Value>,
         is_dict: bool,
     },
-    Tuple {
-        ser: &'s mut Serializer<'a, 'o>,
-        len: usize,
-        written: usize,
-    },
+}
+
+/// A tuple being written: its items, then `TUPLE1`-`TUPLE3` or `TUPLE`.
+pub(crate) struct Tuple<'s, 'a, 'o> {
+    ser: &'s mut Serializer<'a, 'o>,
+    len: usize,
+    written: usize,
+}
+
+impl Tuple<'_, '_, '_> {
+    #[inline]
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.written += 1;
+        self.ser.child(value)
+    }
+
+    #[inline]
+    fn end(self) -> Result<()> {
+        if self.written != self.len {
+            return Err(unpicklable(format!(
+                "a tuple announced {} items and gave {}",
+                self.len, self.written
+            )));
+        }
+        tuple_end(self.ser, self.len)
+    }
 }
 
 impl Compound<'_, '_, '_> {
@@ -186,10 +207,6 @@ impl Compound<'_, '_, '_> {
                 list.push(value.serialize(ValueSerializer::at(ser.depth + 1))?);
                 Ok(())
             }
-            Compound::Tuple { ser, written, .. } => {
-                *written += 1;
-                ser.child(value)
-            }
         }
     }
 
@@ -201,7 +218,6 @@ impl Compound<'_, '_, '_> {
                 *slot = Some(key.serialize(ValueSerializer::at(ser.depth + 1))?);
                 Ok(())
             }
-            Compound::Tuple { .. } => Err(Error::custom("a map key inside a tuple")),
         }
     }
 
@@ -220,7 +236,6 @@ impl Compound<'_, '_, '_> {
                 dict.push((k, value.serialize(ValueSerializer::at(ser.depth + 1))?));
                 Ok(())
             }
-            Compound::Tuple { .. } => Err(Error::custom("a map value inside a tuple")),
         }
     }
 
@@ -267,14 +282,6 @@ impl Compound<'_, '_, '_> {
                 };
                 crate::write::encode::encode_into(ser.out, &v, &[], None)
             }
-            Compound::Tuple { ser, len, written } => {
-                if written != len {
-                    return Err(unpicklable(format!(
-                        "a tuple announced {len} items and gave {written}"
-                    )));
-                }
-                tuple_end(ser, len)
-            }
         }
     }
 }
@@ -295,8 +302,8 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     type Ok = ();
     type Error = Error;
     type SerializeSeq = Compound<'s, 'a, 'o>;
-    type SerializeTuple = Compound<'s, 'a, 'o>;
-    type SerializeTupleStruct = Compound<'s, 'a, 'o>;
+    type SerializeTuple = Tuple<'s, 'a, 'o>;
+    type SerializeTupleStruct = Tuple<'s, 'a, 'o>;
     type SerializeTupleVariant = Compound<'s, 'a, 'o>;
     type SerializeMap = Compound<'s, 'a, 'o>;
     type SerializeStruct = Compound<'s, 'a, 'o>;
@@ -445,7 +452,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         if len == 0 {
             self.out.boundary()?;
         }
-        Ok(Compound::Tuple {
+        Ok(Tuple {
             ser: self,
             len,
             written: 0,
@@ -541,7 +548,7 @@ impl ser::SerializeSeq for Compound<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTuple for Compound<'_, '_, '_> {
+impl ser::SerializeTuple for Tuple<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]
@@ -550,11 +557,11 @@ impl ser::SerializeTuple for Compound<'_, '_, '_> {
     }
     #[inline]
     fn end(self) -> Result<()> {
-        Compound::end(self)
+        Tuple::end(self)
     }
 }
 
-impl ser::SerializeTupleStruct for Compound<'_, '_, '_> {
+impl ser::SerializeTupleStruct for Tuple<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]
@@ -563,7 +570,7 @@ impl ser::SerializeTupleStruct for Compound<'_, '_, '_> {
     }
     #[inline]
     fn end(self) -> Result<()> {
-        Compound::end(self)
+        Tuple::end(self)
     }
 }
 
