@@ -14,9 +14,11 @@
 //! | file | what |
 //! |---|---|
 //! | `encode.rs` | the `Value` encoder: CPython's `save()` over a task stack |
+//! | `names.rs` | the interned strings of one pickle, written once each |
 //! | `out.rs` | the output: frames, the memo, and each scalar's opcodes |
 //! | `rules.rs` | CPython's container rules (tuple ends, batches, `set` before protocol 4), which the typed writer follows too |
 
 pub(crate) mod encode;
+pub(crate) mod names;
 pub(crate) mod out;
 pub(crate) mod rules;

@@ -8,6 +8,7 @@ use std::io;
 
 use num_bigint::BigInt;
 
+use super::names::{Names, Seen};
 use super::rules;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
@@ -38,7 +39,7 @@ pub(crate) struct Out<'o> {
     /// Scratch space for `global_memo`'s keys.
     key: String,
     /// Interned strings (module names, attribute names): one object each.
-    interned: HashMap<String, u32>,
+    interned: Names,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
     /// The length of `buf` from which [`Out::boundary`] may have work to
@@ -74,7 +75,7 @@ impl<'o> Out<'o> {
             memo_len: 0,
             global_memo: HashMap::new(),
             key: String::new(),
-            interned: HashMap::new(),
+            interned: Names::default(),
             latin1_memo: None,
             check_at: 0,
         })
@@ -515,13 +516,17 @@ impl<'o> Out<'o> {
 
     /// An interned `str`: written the first time, a memo reference after.
     pub(crate) fn interned_str(&mut self, s: &str) -> Result<u32> {
-        if let Some(&idx) = self.interned.get(s) {
-            self.get(idx)?;
-            return Ok(idx);
+        match self.interned.find(s) {
+            Seen::Before(idx) => {
+                self.get(idx)?;
+                Ok(idx)
+            }
+            Seen::New(hash) => {
+                let idx = self.str_utf8(s)?;
+                self.interned.insert(s, hash, idx);
+                Ok(idx)
+            }
         }
-        let idx = self.str_utf8(s)?;
-        self.interned.insert(s.to_owned(), idx);
-        Ok(idx)
     }
 
     fn empty_tuple(&mut self) -> Result<()> {
