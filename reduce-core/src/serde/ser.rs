@@ -27,7 +27,9 @@ pub(crate) struct Serializer<'a, 'o> {
     /// Memo indexes of field and variant names, by the address of serde's
     /// `&'static str`: a direct-mapped cache in front of the output's
     /// interned strings, which would hash every name of every record.
-    names: Box<[(usize, usize, u32); NAME_SLOTS]>,
+    /// Allocated at the first name, so a pickle without structs or enums
+    /// does not pay for it.
+    names: Vec<(usize, usize, u32)>,
 }
 
 const NAME_SLOTS: usize = 64;
@@ -37,7 +39,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         Serializer {
             out,
             depth: 0,
-            names: Box::new([(0, 0, 0); NAME_SLOTS]),
+            names: Vec::new(),
         }
     }
 
@@ -49,6 +51,9 @@ impl<'a, 'o> Serializer<'a, 'o> {
         // Names of one type sit next to each other, a few bytes apart:
         // mix all the address bits into the slot number.
         let hash = (addr as u64 ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        if self.names.is_empty() {
+            self.names = vec![(0, 0, 0); NAME_SLOTS];
+        }
         let slot = &mut self.names[(hash >> 58) as usize % NAME_SLOTS];
         if slot.0 == addr && slot.1 == name.len() && addr != 0 {
             return self.out.get(slot.2);
