@@ -1070,3 +1070,84 @@ fn a_pickle_transcodes_to_cbor_and_back() {
         );
     }
 }
+
+/// Recursion through a newtype struct and `Some` alone, with no sequence
+/// or map between the levels.
+#[derive(serde::Serialize)]
+struct Chain(Option<Box<Chain>>);
+
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Thin(Option<Box<Thin>>);
+
+/// `n` levels, built and dropped without recursion.
+fn chain<T>(n: usize, wrap: impl Fn(Option<Box<T>>) -> T) -> T {
+    let mut c = wrap(None);
+    for _ in 0..n {
+        c = wrap(Some(Box::new(c)));
+    }
+    c
+}
+
+#[test]
+fn deep_newtypes_and_options_are_an_error_when_written() {
+    let unchain = |mut c: Chain| {
+        while let Some(next) = c.0.take() {
+            c = *next;
+        }
+    };
+    let unthin = |mut c: Thin| {
+        while let Some(next) = c.0.take() {
+            c = *next;
+        }
+    };
+    // A few levels are plain `None`, as serde-pickle writes them.
+    let none = reduce::to_vec(&Value::None).unwrap();
+    let short = chain(50, Chain);
+    assert_eq!(reduce::serde::to_vec(&short).unwrap(), none);
+    assert_eq!(reduce::serde::to_value(&short).unwrap(), Value::None);
+    unchain(short);
+    // 200000 levels: the depth limit, not a stack overflow.
+    let deep = chain(200_000, Chain);
+    let err = reduce::serde::to_vec(&deep).unwrap_err();
+    assert!(err.to_string().contains("maximum recursion depth"), "{err}");
+    let err = reduce::serde::to_value(&deep).unwrap_err();
+    assert!(err.to_string().contains("maximum recursion depth"), "{err}");
+    unchain(deep);
+    let deep = chain(200_000, Thin);
+    let err = reduce::serde::to_vec(&deep).unwrap_err();
+    assert!(err.to_string().contains("maximum recursion depth"), "{err}");
+    unthin(deep);
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[allow(dead_code)]
+struct Loop(Option<Box<Loop>>);
+
+#[derive(serde::Deserialize, Debug)]
+#[serde(transparent)]
+#[allow(dead_code)]
+struct ThinLoop(Option<Box<ThinLoop>>);
+
+#[test]
+fn a_type_that_recurses_on_one_value_is_an_error_when_read() {
+    // `Loop` reads anything but None as Some(Loop) of the same value, so
+    // without a guard `1` would recurse until the stack overflows.
+    for bytes in [&b"\x80\x02K\x01."[..], b"\x80\x04\x8c\x01x\x94.", b"I5\n."] {
+        for err in [
+            reduce::serde::from_slice::<Loop>(bytes).unwrap_err(),
+            reduce::serde::from_reader::<Loop, _>(bytes).unwrap_err(),
+            reduce::serde::from_value::<Loop>(&reduce::from_slice::<Value>(bytes).unwrap())
+                .unwrap_err(),
+            reduce::serde::from_slice::<ThinLoop>(bytes).unwrap_err(),
+        ] {
+            reduce_tests::assert_limit(&err, "max_typed_depth");
+        }
+    }
+    // None is a short loop.
+    let bytes = b"\x80\x02N.";
+    assert!(reduce::serde::from_slice::<Loop>(bytes)
+        .unwrap()
+        .0
+        .is_none());
+}

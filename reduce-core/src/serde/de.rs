@@ -105,6 +105,29 @@ impl<'g> Walk<'g> {
     }
 }
 
+impl<'g> Walk<'g> {
+    /// One level without a path segment of its own (a newtype struct,
+    /// `Some`): the depth is guarded as [`Walk::child`] guards it, since a
+    /// type like `struct L(Option<Box<L>>)` recurses there on one value.
+    fn level<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.depth >= self.max_depth {
+            return Err(Error::new(ErrorKind::Limit {
+                limit: "max_typed_depth",
+                max: self.max_depth as u64,
+            })
+            .with_path(self.path()));
+        }
+        self.depth += 1;
+        let r = if self.depth.is_multiple_of(crate::base::limits::GROW_EVERY) {
+            crate::base::limits::grow(|| f(self))
+        } else {
+            f(self)
+        };
+        self.depth -= 1;
+        r
+    }
+}
+
 /// The deserializer for one value of the graph.
 pub(crate) struct De<'w, 'g> {
     pub(crate) walk: &'w mut Walk<'g>,
@@ -307,7 +330,7 @@ impl<'de> de::Deserializer<'de> for De<'_, '_> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.resolved(|d| match d.v {
             Value::None => visitor.visit_none(),
-            _ => visitor.visit_some(d),
+            v => d.walk.level(|walk| visitor.visit_some(De { walk, v })),
         })
     }
 
@@ -331,7 +354,8 @@ impl<'de> de::Deserializer<'de> for De<'_, '_> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        visitor.visit_newtype_struct(self)
+        let De { walk, v } = self;
+        walk.level(|walk| visitor.visit_newtype_struct(De { walk, v }))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {

@@ -388,7 +388,9 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     }
     #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
-        value.serialize(self)
+        // A level: `#[serde(transparent)] struct L(Option<Box<L>>)` recurses
+        // through here alone.
+        self.child(value)
     }
     #[inline]
     fn serialize_unit(self) -> Result<()> {
@@ -413,7 +415,8 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         _name: &'static str,
         value: &T,
     ) -> Result<()> {
-        value.serialize(self)
+        // A level: `struct L(Option<Box<L>>)` recurses through here.
+        self.child(value)
     }
     #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

@@ -890,7 +890,12 @@ impl<'de> de::Deserializer<'de> for TapeDe<'_, '_, 'de> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.resolved(|d| match d.node().kind {
             Kind::None => visitor.visit_none(),
-            _ => visitor.visit_some(d),
+            _ => {
+                // A level: `struct L(Option<Box<L>>)` recurses here on one
+                // node.
+                let TapeDe { tape, walk, id } = d;
+                TapeDe::child(walk, |walk| visitor.visit_some(TapeDe { tape, walk, id }))
+            }
         })
     }
 
@@ -914,7 +919,10 @@ impl<'de> de::Deserializer<'de> for TapeDe<'_, '_, 'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        visitor.visit_newtype_struct(self)
+        let TapeDe { tape, walk, id } = self;
+        TapeDe::child(walk, |walk| {
+            visitor.visit_newtype_struct(TapeDe { tape, walk, id })
+        })
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {

@@ -437,7 +437,7 @@ impl Serializer for ValueSerializer {
         Ok(Value::None)
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value> {
-        value.serialize(self)
+        self.child(value)
     }
     fn serialize_unit(self) -> Result<Value> {
         Ok(Value::None)
@@ -458,7 +458,7 @@ impl Serializer for ValueSerializer {
         _name: &'static str,
         value: &T,
     ) -> Result<Value> {
-        value.serialize(self)
+        self.child(value)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
