@@ -96,6 +96,22 @@ fn values_in_a_collection_copy_only_what_they_reach() {
     let (items, used) = allocated(|| reduce::from_slice::<Vec<Option<Value>>>(&bytes).unwrap());
     assert_eq!(items.len(), 2 * n);
     assert!(used < budget, "Vec<Option<Value>>: {used} bytes");
+    // Graphs: the two items of a pair are equal graphs of one string.
+    let (graphs, used) = allocated(|| reduce::from_slice::<Vec<reduce::Graph>>(&bytes).unwrap());
+    assert_eq!(graphs.len(), 2 * n);
+    assert!(used < budget, "Vec<Graph>: {used} bytes");
+    for (i, pair) in graphs.chunks(2).enumerate() {
+        assert_eq!(pair[0], pair[1]);
+        let want = Value::from(format!("shared string number {i:06}"));
+        assert_eq!(pair[0].clone().into_tree(10).unwrap(), want);
+    }
+    // A cycle kept whole, as a Graph may hold one.
+    let cyclic_list = b"\x80\x02]q\x00]q\x01h\x01aa.";
+    let inner: Vec<reduce::Graph> = reduce::from_slice(cyclic_list).unwrap();
+    assert_eq!(inner.len(), 1);
+    assert_eq!(inner[0].objects().len(), 1);
+    assert!(inner[0].clone().into_tree(100).is_err());
+
     // A cycle is still an error, and a DAG that doubles is still stopped
     // by max_tree_nodes, whatever else the pickle holds.
     let cyclic = b"\x80\x02]q\x00(h\x00e.";

@@ -900,10 +900,54 @@ fn tree_of(value: &Value, objects: &[Value], max_nodes: usize) -> Result<Value> 
     Ok(root)
 }
 
+/// `value` as a graph of its own: the shared objects it reaches, in the
+/// order it first reaches them, renumbered. The work is what `value`
+/// reaches, never the whole object table (see [`tree_of`]).
+fn subgraph(value: &Value, objects: &[Value]) -> Result<Graph> {
+    use crate::base::error::Error;
+    use crate::value::Id;
+    let mut new_index: HashMap<usize, u32> = HashMap::new();
+    let mut order: Vec<usize> = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Ref(id) => {
+                let i = id.index();
+                if new_index.contains_key(&i) {
+                    continue;
+                }
+                let target = objects
+                    .get(i)
+                    .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
+                new_index.insert(i, order.len() as u32);
+                order.push(i);
+                stack.push(target);
+            }
+            v => v.for_each_child(|c| stack.push(c)),
+        }
+    }
+    let renumber = |mut v: Value| {
+        let mut stack: Vec<&mut Value> = vec![&mut v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Ref(id) => *id = Id(new_index[&id.index()]),
+                v => v.for_each_child_mut(|c| stack.push(c)),
+            }
+        }
+        v
+    };
+    let root = renumber(value.clone());
+    let objects = order
+        .iter()
+        .map(|&i| renumber(objects[i].clone()))
+        .collect();
+    Graph::from_parts(root, objects)
+}
+
 /// The whole loaded pickle, sharing and cycles kept.
 impl Construct for Graph {
     fn construct(node: Node<'_>) -> Result<Self> {
-        Graph::from_parts(node.value().clone(), node.graph().objects().to_vec())
+        subgraph(node.value(), node.graph().objects())
     }
 
     fn from_graph(graph: Graph, _lookup: &Lookup, _limits: &Limits) -> Result<Self> {
