@@ -252,7 +252,8 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// Whether typed loads may build their value straight from the opcodes
     /// (default on). From a reader, the pickle is first read ahead into
     /// memory through its `STOP`, never past it, so the reader is left
-    /// where the other path leaves it. The value and any error
+    /// where the other path leaves it; a pickle of more than 16 Mi opcodes
+    /// is left to the `Graph` path, whose limits stop an endless stream. The value and any error
     /// are the same either way: a pickle the streaming reader does not
     /// follow is read again through a [`Graph`], and an error always comes
     /// from that path. Turning it off makes every load build the `Graph`

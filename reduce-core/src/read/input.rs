@@ -56,7 +56,14 @@ pub struct IoRead<R> {
     frame: Vec<u8>,
     frame_pos: usize,
     scratch: Vec<u8>,
+    /// Most opcodes [`IoRead::capture`] reads ahead before it leaves the
+    /// pickle to the machine, whose limits stop a flood (an endless run of
+    /// `MARK`s from a socket) long before memory does.
+    capture_ops: usize,
 }
+
+/// [`IoRead::capture_ops`] by default: 16 Mi opcodes, tens of MiB.
+const CAPTURE_OPS: usize = 1 << 24;
 
 impl Input for SliceRead<'_> {}
 impl<R: io::Read> Input for IoRead<R> {}
@@ -151,6 +158,7 @@ impl<R: io::Read> IoRead<R> {
             frame: Vec::new(),
             frame_pos: 0,
             scratch: Vec::new(),
+            capture_ops: CAPTURE_OPS,
         }
     }
 
@@ -205,7 +213,7 @@ impl<R: io::Read> IoRead<R> {
         self.frame.drain(..self.frame_pos);
         self.frame_pos = 0;
         let mut at = 0usize;
-        loop {
+        for _ in 0..self.capture_ops {
             if !self.ahead(at + 1) {
                 return None;
             }
@@ -257,6 +265,7 @@ impl<R: io::Read> IoRead<R> {
                 _ => return None,
             };
         }
+        None
     }
 
     /// Reads exactly `n` bytes into `scratch`, growing it only as data
@@ -364,5 +373,50 @@ impl<R: io::Read> Source for IoRead<R> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endless run of one byte.
+    struct Endless(u8);
+
+    impl io::Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(self.0);
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn an_endless_stream_is_left_to_the_machine() {
+        // MARK forever: the read-ahead stops after its opcode budget, with
+        // what it read kept for the machine, whose stack limit ends it.
+        let mut input = IoRead::new(Endless(MARK));
+        input.capture_ops = 1000;
+        assert!(input.whole().is_none());
+        assert_eq!(input.frame.len(), 1000);
+        assert_eq!(input.pos(), 0);
+        assert_eq!(input.byte().unwrap(), MARK);
+    }
+
+    #[test]
+    fn a_pickle_is_read_ahead_through_stop_and_no_further() {
+        // pickle.dumps([1, 'a'], 2) and the start of the next one.
+        let bytes = b"\x80\x02]q\x00(K\x01X\x01\x00\x00\x00aq\x01e.\x80\x02";
+        let mut input = IoRead::new(&bytes[..]);
+        let (data, start) = input.whole().unwrap();
+        assert_eq!((data, start), (&bytes[..bytes.len() - 2], 0));
+        assert_eq!(input.into_reader(), b"\x80\x02");
+        // Nine opcodes: within a budget of nine the pickle is whole; one
+        // opcode short, it is not.
+        let mut input = IoRead::new(&bytes[..]);
+        input.capture_ops = 9;
+        assert!(input.whole().is_some());
+        let mut input = IoRead::new(&bytes[..]);
+        input.capture_ops = 8;
+        assert!(input.whole().is_none());
     }
 }
