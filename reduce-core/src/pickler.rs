@@ -32,6 +32,11 @@ pub type BufferCallback<'h> = Box<dyn FnMut(&PickleBuffer) -> bool + 'h>;
 /// Each [`dump`](Pickler::dump) writes a complete, independent pickle (as
 /// `pickle.dumps` does); several dumps to one writer can be read back in turn
 /// by one [`Unpickler`](crate::Unpickler).
+///
+/// The writer gets each frame (64 KiB) as it is done, and a `str` or
+/// `bytes` payload of 64 KiB or more as it is, in a `write` of its own,
+/// never copied into a buffer first: memory stays at about one frame
+/// whatever the size of the value, as with CPython's `pickle.dump`.
 pub struct Pickler<'h, W> {
     writer: W,
     options: WriteOptions<'h>,
