@@ -528,6 +528,13 @@ impl Lookup {
     /// All extension codes by name, local layer first.
     pub(crate) fn extension_names(&self) -> HashMap<(String, String), u32> {
         let mut all = HashMap::new();
+        if self.global.extension_names.is_empty()
+            && self.local.as_ref().is_none_or(|l| l.extension_names.is_empty())
+        {
+            // The common case, and a write of one small value pays for it:
+            // no table to walk.
+            return all;
+        }
         for layer in [Some(&*self.global), self.local.as_deref()]
             .into_iter()
             .flatten()
