@@ -22,10 +22,11 @@ use num_bigint::BigInt;
 use super::decode::{self, IntLine};
 use super::input::SliceRead;
 use super::machine::NAME_BYTES_PER_INPUT_BYTE;
-use super::{Options, Resolve};
+use super::{known_global, Options, Resolve};
 use crate::base::limits::{grow, GROW_EVERY};
 use crate::base::op::*;
 use crate::text::compat;
+use crate::value::Value;
 
 /// The stream cannot read this pickle as the type asked for: read it
 /// through the `Graph` path instead.
@@ -41,13 +42,16 @@ pub type Pulled<T> = std::result::Result<T, Miss>;
 /// the `Graph` path).
 #[derive(Clone, Copy)]
 struct Slot {
-    start: usize,
+    /// A position in the input; an input of 4 GiB or more is left to the
+    /// Graph path. (12 bytes a slot: the memo is most of what the stream
+    /// holds while it reads.)
+    start: u32,
     open: bool,
     kind: Kind,
 }
 
 const EMPTY: Slot = Slot {
-    start: usize::MAX,
+    start: u32::MAX,
     open: false,
     kind: Kind::Atom,
 };
@@ -65,8 +69,9 @@ pub enum Kind {
     Bytes,
     List,
     Dict,
-    /// A tuple of this many items.
-    Tuple(usize),
+    /// A tuple of this many items (at most `u16::MAX`: a typed reader's
+    /// tuple has a few).
+    Tuple(u16),
     Global,
     /// An object built by a call (`REDUCE`).
     Object,
@@ -78,6 +83,18 @@ pub enum Kind {
 pub struct Mark {
     start: usize,
     back: Option<usize>,
+}
+
+/// A place in the stream to return to: see [`Stream::undo`].
+#[derive(Clone, Copy)]
+struct Spot {
+    pos: usize,
+    memo: usize,
+    memo_len: usize,
+    height: usize,
+    name_bytes: u64,
+    back: usize,
+    depth: usize,
 }
 
 /// A cursor that typed readers pull values from. See the module docs.
@@ -290,7 +307,7 @@ impl<'a> Stream<'a> {
             .and_then(|k| self.memo.get(k))
             .copied()
             .ok_or(Miss)?;
-        if slot.start == usize::MAX {
+        if slot.start == u32::MAX {
             return Err(Miss);
         }
         // Which readers may meet their first operand as a GET.
@@ -311,7 +328,7 @@ impl<'a> Stream<'a> {
             // The GET may be the tuple, or its first item (a tuple of as
             // many items): if the bytes read both ways, leave it to the
             // Graph path.
-            if first_operand && self.closes_tuple(n)? {
+            if first_operand && self.closes_tuple(n as usize)? {
                 return Err(Miss);
             }
         }
@@ -321,7 +338,7 @@ impl<'a> Stream<'a> {
         self.pos = after;
         self.back.push(self.pos);
         self.spend(0)?;
-        self.pos = slot.start;
+        self.pos = slot.start as usize;
         Ok(Mark {
             start,
             back: Some(self.back.len()),
@@ -380,6 +397,10 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
             self.memo.push(EMPTY);
+            let start = u32::try_from(start)
+                .ok()
+                .filter(|&s| s != u32::MAX)
+                .ok_or(Miss)?;
             self.memo[k] = Slot { start, open, kind };
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
@@ -622,38 +643,51 @@ impl<'a> Stream<'a> {
         read: &mut impl FnMut(&mut Self) -> Pulled<T>,
         one: u8,
     ) -> Pulled<Option<T>> {
-        let (pos, memo, memo_len, height, name_bytes, back) = (
-            self.pos,
-            self.memo.len(),
-            self.memo_len,
-            self.height,
-            self.name_bytes,
-            self.back.len(),
-        );
-        let depth = self.depth;
+        let spot = self.spot();
         if let Ok(v) = read(self) {
             if self.eat(one)? {
                 return Ok(Some(v));
             }
         }
-        let spent = self.pos.abs_diff(pos);
-        self.pos = pos;
-        self.memo.truncate(memo);
-        self.memo_len = memo_len;
-        self.height = height;
-        self.name_bytes = name_bytes;
-        self.back.truncate(back);
-        self.depth = depth;
-        self.budget = self.budget.checked_sub(spent + 1).ok_or(Miss)?;
+        self.undo(spot)?;
         Ok(None)
+    }
+
+    /// Where the stream is, to come back to after a read in vain.
+    fn spot(&self) -> Spot {
+        Spot {
+            pos: self.pos,
+            memo: self.memo.len(),
+            memo_len: self.memo_len,
+            height: self.height,
+            name_bytes: self.name_bytes,
+            back: self.back.len(),
+            depth: self.depth,
+        }
+    }
+
+    /// Puts the stream back at `spot`, the memo entries recorded since
+    /// forgotten; the bytes read in vain count against the budget.
+    fn undo(&mut self, spot: Spot) -> Pulled<()> {
+        let spent = self.pos.abs_diff(spot.pos);
+        self.pos = spot.pos;
+        self.memo.truncate(spot.memo);
+        self.memo_len = spot.memo_len;
+        self.height = spot.height;
+        self.name_bytes = spot.name_bytes;
+        self.back.truncate(spot.back);
+        self.depth = spot.depth;
+        self.budget = self.budget.checked_sub(spent + 1).ok_or(Miss)?;
+        Ok(())
     }
 
     /// A `tuple` of exactly `n` items, which `items` reads (calling
     /// [`Stream::read`] `n` times).
     pub fn tuple<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
-        let mark = self.begin(Kind::Tuple(n))?;
+        let kind = Kind::Tuple(u16::try_from(n).map_err(|_| Miss)?);
+        let mark = self.begin(kind)?;
         let r = self.tuple_body(n, items)?;
-        self.end(mark, Kind::Tuple(n))?;
+        self.end(mark, kind)?;
         Ok(r)
     }
 
@@ -696,6 +730,9 @@ impl<'a> Stream<'a> {
         n: usize,
         args: impl FnOnce(&mut Self) -> Pulled<R>,
     ) -> Pulled<R> {
+        if known_global(module, name).is_some() {
+            return Err(Miss);
+        }
         let mark = self.begin(Kind::Object)?;
         self.global(module, name)?;
         self.push(1)?;
@@ -708,10 +745,67 @@ impl<'a> Stream<'a> {
         Ok(r)
     }
 
+    /// An object built by one of the globals `module.names[i]` (the variants
+    /// of an enum): the global, then what `args` reads given `i` (the
+    /// argument tuple), then `REDUCE`.
+    pub fn reduce_any<R>(
+        &mut self,
+        module: &str,
+        names: &[&str],
+        args: impl FnOnce(&mut Self, usize) -> Pulled<R>,
+    ) -> Pulled<R> {
+        let mark = self.begin(Kind::Object)?;
+        let i = self.global_with(|m, n| {
+            if m != module || known_global(m, n).is_some() {
+                return None;
+            }
+            names.iter().position(|x| *x == n)
+        })?;
+        self.push(1)?;
+        let r = args(self, i)?;
+        self.height -= 1;
+        if self.op()? != REDUCE {
+            return Err(Miss);
+        }
+        self.end(mark, Kind::Object)?;
+        Ok(r)
+    }
+
+    /// An int that fits in an `i64`, or a str, as the [`Value`] the `Graph`
+    /// path makes of it: the value of a Python `Enum` member.
+    pub fn int_or_str(&mut self) -> Pulled<Value> {
+        let op = match self.peek()? {
+            op @ (GET | BINGET | LONG_BINGET) => {
+                let mut src = SliceRead::at(self.data, self.pos + 1);
+                let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+                match usize::try_from(key).ok().and_then(|k| self.memo.get(k)) {
+                    Some(slot) if slot.kind == Kind::Str => SHORT_BINUNICODE,
+                    _ => return Err(Miss),
+                }
+            }
+            op => op,
+        };
+        match op {
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE => Ok(Value::from(&*self.str()?)),
+            _ => self.int().map(Value::Int),
+        }
+    }
+
     /// The global `module.name`, allowed as the `Graph` path allows it.
     fn global(&mut self, module: &str, name: &str) -> Pulled<()> {
+        self.global_with(|m, n| (m == module && n == name).then_some(()))
+    }
+
+    /// A global, allowed as the `Graph` path allows it, that `pick` (given
+    /// its module and name under their Python 3 names) accepts.
+    pub(crate) fn global_with<R>(
+        &mut self,
+        pick: impl FnOnce(&str, &str) -> Option<R>,
+    ) -> Pulled<R> {
         let mark = self.begin(Kind::Global)?;
-        let same = match self.peek()? {
+        // Read again from its first copy: it was allowed then.
+        let again = !self.back.is_empty();
+        let picked = match self.peek()? {
             GLOBAL => {
                 self.pos += 1;
                 let m = self.decode(|s| decode::name_line(s, "GLOBAL module name"))?;
@@ -721,8 +815,10 @@ impl<'a> Stream<'a> {
                 } else {
                     (m.as_str(), n.as_str())
                 };
-                self.allowed(m, n)?;
-                m == module && n == name
+                if !again {
+                    self.allowed(m, n)?;
+                }
+                pick(m, n)
             }
             _ => {
                 self.push(2)?;
@@ -744,22 +840,202 @@ impl<'a> Stream<'a> {
                 } else {
                     (&*m, &*n)
                 };
-                self.allowed(m, n)?;
-                m == module && n == name
+                if !again {
+                    self.allowed(m, n)?;
+                }
+                pick(m, n)
             }
         };
-        if !same {
-            return Err(Miss);
-        }
-        self.end(mark, Kind::Global)
+        let picked = picked.ok_or(Miss)?;
+        self.end(mark, Kind::Global)?;
+        Ok(picked)
     }
 
     fn allowed(&self, module: &str, name: &str) -> Pulled<()> {
-        // Only registered globals reach a typed reader's `reduce`: none
-        // of the plain-data ones (`builtins.set`, ...).
+        // As the machine asks: the globals plain data uses (`builtins.set`,
+        // `copyreg._reconstructor`, ...) are known to it.
         self.resolve
-            .find_class(module, name, false)
+            .find_class(module, name, known_global(module, name).is_some())
             .map_err(|_| Miss)
+    }
+
+    /// An instance of the class `module.name` as CPython writes one of a
+    /// plain class (`object.__reduce_ex__`): from protocol 2 `cls`,
+    /// `EMPTY_TUPLE`, `NEWOBJ`; before it `copyreg._reconstructor(cls,
+    /// object, None)`; then, unless its state is empty, the state and
+    /// `BUILD`. The state is a dict (the `__dict__`) or a pair `(dict or
+    /// None, slots dict)` (a class with `__slots__`): `entry` is given the
+    /// name of each attribute, `__dict__` part first, with the stream at
+    /// the value, which it reads or [skips](Stream::skip). Returns whether
+    /// there was a state: if not, whatever `entry` kept is to be forgotten.
+    pub fn instance(
+        &mut self,
+        module: &str,
+        name: &str,
+        mut entry: impl FnMut(&mut Self, &str) -> Pulled<()>,
+    ) -> Pulled<bool> {
+        // The class itself must be a class the Graph path builds as an
+        // object, not one of the globals it reads as plain data.
+        if known_global(module, name).is_some() {
+            return Err(Miss);
+        }
+        let mark = self.begin(Kind::Object)?;
+        self.push(1)?;
+        if self.proto >= 2 {
+            self.global(module, name)?;
+            self.tuple(0, |_| Ok(()))?;
+            if self.op()? != NEWOBJ {
+                return Err(Miss);
+            }
+        } else {
+            self.global("copyreg", "_reconstructor")?;
+            self.tuple(3, |s| {
+                s.global(module, name)?;
+                s.global("builtins", "object")?;
+                if s.none()? {
+                    Ok(())
+                } else {
+                    Err(Miss)
+                }
+            })?;
+            if self.op()? != REDUCE {
+                return Err(Miss);
+            }
+        }
+        // The object is memoized before its state is read: a GET of it
+        // inside the state is a cycle, left to the Graph path.
+        let key = self.memo_after(mark.start, Kind::Object, true)?;
+        let built = self.instance_state(&mut entry)?;
+        self.height -= 1;
+        self.close(key);
+        self.end(mark, Kind::Object)?;
+        Ok(built)
+    }
+
+    /// The state after an instance and its `BUILD`, read on trial: a value
+    /// not followed by `BUILD` is the next value of the object's parent,
+    /// and the object has no state.
+    fn instance_state(
+        &mut self,
+        entry: &mut impl FnMut(&mut Self, &str) -> Pulled<()>,
+    ) -> Pulled<bool> {
+        match self.peek()? {
+            EMPTY_DICT | MARK | NONE | GET | BINGET | LONG_BINGET => {}
+            _ => return Ok(false),
+        }
+        let spot = self.spot();
+        let read = self.read(|s| {
+            s.push(1)?;
+            s.state_parts(entry)?;
+            s.height -= 1;
+            Ok(())
+        });
+        if read.is_ok() && self.eat(BUILD)? {
+            return Ok(true);
+        }
+        self.undo(spot)?;
+        Ok(false)
+    }
+
+    /// A state dict, or a `(dict or None, slots dict)` pair (from protocol
+    /// 2, as CPython writes one: items then `TUPLE2`).
+    fn state_parts(&mut self, entry: &mut impl FnMut(&mut Self, &str) -> Pulled<()>) -> Pulled<()> {
+        let start = self.pos;
+        if self.none()? {
+            if self.proto < 2 {
+                return Err(Miss);
+            }
+        } else {
+            self.attributes(entry)?;
+            if self.peek()? == BUILD {
+                return Ok(());
+            }
+            if self.proto < 2 {
+                return Err(Miss);
+            }
+        }
+        // The pair: its slots part, then TUPLE2. (A GET of a whole pair, or
+        // a pair that starts with a GET, CPython never writes.)
+        self.push(1)?;
+        self.attributes(entry)?;
+        self.height -= 1;
+        if self.op()? != TUPLE2 {
+            return Err(Miss);
+        }
+        self.end(Mark { start, back: None }, Kind::Tuple(2))
+    }
+
+    /// A dict of attributes (str keys): see [`Stream::instance`].
+    fn attributes(&mut self, entry: &mut impl FnMut(&mut Self, &str) -> Pulled<()>) -> Pulled<()> {
+        self.dict(
+            |s| {
+                let key = s.str()?;
+                s.push(1)?;
+                entry(s, &key)?;
+                s.height -= 1;
+                Ok(())
+            },
+            drop,
+        )
+        .map(drop)
+    }
+
+    /// Reads a value of plain data (`None`, a bool, an int that fits in an
+    /// `i64`, a float, a str, bytes, an empty tuple, and lists and dicts of
+    /// them) and drops it: an attribute a type has no field for. Anything
+    /// else is a miss.
+    pub fn skip(&mut self) -> Pulled<()> {
+        self.read(Self::skip_value)
+    }
+
+    fn skip_value(&mut self) -> Pulled<()> {
+        let mut op = self.peek()?;
+        if let GET | BINGET | LONG_BINGET = op {
+            // What the entry holds decides how to read it again.
+            let mut src = SliceRead::at(self.data, self.pos + 1);
+            let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+            let slot = usize::try_from(key)
+                .ok()
+                .and_then(|k| self.memo.get(k))
+                .ok_or(Miss)?;
+            op = match slot.kind {
+                Kind::Str => SHORT_BINUNICODE,
+                Kind::Bytes => SHORT_BINBYTES,
+                Kind::List => EMPTY_LIST,
+                Kind::Dict => EMPTY_DICT,
+                Kind::Tuple(0) => EMPTY_TUPLE,
+                _ => return Err(Miss),
+            };
+        } else if op == MARK {
+            op = match self.data.get(self.pos + 1) {
+                Some(&LIST) => EMPTY_LIST,
+                Some(&DICT) => EMPTY_DICT,
+                _ => return Err(Miss),
+            };
+        }
+        match op {
+            NONE => self.op().map(drop),
+            NEWTRUE | NEWFALSE => self.bool().map(drop),
+            BININT | BININT1 | BININT2 | LONG1 | INT | LONG => self.int().map(drop),
+            BINFLOAT | FLOAT => self.float().map(drop),
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE => self.str().map(drop),
+            SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => self.bytes().map(drop),
+            EMPTY_TUPLE => self.tuple(0, |_| Ok(())),
+            EMPTY_LIST => self.list(Self::skip, drop).map(drop),
+            EMPTY_DICT => self
+                .dict(
+                    |s| {
+                        s.skip()?;
+                        s.push(1)?;
+                        s.skip()?;
+                        s.height -= 1;
+                        Ok(())
+                    },
+                    drop,
+                )
+                .map(drop),
+            _ => Err(Miss),
+        }
     }
 
     /// Whether the values from here (a `GET`) could be `n` items closed by
