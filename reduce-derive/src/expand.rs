@@ -621,14 +621,14 @@ impl Cx<'_> {
             quote!(let mut #v: ::core::option::Option<#ty> = ::core::option::Option::None;)
         });
         let arms = read.iter().zip(&slots).map(|(f, v)| {
-            let key = f.name();
+            let key = syn::LitByteStr::new(f.name().as_bytes(), f.span);
             let ty = f.ty;
             quote!(#key => #v = ::core::option::Option::Some(__s.read(<#ty as #krate::Construct>::construct_stream)?),)
         });
         let unknown = if self.input.attrs.deny_unknown_fields.is_some() {
             quote!(return ::core::result::Result::Err(#krate::__private::Miss))
         } else {
-            quote!(__s.skip()?)
+            quote!(return ::core::result::Result::Ok(false))
         };
         let build = if self.input.attrs.default.is_some() {
             let assigns = read.iter().zip(&slots).map(|(f, v)| {
@@ -667,12 +667,12 @@ impl Cx<'_> {
                 __s: &mut #krate::__private::Stream<'_>,
             ) -> #krate::__private::Pulled<Self> {
                 #(#decls)*
-                let __had = __s.instance(#module, #name, |__s, __key: &str| {
+                let __had = __s.instance(#module, #name, |__s, __key: &[u8]| {
                     match __key {
                         #(#arms)*
                         _ => #unknown,
                     }
-                    ::core::result::Result::Ok(())
+                    ::core::result::Result::Ok(true)
                 })?;
                 if !__had {
                     // Read on trial, not the object's state: forgotten.

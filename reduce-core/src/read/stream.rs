@@ -50,12 +50,6 @@ struct Slot {
     kind: Kind,
 }
 
-const EMPTY: Slot = Slot {
-    start: u32::MAX,
-    open: false,
-    kind: Kind::Atom,
-};
-
 /// What a memo entry holds, as the reader that recorded it saw it. A `GET`
 /// where a value starts stands for the whole value only if it holds the
 /// kind asked for; where the value's first operand may be a memo reference
@@ -307,9 +301,6 @@ impl<'a> Stream<'a> {
             .and_then(|k| self.memo.get(k))
             .copied()
             .ok_or(Miss)?;
-        if slot.start == u32::MAX {
-            return Err(Miss);
-        }
         // Which readers may meet their first operand as a GET.
         let first_operand = match kind {
             Kind::Object => true,
@@ -396,12 +387,8 @@ impl<'a> Stream<'a> {
             if k != self.memo.len() {
                 return Err(Miss);
             }
-            self.memo.push(EMPTY);
-            let start = u32::try_from(start)
-                .ok()
-                .filter(|&s| s != u32::MAX)
-                .ok_or(Miss)?;
-            self.memo[k] = Slot { start, open, kind };
+            let start = u32::try_from(start).map_err(|_| Miss)?;
+            self.memo.push(Slot { start, open, kind });
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
                 return Err(Miss);
@@ -520,6 +507,34 @@ impl<'a> Stream<'a> {
         let s = std::str::from_utf8(self.take(n)?).map_err(|_| Miss)?;
         self.end(mark, Kind::Str)?;
         Ok(std::borrow::Cow::Borrowed(s))
+    }
+
+    /// An attribute name: a `str`, as its UTF-8 bytes, which the caller
+    /// checks (with [`std::str::from_utf8`]) only if it matches no field
+    /// name: a name that equals a field's is valid UTF-8.
+    fn key(&mut self) -> Pulled<std::borrow::Cow<'a, [u8]>> {
+        let mark = self.begin(Kind::Str)?;
+        let n = match self.op()? {
+            SHORT_BINUNICODE => self.byte()? as usize,
+            BINUNICODE => {
+                let b = self.take(4)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            BINUNICODE8 => {
+                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
+                usize::try_from(n).map_err(|_| Miss)?
+            }
+            UNICODE => {
+                let s = self.decode(|s| decode::unicode(s, UNICODE))?;
+                let s = s.as_str().ok_or(Miss)?.to_owned();
+                self.end(mark, Kind::Str)?;
+                return Ok(std::borrow::Cow::Owned(s.into_bytes()));
+            }
+            _ => return Err(Miss),
+        };
+        let b = self.take(n)?;
+        self.end(mark, Kind::Str)?;
+        Ok(std::borrow::Cow::Borrowed(b))
     }
 
     /// A `bytes` or `bytearray` written with its own opcode (protocols 3 and
@@ -865,14 +880,16 @@ impl<'a> Stream<'a> {
     /// object, None)`; then, unless its state is empty, the state and
     /// `BUILD`. The state is a dict (the `__dict__`) or a pair `(dict or
     /// None, slots dict)` (a class with `__slots__`): `entry` is given the
-    /// name of each attribute, `__dict__` part first, with the stream at
-    /// the value, which it reads or [skips](Stream::skip). Returns whether
-    /// there was a state: if not, whatever `entry` kept is to be forgotten.
+    /// name of each attribute (its UTF-8 bytes), `__dict__` part first,
+    /// with the stream at the value, which it reads, returning `true`; or
+    /// `false`, not reading it, for an attribute it does not know, which
+    /// the stream then [skips](Stream::skip). Returns whether there was a
+    /// state: if not, whatever `entry` kept is to be forgotten.
     pub fn instance(
         &mut self,
         module: &str,
         name: &str,
-        mut entry: impl FnMut(&mut Self, &str) -> Pulled<()>,
+        mut entry: impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
     ) -> Pulled<bool> {
         // The class itself must be a class the Graph path builds as an
         // object, not one of the globals it reads as plain data.
@@ -917,7 +934,7 @@ impl<'a> Stream<'a> {
     /// and the object has no state.
     fn instance_state(
         &mut self,
-        entry: &mut impl FnMut(&mut Self, &str) -> Pulled<()>,
+        entry: &mut impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
     ) -> Pulled<bool> {
         match self.peek()? {
             EMPTY_DICT | MARK | NONE | GET | BINGET | LONG_BINGET => {}
@@ -939,7 +956,10 @@ impl<'a> Stream<'a> {
 
     /// A state dict, or a `(dict or None, slots dict)` pair (from protocol
     /// 2, as CPython writes one: items then `TUPLE2`).
-    fn state_parts(&mut self, entry: &mut impl FnMut(&mut Self, &str) -> Pulled<()>) -> Pulled<()> {
+    fn state_parts(
+        &mut self,
+        entry: &mut impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
+    ) -> Pulled<()> {
         let start = self.pos;
         if self.none()? {
             if self.proto < 2 {
@@ -966,12 +986,20 @@ impl<'a> Stream<'a> {
     }
 
     /// A dict of attributes (str keys): see [`Stream::instance`].
-    fn attributes(&mut self, entry: &mut impl FnMut(&mut Self, &str) -> Pulled<()>) -> Pulled<()> {
+    fn attributes(
+        &mut self,
+        entry: &mut impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
+    ) -> Pulled<()> {
         self.dict(
             |s| {
-                let key = s.str()?;
+                let key = s.key()?;
                 s.push(1)?;
-                entry(s, &key)?;
+                if !entry(s, &key)? {
+                    // An unknown attribute: its name is checked as the
+                    // Graph path's decoder checks it, its value skipped.
+                    std::str::from_utf8(&key).map_err(|_| Miss)?;
+                    s.skip()?;
+                }
                 s.height -= 1;
                 Ok(())
             },
