@@ -458,12 +458,27 @@ fn the_stream_reads_what_cpython_writes_for_plain_data() {
         assert!(u.streamed(), "not streamed: {bytes:?}");
     }
     // A list of one 5-tuple: from protocol 2 its MARK opens the tuple, not a
-    // batch. The stream takes it for a batch, misses, and the Graph path
-    // reads it.
+    // batch. The stream takes it for a batch, fails at the first item, and
+    // reads the tuple as the list's one item.
     let one =
         b"\x80\x02]q\x00(K\x01X\x01\x00\x00\x00aq\x01G@\x04\x00\x00\x00\x00\x00\x00\x88Ntq\x02a.";
     let mut u = Unpickler::from_slice(one);
     assert_eq!(u.load::<Vec<Row>>().unwrap(), want[..1]);
+    assert!(u.streamed());
+    assert!(same::<Vec<Row>>(one));
+    // CPython's own: a list of one 5-tuple, and an empty list then a
+    // 5-tuple (the MARK after the list's header is its parent's next value).
+    for p in 2..=5 {
+        let bytes = cpython_eval("[(1, 'a', 2.5, True, None)]", p);
+        assert!(same::<Vec<Row>>(&bytes), "protocol {p}");
+        let bytes = cpython_eval("([], (1, 'a', 2.5, True, None))", p);
+        assert!(same::<(Vec<Row>, Row)>(&bytes), "protocol {p}");
+        let bytes = cpython_eval("{(1, 2, 3, 4): 5}", p);
+        assert!(
+            same::<BTreeMap<(i64, i64, i64, i64), i64>>(&bytes),
+            "protocol {p}"
+        );
+    }
     // Derived types read as CPython writes `module.Name(*fields)`, at every
     // protocol: the class once, then from the memo.
     let mut r = Rng(7);
@@ -628,6 +643,23 @@ for name, value in CASES.items():
             continue
         print(name, p, data.hex())
 "#;
+
+/// CPython's pickle of the Python expression `expr` at protocol `proto`.
+fn cpython_eval(expr: &str, proto: u8) -> Vec<u8> {
+    let script = format!(
+        "import pickle, sys; sys.stdout.buffer.write(pickle.dumps({expr}, protocol={proto}))"
+    );
+    let out = reduce_tests::python3()
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
 
 /// CPython's pickles of the cases in [`CASES_PY`], by name and protocol.
 fn cpython_cases() -> Vec<(String, u8, Vec<u8>)> {

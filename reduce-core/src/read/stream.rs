@@ -621,11 +621,28 @@ impl<'a> Stream<'a> {
         let mut first = true;
         loop {
             if self.peek()? == MARK && self.batch(many)? {
+                let spot = self.spot();
                 self.pos += 1;
                 self.push(1)?;
                 let mut k = 0;
                 while self.peek()? != many {
-                    sink(read(self)?);
+                    match read(self) {
+                        Ok(v) => sink(v),
+                        // From protocol 2 a MARK right after the header
+                        // may open a marked tuple (of more than three
+                        // items): the container's one item, or the next
+                        // value of its parent (the container is empty).
+                        // Nothing was taken yet: read it as such.
+                        Err(Miss) if k == 0 && first && self.proto >= 2 => {
+                            self.undo(spot)?;
+                            if let Some(v) = self.alone(&mut read, one)? {
+                                sink(v);
+                                n += 1;
+                            }
+                            return Ok(n);
+                        }
+                        Err(miss) => return Err(miss),
+                    }
                     self.push(per)?;
                     k += 1;
                 }
@@ -1122,8 +1139,9 @@ impl<'a> Stream<'a> {
     /// Whether the `MARK` next opens a batch of items (closed by `many`),
     /// rather than an item of its own (a marked tuple). From protocol 2 on,
     /// CPython marks an item only in a list or dict of one item, so a batch
-    /// is assumed: if it was an item, its closer is not `many` and the
-    /// reader misses. Before protocol 2 (no `PROTO`: 0 or 1) every tuple is
+    /// is assumed: if it was an item, its closer is not `many`, the first
+    /// item fails to read, and [`Stream::items`] reads the marked item
+    /// alone instead. Before protocol 2 (no `PROTO`: 0 or 1) every tuple is
     /// marked, so the closer is looked for ahead.
     fn batch(&mut self, many: u8) -> Pulled<bool> {
         if self.proto >= 2 {
