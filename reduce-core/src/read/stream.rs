@@ -1055,12 +1055,21 @@ impl<'a> Stream<'a> {
             op = match self.data.get(self.pos + 1) {
                 Some(&LIST) => EMPTY_LIST,
                 Some(&DICT) => EMPTY_DICT,
+                Some(&TUPLE) => EMPTY_TUPLE,
                 _ => return Err(Miss),
             };
         }
         match op {
             NONE => self.op().map(drop),
             NEWTRUE | NEWFALSE => self.bool().map(drop),
+            // Protocols 0 and 1 write a bool as an INT line, `I01`.
+            INT if matches!(
+                self.data.get(self.pos + 1..self.pos + 4),
+                Some(b"00\n" | b"01\n")
+            ) =>
+            {
+                self.bool().map(drop)
+            }
             BININT | BININT1 | BININT2 | LONG1 | INT | LONG => self.int().map(drop),
             BINFLOAT | FLOAT => self.float().map(drop),
             SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE => self.str().map(drop),
