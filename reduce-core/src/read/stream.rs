@@ -67,6 +67,8 @@ pub enum Kind {
     /// tuple has a few).
     Tuple(u16),
     Global,
+    /// A nested name before protocol 4: `getattr(parent, "name")`.
+    Nested,
     /// An object built by a call (`REDUCE`).
     Object,
 }
@@ -834,6 +836,73 @@ impl<'a> Stream<'a> {
         &mut self,
         pick: impl FnOnce(&str, &str) -> Option<R>,
     ) -> Pulled<R> {
+        if self.proto < 4 && self.get_of(Kind::Nested)? {
+            // A nested name written before: read again from its first copy.
+            let mark = self.begin(Kind::Nested)?;
+            let r = self.global_here(pick)?;
+            self.end(mark, Kind::Nested)?;
+            return Ok(r);
+        }
+        self.global_here(pick)
+    }
+
+    /// Any global, its names copied (the parent of a nested name).
+    fn global_owned(&mut self) -> Pulled<(String, String)> {
+        self.global_with(|m, n| Some((m.to_owned(), n.to_owned())))
+    }
+
+    /// Whether the next opcode is a `GET` of a memo entry of `kind`.
+    fn get_of(&mut self, kind: Kind) -> Pulled<bool> {
+        let op = self.peek()?;
+        if !matches!(op, GET | BINGET | LONG_BINGET) {
+            return Ok(false);
+        }
+        let mut src = SliceRead::at(self.data, self.pos + 1);
+        let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+        Ok(usize::try_from(key)
+            .ok()
+            .and_then(|k| self.memo.get(k))
+            .is_some_and(|slot| slot.kind == kind))
+    }
+
+    /// A global at the cursor: `GLOBAL`, `STACK_GLOBAL`, a memo reference
+    /// to one, or, before protocol 4, a nested name `getattr(parent,
+    /// "name")` as CPython writes one (which the Graph path reads as the
+    /// global `module.parent.name`).
+    fn global_here<R>(&mut self, pick: impl FnOnce(&str, &str) -> Option<R>) -> Pulled<R> {
+        let start = self.pos;
+        let mut pick = Some(pick);
+        let proto = self.proto;
+        let picked = self.plain_global(|m, n| {
+            if proto < 4 && m == "builtins" && n == "getattr" {
+                return Ok(None);
+            }
+            let pick = pick.take().ok_or(Miss)?;
+            pick(m, n).map(Some).ok_or(Miss)
+        })?;
+        if let Some(r) = picked {
+            return Ok(r);
+        }
+        // getattr(parent, "name"), then REDUCE.
+        self.push(1)?;
+        let (module, name) = self.tuple(2, |s| {
+            let (m, parent) = s.read(Self::global_owned)?;
+            let last = s.str()?;
+            Ok((m, format!("{parent}.{last}")))
+        })?;
+        self.height -= 1;
+        if self.op()? != REDUCE {
+            return Err(Miss);
+        }
+        self.allowed(&module, &name)?;
+        let pick = pick.take().ok_or(Miss)?;
+        let r = pick(&module, &name).ok_or(Miss)?;
+        self.end(Mark { start, back: None }, Kind::Nested)?;
+        Ok(r)
+    }
+
+    /// `GLOBAL`, `STACK_GLOBAL`, or a memo reference to one, given to `f`.
+    fn plain_global<R>(&mut self, f: impl FnOnce(&str, &str) -> Pulled<R>) -> Pulled<R> {
         let mark = self.begin(Kind::Global)?;
         // Read again from its first copy: it was allowed then.
         let again = !self.back.is_empty();
@@ -850,7 +919,7 @@ impl<'a> Stream<'a> {
                 if !again {
                     self.allowed(m, n)?;
                 }
-                pick(m, n)
+                f(m, n)?
             }
             _ => {
                 self.push(2)?;
@@ -875,10 +944,9 @@ impl<'a> Stream<'a> {
                 if !again {
                     self.allowed(m, n)?;
                 }
-                pick(m, n)
+                f(m, n)?
             }
         };
-        let picked = picked.ok_or(Miss)?;
         self.end(mark, Kind::Global)?;
         Ok(picked)
     }
