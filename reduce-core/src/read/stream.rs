@@ -349,11 +349,43 @@ impl<'a> Stream<'a> {
             self.pos = self.back.pop().ok_or(Miss)?;
         }
         match self.data.get(self.pos) {
+            Some(&(MEMOIZE | BINPUT)) if self.back.is_empty() => self.memo_one(mark.start, kind),
             Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
                 self.memo_after(mark.start, kind, false).map(drop)
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// [`Stream::memo_after`] for its common case, inline: one `MEMOIZE` or
+    /// `BINPUT` of the next key, read for the first time.
+    #[inline(always)]
+    fn memo_one(&mut self, start: usize, kind: Kind) -> Pulled<()> {
+        let (len, key) = match self.data[self.pos] {
+            MEMOIZE => (1, self.memo.len()),
+            _ => match self.data.get(self.pos + 1) {
+                Some(&k) => (2, k as usize),
+                None => return Err(Miss),
+            },
+        };
+        match self.data.get(self.pos + len) {
+            Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
+                return self.memo_after(start, kind, false).map(drop)
+            }
+            Some(_) => {}
+        }
+        if key != self.memo.len() || self.memo_len >= self.max_memo {
+            return Err(Miss);
+        }
+        let start = u32::try_from(start).map_err(|_| Miss)?;
+        self.pos += len;
+        self.memo.push(Slot {
+            start,
+            open: false,
+            kind,
+        });
+        self.memo_len += 1;
+        Ok(())
     }
 
     /// Takes the memo puts right after an object (at most one for an open
