@@ -248,8 +248,8 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// "slots"`: the class, then its `__dict__` or `(dict, slots)` state,
     /// attributes in any order, unknown ones of plain data skipped), a
     /// `python_enum` and an enum of one global per variant. A derived type
-    /// with a `rest` field, or a field read with `with`, `registry`, `bytes`
-    /// or `serde`, always takes the `Graph` path.
+    /// with a `rest` field, or a field read with `with`, `registry` or
+    /// `serde`, always takes the `Graph` path.
     ///
     /// ```
     /// use reduce::Unpickler;

@@ -527,28 +527,34 @@ impl Cx<'_> {
     }
 
     /// Whether the stream can read every written field of `shape`: fields
-    /// read another way (`with`, `registry`, `bytes`, `serde`) have no
-    /// streaming reader, and a type with one always takes the Graph path.
+    /// read another way (`with`, `registry`, `serde`) have no streaming
+    /// reader, and a type with one always takes the Graph path.
     fn streamable(shape: &Shape<'_>) -> bool {
         !shape.fields.iter().filter(|f| !f.skipped()).any(|f| {
-            f.attrs.with.is_some()
-                || f.attrs.registry.is_some()
-                || f.attrs.bytes.is_some()
-                || f.attrs.serde.is_some()
+            f.attrs.with.is_some() || f.attrs.registry.is_some() || f.attrs.serde.is_some()
         })
+    }
+
+    /// Reads written field `f` from the stream, one level deeper.
+    fn stream_read(&self, f: &Field<'_>) -> TokenStream {
+        let krate = &self.krate;
+        let ty = f.ty;
+        if f.attrs.bytes.is_some() {
+            quote_spanned!(f.span=> __s.read(#krate::__private::bytes_stream)?)
+        } else {
+            quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
+        }
     }
 
     /// `constructor { fields }` read from an argument tuple on the stream,
     /// one `read` per written field.
     fn stream_args(&self, shape: &Shape<'_>, constructor: TokenStream) -> TokenStream {
-        let krate = &self.krate;
         let n = shape.fields.iter().filter(|f| !f.skipped()).count();
         let inits = shape.fields.iter().map(|f| {
-            let ty = f.ty;
             let value = if f.skipped() {
                 self.skipped_value(f)
             } else {
-                quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
+                self.stream_read(f)
             };
             match &f.member {
                 syn::Member::Named(id) => quote!(#id: #value),
@@ -574,11 +580,10 @@ impl Cx<'_> {
         let name = &self.name;
         let n = shape.fields.iter().filter(|f| !f.skipped()).count();
         let inits = shape.fields.iter().map(|f| {
-            let ty = f.ty;
             let value = if f.skipped() {
                 self.skipped_value(f)
             } else {
-                quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
+                self.stream_read(f)
             };
             match &f.member {
                 syn::Member::Named(id) => quote!(#id: #value),
@@ -622,8 +627,8 @@ impl Cx<'_> {
         });
         let arms = read.iter().zip(&slots).map(|(f, v)| {
             let key = syn::LitByteStr::new(f.name().as_bytes(), f.span);
-            let ty = f.ty;
-            quote!(#key => #v = ::core::option::Option::Some(__s.read(<#ty as #krate::Construct>::construct_stream)?),)
+            let read = self.stream_read(f);
+            quote!(#key => #v = ::core::option::Option::Some(#read),)
         });
         let unknown = if self.input.attrs.deny_unknown_fields.is_some() {
             quote!(return ::core::result::Result::Err(#krate::__private::Miss))

@@ -129,6 +129,16 @@ struct Item {
     n: i64,
 }
 
+/// A `bytes` field (`#[reduce(bytes)]`): streamed where `bytes` has its own
+/// opcodes (protocol 3 on).
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases", state)]
+struct Packet {
+    n: i64,
+    #[reduce(bytes)]
+    payload: Vec<u8>,
+}
+
 /// Loads `bytes` as a `T` both ways; returns whether the stream read it.
 fn same<T: Construct + PartialEq + Debug>(bytes: &[u8]) -> bool {
     let mut fast = Unpickler::from_slice(bytes);
@@ -200,6 +210,7 @@ fn all_types(bytes: &[u8]) -> usize {
         same::<Event>(bytes),
         same::<Vec<Event>>(bytes),
         same::<Vec<Item>>(bytes),
+        same::<Vec<Packet>>(bytes),
     ]
     .into_iter()
     .filter(|&s| s)
@@ -567,7 +578,7 @@ def obj(cls, **attrs):
         setattr(o, k, v)
     return o
 
-for name in ["Rec", "Strict", "Loose", "Partial", "Open"]:
+for name in ["Rec", "Strict", "Loose", "Partial", "Open", "Packet"]:
     put(cases, type(name, (), {}))
 
 @lambda c: put(cases, c)
@@ -649,6 +660,8 @@ CASES = {
     "modes": [Mode.READ, Mode.WRITE, Mode.READ],
     "shapes": [Circle(1.5), Rect(2.0, 3.0), Dot(), Circle(0.5)],
     "items": [obj(Crate.Item, n=1), obj(Crate.Item, n=2)],
+    "packets": [obj(cases.Packet, n=1, payload=b"ab"), obj(cases.Packet, payload=b"c", n=2)],
+    "packet_bytearray": [obj(cases.Packet, n=2, payload=bytearray(b"c"))],
     "events": [Event.Click(1, 2), Event.Key("k"), Event.Quit(), Event.Click(3, 4)],
 }
 
@@ -890,6 +903,21 @@ fn the_stream_reads_what_cpython_writes_for_instances_and_enums() {
                         Shape::Dot,
                         Shape::Circle(0.5)
                     ]
+                );
+            }
+            "packets" => {
+                let ok = same::<Vec<Packet>>(bytes);
+                assert!(
+                    ok || *proto < 3,
+                    "{name} at protocol {proto} was not streamed"
+                );
+                let v = load(bytes).load::<Vec<Packet>>().unwrap();
+                assert_eq!(
+                    v[1],
+                    Packet {
+                        n: 2,
+                        payload: b"c".to_vec()
+                    }
                 );
             }
             "items" => {
