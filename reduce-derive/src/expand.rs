@@ -625,16 +625,21 @@ impl Cx<'_> {
             let ty = f.ty;
             quote!(let mut #v: ::core::option::Option<#ty> = ::core::option::Option::None;)
         });
-        let arms = read.iter().zip(&slots).map(|(f, v)| {
-            let key = syn::LitByteStr::new(f.name().as_bytes(), f.span);
-            let read = self.stream_read(f);
-            quote!(#key => #v = ::core::option::Option::Some(#read),)
-        });
         let unknown = if self.input.attrs.deny_unknown_fields.is_some() {
             quote!(return ::core::result::Result::Err(#krate::__private::Miss))
         } else {
             quote!(return ::core::result::Result::Ok(false))
         };
+        let keys: Vec<syn::LitByteStr> = read
+            .iter()
+            .map(|f| syn::LitByteStr::new(f.name().as_bytes(), f.span))
+            .collect();
+        let indexes = 0..read.len();
+        let find = quote!(match __key { #(#keys => #indexes,)* _ => #unknown });
+        let arms = read.iter().zip(&slots).enumerate().map(|(i, (f, v))| {
+            let read = self.stream_read(f);
+            quote!(#i => #v = ::core::option::Option::Some(#read),)
+        });
         let build = if self.input.attrs.default.is_some() {
             let assigns = read.iter().zip(&slots).map(|(f, v)| {
                 let member = &f.member;
@@ -672,10 +677,21 @@ impl Cx<'_> {
                 __s: &mut #krate::__private::Stream<'_>,
             ) -> #krate::__private::Pulled<Self> {
                 #(#decls)*
+                const __KEYS: &[&[u8]] = &[#(#keys),*];
+                // Attributes usually come in one order (the instance's
+                // __dict__, as the class's __init__ set them): the one
+                // after the last is tried first.
+                let mut __next = 0usize;
                 let __had = __s.instance(#module, #name, |__s, __key: &[u8]| {
-                    match __key {
+                    let __i = if __KEYS.get(__next) == ::core::option::Option::Some(&__key) {
+                        __next
+                    } else {
+                        #find
+                    };
+                    __next = __i + 1;
+                    match __i {
                         #(#arms)*
-                        _ => #unknown,
+                        _ => return ::core::result::Result::Err(#krate::__private::Miss),
                     }
                     ::core::result::Result::Ok(true)
                 })?;

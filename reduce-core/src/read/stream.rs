@@ -547,6 +547,9 @@ impl<'a> Stream<'a> {
     /// checks (with [`std::str::from_utf8`]) only if it matches no field
     /// name: a name that equals a field's is valid UTF-8.
     fn key(&mut self) -> Pulled<std::borrow::Cow<'a, [u8]>> {
+        if let Some(key) = self.key_again() {
+            return Ok(std::borrow::Cow::Borrowed(key));
+        }
         let mark = self.begin(Kind::Str)?;
         let n = match self.op()? {
             SHORT_BINUNICODE => self.byte()? as usize,
@@ -569,6 +572,34 @@ impl<'a> Stream<'a> {
         let b = self.take(n)?;
         self.end(mark, Kind::Str)?;
         Ok(std::borrow::Cow::Borrowed(b))
+    }
+
+    /// [`Stream::key`]'s common case, inline: a `BINGET` of a short str
+    /// read before (an attribute name after the first object), its bytes
+    /// taken from the first copy without going there and back. `None`
+    /// leaves the general path to it.
+    #[inline(always)]
+    fn key_again(&mut self) -> Option<&'a [u8]> {
+        let data = self.data;
+        let at = self.pos;
+        if data.get(at) != Some(&BINGET) {
+            return None;
+        }
+        let slot = self.memo.get(*data.get(at + 1)? as usize)?;
+        let start = slot.start as usize;
+        if slot.kind != Kind::Str || data.get(start) != Some(&SHORT_BINUNICODE) {
+            return None;
+        }
+        // A memo put after the GET records it again: the general path.
+        if let Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None = data.get(at + 2) {
+            return None;
+        }
+        let n = *data.get(start + 1)? as usize;
+        let key = data.get(start + 2..start + 2 + n)?;
+        // Read again, as the general path counts it.
+        self.budget = self.budget.checked_sub(n + 2)?;
+        self.pos = at + 2;
+        Some(key)
     }
 
     /// A `bytes` or `bytearray` written with its own opcode (protocols 3 and
