@@ -5,7 +5,9 @@
 //! ([`Construct::construct_stream`](crate::Construct)) pulls values from in
 //! the order CPython's pickler writes them: a list is `EMPTY_LIST`, then
 //! batches of items; a tuple its items then `TUPLE2`; an object its
-//! global, its argument tuple, then `REDUCE`. The memo costs one position
+//! global, its argument tuple, then `REDUCE`; an instance of a plain class
+//! its class, `EMPTY_TUPLE`, `NEWOBJ`, then its state and `BUILD`, the
+//! state's attributes in any order. The memo costs one position
 //! per entry: a `GET` reads the object again from where it was first
 //! written, which gives the same value for everything a typed read can
 //! share by value (strings, tuples, globals, and containers read by value).
