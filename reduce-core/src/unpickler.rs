@@ -259,6 +259,14 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// from that path. Turning it off makes every load build the `Graph`
     /// first (to compare the two, or to measure).
     ///
+    /// The std types stream, and derived types in every form: a
+    /// `module.Name(*fields)` struct, an instance (`state`, `state =
+    /// "slots"`: the class, then its `__dict__` or `(dict, slots)` state,
+    /// attributes in any order, unknown ones of plain data skipped), a
+    /// `python_enum` and an enum of one global per variant. A derived type
+    /// with a `rest` field, or a field read with `with`, `registry` or
+    /// `serde`, always takes the `Graph` path.
+    ///
     /// ```
     /// use reduce::Unpickler;
     ///

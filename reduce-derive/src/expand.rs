@@ -448,7 +448,11 @@ impl Cx<'_> {
         let (impl_g, ty_g, where_c) = self.generics(quote!(#krate::Construct), true);
         let global = quote!(::std::format!("{}.{}", #module, #name));
         let methods = match &self.input.body {
-            Body::Struct(shape) if self.input.attrs.state.is_some() => self.construct_state(shape),
+            Body::Struct(shape) if self.input.attrs.state.is_some() => {
+                let graph = self.construct_state(shape);
+                let stream = self.construct_stream_state(shape);
+                quote!(#graph #stream)
+            }
             Body::Struct(shape) => {
                 let make = self.construct_args(shape, quote!(Self), global);
                 let stream = self.construct_stream(shape);
@@ -467,7 +471,9 @@ impl Cx<'_> {
                     let value = self.enum_value(v, i);
                     quote!(if __value == #krate::Value::from(#value) { return ::core::result::Result::Ok(Self::#vid); })
                 });
+                let stream = self.construct_stream_python_enum(variants);
                 quote! {
+                    #stream
                     fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
                         let __call = __node.reduction(#module, #name)?;
                         let (__value,): (#krate::Value,) = __call.args().construct()?;
@@ -491,7 +497,9 @@ impl Cx<'_> {
                 });
                 let names: Vec<String> = variants.iter().map(|v| self.variant_name(v)).collect();
                 let expected = names.join(", ");
+                let stream = self.construct_stream_variants(variants);
                 quote! {
+                    #stream
                     fn construct(__node: #krate::Node<'_>) -> #krate::Result<Self> {
                         let __call = __node.any_reduction()?;
                         let __global = __call.global();
@@ -518,30 +526,64 @@ impl Cx<'_> {
         }
     }
 
-    /// `construct_stream` for `module.Name(*fields)`: the global, the
-    /// argument tuple read field by field, `REDUCE`. Fields read another
-    /// way (`with`, `registry`, `bytes`) keep the default, which misses, so
-    /// such a type always takes the Graph path.
-    fn construct_stream(&self, shape: &Shape<'_>) -> TokenStream {
+    /// Whether the stream can read every written field of `shape`: fields
+    /// read another way (`with`, `registry`, `serde`) have no streaming
+    /// reader, and a type with one always takes the Graph path.
+    fn streamable(shape: &Shape<'_>) -> bool {
+        !shape.fields.iter().filter(|f| !f.skipped()).any(|f| {
+            f.attrs.with.is_some() || f.attrs.registry.is_some() || f.attrs.serde.is_some()
+        })
+    }
+
+    /// Reads written field `f` from the stream, one level deeper.
+    fn stream_read(&self, f: &Field<'_>) -> TokenStream {
         let krate = &self.krate;
-        let module = &self.module;
-        let name = &self.name;
-        let written: Vec<_> = shape.fields.iter().filter(|f| !f.skipped()).collect();
-        if written.iter().any(|f| {
-            f.attrs.with.is_some()
-                || f.attrs.registry.is_some()
-                || f.attrs.bytes.is_some()
-                || f.attrs.serde.is_some()
-        }) {
-            return TokenStream::new();
+        let ty = f.ty;
+        if f.attrs.bytes.is_some() {
+            quote_spanned!(f.span=> __s.read(#krate::__private::bytes_stream)?)
+        } else {
+            quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
         }
-        let n = written.len();
+    }
+
+    /// `constructor { fields }` read from an argument tuple on the stream,
+    /// one `read` per written field.
+    fn stream_args(&self, shape: &Shape<'_>, constructor: TokenStream) -> TokenStream {
+        let n = shape.fields.iter().filter(|f| !f.skipped()).count();
         let inits = shape.fields.iter().map(|f| {
-            let ty = f.ty;
             let value = if f.skipped() {
                 self.skipped_value(f)
             } else {
-                quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
+                self.stream_read(f)
+            };
+            match &f.member {
+                syn::Member::Named(id) => quote!(#id: #value),
+                syn::Member::Unnamed(_) => value,
+            }
+        });
+        let body = match shape.style {
+            Style::Named => quote!(#constructor { #(#inits),* }),
+            Style::Tuple => quote!(#constructor ( #(#inits),* )),
+            Style::Unit => quote!(#constructor),
+        };
+        quote!(__s.tuple(#n, |__s| ::core::result::Result::Ok(#body)))
+    }
+
+    /// `construct_stream` for `module.Name(*fields)`: the global, the
+    /// argument tuple read field by field, `REDUCE`.
+    fn construct_stream(&self, shape: &Shape<'_>) -> TokenStream {
+        if !Self::streamable(shape) {
+            return TokenStream::new();
+        }
+        let krate = &self.krate;
+        let module = &self.module;
+        let name = &self.name;
+        let n = shape.fields.iter().filter(|f| !f.skipped()).count();
+        let inits = shape.fields.iter().map(|f| {
+            let value = if f.skipped() {
+                self.skipped_value(f)
+            } else {
+                self.stream_read(f)
             };
             match &f.member {
                 syn::Member::Named(id) => quote!(#id: #value),
@@ -558,6 +600,156 @@ impl Cx<'_> {
                 __s: &mut #krate::__private::Stream<'_>,
             ) -> #krate::__private::Pulled<Self> {
                 __s.reduce(#module, #name, #n, |__s| ::core::result::Result::Ok(#body))
+            }
+        }
+    }
+
+    /// `construct_stream` for a `state` struct: the instance as CPython
+    /// writes one, each attribute of its state read into its field as it
+    /// comes (a later one with the same name replacing it, as the Graph
+    /// path reads the last), unknown ones skipped. A missing field without
+    /// a default, an unknown attribute under `deny_unknown_fields`, and a
+    /// `rest` field are misses: the Graph path says what is wrong, or reads
+    /// what the stream does not.
+    fn construct_stream_state(&self, shape: &Shape<'_>) -> TokenStream {
+        if !Self::streamable(shape) || shape.fields.iter().any(|f| f.is_rest()) {
+            return TokenStream::new();
+        }
+        let krate = &self.krate;
+        let module = &self.module;
+        let name = &self.name;
+        let read: Vec<&Field<'_>> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        let slot = |i: usize| format_ident!("__v{}", i);
+        let slots: Vec<Ident> = (0..read.len()).map(slot).collect();
+        let decls = read.iter().zip(&slots).map(|(f, v)| {
+            let ty = f.ty;
+            quote!(let mut #v: ::core::option::Option<#ty> = ::core::option::Option::None;)
+        });
+        let unknown = if self.input.attrs.deny_unknown_fields.is_some() {
+            quote!(return ::core::result::Result::Err(#krate::__private::Miss))
+        } else {
+            quote!(return ::core::result::Result::Ok(false))
+        };
+        let keys: Vec<syn::LitByteStr> = read
+            .iter()
+            .map(|f| syn::LitByteStr::new(f.name().as_bytes(), f.span))
+            .collect();
+        let indexes = 0..read.len();
+        let find = quote!(match __key { #(#keys => #indexes,)* _ => #unknown });
+        let arms = read.iter().zip(&slots).enumerate().map(|(i, (f, v))| {
+            let read = self.stream_read(f);
+            quote!(#i => #v = ::core::option::Option::Some(#read),)
+        });
+        let build = if self.input.attrs.default.is_some() {
+            let assigns = read.iter().zip(&slots).map(|(f, v)| {
+                let member = &f.member;
+                quote!(if let ::core::option::Option::Some(__x) = #v { __made.#member = __x; })
+            });
+            quote! {
+                let mut __made: Self = ::core::default::Default::default();
+                #(#assigns)*
+                ::core::result::Result::Ok(__made)
+            }
+        } else {
+            let mut k = 0usize;
+            let inits = shape.fields.iter().map(|f| {
+                let member = &f.member;
+                let value = if f.skipped() {
+                    self.skipped_value(f)
+                } else {
+                    let v = slot(k);
+                    k += 1;
+                    let missing = match &f.attrs.default {
+                        Some(_) => self.skipped_value(f),
+                        None => quote!(return ::core::result::Result::Err(#krate::__private::Miss)),
+                    };
+                    quote!(match #v {
+                        ::core::option::Option::Some(__x) => __x,
+                        ::core::option::Option::None => #missing,
+                    })
+                };
+                quote!(#member: #value)
+            });
+            quote!(::core::result::Result::Ok(Self { #(#inits),* }))
+        };
+        quote! {
+            fn construct_stream(
+                __s: &mut #krate::__private::Stream<'_>,
+            ) -> #krate::__private::Pulled<Self> {
+                #(#decls)*
+                const __KEYS: &[&[u8]] = &[#(#keys),*];
+                // Attributes usually come in one order (the instance's
+                // __dict__, as the class's __init__ set them): the one
+                // after the last is tried first.
+                let mut __next = 0usize;
+                let __had = __s.instance(#module, #name, |__s, __key: &[u8]| {
+                    let __i = if __KEYS.get(__next) == ::core::option::Option::Some(&__key) {
+                        __next
+                    } else {
+                        #find
+                    };
+                    __next = __i + 1;
+                    match __i {
+                        #(#arms)*
+                        _ => return ::core::result::Result::Err(#krate::__private::Miss),
+                    }
+                    ::core::result::Result::Ok(true)
+                })?;
+                if !__had {
+                    // Read on trial, not the object's state: forgotten.
+                    #(#slots = ::core::option::Option::None;)*
+                }
+                #build
+            }
+        }
+    }
+
+    /// `construct_stream` for a `python_enum`: `module.Name(value)`, the
+    /// value compared as the Graph path compares it.
+    fn construct_stream_python_enum(&self, variants: &[Variant<'_>]) -> TokenStream {
+        let krate = &self.krate;
+        let module = &self.module;
+        let name = &self.name;
+        let arms = variants.iter().enumerate().map(|(i, v)| {
+            let vid = v.ident;
+            let value = self.enum_value(v, i);
+            quote!(if __value == #krate::Value::from(#value) { return ::core::result::Result::Ok(Self::#vid); })
+        });
+        quote! {
+            fn construct_stream(
+                __s: &mut #krate::__private::Stream<'_>,
+            ) -> #krate::__private::Pulled<Self> {
+                let __value = __s.reduce(#module, #name, 1, |__s| __s.read(#krate::__private::Stream::int_or_str))?;
+                #(#arms)*
+                ::core::result::Result::Err(#krate::__private::Miss)
+            }
+        }
+    }
+
+    /// `construct_stream` for an enum of variants named as globals: the
+    /// global says which, then its argument tuple. A variant with a field
+    /// read another way misses.
+    fn construct_stream_variants(&self, variants: &[Variant<'_>]) -> TokenStream {
+        let krate = &self.krate;
+        let module = &self.module;
+        let names: Vec<String> = variants.iter().map(|v| self.variant_name(v)).collect();
+        let arms = variants.iter().enumerate().map(|(i, v)| {
+            let vid = v.ident;
+            if Self::streamable(&v.shape) {
+                let read = self.stream_args(&v.shape, quote!(Self::#vid));
+                quote!(#i => #read,)
+            } else {
+                quote!(#i => ::core::result::Result::Err(#krate::__private::Miss),)
+            }
+        });
+        quote! {
+            fn construct_stream(
+                __s: &mut #krate::__private::Stream<'_>,
+            ) -> #krate::__private::Pulled<Self> {
+                __s.reduce_any(#module, &[#(#names),*], |__s, __i| match __i {
+                    #(#arms)*
+                    _ => ::core::result::Result::Err(#krate::__private::Miss),
+                })
             }
         }
     }

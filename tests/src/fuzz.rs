@@ -49,6 +49,43 @@ pub fn load_value(data: &[u8]) {
     }
 }
 
+/// A plain class instance (`copyreg.__newobj__` and `BUILD` with its
+/// `__dict__`), for the streaming reader's instance form.
+#[derive(reduce::Reduce, Debug, PartialEq)]
+#[reduce(module = "fuzz_cases", state)]
+pub struct FuzzRecord {
+    id: i64,
+    name: String,
+    tags: Vec<String>,
+    #[reduce(default)]
+    score: Option<f64>,
+}
+
+/// A `__slots__` class that refuses attributes it has no field for.
+#[derive(reduce::Reduce, Debug, PartialEq)]
+#[reduce(module = "fuzz_cases", state = "slots", deny_unknown_fields)]
+pub struct FuzzSlots {
+    x: i64,
+    y: Option<String>,
+}
+
+/// An `enum.Enum`.
+#[derive(reduce::Reduce, Debug, PartialEq)]
+#[reduce(module = "fuzz_cases", python_enum)]
+pub enum FuzzColor {
+    Red = 1,
+    Blue = 2,
+}
+
+/// An enum of one global per variant.
+#[derive(reduce::Reduce, Debug, PartialEq)]
+#[reduce(module = "fuzz_cases")]
+pub enum FuzzEvent {
+    Click { x: i64, y: i64 },
+    Key(String),
+    Quit,
+}
+
 /// Reads `data` as typed values of several shapes, checking for the shapes
 /// the streaming reader knows that it agrees with the Graph path.
 pub fn load_typed(data: &[u8]) {
@@ -56,6 +93,10 @@ pub fn load_typed(data: &[u8]) {
     same_both_ways::<BTreeMap<String, Vec<i64>>>(data);
     same_both_ways::<(Vec<String>, Option<bool>, f32)>(data);
     same_both_ways::<Vec<Vec<u16>>>(data);
+    same_both_ways::<Vec<FuzzRecord>>(data);
+    same_both_ways::<FuzzSlots>(data);
+    same_both_ways::<Vec<FuzzColor>>(data);
+    same_both_ways::<Vec<FuzzEvent>>(data);
     let _ = reduce::from_slice::<Vec<(i64, String, Option<f64>)>>(data);
     let _ = reduce::from_slice::<BTreeMap<String, Vec<Bytes>>>(data);
     let _ = reduce::from_slice::<HashSet<u128>>(data);

@@ -5,7 +5,9 @@
 //! ([`Construct::construct_stream`](crate::Construct)) pulls values from in
 //! the order CPython's pickler writes them: a list is `EMPTY_LIST`, then
 //! batches of items; a tuple its items then `TUPLE2`; an object its
-//! global, its argument tuple, then `REDUCE`. The memo costs one position
+//! global, its argument tuple, then `REDUCE`; an instance of a plain class
+//! its class, `EMPTY_TUPLE`, `NEWOBJ`, then its state and `BUILD`, the
+//! state's attributes in any order. The memo costs one position
 //! per entry: a `GET` reads the object again from where it was first
 //! written, which gives the same value for everything a typed read can
 //! share by value (strings, tuples, globals, and containers read by value).
@@ -22,10 +24,11 @@ use num_bigint::BigInt;
 use super::decode::{self, IntLine};
 use super::input::SliceRead;
 use super::machine::NAME_BYTES_PER_INPUT_BYTE;
-use super::{Options, Resolve};
+use super::{known_global, Options, Resolve};
 use crate::base::limits::{grow, GROW_EVERY};
 use crate::base::op::*;
 use crate::text::compat;
+use crate::value::Value;
 
 /// The stream cannot read this pickle as the type asked for: read it
 /// through the `Graph` path instead.
@@ -41,16 +44,13 @@ pub type Pulled<T> = std::result::Result<T, Miss>;
 /// the `Graph` path).
 #[derive(Clone, Copy)]
 struct Slot {
-    start: usize,
+    /// A position in the input; an input of 4 GiB or more is left to the
+    /// Graph path. (12 bytes a slot: the memo is most of what the stream
+    /// holds while it reads.)
+    start: u32,
     open: bool,
     kind: Kind,
 }
-
-const EMPTY: Slot = Slot {
-    start: usize::MAX,
-    open: false,
-    kind: Kind::Atom,
-};
 
 /// What a memo entry holds, as the reader that recorded it saw it. A `GET`
 /// where a value starts stands for the whole value only if it holds the
@@ -65,9 +65,12 @@ pub enum Kind {
     Bytes,
     List,
     Dict,
-    /// A tuple of this many items.
-    Tuple(usize),
+    /// A tuple of this many items (at most `u16::MAX`: a typed reader's
+    /// tuple has a few).
+    Tuple(u16),
     Global,
+    /// A nested name before protocol 4: `getattr(parent, "name")`.
+    Nested,
     /// An object built by a call (`REDUCE`).
     Object,
 }
@@ -78,6 +81,18 @@ pub enum Kind {
 pub struct Mark {
     start: usize,
     back: Option<usize>,
+}
+
+/// A place in the stream to return to: see [`Stream::undo`].
+#[derive(Clone, Copy)]
+struct Spot {
+    pos: usize,
+    memo: usize,
+    memo_len: usize,
+    height: usize,
+    name_bytes: u64,
+    back: usize,
+    depth: usize,
 }
 
 /// A cursor that typed readers pull values from. See the module docs.
@@ -290,9 +305,6 @@ impl<'a> Stream<'a> {
             .and_then(|k| self.memo.get(k))
             .copied()
             .ok_or(Miss)?;
-        if slot.start == usize::MAX {
-            return Err(Miss);
-        }
         // Which readers may meet their first operand as a GET.
         let first_operand = match kind {
             Kind::Object => true,
@@ -311,7 +323,7 @@ impl<'a> Stream<'a> {
             // The GET may be the tuple, or its first item (a tuple of as
             // many items): if the bytes read both ways, leave it to the
             // Graph path.
-            if first_operand && self.closes_tuple(n)? {
+            if first_operand && self.closes_tuple(n as usize)? {
                 return Err(Miss);
             }
         }
@@ -321,7 +333,7 @@ impl<'a> Stream<'a> {
         self.pos = after;
         self.back.push(self.pos);
         self.spend(0)?;
-        self.pos = slot.start;
+        self.pos = slot.start as usize;
         Ok(Mark {
             start,
             back: Some(self.back.len()),
@@ -339,11 +351,43 @@ impl<'a> Stream<'a> {
             self.pos = self.back.pop().ok_or(Miss)?;
         }
         match self.data.get(self.pos) {
+            Some(&(MEMOIZE | BINPUT)) if self.back.is_empty() => self.memo_one(mark.start, kind),
             Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
                 self.memo_after(mark.start, kind, false).map(drop)
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// [`Stream::memo_after`] for its common case, inline: one `MEMOIZE` or
+    /// `BINPUT` of the next key, read for the first time.
+    #[inline(always)]
+    fn memo_one(&mut self, start: usize, kind: Kind) -> Pulled<()> {
+        let (len, key) = match self.data[self.pos] {
+            MEMOIZE => (1, self.memo.len()),
+            _ => match self.data.get(self.pos + 1) {
+                Some(&k) => (2, k as usize),
+                None => return Err(Miss),
+            },
+        };
+        match self.data.get(self.pos + len) {
+            Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
+                return self.memo_after(start, kind, false).map(drop)
+            }
+            Some(_) => {}
+        }
+        if key != self.memo.len() || self.memo_len >= self.max_memo {
+            return Err(Miss);
+        }
+        let start = u32::try_from(start).map_err(|_| Miss)?;
+        self.pos += len;
+        self.memo.push(Slot {
+            start,
+            open: false,
+            kind,
+        });
+        self.memo_len += 1;
+        Ok(())
     }
 
     /// Takes the memo puts right after an object (at most one for an open
@@ -379,8 +423,8 @@ impl<'a> Stream<'a> {
             if k != self.memo.len() {
                 return Err(Miss);
             }
-            self.memo.push(EMPTY);
-            self.memo[k] = Slot { start, open, kind };
+            let start = u32::try_from(start).map_err(|_| Miss)?;
+            self.memo.push(Slot { start, open, kind });
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
                 return Err(Miss);
@@ -501,6 +545,65 @@ impl<'a> Stream<'a> {
         Ok(std::borrow::Cow::Borrowed(s))
     }
 
+    /// An attribute name: a `str`, as its UTF-8 bytes, which the caller
+    /// checks (with [`std::str::from_utf8`]) only if it matches no field
+    /// name: a name that equals a field's is valid UTF-8.
+    fn key(&mut self) -> Pulled<std::borrow::Cow<'a, [u8]>> {
+        if let Some(key) = self.key_again() {
+            return Ok(std::borrow::Cow::Borrowed(key));
+        }
+        let mark = self.begin(Kind::Str)?;
+        let n = match self.op()? {
+            SHORT_BINUNICODE => self.byte()? as usize,
+            BINUNICODE => {
+                let b = self.take(4)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            BINUNICODE8 => {
+                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
+                usize::try_from(n).map_err(|_| Miss)?
+            }
+            UNICODE => {
+                let s = self.decode(|s| decode::unicode(s, UNICODE))?;
+                let s = s.as_str().ok_or(Miss)?.to_owned();
+                self.end(mark, Kind::Str)?;
+                return Ok(std::borrow::Cow::Owned(s.into_bytes()));
+            }
+            _ => return Err(Miss),
+        };
+        let b = self.take(n)?;
+        self.end(mark, Kind::Str)?;
+        Ok(std::borrow::Cow::Borrowed(b))
+    }
+
+    /// [`Stream::key`]'s common case, inline: a `BINGET` of a short str
+    /// read before (an attribute name after the first object), its bytes
+    /// taken from the first copy without going there and back. `None`
+    /// leaves the general path to it.
+    #[inline(always)]
+    fn key_again(&mut self) -> Option<&'a [u8]> {
+        let data = self.data;
+        let at = self.pos;
+        if data.get(at) != Some(&BINGET) {
+            return None;
+        }
+        let slot = self.memo.get(*data.get(at + 1)? as usize)?;
+        let start = slot.start as usize;
+        if slot.kind != Kind::Str || data.get(start) != Some(&SHORT_BINUNICODE) {
+            return None;
+        }
+        // A memo put after the GET records it again: the general path.
+        if let Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None = data.get(at + 2) {
+            return None;
+        }
+        let n = *data.get(start + 1)? as usize;
+        let key = data.get(start + 2..start + 2 + n)?;
+        // Read again, as the general path counts it.
+        self.budget = self.budget.checked_sub(n + 2)?;
+        self.pos = at + 2;
+        Some(key)
+    }
+
     /// A `bytes` or `bytearray` written with its own opcode (protocols 3 and
     /// later), borrowed from the input.
     pub fn bytes(&mut self) -> Pulled<&'a [u8]> {
@@ -585,11 +688,28 @@ impl<'a> Stream<'a> {
         let mut first = true;
         loop {
             if self.peek()? == MARK && self.batch(many)? {
+                let spot = self.spot();
                 self.pos += 1;
                 self.push(1)?;
                 let mut k = 0;
                 while self.peek()? != many {
-                    sink(read(self)?);
+                    match read(self) {
+                        Ok(v) => sink(v),
+                        // From protocol 2 a MARK right after the header
+                        // may open a marked tuple (of more than three
+                        // items): the container's one item, or the next
+                        // value of its parent (the container is empty).
+                        // Nothing was taken yet: read it as such.
+                        Err(Miss) if k == 0 && first && self.proto >= 2 => {
+                            self.undo(spot)?;
+                            if let Some(v) = self.alone(&mut read, one)? {
+                                sink(v);
+                                n += 1;
+                            }
+                            return Ok(n);
+                        }
+                        Err(miss) => return Err(miss),
+                    }
                     self.push(per)?;
                     k += 1;
                 }
@@ -622,38 +742,51 @@ impl<'a> Stream<'a> {
         read: &mut impl FnMut(&mut Self) -> Pulled<T>,
         one: u8,
     ) -> Pulled<Option<T>> {
-        let (pos, memo, memo_len, height, name_bytes, back) = (
-            self.pos,
-            self.memo.len(),
-            self.memo_len,
-            self.height,
-            self.name_bytes,
-            self.back.len(),
-        );
-        let depth = self.depth;
+        let spot = self.spot();
         if let Ok(v) = read(self) {
             if self.eat(one)? {
                 return Ok(Some(v));
             }
         }
-        let spent = self.pos.abs_diff(pos);
-        self.pos = pos;
-        self.memo.truncate(memo);
-        self.memo_len = memo_len;
-        self.height = height;
-        self.name_bytes = name_bytes;
-        self.back.truncate(back);
-        self.depth = depth;
-        self.budget = self.budget.checked_sub(spent + 1).ok_or(Miss)?;
+        self.undo(spot)?;
         Ok(None)
+    }
+
+    /// Where the stream is, to come back to after a read in vain.
+    fn spot(&self) -> Spot {
+        Spot {
+            pos: self.pos,
+            memo: self.memo.len(),
+            memo_len: self.memo_len,
+            height: self.height,
+            name_bytes: self.name_bytes,
+            back: self.back.len(),
+            depth: self.depth,
+        }
+    }
+
+    /// Puts the stream back at `spot`, the memo entries recorded since
+    /// forgotten; the bytes read in vain count against the budget.
+    fn undo(&mut self, spot: Spot) -> Pulled<()> {
+        let spent = self.pos.abs_diff(spot.pos);
+        self.pos = spot.pos;
+        self.memo.truncate(spot.memo);
+        self.memo_len = spot.memo_len;
+        self.height = spot.height;
+        self.name_bytes = spot.name_bytes;
+        self.back.truncate(spot.back);
+        self.depth = spot.depth;
+        self.budget = self.budget.checked_sub(spent + 1).ok_or(Miss)?;
+        Ok(())
     }
 
     /// A `tuple` of exactly `n` items, which `items` reads (calling
     /// [`Stream::read`] `n` times).
     pub fn tuple<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
-        let mark = self.begin(Kind::Tuple(n))?;
+        let kind = Kind::Tuple(u16::try_from(n).map_err(|_| Miss)?);
+        let mark = self.begin(kind)?;
         let r = self.tuple_body(n, items)?;
-        self.end(mark, Kind::Tuple(n))?;
+        self.end(mark, kind)?;
         Ok(r)
     }
 
@@ -696,6 +829,9 @@ impl<'a> Stream<'a> {
         n: usize,
         args: impl FnOnce(&mut Self) -> Pulled<R>,
     ) -> Pulled<R> {
+        if known_global(module, name).is_some() {
+            return Err(Miss);
+        }
         let mark = self.begin(Kind::Object)?;
         self.global(module, name)?;
         self.push(1)?;
@@ -708,10 +844,134 @@ impl<'a> Stream<'a> {
         Ok(r)
     }
 
+    /// An object built by one of the globals `module.names[i]` (the variants
+    /// of an enum): the global, then what `args` reads given `i` (the
+    /// argument tuple), then `REDUCE`.
+    pub fn reduce_any<R>(
+        &mut self,
+        module: &str,
+        names: &[&str],
+        args: impl FnOnce(&mut Self, usize) -> Pulled<R>,
+    ) -> Pulled<R> {
+        let mark = self.begin(Kind::Object)?;
+        let i = self.global_with(|m, n| {
+            if m != module || known_global(m, n).is_some() {
+                return None;
+            }
+            names.iter().position(|x| *x == n)
+        })?;
+        self.push(1)?;
+        let r = args(self, i)?;
+        self.height -= 1;
+        if self.op()? != REDUCE {
+            return Err(Miss);
+        }
+        self.end(mark, Kind::Object)?;
+        Ok(r)
+    }
+
+    /// An int that fits in an `i64`, or a str, as the [`Value`] the `Graph`
+    /// path makes of it: the value of a Python `Enum` member.
+    pub fn int_or_str(&mut self) -> Pulled<Value> {
+        let op = match self.peek()? {
+            op @ (GET | BINGET | LONG_BINGET) => {
+                let mut src = SliceRead::at(self.data, self.pos + 1);
+                let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+                match usize::try_from(key).ok().and_then(|k| self.memo.get(k)) {
+                    Some(slot) if slot.kind == Kind::Str => SHORT_BINUNICODE,
+                    _ => return Err(Miss),
+                }
+            }
+            op => op,
+        };
+        match op {
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE => Ok(Value::from(&*self.str()?)),
+            _ => self.int().map(Value::Int),
+        }
+    }
+
     /// The global `module.name`, allowed as the `Graph` path allows it.
     fn global(&mut self, module: &str, name: &str) -> Pulled<()> {
+        self.global_with(|m, n| (m == module && n == name).then_some(()))
+    }
+
+    /// A global, allowed as the `Graph` path allows it, that `pick` (given
+    /// its module and name under their Python 3 names) accepts.
+    pub(crate) fn global_with<R>(
+        &mut self,
+        pick: impl FnOnce(&str, &str) -> Option<R>,
+    ) -> Pulled<R> {
+        if self.proto < 4 && self.get_of(Kind::Nested)? {
+            // A nested name written before: read again from its first copy.
+            let mark = self.begin(Kind::Nested)?;
+            let r = self.global_here(pick)?;
+            self.end(mark, Kind::Nested)?;
+            return Ok(r);
+        }
+        self.global_here(pick)
+    }
+
+    /// Any global, its names copied (the parent of a nested name).
+    fn global_owned(&mut self) -> Pulled<(String, String)> {
+        self.global_with(|m, n| Some((m.to_owned(), n.to_owned())))
+    }
+
+    /// Whether the next opcode is a `GET` of a memo entry of `kind`.
+    fn get_of(&mut self, kind: Kind) -> Pulled<bool> {
+        let op = self.peek()?;
+        if !matches!(op, GET | BINGET | LONG_BINGET) {
+            return Ok(false);
+        }
+        let mut src = SliceRead::at(self.data, self.pos + 1);
+        let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+        Ok(usize::try_from(key)
+            .ok()
+            .and_then(|k| self.memo.get(k))
+            .is_some_and(|slot| slot.kind == kind))
+    }
+
+    /// A global at the cursor: `GLOBAL`, `STACK_GLOBAL`, a memo reference
+    /// to one, or, before protocol 4, a nested name `getattr(parent,
+    /// "name")` as CPython writes one (which the Graph path reads as the
+    /// global `module.parent.name`).
+    fn global_here<R>(&mut self, pick: impl FnOnce(&str, &str) -> Option<R>) -> Pulled<R> {
+        let start = self.pos;
+        let mut pick = Some(pick);
+        let proto = self.proto;
+        let picked = self.plain_global(|m, n| {
+            if proto < 4 && m == "builtins" && n == "getattr" {
+                return Ok(None);
+            }
+            let pick = pick.take().ok_or(Miss)?;
+            pick(m, n).map(Some).ok_or(Miss)
+        })?;
+        if let Some(r) = picked {
+            return Ok(r);
+        }
+        // getattr(parent, "name"), then REDUCE.
+        self.push(1)?;
+        let (module, name) = self.tuple(2, |s| {
+            let (m, parent) = s.read(Self::global_owned)?;
+            let last = s.str()?;
+            Ok((m, format!("{parent}.{last}")))
+        })?;
+        self.height -= 1;
+        if self.op()? != REDUCE {
+            return Err(Miss);
+        }
+        self.allowed(&module, &name)?;
+        let pick = pick.take().ok_or(Miss)?;
+        let r = pick(&module, &name).ok_or(Miss)?;
+        self.end(Mark { start, back: None }, Kind::Nested)?;
+        Ok(r)
+    }
+
+    /// `GLOBAL`, `STACK_GLOBAL`, or a memo reference to one, given to `f`.
+    fn plain_global<R>(&mut self, f: impl FnOnce(&str, &str) -> Pulled<R>) -> Pulled<R> {
         let mark = self.begin(Kind::Global)?;
-        let same = match self.peek()? {
+        // Read again from its first copy: it was allowed then.
+        let again = !self.back.is_empty();
+        let picked = match self.peek()? {
             GLOBAL => {
                 self.pos += 1;
                 let m = self.decode(|s| decode::name_line(s, "GLOBAL module name"))?;
@@ -721,8 +981,10 @@ impl<'a> Stream<'a> {
                 } else {
                     (m.as_str(), n.as_str())
                 };
-                self.allowed(m, n)?;
-                m == module && n == name
+                if !again {
+                    self.allowed(m, n)?;
+                }
+                f(m, n)?
             }
             _ => {
                 self.push(2)?;
@@ -744,22 +1006,223 @@ impl<'a> Stream<'a> {
                 } else {
                     (&*m, &*n)
                 };
-                self.allowed(m, n)?;
-                m == module && n == name
+                if !again {
+                    self.allowed(m, n)?;
+                }
+                f(m, n)?
             }
         };
-        if !same {
-            return Err(Miss);
-        }
-        self.end(mark, Kind::Global)
+        self.end(mark, Kind::Global)?;
+        Ok(picked)
     }
 
     fn allowed(&self, module: &str, name: &str) -> Pulled<()> {
-        // Only registered globals reach a typed reader's `reduce`: none
-        // of the plain-data ones (`builtins.set`, ...).
+        // As the machine asks: the globals plain data uses (`builtins.set`,
+        // `copyreg._reconstructor`, ...) are known to it.
         self.resolve
-            .find_class(module, name, false)
+            .find_class(module, name, known_global(module, name).is_some())
             .map_err(|_| Miss)
+    }
+
+    /// An instance of the class `module.name` as CPython writes one of a
+    /// plain class (`object.__reduce_ex__`): from protocol 2 `cls`,
+    /// `EMPTY_TUPLE`, `NEWOBJ`; before it `copyreg._reconstructor(cls,
+    /// object, None)`; then, unless its state is empty, the state and
+    /// `BUILD`. The state is a dict (the `__dict__`) or a pair `(dict or
+    /// None, slots dict)` (a class with `__slots__`): `entry` is given the
+    /// name of each attribute (its UTF-8 bytes), `__dict__` part first,
+    /// with the stream at the value, which it reads, returning `true`; or
+    /// `false`, not reading it, for an attribute it does not know, which
+    /// the stream then [skips](Stream::skip). Returns whether there was a
+    /// state: if not, whatever `entry` kept is to be forgotten.
+    pub fn instance(
+        &mut self,
+        module: &str,
+        name: &str,
+        mut entry: impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
+    ) -> Pulled<bool> {
+        // The class itself must be a class the Graph path builds as an
+        // object, not one of the globals it reads as plain data.
+        if known_global(module, name).is_some() {
+            return Err(Miss);
+        }
+        let mark = self.begin(Kind::Object)?;
+        self.push(1)?;
+        if self.proto >= 2 {
+            self.global(module, name)?;
+            self.tuple(0, |_| Ok(()))?;
+            if self.op()? != NEWOBJ {
+                return Err(Miss);
+            }
+        } else {
+            self.global("copyreg", "_reconstructor")?;
+            self.tuple(3, |s| {
+                s.global(module, name)?;
+                s.global("builtins", "object")?;
+                if s.none()? {
+                    Ok(())
+                } else {
+                    Err(Miss)
+                }
+            })?;
+            if self.op()? != REDUCE {
+                return Err(Miss);
+            }
+        }
+        // The object is memoized before its state is read: a GET of it
+        // inside the state is a cycle, left to the Graph path.
+        let key = self.memo_after(mark.start, Kind::Object, true)?;
+        let built = self.instance_state(&mut entry)?;
+        self.height -= 1;
+        self.close(key);
+        self.end(mark, Kind::Object)?;
+        Ok(built)
+    }
+
+    /// The state after an instance and its `BUILD`, read on trial: a value
+    /// not followed by `BUILD` is the next value of the object's parent,
+    /// and the object has no state.
+    fn instance_state(
+        &mut self,
+        entry: &mut impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
+    ) -> Pulled<bool> {
+        match self.peek()? {
+            EMPTY_DICT | MARK | NONE | GET | BINGET | LONG_BINGET => {}
+            _ => return Ok(false),
+        }
+        let spot = self.spot();
+        let read = self.read(|s| {
+            s.push(1)?;
+            s.state_parts(entry)?;
+            s.height -= 1;
+            Ok(())
+        });
+        if read.is_ok() && self.eat(BUILD)? {
+            return Ok(true);
+        }
+        self.undo(spot)?;
+        Ok(false)
+    }
+
+    /// A state dict, or a `(dict or None, slots dict)` pair (from protocol
+    /// 2, as CPython writes one: items then `TUPLE2`).
+    fn state_parts(
+        &mut self,
+        entry: &mut impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
+    ) -> Pulled<()> {
+        let start = self.pos;
+        if self.none()? {
+            if self.proto < 2 {
+                return Err(Miss);
+            }
+        } else {
+            self.attributes(entry)?;
+            if self.peek()? == BUILD {
+                return Ok(());
+            }
+            if self.proto < 2 {
+                return Err(Miss);
+            }
+        }
+        // The pair: its slots part, then TUPLE2. (A GET of a whole pair, or
+        // a pair that starts with a GET, CPython never writes.)
+        self.push(1)?;
+        self.attributes(entry)?;
+        self.height -= 1;
+        if self.op()? != TUPLE2 {
+            return Err(Miss);
+        }
+        self.end(Mark { start, back: None }, Kind::Tuple(2))
+    }
+
+    /// A dict of attributes (str keys): see [`Stream::instance`].
+    fn attributes(
+        &mut self,
+        entry: &mut impl FnMut(&mut Self, &[u8]) -> Pulled<bool>,
+    ) -> Pulled<()> {
+        self.dict(
+            |s| {
+                let key = s.key()?;
+                s.push(1)?;
+                if !entry(s, &key)? {
+                    // An unknown attribute: its name is checked as the
+                    // Graph path's decoder checks it, its value skipped.
+                    std::str::from_utf8(&key).map_err(|_| Miss)?;
+                    s.skip()?;
+                }
+                s.height -= 1;
+                Ok(())
+            },
+            drop,
+        )
+        .map(drop)
+    }
+
+    /// Reads a value of plain data (`None`, a bool, an int that fits in an
+    /// `i64`, a float, a str, bytes, an empty tuple, and lists and dicts of
+    /// them) and drops it: an attribute a type has no field for. Anything
+    /// else is a miss.
+    pub fn skip(&mut self) -> Pulled<()> {
+        self.read(Self::skip_value)
+    }
+
+    fn skip_value(&mut self) -> Pulled<()> {
+        let mut op = self.peek()?;
+        if let GET | BINGET | LONG_BINGET = op {
+            // What the entry holds decides how to read it again.
+            let mut src = SliceRead::at(self.data, self.pos + 1);
+            let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+            let slot = usize::try_from(key)
+                .ok()
+                .and_then(|k| self.memo.get(k))
+                .ok_or(Miss)?;
+            op = match slot.kind {
+                Kind::Str => SHORT_BINUNICODE,
+                Kind::Bytes => SHORT_BINBYTES,
+                Kind::List => EMPTY_LIST,
+                Kind::Dict => EMPTY_DICT,
+                Kind::Tuple(0) => EMPTY_TUPLE,
+                _ => return Err(Miss),
+            };
+        } else if op == MARK {
+            op = match self.data.get(self.pos + 1) {
+                Some(&LIST) => EMPTY_LIST,
+                Some(&DICT) => EMPTY_DICT,
+                Some(&TUPLE) => EMPTY_TUPLE,
+                _ => return Err(Miss),
+            };
+        }
+        match op {
+            NONE => self.op().map(drop),
+            NEWTRUE | NEWFALSE => self.bool().map(drop),
+            // Protocols 0 and 1 write a bool as an INT line, `I01`.
+            INT if matches!(
+                self.data.get(self.pos + 1..self.pos + 4),
+                Some(b"00\n" | b"01\n")
+            ) =>
+            {
+                self.bool().map(drop)
+            }
+            BININT | BININT1 | BININT2 | LONG1 | INT | LONG => self.int().map(drop),
+            BINFLOAT | FLOAT => self.float().map(drop),
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 | UNICODE => self.str().map(drop),
+            SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => self.bytes().map(drop),
+            EMPTY_TUPLE => self.tuple(0, |_| Ok(())),
+            EMPTY_LIST => self.list(Self::skip, drop).map(drop),
+            EMPTY_DICT => self
+                .dict(
+                    |s| {
+                        s.skip()?;
+                        s.push(1)?;
+                        s.skip()?;
+                        s.height -= 1;
+                        Ok(())
+                    },
+                    drop,
+                )
+                .map(drop),
+            _ => Err(Miss),
+        }
     }
 
     /// Whether the values from here (a `GET`) could be `n` items closed by
@@ -818,8 +1281,9 @@ impl<'a> Stream<'a> {
     /// Whether the `MARK` next opens a batch of items (closed by `many`),
     /// rather than an item of its own (a marked tuple). From protocol 2 on,
     /// CPython marks an item only in a list or dict of one item, so a batch
-    /// is assumed: if it was an item, its closer is not `many` and the
-    /// reader misses. Before protocol 2 (no `PROTO`: 0 or 1) every tuple is
+    /// is assumed: if it was an item, its closer is not `many`, the first
+    /// item fails to read, and [`Stream::items`] reads the marked item
+    /// alone instead. Before protocol 2 (no `PROTO`: 0 or 1) every tuple is
     /// marked, so the closer is looked for ahead.
     fn batch(&mut self, many: u8) -> Pulled<bool> {
         if self.proto >= 2 {

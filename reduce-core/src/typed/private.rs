@@ -11,6 +11,12 @@ pub use crate::typed::registry::{GenericName, Registration};
 pub use crate::typed::save::FnReduce;
 pub use crate::typed::state::{save_instance, InstanceState};
 
+/// A `#[reduce(bytes)]` field on the stream: `bytes` or `bytearray` with
+/// its own opcode, as `reduce::bytes::construct` reads them.
+pub fn bytes_stream(s: &mut Stream<'_>) -> Pulled<Vec<u8>> {
+    s.bytes().map(<[u8]>::to_vec)
+}
+
 /// `a::b::c` as Python spells a module, `a.b.c`, made once per module.
 pub fn dotted(module_path: &'static str) -> &'static str {
     static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static str>>> =
