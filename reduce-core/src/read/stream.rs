@@ -1319,7 +1319,8 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// What an opcode does to the stack, for [`Stream::lone`]'s scan.
+/// What an opcode does to the stack, for the scans of [`Stream::scan`] and
+/// [`Stream::batch`].
 #[derive(Clone, Copy)]
 enum Effect {
     /// Pops this many items, then pushes this many.
