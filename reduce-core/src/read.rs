@@ -93,7 +93,18 @@ pub(crate) fn load<I: Input>(
     options: &mut Options<'_>,
     resolve: &dyn Resolve,
 ) -> Result<Graph> {
-    let mut machine = machine::Machine::new(options, resolve);
+    // A slice can be scanned first for the memo keys it fetches, so that
+    // only those objects are shared; inert mode keeps every put (its
+    // program tells an object's own slot from a fetch by the sharing).
+    let fetched = match input.slice() {
+        Some((data, pos)) if !options.inert => Some(machine::fetched_keys(
+            data,
+            pos,
+            options.limits.max_int_digits,
+        )),
+        _ => None,
+    };
+    let mut machine = machine::Machine::new(options, resolve, fetched);
     let stop = machine.run(input)?;
     // What is wrong with the finished stack is found at STOP.
     machine.finish().map_err(|e| e.at(stop, Some(STOP)))

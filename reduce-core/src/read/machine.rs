@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use num_bigint::BigInt;
 
 use super::decode;
-use super::input::Source;
+use super::input::{SliceRead, Source};
 use super::{known_global, Builtin, Options, Resolve, StringDecoding};
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
@@ -18,12 +18,22 @@ use crate::value::{Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling
 pub(super) struct Machine<'o, 'h> {
     opts: &'o mut Options<'h>,
     resolve: &'o dyn Resolve,
+    /// `opts.inert` and `opts.limits.max_stack`, read on every push.
+    inert: bool,
+    max_stack: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
     objects: Vec<Value>,
-    memo: Vec<Option<Value>>,
-    memo_sparse: HashMap<u64, Value>,
+    memo: Vec<Memo>,
+    memo_sparse: HashMap<u64, Memo>,
     memo_len: usize,
+    /// The memo keys some `GET` fetches, when the input could be scanned
+    /// for them: a put to any other key is only counted. `None`: every put
+    /// is kept.
+    fetched: Option<Fetched>,
+    /// Containers pushed: the tree cannot be deeper than this, so while it
+    /// is within `max_depth` the depth need not be walked at `STOP`.
+    containers: usize,
     proto: u8,
     /// Inert mode: steps taken while no value was on the stack above the
     /// last mark, waiting to go before the next value pushed.
@@ -50,10 +60,19 @@ fn is_cheap(v: &Value) -> bool {
 }
 
 impl<'o, 'h> Machine<'o, 'h> {
-    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve) -> Self {
+    /// A machine for one load; `fetched` as found by [`fetched_keys`].
+    pub(super) fn new(
+        opts: &'o mut Options<'h>,
+        resolve: &'o dyn Resolve,
+        fetched: Option<Fetched>,
+    ) -> Self {
         Machine {
+            inert: opts.inert,
+            max_stack: opts.limits.max_stack,
             opts,
             resolve,
+            fetched,
+            containers: 0,
             stack: Vec::new(),
             marks: Vec::new(),
             objects: Vec::new(),
@@ -70,13 +89,12 @@ impl<'o, 'h> Machine<'o, 'h> {
         self.marks.last().copied().unwrap_or(0)
     }
 
+    #[inline]
     fn push(&mut self, v: Value) -> Result<()> {
-        if self.stack.len() + self.marks.len() >= self.opts.limits.max_stack {
-            return Err(Error::new(ErrorKind::Limit {
-                limit: "max_stack",
-                max: self.opts.limits.max_stack as u64,
-            }));
+        if self.stack.len() + self.marks.len() >= self.max_stack {
+            return Err(self.stack_full());
         }
+        self.containers += levels(&v);
         if self.pending.is_empty() {
             self.stack.push(v);
         } else {
@@ -88,6 +106,14 @@ impl<'o, 'h> Machine<'o, 'h> {
             })));
         }
         Ok(())
+    }
+
+    #[cold]
+    fn stack_full(&self) -> Error {
+        Error::new(ErrorKind::Limit {
+            limit: "max_stack",
+            max: self.max_stack as u64,
+        })
     }
 
     fn pop(&mut self) -> Result<Value> {
@@ -155,7 +181,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// fetch.
     fn share_top(&mut self) -> Result<Value> {
         let i = self.top_index()?;
-        let inert = self.opts.inert;
+        let inert = self.inert;
         let mut slot = std::mem::take(&mut self.stack[i]);
         let inner = match &mut slot {
             Value::Seq(s) => &mut s.value,
@@ -351,16 +377,24 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(target)
     }
 
+    /// A put: the object on top of the stack is shared if some `GET`
+    /// fetches `key`, and only counted otherwise (it stays where it is, and
+    /// moves into its container as any unshared value does).
     fn memo_put(&mut self, key: u64) -> Result<()> {
-        let v = self.share_top()?;
+        let v = match &self.fetched {
+            Some(f) if !f.contains(key) => {
+                self.top_index()?;
+                Memo::Counted
+            }
+            _ => Memo::Kept(self.share_top()?),
+        };
         let new_key = match usize::try_from(key) {
             Ok(k) if k < self.memo.len() => {
-                let fresh = self.memo[k].is_none();
-                self.memo[k] = Some(v);
-                fresh
+                self.memo[k] = v;
+                false
             }
             Ok(k) if k == self.memo.len() => {
-                self.memo.push(Some(v));
+                self.memo.push(v);
                 true
             }
             _ => self.memo_sparse.insert(key, v).is_none(),
@@ -379,12 +413,21 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     fn memo_get(&mut self, key: u64) -> Result<()> {
         let found = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => self.memo[k].as_ref(),
+            Ok(k) if k < self.memo.len() => Some(&self.memo[k]),
             _ => self.memo_sparse.get(&key),
         };
-        let v = found
-            .map(cheap_clone)
-            .ok_or_else(|| Error::new(ErrorKind::MissingMemo(key)))?;
+        let v = match found {
+            Some(Memo::Kept(v)) => cheap_clone(v),
+            None => return Err(Error::new(ErrorKind::MissingMemo(key))),
+            // The scan found every GET the machine can reach, so a put it
+            // did not keep is never fetched; were it, this is the error
+            // rather than a wrong value.
+            Some(Memo::Counted) => {
+                return Err(Error::invalid(format!(
+                    "memo key {key} was fetched but not kept (a reader bug)"
+                )))
+            }
+        };
         self.push(v)
     }
 
@@ -436,7 +479,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// Checks a global (already under its Python 3 name) against the
     /// allow-list: known to plain data, registered, or inert mode.
     fn find_global_checked(&self, module: &str, name: &str) -> Result<Value> {
-        if !self.opts.inert {
+        if !self.inert {
             let plain_data = known_global(module, name).is_some();
             self.resolve.find_class(module, name, plain_data)?;
         }
@@ -461,14 +504,14 @@ impl<'o, 'h> Machine<'o, 'h> {
         if let Some(Builtin::GetAttr) = self.builtin_of(&callable) {
             // Inert mode keeps the call as it is, with the very objects it
             // took; strict mode reads it as the nested global it names.
-            if self.opts.inert {
+            if self.inert {
                 return Ok(Value::Reduce(Box::new(Reduction::new(callable, args))));
             }
             if let Some((module, name)) = self.nested_global(&args) {
                 // The dotted global is checked like any named one.
                 return self.find_global_checked(&module, &name);
             }
-            if !self.opts.inert {
+            if !self.inert {
                 return Err(Error::invalid(
                     "builtins.getattr is only understood on a global and a name (a nested class)",
                 ));
@@ -476,7 +519,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         } else if let Some(b) = self.builtin_of(&callable) {
             match self.call_builtin(b, &args) {
                 Some(v) => return Ok(v),
-                None if !self.opts.inert => {
+                None if !self.inert => {
                     return Err(Error::invalid(format!(
                         "unexpected arguments for {:?}: {:?}",
                         self.deref(&callable),
@@ -490,7 +533,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             // from getattr, say), can be called; inert mode keeps those.
             let callable_ok = match self.deref(&callable) {
                 Value::Global(_) => true,
-                Value::Reduce(_) => self.opts.inert,
+                Value::Reduce(_) => self.inert,
                 _ => false,
             };
             if !callable_ok {
@@ -598,7 +641,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Some(popped);
         }
         // Only the object's own slot right below, as CPython writes it.
-        if self.opts.inert {
+        if self.inert {
             let below = self.stack.len().checked_sub(1).map(|i| &self.stack[i]);
             let own = matches!(below, Some(Value::Ref(id)) if id.0 & Id::BIRTH != 0 && id.index() == target.index());
             if !own {
@@ -655,7 +698,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     )
             }
             Value::Global(_) => true,
-            Value::Reduce(_) => self.opts.inert,
+            Value::Reduce(_) => self.inert,
             _ => false,
         };
         if ok {
@@ -672,7 +715,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// inert mode without a hook keeps it as data.
     fn persistent(&mut self, pid: Value, line: bool) -> Result<Value> {
         if self.opts.persistent_load.is_none() {
-            return if self.opts.inert {
+            return if self.inert {
                 Ok(Value::PersistentId(Box::new(Persistent { pid, line })))
             } else {
                 Err(Error::new(ErrorKind::NoPersistentLoad))
@@ -744,49 +787,49 @@ impl<'o, 'h> Machine<'o, 'h> {
         if pairs && !(self.stack.len() - from).is_multiple_of(2) {
             return Err(Error::invalid("odd number of items for SETITEMS"));
         }
-        if self.opts.inert
-            && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize)
-        {
+        if self.inert && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize) {
             return self.detached_items(from, pairs);
         }
-        let (head, items) = self.stack.split_at_mut(from);
-        let mut slot = &mut head[from - 1];
-        if let Value::Seq(s) = slot {
-            slot = &mut s.value;
-        }
+        // The container leaves its slot while the items move in, so that
+        // they move straight off the stack (a drain), with no placeholder
+        // left behind each one.
+        let mut holder = std::mem::take(&mut self.stack[from - 1]);
+        let slot = match &mut holder {
+            Value::Seq(s) => &mut s.value,
+            v => v,
+        };
         let target = match *slot {
             Value::Ref(id) => &mut self.objects[id.index()],
             ref mut v => v,
         };
-        let take = std::mem::take::<Value>;
-        match (target, pairs) {
-            (Value::List(list), false) => list.extend(items.iter_mut().map(take)),
-            (Value::Reduce(r), false) => r.list_items.extend(items.iter_mut().map(take)),
-            (Value::Dict(d), true) => d.extend(
-                items
-                    .chunks_exact_mut(2)
-                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
-            ),
-            (Value::Reduce(r), true) => r.dict_items.extend(
-                items
-                    .chunks_exact_mut(2)
-                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
-            ),
-            (other, false) => {
-                return Err(Error::invalid(format!(
-                    "expected a list to append to, found a {}",
-                    other.type_name()
-                )))
+        let moved = match (target, pairs, self.stack.drain(from..)) {
+            (Value::List(list), false, items) => {
+                list.extend(items);
+                Ok(())
             }
-            (other, true) => {
-                return Err(Error::invalid(format!(
-                    "expected a dict to set items in, found a {}",
-                    other.type_name()
-                )))
+            (Value::Reduce(r), false, items) => {
+                r.list_items.extend(items);
+                Ok(())
             }
-        }
-        self.stack.truncate(from);
-        Ok(())
+            (Value::Dict(d), true, items) => {
+                d.extend(Pairs(items));
+                Ok(())
+            }
+            (Value::Reduce(r), true, items) => {
+                r.dict_items.extend(Pairs(items));
+                Ok(())
+            }
+            (other, false, _) => Err(format!(
+                "expected a list to append to, found a {}",
+                other.type_name()
+            )),
+            (other, true, _) => Err(format!(
+                "expected a dict to set items in, found a {}",
+                other.type_name()
+            )),
+        };
+        self.stack[from - 1] = holder;
+        moved.map_err(Error::invalid)
     }
 
     /// Inert mode: `APPENDS`/`SETITEMS` (and the single forms) on an object
@@ -834,7 +877,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 } else {
                     let popped = self.pop()?;
                     if let Some(popped) = self.attach_state_setter(popped) {
-                        if self.opts.inert {
+                        if self.inert {
                             self.discard(popped);
                         }
                     }
@@ -842,7 +885,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             POP_MARK => {
                 let items = self.pop_mark()?;
-                if self.opts.inert {
+                if self.inert {
                     for item in items {
                         self.discard(item);
                     }
@@ -990,7 +1033,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             ADDITEMS => {
                 let items = self.pop_mark()?;
                 let i = self.top_index()?;
-                if self.opts.inert && !items.is_empty() && !self.attached(i, false) {
+                if self.inert && !items.is_empty() && !self.attached(i, false) {
                     let target = self.detach(i, Change::Set)?;
                     self.record(Step::AddItems { target, items });
                     return Ok(false);
@@ -1025,7 +1068,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 let module = decode::name_line(src, "GLOBAL module name")?;
                 let name = decode::name_line(src, "GLOBAL name")?;
                 let mut v = self.find_global(&module, &name)?;
-                if self.opts.inert {
+                if self.inert {
                     if let Value::Global(g) = &mut v {
                         g.spelling = Spelling::Line;
                     }
@@ -1063,7 +1106,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     ));
                 }
                 let mut v = self.find_global(&module, &name)?;
-                if self.opts.inert {
+                if self.inert {
                     if let Value::Global(g) = &mut v {
                         g.spelling = Spelling::Stack(Box::new((module_v, name_v)));
                     }
@@ -1151,7 +1194,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             BUILD => {
                 let state = self.pop()?;
                 let i = self.top_index()?;
-                if self.opts.inert && !self.build_attached(i) {
+                if self.inert && !self.build_attached(i) {
                     let target = self.detach(i, Change::State)?;
                     self.record(Step::Build { target, state });
                     return Ok(false);
@@ -1234,7 +1277,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// they become steps before it.
     pub(super) fn finish(mut self) -> Result<Graph> {
         let mut root = self.pop()?;
-        if self.opts.inert && (!self.stack.is_empty() || !self.pending.is_empty()) {
+        if self.inert && (!self.stack.is_empty() || !self.pending.is_empty()) {
             let after = std::mem::take(&mut self.pending);
             // Values left under the root: thrown away, in order, before it.
             self.marks.clear();
@@ -1253,10 +1296,140 @@ impl<'o, 'h> Machine<'o, 'h> {
             seq.after.extend(after);
             root = Value::Seq(seq);
         }
-        let objects = std::mem::take(&mut self.objects);
         let max_depth = self.opts.limits.max_depth;
+        if self.objects.is_empty()
+            && !self.inert
+            && self.opts.persistent_load.is_none()
+            && self.containers <= max_depth
+        {
+            // Nothing shared, and too few containers to nest deeper than
+            // `max_depth` (every level of the tree is one of them): the
+            // root is the tree, with nothing to count, move or check.
+            return Ok(Graph::new(root));
+        }
+        let objects = std::mem::take(&mut self.objects);
         compact(root, objects, max_depth)
     }
+}
+
+/// How many levels of nesting a value pushed on the stack can add to the
+/// tree: one for a container, two for a reduced object (its argument tuple
+/// may be one the machine built without pushing it: `NEWOBJ`'s, `INST`'s),
+/// none for an atom or a reference (the object it names was counted when
+/// it was pushed).
+#[inline]
+fn levels(v: &Value) -> usize {
+    match v {
+        Value::Reduce(_) => 2,
+        Value::Tuple(_)
+        | Value::List(_)
+        | Value::Dict(_)
+        | Value::Set(_)
+        | Value::FrozenSet(_)
+        | Value::PersistentId(_)
+        | Value::Global(_)
+        | Value::Seq(_) => 1,
+        _ => 0,
+    }
+}
+
+/// What the memo holds under a key.
+enum Memo {
+    /// Put, but fetched by no `GET`: only counted, for `max_memo` and for
+    /// `MEMOIZE`'s next key.
+    Counted,
+    /// Put and kept: a scalar, or a reference to a shared object.
+    Kept(Value),
+}
+
+/// The memo keys that a pickle's `GET`, `BINGET` and `LONG_BINGET` fetch.
+#[derive(Default)]
+pub(super) struct Fetched {
+    /// One bit per key below [`Fetched::DENSE`].
+    dense: Vec<u64>,
+    sparse: std::collections::HashSet<u64>,
+}
+
+impl Fetched {
+    /// Keys below this are bits (at most 128 KiB of them); above, a set.
+    const DENSE: u64 = 1 << 20;
+
+    fn insert(&mut self, key: u64) {
+        if key < Self::DENSE {
+            let word = (key / 64) as usize;
+            if word >= self.dense.len() {
+                self.dense.resize(word + 1, 0);
+            }
+            self.dense[word] |= 1 << (key % 64);
+        } else {
+            self.sparse.insert(key);
+        }
+    }
+
+    #[inline]
+    fn contains(&self, key: u64) -> bool {
+        if key < Self::DENSE {
+            self.dense
+                .get((key / 64) as usize)
+                .is_some_and(|w| w & (1 << (key % 64)) != 0)
+        } else {
+            self.sparse.contains(&key)
+        }
+    }
+}
+
+/// Scans a pickle from `pos` to its `STOP` for the memo keys its `GET`s
+/// fetch, skipping every other opcode's argument, so that the machine
+/// shares only what is fetched again. The scan reads each argument with
+/// the machine's own decoders and source, so it splits the bytes into
+/// opcodes exactly as the machine does; where it cannot go on (an unknown
+/// opcode, a bad argument, the end of the input) the machine fails at the
+/// same place, and every `GET` it could run has been seen.
+pub(super) fn fetched_keys(data: &[u8], pos: usize, max_digits: usize) -> Fetched {
+    let mut keys = Fetched::default();
+    let mut src = SliceRead::at(data, pos);
+    // `None` at STOP or where the machine would fail.
+    let mut step = |src: &mut SliceRead<'_>| -> Option<()> {
+        let op = src.byte().ok()?;
+        let skip = match op {
+            STOP => return None,
+            GET | BINGET | LONG_BINGET => {
+                keys.insert(decode::memo_key(src, op, max_digits).ok()?);
+                0
+            }
+            PUT | BINPUT | LONG_BINPUT => {
+                decode::memo_key(src, op, max_digits).ok()?;
+                0
+            }
+            MARK | POP | POP_MARK | DUP | NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE | EMPTY_LIST
+            | EMPTY_DICT | EMPTY_SET | TUPLE | TUPLE1 | TUPLE2 | TUPLE3 | LIST | DICT
+            | FROZENSET | APPEND | APPENDS | SETITEM | SETITEMS | ADDITEMS | MEMOIZE
+            | STACK_GLOBAL | REDUCE | OBJ | NEWOBJ | NEWOBJ_EX | BUILD | BINPERSID
+            | NEXT_BUFFER | READONLY_BUFFER => 0,
+            PROTO | BININT1 | EXT1 => 1,
+            BININT2 | EXT2 => 2,
+            BININT | EXT4 => 4,
+            BINFLOAT | FRAME => 8,
+            SHORT_BINSTRING | SHORT_BINUNICODE | SHORT_BINBYTES | LONG1 => src.byte().ok()? as u64,
+            BINSTRING | LONG4 => u64::try_from(decode::int4(src).ok()?).ok()?,
+            BINUNICODE | BINBYTES => decode::uint4(src).ok()?,
+            BINUNICODE8 | BINBYTES8 | BYTEARRAY8 => decode::uint8(src).ok()?,
+            INT | LONG | FLOAT | STRING | UNICODE | PERSID => {
+                src.line().ok()?;
+                0
+            }
+            GLOBAL | INST => {
+                src.line().ok()?;
+                src.line().ok()?;
+                0
+            }
+            _ => return None,
+        };
+        src.take(skip).ok()?;
+        Some(())
+    };
+    while step(&mut src).is_some() {}
+    keys
 }
 
 /// How many bytes of global names `STACK_GLOBAL` may copy per byte of input
@@ -1270,6 +1443,25 @@ enum Change {
     Pairs,
     Set,
     State,
+}
+
+/// Items taken two at a time, as keys and values.
+struct Pairs<I>(I);
+
+impl<I: Iterator<Item = Value>> Iterator for Pairs<I> {
+    type Item = (Value, Value);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Value, Value)> {
+        let k = self.0.next()?;
+        let v = self.0.next()?;
+        Some((k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.0.size_hint();
+        (lo / 2, hi.map(|h| h / 2))
+    }
 }
 
 /// Whether any of `items` carries steps (inert mode).
