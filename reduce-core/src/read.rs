@@ -93,20 +93,36 @@ pub(crate) fn load<I: Input>(
     options: &mut Options<'_>,
     resolve: &dyn Resolve,
 ) -> Result<Graph> {
-    // A slice can be scanned first for the memo keys it fetches, so that
-    // only those objects are shared; inert mode keeps every put (its
-    // program tells an object's own slot from a fetch by the sharing).
-    let fetched = match input.slice() {
-        Some((data, pos)) if !options.inert => Some(machine::fetched_keys(
-            data,
-            pos,
-            options.limits.max_int_digits,
-        )),
-        _ => None,
+    // A slice is read first keeping no memo put, on the bet that nothing is
+    // fetched; a GET loses the bet, and the slice is read again keeping the
+    // puts its GETs fetch (found by a scan). A second reading is only sound
+    // where the first had no effect outside the machine: no hook called, no
+    // buffer taken. A stream and inert mode keep every put.
+    let fresh = !options.inert && options.persistent_load.is_none() && options.buffers.is_empty();
+    let keep = match input.slice() {
+        Some(_) if fresh => machine::Keep::None,
+        _ => machine::Keep::All,
     };
-    let mut machine = machine::Machine::new(options, resolve, fetched);
-    let stop = machine.run(input)?;
-    // What is wrong with the finished stack is found at STOP.
+    let start = input.slice().map(|(_, pos)| pos);
+    let mut machine = machine::Machine::new(options, resolve, keep);
+    let stop = match machine.run(input) {
+        Err(_) if machine.rerun => {
+            drop(machine);
+            let start = start.unwrap_or_default();
+            input.seek(start);
+            let keep = match input.slice() {
+                Some((data, _)) => machine::Keep::Fetched(machine::fetched_keys(
+                    data,
+                    start,
+                    options.limits.max_int_digits,
+                )),
+                None => machine::Keep::All,
+            };
+            machine = machine::Machine::new(options, resolve, keep);
+            machine.run(input)?
+        }
+        stop => stop?,
+    };
     machine.finish().map_err(|e| e.at(stop, Some(STOP)))
 }
 

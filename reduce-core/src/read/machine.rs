@@ -24,13 +24,18 @@ pub(super) struct Machine<'o, 'h> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     objects: Vec<Value>,
-    memo: Vec<Memo>,
-    memo_sparse: HashMap<u64, Memo>,
+    /// Each memo key's place in `kept`, or [`COUNTED`]; keys past the
+    /// dense run in `memo_sparse`.
+    memo: Vec<u32>,
+    memo_sparse: HashMap<u64, u32>,
+    /// The memo's kept values: scalars, and references to shared objects.
+    kept: Vec<Value>,
     memo_len: usize,
-    /// The memo keys some `GET` fetches, when the input could be scanned
-    /// for them: a put to any other key is only counted. `None`: every put
-    /// is kept.
-    fetched: Option<Fetched>,
+    /// Which memo puts are kept (see [`Keep`]).
+    keep: Keep,
+    /// Set when a `GET` under [`Keep::Fetched`] (no scan) asked for a put
+    /// that was only counted: the load must run again with a scan.
+    pub(super) rerun: bool,
     /// Containers pushed: the tree cannot be deeper than this, so while it
     /// is within `max_depth` the depth need not be walked at `STOP`.
     containers: usize,
@@ -60,24 +65,22 @@ fn is_cheap(v: &Value) -> bool {
 }
 
 impl<'o, 'h> Machine<'o, 'h> {
-    /// A machine for one load; `fetched` as found by [`fetched_keys`].
-    pub(super) fn new(
-        opts: &'o mut Options<'h>,
-        resolve: &'o dyn Resolve,
-        fetched: Option<Fetched>,
-    ) -> Self {
+    /// A machine for one load, keeping the memo puts `keep` says.
+    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve, keep: Keep) -> Self {
         Machine {
             inert: opts.inert,
             max_stack: opts.limits.max_stack,
             opts,
             resolve,
-            fetched,
+            keep,
+            rerun: false,
             containers: 0,
             stack: Vec::new(),
             marks: Vec::new(),
             objects: Vec::new(),
             memo: Vec::new(),
             memo_sparse: HashMap::new(),
+            kept: Vec::new(),
             memo_len: 0,
             proto: 0,
             pending: Vec::new(),
@@ -381,24 +384,53 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// fetches `key`, and only counted otherwise (it stays where it is, and
     /// moves into its container as any unshared value does).
     fn memo_put(&mut self, key: u64) -> Result<()> {
-        let v = match &self.fetched {
-            Some(f) if !f.contains(key) => {
-                self.top_index()?;
-                Memo::Counted
-            }
-            _ => Memo::Kept(self.share_top()?),
+        let kept = match &self.keep {
+            Keep::All => true,
+            Keep::None => false,
+            Keep::Fetched(f) => f.contains(key),
         };
-        let new_key = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => {
-                self.memo[k] = v;
-                false
-            }
-            Ok(k) if k == self.memo.len() => {
-                self.memo.push(v);
-                true
-            }
-            _ => self.memo_sparse.insert(key, v).is_none(),
+        let value = if kept {
+            Some(self.share_top()?)
+        } else {
+            self.top_index()?;
+            None
         };
+        let slot = match usize::try_from(key) {
+            Ok(k) if k < self.memo.len() => Some(&mut self.memo[k]),
+            Ok(k) if k == self.memo.len() => None,
+            _ => self.memo_sparse.get_mut(&key),
+        };
+        let new_key = slot.is_none();
+        let old = slot.map_or(COUNTED, |s| std::mem::replace(s, COUNTED));
+        let index = match value {
+            None => COUNTED,
+            // A key put again reuses its place among the kept values.
+            Some(v) if old != COUNTED => {
+                self.kept[old as usize] = v;
+                old
+            }
+            Some(v) => {
+                // Past u32 places (only with max_memo raised above them).
+                let i = u32::try_from(self.kept.len())
+                    .ok()
+                    .filter(|&i| i != COUNTED)
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::Limit {
+                            limit: "max_memo",
+                            max: COUNTED as u64,
+                        })
+                    })?;
+                self.kept.push(v);
+                i
+            }
+        };
+        match usize::try_from(key) {
+            Ok(k) if k < self.memo.len() => self.memo[k] = index,
+            Ok(k) if k == self.memo.len() => self.memo.push(index),
+            _ => {
+                self.memo_sparse.insert(key, index);
+            }
+        }
         if new_key {
             self.memo_len += 1;
             if self.memo_len > self.opts.limits.max_memo {
@@ -413,16 +445,21 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     fn memo_get(&mut self, key: u64) -> Result<()> {
         let found = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => Some(&self.memo[k]),
-            _ => self.memo_sparse.get(&key),
+            Ok(k) if k < self.memo.len() => Some(self.memo[k]),
+            _ => self.memo_sparse.get(&key).copied(),
         };
         let v = match found {
-            Some(Memo::Kept(v)) => cheap_clone(v),
             None => return Err(Error::new(ErrorKind::MissingMemo(key))),
+            Some(i) if i != COUNTED => cheap_clone(&self.kept[i as usize]),
+            // Optimistic: the pickle does fetch from its memo after all.
+            Some(_) if matches!(self.keep, Keep::None) => {
+                self.rerun = true;
+                return Err(Error::invalid("memo fetched: read again, keeping puts"));
+            }
             // The scan found every GET the machine can reach, so a put it
             // did not keep is never fetched; were it, this is the error
             // rather than a wrong value.
-            Some(Memo::Counted) => {
+            Some(_) => {
                 return Err(Error::invalid(format!(
                     "memo key {key} was fetched but not kept (a reader bug)"
                 )))
@@ -1333,14 +1370,23 @@ fn levels(v: &Value) -> usize {
     }
 }
 
-/// What the memo holds under a key.
-enum Memo {
-    /// Put, but fetched by no `GET`: only counted, for `max_memo` and for
-    /// `MEMOIZE`'s next key.
-    Counted,
-    /// Put and kept: a scalar, or a reference to a shared object.
-    Kept(Value),
+/// Which memo puts the machine keeps (shares, so that a `GET` finds the
+/// object); the others are only counted.
+pub(super) enum Keep {
+    /// Every put: a stream, which cannot be read twice, and inert mode.
+    All,
+    /// None, on the bet that nothing is fetched (most data pickles: a
+    /// pickler memoizes every string and tuple, but fetches only what it
+    /// meets twice). The first `GET` loses the bet and sets
+    /// [`Machine::rerun`].
+    None,
+    /// The puts to keys that some `GET` fetches, found by [`fetched_keys`].
+    Fetched(Fetched),
 }
+
+/// A memo key put but fetched by no `GET`: only counted, for `max_memo`
+/// and for `MEMOIZE`'s next key.
+const COUNTED: u32 = u32::MAX;
 
 /// The memo keys that a pickle's `GET`, `BINGET` and `LONG_BINGET` fetch.
 #[derive(Default)]
@@ -1378,57 +1424,161 @@ impl Fetched {
     }
 }
 
+/// How [`fetched_keys`] skips each opcode's argument: a fixed size (0 to
+/// 8 bytes), or one of the kinds below it.
+const SKIP: [u8; 256] = {
+    let mut t = [END; 256];
+    let none = [
+        MARK,
+        POP,
+        POP_MARK,
+        DUP,
+        NONE,
+        NEWTRUE,
+        NEWFALSE,
+        EMPTY_TUPLE,
+        EMPTY_LIST,
+        EMPTY_DICT,
+        EMPTY_SET,
+        TUPLE,
+        TUPLE1,
+        TUPLE2,
+        TUPLE3,
+        LIST,
+        DICT,
+        FROZENSET,
+        APPEND,
+        APPENDS,
+        SETITEM,
+        SETITEMS,
+        ADDITEMS,
+        MEMOIZE,
+        STACK_GLOBAL,
+        REDUCE,
+        OBJ,
+        NEWOBJ,
+        NEWOBJ_EX,
+        BUILD,
+        BINPERSID,
+        NEXT_BUFFER,
+        READONLY_BUFFER,
+    ];
+    let mut i = 0;
+    while i < none.len() {
+        t[none[i] as usize] = 0;
+        i += 1;
+    }
+    let sized: &[(u8, u8)] = &[
+        (PROTO, 1),
+        (BININT1, 1),
+        (EXT1, 1),
+        (BINPUT, 1),
+        (BININT2, 2),
+        (EXT2, 2),
+        (BININT, 4),
+        (EXT4, 4),
+        (LONG_BINPUT, 4),
+        (BINFLOAT, 8),
+        (FRAME, 8),
+        (SHORT_BINSTRING, LEN1),
+        (SHORT_BINUNICODE, LEN1),
+        (SHORT_BINBYTES, LEN1),
+        (LONG1, LEN1),
+        (BINSTRING, LEN4_SIGNED),
+        (LONG4, LEN4_SIGNED),
+        (BINUNICODE, LEN4),
+        (BINBYTES, LEN4),
+        (BINUNICODE8, LEN8),
+        (BINBYTES8, LEN8),
+        (BYTEARRAY8, LEN8),
+        (INT, LINE),
+        (LONG, LINE),
+        (FLOAT, LINE),
+        (STRING, LINE),
+        (UNICODE, LINE),
+        (PERSID, LINE),
+        (GLOBAL, TWO_LINES),
+        (INST, TWO_LINES),
+        (PUT, KEY_LINE),
+        (GET, KEY_LINE),
+        (BINGET, KEY1),
+        (LONG_BINGET, KEY4),
+        (STOP, END),
+    ];
+    let mut i = 0;
+    while i < sized.len() {
+        t[sized[i].0 as usize] = sized[i].1;
+        i += 1;
+    }
+    t
+};
+const LEN1: u8 = 9;
+const LEN4_SIGNED: u8 = 10;
+const LEN4: u8 = 11;
+const LEN8: u8 = 12;
+const LINE: u8 = 13;
+const TWO_LINES: u8 = 14;
+const KEY_LINE: u8 = 15;
+const KEY1: u8 = 16;
+const KEY4: u8 = 17;
+/// `STOP`, or an opcode the machine fails on.
+const END: u8 = 255;
+
 /// Scans a pickle from `pos` to its `STOP` for the memo keys its `GET`s
 /// fetch, skipping every other opcode's argument, so that the machine
-/// shares only what is fetched again. The scan reads each argument with
-/// the machine's own decoders and source, so it splits the bytes into
-/// opcodes exactly as the machine does; where it cannot go on (an unknown
-/// opcode, a bad argument, the end of the input) the machine fails at the
-/// same place, and every `GET` it could run has been seen.
-pub(super) fn fetched_keys(data: &[u8], pos: usize, max_digits: usize) -> Fetched {
+/// shares only what is fetched again. Each argument is measured as the
+/// machine's decoders read it (`decode.rs`: a length byte, a signed or
+/// unsigned length, a line), so the scan splits the bytes into opcodes
+/// exactly as the machine does; where it cannot go on (an unknown opcode,
+/// a negative length, the end of the input) the machine fails at the same
+/// place, and every `GET` it could run has been seen.
+pub(super) fn fetched_keys(data: &[u8], mut pos: usize, max_digits: usize) -> Fetched {
     let mut keys = Fetched::default();
-    let mut src = SliceRead::at(data, pos);
+    let le = |at: usize, n: usize| -> Option<u64> {
+        let b = data.get(at..at.checked_add(n)?)?;
+        let mut a = [0u8; 8];
+        a[..n].copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    };
+    let line_end = |at: usize| -> Option<usize> {
+        let i = data.get(at..)?.iter().position(|&b| b == b'\n')?;
+        Some(at + i + 1)
+    };
     // `None` at STOP or where the machine would fail.
-    let mut step = |src: &mut SliceRead<'_>| -> Option<()> {
-        let op = src.byte().ok()?;
-        let skip = match op {
-            STOP => return None,
-            GET | BINGET | LONG_BINGET => {
-                keys.insert(decode::memo_key(src, op, max_digits).ok()?);
-                0
+    let mut step = |pos: usize| -> Option<usize> {
+        let op = *data.get(pos)?;
+        let at = pos + 1;
+        let kind = SKIP[op as usize];
+        let (at, len) = match kind {
+            0..=8 => (at, kind as u64),
+            LEN1 => (at + 1, le(at, 1)?),
+            LEN4_SIGNED => (at + 4, u64::try_from(le(at, 4)? as u32 as i32).ok()?),
+            LEN4 => (at + 4, le(at, 4)?),
+            LEN8 => (at + 8, le(at, 8)?),
+            LINE => (line_end(at)?, 0),
+            TWO_LINES => (line_end(line_end(at)?)?, 0),
+            KEY1 | KEY4 => {
+                let n = if kind == KEY1 { 1 } else { 4 };
+                keys.insert(le(at, n)?);
+                (at + n, 0)
             }
-            PUT | BINPUT | LONG_BINPUT => {
-                decode::memo_key(src, op, max_digits).ok()?;
-                0
-            }
-            MARK | POP | POP_MARK | DUP | NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE | EMPTY_LIST
-            | EMPTY_DICT | EMPTY_SET | TUPLE | TUPLE1 | TUPLE2 | TUPLE3 | LIST | DICT
-            | FROZENSET | APPEND | APPENDS | SETITEM | SETITEMS | ADDITEMS | MEMOIZE
-            | STACK_GLOBAL | REDUCE | OBJ | NEWOBJ | NEWOBJ_EX | BUILD | BINPERSID
-            | NEXT_BUFFER | READONLY_BUFFER => 0,
-            PROTO | BININT1 | EXT1 => 1,
-            BININT2 | EXT2 => 2,
-            BININT | EXT4 => 4,
-            BINFLOAT | FRAME => 8,
-            SHORT_BINSTRING | SHORT_BINUNICODE | SHORT_BINBYTES | LONG1 => src.byte().ok()? as u64,
-            BINSTRING | LONG4 => u64::try_from(decode::int4(src).ok()?).ok()?,
-            BINUNICODE | BINBYTES => decode::uint4(src).ok()?,
-            BINUNICODE8 | BINBYTES8 | BYTEARRAY8 => decode::uint8(src).ok()?,
-            INT | LONG | FLOAT | STRING | UNICODE | PERSID => {
-                src.line().ok()?;
-                0
-            }
-            GLOBAL | INST => {
-                src.line().ok()?;
-                src.line().ok()?;
-                0
+            KEY_LINE => {
+                let mut src = SliceRead::at(data, at);
+                let key = decode::memo_key(&mut src, op, max_digits).ok()?;
+                if op == GET {
+                    keys.insert(key);
+                }
+                (src.position(), 0)
             }
             _ => return None,
         };
-        src.take(skip).ok()?;
-        Some(())
+        let end = at.checked_add(usize::try_from(len).ok()?)?;
+        // Past the end: the machine fails on this opcode's argument.
+        (end <= data.len()).then_some(end)
     };
-    while step(&mut src).is_some() {}
+    while let Some(next) = step(pos) {
+        pos = next;
+    }
     keys
 }
 
