@@ -24,9 +24,11 @@ pub(super) struct Machine<'o, 'h> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     objects: Vec<Value>,
-    /// Each memo key's place in `kept`, or [`COUNTED`]; keys past the
-    /// dense run in `memo_sparse`.
+    /// Each memo key's place in `kept`, or [`COUNTED`], for the keys
+    /// below `dense` (empty under [`Keep::None`], where every put is
+    /// counted only); the other keys in `memo_sparse`.
     memo: Vec<u32>,
+    dense: usize,
     memo_sparse: HashMap<u64, u32>,
     /// The memo's kept values: scalars, and references to shared objects.
     kept: Vec<Value>,
@@ -81,6 +83,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             memo: Vec::new(),
             memo_sparse: HashMap::new(),
             kept: Vec::new(),
+            dense: 0,
             memo_len: 0,
             proto: 0,
             pending: Vec::new(),
@@ -98,17 +101,24 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Err(self.stack_full());
         }
         self.containers += levels(&v);
-        if self.pending.is_empty() {
-            self.stack.push(v);
+        if !self.pending.is_empty() {
+            self.push_after_steps(v);
         } else {
-            let before = std::mem::take(&mut self.pending);
-            self.stack.push(Value::Seq(Box::new(Seq {
-                before,
-                value: v,
-                after: Vec::new(),
-            })));
+            self.stack.push(v);
         }
         Ok(())
+    }
+
+    /// Inert mode: pushes `v` with the steps waiting for it before it.
+    #[cold]
+    #[inline(never)]
+    fn push_after_steps(&mut self, v: Value) {
+        let before = std::mem::take(&mut self.pending);
+        self.stack.push(Value::Seq(Box::new(Seq {
+            before,
+            value: v,
+            after: Vec::new(),
+        })));
     }
 
     #[cold]
@@ -395,13 +405,14 @@ impl<'o, 'h> Machine<'o, 'h> {
             self.top_index()?;
             None
         };
-        let slot = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => Some(&mut self.memo[k]),
-            Ok(k) if k == self.memo.len() => None,
-            _ => self.memo_sparse.get_mut(&key),
+        let (new_key, old) = match usize::try_from(key) {
+            Ok(k) if k < self.dense => (false, self.memo.get(k).copied().unwrap_or(COUNTED)),
+            Ok(k) if k == self.dense => (true, COUNTED),
+            _ => match self.memo_sparse.get(&key) {
+                Some(&old) => (false, old),
+                None => (true, COUNTED),
+            },
         };
-        let new_key = slot.is_none();
-        let old = slot.map_or(COUNTED, |s| std::mem::replace(s, COUNTED));
         let index = match value {
             None => COUNTED,
             // A key put again reuses its place among the kept values.
@@ -425,8 +436,17 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
         };
         match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => self.memo[k] = index,
-            Ok(k) if k == self.memo.len() => self.memo.push(index),
+            Ok(k) if k < self.dense => {
+                if let Some(slot) = self.memo.get_mut(k) {
+                    *slot = index;
+                }
+            }
+            Ok(k) if k == self.dense => {
+                self.dense += 1;
+                if !matches!(self.keep, Keep::None) {
+                    self.memo.push(index);
+                }
+            }
             _ => {
                 self.memo_sparse.insert(key, index);
             }
@@ -445,7 +465,7 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     fn memo_get(&mut self, key: u64) -> Result<()> {
         let found = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => Some(self.memo[k]),
+            Ok(k) if k < self.dense => Some(self.memo.get(k).copied().unwrap_or(COUNTED)),
             _ => self.memo_sparse.get(&key).copied(),
         };
         let v = match found {
