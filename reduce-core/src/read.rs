@@ -1,10 +1,13 @@
 //! The reader engine: a stack machine over the opcodes of protocols 0 to 5.
 //!
-//! It builds a [`Graph`]: every object the pickle memoizes goes into a table
-//! when it is memoized, so that later `GET`s (sharing) and references from
-//! inside itself (cycles) point at one object. When `STOP` is reached the
-//! objects referred to only once are moved back inline, so plain data loads
-//! as a plain tree.
+//! It builds a [`Graph`]: an object the pickle memoizes and fetches again
+//! goes into a table when it is memoized, so that later `GET`s (sharing)
+//! and references from inside itself (cycles) point at one object. When
+//! `STOP` is reached the objects referred to only once are moved back
+//! inline, so plain data loads as a plain tree. A put that no `GET` fetches
+//! is only counted: a slice is read first on the bet that nothing is
+//! fetched, and read again after a scan for the fetched keys if a `GET`
+//! comes (see `load`); a stream and inert mode keep every put.
 //!
 //! | file | what |
 //! |---|---|

@@ -217,3 +217,28 @@ fn a_slice_shares_exactly_what_a_stream_shares() {
         "too few shared objects to prove anything: {shared}"
     );
 }
+
+#[test]
+fn deep_objects_and_dicts_drop_on_a_small_stack() {
+    // Drop goes by recursion for 64 levels, then through the heap: a chain
+    // of a million reduced objects (each the argument of the next) and of a
+    // million dicts must drop on a 256 KiB stack.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let mut objects = Value::None;
+            let mut dicts = Value::Int(0);
+            for i in 0..1_000_000 {
+                let args = Value::Tuple(vec![objects, Value::Int(i)]);
+                objects = Value::from(reduce::Reduction::new(Value::global("m", "f"), args));
+                dicts = Value::Dict(vec![(Value::Int(i), dicts)]);
+            }
+            assert!(matches!(objects, Value::Reduce(_)));
+            assert!(matches!(&dicts, Value::Dict(d) if d.len() == 1));
+            drop(objects);
+            drop(dicts);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
