@@ -1,10 +1,13 @@
 //! The reader engine: a stack machine over the opcodes of protocols 0 to 5.
 //!
-//! It builds a [`Graph`]: every object the pickle memoizes goes into a table
-//! when it is memoized, so that later `GET`s (sharing) and references from
-//! inside itself (cycles) point at one object. When `STOP` is reached the
-//! objects referred to only once are moved back inline, so plain data loads
-//! as a plain tree.
+//! It builds a [`Graph`]: an object the pickle memoizes and fetches again
+//! goes into a table when it is memoized, so that later `GET`s (sharing)
+//! and references from inside itself (cycles) point at one object. When
+//! `STOP` is reached the objects referred to only once are moved back
+//! inline, so plain data loads as a plain tree. A put that no `GET` fetches
+//! is only counted: a slice is read first on the bet that nothing is
+//! fetched, and read again after a scan for the fetched keys if a `GET`
+//! comes (see `load`); a stream and inert mode keep every put.
 //!
 //! | file | what |
 //! |---|---|
@@ -93,9 +96,36 @@ pub(crate) fn load<I: Input>(
     options: &mut Options<'_>,
     resolve: &dyn Resolve,
 ) -> Result<Graph> {
-    let mut machine = machine::Machine::new(options, resolve);
-    let stop = machine.run(input)?;
-    // What is wrong with the finished stack is found at STOP.
+    // A slice is read first keeping no memo put, on the bet that nothing is
+    // fetched; a GET loses the bet, and the slice is read again keeping the
+    // puts its GETs fetch (found by a scan). A second reading is only sound
+    // where the first had no effect outside the machine: no hook called, no
+    // buffer taken. A stream and inert mode keep every put.
+    let fresh = !options.inert && options.persistent_load.is_none() && options.buffers.is_empty();
+    let keep = match input.slice() {
+        Some(_) if fresh => machine::Keep::None,
+        _ => machine::Keep::All,
+    };
+    let start = input.slice().map(|(_, pos)| pos);
+    let mut machine = machine::Machine::new(options, resolve, keep);
+    let stop = match machine.run(input) {
+        Err(_) if machine.rerun => {
+            drop(machine);
+            let start = start.unwrap_or_default();
+            input.seek(start);
+            let keep = match input.slice() {
+                Some((data, _)) => machine::Keep::Fetched(machine::fetched_keys(
+                    data,
+                    start,
+                    options.limits.max_int_digits,
+                )),
+                None => machine::Keep::All,
+            };
+            machine = machine::Machine::new(options, resolve, keep);
+            machine.run(input)?
+        }
+        stop => stop?,
+    };
     machine.finish().map_err(|e| e.at(stop, Some(STOP)))
 }
 

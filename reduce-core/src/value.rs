@@ -542,18 +542,8 @@ impl Value {
         }
     }
 
-    /// Whether dropping this value could reach further containers.
-    fn has_nested(&self) -> bool {
-        match self {
-            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.iter().any(Value::is_container)
-            }
-            Value::Dict(d) => d.iter().any(|(k, v)| k.is_container() || v.is_container()),
-            Value::Reduce(_) | Value::PersistentId(_) | Value::Seq(_) => true,
-            _ => false,
-        }
-    }
-
+    /// Whether the value holds other values (dropping it goes further).
+    #[inline]
     fn is_container(&self) -> bool {
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => !v.is_empty(),
@@ -563,40 +553,50 @@ impl Value {
         }
     }
 
-    /// Moves every child that is itself a container onto `out`.
-    fn drain_children(&mut self, out: &mut Vec<Value>) {
-        let mut keep = |v: Value| {
-            if v.is_container() {
-                out.push(v)
+    /// Drops every child, leaving the value without any: as a plain
+    /// recursive drop would, down to [`DROP_DEPTH`] levels below the value
+    /// dropped; a container deeper than that is moved onto `deep` whole,
+    /// to be unlinked in turn from a fresh depth.
+    fn unlink(&mut self, depth: usize, deep: &mut Vec<Value>) {
+        let mut each = |mut c: Value| {
+            if c.is_container() {
+                if depth < DROP_DEPTH {
+                    // Left childless, `c` then drops without going further.
+                    c.unlink(depth + 1, deep);
+                } else {
+                    deep.push(c);
+                }
             }
         };
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.drain(..).for_each(&mut keep)
+                v.drain(..).for_each(each)
             }
             Value::Dict(d) => d.drain(..).for_each(|(k, v)| {
-                keep(k);
-                keep(v)
+                each(k);
+                each(v)
             }),
             Value::Reduce(r) => {
-                keep(std::mem::take(&mut r.callable));
-                keep(std::mem::take(&mut r.args));
-                r.state.take().map(&mut keep);
-                r.state_setter.take().map(&mut keep);
-                r.list_items.drain(..).for_each(&mut keep);
+                each(std::mem::take(&mut r.callable));
+                each(std::mem::take(&mut r.args));
+                r.state.take().map(&mut each);
+                r.state_setter.take().map(&mut each);
+                r.list_items.drain(..).for_each(&mut each);
                 r.dict_items.drain(..).for_each(|(k, v)| {
-                    keep(k);
-                    keep(v)
+                    each(k);
+                    each(v)
                 });
             }
-            Value::PersistentId(p) => keep(std::mem::take(&mut p.pid)),
+            Value::PersistentId(p) => each(std::mem::take(&mut p.pid)),
             Value::Seq(s) => {
                 let mut all = Vec::new();
                 for step in s.before.iter_mut().chain(s.after.iter_mut()) {
                     step.for_each_mut(&mut |v| all.push(std::mem::take(v)));
                 }
+                s.before.clear();
+                s.after.clear();
                 all.push(std::mem::take(&mut s.value));
-                all.into_iter().for_each(keep);
+                all.into_iter().for_each(each);
             }
             _ => {}
         }
@@ -786,16 +786,29 @@ impl Value {
     }
 }
 
+/// How many levels below a dropped value [`Value::unlink`] goes by
+/// recursion (a few KiB of stack) before it moves deeper containers to the
+/// heap: a shallow value drops as fast as a plain recursive drop, and a
+/// million nested lists still drop without overflowing the stack.
+const DROP_DEPTH: usize = 64;
+
 impl Drop for Value {
+    #[inline]
     fn drop(&mut self) {
-        if !self.has_nested() {
-            return;
+        if self.is_container() {
+            self.drop_children();
         }
-        // Unlink the tree level by level so that no drop recurses deeper than one level.
-        let mut pending = Vec::new();
-        self.drain_children(&mut pending);
-        while let Some(mut v) = pending.pop() {
-            v.drain_children(&mut pending);
+    }
+}
+
+impl Value {
+    /// The out-of-line part of [`Drop`]: a value with children.
+    #[inline(never)]
+    fn drop_children(&mut self) {
+        let mut deep = Vec::new();
+        self.unlink(0, &mut deep);
+        while let Some(mut v) = deep.pop() {
+            v.unlink(0, &mut deep);
         }
     }
 }

@@ -133,3 +133,112 @@ fn deep_values_write_and_read_back() {
     let err = reduce::from_slice::<Value>(&deeper).unwrap_err();
     assert_limit(&err, "max_depth");
 }
+
+/// Every `.pickle` file under `dir`, recursively.
+fn pickles(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            pickles(&path, out);
+        } else if path.extension().is_some_and(|e| e == "pickle") {
+            out.push(path);
+        }
+    }
+}
+
+/// What a load gives, to compare two: the graph with its shared objects and
+/// the bytes it writes back, or the error's message.
+fn outcome(loaded: reduce::Result<Graph>) -> Result<(Graph, usize, Vec<u8>), String> {
+    let graph = loaded.map_err(|e| e.to_string())?;
+    let shared = graph.objects().len();
+    let bytes = reduce::to_vec(&graph).map_err(|e| format!("write: {e}"))?;
+    Ok((graph, shared, bytes))
+}
+
+#[test]
+fn a_slice_shares_exactly_what_a_stream_shares() {
+    // From a slice the reader keeps only the memo puts that a GET fetches
+    // (it reads once keeping none, and again after a scan if a GET comes);
+    // from a stream it keeps every put and compacts at STOP. The graphs,
+    // their shared objects, the bytes they write and the errors must be
+    // the same.
+    let mut files = Vec::new();
+    pickles(&reduce_tests::fixtures(), &mut files);
+    let mut inputs: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read(p).unwrap()))
+        .collect();
+    assert!(inputs.len() > 1000, "fixtures missing: {}", inputs.len());
+    // Every kind of argument the scan skips, then a GET, at every protocol.
+    let expr = "import collections\ns = 'shared'; t = (s, 2)\n\
+        v = [1, -300, 70000, 2**70, -2**1000, 1.5, 'é\\n', b'b' * 300, bytearray(b'z'), None, \
+        True, {'a': s}, {1}, frozenset({2}), collections.OrderedDict(k=t), s, t, s, t]";
+    for proto in 0..=5 {
+        inputs.push((
+            format!("every argument kind, protocol {proto}"),
+            cpython(expr, proto),
+        ));
+    }
+    // A key put twice, fetched after each put; LONG_BINGET and protocol
+    // 0's GET; a GET of a key never put.
+    inputs.push((
+        "a key put twice".into(),
+        b"\x80\x02(K\x01q\x00h\x00K\x02q\x00h\x00l.".to_vec(),
+    ));
+    inputs.push((
+        "LONG_BINPUT and LONG_BINGET".into(),
+        b"\x80\x02(]r\x00\x01\x00\x00j\x00\x01\x00\x00l.".to_vec(),
+    ));
+    inputs.push(("protocol 0 GET".into(), b"(lp7\ng7\nl.".to_vec()));
+    inputs.push((
+        "GET of a key never put".into(),
+        b"\x80\x02]q\x01h\x02.".to_vec(),
+    ));
+    let mut shared = 0;
+    for (name, bytes) in &inputs {
+        let slice = outcome(Unpickler::from_slice(bytes).load_graph());
+        let stream = outcome(Unpickler::new(std::io::Cursor::new(bytes)).load_graph());
+        match (&slice, &stream) {
+            (Ok((a, na, ba)), Ok((b, nb, bb))) => {
+                assert!(a == b, "{name}: {a:?} != {b:?}");
+                assert_eq!(na, nb, "{name}: shared objects");
+                assert_eq!(ba, bb, "{name}: bytes written back");
+                shared += na;
+            }
+            (a, b) => assert_eq!(
+                a.as_ref().err(),
+                b.as_ref().err(),
+                "{name}: one loads and the other fails"
+            ),
+        }
+    }
+    assert!(
+        shared > 100,
+        "too few shared objects to prove anything: {shared}"
+    );
+}
+
+#[test]
+fn deep_objects_and_dicts_drop_on_a_small_stack() {
+    // Drop goes by recursion for 64 levels, then through the heap: a chain
+    // of a million reduced objects (each the argument of the next) and of a
+    // million dicts must drop on a 256 KiB stack.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let mut objects = Value::None;
+            let mut dicts = Value::Int(0);
+            for i in 0..1_000_000 {
+                let args = Value::Tuple(vec![objects, Value::Int(i)]);
+                objects = Value::from(reduce::Reduction::new(Value::global("m", "f"), args));
+                dicts = Value::Dict(vec![(Value::Int(i), dicts)]);
+            }
+            assert!(matches!(objects, Value::Reduce(_)));
+            assert!(matches!(&dicts, Value::Dict(d) if d.len() == 1));
+            drop(objects);
+            drop(dicts);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

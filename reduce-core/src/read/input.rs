@@ -90,14 +90,12 @@ impl<'a> SliceRead<'a> {
     pub(crate) fn position(&self) -> usize {
         self.pos
     }
+}
 
-    /// Checks that `n` bytes may be read at the current position.
-    fn check(&self, n: usize) -> Result<()> {
-        if n > self.data.len() - self.pos {
-            return Err(Error::new(ErrorKind::Eof));
-        }
-        Ok(())
-    }
+/// The end of the input, where more was needed: built only when it happens.
+#[cold]
+fn eof() -> Error {
+    Error::new(ErrorKind::Eof)
 }
 
 impl Source for SliceRead<'_> {
@@ -109,21 +107,29 @@ impl Source for SliceRead<'_> {
         self.pos = pos;
     }
 
+    #[inline]
     fn pos(&self) -> u64 {
         self.pos as u64
     }
 
+    // `byte` and `take` run once or twice per opcode: in line, with the
+    // bounds check done once by `get` (the slice indexing after it would
+    // check again).
+    #[inline]
     fn byte(&mut self) -> Result<u8> {
-        self.check(1)?;
-        let b = self.data[self.pos];
+        let b = *self.data.get(self.pos).ok_or_else(eof)?;
         self.pos += 1;
         Ok(b)
     }
 
+    #[inline]
     fn take(&mut self, n: u64) -> Result<&[u8]> {
-        let n = usize::try_from(n).map_err(|_| Error::new(ErrorKind::Eof))?;
-        self.check(n)?;
-        let s = &self.data[self.pos..self.pos + n];
+        let n = usize::try_from(n).map_err(|_| eof())?;
+        let s = self
+            .data
+            .get(self.pos..)
+            .and_then(|rest| rest.get(..n))
+            .ok_or_else(eof)?;
         self.pos += n;
         Ok(s)
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use num_bigint::BigInt;
 
 use super::decode;
-use super::input::Source;
+use super::input::{SliceRead, Source};
 use super::{known_global, Builtin, Options, Resolve, StringDecoding};
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
@@ -18,12 +18,29 @@ use crate::value::{Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling
 pub(super) struct Machine<'o, 'h> {
     opts: &'o mut Options<'h>,
     resolve: &'o dyn Resolve,
+    /// `opts.inert` and `opts.limits.max_stack`, read on every push.
+    inert: bool,
+    max_stack: usize,
     stack: Vec<Value>,
     marks: Vec<usize>,
     objects: Vec<Value>,
-    memo: Vec<Option<Value>>,
-    memo_sparse: HashMap<u64, Value>,
+    /// Each memo key's place in `kept`, or [`COUNTED`], for the keys
+    /// below `dense` (empty under [`Keep::None`], where every put is
+    /// counted only); the other keys in `memo_sparse`.
+    memo: Vec<u32>,
+    dense: usize,
+    memo_sparse: HashMap<u64, u32>,
+    /// The memo's kept values: scalars, and references to shared objects.
+    kept: Vec<Value>,
     memo_len: usize,
+    /// Which memo puts are kept (see [`Keep`]).
+    keep: Keep,
+    /// Set when a `GET` under [`Keep::Fetched`] (no scan) asked for a put
+    /// that was only counted: the load must run again with a scan.
+    pub(super) rerun: bool,
+    /// Containers pushed: the tree cannot be deeper than this, so while it
+    /// is within `max_depth` the depth need not be walked at `STOP`.
+    containers: usize,
     proto: u8,
     /// Inert mode: steps taken while no value was on the stack above the
     /// last mark, waiting to go before the next value pushed.
@@ -50,15 +67,23 @@ fn is_cheap(v: &Value) -> bool {
 }
 
 impl<'o, 'h> Machine<'o, 'h> {
-    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve) -> Self {
+    /// A machine for one load, keeping the memo puts `keep` says.
+    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve, keep: Keep) -> Self {
         Machine {
+            inert: opts.inert,
+            max_stack: opts.limits.max_stack,
             opts,
             resolve,
+            keep,
+            rerun: false,
+            containers: 0,
             stack: Vec::new(),
             marks: Vec::new(),
             objects: Vec::new(),
             memo: Vec::new(),
             memo_sparse: HashMap::new(),
+            kept: Vec::new(),
+            dense: 0,
             memo_len: 0,
             proto: 0,
             pending: Vec::new(),
@@ -70,24 +95,38 @@ impl<'o, 'h> Machine<'o, 'h> {
         self.marks.last().copied().unwrap_or(0)
     }
 
+    #[inline]
     fn push(&mut self, v: Value) -> Result<()> {
-        if self.stack.len() + self.marks.len() >= self.opts.limits.max_stack {
-            return Err(Error::new(ErrorKind::Limit {
-                limit: "max_stack",
-                max: self.opts.limits.max_stack as u64,
-            }));
+        if self.stack.len() + self.marks.len() >= self.max_stack {
+            return Err(self.stack_full());
         }
-        if self.pending.is_empty() {
-            self.stack.push(v);
+        self.containers += levels(&v);
+        if !self.pending.is_empty() {
+            self.push_after_steps(v);
         } else {
-            let before = std::mem::take(&mut self.pending);
-            self.stack.push(Value::Seq(Box::new(Seq {
-                before,
-                value: v,
-                after: Vec::new(),
-            })));
+            self.stack.push(v);
         }
         Ok(())
+    }
+
+    /// Inert mode: pushes `v` with the steps waiting for it before it.
+    #[cold]
+    #[inline(never)]
+    fn push_after_steps(&mut self, v: Value) {
+        let before = std::mem::take(&mut self.pending);
+        self.stack.push(Value::Seq(Box::new(Seq {
+            before,
+            value: v,
+            after: Vec::new(),
+        })));
+    }
+
+    #[cold]
+    fn stack_full(&self) -> Error {
+        Error::new(ErrorKind::Limit {
+            limit: "max_stack",
+            max: self.max_stack as u64,
+        })
     }
 
     fn pop(&mut self) -> Result<Value> {
@@ -155,7 +194,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// fetch.
     fn share_top(&mut self) -> Result<Value> {
         let i = self.top_index()?;
-        let inert = self.opts.inert;
+        let inert = self.inert;
         let mut slot = std::mem::take(&mut self.stack[i]);
         let inner = match &mut slot {
             Value::Seq(s) => &mut s.value,
@@ -351,20 +390,67 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(target)
     }
 
+    /// A put: the object on top of the stack is shared if some `GET`
+    /// fetches `key`, and only counted otherwise (it stays where it is, and
+    /// moves into its container as any unshared value does).
     fn memo_put(&mut self, key: u64) -> Result<()> {
-        let v = self.share_top()?;
-        let new_key = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => {
-                let fresh = self.memo[k].is_none();
-                self.memo[k] = Some(v);
-                fresh
-            }
-            Ok(k) if k == self.memo.len() => {
-                self.memo.push(Some(v));
-                true
-            }
-            _ => self.memo_sparse.insert(key, v).is_none(),
+        let kept = match &self.keep {
+            Keep::All => true,
+            Keep::None => false,
+            Keep::Fetched(f) => f.contains(key),
         };
+        let value = if kept {
+            Some(self.share_top()?)
+        } else {
+            self.top_index()?;
+            None
+        };
+        let (new_key, old) = match usize::try_from(key) {
+            Ok(k) if k < self.dense => (false, self.memo.get(k).copied().unwrap_or(COUNTED)),
+            Ok(k) if k == self.dense => (true, COUNTED),
+            _ => match self.memo_sparse.get(&key) {
+                Some(&old) => (false, old),
+                None => (true, COUNTED),
+            },
+        };
+        let index = match value {
+            None => COUNTED,
+            // A key put again reuses its place among the kept values.
+            Some(v) if old != COUNTED => {
+                self.kept[old as usize] = v;
+                old
+            }
+            Some(v) => {
+                // Past u32 places (only with max_memo raised above them).
+                let i = u32::try_from(self.kept.len())
+                    .ok()
+                    .filter(|&i| i != COUNTED)
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::Limit {
+                            limit: "max_memo",
+                            max: COUNTED as u64,
+                        })
+                    })?;
+                self.kept.push(v);
+                i
+            }
+        };
+        match usize::try_from(key) {
+            Ok(k) if k < self.dense => {
+                if let Some(slot) = self.memo.get_mut(k) {
+                    *slot = index;
+                }
+            }
+            Ok(k) if k == self.dense => {
+                self.dense += 1;
+                if !matches!(self.keep, Keep::None) {
+                    self.memo.push(index);
+                }
+            }
+            _ => {
+                self.memo_sparse.insert(key, index);
+            }
+        }
         if new_key {
             self.memo_len += 1;
             if self.memo_len > self.opts.limits.max_memo {
@@ -379,12 +465,26 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     fn memo_get(&mut self, key: u64) -> Result<()> {
         let found = match usize::try_from(key) {
-            Ok(k) if k < self.memo.len() => self.memo[k].as_ref(),
-            _ => self.memo_sparse.get(&key),
+            Ok(k) if k < self.dense => Some(self.memo.get(k).copied().unwrap_or(COUNTED)),
+            _ => self.memo_sparse.get(&key).copied(),
         };
-        let v = found
-            .map(cheap_clone)
-            .ok_or_else(|| Error::new(ErrorKind::MissingMemo(key)))?;
+        let v = match found {
+            None => return Err(Error::new(ErrorKind::MissingMemo(key))),
+            Some(i) if i != COUNTED => cheap_clone(&self.kept[i as usize]),
+            // Optimistic: the pickle does fetch from its memo after all.
+            Some(_) if matches!(self.keep, Keep::None) => {
+                self.rerun = true;
+                return Err(Error::invalid("memo fetched: read again, keeping puts"));
+            }
+            // The scan found every GET the machine can reach, so a put it
+            // did not keep is never fetched; were it, this is the error
+            // rather than a wrong value.
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "memo key {key} was fetched but not kept (a reader bug)"
+                )))
+            }
+        };
         self.push(v)
     }
 
@@ -436,7 +536,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// Checks a global (already under its Python 3 name) against the
     /// allow-list: known to plain data, registered, or inert mode.
     fn find_global_checked(&self, module: &str, name: &str) -> Result<Value> {
-        if !self.opts.inert {
+        if !self.inert {
             let plain_data = known_global(module, name).is_some();
             self.resolve.find_class(module, name, plain_data)?;
         }
@@ -461,14 +561,14 @@ impl<'o, 'h> Machine<'o, 'h> {
         if let Some(Builtin::GetAttr) = self.builtin_of(&callable) {
             // Inert mode keeps the call as it is, with the very objects it
             // took; strict mode reads it as the nested global it names.
-            if self.opts.inert {
+            if self.inert {
                 return Ok(Value::Reduce(Box::new(Reduction::new(callable, args))));
             }
             if let Some((module, name)) = self.nested_global(&args) {
                 // The dotted global is checked like any named one.
                 return self.find_global_checked(&module, &name);
             }
-            if !self.opts.inert {
+            if !self.inert {
                 return Err(Error::invalid(
                     "builtins.getattr is only understood on a global and a name (a nested class)",
                 ));
@@ -476,7 +576,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         } else if let Some(b) = self.builtin_of(&callable) {
             match self.call_builtin(b, &args) {
                 Some(v) => return Ok(v),
-                None if !self.opts.inert => {
+                None if !self.inert => {
                     return Err(Error::invalid(format!(
                         "unexpected arguments for {:?}: {:?}",
                         self.deref(&callable),
@@ -490,7 +590,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             // from getattr, say), can be called; inert mode keeps those.
             let callable_ok = match self.deref(&callable) {
                 Value::Global(_) => true,
-                Value::Reduce(_) => self.opts.inert,
+                Value::Reduce(_) => self.inert,
                 _ => false,
             };
             if !callable_ok {
@@ -598,7 +698,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Some(popped);
         }
         // Only the object's own slot right below, as CPython writes it.
-        if self.opts.inert {
+        if self.inert {
             let below = self.stack.len().checked_sub(1).map(|i| &self.stack[i]);
             let own = matches!(below, Some(Value::Ref(id)) if id.0 & Id::BIRTH != 0 && id.index() == target.index());
             if !own {
@@ -655,7 +755,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     )
             }
             Value::Global(_) => true,
-            Value::Reduce(_) => self.opts.inert,
+            Value::Reduce(_) => self.inert,
             _ => false,
         };
         if ok {
@@ -672,7 +772,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// inert mode without a hook keeps it as data.
     fn persistent(&mut self, pid: Value, line: bool) -> Result<Value> {
         if self.opts.persistent_load.is_none() {
-            return if self.opts.inert {
+            return if self.inert {
                 Ok(Value::PersistentId(Box::new(Persistent { pid, line })))
             } else {
                 Err(Error::new(ErrorKind::NoPersistentLoad))
@@ -744,49 +844,49 @@ impl<'o, 'h> Machine<'o, 'h> {
         if pairs && !(self.stack.len() - from).is_multiple_of(2) {
             return Err(Error::invalid("odd number of items for SETITEMS"));
         }
-        if self.opts.inert
-            && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize)
-        {
+        if self.inert && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize) {
             return self.detached_items(from, pairs);
         }
-        let (head, items) = self.stack.split_at_mut(from);
-        let mut slot = &mut head[from - 1];
-        if let Value::Seq(s) = slot {
-            slot = &mut s.value;
-        }
+        // The container leaves its slot while the items move in, so that
+        // they move straight off the stack (a drain), with no placeholder
+        // left behind each one.
+        let mut holder = std::mem::take(&mut self.stack[from - 1]);
+        let slot = match &mut holder {
+            Value::Seq(s) => &mut s.value,
+            v => v,
+        };
         let target = match *slot {
             Value::Ref(id) => &mut self.objects[id.index()],
             ref mut v => v,
         };
-        let take = std::mem::take::<Value>;
-        match (target, pairs) {
-            (Value::List(list), false) => list.extend(items.iter_mut().map(take)),
-            (Value::Reduce(r), false) => r.list_items.extend(items.iter_mut().map(take)),
-            (Value::Dict(d), true) => d.extend(
-                items
-                    .chunks_exact_mut(2)
-                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
-            ),
-            (Value::Reduce(r), true) => r.dict_items.extend(
-                items
-                    .chunks_exact_mut(2)
-                    .map(|kv| (take(&mut kv[0]), take(&mut kv[1]))),
-            ),
-            (other, false) => {
-                return Err(Error::invalid(format!(
-                    "expected a list to append to, found a {}",
-                    other.type_name()
-                )))
+        let moved = match (target, pairs, self.stack.drain(from..)) {
+            (Value::List(list), false, items) => {
+                list.extend(items);
+                Ok(())
             }
-            (other, true) => {
-                return Err(Error::invalid(format!(
-                    "expected a dict to set items in, found a {}",
-                    other.type_name()
-                )))
+            (Value::Reduce(r), false, items) => {
+                r.list_items.extend(items);
+                Ok(())
             }
-        }
-        self.stack.truncate(from);
-        Ok(())
+            (Value::Dict(d), true, items) => {
+                d.extend(Pairs(items));
+                Ok(())
+            }
+            (Value::Reduce(r), true, items) => {
+                r.dict_items.extend(Pairs(items));
+                Ok(())
+            }
+            (other, false, _) => Err(format!(
+                "expected a list to append to, found a {}",
+                other.type_name()
+            )),
+            (other, true, _) => Err(format!(
+                "expected a dict to set items in, found a {}",
+                other.type_name()
+            )),
+        };
+        self.stack[from - 1] = holder;
+        moved.map_err(Error::invalid)
     }
 
     /// Inert mode: `APPENDS`/`SETITEMS` (and the single forms) on an object
@@ -814,7 +914,10 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(())
     }
 
-    /// Runs one opcode; `Ok(true)` at `STOP`.
+    /// Runs one opcode; `Ok(true)` at `STOP`. In line in `run`'s loop: a
+    /// call per opcode paid a prologue saving six registers and a frame of
+    /// some 600 bytes.
+    #[inline(always)]
     fn step<S: Source>(&mut self, op: u8, src: &mut S) -> Result<bool> {
         match op {
             // Stack and mark manipulation.
@@ -834,7 +937,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 } else {
                     let popped = self.pop()?;
                     if let Some(popped) = self.attach_state_setter(popped) {
-                        if self.opts.inert {
+                        if self.inert {
                             self.discard(popped);
                         }
                     }
@@ -842,7 +945,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             POP_MARK => {
                 let items = self.pop_mark()?;
-                if self.opts.inert {
+                if self.inert {
                     for item in items {
                         self.discard(item);
                     }
@@ -990,7 +1093,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             ADDITEMS => {
                 let items = self.pop_mark()?;
                 let i = self.top_index()?;
-                if self.opts.inert && !items.is_empty() && !self.attached(i, false) {
+                if self.inert && !items.is_empty() && !self.attached(i, false) {
                     let target = self.detach(i, Change::Set)?;
                     self.record(Step::AddItems { target, items });
                     return Ok(false);
@@ -1025,7 +1128,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 let module = decode::name_line(src, "GLOBAL module name")?;
                 let name = decode::name_line(src, "GLOBAL name")?;
                 let mut v = self.find_global(&module, &name)?;
-                if self.opts.inert {
+                if self.inert {
                     if let Value::Global(g) = &mut v {
                         g.spelling = Spelling::Line;
                     }
@@ -1063,7 +1166,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     ));
                 }
                 let mut v = self.find_global(&module, &name)?;
-                if self.opts.inert {
+                if self.inert {
                     if let Value::Global(g) = &mut v {
                         g.spelling = Spelling::Stack(Box::new((module_v, name_v)));
                     }
@@ -1151,7 +1254,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             BUILD => {
                 let state = self.pop()?;
                 let i = self.top_index()?;
-                if self.opts.inert && !self.build_attached(i) {
+                if self.inert && !self.build_attached(i) {
                     let target = self.detach(i, Change::State)?;
                     self.record(Step::Build { target, state });
                     return Ok(false);
@@ -1234,7 +1337,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// they become steps before it.
     pub(super) fn finish(mut self) -> Result<Graph> {
         let mut root = self.pop()?;
-        if self.opts.inert && (!self.stack.is_empty() || !self.pending.is_empty()) {
+        if self.inert && (!self.stack.is_empty() || !self.pending.is_empty()) {
             let after = std::mem::take(&mut self.pending);
             // Values left under the root: thrown away, in order, before it.
             self.marks.clear();
@@ -1253,10 +1356,253 @@ impl<'o, 'h> Machine<'o, 'h> {
             seq.after.extend(after);
             root = Value::Seq(seq);
         }
-        let objects = std::mem::take(&mut self.objects);
         let max_depth = self.opts.limits.max_depth;
+        if self.objects.is_empty()
+            && !self.inert
+            && self.opts.persistent_load.is_none()
+            && self.containers <= max_depth
+        {
+            // Nothing shared, and too few containers to nest deeper than
+            // `max_depth` (every level of the tree is one of them): the
+            // root is the tree, with nothing to count, move or check.
+            return Ok(Graph::new(root));
+        }
+        let objects = std::mem::take(&mut self.objects);
         compact(root, objects, max_depth)
     }
+}
+
+/// How many levels of nesting a value pushed on the stack can add to the
+/// tree: one for a container, two for a reduced object (its argument tuple
+/// may be one the machine built without pushing it: `NEWOBJ`'s, `INST`'s),
+/// none for an atom or a reference (the object it names was counted when
+/// it was pushed).
+#[inline]
+fn levels(v: &Value) -> usize {
+    match v {
+        Value::Reduce(_) => 2,
+        Value::Tuple(_)
+        | Value::List(_)
+        | Value::Dict(_)
+        | Value::Set(_)
+        | Value::FrozenSet(_)
+        | Value::PersistentId(_)
+        | Value::Global(_)
+        | Value::Seq(_) => 1,
+        _ => 0,
+    }
+}
+
+/// Which memo puts the machine keeps (shares, so that a `GET` finds the
+/// object); the others are only counted.
+pub(super) enum Keep {
+    /// Every put: a stream, which cannot be read twice, and inert mode.
+    All,
+    /// None, on the bet that nothing is fetched (most data pickles: a
+    /// pickler memoizes every string and tuple, but fetches only what it
+    /// meets twice). The first `GET` loses the bet and sets
+    /// [`Machine::rerun`].
+    None,
+    /// The puts to keys that some `GET` fetches, found by [`fetched_keys`].
+    Fetched(Fetched),
+}
+
+/// A memo key put but fetched by no `GET`: only counted, for `max_memo`
+/// and for `MEMOIZE`'s next key.
+const COUNTED: u32 = u32::MAX;
+
+/// The memo keys that a pickle's `GET`, `BINGET` and `LONG_BINGET` fetch.
+#[derive(Default)]
+pub(super) struct Fetched {
+    /// One bit per key below [`Fetched::DENSE`].
+    dense: Vec<u64>,
+    sparse: std::collections::HashSet<u64>,
+}
+
+impl Fetched {
+    /// Keys below this are bits (at most 128 KiB of them); above, a set.
+    const DENSE: u64 = 1 << 20;
+
+    fn insert(&mut self, key: u64) {
+        if key < Self::DENSE {
+            let word = (key / 64) as usize;
+            if word >= self.dense.len() {
+                self.dense.resize(word + 1, 0);
+            }
+            self.dense[word] |= 1 << (key % 64);
+        } else {
+            self.sparse.insert(key);
+        }
+    }
+
+    #[inline]
+    fn contains(&self, key: u64) -> bool {
+        if key < Self::DENSE {
+            self.dense
+                .get((key / 64) as usize)
+                .is_some_and(|w| w & (1 << (key % 64)) != 0)
+        } else {
+            self.sparse.contains(&key)
+        }
+    }
+}
+
+/// How [`fetched_keys`] skips each opcode's argument: a fixed size (0 to
+/// 8 bytes), or one of the kinds below it.
+const SKIP: [u8; 256] = {
+    let mut t = [END; 256];
+    let none = [
+        MARK,
+        POP,
+        POP_MARK,
+        DUP,
+        NONE,
+        NEWTRUE,
+        NEWFALSE,
+        EMPTY_TUPLE,
+        EMPTY_LIST,
+        EMPTY_DICT,
+        EMPTY_SET,
+        TUPLE,
+        TUPLE1,
+        TUPLE2,
+        TUPLE3,
+        LIST,
+        DICT,
+        FROZENSET,
+        APPEND,
+        APPENDS,
+        SETITEM,
+        SETITEMS,
+        ADDITEMS,
+        MEMOIZE,
+        STACK_GLOBAL,
+        REDUCE,
+        OBJ,
+        NEWOBJ,
+        NEWOBJ_EX,
+        BUILD,
+        BINPERSID,
+        NEXT_BUFFER,
+        READONLY_BUFFER,
+    ];
+    let mut i = 0;
+    while i < none.len() {
+        t[none[i] as usize] = 0;
+        i += 1;
+    }
+    let sized: &[(u8, u8)] = &[
+        (PROTO, 1),
+        (BININT1, 1),
+        (EXT1, 1),
+        (BINPUT, 1),
+        (BININT2, 2),
+        (EXT2, 2),
+        (BININT, 4),
+        (EXT4, 4),
+        (LONG_BINPUT, 4),
+        (BINFLOAT, 8),
+        (FRAME, 8),
+        (SHORT_BINSTRING, LEN1),
+        (SHORT_BINUNICODE, LEN1),
+        (SHORT_BINBYTES, LEN1),
+        (LONG1, LEN1),
+        (BINSTRING, LEN4_SIGNED),
+        (LONG4, LEN4_SIGNED),
+        (BINUNICODE, LEN4),
+        (BINBYTES, LEN4),
+        (BINUNICODE8, LEN8),
+        (BINBYTES8, LEN8),
+        (BYTEARRAY8, LEN8),
+        (INT, LINE),
+        (LONG, LINE),
+        (FLOAT, LINE),
+        (STRING, LINE),
+        (UNICODE, LINE),
+        (PERSID, LINE),
+        (GLOBAL, TWO_LINES),
+        (INST, TWO_LINES),
+        (PUT, KEY_LINE),
+        (GET, KEY_LINE),
+        (BINGET, KEY1),
+        (LONG_BINGET, KEY4),
+        (STOP, END),
+    ];
+    let mut i = 0;
+    while i < sized.len() {
+        t[sized[i].0 as usize] = sized[i].1;
+        i += 1;
+    }
+    t
+};
+const LEN1: u8 = 9;
+const LEN4_SIGNED: u8 = 10;
+const LEN4: u8 = 11;
+const LEN8: u8 = 12;
+const LINE: u8 = 13;
+const TWO_LINES: u8 = 14;
+const KEY_LINE: u8 = 15;
+const KEY1: u8 = 16;
+const KEY4: u8 = 17;
+/// `STOP`, or an opcode the machine fails on.
+const END: u8 = 255;
+
+/// Scans a pickle from `pos` to its `STOP` for the memo keys its `GET`s
+/// fetch, skipping every other opcode's argument, so that the machine
+/// shares only what is fetched again. Each argument is measured as the
+/// machine's decoders read it (`decode.rs`: a length byte, a signed or
+/// unsigned length, a line), so the scan splits the bytes into opcodes
+/// exactly as the machine does; where it cannot go on (an unknown opcode,
+/// a negative length, the end of the input) the machine fails at the same
+/// place, and every `GET` it could run has been seen.
+pub(super) fn fetched_keys(data: &[u8], mut pos: usize, max_digits: usize) -> Fetched {
+    let mut keys = Fetched::default();
+    let le = |at: usize, n: usize| -> Option<u64> {
+        let b = data.get(at..at.checked_add(n)?)?;
+        let mut a = [0u8; 8];
+        a[..n].copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    };
+    let line_end = |at: usize| -> Option<usize> {
+        let i = data.get(at..)?.iter().position(|&b| b == b'\n')?;
+        Some(at + i + 1)
+    };
+    // `None` at STOP or where the machine would fail.
+    let mut step = |pos: usize| -> Option<usize> {
+        let op = *data.get(pos)?;
+        let at = pos + 1;
+        let kind = SKIP[op as usize];
+        let (at, len) = match kind {
+            0..=8 => (at, kind as u64),
+            LEN1 => (at + 1, le(at, 1)?),
+            LEN4_SIGNED => (at + 4, u64::try_from(le(at, 4)? as u32 as i32).ok()?),
+            LEN4 => (at + 4, le(at, 4)?),
+            LEN8 => (at + 8, le(at, 8)?),
+            LINE => (line_end(at)?, 0),
+            TWO_LINES => (line_end(line_end(at)?)?, 0),
+            KEY1 | KEY4 => {
+                let n = if kind == KEY1 { 1 } else { 4 };
+                keys.insert(le(at, n)?);
+                (at + n, 0)
+            }
+            KEY_LINE => {
+                let mut src = SliceRead::at(data, at);
+                let key = decode::memo_key(&mut src, op, max_digits).ok()?;
+                if op == GET {
+                    keys.insert(key);
+                }
+                (src.position(), 0)
+            }
+            _ => return None,
+        };
+        let end = at.checked_add(usize::try_from(len).ok()?)?;
+        // Past the end: the machine fails on this opcode's argument.
+        (end <= data.len()).then_some(end)
+    };
+    while let Some(next) = step(pos) {
+        pos = next;
+    }
+    keys
 }
 
 /// How many bytes of global names `STACK_GLOBAL` may copy per byte of input
@@ -1270,6 +1616,25 @@ enum Change {
     Pairs,
     Set,
     State,
+}
+
+/// Items taken two at a time, as keys and values.
+struct Pairs<I>(I);
+
+impl<I: Iterator<Item = Value>> Iterator for Pairs<I> {
+    type Item = (Value, Value);
+
+    #[inline]
+    fn next(&mut self) -> Option<(Value, Value)> {
+        let k = self.0.next()?;
+        let v = self.0.next()?;
+        Some((k, v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.0.size_hint();
+        (lo / 2, hi.map(|h| h / 2))
+    }
 }
 
 /// Whether any of `items` carries steps (inert mode).
