@@ -31,6 +31,11 @@ mod private {
         fn whole(&mut self) -> Option<(&[u8], usize)> {
             None
         }
+        /// The whole input and the position in it, for a slice (which the
+        /// machine may read twice); `None` for a stream.
+        fn slice(&self) -> Option<(&[u8], usize)> {
+            None
+        }
         /// Moves to `pos` in the bytes of [`Source::whole`].
         fn seek(&mut self, pos: usize) {
             let _ = pos;
@@ -100,6 +105,10 @@ fn eof() -> Error {
 
 impl Source for SliceRead<'_> {
     fn whole(&mut self) -> Option<(&[u8], usize)> {
+        Some((self.data, self.pos))
+    }
+
+    fn slice(&self) -> Option<(&[u8], usize)> {
         Some((self.data, self.pos))
     }
 
