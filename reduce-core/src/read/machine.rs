@@ -177,6 +177,28 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
+    /// `v` for an error message: shared objects shown by value (the first
+    /// few dozen values), so the message is the same whether the reader
+    /// kept the memo's objects shared or not.
+    fn shown(&self, v: &Value) -> Value {
+        let mut out = self.deref(v).clone();
+        let mut budget = 64usize;
+        let mut stack: Vec<&mut Value> = vec![&mut out];
+        while let Some(v) = stack.pop() {
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
+            if let Value::Ref(id) = *v {
+                if let Some(target) = self.objects.get(id.index()) {
+                    *v = target.clone();
+                }
+            }
+            v.for_each_child_mut(|c| stack.push(c));
+        }
+        out
+    }
+
     /// Makes `v` shareable: containers and strings move into the object
     /// table and come back as a reference; small scalars are copied.
     fn share(&mut self, v: Value) -> Value {
@@ -579,8 +601,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                 None if !self.inert => {
                     return Err(Error::invalid(format!(
                         "unexpected arguments for {:?}: {:?}",
-                        self.deref(&callable),
-                        self.deref(&args)
+                        self.shown(&callable),
+                        self.shown(&args)
                     )))
                 }
                 None => {}
@@ -763,7 +785,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         } else {
             Err(Error::invalid(format!(
                 "{op} expected a class, found {:?}",
-                self.deref(cls)
+                self.shown(cls)
             )))
         }
     }

@@ -529,7 +529,10 @@ impl Lookup {
     pub(crate) fn extension_names(&self) -> HashMap<(String, String), u32> {
         let mut all = HashMap::new();
         if self.global.extension_names.is_empty()
-            && self.local.as_ref().is_none_or(|l| l.extension_names.is_empty())
+            && self
+                .local
+                .as_ref()
+                .is_none_or(|l| l.extension_names.is_empty())
         {
             // The common case, and a write of one small value pays for it:
             // no table to walk.
