@@ -47,6 +47,10 @@ macro_rules! small_ints {
     ($($t:ty)*) => {$(
         impl Reduce for $t {
             #[inline]
+            fn __leaf(&self) -> bool {
+                true
+            }
+            #[inline]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
                 s.i64(*self as i64)
             }
@@ -81,6 +85,10 @@ int_construct!(i8 i16 i32 i64 isize u8 u16 u32 u64 usize i128 u128);
 macro_rules! big_ints {
     ($($t:ty)*) => {$(
         impl Reduce for $t {
+            #[inline]
+            fn __leaf(&self) -> bool {
+                true
+            }
             #[inline]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
                 match i128::try_from(*self) {
@@ -124,6 +132,10 @@ impl Construct for BigInt {
 
 impl Reduce for bool {
     #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.bool(*self)
     }
@@ -145,12 +157,20 @@ impl Construct for bool {
 
 impl Reduce for f64 {
     #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.f64(*self)
     }
 }
 
 impl Reduce for f32 {
+    #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
     #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.f64(*self as f64)
@@ -200,12 +220,20 @@ impl Construct for f32 {
 
 impl Reduce for str {
     #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
+    #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
     }
 }
 
 impl Reduce for String {
+    #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
     #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
@@ -220,6 +248,10 @@ impl Reduce for Cow<'_, str> {
 }
 
 impl Reduce for char {
+    #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
     #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self.encode_utf8(&mut [0; 4]))

@@ -73,6 +73,15 @@ use crate::write::rules::{self, Batches, Batching};
 pub trait Reduce {
     /// Writes `self` to `s` as exactly one object.
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()>;
+
+    /// Whether `reduce` never writes another value through
+    /// [`Saver::save`] (an int, a float, a str), so that saving it needs no
+    /// depth guard. The crate's own atoms say yes; leave the default.
+    #[doc(hidden)]
+    #[inline]
+    fn __leaf(&self) -> bool {
+        false
+    }
 }
 
 /// A hook asked about every value written through the registry before the
@@ -143,6 +152,10 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// Writes one child value, guarding the depth.
     #[inline]
     pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
+        if value.__leaf() {
+            // An atom goes no deeper.
+            return value.reduce(self);
+        }
         let depth = self.depth + 1;
         // Each level recurses: grow the stack on the heap when it runs low
         // (checked every few levels; the red zone covers those between).
