@@ -1,14 +1,19 @@
-//! A hasher for the writer's identity memos, whose keys are addresses the
-//! program itself holds (an `Rc`'s target, a `Value` in a recursive
-//! tuple), never bytes an attacker chose. SipHash's flood resistance buys
+//! A hasher for maps whose keys are addresses the program itself holds (an
+//! `Rc`'s target, a `Value` in a recursive tuple) or the indexes of a
+//! graph's shared objects (handed out in order by the reader), never bytes
+//! an attacker chose. SipHash's flood resistance buys
 //! nothing there and costs a few dozen instructions per lookup; maps keyed
 //! by names or by anything read from a pickle keep the standard hasher.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// A map from an address to what the writer remembers of it.
+/// A map from an address to what the writer remembers of it (or from the
+/// index of a shared object, which the reader hands out in order).
 pub(crate) type AddrMap<K, V> = HashMap<K, V, BuildHasherDefault<AddrHasher>>;
+
+/// A set of addresses or object indexes.
+pub(crate) type AddrSet<K> = HashSet<K, BuildHasherDefault<AddrHasher>>;
 
 /// One multiplication per word, folded so that the low bits (the table
 /// index) depend on every bit of the address, aligned or not.

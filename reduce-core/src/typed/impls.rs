@@ -39,6 +39,7 @@ use crate::text::PyStr;
 use crate::typed::construct::{Construct, Node};
 use crate::typed::registry::Lookup;
 use crate::typed::save::{Reduce, Saver};
+use crate::value::graph::{subgraph, tree};
 use crate::value::{Graph, Value};
 
 // ---- integers ---------------------------------------------------------------
@@ -834,8 +835,8 @@ impl Reduce for Graph {
 /// such pickles as a [`Graph`].
 impl Construct for Value {
     fn construct(node: Node<'_>) -> Result<Self> {
-        tree_of(
-            node.value(),
+        tree(
+            node.value().clone(),
             node.graph().objects(),
             Limits::default().max_tree_nodes,
         )
@@ -845,135 +846,6 @@ impl Construct for Value {
     fn from_graph(graph: Graph, _lookup: &Lookup, limits: &Limits) -> Result<Self> {
         graph.into_tree(limits.max_tree_nodes)
     }
-}
-
-/// `value` as a tree: each shared object it reaches copied into every
-/// place that refers to it, as [`Graph::into_tree`] copies them. The work
-/// is what `value` reaches, at most `max_nodes` values, never the whole
-/// object table: a `Vec<Value>` read from a pickle of many shared objects
-/// costs its own size, not its length times the table's.
-fn tree_of(value: &Value, objects: &[Value], max_nodes: usize) -> Result<Value> {
-    use crate::base::error::Error;
-    // A value's own nodes, and the shared objects it refers to.
-    let refs_of = |v: &Value| {
-        let mut own = 0u64;
-        let mut refs = Vec::new();
-        let mut stack = vec![v];
-        while let Some(v) = stack.pop() {
-            match v {
-                Value::Ref(id) => refs.push(id.index()),
-                v => {
-                    own += 1;
-                    v.for_each_child(|c| stack.push(c));
-                }
-            }
-        }
-        (own, refs)
-    };
-    // The size as a tree of each object reached, children first, before
-    // anything is copied: a cycle, or a DAG that doubles at each level,
-    // is refused without allocating its copies.
-    let (own, root_refs) = refs_of(value);
-    let mut size: HashMap<usize, u64> = HashMap::new();
-    let mut on_path: HashSet<usize> = HashSet::new();
-    let mut total = own;
-    for &start in &root_refs {
-        let mut path: Vec<(usize, Vec<usize>, u64, usize)> = Vec::new();
-        let enter = |i: usize, path: &mut Vec<_>, on_path: &mut HashSet<usize>| {
-            let target = objects
-                .get(i)
-                .ok_or_else(|| Error::new(ErrorKind::DanglingRef(i as u32)))?;
-            let (own, refs) = refs_of(target);
-            on_path.insert(i);
-            path.push((i, refs, own, 0));
-            Ok::<(), Error>(())
-        };
-        if !size.contains_key(&start) {
-            enter(start, &mut path, &mut on_path)?;
-        }
-        while let Some((obj, refs, sum, next)) = path.last_mut() {
-            if let Some(&child) = refs.get(*next) {
-                *next += 1;
-                match size.get(&child) {
-                    Some(&s) => *sum = sum.saturating_add(s),
-                    None if on_path.contains(&child) => {
-                        return Err(Error::invalid(
-                            "the value has a cycle, so it cannot be a tree; load it as a Graph",
-                        ))
-                    }
-                    None => enter(child, &mut path, &mut on_path)?,
-                }
-            } else {
-                let (obj, sum) = (*obj, *sum);
-                size.insert(obj, sum);
-                on_path.remove(&obj);
-                path.pop();
-                if let Some(parent) = path.last_mut() {
-                    parent.2 = parent.2.saturating_add(sum);
-                }
-            }
-        }
-        total = total.saturating_add(size[&start]);
-    }
-    if total > max_nodes as u64 {
-        return Err(Error::new(ErrorKind::Limit {
-            limit: "max_tree_nodes",
-            max: max_nodes as u64,
-        }));
-    }
-    let mut root = value.clone();
-    let mut stack: Vec<&mut Value> = vec![&mut root];
-    while let Some(v) = stack.pop() {
-        if let Value::Ref(id) = *v {
-            *v = objects[id.index()].clone();
-        }
-        v.for_each_child_mut(|c| stack.push(c));
-    }
-    Ok(root)
-}
-
-/// `value` as a graph of its own: the shared objects it reaches, in the
-/// order it first reaches them, renumbered. The work is what `value`
-/// reaches, never the whole object table (see [`tree_of`]).
-fn subgraph(value: &Value, objects: &[Value]) -> Result<Graph> {
-    use crate::base::error::Error;
-    use crate::value::Id;
-    let mut new_index: HashMap<usize, u32> = HashMap::new();
-    let mut order: Vec<usize> = Vec::new();
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Ref(id) => {
-                let i = id.index();
-                if new_index.contains_key(&i) {
-                    continue;
-                }
-                let target = objects
-                    .get(i)
-                    .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
-                new_index.insert(i, order.len() as u32);
-                order.push(i);
-                stack.push(target);
-            }
-            v => v.for_each_child(|c| stack.push(c)),
-        }
-    }
-    let renumber = |mut v: Value| {
-        let mut stack: Vec<&mut Value> = vec![&mut v];
-        while let Some(v) = stack.pop() {
-            match v {
-                Value::Ref(id) => *id = Id(new_index[&id.index()]),
-                v => v.for_each_child_mut(|c| stack.push(c)),
-            }
-        }
-        v
-    };
-    let root = renumber(value.clone());
-    let objects = order
-        .iter()
-        .map(|&i| renumber(objects[i].clone()))
-        .collect();
-    Graph::from_parts(root, objects)
 }
 
 /// The whole loaded pickle, sharing and cycles kept.

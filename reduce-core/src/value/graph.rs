@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::base::error::{Error, ErrorKind, Result};
+use crate::base::hash::{AddrMap, AddrSet};
 use crate::value::{shallow_eq, Id, Step, Value};
 
 /// An object graph: a root [`Value`] plus the objects that are reachable from
@@ -376,24 +377,31 @@ fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
     }
 }
 
-/// Copies every shared object into each place that refers to it.
+/// The root of `graph` as a plain tree: see [`tree`].
 pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
-    let (mut root, objects) = graph.into_parts();
+    let (root, objects) = graph.into_parts();
+    tree(root, &objects, max_nodes)
+}
+
+/// `root` as a tree: each shared object of `objects` it reaches copied
+/// into every place that refers to it. Only what `root` reaches is sized
+/// and copied, never the whole object table, so a `Vec<Value>` read from a
+/// pickle of many shared objects costs its own size, not its length times
+/// the table's. The sizes come first, children before parents: a cycle, or
+/// more than `max_nodes` values (a DAG that doubles at each level), is
+/// refused before anything is copied.
+pub(crate) fn tree(mut root: Value, objects: &[Value], max_nodes: usize) -> Result<Value> {
     if objects.is_empty() {
         return Ok(root);
     }
-    // Size of each object as a tree, found in dependency order; a cycle
-    // shows up as an object met again while it is still being sized.
-    let n = objects.len();
-    let mut size: Vec<Option<u64>> = vec![None; n];
-    let mut on_path = vec![false; n];
+    // A value's own nodes, and the shared objects it refers to.
     let refs_of = |v: &Value| {
         let mut own = 0u64;
         let mut refs = Vec::new();
         let mut stack = vec![v];
         while let Some(v) = stack.pop() {
             match v {
-                Value::Ref(id) => refs.push(*id),
+                Value::Ref(id) => refs.push(id.index()),
                 v => {
                     own += 1;
                     v.for_each_child(|c| stack.push(c));
@@ -402,48 +410,53 @@ pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
         }
         (own, refs)
     };
-    let cycle =
-        || Error::invalid("the value has a cycle, so it cannot be a tree; load it as a Graph");
-    for start in 0..n {
-        if size[start].is_some() {
-            continue;
+    // The size as a tree of each object reached, children first.
+    let (own, root_refs) = refs_of(&root);
+    if root_refs.is_empty() {
+        // Nothing to copy: the tree is the root as it is.
+        return Ok(root);
+    }
+    let mut size: AddrMap<usize, u64> = AddrMap::default();
+    let mut on_path: AddrSet<usize> = AddrSet::default();
+    let mut total = own;
+    for &start in &root_refs {
+        let mut path: Vec<(usize, Vec<usize>, u64, usize)> = Vec::new();
+        let enter = |i: usize, path: &mut Vec<_>, on_path: &mut AddrSet<usize>| {
+            let target = objects
+                .get(i)
+                .ok_or_else(|| Error::new(ErrorKind::DanglingRef(i as u32)))?;
+            let (own, refs) = refs_of(target);
+            on_path.insert(i);
+            path.push((i, refs, own, 0));
+            Ok::<(), Error>(())
+        };
+        if !size.contains_key(&start) {
+            enter(start, &mut path, &mut on_path)?;
         }
-        let mut path: Vec<(usize, Vec<Id>, u64, usize)> = Vec::new();
-        let (own, refs) = refs_of(&objects[start]);
-        on_path[start] = true;
-        path.push((start, refs, own, 0));
-        while let Some(top) = path.last_mut() {
-            let (obj, refs, total, next) = top;
-            if *next < refs.len() {
-                let child = refs[*next].index();
+        while let Some((obj, refs, sum, next)) = path.last_mut() {
+            if let Some(&child) = refs.get(*next) {
                 *next += 1;
-                if child >= n {
-                    return Err(Error::new(ErrorKind::DanglingRef(child as u32)));
-                }
-                match size[child] {
-                    Some(s) => *total = total.saturating_add(s),
-                    None if on_path[child] => return Err(cycle()),
-                    None => {
-                        let (own, refs) = refs_of(&objects[child]);
-                        on_path[child] = true;
-                        path.push((child, refs, own, 0));
+                match size.get(&child) {
+                    Some(&s) => *sum = sum.saturating_add(s),
+                    None if on_path.contains(&child) => {
+                        return Err(Error::invalid(
+                            "the value has a cycle, so it cannot be a tree; load it as a Graph",
+                        ))
                     }
+                    None => enter(child, &mut path, &mut on_path)?,
                 }
             } else {
-                let (obj, total) = (*obj, *total);
-                size[obj] = Some(total);
-                on_path[obj] = false;
+                let (obj, sum) = (*obj, *sum);
+                size.insert(obj, sum);
+                on_path.remove(&obj);
                 path.pop();
                 if let Some(parent) = path.last_mut() {
-                    parent.2 = parent.2.saturating_add(total);
+                    parent.2 = parent.2.saturating_add(sum);
                 }
             }
         }
+        total = total.saturating_add(size[&start]);
     }
-    let (own, refs) = refs_of(&root);
-    let total = refs.iter().fold(own, |t, id| {
-        t.saturating_add(size[id.index()].unwrap_or(u64::MAX))
-    });
     if total > max_nodes as u64 {
         return Err(Error::new(ErrorKind::Limit {
             limit: "max_tree_nodes",
@@ -458,4 +471,46 @@ pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
         v.for_each_child_mut(|c| stack.push(c));
     }
     Ok(root)
+}
+
+/// `value` as a graph of its own: the shared objects of `objects` it
+/// reaches, in the order it first reaches them, renumbered. The work is
+/// what `value` reaches, never the whole object table (see [`tree`]).
+pub(crate) fn subgraph(value: &Value, objects: &[Value]) -> Result<Graph> {
+    let mut new_index: AddrMap<usize, u32> = AddrMap::default();
+    let mut order: Vec<usize> = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Ref(id) => {
+                let i = id.index();
+                if new_index.contains_key(&i) {
+                    continue;
+                }
+                let target = objects
+                    .get(i)
+                    .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
+                new_index.insert(i, order.len() as u32);
+                order.push(i);
+                stack.push(target);
+            }
+            v => v.for_each_child(|c| stack.push(c)),
+        }
+    }
+    let renumber = |mut v: Value| {
+        let mut stack: Vec<&mut Value> = vec![&mut v];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::Ref(id) => *id = Id(new_index[&id.index()]),
+                v => v.for_each_child_mut(|c| stack.push(c)),
+            }
+        }
+        v
+    };
+    let root = renumber(value.clone());
+    let objects = order
+        .iter()
+        .map(|&i| renumber(objects[i].clone()))
+        .collect();
+    Graph::from_parts(root, objects)
 }
