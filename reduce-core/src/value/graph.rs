@@ -133,7 +133,7 @@ impl Graph {
     /// The root as a plain tree, with each shared object copied into every
     /// place that refers to it.
     ///
-    /// Fails if the graph has a cycle, or if copying would make more than
+    /// Fails if the root reaches a cycle, or if copying would make more than
     /// `max_nodes` values (a DAG that doubles at each level is small as a
     /// graph and astronomically large as a tree).
     pub fn into_tree(self, max_nodes: usize) -> Result<Value, crate::base::error::Error> {
