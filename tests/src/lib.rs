@@ -48,6 +48,38 @@ pub fn python3() -> Command {
     Command::new("python3")
 }
 
+/// CPython's `pickle.dumps(expr, protocol=proto)` of the Python expression
+/// `expr`.
+pub fn cpython_dumps(expr: &str, proto: u8) -> Vec<u8> {
+    let script = format!(
+        "import pickle, sys; sys.stdout.buffer.write(pickle.dumps({expr}, protocol={proto}))"
+    );
+    let out = python3().args(["-c", &script]).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The bytes of every `.pickle` and `.pkl` file under `dir`, recursively.
+pub fn pickles_in(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(pickles_in(&path));
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "pickle" || e == "pkl")
+        {
+            out.push(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

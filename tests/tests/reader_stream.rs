@@ -8,10 +8,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::{self, Read};
-use std::path::Path;
 
 use reduce::{Construct, Unpickler, Value};
-use reduce_tests::fixtures;
+use reduce_tests::{fixtures, pickles_in};
 
 /// A reader that returns at most 7 bytes per call, so that every read
 /// ahead takes several calls and ends mid-opcode.
@@ -84,22 +83,6 @@ fn all_types(bytes: &[u8]) -> usize {
     .into_iter()
     .filter(|&s| s)
     .count()
-}
-
-fn pickles_in(dir: &Path) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(pickles_in(&path));
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "pickle" || e == "pkl")
-        {
-            out.push(std::fs::read(&path).unwrap());
-        }
-    }
-    out
 }
 
 #[test]

@@ -6,10 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::path::Path;
 
 use reduce::{Construct, Reduce, Unpickler};
-use reduce_tests::fixtures;
+use reduce_tests::{fixtures, pickles_in};
 
 #[derive(Reduce, Debug, PartialEq, Clone)]
 #[reduce(module = "geometry")]
@@ -215,22 +214,6 @@ fn all_types(bytes: &[u8]) -> usize {
     .into_iter()
     .filter(|&s| s)
     .count()
-}
-
-fn pickles_in(dir: &Path) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(pickles_in(&path));
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "pickle" || e == "pkl")
-        {
-            out.push(std::fs::read(&path).unwrap());
-        }
-    }
-    out
 }
 
 #[test]
@@ -489,11 +472,11 @@ fn the_stream_reads_what_cpython_writes_for_plain_data() {
     // CPython's own: a list of one 5-tuple, and an empty list then a
     // 5-tuple (the MARK after the list's header is its parent's next value).
     for p in 2..=5 {
-        let bytes = cpython_eval("[(1, 'a', 2.5, True, None)]", p);
+        let bytes = reduce_tests::cpython_dumps("[(1, 'a', 2.5, True, None)]", p);
         assert!(same::<Vec<Row>>(&bytes), "protocol {p}");
-        let bytes = cpython_eval("([], (1, 'a', 2.5, True, None))", p);
+        let bytes = reduce_tests::cpython_dumps("([], (1, 'a', 2.5, True, None))", p);
         assert!(same::<(Vec<Row>, Row)>(&bytes), "protocol {p}");
-        let bytes = cpython_eval("{(1, 2, 3, 4): 5}", p);
+        let bytes = reduce_tests::cpython_dumps("{(1, 2, 3, 4): 5}", p);
         assert!(
             same::<BTreeMap<(i64, i64, i64, i64), i64>>(&bytes),
             "protocol {p}"
@@ -673,23 +656,6 @@ for name, value in CASES.items():
             continue
         print(name, p, data.hex())
 "#;
-
-/// CPython's pickle of the Python expression `expr` at protocol `proto`.
-fn cpython_eval(expr: &str, proto: u8) -> Vec<u8> {
-    let script = format!(
-        "import pickle, sys; sys.stdout.buffer.write(pickle.dumps({expr}, protocol={proto}))"
-    );
-    let out = reduce_tests::python3()
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// CPython's pickles of the cases in [`CASES_PY`], by name and protocol.
 fn cpython_cases() -> Vec<(String, u8, Vec<u8>)> {

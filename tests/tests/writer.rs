@@ -4,7 +4,6 @@
 //! (not copied into a frame first), and a failing writer an error.
 
 use std::io::{self, Write as _};
-use std::process::Stdio;
 
 use reduce::{Bytes, Pickler};
 
@@ -22,28 +21,6 @@ impl io::Write for Calls {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// CPython's `pickle.dumps(value, proto)` of the Python expression `expr`.
-fn cpython(expr: &str, proto: u8) -> Vec<u8> {
-    let mut child = reduce_tests::python3()
-        .args([
-            "-c",
-            &format!("import pickle, sys\nsys.stdout.buffer.write(pickle.dumps({expr}, {proto}))"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 /// `['a', b'\x07' * 100000, 'b', 'é' * 40000, list(range(30000))]`: small
@@ -80,7 +57,7 @@ fn a_writer_gets_the_bytes_cpython_writes() {
             "protocol {proto}: {}",
             reduce_tests::first_difference(&whole, &streamed)
         );
-        let want = cpython(MIXED_PY, proto);
+        let want = reduce_tests::cpython_dumps(MIXED_PY, proto);
         assert_eq!(
             whole,
             want,
@@ -127,7 +104,7 @@ fn large_payloads_reach_the_writer_unbuffered() {
 fn frames_are_committed_where_cpython_commits_them() {
     // Many frames of small objects: each commit point must match.
     let value: Vec<String> = (0..60_000).map(|i| format!("s{i}")).collect();
-    let want = cpython("[f's{i}' for i in range(60000)]", 5);
+    let want = reduce_tests::cpython_dumps("[f's{i}' for i in range(60000)]", 5);
     let mut calls = Calls::default();
     Pickler::new(&mut calls).protocol(5).dump(&value).unwrap();
     let got = calls.writes.concat();
