@@ -523,15 +523,7 @@ impl<'a> Stream<'a> {
         let mark = self.begin(Kind::Str)?;
         let op = self.op()?;
         let n = match op {
-            SHORT_BINUNICODE => self.byte()? as usize,
-            BINUNICODE => {
-                let b = self.take(4)?;
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
-            }
-            BINUNICODE8 => {
-                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
-                usize::try_from(n).map_err(|_| Miss)?
-            }
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => self.str_len(op)?,
             UNICODE => {
                 let s = self.decode(|s| decode::unicode(s, UNICODE))?;
                 let s = s.as_str().ok_or(Miss)?.to_owned();
@@ -545,6 +537,21 @@ impl<'a> Stream<'a> {
         Ok(std::borrow::Cow::Borrowed(s))
     }
 
+    /// The length prefix of a binary `str` opcode `op`.
+    fn str_len(&mut self, op: u8) -> Pulled<usize> {
+        Ok(match op {
+            SHORT_BINUNICODE => self.byte()? as usize,
+            BINUNICODE => {
+                let b = self.take(4)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            _ => {
+                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
+                usize::try_from(n).map_err(|_| Miss)?
+            }
+        })
+    }
+
     /// An attribute name: a `str`, as its UTF-8 bytes, which the caller
     /// checks (with [`std::str::from_utf8`]) only if it matches no field
     /// name: a name that equals a field's is valid UTF-8.
@@ -553,16 +560,9 @@ impl<'a> Stream<'a> {
             return Ok(std::borrow::Cow::Borrowed(key));
         }
         let mark = self.begin(Kind::Str)?;
-        let n = match self.op()? {
-            SHORT_BINUNICODE => self.byte()? as usize,
-            BINUNICODE => {
-                let b = self.take(4)?;
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
-            }
-            BINUNICODE8 => {
-                let n = u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| Miss)?);
-                usize::try_from(n).map_err(|_| Miss)?
-            }
+        let op = self.op()?;
+        let n = match op {
+            SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => self.str_len(op)?,
             UNICODE => {
                 let s = self.decode(|s| decode::unicode(s, UNICODE))?;
                 let s = s.as_str().ok_or(Miss)?.to_owned();
