@@ -1120,6 +1120,52 @@ fn deep_newtypes_and_options_are_an_error_when_written() {
     unthin(deep);
 }
 
+/// `n` lists, one inside the other, around `0`.
+struct Lists(usize);
+
+impl serde::Serialize for Lists {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        if self.0 == 0 {
+            return s.serialize_i64(0);
+        }
+        let mut seq = s.serialize_seq(Some(1))?;
+        seq.serialize_element(&Lists(self.0 - 1))?;
+        seq.end()
+    }
+}
+
+/// The write limit is on containers and wrappers, as the typed writer's:
+/// 1000 levels write (and read back as 1000 nested lists), 1001 do not; the number inside is not a level.
+#[test]
+fn the_serde_write_limit_is_exact() {
+    let max = reduce::MAX_TYPED_DEPTH;
+    let bytes = reduce::serde::to_vec(&Lists(max)).unwrap();
+    let value: Value = reduce::from_slice(&bytes).unwrap();
+    let mut at = &value;
+    let mut levels = 0;
+    while let Value::List(items) = at {
+        assert_eq!(items.len(), 1);
+        at = &items[0];
+        levels += 1;
+    }
+    assert_eq!((levels, at), (max, &Value::Int(0)));
+    // CPython's bytes, at a depth its own recursion limit allows.
+    let expected = reduce_tests::cpython_dumps(
+        "__import__('functools').reduce(lambda x, _: [x], range(50), 0)",
+        5,
+    );
+    assert_eq!(
+        reduce::serde::to_vec_with_protocol(&Lists(50), 5).unwrap(),
+        expected
+    );
+
+    let err = reduce::serde::to_vec(&Lists(max + 1)).unwrap_err();
+    assert!(err.to_string().contains("maximum recursion depth (1000)"), "{err}");
+    // A failed write leaves nothing behind: the next one starts afresh.
+    assert!(reduce::serde::to_vec(&Lists(max)).is_ok());
+}
+
 #[derive(serde::Deserialize, Debug)]
 #[allow(dead_code)]
 struct Loop(Option<Box<Loop>>);

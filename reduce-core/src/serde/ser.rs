@@ -23,6 +23,9 @@ use super::value::ValueSerializer;
 /// Writes serde's data model on an [`Out`].
 pub(crate) struct Serializer<'a, 'o> {
     out: &'a mut Out<'o>,
+    /// Levels open: containers, and the values that an option, a newtype
+    /// or a variant wraps. An atom (a number, a string) is not a level: it
+    /// cannot recurse, so it pays for no depth check.
     depth: usize,
     /// Memo indexes of field and variant names, by the address of serde's
     /// `&'static str`: a direct-mapped cache in front of the output's
@@ -68,31 +71,45 @@ impl<'a, 'o> Serializer<'a, 'o> {
         self.out.proto
     }
 
-    /// One child value, guarding the depth as the typed writer does.
+    /// Opens a level: at most `MAX_TYPED_DEPTH` are open at once, as in
+    /// the typed writer. Each `enter` has its [`Serializer::leave`] when
+    /// the level ends; a write that fails is abandoned, levels and all.
     #[inline]
-    fn child<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let depth = self.depth + 1;
-        if depth.is_multiple_of(GROW_EVERY) || depth > MAX_TYPED_DEPTH {
-            return self.child_deep(value);
-        }
-        self.depth = depth;
-        let r = value.serialize(&mut *self);
-        self.depth = depth - 1;
-        r
-    }
-
-    /// [`Serializer::child`] every few levels: the depth limit, and more
-    /// stack.
-    #[inline(never)]
-    fn child_deep<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+    fn enter(&mut self) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
-            return Err(unpicklable(format!(
-                "maximum recursion depth ({MAX_TYPED_DEPTH}) exceeded while pickling a serde value"
-            )));
+            return Err(too_deep());
         }
         self.depth += 1;
-        let r = grow(|| value.serialize(&mut *self));
+        Ok(())
+    }
+
+    #[inline]
+    fn leave(&mut self) {
         self.depth -= 1;
+    }
+
+    /// One value inside the open level: more stack every few levels (the
+    /// recursion runs through the values of containers), nothing else.
+    #[inline]
+    fn child<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        if self.depth.is_multiple_of(GROW_EVERY) {
+            return self.child_deep(value);
+        }
+        value.serialize(&mut *self)
+    }
+
+    #[inline(never)]
+    fn child_deep<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        grow(|| value.serialize(&mut *self))
+    }
+
+    /// The one value an option or a newtype wraps, a level of its own:
+    /// `struct L(Option<Box<L>>)` recurses through here alone.
+    #[inline]
+    fn wrapped<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.enter()?;
+        let r = self.child(value);
+        self.leave();
         r
     }
 
@@ -142,6 +159,13 @@ impl<'a, 'o> Serializer<'a, 'o> {
 pub(crate) enum Close {
     Plain,
     Variant,
+}
+
+#[cold]
+fn too_deep() -> Error {
+    unpicklable(format!(
+        "maximum recursion depth ({MAX_TYPED_DEPTH}) exceeded while pickling a serde value"
+    ))
 }
 
 impl Close {
@@ -195,6 +219,7 @@ impl Tuple<'_, '_, '_> {
                 self.len, self.written
             )));
         }
+        self.ser.leave();
         tuple_end(self.ser, self.len)
     }
 }
@@ -209,7 +234,7 @@ impl Compound<'_, '_, '_> {
                 Ok(())
             }
             Compound::Buffered { ser, list, .. } => {
-                list.push(value.serialize(ValueSerializer::at(ser.depth + 1))?);
+                list.push(value.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
         }
@@ -220,7 +245,7 @@ impl Compound<'_, '_, '_> {
         match self {
             Compound::Direct { ser, .. } => ser.child(key),
             Compound::Buffered { ser, key: slot, .. } => {
-                *slot = Some(key.serialize(ValueSerializer::at(ser.depth + 1))?);
+                *slot = Some(key.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
         }
@@ -238,7 +263,7 @@ impl Compound<'_, '_, '_> {
                 let k = key
                     .take()
                     .ok_or_else(|| Error::custom("a map value without its key"))?;
-                dict.push((k, value.serialize(ValueSerializer::at(ser.depth + 1))?));
+                dict.push((k, value.serialize(ValueSerializer::at(ser.depth))?));
                 Ok(())
             }
         }
@@ -271,6 +296,7 @@ impl Compound<'_, '_, '_> {
             } => {
                 batch.end(ser.out);
                 ser.out.boundary()?;
+                ser.leave();
                 close.finish(ser.out)
             }
             Compound::Buffered {
@@ -285,6 +311,7 @@ impl Compound<'_, '_, '_> {
                 } else {
                     Value::List(list)
                 };
+                ser.leave();
                 crate::write::encode::encode_into(ser.out, &v, &[], None)
             }
         }
@@ -388,9 +415,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     }
     #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
-        // A level: `#[serde(transparent)] struct L(Option<Box<L>>)` recurses
-        // through here alone.
-        self.child(value)
+        self.wrapped(value)
     }
     #[inline]
     fn serialize_unit(self) -> Result<()> {
@@ -415,8 +440,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         _name: &'static str,
         value: &T,
     ) -> Result<()> {
-        // A level: `struct L(Option<Box<L>>)` recurses through here.
-        self.child(value)
+        self.wrapped(value)
     }
     #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -426,13 +450,16 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         variant: &'static str,
         value: &T,
     ) -> Result<()> {
+        self.enter()?;
         self.variant_open(variant)?;
         self.child(value)?;
+        self.leave();
         Close::Variant.finish(self.out)
     }
 
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq> {
+        self.enter()?;
         match len {
             Some(len) => {
                 self.list_open()?;
@@ -456,6 +483,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
 
     #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
+        self.enter()?;
         self.out.write(rules::tuple_open(self.proto(), len));
         if len == 0 {
             self.out.boundary()?;
@@ -484,6 +512,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant> {
+        self.enter()?;
         self.variant_open(variant)?;
         self.list_open()?;
         let mut batch = self.list_batch(len);
@@ -497,6 +526,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
 
     #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap> {
+        self.enter()?;
         match len {
             Some(len) => {
                 self.dict_open()?;
@@ -531,6 +561,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant> {
+        self.enter()?;
         self.variant_open(variant)?;
         self.dict_open()?;
         let mut batch = self.dict_batch(len);

@@ -479,6 +479,21 @@ impl<'o> Out<'o> {
     fn str_payload(&mut self, data: &[u8]) -> Result<()> {
         let n = data.len();
         if n <= 0xff && self.proto >= 4 {
+            // The common case in one straight line: a short string (far
+            // below the size that leaves the frame).
+            self.buf.reserve(2 + n);
+            self.buf.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        self.str_payload_long(data)
+    }
+
+    /// [`Out::str_payload`] of a string with a 4- or 8-byte length.
+    #[inline(never)]
+    fn str_payload_long(&mut self, data: &[u8]) -> Result<()> {
+        let n = data.len();
+        if n <= 0xff && self.proto >= 4 {
             self.write_payload(&[SHORT_BINUNICODE, n as u8], data)
         } else if let Ok(n32) = u32::try_from(n) {
             let b = n32.to_le_bytes();
