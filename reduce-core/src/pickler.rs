@@ -11,7 +11,7 @@ use crate::base::op::DEFAULT_PROTOCOL;
 use crate::typed::registry::{Lookup, Registry};
 use crate::typed::save::{Hooks, Reduce, ReducerOverride, Saver};
 use crate::value::{PickleBuffer, Value};
-use crate::write::out::Out;
+use crate::write::out::{check_protocol, no_extensions, Out};
 
 /// A hook deciding, for each [`PickleBuffer`], whether it is written in band
 /// (`true`) or out of band (`false`): Python's `buffer_callback`.
@@ -176,6 +176,7 @@ impl<'h, W: io::Write> Pickler<'h, W> {
     pub fn dump<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         let opts = &mut self.options;
         let lookup = Lookup::new(opts.registry.clone());
+        check_protocol(opts.proto)?;
         let mut extensions = lookup.extension_names();
         extensions.extend(opts.extensions.iter().map(|(k, v)| (k.clone(), *v)));
         let mut out = Out::new(
@@ -183,7 +184,7 @@ impl<'h, W: io::Write> Pickler<'h, W> {
             opts.fix_imports,
             &extensions,
             Some(&mut self.writer),
-        )?;
+        );
         out.start();
         let mut saver = Saver::new(
             &mut out,
@@ -208,9 +209,16 @@ impl<'h, W: io::Write> Pickler<'h, W> {
 /// options into a new `Vec`: the output layer's buffer is the result, with
 /// no copy into a writer.
 pub(crate) fn to_vec<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
+    check_protocol(proto)?;
     let lookup = Lookup::new(None);
-    let extensions = lookup.extension_names();
-    let mut out = Out::new(proto, true, &extensions, None)?;
+    let owned;
+    let extensions = if lookup.has_extensions() {
+        owned = lookup.extension_names();
+        &owned
+    } else {
+        no_extensions()
+    };
+    let mut out = Out::new(proto, true, extensions, None);
     out.start();
     let mut saver = Saver::new(
         &mut out,
@@ -223,5 +231,5 @@ pub(crate) fn to_vec<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>
     );
     value.reduce(&mut saver)?;
     out.finish()?;
-    Ok(out.into_buf())
+    Ok(out.take_buf())
 }

@@ -1161,7 +1161,10 @@ fn the_serde_write_limit_is_exact() {
     );
 
     let err = reduce::serde::to_vec(&Lists(max + 1)).unwrap_err();
-    assert!(err.to_string().contains("maximum recursion depth (1000)"), "{err}");
+    assert!(
+        err.to_string().contains("maximum recursion depth (1000)"),
+        "{err}"
+    );
     // A failed write leaves nothing behind: the next one starts afresh.
     assert!(reduce::serde::to_vec(&Lists(max)).is_ok());
 }

@@ -201,7 +201,6 @@ mod ser;
 mod stream;
 mod value;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 
@@ -214,7 +213,7 @@ use crate::base::op::DEFAULT_PROTOCOL;
 use crate::read::input::Input;
 use crate::unpickler::Unpickler;
 use crate::value::{Graph, Value};
-use crate::write::out::Out;
+use crate::write::out::{check_protocol, no_extensions, Out};
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] (5).
 ///
@@ -238,12 +237,12 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// ```
 pub fn to_vec_with_protocol<T: Serialize + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
     // Straight into the result: no writer to copy the buffer into.
-    let extensions = HashMap::new();
-    let mut out = Out::new(proto, true, &extensions, None)?;
+    check_protocol(proto)?;
+    let mut out = Out::new(proto, true, no_extensions(), None);
     out.start();
     value.serialize(&mut ser::Serializer::new(&mut out))?;
     out.finish()?;
-    Ok(out.into_buf())
+    Ok(out.take_buf())
 }
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] to `writer`.
@@ -261,8 +260,8 @@ pub fn to_writer_with_protocol<W: io::Write, T: Serialize + ?Sized>(
 }
 
 fn write<T: Serialize + ?Sized>(sink: &mut dyn io::Write, value: &T, proto: u8) -> Result<()> {
-    let extensions = HashMap::new();
-    let mut out = Out::new(proto, true, &extensions, Some(sink))?;
+    check_protocol(proto)?;
+    let mut out = Out::new(proto, true, no_extensions(), Some(sink));
     out.start();
     value.serialize(&mut ser::Serializer::new(&mut out))?;
     out.finish()

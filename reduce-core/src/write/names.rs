@@ -46,20 +46,35 @@ impl Names {
     }
 
     fn lookup(&self, name: &str, hash: u64) -> Seen {
+        match self.entry(name, hash) {
+            Some(at) => Seen::Before(self.entries[at].memo),
+            None => Seen::New(hash),
+        }
+    }
+
+    /// The index in `entries` of `name`, of hash `hash`.
+    fn entry(&self, name: &str, hash: u64) -> Option<usize> {
         if self.slots.is_empty() {
-            return Seen::New(hash);
+            return None;
         }
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         loop {
-            let Some(at) = self.slots[i].checked_sub(1) else {
-                return Seen::New(hash);
-            };
-            let e = &self.entries[at as usize];
+            let at = self.slots[i].checked_sub(1)? as usize;
+            let e = &self.entries[at];
             if e.hash == hash && &self.arena[e.start..e.start + e.len] == name {
-                return Seen::Before(e.memo);
+                return Some(at);
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// Records `name` at `memo`, in place of the memo index it had.
+    pub(crate) fn set(&mut self, name: &str, memo: u32) {
+        let hash = hash(name.as_bytes());
+        match self.entry(name, hash) {
+            Some(at) => self.entries[at].memo = memo,
+            None => self.insert(name, hash, memo),
         }
     }
 
@@ -173,6 +188,12 @@ mod tests {
             assert!(matches!(names.find(&copy), Seen::Before(m) if m == i as u32 * 2));
         }
         assert!(matches!(names.find("field_500"), Seen::New(_)));
+        // A name set again points at its new memo entry.
+        names.set("field_7", 9999);
+        names.set("field_500", 10_000);
+        assert!(matches!(names.find("field_7"), Seen::Before(9999)));
+        assert!(matches!(names.find("field_500"), Seen::Before(10_000)));
+        assert_eq!(names.entries.len(), 501);
         assert!(matches!(names.find(""), Seen::New(_)));
     }
 

@@ -19,6 +19,22 @@ const FRAME_SIZE_TARGET: usize = 64 * 1024;
 const FRAME_SIZE_MIN: usize = 4;
 const FRAME_HEADER_SIZE: usize = 9;
 
+/// Refuses a protocol this crate cannot write (above 5).
+pub(crate) fn check_protocol(proto: u8) -> Result<()> {
+    if proto > crate::base::op::HIGHEST_PROTOCOL {
+        return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
+    }
+    Ok(())
+}
+
+/// The extension-code table of a write when none are registered: one
+/// empty map for the process, not one built per pickle.
+pub(crate) fn no_extensions() -> &'static HashMap<(String, String), u32> {
+    static EMPTY: std::sync::LazyLock<HashMap<(String, String), u32>> =
+        std::sync::LazyLock::new(HashMap::new);
+    &EMPTY
+}
+
 pub(crate) fn unpicklable(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::Unpicklable(msg.into()))
 }
@@ -35,7 +51,7 @@ pub(crate) struct Out<'o> {
     /// One function or class is one object: its second use is a memo reference.
     /// Keyed by `module` and `name` joined with a newline (which neither
     /// may hold), so a lookup borrows [`Out::key`] instead of allocating.
-    global_memo: HashMap<String, u32>,
+    global_memo: Names,
     /// Scratch space for `global_memo`'s keys.
     key: String,
     /// Interned strings (module names, attribute names): one object each.
@@ -55,16 +71,17 @@ impl rules::Sink for Out<'_> {
 }
 
 impl<'o> Out<'o> {
+    /// An output at protocol `proto`, which [`check_protocol`] has
+    /// accepted. (Infallible, so the output is built where it lives, not
+    /// moved out of a `Result`.)
     pub(crate) fn new(
         proto: u8,
         fix_imports: bool,
         extensions: &'o HashMap<(String, String), u32>,
         sink: Option<&'o mut dyn io::Write>,
-    ) -> Result<Self> {
-        if proto > crate::base::op::HIGHEST_PROTOCOL {
-            return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
-        }
-        Ok(Out {
+    ) -> Self {
+        debug_assert!(proto <= crate::base::op::HIGHEST_PROTOCOL);
+        Out {
             buf: Vec::with_capacity(256),
             sink,
             proto,
@@ -73,12 +90,12 @@ impl<'o> Out<'o> {
             framing: false,
             frame_start: None,
             memo_len: 0,
-            global_memo: HashMap::new(),
+            global_memo: Names::default(),
             key: String::new(),
             interned: Names::default(),
             latin1_memo: None,
             check_at: 0,
-        })
+        }
     }
 
     /// An output for a separate pickle at protocol `proto`, with this one's
@@ -87,7 +104,13 @@ impl<'o> Out<'o> {
     where
         'o: 'p,
     {
-        Out::new(proto, self.fix_imports, self.extensions, Some(sink))
+        check_protocol(proto)?;
+        Ok(Out::new(
+            proto,
+            self.fix_imports,
+            self.extensions,
+            Some(sink),
+        ))
     }
 
     /// `PROTO`, and frames from protocol 4 on. `PROTO` itself is outside any
@@ -145,9 +168,11 @@ impl<'o> Out<'o> {
         self.check_at = start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET;
     }
 
-    /// The buffer: the whole pickle when there is no sink.
-    pub(crate) fn into_buf(self) -> Vec<u8> {
-        self.buf
+    /// The buffer, taken: the whole pickle when there is no sink. (Taken
+    /// through `&mut`, as moving the whole output into a call copied it.)
+    #[inline]
+    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
     }
 
     /// A header and a payload; a payload of 64 KiB or more goes outside any
@@ -686,12 +711,12 @@ impl<'o> Out<'o> {
         self.key.push_str(module);
         self.key.push('\n');
         self.key.push_str(name);
-        match self.global_memo.get(self.key.as_str()) {
-            Some(&idx) => {
+        match self.global_memo.find(&self.key) {
+            Seen::Before(idx) => {
                 self.get(idx)?;
                 Ok(Some(idx))
             }
-            None => Ok(None),
+            Seen::New(_) => Ok(None),
         }
     }
 
@@ -706,7 +731,13 @@ impl<'o> Out<'o> {
     /// later uses of the name fetch it, and ends its `save`.
     pub(crate) fn global_end(&mut self, module: &str, name: &str) -> Result<u32> {
         let idx = self.memo_put()?;
-        self.global_memo.insert(format!("{module}\n{name}"), idx);
+        self.key.clear();
+        self.key.push_str(module);
+        self.key.push('\n');
+        self.key.push_str(name);
+        // A global written again (inert mode keeps a pickle's repeated
+        // `GLOBAL`) is fetched from its latest memo entry after.
+        self.global_memo.set(&self.key, idx);
         self.boundary()?;
         Ok(idx)
     }
