@@ -310,10 +310,16 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format!("not a readable zip archive: {e}"))?;
+    // torch loads `<archive>/data.pkl`; any other `.pkl` member (a
+    // TorchScript archive's constants.pkl) only when there is no data.pkl.
     let name = archive
         .file_names()
-        .filter(|n| n.ends_with(".pkl"))
-        .min()
+        .filter(|n| n.to_ascii_lowercase().ends_with(".pkl"))
+        .min_by_key(|n| {
+            let lower = n.to_ascii_lowercase();
+            let data = lower == "data.pkl" || lower.ends_with("/data.pkl");
+            (!data, n.to_string())
+        })
         .map(str::to_string)
         .ok_or("expected a .pkl member in the zip archive, found none")?;
     let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
@@ -359,6 +365,23 @@ fn is_npy(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x93NUMPY")
 }
 
+/// The compression format `bytes` start with, if any: none of these
+/// magic numbers can start a pickle.
+fn compressed(bytes: &[u8]) -> Option<&'static str> {
+    let bz2_block = bytes
+        .get(4..10)
+        .is_some_and(|b| b == b"\x31\x41\x59\x26\x53\x59" || b == b"\x17\x72\x45\x38\x50\x90");
+    match bytes {
+        [0x1f, 0x8b, ..] => Some("gzip"),
+        [0x78, 0x01 | 0x5e | 0x9c | 0xda, ..] => Some("zlib"),
+        [b'B', b'Z', b'h', b'1'..=b'9', ..] if bz2_block => Some("bzip2"),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some("xz"),
+        [0x5d, 0x00, 0x00, ..] => Some("lzma"),
+        [0x04, 0x22, 0x4d, 0x18, ..] => Some("lz4"),
+        _ => None,
+    }
+}
+
 fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
 }
@@ -379,6 +402,16 @@ fn scan_bytes(
         }
     } else if is_zip(bytes) && member.is_none() {
         scan_zip(path, bytes, allow, out);
+    } else if let Some(format) = compressed(bytes) {
+        out.push(Record::unreadable(
+            path,
+            member,
+            0,
+            format!(
+                "{format}-compressed data (as joblib.dump(..., compress=...) writes), not a pickle: \
+                 decompress it and scan the result; reduce does not decompress"
+            ),
+        ));
     } else {
         scan_stream(path, member, bytes, 0, allow, out);
     }
@@ -411,17 +444,23 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             }
         };
         let name = file.name().to_string();
-        let wanted = [".pkl", ".pickle", ".npy"]
-            .iter()
-            .any(|ext| name.ends_with(ext));
-        if !wanted || file.is_dir() {
+        if file.is_dir() {
             continue;
         }
         // The size the archive claims bounds the allocation; a member that
         // inflates past it is cut there (and then fails as a pickle).
-        let mut data = Vec::with_capacity(file.size().min(bytes.len() as u64 * 4) as usize);
         let size = file.size();
-        if let Err(e) = (&mut file).take(size).read_to_end(&mut data) {
+        let named = member_is_pickle(&name);
+        let mut data = Vec::new();
+        let read = if named {
+            data.reserve(size.min(bytes.len() as u64 * 4) as usize);
+            (&mut file).take(size).read_to_end(&mut data)
+        } else {
+            // Any other member is read only when it starts as an `.npy`
+            // file: numpy.load reads an .npz member by its content.
+            (&mut file).take(6.min(size)).read_to_end(&mut data)
+        };
+        if let Err(e) = read {
             out.push(Record::unreadable(
                 path,
                 Some(&name),
@@ -430,8 +469,32 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             ));
             continue;
         }
+        if !named {
+            if !is_npy(&data) {
+                continue;
+            }
+            if let Err(e) = (&mut file).take(size - 6).read_to_end(&mut data) {
+                out.push(Record::unreadable(
+                    path,
+                    Some(&name),
+                    0,
+                    format!("cannot inflate the zip member: {e}"),
+                ));
+                continue;
+            }
+        }
         scan_bytes(path, Some(&name), &data, allow, out);
     }
+}
+
+/// Whether a zip member is read as a pickle by its name: `.pkl`,
+/// `.pickle` or `.npy`, in any case, as torch finds `data.pkl` (its zip
+/// reader compares names without case).
+fn member_is_pickle(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [".pkl", ".pickle", ".npy"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// Files a directory scan reads: pickle, torch, numpy and joblib
@@ -449,14 +512,50 @@ fn looks_scannable(path: &Path) -> bool {
     if ext.is_some_and(|e| EXTS.contains(&e.as_str())) {
         return true;
     }
-    let mut head = [0u8; 6];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
-    let head = &head[..n];
-    (head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]))
-        || is_zip(head)
-        || is_npy(head)
+    // Enough of the file to tell a protocol 0 or 1 pickle, which has no
+    // magic number, by reading it.
+    const HEAD: u64 = 64 << 10;
+    let mut head = Vec::new();
+    let _ = std::fs::File::open(path).and_then(|f| f.take(HEAD).read_to_end(&mut head));
+    if (head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]))
+        || is_zip(&head)
+        || is_npy(&head)
+    {
+        return true;
+    }
+    starts_as_pickle(&head, head.len() as u64 == HEAD)
+}
+
+/// Whether `head`, the start of a file (`cut`: the file goes on past it),
+/// is a pickle without a `PROTO` opcode: it reads to its `STOP`, or names a
+/// global Python could import before it fails (loading it would resolve
+/// that global), or is still a pickle where the head is cut. Text and other
+/// data fail at once; a source file's first line (`import os`) read as
+/// `INST` names no importable module.
+fn starts_as_pickle(head: &[u8], cut: bool) -> bool {
+    if head.is_empty() {
+        return false;
+    }
+    let importable = |r: &pickles::Resolution| match &r.named {
+        Target::Global { module, name } => dotted_identifier(module) && dotted_identifier(name),
+        Target::Extension(_) | Target::Computed => true,
+    };
+    match pickles::scan_one(head) {
+        (_, Ok(_)) => true,
+        (found, Err(e)) => {
+            found.iter().any(importable) || (cut && matches!(e.kind(), reduce::ErrorKind::Eof))
+        }
+    }
+}
+
+/// `a.b_c.D1`: names Python can import or look up.
+fn dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        })
 }
 
 /// The files to read: each path given, and the scannable files under each

@@ -117,6 +117,8 @@ fn every_attack_family_is_unsafe_and_names_its_global() {
         "legacy torch",
         "truncated",
         "directory",
+        "zip member case",
+        "npz member",
     ] {
         assert!(families.contains(family), "no attack of family {family}");
     }
@@ -138,6 +140,52 @@ fn a_directory_scan_finds_the_hidden_ones_and_exits_1() {
     assert!(
         text.contains("DANGEROUS: runs a shell command or another program"),
         "{text}"
+    );
+    // A protocol 0 pickle has no magic number and a name that says text.
+    assert!(
+        text.contains("nested/notes.txt: pickle at offset 0, 18 bytes: unsafe"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_directory_scan_skips_text_that_merely_starts_with_an_opcode() {
+    let dir = reduce_tests::scratch_dir("cli-scan-text");
+    // `i` is INST and `c` GLOBAL, `(` MARK, `]` EMPTY_LIST: read as a
+    // pickle, each of these fails without naming an importable global.
+    std::fs::write(dir.join("tool.py"), "import os\nprint(os.getcwd())\n").unwrap();
+    std::fs::write(dir.join("model.py"), "class Net:\n    pass\n").unwrap();
+    std::fs::write(dir.join("table.csv"), "cat,dog\n1,2\n").unwrap();
+    std::fs::write(dir.join("notes.md"), "(draft)\n]\n").unwrap();
+    let out = run(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("0 pickle(s) in 0 file(s)"),
+        "{}",
+        stdout(&out)
+    );
+    // The same directory with a protocol 0 pickle in a .txt file.
+    std::fs::write(dir.join("readme.txt"), "cos\nsystem\n(Vid\ntR.").unwrap();
+    let out = run(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("readme.txt: pickle at offset 0"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_compressed_file_is_named_for_what_it_is() {
+    let file = fixtures().join("compressed/model.joblib");
+    let out = run(&["scan", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "gzip-compressed data (as joblib.dump(..., compress=...) writes), not a pickle"
+        ),
+        "{}",
+        stdout(&out)
     );
 }
 
