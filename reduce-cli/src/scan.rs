@@ -242,53 +242,23 @@ fn scan_stream(
         return;
     }
     while pos < bytes.len() && count < max {
-        let (found, end) = pickles::scan_one(&bytes[pos..]);
-        let mut record = Record {
-            path: path.to_string(),
-            member: member.map(str::to_string),
-            offset: pos as u64,
-            length: None,
-            globals: Vec::new(),
-            verdict: Verdict::Safe,
-            reasons: Vec::new(),
-            error: None,
-        };
-        for r in found {
-            let (status, reason) = judge(&r.named, allow);
-            if let Some(reason) = reason {
-                record
-                    .reasons
-                    .push(format!("{reason} (offset {})", pos as u64 + r.offset));
-                record.verdict = Verdict::Unsafe;
-            }
-            record.globals.push(Found {
-                offset: pos as u64 + r.offset,
-                opcode: reduce::op::name(r.opcode).unwrap_or("?"),
-                target: r.named,
-                status,
-            });
-        }
+        let (mut record, end) = scan_pickle(path, member, bytes, pos, allow);
         count += 1;
         match end {
-            Ok(n) => {
-                record.length = Some(n as u64);
+            Some(n) => {
                 out.push(record);
                 pos += n;
             }
-            Err(e) => {
-                let at = pos as u64 + e.offset().unwrap_or(0);
-                let message = match e.opcode_name() {
-                    Some(op) => format!("{} (at byte {at}, {op})", e.kind()),
-                    None => format!("{} (at byte {at})", e.kind()),
-                };
-                let message = if count > 1 && record.globals.is_empty() {
-                    format!("trailing bytes after the pickle before are not a pickle: {message}")
-                } else {
-                    message
-                };
-                record.verdict = record.verdict.max(Verdict::Unreadable);
-                record.reasons.push(message.clone());
-                record.error = Some(message);
+            None => {
+                if count > 1 && record.globals.is_empty() {
+                    let message = format!(
+                        "trailing bytes after the pickle before are not a pickle: {}",
+                        record.error.take().unwrap_or_default()
+                    );
+                    record.reasons.pop();
+                    record.reasons.push(message.clone());
+                    record.error = Some(message);
+                }
                 out.push(record);
                 return;
             }
@@ -296,14 +266,78 @@ fn scan_stream(
     }
 }
 
+/// The record of the pickle at `bytes[pos..]`, and its length when it
+/// reads to its `STOP`.
+fn scan_pickle(
+    path: &str,
+    member: Option<&str>,
+    bytes: &[u8],
+    pos: usize,
+    allow: &AllowList,
+) -> (Record, Option<usize>) {
+    let (found, end) = pickles::scan_one(&bytes[pos..]);
+    let mut record = Record {
+        path: path.to_string(),
+        member: member.map(str::to_string),
+        offset: pos as u64,
+        length: None,
+        globals: Vec::new(),
+        verdict: Verdict::Safe,
+        reasons: Vec::new(),
+        error: None,
+    };
+    for r in found {
+        let (status, reason) = judge(&r.named, allow);
+        if let Some(reason) = reason {
+            record
+                .reasons
+                .push(format!("{reason} (offset {})", pos as u64 + r.offset));
+            record.verdict = Verdict::Unsafe;
+        }
+        record.globals.push(Found {
+            offset: pos as u64 + r.offset,
+            opcode: reduce::op::name(r.opcode).unwrap_or("?"),
+            target: r.named,
+            status,
+        });
+    }
+    match end {
+        Ok(n) => {
+            record.length = Some(n as u64);
+            (record, Some(n))
+        }
+        Err(e) => {
+            let at = pos as u64 + e.offset().unwrap_or(0);
+            let message = match e.opcode_name() {
+                Some(op) => format!("{} (at byte {at}, {op})", e.kind()),
+                None => format!("{} (at byte {at})", e.kind()),
+            };
+            record.verdict = record.verdict.max(Verdict::Unreadable);
+            record.reasons.push(message.clone());
+            record.error = Some(message);
+            (record, None)
+        }
+    }
+}
+
 /// The first pickle of a file as `show` and `dis` read it: a zip
-/// archive's first `.pkl` member, an object `.npy`'s pickle, or the file.
+/// archive's `data.pkl` (or first `.pkl` member), the member `pickle` of
+/// a legacy torch tar archive, an object `.npy`'s pickle, or the file.
 pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     if is_npy(bytes) {
         return match npy_pickle(bytes)? {
             Some(start) => Ok(std::borrow::Cow::Borrowed(&bytes[start..])),
             None => Err("this .npy array holds no objects, so no pickle".into()),
         };
+    }
+    if is_tar(bytes) {
+        // torch's tar format: the object is the member `pickle`.
+        let members = tar_members(bytes)?;
+        return members
+            .into_iter()
+            .find(|(name, _)| name.rsplit('/').next() == Some("pickle"))
+            .map(|(_, range)| std::borrow::Cow::Borrowed(&bytes[range]))
+            .ok_or_else(|| "expected a member `pickle` in the tar archive (torch's format before 0.4), found none".into());
     }
     if !is_zip(bytes) {
         return Ok(std::borrow::Cow::Borrowed(bytes));
@@ -402,6 +436,8 @@ fn scan_bytes(
         }
     } else if is_zip(bytes) && member.is_none() {
         scan_zip(path, bytes, allow, out);
+    } else if is_tar(bytes) && member.is_none() {
+        scan_tar(path, bytes, allow, out);
     } else if let Some(format) = compressed(bytes) {
         out.push(Record::unreadable(
             path,
@@ -487,6 +523,172 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     }
 }
 
+fn is_tar(bytes: &[u8]) -> bool {
+    bytes.get(257..262) == Some(b"ustar")
+}
+
+/// The regular files of a tar archive: name and where its bytes are.
+fn tar_members(bytes: &[u8]) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
+    fn text(field: &[u8]) -> String {
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        String::from_utf8_lossy(&field[..end]).into_owned()
+    }
+    let mut members = Vec::new();
+    let mut pos = 0usize;
+    // A pax or GNU header's name for the next member.
+    let mut long_name: Option<String> = None;
+    while pos + 512 <= bytes.len() {
+        let header = &bytes[pos..pos + 512];
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let size_field = text(&header[124..136]);
+        let size = usize::from_str_radix(size_field.trim(), 8).map_err(|_| {
+            format!("tar header at offset {pos}: a size of `{size_field}`, expected octal digits")
+        })?;
+        let start = pos + 512;
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| {
+                format!("tar member at offset {pos}: {size} bytes run past the end of the file")
+            })?;
+        let mut name = text(&header[0..100]);
+        let prefix = text(&header[345..500]);
+        if !prefix.is_empty() {
+            name = format!("{prefix}/{name}");
+        }
+        match header[156] {
+            b'0' | 0 | b'7' => members.push((long_name.take().unwrap_or(name), start..end)),
+            b'x' => {
+                long_name = String::from_utf8_lossy(&bytes[start..end])
+                    .lines()
+                    .find_map(|l| l.split_once(" path=").map(|(_, p)| p.to_string()));
+            }
+            b'L' => long_name = Some(text(&bytes[start..end])),
+            _ => {}
+        }
+        pos = start + size.div_ceil(512) * 512;
+    }
+    Ok(members)
+}
+
+/// A tar archive: torch's format before 0.4 (members `storages`,
+/// `tensors` and `pickle`, which `torch.load` still reads), or any tar
+/// with pickle members.
+fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
+    let members = match tar_members(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Record::unreadable(path, None, 0, e));
+            return;
+        }
+    };
+    for (name, range) in members {
+        let data = &bytes[range];
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        match base {
+            "storages" | "tensors" => scan_torch_tar_member(path, &name, data, allow, out),
+            "pickle" | "sys_info" => {
+                let (record, _) = scan_pickle(path, Some(&name), data, 0, allow);
+                out.push(record);
+            }
+            _ if member_is_pickle(&name) => scan_bytes(path, Some(&name), data, allow, out),
+            _ => {}
+        }
+    }
+}
+
+/// The bytes of one storage of a legacy tar checkpoint's `storages`
+/// member: its element size, by the storage type the pickle before names.
+fn storage_element_size(record: &Record) -> Option<usize> {
+    let name = record.globals.iter().rev().find_map(|g| match &g.target {
+        Target::Global { name, .. } if name.ends_with("Storage") => Some(name.as_str()),
+        _ => None,
+    })?;
+    Some(match name.trim_end_matches("Storage") {
+        "Double" | "Long" | "ComplexFloat" => 8,
+        "Float" | "Int" | "QInt32" => 4,
+        "Half" | "Short" | "BFloat16" => 2,
+        "Char" | "Byte" | "Bool" | "QUInt8" | "QInt8" | "QUInt4x2" | "QUInt2x4" => 1,
+        "ComplexDouble" => 16,
+        _ => return None,
+    })
+}
+
+/// The `storages` or `tensors` member of a legacy tar checkpoint: a count,
+/// then for each item a pickle and raw bytes (a storage's data, or a
+/// tensor's sizes and strides), then, for storages, one more pickle.
+fn scan_torch_tar_member(
+    path: &str,
+    member: &str,
+    data: &[u8],
+    allow: &AllowList,
+    out: &mut Vec<Record>,
+) {
+    let storages = member.ends_with("storages");
+    let fail = |out: &mut Vec<Record>, at: usize, what: String| {
+        out.push(Record::unreadable(path, Some(member), at as u64, what));
+    };
+    let (record, end) = scan_pickle(path, Some(member), data, 0, allow);
+    let Some(mut pos) = end else {
+        out.push(record);
+        return;
+    };
+    let count = reduce::from_slice::<u64>(&data[..pos]);
+    out.push(record);
+    let Ok(count) = count else {
+        return fail(
+            out,
+            0,
+            "expected the number of items as the first pickle".into(),
+        );
+    };
+    let u64_at = |at: usize| {
+        data.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    for _ in 0..count {
+        if pos >= data.len() {
+            return fail(out, pos, "the member ends before its last item".into());
+        }
+        let (record, end) = scan_pickle(path, Some(member), data, pos, allow);
+        let size = storage_element_size(&record);
+        out.push(record);
+        let Some(n) = end else { return };
+        pos += n;
+        let skip = if storages {
+            let Some(size) = size else {
+                return fail(
+                    out,
+                    pos,
+                    "a storage of a type whose element size is unknown: cannot find the pickle after it".into(),
+                );
+            };
+            u64_at(pos)
+                .and_then(|numel| numel.checked_mul(size as u64))
+                .and_then(|b| b.checked_add(8))
+        } else {
+            // ndim (4 bytes and 4 unused), sizes and strides, offset.
+            data.get(pos..pos + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64)
+                .and_then(|ndim| ndim.checked_mul(16))
+                .and_then(|b| b.checked_add(16))
+        };
+        match skip
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| pos.checked_add(s))
+        {
+            Some(next) if next <= data.len() => pos = next,
+            _ => return fail(out, pos, "raw bytes run past the end of the member".into()),
+        }
+    }
+    if storages {
+        let (record, _) = scan_pickle(path, Some(member), data, pos, allow);
+        out.push(record);
+    }
+}
+
 /// Whether a zip member is read as a pickle by its name: `.pkl`,
 /// `.pickle` or `.npy`, in any case, as torch finds `data.pkl` (its zip
 /// reader compares names without case).
@@ -520,6 +722,7 @@ fn looks_scannable(path: &Path) -> bool {
     if (head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]))
         || is_zip(&head)
         || is_npy(&head)
+        || is_tar(&head)
     {
         return true;
     }

@@ -119,6 +119,7 @@ fn every_attack_family_is_unsafe_and_names_its_global() {
         "directory",
         "zip member case",
         "npz member",
+        "torch tar",
     ] {
         assert!(families.contains(family), "no attack of family {family}");
     }
@@ -173,6 +174,33 @@ fn a_directory_scan_skips_text_that_merely_starts_with_an_opcode() {
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn a_legacy_tar_checkpoint_is_read_member_by_member() {
+    let file = fixtures().join("tar/benign.pt");
+    let (code, records) = scan_json(&[file.to_str().unwrap(), "--allow", "torch"]);
+    assert_eq!(code, Some(0), "{records:?}");
+    // sys_info; storages: count, one storage, views; tensors: count, one
+    // tensor; pickle. The raw bytes between them are stepped over.
+    let members: Vec<&str> = records
+        .iter()
+        .map(|r| r["member"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        members,
+        ["sys_info", "storages", "storages", "storages", "tensors", "tensors", "pickle"]
+    );
+    let storage = &records[2]["globals"][0];
+    assert_eq!(shown(storage), "torch.FloatStorage");
+    assert_eq!(records[3]["offset"], 63, "{:?}", records[3]);
+    assert!(
+        records.iter().all(|r| r["verdict"] == "safe"),
+        "{records:?}"
+    );
+    // show and dis read the object, the member `pickle`.
+    let out = run(&["show", file.to_str().unwrap()]);
+    assert_eq!(stdout(&out).trim(), "{'epoch': 3}", "{}", stderr(&out));
 }
 
 #[test]
