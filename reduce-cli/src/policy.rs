@@ -53,8 +53,9 @@ impl AllowList {
     /// Adds a preset by name, or the `module.name` lines of a file.
     ///
     /// A file has one global a line, `module.name`, or `module:qualname`
-    /// where the module ends before a dotted (nested) name; blank lines and
-    /// lines starting with `#` are skipped.
+    /// where the module ends before a dotted (nested) name; `#` starts a
+    /// comment, on a line of its own or after the name, and blank lines are
+    /// skipped. A line with two words is an error.
     pub fn add(&mut self, spec: &str) -> Result<(), String> {
         if let Some(list) = preset(spec) {
             self.globals.extend(list);
@@ -71,13 +72,17 @@ impl AllowList {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--allow {spec}: cannot read the file: {e}"))?;
         for (n, line) in text.lines().enumerate() {
+            // A comment may end a line too: `numpy.dtype  # for arrays`.
+            let line = line.split_once('#').map_or(line, |(before, _)| before);
             let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if line.is_empty() {
                 continue;
             }
             let split = line.split_once(':').or_else(|| line.rsplit_once('.'));
             match split {
-                Some((m, name)) if !m.is_empty() && !name.is_empty() => {
+                Some((m, name))
+                    if !m.is_empty() && !name.is_empty() && !line.contains(char::is_whitespace) =>
+                {
                     self.globals.insert((m.to_string(), name.to_string()));
                 }
                 _ => {
@@ -326,7 +331,7 @@ mod tests {
         let file = std::env::temp_dir().join(format!("reduce-allow-{}.txt", std::process::id()));
         std::fs::write(
             &file,
-            "# mine\nmypkg.models.Net\n\nmypkg.layers:Block.Inner\n",
+            "# mine\nmypkg.models.Net\n\nmypkg.layers:Block.Inner  # nested\n",
         )
         .unwrap();
         let mut mine = AllowList::default();
@@ -334,6 +339,12 @@ mod tests {
         assert!(mine.contains("mypkg.models", "Net"));
         assert!(mine.contains("mypkg.layers", "Block.Inner"));
         assert!(!mine.contains("mypkg.layers", "Block"));
+        // Two names on a line are a mistake, not a name with a space.
+        std::fs::write(&file, "numpy.dtype numpy.ndarray\n").unwrap();
+        let err = AllowList::default()
+            .add(file.to_str().unwrap())
+            .unwrap_err();
+        assert!(err.ends_with("found `numpy.dtype numpy.ndarray`"), "{err}");
         std::fs::write(&file, "no_dot_here\n").unwrap();
         let err = AllowList::default()
             .add(file.to_str().unwrap())
