@@ -203,6 +203,72 @@ fn a_legacy_tar_checkpoint_is_read_member_by_member() {
     assert_eq!(stdout(&out).trim(), "{'epoch': 3}", "{}", stderr(&out));
 }
 
+/// joblib.dump writes each numpy array's bytes inside the pickle, after
+/// its wrapper's BUILD (an array of objects as a pickle of its own), and
+/// joblib.load reads them there: the scan steps over them and reads on.
+#[test]
+fn joblib_files_are_read_past_their_arrays() {
+    let dir = reduce_tests::scratch_dir("cli-scan-joblib");
+    let script = r#"
+import os, sys, joblib, joblib.numpy_pickle as jp, numpy as np
+from sklearn.linear_model import LogisticRegression
+d = sys.argv[1]
+model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+value = {'w': np.arange(100.0), 'f': np.asfortranarray(np.ones((3, 4), dtype='i2')),
+         'o': np.array([1, 'x', None], dtype=object), 'model': model, 'after': [1, 2]}
+joblib.dump(value, os.path.join(d, 'model.joblib'))
+seen = []
+find = jp.NumpyUnpickler.find_class
+def record(self, m, n):
+    seen.append(f'{m}:{n}')
+    return find(self, m, n)
+jp.NumpyUnpickler.find_class = record
+joblib.load(os.path.join(d, 'model.joblib'))
+open(os.path.join(d, 'model.globals'), 'w').write('\n'.join(seen) + '\n')
+class Call:
+    def __reduce__(self):
+        return os.system, ('echo pwned',)
+# Written, never loaded: the call comes after an array's bytes.
+joblib.dump([np.arange(10.0), Call()], os.path.join(d, 'hidden.joblib'))
+"#;
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(&dir);
+    common::python_output(cmd);
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    let (code, r) = scan_json(&[&path("model.joblib"), "--allow", &path("model.globals")]);
+    assert_eq!(code, Some(0), "{r:?}");
+    // The pickle, then the object array's own.
+    assert_eq!(r.len(), 2, "{r:?}");
+    let size = std::fs::metadata(path("model.joblib")).unwrap().len();
+    assert_eq!(r[0]["offset"], 0);
+    assert_eq!(r[0]["length"], size, "{r:?}");
+    let named: BTreeSet<String> = r
+        .iter()
+        .flat_map(|r| r["globals"].as_array().unwrap())
+        .map(|g| shown(g).replace('.', ":"))
+        .collect();
+    let expected: BTreeSet<String> = std::fs::read_to_string(path("model.globals"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.replace('.', ":"))
+        .collect();
+    assert_eq!(named, expected);
+
+    let (code, r) = scan_json(&[&path("hidden.joblib"), "--allow", "numpy"]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let system = r[0]["globals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "system")
+        .unwrap_or_else(|| panic!("os.system is not named: {r:?}"));
+    assert_eq!(system["status"], "dangerous");
+    // Past the 80 bytes of the array.
+    assert!(system["offset"].as_u64().unwrap() > 80, "{system}");
+}
+
 #[test]
 fn a_compressed_file_is_named_for_what_it_is() {
     let file = fixtures().join("compressed/model.joblib");
