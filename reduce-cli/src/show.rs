@@ -687,7 +687,10 @@ impl<'a> Python<'a> {
         // HOIST levels a literal gets a statement of its own. Literals call
         // nothing, so the calls keep their order.
         const HOIST: usize = 64;
-        if self.depth > 0 && self.depth % HOIST == 0 && made.starts_with(['[', '(', '{', 'f']) {
+        if self.depth > 0
+            && self.depth.is_multiple_of(HOIST)
+            && made.starts_with(['[', '(', '{', 'f'])
+        {
             let name = self.fresh();
             self.lines.push(format!("{name} = {made}"));
             return Ok(name);
