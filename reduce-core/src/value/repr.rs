@@ -158,7 +158,7 @@ from_int!(i8 i16 i32 i64 u8 u16 u32);
 
 #[cfg(test)]
 mod tests {
-    use crate::Value;
+    use crate::value::Value;
 
     #[test]
     fn bytearray_escapes_single_quotes_as_cpython_does() {
