@@ -174,6 +174,11 @@ impl Record {
         }
         if let Some(e) = &self.error {
             out.push_str(&format!("  error: {e}\n"));
+        } else if self.globals.is_empty() {
+            // A finding about the container, not a pickle's globals.
+            for reason in &self.reasons {
+                out.push_str(&format!("  {reason}\n"));
+            }
         }
         out
     }
@@ -660,6 +665,26 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             return;
         }
     };
+    // Two members of one name: the zip reader keeps the last, a loader
+    // may read either (torch's looks names up by a binary search), so
+    // the one not scanned could be the one loaded.
+    let mut seen = std::collections::BTreeSet::new();
+    for name in central_directory_names(bytes) {
+        if !seen.insert(name.clone()) {
+            out.push(Record {
+                path: path.to_string(),
+                member: Some(name.clone()),
+                offset: 0,
+                length: None,
+                globals: Vec::new(),
+                verdict: Verdict::Unsafe,
+                reasons: vec![format!(
+                    "the zip archive holds two members named `{name}`: which one a loader reads depends on the loader, and only one can be scanned"
+                )],
+                error: None,
+            });
+        }
+    }
     for i in 0..archive.len() {
         let mut file = match archive.by_index(i) {
             Ok(f) => f,
@@ -715,6 +740,71 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         }
         scan_bytes(path, Some(&name), &data, allow, out);
     }
+}
+
+/// The name of every entry of a zip archive's central directory, in
+/// order, duplicates kept; empty when the directory cannot be found.
+fn central_directory_names(bytes: &[u8]) -> Vec<String> {
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    // The end of central directory record, within the last 64 KiB + 22.
+    let tail = bytes.len().saturating_sub(65_557);
+    let Some(eocd) = bytes[tail..]
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .map(|i| tail + i)
+    else {
+        return Vec::new();
+    };
+    // Where the directory ends and how long it is (zip64 when the 32-bit
+    // fields are full).
+    let (mut end, mut size) = (eocd, u32_at(eocd + 12).unwrap_or(0));
+    if size == 0xFFFF_FFFF || u32_at(eocd + 16) == Some(0xFFFF_FFFF) {
+        let Some(locator) = eocd.checked_sub(20) else {
+            return Vec::new();
+        };
+        if bytes.get(locator..locator + 4) != Some(b"PK\x06\x07") {
+            return Vec::new();
+        }
+        // The zip64 record sits right before its locator, 56 bytes or more.
+        let Some(record) = bytes[..locator]
+            .windows(4)
+            .rposition(|w| w == b"PK\x06\x06")
+        else {
+            return Vec::new();
+        };
+        end = record;
+        size = u64_at(record + 40).unwrap_or(0);
+    }
+    let Some(mut at) = usize::try_from(size).ok().and_then(|s| end.checked_sub(s)) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    while at + 46 <= end && bytes.get(at..at + 4) == Some(b"PK\x01\x02") {
+        let (Some(n), Some(e), Some(c)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
+        else {
+            break;
+        };
+        let Some(name) = bytes.get(at + 46..at + 46 + n) else {
+            break;
+        };
+        names.push(String::from_utf8_lossy(name).into_owned());
+        at += 46 + n + e + c;
+    }
+    names
 }
 
 fn is_tar(bytes: &[u8]) -> bool {

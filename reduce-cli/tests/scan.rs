@@ -270,6 +270,26 @@ joblib.dump([np.arange(10.0), Call()], os.path.join(d, 'hidden.joblib'))
 }
 
 #[test]
+fn a_zip_with_two_members_of_one_name_is_unsafe() {
+    // The later member is harmless and the one the zip reader shows; the
+    // earlier calls os.system, and a loader may read that one.
+    let file = fixtures().join("attacks/zip_duplicate_member.pt");
+    let (code, r) = scan_json(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let reasons = r[0]["reasons"].to_string();
+    assert!(
+        reasons.contains("two members named `archive/data.pkl`"),
+        "{r:?}"
+    );
+    let out = run(&["scan", file.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("  the zip archive holds two members named `archive/data.pkl`"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn a_compressed_file_is_named_for_what_it_is() {
     let file = fixtures().join("compressed/model.joblib");
     let out = run(&["scan", file.to_str().unwrap()]);
