@@ -159,7 +159,16 @@ fn run(cli: Cli) -> Result<u8, String> {
             let graph: reduce::Graph = reduce::Unpickler::from_slice(&bytes)
                 .inert(true)
                 .load()
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+                .map_err(|e| {
+                    let hint = match e.kind() {
+                        reduce::ErrorKind::NoBuffer => {
+                            " (the pickle was written with protocol 5's buffer_callback: its \
+                             out-of-band buffers were handed to the writer, not stored in the file)"
+                        }
+                        _ => "",
+                    };
+                    format!("{}: {e}{hint}", file.display())
+                })?;
             if json {
                 out(&format!("{}\n", show::json(&graph)));
             } else if python {

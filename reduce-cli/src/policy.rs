@@ -53,8 +53,9 @@ impl AllowList {
     /// Adds a preset by name, or the `module.name` lines of a file.
     ///
     /// A file has one global a line, `module.name`, or `module:qualname`
-    /// where the module ends before a dotted (nested) name; blank lines and
-    /// lines starting with `#` are skipped.
+    /// where the module ends before a dotted (nested) name; `#` starts a
+    /// comment, on a line of its own or after the name, and blank lines are
+    /// skipped. A line with two words is an error.
     pub fn add(&mut self, spec: &str) -> Result<(), String> {
         if let Some(list) = preset(spec) {
             self.globals.extend(list);
@@ -71,13 +72,17 @@ impl AllowList {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--allow {spec}: cannot read the file: {e}"))?;
         for (n, line) in text.lines().enumerate() {
+            // A comment may end a line too: `numpy.dtype  # for arrays`.
+            let line = line.split_once('#').map_or(line, |(before, _)| before);
             let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if line.is_empty() {
                 continue;
             }
             let split = line.split_once(':').or_else(|| line.rsplit_once('.'));
             match split {
-                Some((m, name)) if !m.is_empty() && !name.is_empty() => {
+                Some((m, name))
+                    if !m.is_empty() && !name.is_empty() && !line.contains(char::is_whitespace) =>
+                {
                     self.globals.insert((m.to_string(), name.to_string()));
                 }
                 _ => {
@@ -147,12 +152,14 @@ pub fn danger(module: &str, name: &str) -> Option<&'static str> {
         let through = |m: &str| {
             matches!(
                 m,
-                "os" | "posix"
+                "os" | "_os"
+                    | "posix"
                     | "nt"
                     | "subprocess"
                     | "builtins"
                     | "__builtins__"
                     | "sys"
+                    | "_sys"
                     | "importlib"
                     | "marshal"
                     | "pickle"
@@ -190,15 +197,41 @@ fn direct_danger(module: &str, name: &str) -> Option<&'static str> {
             | "putenv" | "chmod",
         ) => "changes files or processes",
         ("builtins", "eval" | "exec" | "compile") => "evaluates Python source",
-        ("builtins", "__import__") | ("importlib", "import_module") => "imports any module",
+        ("builtins", "__import__")
+        | ("importlib", "import_module" | "__import__" | "reload")
+        | ("pydoc", "locate")
+        | ("pkgutil", "resolve_name") => "imports any module",
+        ("importlib.machinery" | "importlib.util" | "imp" | "zipimport", _) => {
+            "loads Python code from a file"
+        }
+        ("builtins", "vars" | "globals" | "locals") => "reaches the interpreter's namespaces",
         ("builtins", "getattr" | "setattr" | "delattr") => "reaches any attribute of any object",
-        ("builtins", "open") | ("io", "open" | "FileIO") | ("codecs", "open") => "opens a file",
+        ("builtins", "open")
+        | ("io" | "_io", "open" | "FileIO" | "open_code")
+        | ("codecs", "open") => "opens a file",
         ("builtins", "breakpoint" | "input") => "interacts with the terminal",
         ("marshal", "loads" | "load") => "loads code objects (marshal)",
         (
             "pickle" | "_pickle" | "dill" | "cloudpickle" | "joblib",
-            "loads" | "load" | "Unpickler" | "_loads" | "_load",
+            "loads" | "load" | "Unpickler" | "_loads" | "_load" | "_Unpickler",
         ) => "loads a nested pickle, unchecked",
+        ("yaml", "load" | "load_all" | "unsafe_load" | "unsafe_load_all" | "full_load")
+        | ("jsonpickle", "decode" | "loads") => "loads serialized objects that can run code",
+        ("timeit", _)
+        | ("cProfile" | "profile", "run" | "runctx")
+        | ("pdb", "run" | "runeval" | "runctx" | "runcall")
+        | ("torch.jit.unsupported_tensor_ops", "execWrapper") => "evaluates Python source",
+        ("torch.fx.experimental.symbolic_shapes", "ShapeEnv")
+            if name.starts_with("ShapeEnv.evaluate_guards") =>
+        {
+            "evaluates Python source"
+        }
+        (
+            "asyncio" | "asyncio.subprocess",
+            "create_subprocess_shell" | "create_subprocess_exec",
+        )
+        | ("multiprocessing.util", "spawnv_passfds")
+        | ("distutils.spawn", _) => "runs a shell command or another program",
         ("numpy" | "numpy.lib.npyio" | "numpy.lib._npyio_impl", "load") => {
             "loads a file that may hold a pickle (numpy.load)"
         }
@@ -262,6 +295,23 @@ mod tests {
         assert_eq!(danger("shutil", "os.system"), danger("os", "system"));
         assert!(danger("pickle", "sys.modules.get").is_some());
         assert!(danger("collections", "OrderedDict.fromkeys").is_none());
+        // Names known to get past other scanners.
+        assert_eq!(danger("pydoc", "locate"), Some("imports any module"));
+        assert!(danger("random", "_os.system").is_some());
+        assert_eq!(danger("_io", "FileIO"), Some("opens a file"));
+        assert!(danger("pickle", "_Unpickler").is_some());
+        assert!(danger("timeit", "timeit").is_some());
+        assert!(danger("asyncio", "create_subprocess_shell").is_some());
+        assert!(danger("torch.jit.unsupported_tensor_ops", "execWrapper").is_some());
+        assert!(danger(
+            "torch.fx.experimental.symbolic_shapes",
+            "ShapeEnv.evaluate_guards_expression"
+        )
+        .is_some());
+        assert!(danger("builtins", "vars").is_some());
+        assert!(danger("yaml", "unsafe_load").is_some());
+        assert!(danger("datetime", "datetime").is_none());
+        assert!(danger("random", "Random").is_none());
     }
 
     #[test]
@@ -281,7 +331,7 @@ mod tests {
         let file = std::env::temp_dir().join(format!("reduce-allow-{}.txt", std::process::id()));
         std::fs::write(
             &file,
-            "# mine\nmypkg.models.Net\n\nmypkg.layers:Block.Inner\n",
+            "# mine\nmypkg.models.Net\n\nmypkg.layers:Block.Inner  # nested\n",
         )
         .unwrap();
         let mut mine = AllowList::default();
@@ -289,6 +339,12 @@ mod tests {
         assert!(mine.contains("mypkg.models", "Net"));
         assert!(mine.contains("mypkg.layers", "Block.Inner"));
         assert!(!mine.contains("mypkg.layers", "Block"));
+        // Two names on a line are a mistake, not a name with a space.
+        std::fs::write(&file, "numpy.dtype numpy.ndarray\n").unwrap();
+        let err = AllowList::default()
+            .add(file.to_str().unwrap())
+            .unwrap_err();
+        assert!(err.ends_with("found `numpy.dtype numpy.ndarray`"), "{err}");
         std::fs::write(&file, "no_dot_here\n").unwrap();
         let err = AllowList::default()
             .add(file.to_str().unwrap())

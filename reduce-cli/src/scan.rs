@@ -174,6 +174,11 @@ impl Record {
         }
         if let Some(e) = &self.error {
             out.push_str(&format!("  error: {e}\n"));
+        } else if self.globals.is_empty() {
+            // A finding about the container, not a pickle's globals.
+            for reason in &self.reasons {
+                out.push_str(&format!("  {reason}\n"));
+            }
         }
         out
     }
@@ -242,53 +247,41 @@ fn scan_stream(
         return;
     }
     while pos < bytes.len() && count < max {
-        let (found, end) = pickles::scan_one(&bytes[pos..]);
-        let mut record = Record {
-            path: path.to_string(),
-            member: member.map(str::to_string),
-            offset: pos as u64,
-            length: None,
-            globals: Vec::new(),
-            verdict: Verdict::Safe,
-            reasons: Vec::new(),
-            error: None,
-        };
-        for r in found {
-            let (status, reason) = judge(&r.named, allow);
-            if let Some(reason) = reason {
-                record
-                    .reasons
-                    .push(format!("{reason} (offset {})", pos as u64 + r.offset));
-                record.verdict = Verdict::Unsafe;
+        let (mut record, mut end) = scan_pickle(path, member, bytes, pos, allow);
+        let mut arrays = Vec::new();
+        if record.globals.iter().any(is_array_wrapper) {
+            match scan_joblib(path, member, bytes, pos, allow) {
+                Some((joblib, nested, n)) => (record, end, arrays) = (joblib, Some(n), nested),
+                None if end.is_none() => {
+                    let message = format!(
+                        "{} (a joblib file, whose arrays are written inside the pickle: \
+                         the scan could not step over them all)",
+                        record.error.take().unwrap_or_default()
+                    );
+                    record.reasons.pop();
+                    record.reasons.push(message.clone());
+                    record.error = Some(message);
+                }
+                None => {}
             }
-            record.globals.push(Found {
-                offset: pos as u64 + r.offset,
-                opcode: reduce::op::name(r.opcode).unwrap_or("?"),
-                target: r.named,
-                status,
-            });
         }
         count += 1;
         match end {
-            Ok(n) => {
-                record.length = Some(n as u64);
+            Some(n) => {
                 out.push(record);
+                out.extend(arrays);
                 pos += n;
             }
-            Err(e) => {
-                let at = pos as u64 + e.offset().unwrap_or(0);
-                let message = match e.opcode_name() {
-                    Some(op) => format!("{} (at byte {at}, {op})", e.kind()),
-                    None => format!("{} (at byte {at})", e.kind()),
-                };
-                let message = if count > 1 && record.globals.is_empty() {
-                    format!("trailing bytes after the pickle before are not a pickle: {message}")
-                } else {
-                    message
-                };
-                record.verdict = record.verdict.max(Verdict::Unreadable);
-                record.reasons.push(message.clone());
-                record.error = Some(message);
+            None => {
+                if count > 1 && record.globals.is_empty() {
+                    let message = format!(
+                        "trailing bytes after the pickle before are not a pickle: {}",
+                        record.error.take().unwrap_or_default()
+                    );
+                    record.reasons.pop();
+                    record.reasons.push(message.clone());
+                    record.error = Some(message);
+                }
                 out.push(record);
                 return;
             }
@@ -296,8 +289,239 @@ fn scan_stream(
     }
 }
 
+/// joblib's `NumpyArrayWrapper`, after whose `BUILD` joblib writes an
+/// array's bytes into the pickle.
+fn is_array_wrapper(found: &Found) -> bool {
+    matches!(&found.target, Target::Global { module, name }
+        if name == "NumpyArrayWrapper" && module.ends_with("numpy_pickle"))
+}
+
+/// A `joblib.dump` file: one pickle with each numpy array's bytes written
+/// right after the `BUILD` of its `NumpyArrayWrapper` (a padding length
+/// byte, that much padding, the items), or, for an array of objects, a
+/// pickle of the array of its own. joblib's unpickler reads them there.
+/// The scan cuts each out and reads on, so no global after an array is
+/// missed: the record of the whole pickle, the records of the object
+/// arrays' pickles, and the length; `None` when the bytes where the scan
+/// stopped are not an array of the size the wrapper says.
+fn scan_joblib(
+    path: &str,
+    member: Option<&str>,
+    bytes: &[u8],
+    pos: usize,
+    allow: &AllowList,
+) -> Option<(Record, Vec<Record>, usize)> {
+    let mut pickle = bytes[pos..].to_vec();
+    // (offset in `pickle` as it was then, bytes cut there).
+    let mut cuts: Vec<(usize, usize)> = Vec::new();
+    let mut nested = Vec::new();
+    // Back to an offset in `bytes`.
+    let original = |cuts: &[(usize, usize)], mut at: usize| {
+        for &(x, n) in cuts.iter().rev() {
+            if at >= x {
+                at += n;
+            }
+        }
+        pos + at
+    };
+    // Each array costs a read of the pickle so far: a budget keeps a file
+    // of many tiny arrays from taking the scan's time (a forest of 200
+    // trees, 800 KB in 400 arrays, takes a quarter of it).
+    let mut budget: usize = 1 << 30;
+    loop {
+        budget = budget.checked_sub(pickle.len().max(1 << 10) * 2)?;
+        // An array of objects is a pickle of its own, which an inspector
+        // would read on as part of this one: it starts with PROTO right
+        // after the wrapper's BUILD, where no pickle has a PROTO.
+        let (found, end) = pickles::scan_one(&pickle);
+        let read = match &end {
+            Ok(n) => *n,
+            Err(e) => usize::try_from(e.offset()?).ok()?,
+        };
+        // Candidates by their bytes, then confirmed by the instructions.
+        let inner = pickle[..read]
+            .windows(3)
+            .position(|w| {
+                w[0] == reduce::op::BUILD && w[1] == reduce::op::PROTO && (2..=5).contains(&w[2])
+            })
+            .and_then(|_| {
+                let (ops, _) = pickles::disassemble_partial(&pickle[..read]);
+                ops.windows(2).find_map(|w| {
+                    (w[0].opcode == reduce::op::BUILD && w[1].opcode == reduce::op::PROTO)
+                        .then(|| w[1].offset as usize)
+                })
+            });
+        let end = match (inner, end) {
+            (Some(at), _) => Err(at),
+            (None, Ok(n)) => Ok((found, n)),
+            (None, Err(e)) => Err(usize::try_from(e.offset()?).ok()?),
+        };
+        let at = match end {
+            Ok((found, n)) => {
+                let mut record = Record {
+                    path: path.to_string(),
+                    member: member.map(str::to_string),
+                    offset: pos as u64,
+                    length: None,
+                    globals: Vec::new(),
+                    verdict: Verdict::Safe,
+                    reasons: Vec::new(),
+                    error: None,
+                };
+                for r in found {
+                    let offset = original(&cuts, r.offset as usize) as u64;
+                    let (status, reason) = judge(&r.named, allow);
+                    if let Some(reason) = reason {
+                        record.reasons.push(format!("{reason} (offset {offset})"));
+                        record.verdict = Verdict::Unsafe;
+                    }
+                    record.globals.push(Found {
+                        offset,
+                        opcode: reduce::op::name(r.opcode).unwrap_or("?"),
+                        target: r.named,
+                        status,
+                    });
+                }
+                let len = original(&cuts, n - 1) + 1 - pos;
+                record.length = Some(len as u64);
+                return Some((record, nested, len));
+            }
+            Err(at) => at,
+        };
+        if at == 0 || pickle.get(at - 1) != Some(&reduce::op::BUILD) {
+            return None;
+        }
+        let (count, item_size, objects, aligned) = array_layout(&pickle[..at])?;
+        let cut = if objects {
+            let start = original(&cuts, at);
+            let (record, end) = scan_pickle(path, member, bytes, start, allow);
+            nested.push(record);
+            end?
+        } else {
+            let data = count.checked_mul(item_size)?;
+            let padding = if aligned {
+                1 + usize::from(*pickle.get(at)?)
+            } else {
+                0
+            };
+            data.checked_add(padding)?
+        };
+        if cut == 0 || at.checked_add(cut)? > pickle.len() {
+            return None;
+        }
+        pickle.drain(at..at + cut);
+        cuts.push((at, cut));
+    }
+}
+
+/// The array a `NumpyArrayWrapper` just built by the end of `prefix`
+/// describes: its number of items, item size, whether it holds objects,
+/// and whether a padding length byte comes first. Read by loading the
+/// prefix inert: the wrapper is the top of the stack.
+fn array_layout(prefix: &[u8]) -> Option<(usize, usize, bool, bool)> {
+    let mut closed = prefix.to_vec();
+    closed.push(reduce::op::STOP);
+    let graph = reduce::Unpickler::from_slice(&closed)
+        .inert(true)
+        .load_graph()
+        .ok()?;
+    let tree = graph.into_tree(1 << 20).ok()?;
+    // The value left on top, past the steps before it.
+    let mut top = &tree;
+    while let reduce::Value::Seq(seq) = top {
+        top = &seq.value;
+    }
+    let reduce::Value::Reduce(wrapper) = top else {
+        return None;
+    };
+    let Some(reduce::Value::Dict(state)) = &wrapper.state else {
+        return None;
+    };
+    let field = |key: &str| {
+        state
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    };
+    let reduce::Value::Tuple(shape) = field("shape")? else {
+        return None;
+    };
+    let mut count = 1usize;
+    for d in shape {
+        let reduce::Value::Int(d) = d else {
+            return None;
+        };
+        count = count.checked_mul(usize::try_from(*d).ok()?)?;
+    }
+    let mut registry = reduce::Registry::new();
+    reduce::numpy::register(&mut registry).ok()?;
+    let dtype_pickle = reduce::to_vec(field("dtype")?).ok()?;
+    let dtype: reduce::numpy::DType = reduce::Unpickler::from_slice(&dtype_pickle)
+        .registry(registry)
+        .load()
+        .ok()?;
+    let aligned =
+        field("numpy_array_alignment_bytes").is_some_and(|v| !matches!(v, reduce::Value::None));
+    Some((count, dtype.item_size(), dtype.has_object(), aligned))
+}
+
+/// The record of the pickle at `bytes[pos..]`, and its length when it
+/// reads to its `STOP`.
+fn scan_pickle(
+    path: &str,
+    member: Option<&str>,
+    bytes: &[u8],
+    pos: usize,
+    allow: &AllowList,
+) -> (Record, Option<usize>) {
+    let (found, end) = pickles::scan_one(&bytes[pos..]);
+    let mut record = Record {
+        path: path.to_string(),
+        member: member.map(str::to_string),
+        offset: pos as u64,
+        length: None,
+        globals: Vec::new(),
+        verdict: Verdict::Safe,
+        reasons: Vec::new(),
+        error: None,
+    };
+    for r in found {
+        let (status, reason) = judge(&r.named, allow);
+        if let Some(reason) = reason {
+            record
+                .reasons
+                .push(format!("{reason} (offset {})", pos as u64 + r.offset));
+            record.verdict = Verdict::Unsafe;
+        }
+        record.globals.push(Found {
+            offset: pos as u64 + r.offset,
+            opcode: reduce::op::name(r.opcode).unwrap_or("?"),
+            target: r.named,
+            status,
+        });
+    }
+    match end {
+        Ok(n) => {
+            record.length = Some(n as u64);
+            (record, Some(n))
+        }
+        Err(e) => {
+            let at = pos as u64 + e.offset().unwrap_or(0);
+            let message = match e.opcode_name() {
+                Some(op) => format!("{} (at byte {at}, {op})", e.kind()),
+                None => format!("{} (at byte {at})", e.kind()),
+            };
+            record.verdict = record.verdict.max(Verdict::Unreadable);
+            record.reasons.push(message.clone());
+            record.error = Some(message);
+            (record, None)
+        }
+    }
+}
+
 /// The first pickle of a file as `show` and `dis` read it: a zip
-/// archive's first `.pkl` member, an object `.npy`'s pickle, or the file.
+/// archive's `data.pkl` (or first `.pkl` member), the member `pickle` of
+/// a legacy torch tar archive, an object `.npy`'s pickle, or the file.
 pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     if is_npy(bytes) {
         return match npy_pickle(bytes)? {
@@ -305,15 +529,30 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             None => Err("this .npy array holds no objects, so no pickle".into()),
         };
     }
+    if is_tar(bytes) {
+        // torch's tar format: the object is the member `pickle`.
+        let members = tar_members(bytes)?;
+        return members
+            .into_iter()
+            .find(|(name, _)| name.rsplit('/').next() == Some("pickle"))
+            .map(|(_, range)| std::borrow::Cow::Borrowed(&bytes[range]))
+            .ok_or_else(|| "expected a member `pickle` in the tar archive (torch's format before 0.4), found none".into());
+    }
     if !is_zip(bytes) {
         return Ok(std::borrow::Cow::Borrowed(bytes));
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format!("not a readable zip archive: {e}"))?;
+    // torch loads `<archive>/data.pkl`; any other `.pkl` member (a
+    // TorchScript archive's constants.pkl) only when there is no data.pkl.
     let name = archive
         .file_names()
-        .filter(|n| n.ends_with(".pkl"))
-        .min()
+        .filter(|n| n.to_ascii_lowercase().ends_with(".pkl"))
+        .min_by_key(|n| {
+            let lower = n.to_ascii_lowercase();
+            let data = lower == "data.pkl" || lower.ends_with("/data.pkl");
+            (!data, n.to_string())
+        })
         .map(str::to_string)
         .ok_or("expected a .pkl member in the zip archive, found none")?;
     let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
@@ -359,6 +598,23 @@ fn is_npy(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x93NUMPY")
 }
 
+/// The compression format `bytes` start with, if any: none of these
+/// magic numbers can start a pickle.
+fn compressed(bytes: &[u8]) -> Option<&'static str> {
+    let bz2_block = bytes
+        .get(4..10)
+        .is_some_and(|b| b == b"\x31\x41\x59\x26\x53\x59" || b == b"\x17\x72\x45\x38\x50\x90");
+    match bytes {
+        [0x1f, 0x8b, ..] => Some("gzip"),
+        [0x78, 0x01 | 0x5e | 0x9c | 0xda, ..] => Some("zlib"),
+        [b'B', b'Z', b'h', b'1'..=b'9', ..] if bz2_block => Some("bzip2"),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some("xz"),
+        [0x5d, 0x00, 0x00, ..] => Some("lzma"),
+        [0x04, 0x22, 0x4d, 0x18, ..] => Some("lz4"),
+        _ => None,
+    }
+}
+
 fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
 }
@@ -379,6 +635,18 @@ fn scan_bytes(
         }
     } else if is_zip(bytes) && member.is_none() {
         scan_zip(path, bytes, allow, out);
+    } else if is_tar(bytes) && member.is_none() {
+        scan_tar(path, bytes, allow, out);
+    } else if let Some(format) = compressed(bytes) {
+        out.push(Record::unreadable(
+            path,
+            member,
+            0,
+            format!(
+                "{format}-compressed data (as joblib.dump(..., compress=...) writes), not a pickle: \
+                 decompress it and scan the result; reduce does not decompress"
+            ),
+        ));
     } else {
         scan_stream(path, member, bytes, 0, allow, out);
     }
@@ -397,6 +665,26 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             return;
         }
     };
+    // Two members of one name: the zip reader keeps the last, a loader
+    // may read either (torch's looks names up by a binary search), so
+    // the one not scanned could be the one loaded.
+    let mut seen = std::collections::BTreeSet::new();
+    for name in central_directory_names(bytes) {
+        if !seen.insert(name.clone()) {
+            out.push(Record {
+                path: path.to_string(),
+                member: Some(name.clone()),
+                offset: 0,
+                length: None,
+                globals: Vec::new(),
+                verdict: Verdict::Unsafe,
+                reasons: vec![format!(
+                    "the zip archive holds two members named `{name}`: which one a loader reads depends on the loader, and only one can be scanned"
+                )],
+                error: None,
+            });
+        }
+    }
     for i in 0..archive.len() {
         let mut file = match archive.by_index(i) {
             Ok(f) => f,
@@ -411,17 +699,23 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             }
         };
         let name = file.name().to_string();
-        let wanted = [".pkl", ".pickle", ".npy"]
-            .iter()
-            .any(|ext| name.ends_with(ext));
-        if !wanted || file.is_dir() {
+        if file.is_dir() {
             continue;
         }
         // The size the archive claims bounds the allocation; a member that
         // inflates past it is cut there (and then fails as a pickle).
-        let mut data = Vec::with_capacity(file.size().min(bytes.len() as u64 * 4) as usize);
         let size = file.size();
-        if let Err(e) = (&mut file).take(size).read_to_end(&mut data) {
+        let named = member_is_pickle(&name);
+        let mut data = Vec::new();
+        let read = if named {
+            data.reserve(size.min(bytes.len() as u64 * 4) as usize);
+            (&mut file).take(size).read_to_end(&mut data)
+        } else {
+            // Any other member is read only when it starts as an `.npy`
+            // file: numpy.load reads an .npz member by its content.
+            (&mut file).take(6.min(size)).read_to_end(&mut data)
+        };
+        if let Err(e) = read {
             out.push(Record::unreadable(
                 path,
                 Some(&name),
@@ -430,8 +724,263 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             ));
             continue;
         }
+        if !named {
+            if !is_npy(&data) {
+                continue;
+            }
+            if let Err(e) = (&mut file).take(size - 6).read_to_end(&mut data) {
+                out.push(Record::unreadable(
+                    path,
+                    Some(&name),
+                    0,
+                    format!("cannot inflate the zip member: {e}"),
+                ));
+                continue;
+            }
+        }
         scan_bytes(path, Some(&name), &data, allow, out);
     }
+}
+
+/// The name of every entry of a zip archive's central directory, in
+/// order, duplicates kept; empty when the directory cannot be found.
+fn central_directory_names(bytes: &[u8]) -> Vec<String> {
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    // The end of central directory record, within the last 64 KiB + 22.
+    let tail = bytes.len().saturating_sub(65_557);
+    let Some(eocd) = bytes[tail..]
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .map(|i| tail + i)
+    else {
+        return Vec::new();
+    };
+    // Where the directory ends and how long it is (zip64 when the 32-bit
+    // fields are full).
+    let (mut end, mut size) = (eocd, u32_at(eocd + 12).unwrap_or(0));
+    if size == 0xFFFF_FFFF || u32_at(eocd + 16) == Some(0xFFFF_FFFF) {
+        let Some(locator) = eocd.checked_sub(20) else {
+            return Vec::new();
+        };
+        if bytes.get(locator..locator + 4) != Some(b"PK\x06\x07") {
+            return Vec::new();
+        }
+        // The zip64 record sits right before its locator, 56 bytes or more.
+        let Some(record) = bytes[..locator]
+            .windows(4)
+            .rposition(|w| w == b"PK\x06\x06")
+        else {
+            return Vec::new();
+        };
+        end = record;
+        size = u64_at(record + 40).unwrap_or(0);
+    }
+    let Some(mut at) = usize::try_from(size).ok().and_then(|s| end.checked_sub(s)) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    while at + 46 <= end && bytes.get(at..at + 4) == Some(b"PK\x01\x02") {
+        let (Some(n), Some(e), Some(c)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
+        else {
+            break;
+        };
+        let Some(name) = bytes.get(at + 46..at + 46 + n) else {
+            break;
+        };
+        names.push(String::from_utf8_lossy(name).into_owned());
+        at += 46 + n + e + c;
+    }
+    names
+}
+
+fn is_tar(bytes: &[u8]) -> bool {
+    bytes.get(257..262) == Some(b"ustar")
+}
+
+/// The regular files of a tar archive: name and where its bytes are.
+fn tar_members(bytes: &[u8]) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
+    fn text(field: &[u8]) -> String {
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        String::from_utf8_lossy(&field[..end]).into_owned()
+    }
+    let mut members = Vec::new();
+    let mut pos = 0usize;
+    // A pax or GNU header's name for the next member.
+    let mut long_name: Option<String> = None;
+    while pos + 512 <= bytes.len() {
+        let header = &bytes[pos..pos + 512];
+        if header.iter().all(|&b| b == 0) {
+            break;
+        }
+        let size_field = text(&header[124..136]);
+        let size = usize::from_str_radix(size_field.trim(), 8).map_err(|_| {
+            format!("tar header at offset {pos}: a size of `{size_field}`, expected octal digits")
+        })?;
+        let start = pos + 512;
+        let end = start
+            .checked_add(size)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| {
+                format!("tar member at offset {pos}: {size} bytes run past the end of the file")
+            })?;
+        let mut name = text(&header[0..100]);
+        let prefix = text(&header[345..500]);
+        if !prefix.is_empty() {
+            name = format!("{prefix}/{name}");
+        }
+        match header[156] {
+            b'0' | 0 | b'7' => members.push((long_name.take().unwrap_or(name), start..end)),
+            b'x' => {
+                long_name = String::from_utf8_lossy(&bytes[start..end])
+                    .lines()
+                    .find_map(|l| l.split_once(" path=").map(|(_, p)| p.to_string()));
+            }
+            b'L' => long_name = Some(text(&bytes[start..end])),
+            _ => {}
+        }
+        pos = start + size.div_ceil(512) * 512;
+    }
+    Ok(members)
+}
+
+/// A tar archive: torch's format before 0.4 (members `storages`,
+/// `tensors` and `pickle`, which `torch.load` still reads), or any tar
+/// with pickle members.
+fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
+    let members = match tar_members(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Record::unreadable(path, None, 0, e));
+            return;
+        }
+    };
+    for (name, range) in members {
+        let data = &bytes[range];
+        let base = name.rsplit('/').next().unwrap_or(&name);
+        match base {
+            "storages" | "tensors" => scan_torch_tar_member(path, &name, data, allow, out),
+            "pickle" | "sys_info" => {
+                let (record, _) = scan_pickle(path, Some(&name), data, 0, allow);
+                out.push(record);
+            }
+            _ if member_is_pickle(&name) => scan_bytes(path, Some(&name), data, allow, out),
+            _ => {}
+        }
+    }
+}
+
+/// The bytes of one storage of a legacy tar checkpoint's `storages`
+/// member: its element size, by the storage type the pickle before names.
+fn storage_element_size(record: &Record) -> Option<usize> {
+    let name = record.globals.iter().rev().find_map(|g| match &g.target {
+        Target::Global { name, .. } if name.ends_with("Storage") => Some(name.as_str()),
+        _ => None,
+    })?;
+    Some(match name.trim_end_matches("Storage") {
+        "Double" | "Long" | "ComplexFloat" => 8,
+        "Float" | "Int" | "QInt32" => 4,
+        "Half" | "Short" | "BFloat16" => 2,
+        "Char" | "Byte" | "Bool" | "QUInt8" | "QInt8" | "QUInt4x2" | "QUInt2x4" => 1,
+        "ComplexDouble" => 16,
+        _ => return None,
+    })
+}
+
+/// The `storages` or `tensors` member of a legacy tar checkpoint: a count,
+/// then for each item a pickle and raw bytes (a storage's data, or a
+/// tensor's sizes and strides), then, for storages, one more pickle.
+fn scan_torch_tar_member(
+    path: &str,
+    member: &str,
+    data: &[u8],
+    allow: &AllowList,
+    out: &mut Vec<Record>,
+) {
+    let storages = member.ends_with("storages");
+    let fail = |out: &mut Vec<Record>, at: usize, what: String| {
+        out.push(Record::unreadable(path, Some(member), at as u64, what));
+    };
+    let (record, end) = scan_pickle(path, Some(member), data, 0, allow);
+    let Some(mut pos) = end else {
+        out.push(record);
+        return;
+    };
+    let count = reduce::from_slice::<u64>(&data[..pos]);
+    out.push(record);
+    let Ok(count) = count else {
+        return fail(
+            out,
+            0,
+            "expected the number of items as the first pickle".into(),
+        );
+    };
+    let u64_at = |at: usize| {
+        data.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+    };
+    for _ in 0..count {
+        if pos >= data.len() {
+            return fail(out, pos, "the member ends before its last item".into());
+        }
+        let (record, end) = scan_pickle(path, Some(member), data, pos, allow);
+        let size = storage_element_size(&record);
+        out.push(record);
+        let Some(n) = end else { return };
+        pos += n;
+        let skip = if storages {
+            let Some(size) = size else {
+                return fail(
+                    out,
+                    pos,
+                    "a storage of a type whose element size is unknown: cannot find the pickle after it".into(),
+                );
+            };
+            u64_at(pos)
+                .and_then(|numel| numel.checked_mul(size as u64))
+                .and_then(|b| b.checked_add(8))
+        } else {
+            // ndim (4 bytes and 4 unused), sizes and strides, offset.
+            data.get(pos..pos + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as u64)
+                .and_then(|ndim| ndim.checked_mul(16))
+                .and_then(|b| b.checked_add(16))
+        };
+        match skip
+            .and_then(|s| usize::try_from(s).ok())
+            .and_then(|s| pos.checked_add(s))
+        {
+            Some(next) if next <= data.len() => pos = next,
+            _ => return fail(out, pos, "raw bytes run past the end of the member".into()),
+        }
+    }
+    if storages {
+        let (record, _) = scan_pickle(path, Some(member), data, pos, allow);
+        out.push(record);
+    }
+}
+
+/// Whether a zip member is read as a pickle by its name: `.pkl`,
+/// `.pickle` or `.npy`, in any case, as torch finds `data.pkl` (its zip
+/// reader compares names without case).
+fn member_is_pickle(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [".pkl", ".pickle", ".npy"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// Files a directory scan reads: pickle, torch, numpy and joblib
@@ -449,14 +998,51 @@ fn looks_scannable(path: &Path) -> bool {
     if ext.is_some_and(|e| EXTS.contains(&e.as_str())) {
         return true;
     }
-    let mut head = [0u8; 6];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
-    let head = &head[..n];
-    (head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]))
-        || is_zip(head)
-        || is_npy(head)
+    // Enough of the file to tell a protocol 0 or 1 pickle, which has no
+    // magic number, by reading it.
+    const HEAD: u64 = 64 << 10;
+    let mut head = Vec::new();
+    let _ = std::fs::File::open(path).and_then(|f| f.take(HEAD).read_to_end(&mut head));
+    if (head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]))
+        || is_zip(&head)
+        || is_npy(&head)
+        || is_tar(&head)
+    {
+        return true;
+    }
+    starts_as_pickle(&head, head.len() as u64 == HEAD)
+}
+
+/// Whether `head`, the start of a file (`cut`: the file goes on past it),
+/// is a pickle without a `PROTO` opcode: it reads to its `STOP`, or names a
+/// global Python could import before it fails (loading it would resolve
+/// that global), or is still a pickle where the head is cut. Text and other
+/// data fail at once; a source file's first line (`import os`) read as
+/// `INST` names no importable module.
+fn starts_as_pickle(head: &[u8], cut: bool) -> bool {
+    if head.is_empty() {
+        return false;
+    }
+    let importable = |r: &pickles::Resolution| match &r.named {
+        Target::Global { module, name } => dotted_identifier(module) && dotted_identifier(name),
+        Target::Extension(_) | Target::Computed => true,
+    };
+    match pickles::scan_one(head) {
+        (_, Ok(_)) => true,
+        (found, Err(e)) => {
+            found.iter().any(importable) || (cut && matches!(e.kind(), reduce::ErrorKind::Eof))
+        }
+    }
+}
+
+/// `a.b_c.D1`: names Python can import or look up.
+fn dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        })
 }
 
 /// The files to read: each path given, and the scannable files under each

@@ -585,6 +585,7 @@ pub fn python(graph: &Graph) -> Result<String, String> {
         imports: BTreeSet::new(),
         lines: Vec::new(),
         count: 0,
+        depth: 0,
         uses_build: false,
         uses_persistent: false,
         unknown: None,
@@ -639,6 +640,8 @@ struct Python<'a> {
     imports: BTreeSet<String>,
     lines: Vec<String>,
     count: usize,
+    /// How deep in one expression the value being written is.
+    depth: usize,
     uses_build: bool,
     uses_persistent: bool,
     /// A step of a kind this printer does not know.
@@ -676,7 +679,23 @@ impl<'a> Python<'a> {
     }
 
     fn expr(&mut self, v: &'a Value) -> Expr {
-        grow(|| self.expr_inner(v))
+        self.depth += 1;
+        let made = grow(|| self.expr_inner(v));
+        self.depth -= 1;
+        let made = made?;
+        // CPython's parser takes at most 200 nested brackets: every
+        // HOIST levels a literal gets a statement of its own. Literals call
+        // nothing, so the calls keep their order.
+        const HOIST: usize = 64;
+        if self.depth > 0
+            && self.depth.is_multiple_of(HOIST)
+            && made.starts_with(['[', '(', '{', 'f'])
+        {
+            let name = self.fresh();
+            self.lines.push(format!("{name} = {made}"));
+            return Ok(name);
+        }
+        Ok(made)
     }
 
     fn list(&mut self, items: &'a [Value]) -> Result<Vec<String>, Id> {

@@ -117,6 +117,9 @@ fn every_attack_family_is_unsafe_and_names_its_global() {
         "legacy torch",
         "truncated",
         "directory",
+        "zip member case",
+        "npz member",
+        "torch tar",
     ] {
         assert!(families.contains(family), "no attack of family {family}");
     }
@@ -138,6 +141,165 @@ fn a_directory_scan_finds_the_hidden_ones_and_exits_1() {
     assert!(
         text.contains("DANGEROUS: runs a shell command or another program"),
         "{text}"
+    );
+    // A protocol 0 pickle has no magic number and a name that says text.
+    assert!(
+        text.contains("nested/notes.txt: pickle at offset 0, 18 bytes: unsafe"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_directory_scan_skips_text_that_merely_starts_with_an_opcode() {
+    let dir = reduce_tests::scratch_dir("cli-scan-text");
+    // `i` is INST and `c` GLOBAL, `(` MARK, `]` EMPTY_LIST: read as a
+    // pickle, each of these fails without naming an importable global.
+    std::fs::write(dir.join("tool.py"), "import os\nprint(os.getcwd())\n").unwrap();
+    std::fs::write(dir.join("model.py"), "class Net:\n    pass\n").unwrap();
+    std::fs::write(dir.join("table.csv"), "cat,dog\n1,2\n").unwrap();
+    std::fs::write(dir.join("notes.md"), "(draft)\n]\n").unwrap();
+    let out = run(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("0 pickle(s) in 0 file(s)"),
+        "{}",
+        stdout(&out)
+    );
+    // The same directory with a protocol 0 pickle in a .txt file.
+    std::fs::write(dir.join("readme.txt"), "cos\nsystem\n(Vid\ntR.").unwrap();
+    let out = run(&["scan", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("readme.txt: pickle at offset 0"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_legacy_tar_checkpoint_is_read_member_by_member() {
+    let file = fixtures().join("tar/benign.pt");
+    let (code, records) = scan_json(&[file.to_str().unwrap(), "--allow", "torch"]);
+    assert_eq!(code, Some(0), "{records:?}");
+    // sys_info; storages: count, one storage, views; tensors: count, one
+    // tensor; pickle. The raw bytes between them are stepped over.
+    let members: Vec<&str> = records
+        .iter()
+        .map(|r| r["member"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        members,
+        ["sys_info", "storages", "storages", "storages", "tensors", "tensors", "pickle"]
+    );
+    let storage = &records[2]["globals"][0];
+    assert_eq!(shown(storage), "torch.FloatStorage");
+    assert_eq!(records[3]["offset"], 63, "{:?}", records[3]);
+    assert!(
+        records.iter().all(|r| r["verdict"] == "safe"),
+        "{records:?}"
+    );
+    // show and dis read the object, the member `pickle`.
+    let out = run(&["show", file.to_str().unwrap()]);
+    assert_eq!(stdout(&out).trim(), "{'epoch': 3}", "{}", stderr(&out));
+}
+
+/// joblib.dump writes each numpy array's bytes inside the pickle, after
+/// its wrapper's BUILD (an array of objects as a pickle of its own), and
+/// joblib.load reads them there: the scan steps over them and reads on.
+#[test]
+fn joblib_files_are_read_past_their_arrays() {
+    let dir = reduce_tests::scratch_dir("cli-scan-joblib");
+    let script = r#"
+import os, sys, joblib, joblib.numpy_pickle as jp, numpy as np
+from sklearn.linear_model import LogisticRegression
+d = sys.argv[1]
+model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+value = {'w': np.arange(100.0), 'f': np.asfortranarray(np.ones((3, 4), dtype='i2')),
+         'o': np.array([1, 'x', None], dtype=object), 'model': model, 'after': [1, 2]}
+joblib.dump(value, os.path.join(d, 'model.joblib'))
+seen = []
+find = jp.NumpyUnpickler.find_class
+def record(self, m, n):
+    seen.append(f'{m}:{n}')
+    return find(self, m, n)
+jp.NumpyUnpickler.find_class = record
+joblib.load(os.path.join(d, 'model.joblib'))
+open(os.path.join(d, 'model.globals'), 'w').write('\n'.join(seen) + '\n')
+class Call:
+    def __reduce__(self):
+        return os.system, ('echo pwned',)
+# Written, never loaded: the call comes after an array's bytes.
+joblib.dump([np.arange(10.0), Call()], os.path.join(d, 'hidden.joblib'))
+"#;
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(&dir);
+    common::python_output(cmd);
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    let (code, r) = scan_json(&[&path("model.joblib"), "--allow", &path("model.globals")]);
+    assert_eq!(code, Some(0), "{r:?}");
+    // The pickle, then the object array's own.
+    assert_eq!(r.len(), 2, "{r:?}");
+    let size = std::fs::metadata(path("model.joblib")).unwrap().len();
+    assert_eq!(r[0]["offset"], 0);
+    assert_eq!(r[0]["length"], size, "{r:?}");
+    let named: BTreeSet<String> = r
+        .iter()
+        .flat_map(|r| r["globals"].as_array().unwrap())
+        .map(|g| shown(g).replace('.', ":"))
+        .collect();
+    let expected: BTreeSet<String> = std::fs::read_to_string(path("model.globals"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.replace('.', ":"))
+        .collect();
+    assert_eq!(named, expected);
+
+    let (code, r) = scan_json(&[&path("hidden.joblib"), "--allow", "numpy"]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let system = r[0]["globals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "system")
+        .unwrap_or_else(|| panic!("os.system is not named: {r:?}"));
+    assert_eq!(system["status"], "dangerous");
+    // Past the 80 bytes of the array.
+    assert!(system["offset"].as_u64().unwrap() > 80, "{system}");
+}
+
+#[test]
+fn a_zip_with_two_members_of_one_name_is_unsafe() {
+    // The later member is harmless and the one the zip reader shows; the
+    // earlier calls os.system, and a loader may read that one.
+    let file = fixtures().join("attacks/zip_duplicate_member.pt");
+    let (code, r) = scan_json(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let reasons = r[0]["reasons"].to_string();
+    assert!(
+        reasons.contains("two members named `archive/data.pkl`"),
+        "{r:?}"
+    );
+    let out = run(&["scan", file.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("  the zip archive holds two members named `archive/data.pkl`"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_compressed_file_is_named_for_what_it_is() {
+    let file = fixtures().join("compressed/model.joblib");
+    let out = run(&["scan", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "gzip-compressed data (as joblib.dump(..., compress=...) writes), not a pickle"
+        ),
+        "{}",
+        stdout(&out)
     );
 }
 

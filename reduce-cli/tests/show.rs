@@ -287,6 +287,42 @@ fn deep_values_print_without_overflowing_the_stack() {
     }
 }
 
+#[test]
+fn out_of_band_buffers_are_said_to_be_elsewhere() {
+    // numpy at protocol 5 with a buffer_callback: NEXT_BUFFER, no data.
+    let file = write("oob.pkl", b"\x80\x05\x97\x98.");
+    let out = run(&["show", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("out-of-band buffers were handed to the writer, not stored in the file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_python_program_of_a_deep_value_runs() {
+    // CPython's parser takes at most 200 nested brackets in one statement;
+    // loading takes any depth. 300 lists, then 210 dicts in dicts (CPython pickles no deeper).
+    let mut lists = b"\x80\x02".to_vec();
+    lists.extend(std::iter::repeat_n(b']', 300));
+    lists.extend(std::iter::repeat_n(b'a', 299));
+    lists.push(b'.');
+    let mut dicts = b"\x80\x02".to_vec();
+    for _ in 0..210 {
+        dicts.extend_from_slice(b"}X\x01\x00\x00\x00k");
+    }
+    dicts.push(b'}');
+    dicts.extend(std::iter::repeat_n(b's', 210));
+    dicts.push(b'.');
+    let files = [
+        write("deep_lists.pkl", &lists),
+        write("deep_dicts.pkl", &dicts),
+    ];
+    assert_eq!(python_program_rebuilds(&files), 2);
+}
+
 /// A pickle, what each output shows, and what loading it does: name,
 /// pickle, repr, JSON, the program's statements, calls made, result.
 type Case = (

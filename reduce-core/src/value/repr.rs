@@ -120,7 +120,11 @@ impl fmt::Debug for Value {
     }
 }
 
+/// `b'...'` as `repr` writes it; `prefix` is `b` or `bytearray(b`, and
+/// for a bytearray CPython escapes `'` inside double quotes too
+/// (`bytearray(b"\'")`), which a `bytes` repr does not.
 pub(super) fn write_bytes_repr(f: &mut fmt::Formatter<'_>, prefix: &str, b: &[u8]) -> fmt::Result {
+    let bytearray = prefix.starts_with("bytearray");
     let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
         '"'
     } else {
@@ -133,7 +137,7 @@ pub(super) fn write_bytes_repr(f: &mut fmt::Formatter<'_>, prefix: &str, b: &[u8
             b'\n' => f.write_str("\\n")?,
             b'\r' => f.write_str("\\r")?,
             b'\t' => f.write_str("\\t")?,
-            c if c as char == quote => write!(f, "\\{}", c as char)?,
+            c if c as char == quote || (bytearray && c == b'\'') => write!(f, "\\{}", c as char)?,
             0x20..=0x7E => write!(f, "{}", c as char)?,
             _ => write!(f, "\\x{c:02x}")?,
         }
@@ -151,3 +155,24 @@ macro_rules! from_int {
     )*};
 }
 from_int!(i8 i16 i32 i64 u8 u16 u32);
+
+#[cfg(test)]
+mod tests {
+    use crate::value::Value;
+
+    #[test]
+    fn bytearray_escapes_single_quotes_as_cpython_does() {
+        // repr(bytearray(b"'")), repr(b"'"), and both quotes in each.
+        let shown = |v: Value| format!("{v:?}");
+        assert_eq!(
+            shown(Value::ByteArray(b"'".to_vec())),
+            r#"bytearray(b"\'")"#
+        );
+        assert_eq!(shown(Value::Bytes(b"'".to_vec())), r#"b"'""#);
+        assert_eq!(
+            shown(Value::ByteArray(b"'\"".to_vec())),
+            r#"bytearray(b'\'"')"#
+        );
+        assert_eq!(shown(Value::Bytes(b"'\"".to_vec())), r#"b'\'"'"#);
+    }
+}
