@@ -309,7 +309,8 @@ pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize
     // How many references to each object are reachable from the root.
     let mut count = vec![UNSEEN; n];
     {
-        let mut stack: Vec<(&Value, usize)> = vec![(&root, 0)];
+        let mut stack: Vec<(&Value, usize)> = Vec::with_capacity(64);
+        stack.push((&root, 0));
         while let Some((v, depth)) = stack.pop() {
             if depth > max_depth {
                 return Err(Error::new(ErrorKind::Limit {
@@ -339,35 +340,29 @@ pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize
             kept += 1;
         }
     }
-    if kept == 0 {
-        // Nothing shared: the common case of plain data.
-        inline(&mut root, &mut objects, &count, &new_id);
-        return Ok(Graph::new(root));
+    if kept as usize == n {
+        // Every object reached twice or more (what a reader that shares
+        // only fetched objects mostly makes): none moves, and each keeps
+        // its number.
+        return Ok(Graph { root, objects });
     }
     let mut shared = Vec::with_capacity(kept as usize);
     for i in 0..n {
         if count[i] >= 2 {
-            let mut obj = std::mem::take(&mut objects[i]);
-            inline(&mut obj, &mut objects, &count, &new_id);
-            shared.push(obj);
+            shared.push(std::mem::take(&mut objects[i]));
         }
     }
-    inline(&mut root, &mut objects, &count, &new_id);
-    Ok(Graph {
-        root,
-        objects: shared,
-    })
-}
-
-/// Moves objects referred to once into the place that refers to them, and
-/// renumbers the references to the objects that stay shared.
-fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
-    let mut stack: Vec<&mut Value> = vec![v];
+    // One walk over the root and the shared objects: each object reached
+    // once moves into its one place, and the references to the others are
+    // renumbered.
+    let mut stack: Vec<&mut Value> = Vec::with_capacity(64 + kept as usize);
+    stack.push(&mut root);
+    stack.extend(shared.iter_mut());
     while let Some(v) = stack.pop() {
         if let Value::Ref(id) = *v {
             let i = id.index();
             if count[i] == 1 {
-                *v = std::mem::take(&mut pool[i]);
+                *v = std::mem::take(&mut objects[i]);
             } else {
                 *v = Value::Ref(Id(new_id[i]));
                 continue;
@@ -375,6 +370,11 @@ fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
         }
         v.for_each_child_mut(|c| stack.push(c));
     }
+    drop(stack);
+    Ok(Graph {
+        root,
+        objects: shared,
+    })
 }
 
 /// The root of `graph` as a plain tree: see [`tree`].
