@@ -12,7 +12,7 @@ use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
 use crate::text::compat;
 use crate::text::PyStr;
-use crate::value::graph::compact;
+use crate::value::graph::{compact, compact_in_order};
 use crate::value::{Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling, Step, Value};
 
 pub(super) struct Machine<'o, 'h> {
@@ -25,8 +25,9 @@ pub(super) struct Machine<'o, 'h> {
     marks: Vec<usize>,
     objects: Vec<Value>,
     /// Each memo key's place in `kept`, or [`COUNTED`], for the keys
-    /// below `dense` (empty under [`Keep::None`], where every put is
-    /// counted only); the other keys in `memo_sparse`.
+    /// below `dense` (under [`Keep::None`], where every put is counted
+    /// only, as long as the last key a `GET` shared on the spot, and
+    /// [`COUNTED`] past its end); the other keys in `memo_sparse`.
     memo: Vec<u32>,
     dense: usize,
     memo_sparse: HashMap<u64, u32>,
@@ -35,9 +36,31 @@ pub(super) struct Machine<'o, 'h> {
     memo_len: usize,
     /// Which memo puts are kept (see [`Keep`]).
     keep: Keep,
-    /// Set when a `GET` under [`Keep::Fetched`] (no scan) asked for a put
-    /// that was only counted: the load must run again with a scan.
+    /// Set when a `GET` under [`Keep::None`] asked for a put that was only
+    /// counted and whose object has left its stack slot: the load must run
+    /// again with a scan.
     pub(super) rerun: bool,
+    /// Under [`Keep::None`], the puts whose object may still be in the
+    /// stack slot it was put from, oldest first (so by slot), for a `GET`
+    /// to share on the spot. Those at or above `low` have left.
+    live: Vec<Live>,
+    /// The stack's lowest length since `live` was last brought up to date.
+    low: usize,
+    /// Whether a `GET` may share a put on the spot: under [`Keep::None`],
+    /// until a key is put twice (a `GET` would not know which put it
+    /// means among those in `live`).
+    spot: bool,
+    /// Whether every put so far took a key above the one before it (as
+    /// picklers number their keys), so that `live` is sorted by key.
+    rising: bool,
+    /// The key after the last one put.
+    next_key: u64,
+    /// One count per put and per `DUP`: the order in which a reader
+    /// keeping every fetched put shares objects, each at its put.
+    seq: u64,
+    /// Under [`Keep::None`], each object's place in that order (a `GET`
+    /// sharing on the spot shares an object later than its put).
+    births: Vec<u64>,
     /// Containers pushed: the tree cannot be deeper than this, so while it
     /// is within `max_depth` the depth need not be walked at `STOP`.
     containers: usize,
@@ -74,8 +97,15 @@ impl<'o, 'h> Machine<'o, 'h> {
             max_stack: opts.limits.max_stack,
             opts,
             resolve,
+            spot: matches!(keep, Keep::None),
             keep,
             rerun: false,
+            live: Vec::new(),
+            low: 0,
+            rising: true,
+            next_key: 0,
+            seq: 0,
+            births: Vec::new(),
             containers: 0,
             stack: Vec::new(),
             marks: Vec::new(),
@@ -133,7 +163,17 @@ impl<'o, 'h> Machine<'o, 'h> {
         if self.stack.len() <= self.fence() {
             return Err(underflow());
         }
-        Ok(self.stack.pop().unwrap_or_default())
+        let v = self.stack.pop().unwrap_or_default();
+        self.shrunk();
+        Ok(v)
+    }
+
+    /// Notes that the stack shrank: the puts above its length have left
+    /// their slots (see `live`). Every place that shrinks the stack calls
+    /// this.
+    #[inline(always)]
+    fn shrunk(&mut self) {
+        self.low = self.low.min(self.stack.len());
     }
 
     fn top_index(&self) -> Result<usize> {
@@ -149,7 +189,9 @@ impl<'o, 'h> Machine<'o, 'h> {
             .marks
             .pop()
             .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
-        Ok(self.stack.split_off(mark))
+        let items = self.stack.split_off(mark);
+        self.shrunk();
+        Ok(items)
     }
 
     /// The object a stack slot stands for, following a shared reference
@@ -207,6 +249,9 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
         let id = Id(self.objects.len() as u32);
         self.objects.push(v);
+        if matches!(self.keep, Keep::None) {
+            self.births.push(self.seq);
+        }
         Value::Ref(id)
     }
 
@@ -416,6 +461,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// fetches `key`, and only counted otherwise (it stays where it is, and
     /// moves into its container as any unshared value does).
     fn memo_put(&mut self, key: u64) -> Result<()> {
+        self.seq += 1;
         let kept = match &self.keep {
             Keep::All => true,
             Keep::None => false,
@@ -482,7 +528,109 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }));
             }
         }
+        if self.spot {
+            self.note_live(key, new_key);
+        }
         Ok(())
+    }
+
+    /// Under [`Keep::None`]: notes a put whose object is on top of the
+    /// stack, for a `GET` to share on the spot while it stays there.
+    #[inline]
+    fn note_live(&mut self, key: u64, new_key: bool) {
+        if !new_key {
+            // A key put twice: `live` could hold an older put of it that a
+            // GET would take for the latest.
+            self.spot = false;
+            self.live = Vec::new();
+            return;
+        }
+        if key < self.next_key {
+            self.rising = false;
+        }
+        self.next_key = key.saturating_add(1);
+        self.sync_live();
+        self.live.push(Live {
+            key,
+            slot: self.stack.len() - 1,
+            birth: self.seq,
+        });
+    }
+
+    /// Drops from `live` the puts whose slot the stack has given up since
+    /// it was last brought up to date.
+    #[inline]
+    fn sync_live(&mut self) {
+        while self.live.last().is_some_and(|e| e.slot >= self.low) {
+            self.live.pop();
+        }
+        self.low = self.stack.len();
+    }
+
+    /// Under [`Keep::None`]: a `GET` of `key`, whose put was only counted,
+    /// shares the object if it is still in the stack slot it was put from,
+    /// as a reader keeping that put would have shared it there: the slot
+    /// and the memo get a reference to it. `None` if it has left.
+    fn share_live(&mut self, key: u64) -> Result<Option<Value>> {
+        self.sync_live();
+        let found = if self.rising {
+            self.live.binary_search_by_key(&key, |e| e.key).ok()
+        } else {
+            // Only the latest few: a GET of an older one runs the load
+            // again rather than searching on every GET.
+            let n = self.live.len();
+            self.live
+                .iter()
+                .rev()
+                .take(LIVE_SEARCH)
+                .position(|e| e.key == key)
+                .map(|p| n - 1 - p)
+        };
+        let Some(at) = found else {
+            return Ok(None);
+        };
+        let Live { slot, birth, .. } = self.live[at];
+        let shared = match &mut self.stack[slot] {
+            Value::Seq(_) => return Ok(None),
+            Value::Ref(id) => {
+                // Shared already (by a DUP, or a GET of another key put
+                // from this slot): shared at its first put.
+                let id = Id(id.index() as u32);
+                if let Some(b) = self.births.get_mut(id.index()) {
+                    *b = (*b).min(birth);
+                }
+                Value::Ref(id)
+            }
+            v if is_cheap(v) => cheap_clone(v),
+            v => {
+                let id = Id(self.objects.len() as u32);
+                self.objects.push(std::mem::replace(v, Value::Ref(id)));
+                self.births.push(birth);
+                Value::Ref(id)
+            }
+        };
+        let index = u32::try_from(self.kept.len())
+            .ok()
+            .filter(|&i| i != COUNTED)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Limit {
+                    limit: "max_memo",
+                    max: COUNTED as u64,
+                })
+            })?;
+        self.kept.push(cheap_clone(&shared));
+        match usize::try_from(key) {
+            Ok(k) if k < self.dense => {
+                if self.memo.len() <= k {
+                    self.memo.resize(k + 1, COUNTED);
+                }
+                self.memo[k] = index;
+            }
+            _ => {
+                self.memo_sparse.insert(key, index);
+            }
+        }
+        Ok(Some(shared))
     }
 
     fn memo_get(&mut self, key: u64) -> Result<()> {
@@ -495,6 +643,11 @@ impl<'o, 'h> Machine<'o, 'h> {
             Some(i) if i != COUNTED => cheap_clone(&self.kept[i as usize]),
             // Optimistic: the pickle does fetch from its memo after all.
             Some(_) if matches!(self.keep, Keep::None) => {
+                if self.spot {
+                    if let Some(v) = self.share_live(key)? {
+                        return self.push(v);
+                    }
+                }
                 self.rerun = true;
                 return Err(Error::invalid("memo fetched: read again, keeping puts"));
             }
@@ -908,6 +1061,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             )),
         };
         self.stack[from - 1] = holder;
+        self.shrunk();
         moved.map_err(Error::invalid)
     }
 
@@ -915,6 +1069,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// built earlier, kept as a [`Step`] after the slot.
     fn detached_items(&mut self, from: usize, pairs: bool) -> Result<()> {
         let mut items = self.stack.split_off(from);
+        self.shrunk();
         if items.is_empty() {
             // `MARK` `APPENDS` with nothing between changes nothing (but
             // fails on what cannot take items, as in CPython).
@@ -974,6 +1129,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }
             }
             DUP => {
+                self.seq += 1;
                 let v = self.share_top()?;
                 self.push(v)?;
             }
@@ -1064,6 +1220,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     return Err(underflow());
                 }
                 let mut items = self.stack.split_off(self.stack.len() - n);
+                self.shrunk();
                 let before = self.hoist(items.first_mut());
                 self.push_built(Value::Tuple(items), before)?
             }
@@ -1390,7 +1547,14 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Ok(Graph::new(root));
         }
         let objects = std::mem::take(&mut self.objects);
-        compact(root, objects, max_depth)
+        if self.births.is_sorted() {
+            return compact(root, objects, max_depth);
+        }
+        // Shared on the spot out of order: numbered as a reader keeping
+        // every fetched put numbers them, by put.
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_unstable_by_key(|&i| self.births[i]);
+        compact_in_order(root, objects, max_depth, Some(&order))
     }
 }
 
@@ -1432,6 +1596,20 @@ pub(super) enum Keep {
 /// A memo key put but fetched by no `GET`: only counted, for `max_memo`
 /// and for `MEMOIZE`'s next key.
 const COUNTED: u32 = u32::MAX;
+
+/// A put under [`Keep::None`] whose object was on top of the stack.
+#[derive(Clone, Copy)]
+struct Live {
+    key: u64,
+    /// The stack slot the object was put from.
+    slot: usize,
+    /// [`Machine::seq`] at the put.
+    birth: u64,
+}
+
+/// How many of the latest puts in `live` a `GET` looks through when the
+/// keys were not put in rising order.
+const LIVE_SEARCH: usize = 32;
 
 /// The memo keys that a pickle's `GET`, `BINGET` and `LONG_BINGET` fetch.
 #[derive(Default)]

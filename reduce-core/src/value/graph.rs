@@ -303,7 +303,18 @@ impl Graph {
 
 /// Turns the loader's table, where every memoized object is shared, into a
 /// graph where only objects reached from two or more places are.
-pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
+pub(crate) fn compact(root: Value, objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
+    compact_in_order(root, objects, max_depth, None)
+}
+
+/// [`compact`], with the objects that stay shared numbered in `order` (a
+/// permutation of the table's indices) rather than in the table's.
+pub(crate) fn compact_in_order(
+    mut root: Value,
+    mut objects: Vec<Value>,
+    max_depth: usize,
+    order: Option<&[usize]>,
+) -> Result<Graph> {
     const UNSEEN: u32 = 0;
     let n = objects.len();
     // How many references to each object are reachable from the root.
@@ -334,23 +345,31 @@ pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize
     }
     let mut new_id = vec![u32::MAX; n];
     let mut kept = 0u32;
-    for (i, &c) in count.iter().enumerate() {
-        if c >= 2 {
+    let mut number = |i: usize| {
+        if count[i] >= 2 {
             new_id[i] = kept;
             kept += 1;
         }
+    };
+    match order {
+        Some(order) => order.iter().for_each(|&i| number(i)),
+        None => (0..n).for_each(number),
     }
-    if kept as usize == n {
+    if kept as usize == n && order.is_none() {
         // Every object reached twice or more (what a reader that shares
         // only fetched objects mostly makes): none moves, and each keeps
         // its number.
         return Ok(Graph { root, objects });
     }
     let mut shared = Vec::with_capacity(kept as usize);
-    for i in 0..n {
+    let mut take = |i: usize| {
         if count[i] >= 2 {
             shared.push(std::mem::take(&mut objects[i]));
         }
+    };
+    match order {
+        Some(order) => order.iter().for_each(|&i| take(i)),
+        None => (0..n).for_each(take),
     }
     // One walk over the root and the shared objects: each object reached
     // once moves into its one place, and the references to the others are
