@@ -47,14 +47,8 @@ pub(super) struct Machine<'o, 'h> {
     /// The stack's lowest length since `live` was last brought up to date.
     low: usize,
     /// Whether a `GET` may share a put on the spot: under [`Keep::None`],
-    /// until a key is put twice (a `GET` would not know which put it
-    /// means among those in `live`).
+    /// until a key is put twice (so a key is in `live` at most once).
     spot: bool,
-    /// Whether every put so far took a key above the one before it (as
-    /// picklers number their keys), so that `live` is sorted by key.
-    rising: bool,
-    /// The key after the last one put.
-    next_key: u64,
     /// One count per put and per `DUP`: the order in which a reader
     /// keeping every fetched put shares objects, each at its put.
     seq: u64,
@@ -102,8 +96,6 @@ impl<'o, 'h> Machine<'o, 'h> {
             rerun: false,
             live: Vec::new(),
             low: 0,
-            rising: true,
-            next_key: 0,
             seq: 0,
             births: Vec::new(),
             containers: 0,
@@ -176,6 +168,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         self.low = self.low.min(self.stack.len());
     }
 
+    #[inline]
     fn top_index(&self) -> Result<usize> {
         if self.stack.len() <= self.fence() {
             return Err(underflow());
@@ -460,8 +453,18 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// A put: the object on top of the stack is shared if some `GET`
     /// fetches `key`, and only counted otherwise (it stays where it is, and
     /// moves into its container as any unshared value does).
+    #[inline(always)]
     fn memo_put(&mut self, key: u64) -> Result<()> {
-        self.seq += 1;
+        if matches!(self.keep, Keep::None) {
+            return self.memo_count(key);
+        }
+        self.memo_keep(key)
+    }
+
+    /// [`Machine::memo_put`] keeping the puts [`Keep::All`] or
+    /// [`Keep::Fetched`] says.
+    #[inline(never)]
+    fn memo_keep(&mut self, key: u64) -> Result<()> {
         let kept = match &self.keep {
             Keep::All => true,
             Keep::None => false,
@@ -528,33 +531,59 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }));
             }
         }
-        if self.spot {
-            self.note_live(key, new_key);
-        }
         Ok(())
     }
 
-    /// Under [`Keep::None`]: notes a put whose object is on top of the
-    /// stack, for a `GET` to share on the spot while it stays there.
-    #[inline]
-    fn note_live(&mut self, key: u64, new_key: bool) {
+    /// A put under [`Keep::None`]: only counted, and noted for a `GET` to
+    /// share on the spot while the object stays in its stack slot. The
+    /// same as [`Machine::memo_put`] keeping nothing, on the path every
+    /// put of an unshared pickle takes.
+    #[inline(always)]
+    fn memo_count(&mut self, key: u64) -> Result<()> {
+        let slot = self.top_index()?;
+        self.seq += 1;
+        let new_key = match usize::try_from(key) {
+            Ok(k) if k < self.dense => {
+                if let Some(place) = self.memo.get_mut(k) {
+                    *place = COUNTED;
+                }
+                false
+            }
+            Ok(k) if k == self.dense => {
+                self.dense += 1;
+                if !self.memo_sparse.is_empty() && self.memo_sparse.contains_key(&key) {
+                    // Put before as a sparse key (and counted again as a
+                    // new one, as `memo_put` does): a key put twice.
+                    self.spot = false;
+                    self.live = Vec::new();
+                }
+                true
+            }
+            _ => self.memo_sparse.insert(key, COUNTED).is_none(),
+        };
         if !new_key {
             // A key put twice: `live` could hold an older put of it that a
             // GET would take for the latest.
             self.spot = false;
             self.live = Vec::new();
-            return;
+            return Ok(());
         }
-        if key < self.next_key {
-            self.rising = false;
+        self.memo_len += 1;
+        if self.memo_len > self.opts.limits.max_memo {
+            return Err(Error::new(ErrorKind::Limit {
+                limit: "max_memo",
+                max: self.opts.limits.max_memo as u64,
+            }));
         }
-        self.next_key = key.saturating_add(1);
-        self.sync_live();
-        self.live.push(Live {
-            key,
-            slot: self.stack.len() - 1,
-            birth: self.seq,
-        });
+        if self.spot {
+            self.sync_live();
+            self.live.push(Live {
+                key,
+                slot,
+                birth: self.seq,
+            });
+        }
+        Ok(())
     }
 
     /// Drops from `live` the puts whose slot the stack has given up since
@@ -573,19 +602,24 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// and the memo get a reference to it. `None` if it has left.
     fn share_live(&mut self, key: u64) -> Result<Option<Value>> {
         self.sync_live();
-        let found = if self.rising {
-            self.live.binary_search_by_key(&key, |e| e.key).ok()
-        } else {
-            // Only the latest few: a GET of an older one runs the load
-            // again rather than searching on every GET.
-            let n = self.live.len();
-            self.live
-                .iter()
-                .rev()
-                .take(LIVE_SEARCH)
-                .position(|e| e.key == key)
-                .map(|p| n - 1 - p)
-        };
+        // Picklers number their keys upwards, so `live` is mostly sorted by
+        // key. A key is in it at most once, so an entry found with it is
+        // the put, sorted or not; failing that, the latest few are looked
+        // through (a GET of an older one reads again, rather than every
+        // GET searching all).
+        let n = self.live.len();
+        let found = self
+            .live
+            .binary_search_by_key(&key, |e| e.key)
+            .ok()
+            .or_else(|| {
+                self.live
+                    .iter()
+                    .rev()
+                    .take(LIVE_SEARCH)
+                    .position(|e| e.key == key)
+                    .map(|p| n - 1 - p)
+            });
         let Some(at) = found else {
             return Ok(None);
         };
@@ -1607,8 +1641,8 @@ struct Live {
     birth: u64,
 }
 
-/// How many of the latest puts in `live` a `GET` looks through when the
-/// keys were not put in rising order.
+/// How many of the latest puts in `live` a `GET` looks through when a
+/// bisection (of keys not put in rising order) does not find its key.
 const LIVE_SEARCH: usize = 32;
 
 /// The memo keys that a pickle's `GET`, `BINGET` and `LONG_BINGET` fetch.
