@@ -111,7 +111,10 @@ pub(crate) fn load<I: Input>(
         _ => machine::Keep::All,
     };
     let start = input.slice().map(|(_, pos)| pos);
-    let mut machine = machine::Machine::new(options, resolve, keep);
+    let len = input
+        .slice()
+        .map_or(0, |(data, pos)| data.len().saturating_sub(pos));
+    let mut machine = machine::Machine::new(options, resolve, keep, len);
     let stop = match machine.run(input) {
         Err(_) if machine.rerun => {
             drop(machine);
@@ -125,7 +128,7 @@ pub(crate) fn load<I: Input>(
                 )),
                 None => machine::Keep::All,
             };
-            machine = machine::Machine::new(options, resolve, keep);
+            machine = machine::Machine::new(options, resolve, keep, len);
             machine.run(input)?
         }
         stop => stop?,

@@ -84,23 +84,36 @@ fn is_cheap(v: &Value) -> bool {
 }
 
 impl<'o, 'h> Machine<'o, 'h> {
-    /// A machine for one load, keeping the memo puts `keep` says.
-    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve, keep: Keep) -> Self {
+    /// A machine for one load, keeping the memo puts `keep` says. `len`
+    /// is the input's length where it is known (a slice), else 0: the
+    /// stack, the marks and the notes of puts start at a size in
+    /// proportion to it (a few bytes make each), so that a small pickle's
+    /// vectors seldom grow.
+    pub(super) fn new(
+        opts: &'o mut Options<'h>,
+        resolve: &'o dyn Resolve,
+        keep: Keep,
+        len: usize,
+    ) -> Self {
+        let spot = matches!(keep, Keep::None);
         Machine {
             inert: opts.inert,
             max_stack: opts.limits.max_stack,
             opts,
             resolve,
-            spot: matches!(keep, Keep::None),
+            spot,
             keep,
             rerun: false,
-            live: Vec::new(),
+            live: match spot {
+                true => Vec::with_capacity((len / 8).clamp(4, 64)),
+                false => Vec::new(),
+            },
             low: 0,
             seq: 0,
             births: Vec::new(),
             containers: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
+            stack: Vec::with_capacity((len / 4).clamp(8, 256)),
+            marks: Vec::with_capacity((len / 8).clamp(4, 64)),
             objects: Vec::new(),
             memo: Vec::new(),
             memo_sparse: HashMap::new(),
@@ -637,6 +650,13 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             v if is_cheap(v) => cheap_clone(v),
             v => {
+                if self.births.is_empty() {
+                    // The first shared: as many may follow as are noted.
+                    let n = self.live.len();
+                    self.objects.reserve(n);
+                    self.births.reserve(n);
+                    self.kept.reserve(n);
+                }
                 let id = Id(self.objects.len() as u32);
                 self.objects.push(std::mem::replace(v, Value::Ref(id)));
                 self.births.push(birth);
@@ -1069,6 +1089,12 @@ impl<'o, 'h> Machine<'o, 'h> {
             ref mut v => v,
         };
         let moved = match (target, pairs, self.stack.drain(from..)) {
+            (Value::List(list), false, items) if list.capacity() == 0 => {
+                // A list's first items (`EMPTY_LIST`, then `APPENDS`): one
+                // allocation of their number.
+                *list = items.collect();
+                Ok(())
+            }
             (Value::List(list), false, items) => {
                 list.extend(items);
                 Ok(())
