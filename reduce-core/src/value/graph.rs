@@ -361,16 +361,32 @@ pub(crate) fn compact_in_order(
         // its number.
         return Ok(Graph { root, objects });
     }
-    let mut shared = Vec::with_capacity(kept as usize);
-    let mut take = |i: usize| {
-        if count[i] >= 2 {
-            shared.push(std::mem::take(&mut objects[i]));
+    let mut shared = if kept as usize == n {
+        // Every object stays, in another order: each moves to its new
+        // place, following the permutation's cycles.
+        let mut to = new_id.clone();
+        for i in 0..n {
+            while to[i] as usize != i {
+                let j = to[i] as usize;
+                objects.swap(i, j);
+                to.swap(i, j);
+            }
         }
+        // None is left to move inline.
+        std::mem::take(&mut objects)
+    } else {
+        let mut shared = Vec::with_capacity(kept as usize);
+        let mut take = |i: usize| {
+            if count[i] >= 2 {
+                shared.push(std::mem::take(&mut objects[i]));
+            }
+        };
+        match order {
+            Some(order) => order.iter().for_each(|&i| take(i)),
+            None => (0..n).for_each(take),
+        }
+        shared
     };
-    match order {
-        Some(order) => order.iter().for_each(|&i| take(i)),
-        None => (0..n).for_each(take),
-    }
     // One walk over the root and the shared objects: each object reached
     // once moves into its one place, and the references to the others are
     // renumbered.
@@ -378,14 +394,15 @@ pub(crate) fn compact_in_order(
     stack.push(&mut root);
     stack.extend(shared.iter_mut());
     while let Some(v) = stack.pop() {
-        if let Value::Ref(id) = *v {
+        if let Value::Ref(id) = v {
             let i = id.index();
-            if count[i] == 1 {
-                *v = std::mem::take(&mut objects[i]);
-            } else {
-                *v = Value::Ref(Id(new_id[i]));
+            if count[i] != 1 {
+                *id = Id(new_id[i]);
                 continue;
             }
+            let inlined = std::mem::take(&mut objects[i]);
+            // What it replaces is a reference, which owns nothing.
+            std::mem::forget(std::mem::replace(v, inlined));
         }
         v.for_each_child_mut(|c| stack.push(c));
     }
