@@ -291,3 +291,25 @@ fn deep_objects_and_dicts_drop_on_a_small_stack() {
         .join()
         .unwrap();
 }
+
+#[test]
+fn references_carry_only_their_index_in_every_mode() {
+    // l = []; l.append(l): the root is the list, which holds itself. Inert
+    // mode marks the slot an object was built in; no mark may reach the
+    // graph, where ids compare as numbers.
+    let bytes = b"\x80\x02]q\x00h\x00a.";
+    let mut want = Graph::default();
+    let id = want.insert(Value::List(vec![]));
+    for inert in [false, true] {
+        let graph = Unpickler::from_slice(bytes)
+            .inert(inert)
+            .load_graph()
+            .unwrap();
+        assert_eq!(graph.root(), &Value::Ref(id), "inert: {inert}");
+        assert_eq!(
+            graph.objects(),
+            &[Value::List(vec![Value::Ref(id)])],
+            "inert: {inert}"
+        );
+    }
+}

@@ -319,6 +319,9 @@ pub(crate) fn compact_in_order(
     let n = objects.len();
     // How many references to each object are reachable from the root.
     let mut count = vec![UNSEEN; n];
+    // Whether a reference carries the reader's birth mark, which only
+    // renumbering clears.
+    let mut marked = false;
     {
         let mut stack: Vec<(&Value, usize)> = Vec::with_capacity(64);
         stack.push((&root, 0));
@@ -331,6 +334,7 @@ pub(crate) fn compact_in_order(
             }
             if let Value::Ref(id) = v {
                 let i = id.index();
+                marked |= id.0 & Id::BIRTH != 0;
                 let seen = count
                     .get_mut(i)
                     .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
@@ -355,7 +359,7 @@ pub(crate) fn compact_in_order(
         Some(order) => order.iter().for_each(|&i| number(i)),
         None => (0..n).for_each(number),
     }
-    if kept as usize == n && order.is_none() {
+    if kept as usize == n && order.is_none() && !marked {
         // Every object reached twice or more (what a reader that shares
         // only fetched objects mostly makes): none moves, and each keeps
         // its number.
