@@ -6,8 +6,10 @@
 //! `STOP` is reached the objects referred to only once are moved back
 //! inline, so plain data loads as a plain tree. A put that no `GET` fetches
 //! is only counted: a slice is read first on the bet that nothing is
-//! fetched, and read again after a scan for the fetched keys if a `GET`
-//! comes (see `load`); a stream and inert mode keep every put.
+//! fetched, sharing on the spot what a `GET` fetches from the stack slot it
+//! was put from, and read again after a scan for the fetched keys if a
+//! `GET` asks for an object that has left its slot (see `load`); a stream
+//! and inert mode keep every put.
 //!
 //! | file | what |
 //! |---|---|
@@ -97,17 +99,22 @@ pub(crate) fn load<I: Input>(
     resolve: &dyn Resolve,
 ) -> Result<Graph> {
     // A slice is read first keeping no memo put, on the bet that nothing is
-    // fetched; a GET loses the bet, and the slice is read again keeping the
-    // puts its GETs fetch (found by a scan). A second reading is only sound
-    // where the first had no effect outside the machine: no hook called, no
-    // buffer taken. A stream and inert mode keep every put.
+    // fetched. A GET of an object still in the stack slot it was put from
+    // shares it there; a GET of one that has left loses the bet, and the
+    // slice is read again keeping the puts its GETs fetch (found by a
+    // scan). A second reading is only sound where the first had no effect
+    // outside the machine: no hook called, no buffer taken. A stream and
+    // inert mode keep every put.
     let fresh = !options.inert && options.persistent_load.is_none() && options.buffers.is_empty();
     let keep = match input.slice() {
         Some(_) if fresh => machine::Keep::None,
         _ => machine::Keep::All,
     };
     let start = input.slice().map(|(_, pos)| pos);
-    let mut machine = machine::Machine::new(options, resolve, keep);
+    let len = input
+        .slice()
+        .map_or(0, |(data, pos)| data.len().saturating_sub(pos));
+    let mut machine = machine::Machine::new(options, resolve, keep, len);
     let stop = match machine.run(input) {
         Err(_) if machine.rerun => {
             drop(machine);
@@ -121,7 +128,7 @@ pub(crate) fn load<I: Input>(
                 )),
                 None => machine::Keep::All,
             };
-            machine = machine::Machine::new(options, resolve, keep);
+            machine = machine::Machine::new(options, resolve, keep, len);
             machine.run(input)?
         }
         stop => stop?,

@@ -805,6 +805,12 @@ impl Value {
     /// The out-of-line part of [`Drop`]: a value with children.
     #[inline(never)]
     fn drop_children(&mut self) {
+        if let Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) = self {
+            if !v.iter().any(Value::is_container) {
+                // Atoms and references only: the plain drop goes no deeper.
+                return;
+            }
+        }
         let mut deep = Vec::new();
         self.unlink(0, &mut deep);
         while let Some(mut v) = deep.pop() {

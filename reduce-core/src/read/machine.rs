@@ -12,7 +12,7 @@ use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
 use crate::text::compat;
 use crate::text::PyStr;
-use crate::value::graph::compact;
+use crate::value::graph::{compact, compact_in_order};
 use crate::value::{Graph, Id, Persistent, PickleBuffer, Reduction, Seq, Spelling, Step, Value};
 
 pub(super) struct Machine<'o, 'h> {
@@ -25,8 +25,9 @@ pub(super) struct Machine<'o, 'h> {
     marks: Vec<usize>,
     objects: Vec<Value>,
     /// Each memo key's place in `kept`, or [`COUNTED`], for the keys
-    /// below `dense` (empty under [`Keep::None`], where every put is
-    /// counted only); the other keys in `memo_sparse`.
+    /// below `dense` (under [`Keep::None`], where every put is counted
+    /// only, as long as the last key a `GET` shared on the spot, and
+    /// [`COUNTED`] past its end); the other keys in `memo_sparse`.
     memo: Vec<u32>,
     dense: usize,
     memo_sparse: HashMap<u64, u32>,
@@ -35,9 +36,25 @@ pub(super) struct Machine<'o, 'h> {
     memo_len: usize,
     /// Which memo puts are kept (see [`Keep`]).
     keep: Keep,
-    /// Set when a `GET` under [`Keep::Fetched`] (no scan) asked for a put
-    /// that was only counted: the load must run again with a scan.
+    /// Set when a `GET` under [`Keep::None`] asked for a put that was only
+    /// counted and whose object has left its stack slot: the load must run
+    /// again with a scan.
     pub(super) rerun: bool,
+    /// Under [`Keep::None`], the puts whose object may still be in the
+    /// stack slot it was put from, oldest first (so by slot), for a `GET`
+    /// to share on the spot. Those at or above `low` have left.
+    live: Vec<Live>,
+    /// The stack's lowest length since `live` was last brought up to date.
+    low: usize,
+    /// Whether a `GET` may share a put on the spot: under [`Keep::None`],
+    /// until a key is put twice (so a key is in `live` at most once).
+    spot: bool,
+    /// One count per put and per `DUP`: the order in which a reader
+    /// keeping every fetched put shares objects, each at its put.
+    seq: u64,
+    /// Under [`Keep::None`], each object's place in that order (a `GET`
+    /// sharing on the spot shares an object later than its put).
+    births: Vec<u64>,
     /// Containers pushed: the tree cannot be deeper than this, so while it
     /// is within `max_depth` the depth need not be walked at `STOP`.
     containers: usize,
@@ -67,18 +84,36 @@ fn is_cheap(v: &Value) -> bool {
 }
 
 impl<'o, 'h> Machine<'o, 'h> {
-    /// A machine for one load, keeping the memo puts `keep` says.
-    pub(super) fn new(opts: &'o mut Options<'h>, resolve: &'o dyn Resolve, keep: Keep) -> Self {
+    /// A machine for one load, keeping the memo puts `keep` says. `len`
+    /// is the input's length where it is known (a slice), else 0: the
+    /// stack, the marks and the notes of puts start at a size in
+    /// proportion to it (a few bytes make each), so that a small pickle's
+    /// vectors seldom grow.
+    pub(super) fn new(
+        opts: &'o mut Options<'h>,
+        resolve: &'o dyn Resolve,
+        keep: Keep,
+        len: usize,
+    ) -> Self {
+        let spot = matches!(keep, Keep::None);
         Machine {
             inert: opts.inert,
             max_stack: opts.limits.max_stack,
             opts,
             resolve,
+            spot,
             keep,
             rerun: false,
+            live: match spot {
+                true => Vec::with_capacity((len / 8).clamp(4, 64)),
+                false => Vec::new(),
+            },
+            low: 0,
+            seq: 0,
+            births: Vec::new(),
             containers: 0,
-            stack: Vec::new(),
-            marks: Vec::new(),
+            stack: Vec::with_capacity((len / 4).clamp(8, 256)),
+            marks: Vec::with_capacity((len / 8).clamp(4, 64)),
             objects: Vec::new(),
             memo: Vec::new(),
             memo_sparse: HashMap::new(),
@@ -133,9 +168,20 @@ impl<'o, 'h> Machine<'o, 'h> {
         if self.stack.len() <= self.fence() {
             return Err(underflow());
         }
-        Ok(self.stack.pop().unwrap_or_default())
+        let v = self.stack.pop().unwrap_or_default();
+        self.shrunk();
+        Ok(v)
     }
 
+    /// Notes that the stack shrank: the puts above its length have left
+    /// their slots (see `live`). Every place that shrinks the stack calls
+    /// this.
+    #[inline(always)]
+    fn shrunk(&mut self) {
+        self.low = self.low.min(self.stack.len());
+    }
+
+    #[inline]
     fn top_index(&self) -> Result<usize> {
         if self.stack.len() <= self.fence() {
             return Err(underflow());
@@ -149,7 +195,9 @@ impl<'o, 'h> Machine<'o, 'h> {
             .marks
             .pop()
             .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
-        Ok(self.stack.split_off(mark))
+        let items = self.stack.split_off(mark);
+        self.shrunk();
+        Ok(items)
     }
 
     /// The object a stack slot stands for, following a shared reference
@@ -207,6 +255,9 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
         let id = Id(self.objects.len() as u32);
         self.objects.push(v);
+        if matches!(self.keep, Keep::None) {
+            self.births.push(self.seq);
+        }
         Value::Ref(id)
     }
 
@@ -415,7 +466,18 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// A put: the object on top of the stack is shared if some `GET`
     /// fetches `key`, and only counted otherwise (it stays where it is, and
     /// moves into its container as any unshared value does).
+    #[inline(always)]
     fn memo_put(&mut self, key: u64) -> Result<()> {
+        if matches!(self.keep, Keep::None) {
+            return self.memo_count(key);
+        }
+        self.memo_keep(key)
+    }
+
+    /// [`Machine::memo_put`] keeping the puts [`Keep::All`] or
+    /// [`Keep::Fetched`] says.
+    #[inline(never)]
+    fn memo_keep(&mut self, key: u64) -> Result<()> {
         let kept = match &self.keep {
             Keep::All => true,
             Keep::None => false,
@@ -485,6 +547,146 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(())
     }
 
+    /// A put under [`Keep::None`]: only counted, and noted for a `GET` to
+    /// share on the spot while the object stays in its stack slot. The
+    /// same as [`Machine::memo_put`] keeping nothing, on the path every
+    /// put of an unshared pickle takes.
+    #[inline(always)]
+    fn memo_count(&mut self, key: u64) -> Result<()> {
+        let slot = self.top_index()?;
+        self.seq += 1;
+        let new_key = match usize::try_from(key) {
+            Ok(k) if k < self.dense => {
+                if let Some(place) = self.memo.get_mut(k) {
+                    *place = COUNTED;
+                }
+                false
+            }
+            Ok(k) if k == self.dense => {
+                self.dense += 1;
+                if !self.memo_sparse.is_empty() && self.memo_sparse.contains_key(&key) {
+                    // Put before as a sparse key (and counted again as a
+                    // new one, as `memo_put` does): a key put twice.
+                    self.spot = false;
+                    self.live = Vec::new();
+                }
+                true
+            }
+            _ => self.memo_sparse.insert(key, COUNTED).is_none(),
+        };
+        if !new_key {
+            // A key put twice: `live` could hold an older put of it that a
+            // GET would take for the latest.
+            self.spot = false;
+            self.live = Vec::new();
+            return Ok(());
+        }
+        self.memo_len += 1;
+        if self.memo_len > self.opts.limits.max_memo {
+            return Err(Error::new(ErrorKind::Limit {
+                limit: "max_memo",
+                max: self.opts.limits.max_memo as u64,
+            }));
+        }
+        if self.spot {
+            self.sync_live();
+            self.live.push(Live {
+                key,
+                slot,
+                birth: self.seq,
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops from `live` the puts whose slot the stack has given up since
+    /// it was last brought up to date.
+    #[inline]
+    fn sync_live(&mut self) {
+        while self.live.last().is_some_and(|e| e.slot >= self.low) {
+            self.live.pop();
+        }
+        self.low = self.stack.len();
+    }
+
+    /// Under [`Keep::None`]: a `GET` of `key`, whose put was only counted,
+    /// shares the object if it is still in the stack slot it was put from,
+    /// as a reader keeping that put would have shared it there: the slot
+    /// and the memo get a reference to it. `None` if it has left.
+    fn share_live(&mut self, key: u64) -> Result<Option<Value>> {
+        self.sync_live();
+        // Picklers number their keys upwards, so `live` is mostly sorted by
+        // key. A key is in it at most once, so an entry found with it is
+        // the put, sorted or not; failing that, the latest few are looked
+        // through (a GET of an older one reads again, rather than every
+        // GET searching all).
+        let n = self.live.len();
+        let found = self
+            .live
+            .binary_search_by_key(&key, |e| e.key)
+            .ok()
+            .or_else(|| {
+                self.live
+                    .iter()
+                    .rev()
+                    .take(LIVE_SEARCH)
+                    .position(|e| e.key == key)
+                    .map(|p| n - 1 - p)
+            });
+        let Some(at) = found else {
+            return Ok(None);
+        };
+        let Live { slot, birth, .. } = self.live[at];
+        let shared = match &mut self.stack[slot] {
+            Value::Seq(_) => return Ok(None),
+            Value::Ref(id) => {
+                // Shared already (by a DUP, or a GET of another key put
+                // from this slot): shared at its first put.
+                let id = Id(id.index() as u32);
+                if let Some(b) = self.births.get_mut(id.index()) {
+                    *b = (*b).min(birth);
+                }
+                Value::Ref(id)
+            }
+            v if is_cheap(v) => cheap_clone(v),
+            v => {
+                if self.births.is_empty() {
+                    // The first shared: as many may follow as are noted.
+                    let n = self.live.len();
+                    self.objects.reserve(n);
+                    self.births.reserve(n);
+                    self.kept.reserve(n);
+                }
+                let id = Id(self.objects.len() as u32);
+                self.objects.push(std::mem::replace(v, Value::Ref(id)));
+                self.births.push(birth);
+                Value::Ref(id)
+            }
+        };
+        let index = u32::try_from(self.kept.len())
+            .ok()
+            .filter(|&i| i != COUNTED)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Limit {
+                    limit: "max_memo",
+                    max: COUNTED as u64,
+                })
+            })?;
+        self.kept.push(cheap_clone(&shared));
+        match usize::try_from(key) {
+            Ok(k) if k < self.dense => {
+                if self.memo.len() <= k {
+                    self.memo.resize(k + 1, COUNTED);
+                }
+                self.memo[k] = index;
+            }
+            _ => {
+                self.memo_sparse.insert(key, index);
+            }
+        }
+        Ok(Some(shared))
+    }
+
     fn memo_get(&mut self, key: u64) -> Result<()> {
         let found = match usize::try_from(key) {
             Ok(k) if k < self.dense => Some(self.memo.get(k).copied().unwrap_or(COUNTED)),
@@ -495,6 +697,11 @@ impl<'o, 'h> Machine<'o, 'h> {
             Some(i) if i != COUNTED => cheap_clone(&self.kept[i as usize]),
             // Optimistic: the pickle does fetch from its memo after all.
             Some(_) if matches!(self.keep, Keep::None) => {
+                if self.spot {
+                    if let Some(v) = self.share_live(key)? {
+                        return self.push(v);
+                    }
+                }
                 self.rerun = true;
                 return Err(Error::invalid("memo fetched: read again, keeping puts"));
             }
@@ -882,6 +1089,12 @@ impl<'o, 'h> Machine<'o, 'h> {
             ref mut v => v,
         };
         let moved = match (target, pairs, self.stack.drain(from..)) {
+            (Value::List(list), false, items) if list.capacity() == 0 => {
+                // A list's first items (`EMPTY_LIST`, then `APPENDS`): one
+                // allocation of their number.
+                *list = items.collect();
+                Ok(())
+            }
             (Value::List(list), false, items) => {
                 list.extend(items);
                 Ok(())
@@ -908,6 +1121,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             )),
         };
         self.stack[from - 1] = holder;
+        self.shrunk();
         moved.map_err(Error::invalid)
     }
 
@@ -915,6 +1129,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// built earlier, kept as a [`Step`] after the slot.
     fn detached_items(&mut self, from: usize, pairs: bool) -> Result<()> {
         let mut items = self.stack.split_off(from);
+        self.shrunk();
         if items.is_empty() {
             // `MARK` `APPENDS` with nothing between changes nothing (but
             // fails on what cannot take items, as in CPython).
@@ -974,6 +1189,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }
             }
             DUP => {
+                self.seq += 1;
                 let v = self.share_top()?;
                 self.push(v)?;
             }
@@ -1064,6 +1280,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     return Err(underflow());
                 }
                 let mut items = self.stack.split_off(self.stack.len() - n);
+                self.shrunk();
                 let before = self.hoist(items.first_mut());
                 self.push_built(Value::Tuple(items), before)?
             }
@@ -1390,7 +1607,14 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Ok(Graph::new(root));
         }
         let objects = std::mem::take(&mut self.objects);
-        compact(root, objects, max_depth)
+        if self.births.is_sorted() {
+            return compact(root, objects, max_depth);
+        }
+        // Shared on the spot out of order: numbered as a reader keeping
+        // every fetched put numbers them, by put.
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_unstable_by_key(|&i| self.births[i]);
+        compact_in_order(root, objects, max_depth, Some(&order))
     }
 }
 
@@ -1432,6 +1656,20 @@ pub(super) enum Keep {
 /// A memo key put but fetched by no `GET`: only counted, for `max_memo`
 /// and for `MEMOIZE`'s next key.
 const COUNTED: u32 = u32::MAX;
+
+/// A put under [`Keep::None`] whose object was on top of the stack.
+#[derive(Clone, Copy)]
+struct Live {
+    key: u64,
+    /// The stack slot the object was put from.
+    slot: usize,
+    /// [`Machine::seq`] at the put.
+    birth: u64,
+}
+
+/// How many of the latest puts in `live` a `GET` looks through when a
+/// bisection (of keys not put in rising order) does not find its key.
+const LIVE_SEARCH: usize = 32;
 
 /// The memo keys that a pickle's `GET`, `BINGET` and `LONG_BINGET` fetch.
 #[derive(Default)]

@@ -303,13 +303,28 @@ impl Graph {
 
 /// Turns the loader's table, where every memoized object is shared, into a
 /// graph where only objects reached from two or more places are.
-pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
+pub(crate) fn compact(root: Value, objects: Vec<Value>, max_depth: usize) -> Result<Graph> {
+    compact_in_order(root, objects, max_depth, None)
+}
+
+/// [`compact`], with the objects that stay shared numbered in `order` (a
+/// permutation of the table's indices) rather than in the table's.
+pub(crate) fn compact_in_order(
+    mut root: Value,
+    mut objects: Vec<Value>,
+    max_depth: usize,
+    order: Option<&[usize]>,
+) -> Result<Graph> {
     const UNSEEN: u32 = 0;
     let n = objects.len();
     // How many references to each object are reachable from the root.
     let mut count = vec![UNSEEN; n];
+    // Whether a reference carries the reader's birth mark, which only
+    // renumbering clears.
+    let mut marked = false;
     {
-        let mut stack: Vec<(&Value, usize)> = vec![(&root, 0)];
+        let mut stack: Vec<(&Value, usize)> = Vec::with_capacity(64);
+        stack.push((&root, 0));
         while let Some((v, depth)) = stack.pop() {
             if depth > max_depth {
                 return Err(Error::new(ErrorKind::Limit {
@@ -319,6 +334,7 @@ pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize
             }
             if let Value::Ref(id) = v {
                 let i = id.index();
+                marked |= id.0 & Id::BIRTH != 0;
                 let seen = count
                     .get_mut(i)
                     .ok_or_else(|| Error::new(ErrorKind::DanglingRef(id.0)))?;
@@ -333,48 +349,72 @@ pub(crate) fn compact(mut root: Value, mut objects: Vec<Value>, max_depth: usize
     }
     let mut new_id = vec![u32::MAX; n];
     let mut kept = 0u32;
-    for (i, &c) in count.iter().enumerate() {
-        if c >= 2 {
+    let mut number = |i: usize| {
+        if count[i] >= 2 {
             new_id[i] = kept;
             kept += 1;
         }
+    };
+    match order {
+        Some(order) => order.iter().for_each(|&i| number(i)),
+        None => (0..n).for_each(number),
     }
-    if kept == 0 {
-        // Nothing shared: the common case of plain data.
-        inline(&mut root, &mut objects, &count, &new_id);
-        return Ok(Graph::new(root));
+    if kept as usize == n && order.is_none() && !marked {
+        // Every object reached twice or more (what a reader that shares
+        // only fetched objects mostly makes): none moves, and each keeps
+        // its number.
+        return Ok(Graph { root, objects });
     }
-    let mut shared = Vec::with_capacity(kept as usize);
-    for i in 0..n {
-        if count[i] >= 2 {
-            let mut obj = std::mem::take(&mut objects[i]);
-            inline(&mut obj, &mut objects, &count, &new_id);
-            shared.push(obj);
+    let mut shared = if kept as usize == n {
+        // Every object stays, in another order: each moves to its new
+        // place, following the permutation's cycles.
+        let mut to = new_id.clone();
+        for i in 0..n {
+            while to[i] as usize != i {
+                let j = to[i] as usize;
+                objects.swap(i, j);
+                to.swap(i, j);
+            }
         }
+        // None is left to move inline.
+        std::mem::take(&mut objects)
+    } else {
+        let mut shared = Vec::with_capacity(kept as usize);
+        let mut take = |i: usize| {
+            if count[i] >= 2 {
+                shared.push(std::mem::take(&mut objects[i]));
+            }
+        };
+        match order {
+            Some(order) => order.iter().for_each(|&i| take(i)),
+            None => (0..n).for_each(take),
+        }
+        shared
+    };
+    // One walk over the root and the shared objects: each object reached
+    // once moves into its one place, and the references to the others are
+    // renumbered.
+    let mut stack: Vec<&mut Value> = Vec::with_capacity(64 + kept as usize);
+    stack.push(&mut root);
+    stack.extend(shared.iter_mut());
+    while let Some(v) = stack.pop() {
+        if let Value::Ref(id) = v {
+            let i = id.index();
+            if count[i] != 1 {
+                *id = Id(new_id[i]);
+                continue;
+            }
+            let inlined = std::mem::take(&mut objects[i]);
+            // What it replaces is a reference, which owns nothing.
+            std::mem::forget(std::mem::replace(v, inlined));
+        }
+        v.for_each_child_mut(|c| stack.push(c));
     }
-    inline(&mut root, &mut objects, &count, &new_id);
+    drop(stack);
     Ok(Graph {
         root,
         objects: shared,
     })
-}
-
-/// Moves objects referred to once into the place that refers to them, and
-/// renumbers the references to the objects that stay shared.
-fn inline(v: &mut Value, pool: &mut [Value], count: &[u32], new_id: &[u32]) {
-    let mut stack: Vec<&mut Value> = vec![v];
-    while let Some(v) = stack.pop() {
-        if let Value::Ref(id) = *v {
-            let i = id.index();
-            if count[i] == 1 {
-                *v = std::mem::take(&mut pool[i]);
-            } else {
-                *v = Value::Ref(Id(new_id[i]));
-                continue;
-            }
-        }
-        v.for_each_child_mut(|c| stack.push(c));
-    }
 }
 
 /// The root of `graph` as a plain tree: see [`tree`].
