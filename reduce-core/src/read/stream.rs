@@ -24,11 +24,13 @@ use num_bigint::BigInt;
 use super::decode::{self, IntLine};
 use super::input::SliceRead;
 use super::machine::NAME_BYTES_PER_INPUT_BYTE;
-use super::{known_global, Options, Resolve};
+use super::{known_global, Options, Resolve, StringDecoding};
 use crate::base::limits::{grow, GROW_EVERY};
 use crate::base::op::*;
 use crate::text::compat;
 use crate::value::Value;
+
+mod any;
 
 /// The stream cannot read this pickle as the type asked for: read it
 /// through the `Graph` path instead.
@@ -73,6 +75,14 @@ pub enum Kind {
     Nested,
     /// An object built by a call (`REDUCE`).
     Object,
+    /// A `set` (`EMPTY_SET`, `ADDITEMS`), read as a [`Value`].
+    Set,
+    /// A `frozenset` written `MARK` ... `FROZENSET`, read as a [`Value`].
+    FrozenSet,
+    /// Anything else a [`Value`] read holds: no typed reader reads it
+    /// again, nor does the `Value` reader (a form CPython does not write,
+    /// or the result of a call to a builtin).
+    Opaque,
 }
 
 /// Where a value began, and whether reading it jumped back to an earlier
@@ -121,6 +131,29 @@ pub struct Stream<'a> {
     max_int_digits: usize,
     fix_imports: bool,
     resolve: &'a dyn Resolve,
+    /// Where the pickle starts, for [`Stream::closer_of`]'s pass.
+    origin: usize,
+    /// How Python 2 strings decode, for the [`Value`] reader.
+    strings: StringDecoding,
+    /// Where a typed tuple of `n` items without a `MARK` begins, while its
+    /// items are read: a [`Value`] read there leaves the closing `TUPLEn`
+    /// to the tuple (see [`Stream::value`]).
+    claims: Vec<(usize, usize)>,
+    /// Each `MARK`'s position and its closer's, in order, found by one pass
+    /// over the pickle the first time a [`Value`] read needs them.
+    marks: Option<Vec<(u32, u32)>>,
+    /// Values the [`Value`] reader made, and memo fetches it followed.
+    nodes: usize,
+    gets: usize,
+    /// The most values one [`Value`] may hold: the Graph path's
+    /// `max_tree_nodes`, the lower of the load's and the default.
+    max_tree_nodes: usize,
+    /// Set while a field is read for its Graph-path reader: a memo fetch is
+    /// a miss (see [`Stream::graph_field`]).
+    sealed: bool,
+    /// Where the attribute name just read began (see
+    /// [`Stream::attribute`]).
+    key_spot: Option<Spot>,
 }
 
 impl<'a> Stream<'a> {
@@ -151,6 +184,17 @@ impl<'a> Stream<'a> {
             max_int_digits: limits.max_int_digits,
             fix_imports: options.fix_imports,
             resolve,
+            origin: pos,
+            strings: options.strings,
+            claims: Vec::new(),
+            marks: None,
+            nodes: 0,
+            gets: 0,
+            max_tree_nodes: limits
+                .max_tree_nodes
+                .min(crate::base::limits::Limits::default().max_tree_nodes),
+            sealed: false,
+            key_spot: None,
         }
     }
 
@@ -589,7 +633,7 @@ impl<'a> Stream<'a> {
         }
         let slot = self.memo.get(*data.get(at + 1)? as usize)?;
         let start = slot.start as usize;
-        if slot.kind != Kind::Str || data.get(start) != Some(&SHORT_BINUNICODE) {
+        if slot.open || slot.kind != Kind::Str || data.get(start) != Some(&SHORT_BINUNICODE) {
             return None;
         }
         // A memo put after the GET records it again: the general path.
@@ -805,7 +849,15 @@ impl<'a> Stream<'a> {
             return Err(Miss);
         }
         self.push(n + usize::from(marked))?;
-        let r = items(self)?;
+        let r = if marked {
+            items(self)?
+        } else {
+            // A `Value` as the first item leaves TUPLEn to this tuple.
+            self.claims.push((self.pos, n));
+            let r = items(self);
+            self.claims.pop();
+            r?
+        };
         self.height -= n + usize::from(marked);
         let close = if marked {
             TUPLE
@@ -1142,9 +1194,13 @@ impl<'a> Stream<'a> {
     ) -> Pulled<()> {
         self.dict(
             |s| {
+                let spot = s.spot();
                 let key = s.key()?;
                 s.push(1)?;
-                if !entry(s, &key)? {
+                s.key_spot = Some(spot);
+                let known = entry(s, &key);
+                s.key_spot = None;
+                if !known? {
                     // An unknown attribute: its name is checked as the
                     // Graph path's decoder checks it, its value skipped.
                     std::str::from_utf8(&key).map_err(|_| Miss)?;
