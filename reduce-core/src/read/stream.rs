@@ -12,6 +12,10 @@
 //! written, which gives the same value for everything a typed read can
 //! share by value (strings, tuples, globals, and containers read by value).
 //!
+//! A `Value` (and a field read by its own Graph-path reader, from the
+//! `Value` of it) is read by [`Stream::value`] (`stream/any.rs`), which
+//! follows what a stack machine does with each value it reads.
+//!
 //! Whatever the stream does not expect (a shape other than CPython's, a
 //! cycle, a container changed after it was built, a limit approached, an
 //! error of any kind) is a [`Miss`]: the caller then reads the whole pickle
@@ -51,6 +55,10 @@ struct Slot {
     /// holds while it reads.)
     start: u32,
     open: bool,
+    /// Memoized inside a field read by its Graph-path reader (see
+    /// [`Stream::graph_field`]): a fetch of it is a miss, but for the name
+    /// of a global (`STACK_GLOBAL` copies it).
+    sealed: bool,
     kind: Kind,
 }
 
@@ -149,11 +157,17 @@ pub struct Stream<'a> {
     /// `max_tree_nodes`, the lower of the load's and the default.
     max_tree_nodes: usize,
     /// Set while a field is read for its Graph-path reader: a memo fetch is
-    /// a miss (see [`Stream::graph_field`]).
+    /// a miss, but of a global (see [`Stream::graph_field`]).
     sealed: bool,
+    /// Set while the names of a `STACK_GLOBAL` are read: a fetch of a
+    /// sealed entry is no miss there.
+    names: bool,
     /// Where the attribute name just read began (see
     /// [`Stream::attribute`]).
     key_spot: Option<Spot>,
+    /// The registry, for a field read by its Graph-path reader.
+    lookup: Option<&'a crate::typed::registry::Lookup>,
+    max_typed_depth: usize,
 }
 
 impl<'a> Stream<'a> {
@@ -194,8 +208,18 @@ impl<'a> Stream<'a> {
                 .max_tree_nodes
                 .min(crate::base::limits::Limits::default().max_tree_nodes),
             sealed: false,
+            names: false,
             key_spot: None,
+            lookup: None,
+            max_typed_depth: limits.max_typed_depth,
         }
+    }
+
+    /// The registry a field read by its Graph-path reader looks globals up
+    /// in (without it, such a field misses).
+    pub(crate) fn with_lookup(mut self, lookup: &'a crate::typed::registry::Lookup) -> Self {
+        self.lookup = Some(lookup);
+        self
     }
 
     /// Reads a whole pickle as a `T`: its `PROTO`, the value, and `STOP`.
@@ -371,7 +395,7 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
         }
-        if slot.open {
+        if slot.open || (slot.sealed && !self.names) {
             return Err(Miss);
         }
         self.pos = after;
@@ -428,6 +452,7 @@ impl<'a> Stream<'a> {
         self.memo.push(Slot {
             start,
             open: false,
+            sealed: false,
             kind,
         });
         self.memo_len += 1;
@@ -468,7 +493,12 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
             let start = u32::try_from(start).map_err(|_| Miss)?;
-            self.memo.push(Slot { start, open, kind });
+            self.memo.push(Slot {
+                start,
+                open,
+                sealed: false,
+                kind,
+            });
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
                 return Err(Miss);
@@ -633,7 +663,11 @@ impl<'a> Stream<'a> {
         }
         let slot = self.memo.get(*data.get(at + 1)? as usize)?;
         let start = slot.start as usize;
-        if slot.open || slot.kind != Kind::Str || data.get(start) != Some(&SHORT_BINUNICODE) {
+        if slot.open
+            || slot.sealed
+            || slot.kind != Kind::Str
+            || data.get(start) != Some(&SHORT_BINUNICODE)
+        {
             return None;
         }
         // A memo put after the GET records it again: the general path.
@@ -1040,8 +1074,10 @@ impl<'a> Stream<'a> {
             }
             _ => {
                 self.push(2)?;
-                let m = self.str()?;
-                let n = self.str()?;
+                self.names = true;
+                let names = self.str().and_then(|m| Ok((m, self.str()?)));
+                self.names = false;
+                let (m, n) = names?;
                 self.height -= 2;
                 if self.op()? != STACK_GLOBAL {
                     return Err(Miss);

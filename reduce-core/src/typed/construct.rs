@@ -97,6 +97,25 @@ pub trait Construct: Sized {
     }
 }
 
+/// Runs `read` on the root of `graph`, a value read from the stream, as
+/// the node at `depth` would be read in a whole load: its own context
+/// (nothing in it is shared with the rest of the load), its queued states
+/// applied after.
+pub(crate) fn read_alone<T>(
+    graph: &Graph,
+    lookup: &Lookup,
+    max_depth: usize,
+    depth: usize,
+    read: impl FnOnce(Node<'_>) -> Result<T>,
+) -> Result<T> {
+    let ctx = Ctx::new(lookup, graph, max_depth);
+    let mut node = Node::root(graph, &ctx);
+    node.depth = depth;
+    let value = read(node)?;
+    ctx.finish()?;
+    Ok(value)
+}
+
 /// The state of one typed load: the registry, and the objects already built
 /// for shared ids (so two references to one object give one `Rc`).
 pub struct Ctx<'l> {

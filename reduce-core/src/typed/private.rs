@@ -17,6 +17,14 @@ pub fn bytes_stream(s: &mut Stream<'_>) -> Pulled<Vec<u8>> {
     s.bytes().map(<[u8]>::to_vec)
 }
 
+/// A `#[reduce(serde)]` field on the stream: its value as a `Value`, then
+/// deserialized, as `reduce::serde::field::construct` reads it.
+#[cfg(feature = "serde")]
+pub fn serde_stream<T: ::serde::de::DeserializeOwned>(s: &mut Stream<'_>) -> Pulled<T> {
+    let value = s.value()?;
+    crate::serde::from_value(&value).map_err(|_| Miss)
+}
+
 /// `a::b::c` as Python spells a module, `a.b.c`, made once per module.
 pub fn dotted(module_path: &'static str) -> &'static str {
     static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static str>>> =

@@ -53,6 +53,34 @@ impl<'a> Stream<'a> {
         Ok(v)
     }
 
+    /// A field read by its own Graph-path reader `read` (`#[reduce(with)]`,
+    /// `#[reduce(registry)]`): its value read as a [`Value`] and given, as
+    /// a graph of its own, to `read` at the depth the `Graph` path would.
+    /// The two paths could differ only through sharing across the field's
+    /// bounds (one `Rc` for an object two fields hold), so a memo fetch in
+    /// the field is a miss, and so is a later fetch of an object memoized
+    /// in it; but for globals, which a typed read takes by name on either
+    /// path, and the names `STACK_GLOBAL` copies.
+    pub fn graph_field<T>(
+        &mut self,
+        read: impl FnOnce(crate::typed::construct::Node<'_>) -> crate::Result<T>,
+    ) -> Pulled<T> {
+        let lookup = self.lookup.ok_or(Miss)?;
+        let from = self.memo.len();
+        let sealed = std::mem::replace(&mut self.sealed, true);
+        let v = self.value();
+        self.sealed = sealed;
+        let v = v?;
+        for slot in &mut self.memo[from..] {
+            slot.sealed = !matches!(slot.kind, Kind::Global | Kind::Nested);
+        }
+        let graph = crate::value::Graph::new(v);
+        // The stream is one level deeper than the node at each value.
+        let depth = self.depth.checked_sub(1).ok_or(Miss)?;
+        crate::typed::construct::read_alone(&graph, lookup, self.max_typed_depth, depth, read)
+            .map_err(|_| Miss)
+    }
+
     /// The whole pickle as a [`Graph`](crate::Graph) of no shared objects:
     /// at the root only, when nothing is fetched from the memo.
     pub fn graph(&mut self) -> Pulled<crate::value::Graph> {
@@ -496,8 +524,20 @@ impl<'a> Stream<'a> {
             .and_then(|k| self.memo.get(k))
             .copied()
             .ok_or(Miss)?;
-        if self.sealed || slot.open {
+        let global = matches!(slot.kind, Kind::Global | Kind::Nested);
+        if slot.open {
             return Err(Miss);
+        }
+        if slot.sealed || (self.sealed && !global) {
+            // Across a field's bounds, only as a module name, which
+            // `STACK_GLOBAL` copies into the global.
+            let at = std::mem::replace(&mut self.pos, after);
+            let used = self.next_use();
+            self.pos = at;
+            if slot.kind != Kind::Str || used? != Use::Op(STACK_GLOBAL, 1) {
+                return Err(Miss);
+            }
+            return self.global_value();
         }
         self.gets += 1;
         match slot.kind {
