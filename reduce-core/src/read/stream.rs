@@ -147,9 +147,9 @@ pub struct Stream<'a> {
     /// items are read: a [`Value`] read there leaves the closing `TUPLEn`
     /// to the tuple (see [`Stream::value`]).
     claims: Vec<(usize, usize)>,
-    /// Each `MARK`'s position and its closer's, in order, found by one pass
-    /// over the pickle the first time a [`Value`] read needs them.
-    marks: Option<Vec<(u32, u32)>>,
+    /// The marks and what takes each value from the stack, found by one
+    /// pass over the pickle the first time a [`Value`] read needs them.
+    analysis: Option<Box<any::Analysis>>,
     /// Values the [`Value`] reader made, and memo fetches it followed.
     nodes: usize,
     gets: usize,
@@ -201,7 +201,7 @@ impl<'a> Stream<'a> {
             origin: pos,
             strings: options.strings,
             claims: Vec::new(),
-            marks: None,
+            analysis: None,
             nodes: 0,
             gets: 0,
             max_tree_nodes: limits

@@ -5,32 +5,41 @@
 //! A stack machine cannot know which object it builds until the opcode that
 //! ends it: `1 2 TUPLE2` is a tuple whose first item is `1`. The reader
 //! reads a value, then asks [`Stream::next_use`] what the opcodes after it
-//! do with it (a walk that counts stack items and jumps over each marked
-//! region to its closer, found by one pass over the pickle): nothing (the
-//! parent's), or build on it (`TUPLEn`, `REDUCE`, `NEWOBJ`, `BUILD`, ...),
-//! in which case it reads the other operands and goes on. Whatever it does
-//! not follow exactly as the machine does is a [`Miss`].
+//! do with it (found for every value at once by one pass over the pickle
+//! that only counts stack items, [`Stream::analyse`]): nothing (it is its
+//! parent's), or build on it (`TUPLEn`, `REDUCE`, `NEWOBJ`, `BUILD`,
+//! items), in which case it reads the other operands and goes on. A typed
+//! tuple that begins where the value does claims its own `TUPLEn`.
+//! Whatever it does not follow exactly as the machine does is a [`Miss`].
 
 use num_bigint::BigInt;
 
 use super::{decode, effect, skip_arg, Effect, Kind, Mark, Miss, Pulled, Stream};
+use crate::base::hash::AddrMap;
 use crate::base::op::*;
 use crate::read::input::SliceRead;
 use crate::read::{known_global, Builtin, StringDecoding};
 use crate::text::PyStr;
 use crate::value::{Global, Reduction, Value};
 
-/// How far [`Stream::next_use`] looks for what builds on a value: stack
-/// items above it, and opcodes (a marked region counts one).
-const MAX_ABOVE: usize = 6;
-const MAX_STEPS: usize = 1 << 12;
+/// What [`Stream::analyse`] finds: each `MARK`'s position and its
+/// closer's, in order, and what takes each value from the stack, by where
+/// the value is complete.
+pub(super) struct Analysis {
+    marks: Vec<(u32, u32)>,
+    /// Where a value is complete and something builds on it (or it is
+    /// unknown what does); every other place before `end` is [`Use::Alone`].
+    uses: AddrMap<u32, Use>,
+    /// Where the pass stopped.
+    end: u32,
+}
 
 /// What the opcodes after a value do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Use {
     /// Nothing: it is an operand of its parent's opcode, or the root.
     Alone,
-    /// Not found within the walk's bounds.
+    /// Not known: the machine would fail before.
     Unknown,
     /// An opcode takes it as its lowest operand, with this many items above
     /// it.
@@ -685,127 +694,150 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// What the opcodes from the cursor do with the value just read: a walk
-    /// that counts the stack items above it, each marked region one step
-    /// (to its closer), until an opcode takes the value (see [`Use`]).
+    /// What the opcodes after the value just read do with it (see [`Use`]),
+    /// as [`Stream::analyse`] found.
     fn next_use(&mut self) -> Pulled<Use> {
-        let data = self.data;
-        let mut src = SliceRead::at(data, self.pos);
-        let mut above = 0usize;
-        let mut steps = 0usize;
-        let verdict = loop {
-            steps += 1;
-            if steps > MAX_STEPS || above > MAX_ABOVE {
-                break Use::Unknown;
-            }
+        // The value's memo puts (and frames) are part of it.
+        let mut src = SliceRead::at(self.data, self.pos);
+        let q = loop {
             let at = src.position();
-            let Ok(op) = decode::uint1(&mut src) else {
-                break Use::Unknown;
-            };
-            if op == MARK {
-                let Ok(closer_at) = self.closer_of(at) else {
-                    break Use::Unknown;
-                };
-                let closer = data[closer_at];
-                src = SliceRead::at(data, closer_at + 1);
-                if skip_arg(&mut src, closer).is_err() {
-                    break Use::Unknown;
-                }
-                match closer {
-                    TUPLE | LIST | DICT | FROZENSET | INST | OBJ => above += 1,
-                    APPENDS | SETITEMS | ADDITEMS if above == 0 => break Use::Batch(closer),
-                    APPENDS | SETITEMS | ADDITEMS => {}
-                    _ => break Use::Unknown,
-                }
-                continue;
-            }
-            let verdict = match effect(op) {
-                None | Some(Effect::Mark) => Some(Use::Unknown),
-                // The parent's closer, or the end.
-                Some(Effect::Stop | Effect::Close(_)) => Some(Use::Alone),
-                Some(Effect::Stack(pop, push)) => {
-                    if pop > above + 1 {
-                        Some(Use::Alone)
-                    } else if pop == above + 1 {
-                        Some(Use::Op(op, above))
-                    } else {
-                        above = above - pop + push;
-                        None
+            match self.data.get(at) {
+                Some(&op @ (PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) => {
+                    src = SliceRead::at(self.data, at + 1);
+                    if skip_arg(&mut src, op).is_err() {
+                        return Ok(Use::Unknown);
                     }
                 }
-            };
-            if let Some(v) = verdict {
-                break v;
-            }
-            if skip_arg(&mut src, op).is_err() {
-                break Use::Unknown;
+                _ => break at,
             }
         };
-        // Not counted against the budget: a walk takes at most a few
-        // values past this one (MAX_ABOVE), each read once after it.
-        Ok(verdict)
+        let q = u32::try_from(q).map_err(|_| Miss)?;
+        let analysis = self.analysis()?;
+        if q >= analysis.end {
+            return Ok(Use::Unknown);
+        }
+        Ok(analysis.uses.get(&q).copied().unwrap_or(Use::Alone))
     }
 
     /// The position of the closer of the `MARK` at `at`.
     fn closer_of(&mut self, at: usize) -> Pulled<usize> {
-        if self.marks.is_none() {
-            self.marks = Some(self.pair_marks()?);
-        }
-        let marks = self.marks.as_deref().unwrap_or(&[]);
         let at32 = u32::try_from(at).map_err(|_| Miss)?;
+        let marks = &self.analysis()?.marks;
         let i = marks
             .binary_search_by_key(&at32, |m| m.0)
             .map_err(|_| Miss)?;
         Ok(marks[i].1 as usize)
     }
 
-    /// One pass over the pickle, as a machine that only counts items:
-    /// each `MARK` paired with the opcode that pops it (a closer, or `POP`
-    /// right above it), up to `STOP` or where the machine would fail.
-    fn pair_marks(&mut self) -> Pulled<Vec<(u32, u32)>> {
+    fn analysis(&mut self) -> Pulled<&Analysis> {
+        if self.analysis.is_none() {
+            self.analysis = Some(Box::new(self.analyse()?));
+        }
+        self.analysis.as_deref().ok_or(Miss)
+    }
+
+    /// One pass over the pickle as a machine that only counts stack items,
+    /// up to `STOP` or where the machine would fail: each `MARK` paired
+    /// with the opcode that pops it (a closer, or `POP` right above it),
+    /// and for each place where a value is complete (after its memo puts)
+    /// what takes it from the stack.
+    fn analyse(&mut self) -> Pulled<Analysis> {
+        let pos32 = |p: usize| u32::try_from(p).map_err(|_| Miss);
         let mut src = SliceRead::at(self.data, self.origin);
-        let mut height = 0usize;
-        let mut open: Vec<(usize, usize)> = Vec::new();
-        let mut pairs = Vec::new();
-        loop {
-            let at = src.position();
+        // Each item on the stack: where the value that is its top is
+        // complete.
+        let mut stack: Vec<u32> = Vec::new();
+        let mut open: Vec<(u32, usize)> = Vec::new();
+        let mut marks = Vec::new();
+        let mut uses: AddrMap<u32, Use> = AddrMap::default();
+        let mut answer = |q: u32, u: Use| {
+            if u != Use::Alone {
+                uses.insert(q, u);
+            }
+        };
+        let stop = loop {
+            let at = pos32(src.position())?;
             let Ok(op) = decode::uint1(&mut src) else {
-                break;
+                break at;
             };
+            let effect = effect(op);
+            if skip_arg(&mut src, op).is_err() {
+                break at;
+            }
+            let end = pos32(src.position())?;
             let floor = open.last().map_or(0, |m| m.1);
-            match effect(op) {
-                None | Some(Effect::Stop) => break,
-                Some(Effect::Mark) => open.push((at, height)),
-                Some(Effect::Close(push)) => match open.pop() {
-                    Some((m, h)) => {
-                        pairs.push((m, at));
-                        height = h + push;
+            match effect {
+                None => break at,
+                Some(Effect::Stop) => {
+                    // What is left is the root and what lies under it.
+                    stack.clear();
+                    break end;
+                }
+                Some(Effect::Mark) => open.push((at, stack.len())),
+                Some(Effect::Close(push)) => {
+                    let Some((m, h)) = open.pop() else {
+                        break at;
+                    };
+                    marks.push((m, at));
+                    for q in stack.drain(h..) {
+                        answer(q, Use::Alone);
                     }
-                    None => break,
-                },
-                Some(Effect::Stack(..)) if op == POP && !open.is_empty() && height == floor => {
+                    if push == 1 {
+                        stack.push(end);
+                    } else if let (Some(below), APPENDS | SETITEMS | ADDITEMS) =
+                        (stack.last_mut(), op)
+                    {
+                        // Items added to the value right below the mark.
+                        if *below == m {
+                            answer(m, Use::Batch(op));
+                            *below = end;
+                        }
+                    }
+                }
+                Some(Effect::Stack(..))
+                    if op == POP && !open.is_empty() && stack.len() == floor =>
+                {
                     if let Some((m, _)) = open.pop() {
-                        pairs.push((m, at));
+                        marks.push((m, at));
+                    }
+                }
+                Some(Effect::Stack(0, 0)) => {
+                    // A memo put, a frame: part of the value on top.
+                    if let Some(top) = stack.last_mut() {
+                        if *top == at {
+                            *top = end;
+                        }
                     }
                 }
                 Some(Effect::Stack(pop, push)) => {
-                    if height < floor + pop {
-                        break;
+                    if stack.len() < floor + pop {
+                        break at;
                     }
-                    height = height - pop + push;
+                    let from = stack.len() - pop;
+                    for (i, q) in stack.drain(from..).enumerate() {
+                        answer(
+                            q,
+                            if i == 0 {
+                                Use::Op(op, pop - 1)
+                            } else {
+                                Use::Alone
+                            },
+                        );
+                    }
+                    stack.extend(std::iter::repeat_n(end, push));
                 }
             }
-            if skip_arg(&mut src, op).is_err() {
-                break;
-            }
+        };
+        // The machine fails here: what is on the stack is taken by nothing.
+        for q in stack {
+            answer(q, Use::Unknown);
         }
-        let mut out = pairs
-            .into_iter()
-            .map(|(m, c)| Some((u32::try_from(m).ok()?, u32::try_from(c).ok()?)))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(Miss)?;
-        out.sort_unstable();
-        Ok(out)
+        marks.sort_unstable();
+        Ok(Analysis {
+            marks,
+            uses,
+            end: stop,
+        })
     }
 
     /// Keeps one attribute of an instance's state that a type has no field
