@@ -1290,3 +1290,29 @@ fn the_stream_reads_fields_read_by_their_own_readers() {
     assert!(err.contains("took"), "{err}");
     assert!(!same::<Timed>(&t));
 }
+
+/// Hostile shapes read as a `Value`: deep nesting, a long chain of
+/// tuples each wrapping the last, and a memo DAG that doubles at each
+/// level. The stream leaves each to the Graph path (no stack overflow, no
+/// unbounded work), whose error both paths give.
+#[test]
+fn the_stream_refuses_hostile_values_as_the_graph_path_does() {
+    let n = 200_000;
+    let mut nested = b"\x80\x02".to_vec();
+    nested.extend(std::iter::repeat_n(b']', n));
+    nested.extend(std::iter::repeat_n(b'a', n - 1));
+    nested.push(b'.');
+    let mut chain = b"\x80\x02K\x01".to_vec();
+    chain.extend(std::iter::repeat_n(0x85u8, n));
+    chain.push(b'.');
+    let mut dag = b"\x80\x02K\x01K\x01\x86q\x00".to_vec();
+    for i in 0..40u8 {
+        dag.extend([b'h', i, b'h', i, 0x86, b'q', i + 1]);
+    }
+    dag.push(b'.');
+    for bytes in [nested, chain, dag] {
+        assert!(!same::<reduce::Value>(&bytes));
+        assert!(!same::<Vec<reduce::Value>>(&bytes));
+        assert!(load(&bytes).load::<reduce::Value>().is_err());
+    }
+}
