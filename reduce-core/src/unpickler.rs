@@ -243,7 +243,6 @@ impl<'h, I: Input> Unpickler<'h, I> {
         }
         let (data, pos) = self.input.whole()?;
         let (value, end) = Stream::new(data, pos, o, lookup)
-            .with_lookup(lookup)
             .root(T::construct_stream)
             .ok()?;
         self.input.seek(end);

@@ -528,18 +528,18 @@ impl Cx<'_> {
 
     /// Reads written field `f` from the stream, one level deeper. A field
     /// read with `with` or `registry` is read as a `Value` and given, as a
-    /// graph of its own, to its Graph-path reader (`Stream::graph_field`);
+    /// graph of its own, to its Graph-path reader (`__private::graph_field`);
     /// a `serde` field is deserialized from its `Value`.
     fn stream_read(&self, f: &Field<'_>) -> TokenStream {
         let krate = &self.krate;
         let ty = f.ty;
         if let Some(with) = &f.attrs.with {
             let path = &with.value;
-            quote_spanned!(f.span=> __s.read(|__s: &mut #krate::__private::Stream<'_>| __s.graph_field(#path::construct))?)
+            quote_spanned!(f.span=> __s.read(|__s: &mut #krate::__private::Stream<'_>| #krate::__private::graph_field(__s, #path::construct))?)
         } else if f.attrs.registry.is_some() {
-            quote_spanned!(f.span=> __s.read(|__s: &mut #krate::__private::Stream<'_>| __s.graph_field(|__n: #krate::Node<'_>| __n.registered::<#ty>()))?)
+            quote_spanned!(f.span=> __s.read(|__s: &mut #krate::__private::Stream<'_>| #krate::__private::graph_field(__s, |__n: #krate::Node<'_>| __n.registered::<#ty>()))?)
         } else if f.attrs.serde.is_some() {
-            quote_spanned!(f.span=> __s.read(#krate::__private::serde_stream)?)
+            quote_spanned!(f.span=> __s.read(#krate::serde::field::construct_stream)?)
         } else if f.attrs.bytes.is_some() {
             quote_spanned!(f.span=> __s.read(#krate::__private::bytes_stream)?)
         } else {

@@ -56,7 +56,7 @@ struct Slot {
     start: u32,
     open: bool,
     /// Memoized inside a field read by its Graph-path reader (see
-    /// [`Stream::graph_field`]): a fetch of it is a miss, but for the name
+    /// [`Stream::sealed_value`]): a fetch of it is a miss, but for the name
     /// of a global (`STACK_GLOBAL` copies it).
     sealed: bool,
     kind: Kind,
@@ -157,7 +157,7 @@ pub struct Stream<'a> {
     /// `max_tree_nodes`, the lower of the load's and the default.
     max_tree_nodes: usize,
     /// Set while a field is read for its Graph-path reader: a memo fetch is
-    /// a miss, but of a global (see [`Stream::graph_field`]).
+    /// a miss, but of a global (see [`Stream::sealed_value`]).
     sealed: bool,
     /// Set while the names of a `STACK_GLOBAL` are read: a fetch of a
     /// sealed entry is no miss there.
@@ -165,8 +165,6 @@ pub struct Stream<'a> {
     /// Where the attribute name just read began (see
     /// [`Stream::attribute`]).
     key_spot: Option<Spot>,
-    /// The registry, for a field read by its Graph-path reader.
-    lookup: Option<&'a crate::typed::registry::Lookup>,
     max_typed_depth: usize,
 }
 
@@ -210,16 +208,23 @@ impl<'a> Stream<'a> {
             sealed: false,
             names: false,
             key_spot: None,
-            lookup: None,
             max_typed_depth: limits.max_typed_depth,
         }
     }
 
-    /// The registry a field read by its Graph-path reader looks globals up
-    /// in (without it, such a field misses).
-    pub(crate) fn with_lookup(mut self, lookup: &'a crate::typed::registry::Lookup) -> Self {
-        self.lookup = Some(lookup);
-        self
+    /// What resolves globals: the layer above's registry.
+    pub(crate) fn resolver(&self) -> &'a dyn Resolve {
+        self.resolve
+    }
+
+    /// How many values deep the cursor is (one for the root).
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// [`Limits::max_typed_depth`](crate::Limits::max_typed_depth).
+    pub(crate) fn max_typed_depth(&self) -> usize {
+        self.max_typed_depth
     }
 
     /// Reads a whole pickle as a `T`: its `PROTO`, the value, and `STOP`.

@@ -17,12 +17,13 @@ pub fn bytes_stream(s: &mut Stream<'_>) -> Pulled<Vec<u8>> {
     s.bytes().map(<[u8]>::to_vec)
 }
 
-/// A `#[reduce(serde)]` field on the stream: its value as a `Value`, then
-/// deserialized, as `reduce::serde::field::construct` reads it.
-#[cfg(feature = "serde")]
-pub fn serde_stream<T: ::serde::de::DeserializeOwned>(s: &mut Stream<'_>) -> Pulled<T> {
-    let value = s.value()?;
-    crate::serde::from_value(&value).map_err(|_| Miss)
+/// A field read `with` a function or through the registry, on the stream:
+/// see [`graph_field`](crate::typed::construct::graph_field).
+pub fn graph_field<T>(
+    s: &mut Stream<'_>,
+    read: impl FnOnce(crate::typed::construct::Node<'_>) -> crate::base::error::Result<T>,
+) -> Pulled<T> {
+    crate::typed::construct::graph_field(s, read)
 }
 
 /// `a::b::c` as Python spells a module, `a.b.c`, made once per module.

@@ -62,19 +62,13 @@ impl<'a> Stream<'a> {
         Ok(v)
     }
 
-    /// A field read by its own Graph-path reader `read` (`#[reduce(with)]`,
-    /// `#[reduce(registry)]`): its value read as a [`Value`] and given, as
-    /// a graph of its own, to `read` at the depth the `Graph` path would.
-    /// The two paths could differ only through sharing across the field's
-    /// bounds (one `Rc` for an object two fields hold), so a memo fetch in
-    /// the field is a miss, and so is a later fetch of an object memoized
-    /// in it; but for globals, which a typed read takes by name on either
-    /// path, and the names `STACK_GLOBAL` copies.
-    pub fn graph_field<T>(
-        &mut self,
-        read: impl FnOnce(crate::typed::construct::Node<'_>) -> crate::Result<T>,
-    ) -> Pulled<T> {
-        let lookup = self.lookup.ok_or(Miss)?;
+    /// The value of a field read by its own Graph-path reader (see
+    /// `typed::construct::graph_field`): a memo fetch in it is a miss, and
+    /// so is a later fetch of what it memoized, but for globals (which a
+    /// typed read takes by name on either path) and the module names
+    /// `STACK_GLOBAL` copies, so that the two paths cannot differ through
+    /// an object the field shares with the rest of the pickle.
+    pub(crate) fn sealed_value(&mut self) -> Pulled<Value> {
         let from = self.memo.len();
         let sealed = std::mem::replace(&mut self.sealed, true);
         let v = self.value();
@@ -83,11 +77,7 @@ impl<'a> Stream<'a> {
         for slot in &mut self.memo[from..] {
             slot.sealed = !matches!(slot.kind, Kind::Global | Kind::Nested);
         }
-        let graph = crate::value::Graph::new(v);
-        // The stream is one level deeper than the node at each value.
-        let depth = self.depth.checked_sub(1).ok_or(Miss)?;
-        crate::typed::construct::read_alone(&graph, lookup, self.max_typed_depth, depth, read)
-            .map_err(|_| Miss)
+        Ok(v)
     }
 
     /// The whole pickle as a [`Graph`](crate::Graph) of no shared objects:
