@@ -65,6 +65,9 @@ pub(crate) trait Resolve {
     /// The global an extension code (`EXT1`, `EXT2`, `EXT4`) names, if one is
     /// registered.
     fn extension(&self, code: u32) -> Option<Global>;
+    /// The resolver itself, for the layer above to find its own type in
+    /// (the registry a field read by its Graph-path reader needs).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// What the machine is told: the unpickler's options.

@@ -263,9 +263,15 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// `module.Name(*fields)` struct, an instance (`state`, `state =
     /// "slots"`: the class, then its `__dict__` or `(dict, slots)` state,
     /// attributes in any order, unknown ones of plain data skipped), a
-    /// `python_enum` and an enum of one global per variant. A derived type
-    /// with a `rest` field, or a field read with `with`, `registry` or
-    /// `serde`, always takes the `Graph` path.
+    /// `python_enum` and an enum of one global per variant; a `rest` field
+    /// keeps the other attributes as the `Graph` path does. A [`Value`]
+    /// streams as the tree the `Graph` path makes of it: memo references to
+    /// strings, bytes, tuples, frozensets and classes are read again by
+    /// value, one to a list, dict, set or object is left to the `Graph`
+    /// path. A field read with `with` or `registry` is read as a `Value`
+    /// and given, as a `Graph` of its own, to its reader (a `serde` field is
+    /// deserialized from the `Value`); a memo reference across the field's
+    /// bounds (but to a class) leaves the load to the `Graph` path.
     ///
     /// ```
     /// use reduce::Unpickler;

@@ -526,20 +526,21 @@ impl Cx<'_> {
         }
     }
 
-    /// Whether the stream can read every written field of `shape`: fields
-    /// read another way (`with`, `registry`, `serde`) have no streaming
-    /// reader, and a type with one always takes the Graph path.
-    fn streamable(shape: &Shape<'_>) -> bool {
-        !shape.fields.iter().filter(|f| !f.skipped()).any(|f| {
-            f.attrs.with.is_some() || f.attrs.registry.is_some() || f.attrs.serde.is_some()
-        })
-    }
-
-    /// Reads written field `f` from the stream, one level deeper.
+    /// Reads written field `f` from the stream, one level deeper. A field
+    /// read with `with` or `registry` is read as a `Value` and given, as a
+    /// graph of its own, to its Graph-path reader (`__private::graph_field`);
+    /// a `serde` field is deserialized from its `Value`.
     fn stream_read(&self, f: &Field<'_>) -> TokenStream {
         let krate = &self.krate;
         let ty = f.ty;
-        if f.attrs.bytes.is_some() {
+        if let Some(with) = &f.attrs.with {
+            let path = &with.value;
+            quote_spanned!(f.span=> __s.read(|__s: &mut #krate::__private::Stream<'_>| #krate::__private::graph_field(__s, #path::construct))?)
+        } else if f.attrs.registry.is_some() {
+            quote_spanned!(f.span=> __s.read(|__s: &mut #krate::__private::Stream<'_>| #krate::__private::graph_field(__s, |__n: #krate::Node<'_>| __n.registered::<#ty>()))?)
+        } else if f.attrs.serde.is_some() {
+            quote_spanned!(f.span=> __s.read(#krate::serde::field::construct_stream)?)
+        } else if f.attrs.bytes.is_some() {
             quote_spanned!(f.span=> __s.read(#krate::__private::bytes_stream)?)
         } else {
             quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
@@ -572,9 +573,6 @@ impl Cx<'_> {
     /// `construct_stream` for `module.Name(*fields)`: the global, the
     /// argument tuple read field by field, `REDUCE`.
     fn construct_stream(&self, shape: &Shape<'_>) -> TokenStream {
-        if !Self::streamable(shape) {
-            return TokenStream::new();
-        }
         let krate = &self.krate;
         let module = &self.module;
         let name = &self.name;
@@ -607,25 +605,40 @@ impl Cx<'_> {
     /// `construct_stream` for a `state` struct: the instance as CPython
     /// writes one, each attribute of its state read into its field as it
     /// comes (a later one with the same name replacing it, as the Graph
-    /// path reads the last), unknown ones skipped. A missing field without
-    /// a default, an unknown attribute under `deny_unknown_fields`, and a
-    /// `rest` field are misses: the Graph path says what is wrong, or reads
-    /// what the stream does not.
+    /// path reads the last), unknown ones skipped, or kept in order by a
+    /// `rest` field. A missing field without a default and an unknown
+    /// attribute under `deny_unknown_fields` are misses: the Graph path
+    /// says what is wrong.
     fn construct_stream_state(&self, shape: &Shape<'_>) -> TokenStream {
-        if !Self::streamable(shape) || shape.fields.iter().any(|f| f.is_rest()) {
-            return TokenStream::new();
-        }
         let krate = &self.krate;
         let module = &self.module;
         let name = &self.name;
-        let read: Vec<&Field<'_>> = shape.fields.iter().filter(|f| !f.skipped()).collect();
+        let read: Vec<&Field<'_>> = shape
+            .fields
+            .iter()
+            .filter(|f| !f.skipped() && !f.is_rest())
+            .collect();
+        // A `rest` field keeps the attributes no field is named for, in
+        // order, as `Rest::read_attribute_stream` reads them.
+        let rest = shape.fields.iter().find(|f| f.is_rest());
+        let rest_decl = rest.map(|f| {
+            let ty = f.ty;
+            quote!(let mut __rest: #ty = ::core::default::Default::default();)
+        });
+        let rest_reset = rest.map(|_| quote!(__rest = ::core::default::Default::default();));
         let slot = |i: usize| format_ident!("__v{}", i);
         let slots: Vec<Ident> = (0..read.len()).map(slot).collect();
         let decls = read.iter().zip(&slots).map(|(f, v)| {
             let ty = f.ty;
             quote!(let mut #v: ::core::option::Option<#ty> = ::core::option::Option::None;)
         });
-        let unknown = if self.input.attrs.deny_unknown_fields.is_some() {
+        let unknown = if let Some(f) = rest {
+            let ty = f.ty;
+            quote!({
+                <#ty as #krate::Rest>::read_attribute_stream(&mut __rest, __s)?;
+                return ::core::result::Result::Ok(true);
+            })
+        } else if self.input.attrs.deny_unknown_fields.is_some() {
             quote!(return ::core::result::Result::Err(#krate::__private::Miss))
         } else {
             quote!(return ::core::result::Result::Ok(false))
@@ -645,9 +658,14 @@ impl Cx<'_> {
                 let member = &f.member;
                 quote!(if let ::core::option::Option::Some(__x) = #v { __made.#member = __x; })
             });
+            let rest_assign = rest.map(|f| {
+                let member = &f.member;
+                quote!(__made.#member = __rest;)
+            });
             quote! {
                 let mut __made: Self = ::core::default::Default::default();
                 #(#assigns)*
+                #rest_assign
                 ::core::result::Result::Ok(__made)
             }
         } else {
@@ -656,6 +674,8 @@ impl Cx<'_> {
                 let member = &f.member;
                 let value = if f.skipped() {
                     self.skipped_value(f)
+                } else if f.is_rest() {
+                    quote!(__rest)
                 } else {
                     let v = slot(k);
                     k += 1;
@@ -677,6 +697,7 @@ impl Cx<'_> {
                 __s: &mut #krate::__private::Stream<'_>,
             ) -> #krate::__private::Pulled<Self> {
                 #(#decls)*
+                #rest_decl
                 const __KEYS: &[&[u8]] = &[#(#keys),*];
                 // Attributes usually come in one order (the instance's
                 // __dict__, as the class's __init__ set them): the one
@@ -698,6 +719,7 @@ impl Cx<'_> {
                 if !__had {
                     // Read on trial, not the object's state: forgotten.
                     #(#slots = ::core::option::Option::None;)*
+                    #rest_reset
                 }
                 #build
             }
@@ -727,20 +749,15 @@ impl Cx<'_> {
     }
 
     /// `construct_stream` for an enum of variants named as globals: the
-    /// global says which, then its argument tuple. A variant with a field
-    /// read another way misses.
+    /// global says which, then its argument tuple.
     fn construct_stream_variants(&self, variants: &[Variant<'_>]) -> TokenStream {
         let krate = &self.krate;
         let module = &self.module;
         let names: Vec<String> = variants.iter().map(|v| self.variant_name(v)).collect();
         let arms = variants.iter().enumerate().map(|(i, v)| {
             let vid = v.ident;
-            if Self::streamable(&v.shape) {
-                let read = self.stream_args(&v.shape, quote!(Self::#vid));
-                quote!(#i => #read,)
-            } else {
-                quote!(#i => ::core::result::Result::Err(#krate::__private::Miss),)
-            }
+            let read = self.stream_args(&v.shape, quote!(Self::#vid));
+            quote!(#i => #read,)
         });
         quote! {
             fn construct_stream(

@@ -69,6 +69,15 @@ pub struct FuzzSlots {
     y: Option<String>,
 }
 
+/// An instance that keeps the attributes it has no field for.
+#[derive(reduce::Reduce, Debug, PartialEq)]
+#[reduce(module = "fuzz_cases", state)]
+pub struct FuzzOpen {
+    id: i64,
+    #[reduce(rest)]
+    rest: Vec<(String, reduce::Value)>,
+}
+
 /// An `enum.Enum`.
 #[derive(reduce::Reduce, Debug, PartialEq)]
 #[reduce(module = "fuzz_cases", python_enum)]
@@ -97,12 +106,16 @@ pub fn load_typed(data: &[u8]) {
     same_both_ways::<FuzzSlots>(data);
     same_both_ways::<Vec<FuzzColor>>(data);
     same_both_ways::<Vec<FuzzEvent>>(data);
+    same_both_ways::<reduce::Value>(data);
+    same_both_ways::<Vec<reduce::Value>>(data);
+    same_both_ways::<(reduce::Value, i64)>(data);
+    same_both_ways::<Vec<FuzzOpen>>(data);
     let _ = reduce::from_slice::<Vec<(i64, String, Option<f64>)>>(data);
     let _ = reduce::from_slice::<BTreeMap<String, Vec<Bytes>>>(data);
     let _ = reduce::from_slice::<HashSet<u128>>(data);
     let _ = reduce::from_slice::<Vec<Rc<Vec<u8>>>>(data);
     let _ = reduce::from_slice::<Dynamic>(data);
-    let _ = reduce::from_slice::<reduce::Value>(data);
+    let _ = reduce::from_slice::<Graph>(data);
 }
 
 /// Loads `data` as a `T` through the stream, through the stream from a

@@ -75,13 +75,33 @@ struct Slot {
     extra: Option<i64>,
 }
 
-/// Keeps what it has no field for: read by the Graph path.
+/// Keeps what it has no field for, in order, duplicates too.
 #[derive(Reduce, Debug, PartialEq, Clone)]
 #[reduce(module = "stream_cases", state)]
 struct Open {
     id: i64,
     #[reduce(rest)]
     rest: Vec<(String, reduce::Value)>,
+}
+
+/// The same class read with its other attributes in a map (the last of a
+/// name kept), made from `Default`.
+#[derive(Reduce, Debug, PartialEq, Clone, Default)]
+#[reduce(module = "stream_cases", state, default)]
+struct OpenMap {
+    id: i64,
+    #[reduce(rest)]
+    rest: BTreeMap<String, reduce::Value>,
+}
+
+/// `__slots__` and a rest field of `Value` names (a name that is no str
+/// is kept too, by the Graph path).
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases", state = "slots")]
+struct SlotRest {
+    x: i64,
+    #[reduce(rest)]
+    rest: Vec<(reduce::Value, reduce::Value)>,
 }
 
 /// An `enum.Enum` of ints, and one of strings.
@@ -138,6 +158,113 @@ struct Packet {
     payload: Vec<u8>,
 }
 
+/// A `Duration` as a float of seconds: a field read `with` this.
+mod seconds {
+    pub fn reduce(d: &std::time::Duration, s: &mut reduce::Saver<'_, '_>) -> reduce::Result<()> {
+        s.f64(d.as_secs_f64())
+    }
+    pub fn construct(node: reduce::Node<'_>) -> reduce::Result<std::time::Duration> {
+        let secs: f64 = node.construct()?;
+        std::time::Duration::try_from_secs_f64(secs).map_err(|e| node.error_msg(e.to_string()))
+    }
+}
+
+/// A `Value` read `with` its own reader.
+mod as_value {
+    pub fn reduce(v: &reduce::Value, s: &mut reduce::Saver<'_, '_>) -> reduce::Result<()> {
+        s.value(v)
+    }
+    pub fn construct(node: reduce::Node<'_>) -> reduce::Result<reduce::Value> {
+        node.construct()
+    }
+}
+
+/// Fields read by their Graph-path readers: `with`, and `registry` (a
+/// `datetime.timedelta`, registered by [`register_timedelta`]).
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases")]
+struct Timed {
+    n: i64,
+    #[reduce(with = "seconds")]
+    took: std::time::Duration,
+    #[reduce(registry)]
+    wait: std::time::Duration,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone)]
+struct Settings {
+    retries: i64,
+    hosts: Vec<String>,
+}
+
+/// An instance with a `serde` field and a `with` one.
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases", state)]
+struct Job {
+    name: String,
+    #[reduce(serde)]
+    settings: Settings,
+    #[reduce(with = "seconds", default)]
+    took: std::time::Duration,
+}
+
+/// `stream_cases.Twice(a, b)`, `a` read `with` its own reader: where `b`
+/// fetches what `a` holds from the memo, the two would share it on the
+/// Graph path, and the stream leaves the load to it.
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases")]
+struct Twice {
+    #[reduce(with = "as_value")]
+    a: reduce::Value,
+    b: reduce::Value,
+}
+
+/// The same the other way: the field read `with` its reader fetches.
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases")]
+struct Twice2 {
+    b: reduce::Value,
+    #[reduce(with = "as_value")]
+    a: reduce::Value,
+}
+
+/// Two classes, each read `with` its own reader: from protocol 4 the
+/// second one's module name is fetched from the memo, across the fields'
+/// bounds, which `STACK_GLOBAL` copies (no sharing).
+#[derive(Reduce, Debug, PartialEq, Clone)]
+#[reduce(module = "stream_cases")]
+struct Classes {
+    #[reduce(with = "as_value")]
+    a: reduce::Value,
+    #[reduce(with = "as_value")]
+    b: reduce::Value,
+}
+
+/// `datetime.timedelta` as a `Duration`, in the process-wide registry.
+fn register_timedelta() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        reduce::registry()
+            .register_reducer(|d: &std::time::Duration, s: &mut reduce::Saver<'_, '_>| {
+                s.reduction("datetime", "timedelta")
+                    .args(&(0u64, d.as_secs(), d.subsec_micros()))
+                    .save()
+            })
+            .unwrap();
+        reduce::registry()
+            .register_constructor("datetime", "timedelta", |n: reduce::Node<'_>| {
+                let (days, secs, micros): (u64, u64, u32) =
+                    n.any_reduction()?.args().construct()?;
+                let secs = days
+                    .checked_mul(86_400)
+                    .and_then(|d| d.checked_add(secs))
+                    .ok_or_else(|| n.error_msg("too long"))?;
+                Ok(std::time::Duration::new(secs, micros.saturating_mul(1000)))
+            })
+            .unwrap();
+    });
+}
+
 /// Loads `bytes` as a `T` both ways; returns whether the stream read it.
 fn same<T: Construct + PartialEq + Debug>(bytes: &[u8]) -> bool {
     let mut fast = Unpickler::from_slice(bytes);
@@ -167,6 +294,7 @@ fn same<T: Construct + PartialEq + Debug>(bytes: &[u8]) -> bool {
 
 /// Every type of the test on one input; how many the stream read.
 fn all_types(bytes: &[u8]) -> usize {
+    register_timedelta();
     [
         same::<i64>(bytes),
         same::<u8>(bytes),
@@ -201,6 +329,11 @@ fn all_types(bytes: &[u8]) -> usize {
         same::<Slot>(bytes),
         same::<Vec<Slot>>(bytes),
         same::<Open>(bytes),
+        same::<Vec<Open>>(bytes),
+        same::<OpenMap>(bytes),
+        same::<Vec<OpenMap>>(bytes),
+        same::<SlotRest>(bytes),
+        same::<Vec<SlotRest>>(bytes),
         same::<Color>(bytes),
         same::<Vec<Color>>(bytes),
         same::<Mode>(bytes),
@@ -210,6 +343,20 @@ fn all_types(bytes: &[u8]) -> usize {
         same::<Vec<Event>>(bytes),
         same::<Vec<Item>>(bytes),
         same::<Vec<Packet>>(bytes),
+        same::<reduce::Value>(bytes),
+        same::<Vec<reduce::Value>>(bytes),
+        same::<Option<reduce::Value>>(bytes),
+        same::<(reduce::Value, i64)>(bytes),
+        same::<(i64, reduce::Value)>(bytes),
+        same::<BTreeMap<String, reduce::Value>>(bytes),
+        same::<reduce::Graph>(bytes),
+        same::<Timed>(bytes),
+        same::<Vec<Timed>>(bytes),
+        same::<Job>(bytes),
+        same::<Vec<Job>>(bytes),
+        same::<Twice>(bytes),
+        same::<Twice2>(bytes),
+        same::<Classes>(bytes),
     ]
     .into_iter()
     .filter(|&s| s)
@@ -419,6 +566,26 @@ fn both_paths_agree_on_generated_and_mutated_pickles() {
                 pr,
             )
         }));
+        register_timedelta();
+        let timed: Vec<Timed> = (0..4)
+            .map(|i| Timed {
+                n: i,
+                took: std::time::Duration::from_millis(1500 * i as u64),
+                wait: std::time::Duration::new(61 * i as u64, 250_000 * i as u32),
+            })
+            .collect();
+        originals.push(p(&|pr| reduce::to_vec_with_protocol(&timed, pr)));
+        let jobs: Vec<Job> = (0..3)
+            .map(|i| Job {
+                name: format!("job{i}"),
+                settings: Settings {
+                    retries: i,
+                    hosts: (0..i).map(|h| format!("h{h}")).collect(),
+                },
+                took: std::time::Duration::from_secs(i as u64),
+            })
+            .collect();
+        originals.push(p(&|pr| reduce::to_vec_with_protocol(&jobs, pr)));
         // A batch boundary: 1001 items.
         originals.push(p(&|pr| {
             reduce::to_vec_with_protocol(&vec![Point { x: 1.0, y: 2.0 }; 1001], pr)
@@ -561,11 +728,15 @@ def obj(cls, **attrs):
         setattr(o, k, v)
     return o
 
-for name in ["Rec", "Strict", "Loose", "Partial", "Open", "Packet"]:
+for name in ["Rec", "Strict", "Loose", "Partial", "Open", "OpenMap", "Packet"]:
     put(cases, type(name, (), {}))
 
 @lambda c: put(cases, c)
 class Slot:
+    __slots__ = ("x", "y", "__dict__")
+
+@lambda c: put(cases, c)
+class SlotRest:
     __slots__ = ("x", "y", "__dict__")
 
 class Color(enum.Enum):
@@ -591,6 +762,8 @@ def reducing(m, name, fields, qualname=None):
     return cls
 
 Circle = put(cases, reducing(cases, "Circle", 1))
+Twice = put(cases, reducing(cases, "Twice", 2))
+Twice2 = put(cases, reducing(cases, "Twice2", 2))
 Rect = put(cases, reducing(cases, "Rect", 2))
 Dot = put(cases, reducing(cases, "Dot", 0))
 class Event:
@@ -637,7 +810,13 @@ CASES = {
     "partial": [obj(Partial, id=1), obj(Partial, id=2, label="l")],
     "slots": [slot(1, "a"), slot(2, "b", extra=5), slot(3, "c", other="o")],
     "slot_missing": Slot(),
-    "open": obj(Open, id=1, other="z"),
+    "open": obj(Open, id=1, other="z", more=[1], name="n"),
+    "opens": [obj(Open, id=1, a="x"), obj(Open, b=(1, 2), id=2, a="y"), obj(Open, id=3)],
+    "twice": (lambda t: Twice(t, t))(("x", 1)),
+    "twice2": (lambda t: Twice2(t, t))(("x", 1)),
+    "twices": [Twice(("x", 1), "y"), Twice2(2, ("z",))],
+    "open_maps": [obj(cases.OpenMap, id=1, b="x", a="y"), obj(cases.OpenMap, id=2)],
+    "slot_rests": [obj(SlotRest, x=1, y="a"), obj(SlotRest, x=3, y="c", other="o")],
     "colors": [Color.RED, Color.BLUE, Color.RED, Color.GREEN],
     "mode": Mode.WRITE,
     "modes": [Mode.READ, Mode.WRITE, Mode.READ],
@@ -840,11 +1019,107 @@ fn the_stream_reads_what_cpython_writes_for_instances_and_enums() {
                 );
             }
             "open" => {
-                // A rest field: the Graph path reads it.
+                // A rest field keeps the other attributes, in order.
+                streamed(same::<Open>(bytes));
+                let o = load(bytes).load::<Open>().unwrap();
+                assert_eq!(o.id, 1);
+                assert_eq!(
+                    o.rest,
+                    [
+                        ("other".to_string(), reduce::Value::str("z")),
+                        (
+                            "more".to_string(),
+                            reduce::Value::List(vec![reduce::Value::Int(1)])
+                        ),
+                        ("name".to_string(), reduce::Value::str("n")),
+                    ]
+                );
+            }
+            "twice" | "twice2" => {
+                // One tuple in both fields: left to the Graph path, which
+                // reads it by value into each.
+                let shared = if name == "twice" {
+                    same::<Twice>(bytes)
+                } else {
+                    same::<Twice2>(bytes)
+                };
+                assert!(!shared, "{name} at protocol {proto} was streamed");
+                let t = load(bytes).load::<Twice>();
+                let t2 = load(bytes).load::<Twice2>();
+                let want =
+                    reduce::Value::Tuple(vec![reduce::Value::str("x"), reduce::Value::Int(1)]);
+                match name.as_str() {
+                    "twice" => assert_eq!(
+                        t.unwrap(),
+                        Twice {
+                            a: want.clone(),
+                            b: want
+                        }
+                    ),
+                    _ => assert_eq!(
+                        t2.unwrap(),
+                        Twice2 {
+                            b: want.clone(),
+                            a: want
+                        }
+                    ),
+                }
+            }
+            "twices" => {
                 let mut u = load(bytes);
-                let o = u.load::<Open>().unwrap();
-                assert_eq!(o.rest.len(), 1);
-                assert!(!u.streamed());
+                let v: Vec<reduce::Value> = u.load().unwrap();
+                assert!(u.streamed());
+                assert_eq!(v.len(), 2);
+                streamed(same::<(Twice, Twice2)>(
+                    &reduce::to_vec_with_protocol(
+                        &(
+                            Twice {
+                                a: reduce::Value::str("a"),
+                                b: reduce::Value::Int(2),
+                            },
+                            Twice2 {
+                                b: reduce::Value::Int(3),
+                                a: reduce::Value::Tuple(vec![]),
+                            },
+                        ),
+                        *proto,
+                    )
+                    .unwrap(),
+                ));
+            }
+            "open_maps" => {
+                streamed(same::<Vec<OpenMap>>(bytes));
+                let v = load(bytes).load::<Vec<OpenMap>>().unwrap();
+                let want: BTreeMap<String, reduce::Value> = [
+                    ("a".to_string(), reduce::Value::str("y")),
+                    ("b".to_string(), reduce::Value::str("x")),
+                ]
+                .into();
+                assert_eq!(v[0].rest, want);
+                assert_eq!((v[1].id, v[1].rest.len()), (2, 0));
+            }
+            "slot_rests" => {
+                streamed(same::<Vec<SlotRest>>(bytes));
+                let v = load(bytes).load::<Vec<SlotRest>>().unwrap();
+                // `y` is a slot the type has no field for; `other` is in
+                // the `__dict__` part, read before the slots.
+                assert_eq!(
+                    v[0].rest,
+                    [(reduce::Value::str("y"), reduce::Value::str("a"))]
+                );
+                assert_eq!(
+                    v[1].rest,
+                    [
+                        (reduce::Value::str("other"), reduce::Value::str("o")),
+                        (reduce::Value::str("y"), reduce::Value::str("c"))
+                    ]
+                );
+            }
+            "opens" => {
+                streamed(same::<Vec<Open>>(bytes));
+                let v = load(bytes).load::<Vec<Open>>().unwrap();
+                assert_eq!(v.len(), 3);
+                assert!(v[2].rest.is_empty());
             }
             "colors" => {
                 streamed(same::<Vec<Color>>(bytes));
@@ -914,4 +1189,130 @@ fn both_paths_agree_on_mutations_of_cpythons_instances_and_enums() {
         }
     }
     assert!(loads > 1000, "{loads}");
+}
+
+/// Every CPython fixture that loads as a `Value` is read by the stream, but
+/// for those that fetch a list or dict from the memo (a shared mutable
+/// object, which the stream leaves to the Graph path).
+#[test]
+fn the_stream_reads_values() {
+    let mut streamed = 0;
+    let mut shared = 0;
+    for entry in std::fs::read_dir(fixtures().join("corpus")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".pickle") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        if Unpickler::from_slice(&bytes)
+            .streaming(false)
+            .load::<reduce::Value>()
+            .is_err()
+        {
+            continue;
+        }
+        let read = same::<reduce::Value>(&bytes);
+        if name.starts_with("shared_list") || name.starts_with("shared_dict") {
+            assert!(!read, "{name}: a shared list was streamed");
+            shared += 1;
+        } else {
+            assert!(read, "{name} was not streamed as a Value");
+            streamed += 1;
+        }
+        if name.starts_with("list") || name.starts_with("dicts") {
+            assert!(same::<Vec<reduce::Value>>(&bytes), "{name} as Vec<Value>");
+        }
+    }
+    assert!(streamed > 300 && shared >= 12, "{streamed} {shared}");
+}
+
+/// Derived types with fields read by their Graph-path readers (`with`,
+/// `registry`, `serde`) are read by the stream, at every protocol, with
+/// the value the Graph path gives.
+#[test]
+fn the_stream_reads_fields_read_by_their_own_readers() {
+    register_timedelta();
+    let timed = vec![
+        Timed {
+            n: 1,
+            took: std::time::Duration::from_millis(1500),
+            wait: std::time::Duration::new(61, 5000),
+        },
+        Timed {
+            n: 2,
+            took: std::time::Duration::ZERO,
+            wait: std::time::Duration::new(86_401, 0),
+        },
+    ];
+    let jobs = vec![Job {
+        name: "sync".into(),
+        settings: Settings {
+            retries: 3,
+            hosts: vec!["a".into(), "b".into()],
+        },
+        took: std::time::Duration::from_secs(2),
+    }];
+    for p in 0..=5 {
+        let bytes = reduce::to_vec_with_protocol(&timed, p).unwrap();
+        assert!(same::<Vec<Timed>>(&bytes), "Timed at protocol {p}");
+        assert_eq!(load(&bytes).load::<Vec<Timed>>().unwrap(), timed);
+        let bytes = reduce::to_vec_with_protocol(&jobs, p).unwrap();
+        assert!(same::<Vec<Job>>(&bytes), "Job at protocol {p}");
+        assert_eq!(load(&bytes).load::<Vec<Job>>().unwrap(), jobs);
+    }
+    let classes = Classes {
+        a: reduce::Value::global("builtins", "set"),
+        b: reduce::Value::global("builtins", "frozenset"),
+    };
+    for p in 0..=5 {
+        let bytes = reduce::to_vec_with_protocol(&classes, p).unwrap();
+        if p >= 4 {
+            assert_eq!(
+                bytes.windows(8).filter(|w| w == b"builtins").count(),
+                1,
+                "the module name once, then fetched"
+            );
+        }
+        assert!(same::<Classes>(&bytes), "Classes at protocol {p}");
+        assert_eq!(load(&bytes).load::<Classes>().unwrap(), classes);
+    }
+    // A field reader's error is the Graph path's: a negative duration.
+    let mut t = reduce::to_vec(&timed[0]).unwrap();
+    let at = t
+        .windows(9)
+        .position(|w| w == [b'G', 0x3f, 0xf8, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    t[at + 1] = 0xbf;
+    let mut u = load(&t);
+    let err = u.load::<Timed>().unwrap_err().to_string();
+    assert!(!u.streamed());
+    assert!(err.contains("took"), "{err}");
+    assert!(!same::<Timed>(&t));
+}
+
+/// Hostile shapes read as a `Value`: deep nesting, a long chain of
+/// tuples each wrapping the last, and a memo DAG that doubles at each
+/// level. The stream leaves each to the Graph path (no stack overflow, no
+/// unbounded work), whose error both paths give.
+#[test]
+fn the_stream_refuses_hostile_values_as_the_graph_path_does() {
+    let n = 200_000;
+    let mut nested = b"\x80\x02".to_vec();
+    nested.extend(std::iter::repeat_n(b']', n));
+    nested.extend(std::iter::repeat_n(b'a', n - 1));
+    nested.push(b'.');
+    let mut chain = b"\x80\x02K\x01".to_vec();
+    chain.extend(std::iter::repeat_n(0x85u8, n));
+    chain.push(b'.');
+    let mut dag = b"\x80\x02K\x01K\x01\x86q\x00".to_vec();
+    for i in 0..40u8 {
+        dag.extend([b'h', i, b'h', i, 0x86, b'q', i + 1]);
+    }
+    dag.push(b'.');
+    for bytes in [nested, chain, dag] {
+        assert!(!same::<reduce::Value>(&bytes));
+        assert!(!same::<Vec<reduce::Value>>(&bytes));
+        assert!(load(&bytes).load::<reduce::Value>().is_err());
+    }
 }

@@ -12,6 +12,10 @@
 //! written, which gives the same value for everything a typed read can
 //! share by value (strings, tuples, globals, and containers read by value).
 //!
+//! A `Value` (and a field read by its own Graph-path reader, from the
+//! `Value` of it) is read by [`Stream::value`] (`stream/any.rs`), which
+//! follows what a stack machine does with each value it reads.
+//!
 //! Whatever the stream does not expect (a shape other than CPython's, a
 //! cycle, a container changed after it was built, a limit approached, an
 //! error of any kind) is a [`Miss`]: the caller then reads the whole pickle
@@ -24,11 +28,13 @@ use num_bigint::BigInt;
 use super::decode::{self, IntLine};
 use super::input::SliceRead;
 use super::machine::NAME_BYTES_PER_INPUT_BYTE;
-use super::{known_global, Options, Resolve};
+use super::{known_global, Options, Resolve, StringDecoding};
 use crate::base::limits::{grow, GROW_EVERY};
 use crate::base::op::*;
 use crate::text::compat;
 use crate::value::Value;
+
+mod any;
 
 /// The stream cannot read this pickle as the type asked for: read it
 /// through the `Graph` path instead.
@@ -49,6 +55,10 @@ struct Slot {
     /// holds while it reads.)
     start: u32,
     open: bool,
+    /// Memoized inside a field read by its Graph-path reader (see
+    /// [`Stream::sealed_value`]): a fetch of it is a miss, but for the name
+    /// of a global (`STACK_GLOBAL` copies it).
+    sealed: bool,
     kind: Kind,
 }
 
@@ -73,6 +83,14 @@ pub enum Kind {
     Nested,
     /// An object built by a call (`REDUCE`).
     Object,
+    /// A `set` (`EMPTY_SET`, `ADDITEMS`), read as a [`Value`].
+    Set,
+    /// A `frozenset` written `MARK` ... `FROZENSET`, read as a [`Value`].
+    FrozenSet,
+    /// Anything else a [`Value`] read holds: no typed reader reads it
+    /// again, nor does the `Value` reader (a form CPython does not write,
+    /// or the result of a call to a builtin).
+    Opaque,
 }
 
 /// Where a value began, and whether reading it jumped back to an earlier
@@ -121,6 +139,33 @@ pub struct Stream<'a> {
     max_int_digits: usize,
     fix_imports: bool,
     resolve: &'a dyn Resolve,
+    /// Where the pickle starts, for [`Stream::closer_of`]'s pass.
+    origin: usize,
+    /// How Python 2 strings decode, for the [`Value`] reader.
+    strings: StringDecoding,
+    /// Where a typed tuple of `n` items without a `MARK` begins, while its
+    /// items are read: a [`Value`] read there leaves the closing `TUPLEn`
+    /// to the tuple (see [`Stream::value`]).
+    claims: Vec<(usize, usize)>,
+    /// The marks and what takes each value from the stack, found by one
+    /// pass over the pickle the first time a [`Value`] read needs them.
+    analysis: Option<Box<any::Analysis>>,
+    /// Values the [`Value`] reader made, and memo fetches it followed.
+    nodes: usize,
+    gets: usize,
+    /// The most values one [`Value`] may hold: the Graph path's
+    /// `max_tree_nodes`, the lower of the load's and the default.
+    max_tree_nodes: usize,
+    /// Set while a field is read for its Graph-path reader: a memo fetch is
+    /// a miss, but of a global (see [`Stream::sealed_value`]).
+    sealed: bool,
+    /// Set while the names of a `STACK_GLOBAL` are read: a fetch of a
+    /// sealed entry is no miss there.
+    names: bool,
+    /// Where the attribute name just read began (see
+    /// [`Stream::attribute`]).
+    key_spot: Option<Spot>,
+    max_typed_depth: usize,
 }
 
 impl<'a> Stream<'a> {
@@ -151,7 +196,35 @@ impl<'a> Stream<'a> {
             max_int_digits: limits.max_int_digits,
             fix_imports: options.fix_imports,
             resolve,
+            origin: pos,
+            strings: options.strings,
+            claims: Vec::new(),
+            analysis: None,
+            nodes: 0,
+            gets: 0,
+            max_tree_nodes: limits
+                .max_tree_nodes
+                .min(crate::base::limits::Limits::default().max_tree_nodes),
+            sealed: false,
+            names: false,
+            key_spot: None,
+            max_typed_depth: limits.max_typed_depth,
         }
+    }
+
+    /// What resolves globals: the layer above's registry.
+    pub(crate) fn resolver(&self) -> &'a dyn Resolve {
+        self.resolve
+    }
+
+    /// How many values deep the cursor is (one for the root).
+    pub(crate) fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// [`Limits::max_typed_depth`](crate::Limits::max_typed_depth).
+    pub(crate) fn max_typed_depth(&self) -> usize {
+        self.max_typed_depth
     }
 
     /// Reads a whole pickle as a `T`: its `PROTO`, the value, and `STOP`.
@@ -327,7 +400,7 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
         }
-        if slot.open {
+        if slot.open || (slot.sealed && !self.names) {
             return Err(Miss);
         }
         self.pos = after;
@@ -384,6 +457,7 @@ impl<'a> Stream<'a> {
         self.memo.push(Slot {
             start,
             open: false,
+            sealed: false,
             kind,
         });
         self.memo_len += 1;
@@ -424,7 +498,12 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
             let start = u32::try_from(start).map_err(|_| Miss)?;
-            self.memo.push(Slot { start, open, kind });
+            self.memo.push(Slot {
+                start,
+                open,
+                sealed: false,
+                kind,
+            });
             self.memo_len += 1;
             if self.memo_len > self.max_memo {
                 return Err(Miss);
@@ -589,7 +668,11 @@ impl<'a> Stream<'a> {
         }
         let slot = self.memo.get(*data.get(at + 1)? as usize)?;
         let start = slot.start as usize;
-        if slot.kind != Kind::Str || data.get(start) != Some(&SHORT_BINUNICODE) {
+        if slot.open
+            || slot.sealed
+            || slot.kind != Kind::Str
+            || data.get(start) != Some(&SHORT_BINUNICODE)
+        {
             return None;
         }
         // A memo put after the GET records it again: the general path.
@@ -805,7 +888,15 @@ impl<'a> Stream<'a> {
             return Err(Miss);
         }
         self.push(n + usize::from(marked))?;
-        let r = items(self)?;
+        let r = if marked {
+            items(self)?
+        } else {
+            // A `Value` as the first item leaves TUPLEn to this tuple.
+            self.claims.push((self.pos, n));
+            let r = items(self);
+            self.claims.pop();
+            r?
+        };
         self.height -= n + usize::from(marked);
         let close = if marked {
             TUPLE
@@ -988,8 +1079,10 @@ impl<'a> Stream<'a> {
             }
             _ => {
                 self.push(2)?;
-                let m = self.str()?;
-                let n = self.str()?;
+                self.names = true;
+                let names = self.str().and_then(|m| Ok((m, self.str()?)));
+                self.names = false;
+                let (m, n) = names?;
                 self.height -= 2;
                 if self.op()? != STACK_GLOBAL {
                     return Err(Miss);
@@ -1142,9 +1235,13 @@ impl<'a> Stream<'a> {
     ) -> Pulled<()> {
         self.dict(
             |s| {
+                let spot = s.spot();
                 let key = s.key()?;
                 s.push(1)?;
-                if !entry(s, &key)? {
+                s.key_spot = Some(spot);
+                let known = entry(s, &key);
+                s.key_spot = None;
+                if !known? {
                     // An unknown attribute: its name is checked as the
                     // Graph path's decoder checks it, its value skipped.
                     std::str::from_utf8(&key).map_err(|_| Miss)?;

@@ -501,6 +501,17 @@ pub mod field {
         s.value(&crate::serde::to_value(value)?)
     }
 
+    /// [`construct`] on the stream: the field's value as a `Value`, then
+    /// deserialized (a miss where that fails, for the `Graph` path to say
+    /// why).
+    #[doc(hidden)]
+    pub fn construct_stream<T: DeserializeOwned>(
+        s: &mut crate::read::stream::Stream<'_>,
+    ) -> crate::read::stream::Pulled<T> {
+        let value = s.value()?;
+        crate::serde::from_value(&value).map_err(|_| crate::read::stream::Miss)
+    }
+
     /// Reads a `T` from the plain data at `node` (shared parts by value).
     pub fn construct<T: DeserializeOwned>(node: Node<'_>) -> Result<T> {
         let value = Value::construct(node)?;

@@ -97,6 +97,28 @@ pub trait Construct: Sized {
     }
 }
 
+/// A field read by its own Graph-path reader `read` (`#[reduce(with)]`,
+/// `#[reduce(registry)]`) on the stream: its value read as a [`Value`]
+/// ([`Stream::sealed_value`]) and given, as a graph of its own, to `read`
+/// at the depth the `Graph` path would, with its own context (nothing in it
+/// is shared with the rest of the load) and its queued states applied
+/// after.
+pub(crate) fn graph_field<T>(
+    s: &mut Stream<'_>,
+    read: impl FnOnce(Node<'_>) -> Result<T>,
+) -> Pulled<T> {
+    let lookup: &Lookup = s.resolver().as_any().downcast_ref().ok_or(Miss)?;
+    let value = s.sealed_value()?;
+    let graph = Graph::new(value);
+    let ctx = Ctx::new(lookup, &graph, s.max_typed_depth());
+    let mut node = Node::root(&graph, &ctx);
+    // The stream counts the root one level deep, the Graph path none.
+    node.depth = s.depth().checked_sub(1).ok_or(Miss)?;
+    let value = read(node).map_err(|_| Miss)?;
+    ctx.finish().map_err(|_| Miss)?;
+    Ok(value)
+}
+
 /// The state of one typed load: the registry, and the objects already built
 /// for shared ids (so two references to one object give one `Rc`).
 pub struct Ctx<'l> {

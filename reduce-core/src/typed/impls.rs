@@ -846,6 +846,10 @@ impl Construct for Value {
     fn from_graph(graph: Graph, _lookup: &Lookup, limits: &Limits) -> Result<Self> {
         graph.into_tree(limits.max_tree_nodes)
     }
+
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.value()
+    }
 }
 
 /// The whole loaded pickle, sharing and cycles kept.
@@ -856,5 +860,11 @@ impl Construct for Graph {
 
     fn from_graph(graph: Graph, _lookup: &Lookup, _limits: &Limits) -> Result<Self> {
         Ok(graph)
+    }
+
+    /// The whole pickle, when nothing in it is fetched from the memo (so
+    /// nothing is shared).
+    fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
+        s.graph()
     }
 }

@@ -17,6 +17,15 @@ pub fn bytes_stream(s: &mut Stream<'_>) -> Pulled<Vec<u8>> {
     s.bytes().map(<[u8]>::to_vec)
 }
 
+/// A field read `with` a function or through the registry, on the stream:
+/// see [`graph_field`](crate::typed::construct::graph_field).
+pub fn graph_field<T>(
+    s: &mut Stream<'_>,
+    read: impl FnOnce(crate::typed::construct::Node<'_>) -> crate::base::error::Result<T>,
+) -> Pulled<T> {
+    crate::typed::construct::graph_field(s, read)
+}
+
 /// `a::b::c` as Python spells a module, `a.b.c`, made once per module.
 pub fn dotted(module_path: &'static str) -> &'static str {
     static CACHE: LazyLock<Mutex<HashMap<&'static str, &'static str>>> =

@@ -621,6 +621,10 @@ impl Lookup {
 /// needs it or a constructor (or an installed preset) is registered for it,
 /// unless two derived types claim it.
 impl Resolve for Lookup {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn find_class(&self, module: &str, name: &str, plain_data: bool) -> Result<()> {
         let path = format!("{module}.{name}");
         if let Some(why) = self.conflict(&path) {

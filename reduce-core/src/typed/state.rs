@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use crate::base::error::{Error, Result};
+use crate::read::stream::{Miss, Pulled, Stream};
 use crate::typed::construct::{Call, Construct, Node};
 use crate::typed::save::{FnReduce, Reduce, Saver};
 use crate::value::Value;
@@ -61,11 +62,25 @@ pub trait Rest: Default {
 
     /// The attributes kept, as (name, value) pairs in the order to write them.
     fn attributes(&self) -> Vec<(&dyn Reduce, &dyn Reduce)>;
+
+    /// Keeps one attribute read from the stream
+    /// ([`Stream::attribute`]): as [`read_attribute`](Rest::read_attribute)
+    /// does, or a miss. The default always misses.
+    #[doc(hidden)]
+    fn read_attribute_stream(&mut self, stream: &mut Stream<'_>) -> Pulled<()> {
+        let _ = stream;
+        Err(Miss)
+    }
 }
 
 impl<K: Construct + Reduce, V: Construct + Reduce> Rest for Vec<(K, V)> {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.push((name.construct()?, value.construct()?));
+        Ok(())
+    }
+
+    fn read_attribute_stream(&mut self, s: &mut Stream<'_>) -> Pulled<()> {
+        self.push(s.attribute(K::construct_stream, V::construct_stream)?);
         Ok(())
     }
 
@@ -79,6 +94,12 @@ impl<K: Construct + Reduce, V: Construct + Reduce> Rest for Vec<(K, V)> {
 impl<K: Construct + Reduce + Ord, V: Construct + Reduce> Rest for BTreeMap<K, V> {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.insert(name.construct()?, value.construct()?);
+        Ok(())
+    }
+
+    fn read_attribute_stream(&mut self, s: &mut Stream<'_>) -> Pulled<()> {
+        let (k, v) = s.attribute(K::construct_stream, V::construct_stream)?;
+        self.insert(k, v);
         Ok(())
     }
 
@@ -98,6 +119,12 @@ where
 {
     fn read_attribute(&mut self, name: Node<'_>, value: Node<'_>) -> Result<()> {
         self.insert(name.construct()?, value.construct()?);
+        Ok(())
+    }
+
+    fn read_attribute_stream(&mut self, s: &mut Stream<'_>) -> Pulled<()> {
+        let (k, v) = s.attribute(K::construct_stream, V::construct_stream)?;
+        self.insert(k, v);
         Ok(())
     }
 
