@@ -377,6 +377,45 @@ fn both_paths_agree_on_every_fixture() {
     assert!(streamed > 0);
 }
 
+/// Loads `bytes` as a `T` both ways under `limits`: the same value or the
+/// same error.
+fn same_under<T: Construct + PartialEq + Debug>(bytes: &[u8], limits: &reduce::Limits) {
+    let a = Unpickler::from_slice(bytes)
+        .limits(limits.clone())
+        .load::<T>();
+    let b = Unpickler::from_slice(bytes)
+        .limits(limits.clone())
+        .streaming(false)
+        .load::<T>();
+    match (&a, &b) {
+        (Ok(x), Ok(y)) => assert!(x == y || format!("{x:?}") == format!("{y:?}")),
+        (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "errors differ for {bytes:?}"),
+        _ => panic!(
+            "one path failed for {} under {limits:?} on {bytes:?}:\nstream: {a:?}\ngraph:  {b:?}",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+/// The stack limit holds on the stream exactly where it holds on the
+/// `Graph` path: a container counts while its items are read.
+#[test]
+fn both_paths_agree_on_every_stack_limit() {
+    let mut cases = pickles_in(&fixtures().join("corpus"));
+    cases.extend(cpython_cases().into_iter().map(|(_, _, b)| b));
+    for bytes in &cases {
+        for max in 0..8 {
+            let limits = reduce::Limits::default().max_stack(max);
+            same_under::<Vec<i64>>(bytes, &limits);
+            same_under::<Vec<Vec<i64>>>(bytes, &limits);
+            same_under::<HashMap<String, Vec<String>>>(bytes, &limits);
+            same_under::<(i64, String, Vec<f64>)>(bytes, &limits);
+            same_under::<reduce::Value>(bytes, &limits);
+            same_under::<Vec<Rec>>(bytes, &limits);
+        }
+    }
+}
+
 /// Loads a CPython fixture as a `T`, checking that the stream read it.
 fn streams<T: Construct + PartialEq + Debug>(name: &str) {
     let bytes = std::fs::read(fixtures().join("corpus").join(name)).unwrap();

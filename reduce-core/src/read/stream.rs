@@ -241,6 +241,8 @@ impl<'a> Stream<'a> {
             }
         }
         let value = self.read(value)?;
+        // The root's own slot, as a container counts an item's.
+        self.push(1)?;
         if self.op()? != STOP {
             return Err(Miss);
         }
@@ -729,7 +731,10 @@ impl<'a> Stream<'a> {
             _ => return Err(Miss),
         }
         let key = self.memo_after(mark.start, Kind::List, true)?;
+        // The container sits on the stack while its items are read.
+        self.push(1)?;
         let n = self.items(APPEND, APPENDS, 1, read, sink)?;
+        self.height -= 1;
         self.close(key);
         self.end(mark, Kind::List)?;
         Ok(n)
@@ -749,7 +754,10 @@ impl<'a> Stream<'a> {
             _ => return Err(Miss),
         }
         let key = self.memo_after(mark.start, Kind::Dict, true)?;
+        // The container sits on the stack while its items are read.
+        self.push(1)?;
         let n = self.items(SETITEM, SETITEMS, 2, read, sink)?;
+        self.height -= 1;
         self.close(key);
         self.end(mark, Kind::Dict)?;
         Ok(n)
@@ -776,8 +784,14 @@ impl<'a> Stream<'a> {
                 self.push(1)?;
                 let mut k = 0;
                 while self.peek()? != many {
+                    // A pair's key sits on the stack while its value is
+                    // read: counted for the whole item, to be safe.
+                    self.push(per - 1)?;
                     match read(self) {
-                        Ok(v) => sink(v),
+                        Ok(v) => {
+                            self.height -= per - 1;
+                            sink(v)
+                        }
                         // From protocol 2 a MARK right after the header
                         // may open a marked tuple (of more than three
                         // items): the container's one item, or the next
@@ -785,7 +799,7 @@ impl<'a> Stream<'a> {
                         // Nothing was taken yet: read it as such.
                         Err(Miss) if k == 0 && first && self.proto >= 2 => {
                             self.undo(spot)?;
-                            if let Some(v) = self.alone(&mut read, one)? {
+                            if let Some(v) = self.alone(&mut read, one, per)? {
                                 sink(v);
                                 n += 1;
                             }
@@ -802,7 +816,7 @@ impl<'a> Stream<'a> {
             } else if self.proto >= 2 && !first {
                 break;
             } else {
-                match self.alone(&mut read, one)? {
+                match self.alone(&mut read, one, per)? {
                     Some(v) => {
                         sink(v);
                         n += 1;
@@ -824,9 +838,17 @@ impl<'a> Stream<'a> {
         &mut self,
         read: &mut impl FnMut(&mut Self) -> Pulled<T>,
         one: u8,
+        per: usize,
     ) -> Pulled<Option<T>> {
         let spot = self.spot();
+        // The stack limit as the `Graph` path meets it: the key while the
+        // value is read, then the whole item before `one` takes it. Past
+        // the limit is a miss of the whole load, not an item in vain.
+        self.push(per - 1)?;
         if let Ok(v) = read(self) {
+            self.height -= per - 1;
+            self.push(per)?;
+            self.height -= per;
             if self.eat(one)? {
                 return Ok(Some(v));
             }
