@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixtures, run, stderr};
+use common::{fixtures, run, stderr, stdout};
 
 /// What CPython reads from a safetensors file, parsed by hand (header
 /// length, JSON header, little-endian data), as JSON: name to dtype,
@@ -40,7 +40,9 @@ fn zip_and_legacy_checkpoints_convert_to_the_same_tensors() {
     )
     .unwrap();
     let dir = reduce_tests::scratch_dir("cli-convert");
-    for name in ["tiny_zip.pt", "tiny_legacy.pt"] {
+    // tiny_case_zip.pt: tiny_zip.pt with tiny/DATA.PKL, tiny/ByteOrder,
+    // tiny/Data/0, tiny/DATA/1 ..., which torch finds whatever their case.
+    for name in ["tiny_zip.pt", "tiny_legacy.pt", "tiny_case_zip.pt"] {
         let out_file = dir.join(format!("{name}.safetensors"));
         let out = run(&[
             "convert",
@@ -57,6 +59,29 @@ fn zip_and_legacy_checkpoints_convert_to_the_same_tensors() {
         let got = read_safetensors(&out_file);
         assert_eq!(got, expected, "{name}");
     }
+}
+
+/// The member convert loads is the one scan judges and show prints.
+#[test]
+fn convert_scan_and_show_read_the_same_member() {
+    let file = fixtures().join("torch/tiny_case_zip.pt");
+    let file = file.to_str().unwrap();
+    let out = run(&["scan", "--json", "--allow", "torch", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{}", stdout(&out));
+    assert_eq!(records[0]["member"], "tiny/DATA.PKL");
+    assert_eq!(records[0]["verdict"], "safe");
+    let out = run(&["show", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("'epoch': 3, 'note': 'tiny'"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
