@@ -80,8 +80,9 @@ pub fn write(tensors: &[Tensor], out: &Path) -> Result<(), String> {
 /// refuses any global outside torch's `weights_only` allow-list. Tensors
 /// are found through dicts (nested keys joined with `.`); anything else
 /// (epoch counters, strings, lists) is left out, and `skipped` names it.
-pub fn load(bytes: &[u8], skipped: &mut Vec<String>) -> Result<Vec<Tensor>, String> {
-    let checkpoint = torch::from_slice(bytes).map_err(refusal)?;
+/// `path` is the checkpoint's, for the commands an error suggests.
+pub fn load(bytes: &[u8], path: &Path, skipped: &mut Vec<String>) -> Result<Vec<Tensor>, String> {
+    let checkpoint = torch::from_slice(bytes).map_err(|e| refusal(e, path))?;
     let mut out = Vec::new();
     // Depth first, in the saved order, without recursion.
     let mut stack: Vec<(String, &Object)> = vec![(String::new(), checkpoint.root())];
@@ -121,12 +122,34 @@ pub fn load(bytes: &[u8], skipped: &mut Vec<String>) -> Result<Vec<Tensor>, Stri
     Ok(out)
 }
 
-/// The loader's error, saying also when a refused global can run code.
-fn refusal(e: reduce::Error) -> String {
-    if let ErrorKind::UnknownGlobal { module, name, .. } = e.kind() {
-        if let Some(reason) = policy::danger(module, name) {
-            return format!("{e}; `{module}.{name}` can run code: {reason}");
+/// The loader's error, as a command-line user can act on it. The
+/// library's advice for an unknown global (register a constructor, read
+/// inertly) is for programs; `convert` has no option that allows a name,
+/// so the message says which name was refused, whether it can run code,
+/// and which commands show the checkpoint without loading it.
+fn refusal(e: reduce::Error, path: &Path) -> String {
+    let at = match (e.offset(), e.opcode_name()) {
+        (Some(at), Some(op)) => format!(" (at byte {at}, {op})"),
+        (Some(at), None) => format!(" (at byte {at})"),
+        _ => String::new(),
+    };
+    let look = format!(
+        "`reduce scan --allow torch {0}` lists every global it names, and `reduce show {0}` prints it without loading anything",
+        path.display()
+    );
+    match e.kind() {
+        ErrorKind::UnknownGlobal { module, name, .. } => {
+            let danger = match policy::danger(module, name) {
+                Some(reason) => format!("; `{module}.{name}` can run code: {reason}"),
+                None => String::new(),
+            };
+            format!(
+                "refused: the checkpoint names `{module}.{name}`{at}, which is not in torch's weights_only allow-list{danger}. convert loads only the names in that list and has no option to allow others (torch.load(weights_only=True) refuses it too); {look}"
+            )
         }
+        ErrorKind::UnknownExtension(code) => format!(
+            "refused: the checkpoint names a global by extension code {code}{at}, which torch's weights_only loader refuses, and so does convert; {look}"
+        ),
+        _ => e.to_string(),
     }
-    e.to_string()
 }

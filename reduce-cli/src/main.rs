@@ -194,7 +194,7 @@ fn run(cli: Cli) -> Result<u8, String> {
         Command::Convert { checkpoint, out } => {
             let bytes = read(&checkpoint)?;
             let mut skipped = Vec::new();
-            let tensors = convert::load(&bytes, &mut skipped)
+            let tensors = convert::load(&bytes, &checkpoint, &mut skipped)
                 .map_err(|e| format!("{}: {e}", checkpoint.display()))?;
             if tensors.is_empty() {
                 return Err(format!("{}: no tensors found", checkpoint.display()));

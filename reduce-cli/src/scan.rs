@@ -520,7 +520,7 @@ fn scan_pickle(
 }
 
 /// The first pickle of a file as `show` and `dis` read it: a zip
-/// archive's `data.pkl` (or first `.pkl` member), the member `pickle` of
+/// archive's `data.pkl` as torch finds it (or first `.pkl` member), the member `pickle` of
 /// a legacy torch tar archive, an object `.npy`'s pickle, or the file.
 pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     if is_npy(bytes) {
@@ -543,18 +543,26 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format!("not a readable zip archive: {e}"))?;
-    // torch loads `<archive>/data.pkl`; any other `.pkl` member (a
-    // TorchScript archive's constants.pkl) only when there is no data.pkl.
-    let name = archive
-        .file_names()
-        .filter(|n| n.to_ascii_lowercase().ends_with(".pkl"))
-        .min_by_key(|n| {
-            let lower = n.to_ascii_lowercase();
-            let data = lower == "data.pkl" || lower.ends_with("/data.pkl");
-            (!data, n.to_string())
-        })
-        .map(str::to_string)
-        .ok_or("expected a .pkl member in the zip archive, found none")?;
+    // The member torch loads, found as reduce::torch finds it (in the
+    // first member's folder, whatever its case); without one, another
+    // data.pkl, then any `.pkl` member (a TorchScript archive's
+    // constants.pkl).
+    let names: Vec<&str> = archive.file_names().collect();
+    let name = match reduce::torch::archive_member(&names, "data.pkl") {
+        Ok(Some(name)) => name,
+        Ok(None) => names
+            .iter()
+            .copied()
+            .filter(|n| n.to_ascii_lowercase().ends_with(".pkl"))
+            .min_by_key(|n| {
+                let lower = n.to_ascii_lowercase();
+                let data = lower == "data.pkl" || lower.ends_with("/data.pkl");
+                (!data, n.to_string())
+            })
+            .ok_or("expected a .pkl member in the zip archive, found none")?,
+        Err(e) => return Err(e.to_string()),
+    }
+    .to_string();
     let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
     let size = file.size();
     let mut data = Vec::with_capacity(size.min(bytes.len() as u64 * 4) as usize);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixtures, run, stderr};
+use common::{fixtures, run, stderr, stdout};
 
 /// What CPython reads from a safetensors file, parsed by hand (header
 /// length, JSON header, little-endian data), as JSON: name to dtype,
@@ -40,7 +40,9 @@ fn zip_and_legacy_checkpoints_convert_to_the_same_tensors() {
     )
     .unwrap();
     let dir = reduce_tests::scratch_dir("cli-convert");
-    for name in ["tiny_zip.pt", "tiny_legacy.pt"] {
+    // tiny_case_zip.pt: tiny_zip.pt with tiny/DATA.PKL, tiny/ByteOrder,
+    // tiny/Data/0, tiny/DATA/1 ..., which torch finds whatever their case.
+    for name in ["tiny_zip.pt", "tiny_legacy.pt", "tiny_case_zip.pt"] {
         let out_file = dir.join(format!("{name}.safetensors"));
         let out = run(&[
             "convert",
@@ -59,6 +61,45 @@ fn zip_and_legacy_checkpoints_convert_to_the_same_tensors() {
     }
 }
 
+/// The member convert loads is the one scan judges and show prints.
+#[test]
+fn convert_scan_and_show_read_the_same_member() {
+    let file = fixtures().join("torch/tiny_case_zip.pt");
+    let file = file.to_str().unwrap();
+    let out = run(&["scan", "--json", "--allow", "torch", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "{}", stdout(&out));
+    assert_eq!(records[0]["member"], "tiny/DATA.PKL");
+    assert_eq!(records[0]["verdict"], "safe");
+    let out = run(&["show", file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("'epoch': 3, 'note': 'tiny'"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// The offset of the opcode naming `global` ("module name") in a zip's
+/// data.pkl, as pickletools finds it.
+fn global_offset(zip: &std::path::Path, global: &str) -> String {
+    let mut cmd = reduce_tests::python3();
+    cmd.arg("-c")
+        .arg(
+            "import pickletools, sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[1])\n\
+             data = z.read([n for n in z.namelist() if n.endswith('data.pkl')][0])\n\
+             print([p for op, arg, p in pickletools.genops(data) if arg == sys.argv[2]][0])",
+        )
+        .arg(zip)
+        .arg(global);
+    common::python_output(cmd).trim().to_string()
+}
+
 #[test]
 fn a_checkpoint_that_calls_anything_else_is_refused() {
     let dir = reduce_tests::scratch_dir("cli-convert");
@@ -71,29 +112,22 @@ fn a_checkpoint_that_calls_anything_else_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     // Named with the offset of its opcode in data.pkl, as pickletools
     // finds it, and said to run code.
-    let mut cmd = reduce_tests::python3();
-    cmd.arg("-c")
-        .arg(
-            "import pickletools, sys, zipfile\n\
-             z = zipfile.ZipFile(sys.argv[1])\n\
-             data = z.read([n for n in z.namelist() if n.endswith('data.pkl')][0])\n\
-             print([p for op, arg, p in pickletools.genops(data) if arg == 'posix system'][0])",
+    let offset = global_offset(&fixtures().join("torch/evil_zip.pt"), "posix system");
+    let evil = fixtures().join("torch/evil_zip.pt");
+    let evil = evil.display();
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "reduce: {evil}: refused: the checkpoint names `posix.system` (at byte {offset}, GLOBAL), \
+             which is not in torch's weights_only allow-list; `posix.system` can run code: runs a shell command or another program. \
+             convert loads only the names in that list and has no option to allow others \
+             (torch.load(weights_only=True) refuses it too); `reduce scan --allow torch {evil}` \
+             lists every global it names, and `reduce show {evil}` prints it without loading anything\n"
         )
-        .arg(fixtures().join("torch/evil_zip.pt"));
-    let offset = common::python_output(cmd);
-    assert!(
-        stderr(&out).contains("`posix.system` is not allowed")
-            && stderr(&out).contains(&format!("(at byte {}, GLOBAL)", offset.trim())),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("`posix.system` can run code: runs a shell command"),
-        "{}",
-        stderr(&out)
     );
     assert!(!out_file.exists());
-    // A global that is harmless but not in the list is refused too.
+    // A global that is harmless but not in the list is refused too; the
+    // library's advice (a constructor, inert mode) means nothing here.
     let dated = fixtures().join("torch/dated_zip.pt");
     let out = run(&[
         "convert",
@@ -101,13 +135,25 @@ fn a_checkpoint_that_calls_anything_else_is_refused() {
         out_file.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2));
+    let offset = global_offset(&dated, "datetime date");
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("`datetime.date` is not allowed")
-            && stderr(&out).contains("not in torch's weights_only allow-list) (at byte "),
-        "{}",
-        stderr(&out)
+        err.contains(&format!(
+            "refused: the checkpoint names `datetime.date` (at byte {offset}, GLOBAL), which is not in torch's weights_only allow-list. convert loads only"
+        )),
+        "{err}"
     );
-    assert!(!stderr(&out).contains("can run code"), "{}", stderr(&out));
+    for library_advice in ["register a constructor", "inert mode", "can run code"] {
+        assert!(!err.contains(library_advice), "{err}");
+    }
+    // What the message suggests works on that file: scan names the global.
+    let scanned = run(&["scan", "--allow", "torch", dated.to_str().unwrap()]);
+    assert_eq!(scanned.status.code(), Some(1), "{}", stderr(&scanned));
+    assert!(
+        stdout(&scanned).contains("datetime.date"),
+        "{}",
+        stdout(&scanned)
+    );
     assert!(!out_file.exists());
     // A plain pickle is not a checkpoint.
     let plain = fixtures().join("benign/datetime.p2.pkl");

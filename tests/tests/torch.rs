@@ -163,6 +163,51 @@ fn state_dicts_read_as_torch_saved_them() {
     }
 }
 
+/// state_dict.pt with its pickle, byte order and storages renamed in
+/// other cases (recase.py): torch looks its records up without regard to
+/// case, and so must the loader, or it refuses a file torch reads.
+#[test]
+fn records_are_found_whatever_their_case() {
+    let file = dir().join("state_dict_case.pt");
+    let names: Vec<String> = zip_names(&std::fs::read(&file).unwrap());
+    assert!(
+        names.iter().any(|n| n == "state_dict/DATA.PKL"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.ends_with("data.pkl")), "{names:?}");
+    let ck = torch::load(&file).unwrap();
+    check_against_torch("state_dict.pt", &ck);
+    assert_eq!(
+        ck.state_dict().unwrap(),
+        torch::load(dir().join("state_dict.pt"))
+            .unwrap()
+            .state_dict()
+            .unwrap()
+    );
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(
+        torch::archive_member(&names, "data.pkl").unwrap(),
+        Some("state_dict/DATA.PKL")
+    );
+    assert_eq!(
+        torch::archive_member(&names, "data/3").unwrap(),
+        Some("state_dict/DATA/3")
+    );
+}
+
+/// The member names of a zip archive, in central-directory order.
+fn zip_names(zip: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut at = 0;
+    while let Some(i) = zip[at..].windows(4).position(|w| w == b"PK\x01\x02") {
+        let h = at + i;
+        let n = u16::from_le_bytes([zip[h + 28], zip[h + 29]]) as usize;
+        names.push(String::from_utf8_lossy(&zip[h + 46..h + 46 + n]).into_owned());
+        at = h + 46 + n;
+    }
+    names
+}
+
 #[test]
 fn checkpoints_read_with_their_plain_data() {
     for (file, format) in [

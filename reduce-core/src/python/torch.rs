@@ -143,6 +143,9 @@ pub fn from_reader<R: Read + Seek>(reader: R) -> Result<Checkpoint> {
     load::from_reader(reader)
 }
 
+#[cfg(feature = "torch")]
+pub use self::load::archive_member;
+
 /// Reads a `torch.save` file held in memory.
 #[cfg(feature = "torch")]
 pub fn from_slice(bytes: &[u8]) -> Result<Checkpoint> {

@@ -237,45 +237,81 @@ fn storage_specs(graph: &Graph, legacy: bool) -> Result<Vec<StorageSpec>> {
     Ok(specs)
 }
 
+/// The member of a torch zip archive that `torch.load` reads as `record`
+/// (`data.pkl`, `byteorder`, `data/0`), given the archive's member names
+/// in central-directory order.
+///
+/// torch's reader (`PyTorchStreamReader`) puts every record in the folder
+/// of the archive's first member, and looks names up with miniz, which
+/// ignores ASCII case: `archive/DATA.PKL` is read as `archive/data.pkl`,
+/// `archive/Data/0` as storage `0`, and so is `ARCHIVE/DATA.PKL` (though
+/// `torch.load`, listing the records, then refuses an archive whose
+/// members do not all start with the first one's folder byte for byte;
+/// this lookup does not check that). An archive whose first member is in
+/// no folder, which torch refuses, is read from its top level.
+///
+/// `Ok(None)` when no member matches. Two members that differ only in
+/// case are an error: torch's binary search may find either, so which one
+/// it loads is not known.
+pub fn archive_member<'a>(names: &[&'a str], record: &str) -> Result<Option<&'a str>> {
+    let prefix = archive_folder(names);
+    let want = format!("{prefix}{record}");
+    let mut found = names.iter().filter(|n| n.eq_ignore_ascii_case(&want));
+    let first = found.next().copied();
+    if let Some(other) = found.next() {
+        return Err(Error::invalid(format!(
+            "the archive holds both `{}` and `{other}`, which torch does not tell apart (it finds {want} without regard to case): which one it loads is not known",
+            first.unwrap_or_default()
+        )));
+    }
+    Ok(first)
+}
+
+/// The folder of the archive's first member, with its slash: where torch
+/// looks for every record. Empty when that member is in no folder.
+fn archive_folder<'a>(names: &[&'a str]) -> &'a str {
+    names
+        .first()
+        .and_then(|first| first.find('/').map(|slash| &first[..=slash]))
+        .unwrap_or("")
+}
+
 fn read_zip<R: Read + Seek>(reader: R, len: u64) -> Result<Checkpoint> {
     let mut zip = zip::ZipArchive::new(reader).map_err(zip_error)?;
     // torch names the archive's one folder after the file (`model/` for
-    // model.pt; `archive/` when it wrote to a buffer).
-    let prefix = zip
-        .file_names()
-        .filter_map(|n| n.strip_suffix("data.pkl"))
-        .find(|p| p.is_empty() || (p.ends_with('/') && p.matches('/').count() == 1))
-        .map(str::to_owned)
-        .ok_or_else(|| Error::invalid("expected a torch checkpoint with data.pkl, found a zip archive without one (a TorchScript archive has code/ and constants.pkl: torch.jit.load reads those)"))?;
-    let pickle = read_entry(&mut zip, &format!("{prefix}data.pkl"), None, len)?;
-    let big_endian = match zip.index_for_name(&format!("{prefix}byteorder")) {
+    // model.pt; `archive/` when it wrote to a buffer), and finds its
+    // records there whatever their case.
+    let names: Vec<String> = zip.file_names().map(str::to_owned).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let prefix = archive_folder(&names);
+    let pickle_name = archive_member(&names, "data.pkl")?
+        .ok_or_else(|| Error::invalid(format!("expected a torch checkpoint with {prefix}data.pkl, found a zip archive without one (a TorchScript archive has code/ and constants.pkl: torch.jit.load reads those)")))?;
+    let pickle = read_entry(&mut zip, pickle_name, None, len)?;
+    let big_endian = match archive_member(&names, "byteorder")? {
         None => false,
-        Some(_) => {
-            match read_entry(&mut zip, &format!("{prefix}byteorder"), Some(16), len)?.as_slice() {
-                b"little" => false,
-                b"big" => true,
-                other => {
-                    return Err(Error::invalid(format!(
-                        "expected byteorder 'little' or 'big', found {:?}",
-                        String::from_utf8_lossy(other)
-                    )))
-                }
+        Some(name) => match read_entry(&mut zip, name, Some(16), len)?.as_slice() {
+            b"little" => false,
+            b"big" => true,
+            other => {
+                return Err(Error::invalid(format!(
+                    "expected byteorder 'little' or 'big', found {:?}",
+                    String::from_utf8_lossy(other)
+                )))
             }
-        }
+        },
     };
     let (graph, _) = load_object(&pickle)?;
     let specs = storage_specs(&graph, false)?;
     let mut storages = Vec::with_capacity(specs.len());
     for spec in specs {
-        let name = format!("{prefix}data/{}", spec.key);
         let nbytes = spec.nbytes()?;
-        if zip.index_for_name(&name).is_none() {
+        let Some(name) = archive_member(&names, &format!("data/{}", spec.key))? else {
             return Err(Error::invalid(format!(
-                "storage '{}' is named in data.pkl but the archive has no {name}",
-                spec.key
+                "storage '{}' is named in data.pkl but the archive has no {prefix}data/{}",
+                spec.key, spec.key
             )));
-        }
-        let mut data = read_entry(&mut zip, &name, Some(nbytes), len)?;
+        };
+        let mut data = read_entry(&mut zip, name, Some(nbytes), len)?;
         if data.len() != nbytes {
             return Err(Error::invalid(format!(
                 "expected {nbytes} bytes in {name} ({} {}), found {}",
@@ -815,6 +851,77 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "storage '0' is named in data.pkl but the archive has no m/data/0"
+        );
+    }
+
+    /// torch finds its records without regard to case, in the folder of
+    /// the first member: so does the loader, storages and byteorder too.
+    #[test]
+    fn records_are_found_whatever_their_case() {
+        let t = Tensor::new(Storage::new(DType::Float32, vec![0; 8]).unwrap(), &[2]).unwrap();
+        let p = pieces(&[("x".to_string(), t)]).unwrap();
+        let be: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_be_bytes())
+            .collect();
+        let mut file = Vec::new();
+        let mut zip = ZipOut::new(&mut file);
+        zip.entry("model/DATA.PKL", &p.pickle).unwrap();
+        zip.entry("model/ByteOrder", b"big").unwrap();
+        zip.entry("model/Data/0", &be).unwrap();
+        zip.finish().unwrap();
+        let ck = from_reader(std::io::Cursor::new(&file)).unwrap();
+        let sd = ck.state_dict().unwrap();
+        assert_eq!(sd[0].1.to_vec::<f32>().unwrap(), [1.5, -2.0]);
+
+        // Two members torch cannot tell apart: either could be loaded.
+        let mut file = Vec::new();
+        let mut zip = ZipOut::new(&mut file);
+        zip.entry("archive/data.pkl", &p.pickle).unwrap();
+        zip.entry("archive/DATA.pkl", &p.pickle).unwrap();
+        zip.finish().unwrap();
+        let err = from_reader(std::io::Cursor::new(&file)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the archive holds both `archive/data.pkl` and `archive/DATA.pkl`, which torch does not tell apart (it finds archive/data.pkl without regard to case): which one it loads is not known"
+        );
+    }
+
+    /// The folder is the first member's: a data.pkl in another folder is
+    /// not the one torch reads.
+    #[test]
+    fn records_are_in_the_first_members_folder() {
+        let names = ["b/version", "a/data.pkl", "B/Data.pkl", "b/data/0"];
+        assert_eq!(
+            archive_member(&names, "data.pkl").unwrap(),
+            Some("B/Data.pkl")
+        );
+        assert_eq!(archive_member(&names, "DATA/0").unwrap(), Some("b/data/0"));
+        assert_eq!(archive_member(&names, "byteorder").unwrap(), None);
+        assert_eq!(
+            archive_member(&["a/data.pkl"][..0], "data.pkl").unwrap(),
+            None
+        );
+        // No folder (torch refuses the archive): the top level.
+        assert_eq!(
+            archive_member(&["data.pkl", "x/data.pkl"], "data.pkl").unwrap(),
+            Some("data.pkl")
+        );
+
+        let t = Tensor::new(Storage::new(DType::UInt8, vec![1, 2]).unwrap(), &[2]).unwrap();
+        let p = pieces(&[("x".to_string(), t)]).unwrap();
+        let mut file = Vec::new();
+        let mut zip = ZipOut::new(&mut file);
+        zip.entry("other/version", b"3").unwrap();
+        zip.entry("model/data.pkl", &p.pickle).unwrap();
+        zip.entry("model/data/0", &[1, 2]).unwrap();
+        zip.finish().unwrap();
+        let err = from_reader(std::io::Cursor::new(&file)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "expected a torch checkpoint with other/data.pkl, found a zip archive without one"
+            ),
+            "{err}"
         );
     }
 }
