@@ -234,6 +234,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
     fn stream<T: Construct>(&mut self, lookup: &Lookup) -> Option<T> {
         let o = &self.options;
         if !self.streaming
+            || !T::stream_at_root()
             || o.inert
             || o.persistent_load.is_some()
             || !o.buffers.is_empty()

@@ -82,6 +82,15 @@ pub trait Construct: Sized {
         Err(Miss)
     }
 
+    /// Whether a load of this type as the whole pickle tries the stream
+    /// first. `Value` and `Graph` say no: for a whole pickle the `Graph`
+    /// reader is the faster of the two (and shares for free); the stream
+    /// reads them inside typed values (`rest` fields, a `Vec<Value>`).
+    #[doc(hidden)]
+    fn stream_at_root() -> bool {
+        true
+    }
+
     /// Builds a value from a whole loaded pickle. The default reads the
     /// root; `Value` and `Graph` take the graph itself without copying.
     #[doc(hidden)]

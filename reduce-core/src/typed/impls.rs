@@ -850,6 +850,10 @@ impl Construct for Value {
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         s.value()
     }
+
+    fn stream_at_root() -> bool {
+        false
+    }
 }
 
 /// The whole loaded pickle, sharing and cycles kept.
@@ -866,5 +870,9 @@ impl Construct for Graph {
     /// nothing is shared).
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         s.graph()
+    }
+
+    fn stream_at_root() -> bool {
+        false
     }
 }
