@@ -146,7 +146,7 @@ pub struct Stream<'a> {
     /// Where a typed tuple of `n` items without a `MARK` begins, while its
     /// items are read: a [`Value`] read there leaves the closing `TUPLEn`
     /// to the tuple (see [`Stream::value`]).
-    claims: Vec<(usize, usize)>,
+    claims: Claims,
     /// The marks and what takes each value from the stack, found by one
     /// pass over the pickle the first time a [`Value`] read needs them.
     analysis: Option<Box<any::Analysis>>,
@@ -166,6 +166,42 @@ pub struct Stream<'a> {
     /// [`Stream::attribute`]).
     key_spot: Option<Spot>,
     max_typed_depth: usize,
+}
+
+/// The claims of typed tuples being read, innermost last: a few inline
+/// (a small tuple's read allocated for its claim before), more on the heap.
+#[derive(Default)]
+pub(crate) struct Claims {
+    inline: [(usize, usize); 8],
+    len: usize,
+    spill: Vec<(usize, usize)>,
+}
+
+impl Claims {
+    pub(crate) fn push(&mut self, claim: (usize, usize)) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = claim,
+            None => self.spill.push(claim),
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn pop(&mut self) {
+        if self.len > self.inline.len() {
+            self.spill.pop();
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+
+    /// The claims from the innermost out.
+    pub(crate) fn rev(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.len).rev().map(|i| {
+            self.inline
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| self.spill[i - 8])
+        })
+    }
 }
 
 impl<'a> Stream<'a> {
@@ -198,7 +234,7 @@ impl<'a> Stream<'a> {
             resolve,
             origin: pos,
             strings: options.strings,
-            claims: Vec::new(),
+            claims: Claims::default(),
             analysis: None,
             nodes: 0,
             gets: 0,
@@ -1505,4 +1541,26 @@ fn skip_arg(src: &mut SliceRead<'_>, op: u8) -> crate::base::error::Result<()> {
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod claims_tests {
+    use super::Claims;
+
+    #[test]
+    fn claims_come_back_innermost_first_past_the_inline_ones() {
+        let mut c = Claims::default();
+        for i in 0..12 {
+            c.push((i, i * 10));
+        }
+        let all: Vec<(usize, usize)> = c.rev().collect();
+        assert_eq!(all, (0..12).rev().map(|i| (i, i * 10)).collect::<Vec<_>>());
+        for _ in 0..5 {
+            c.pop();
+        }
+        let left: Vec<usize> = c.rev().map(|x| x.0).collect();
+        assert_eq!(left, vec![6, 5, 4, 3, 2, 1, 0]);
+        c.push((99, 1));
+        assert_eq!(c.rev().next(), Some((99, 1)));
+    }
 }

@@ -243,7 +243,6 @@ impl<'a> Stream<'a> {
     /// closes it, not a tuple made of the value read there.
     fn claimed(&self, start: usize, n: usize) -> bool {
         self.claims
-            .iter()
             .rev()
             .take_while(|c| c.0 == start)
             .any(|c| c.1 == n)
