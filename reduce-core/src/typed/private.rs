@@ -18,7 +18,7 @@ pub fn bytes_stream(s: &mut Stream<'_>) -> Pulled<Vec<u8>> {
 }
 
 /// A field read `with` a function or through the registry, on the stream:
-/// see [`graph_field`](crate::typed::construct::graph_field).
+/// see `graph_field` in the typed layer's `construct` module.
 pub fn graph_field<T>(
     s: &mut Stream<'_>,
     read: impl FnOnce(crate::typed::construct::Node<'_>) -> crate::base::error::Result<T>,
