@@ -953,38 +953,7 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// are taken on trust, and reduced objects only in inert mode.
     fn check_class(&self, cls: &Value, op: &str) -> Result<()> {
         let ok = match self.deref(cls) {
-            Value::Global(g) if g.module == "builtins" => {
-                g.name.starts_with(|c: char| c.is_ascii_uppercase())
-                    || matches!(
-                        g.name.as_str(),
-                        "object"
-                            | "int"
-                            | "float"
-                            | "complex"
-                            | "bool"
-                            | "str"
-                            | "bytes"
-                            | "bytearray"
-                            | "list"
-                            | "tuple"
-                            | "dict"
-                            | "set"
-                            | "frozenset"
-                            | "range"
-                            | "slice"
-                            | "type"
-                            | "memoryview"
-                            | "property"
-                            | "staticmethod"
-                            | "classmethod"
-                            | "super"
-                            | "enumerate"
-                            | "zip"
-                            | "map"
-                            | "filter"
-                            | "reversed"
-                    )
-            }
+            Value::Global(g) if g.module == "builtins" => builtin_is_class(&g.name),
             Value::Global(_) => true,
             Value::Reduce(_) => self.inert,
             _ => false,
@@ -1918,4 +1887,40 @@ fn cheap_clone(v: &Value) -> Value {
 
 fn latin1(bytes: &[u8]) -> PyStr {
     PyStr::from(bytes.iter().map(|&b| b as char).collect::<String>())
+}
+
+/// Whether `builtins.name` is a class (`int`, `ValueError`), not a function
+/// (`len`): the one module known well enough to tell them apart. Shared by
+/// the machine and the stream's `Value` reader.
+pub(crate) fn builtin_is_class(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        || matches!(
+            name,
+            "object"
+                | "int"
+                | "float"
+                | "complex"
+                | "bool"
+                | "str"
+                | "bytes"
+                | "bytearray"
+                | "list"
+                | "tuple"
+                | "dict"
+                | "set"
+                | "frozenset"
+                | "range"
+                | "slice"
+                | "type"
+                | "memoryview"
+                | "property"
+                | "staticmethod"
+                | "classmethod"
+                | "super"
+                | "enumerate"
+                | "zip"
+                | "map"
+                | "filter"
+                | "reversed"
+        )
 }

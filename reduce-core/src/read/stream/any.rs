@@ -856,36 +856,7 @@ impl<'a> Stream<'a> {
 fn check_class(cls: &Value) -> Pulled<()> {
     let ok = match cls {
         Value::Global(g) if g.module == "builtins" => {
-            g.name.starts_with(|c: char| c.is_ascii_uppercase())
-                || matches!(
-                    g.name.as_str(),
-                    "object"
-                        | "int"
-                        | "float"
-                        | "complex"
-                        | "bool"
-                        | "str"
-                        | "bytes"
-                        | "bytearray"
-                        | "list"
-                        | "tuple"
-                        | "dict"
-                        | "set"
-                        | "frozenset"
-                        | "range"
-                        | "slice"
-                        | "type"
-                        | "memoryview"
-                        | "property"
-                        | "staticmethod"
-                        | "classmethod"
-                        | "super"
-                        | "enumerate"
-                        | "zip"
-                        | "map"
-                        | "filter"
-                        | "reversed"
-                )
+            crate::read::machine::builtin_is_class(&g.name)
         }
         Value::Global(_) => true,
         _ => false,
