@@ -105,17 +105,18 @@ impl<'o, 'h> Machine<'o, 'h> {
             keep,
             rerun: false,
             live: match spot {
-                true => Vec::with_capacity((len / 64).clamp(4, 64)),
+                true => Vec::with_capacity((len / 64).min(64)),
                 false => Vec::new(),
             },
             low: 0,
             seq: 0,
             births: Vec::new(),
             containers: 0,
-            // Sized from the input, but well below it: a small pickle's
-            // read should not hold several times its own size in room.
-            stack: Vec::with_capacity((len / 32).clamp(8, 256)),
-            marks: Vec::with_capacity((len / 64).clamp(4, 64)),
+            // Sized from the input, but well below it and with no floor:
+            // a small pickle's read should not hold several times its own
+            // size in room, and a tiny one grows from nothing as it needs.
+            stack: Vec::with_capacity((len / 32).min(256)),
+            marks: Vec::with_capacity((len / 64).min(64)),
             objects: Vec::new(),
             memo: Vec::new(),
             memo_sparse: HashMap::new(),
