@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Whether the long checks run in full: `REDUCE_THOROUGH=1` in the
+/// environment. README's test command (a debug build) runs a spread of
+/// each (every prefix of the small fixtures, a quarter of the mutants);
+/// CI runs them in full in a release build, where they take a fraction
+/// of the time.
+pub fn thorough() -> bool {
+    std::env::var_os("REDUCE_THOROUGH").is_some_and(|v| v == "1")
+}
+
 /// `tests/fixtures/`, where the committed CPython fixtures live.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")

@@ -35,12 +35,11 @@ fn load(bytes: &[u8]) -> reduce::Result<Graph> {
 /// The cuts checked for one fixture. Every strict prefix costs time
 /// quadratic in the fixture's length (each prefix is read from its start),
 /// about two minutes for the whole corpus in a release build: CI runs that
-/// with `REDUCE_EVERY_PREFIX=1`. Without it, fixtures up to 1 KiB get every
+/// with `REDUCE_THOROUGH=1`. Without it, fixtures up to 1 KiB get every
 /// cut, and larger ones every cut in their first 256 and last 64 bytes and
 /// 128 more spread evenly between.
 fn cuts(len: usize) -> Vec<usize> {
-    let every = std::env::var_os("REDUCE_EVERY_PREFIX").is_some_and(|v| v == "1");
-    if every || len <= 1024 {
+    if reduce_tests::thorough() || len <= 1024 {
         return (0..len).collect();
     }
     let mut cuts: Vec<usize> = (0..256).chain(len - 64..len).collect();
@@ -135,8 +134,14 @@ fn mutate(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
 fn random_byte_flips_end_in_a_value_or_a_located_error() {
     let (mut loaded, mut refused) = (0u32, 0u32);
     for (i, (path, bytes)) in all_fixtures().iter().enumerate() {
-        // Small fixtures get more tries: their every byte matters.
-        let tries = if bytes.len() <= 4096 { 64 } else { 8 };
+        // Small fixtures get more tries: their every byte matters. A
+        // quarter of them unless the run is thorough.
+        let tries = match (bytes.len() <= 4096, reduce_tests::thorough()) {
+            (true, true) => 64,
+            (true, false) => 16,
+            (false, true) => 8,
+            (false, false) => 2,
+        };
         for t in 0..tries {
             let seed = ((i as u64) << 32 | t) + 1;
             let damaged = mutate(bytes, &mut Rng(seed));
