@@ -190,6 +190,20 @@ fn a_slice_shares_exactly_what_a_stream_shares() {
         b"\x80\x02(]r\x00\x01\x00\x00j\x00\x01\x00\x00l.".to_vec(),
     ));
     inputs.push(("protocol 0 GET".into(), b"(lp7\ng7\nl.".to_vec()));
+    // Protocol 0's keys have no width: keys past 32 bits, alone and after
+    // a small one, fetched while their lists are still in their slots.
+    inputs.push((
+        "a key past 32 bits".into(),
+        b"(lp4294967296\ng4294967296\nl.".to_vec(),
+    ));
+    inputs.push((
+        "a small key, then one past 32 bits".into(),
+        b"(lp1\nlp4294967296\ng1\ng4294967296\nl.".to_vec(),
+    ));
+    inputs.push((
+        "a key past 32 bits, then a GET of its low bits".into(),
+        b"(lp4294967296\ng0\nl.".to_vec(),
+    ));
     inputs.push((
         "GET of a key never put".into(),
         b"\x80\x02]q\x01h\x02.".to_vec(),

@@ -592,12 +592,23 @@ impl<'o, 'h> Machine<'o, 'h> {
             }));
         }
         if self.spot {
-            self.sync_live();
-            self.live.push(Live {
-                key,
-                slot,
-                birth: self.seq,
-            });
+            // Entries are kept small (a pickle of a few puts holds little
+            // besides them); a put past what they hold stops the sharing on
+            // the spot, as a key put twice does.
+            match (
+                u32::try_from(key),
+                u32::try_from(slot),
+                u32::try_from(self.seq),
+            ) {
+                (Ok(key), Ok(slot), Ok(birth)) => {
+                    self.sync_live();
+                    self.live.push(Live { key, slot, birth });
+                }
+                _ => {
+                    self.spot = false;
+                    self.live = Vec::new();
+                }
+            }
         }
         Ok(())
     }
@@ -606,7 +617,11 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// it was last brought up to date.
     #[inline]
     fn sync_live(&mut self) {
-        while self.live.last().is_some_and(|e| e.slot >= self.low) {
+        while self
+            .live
+            .last()
+            .is_some_and(|e| e.slot as usize >= self.low)
+        {
             self.live.pop();
         }
         self.low = self.stack.len();
@@ -623,23 +638,28 @@ impl<'o, 'h> Machine<'o, 'h> {
         // the put, sorted or not; failing that, the latest few are looked
         // through (a GET of an older one reads again, rather than every
         // GET searching all).
+        let Ok(key32) = u32::try_from(key) else {
+            // No such key is kept (see `memo_count`).
+            return Ok(None);
+        };
         let n = self.live.len();
         let found = self
             .live
-            .binary_search_by_key(&key, |e| e.key)
+            .binary_search_by_key(&key32, |e| e.key)
             .ok()
             .or_else(|| {
                 self.live
                     .iter()
                     .rev()
                     .take(LIVE_SEARCH)
-                    .position(|e| e.key == key)
+                    .position(|e| e.key == key32)
                     .map(|p| n - 1 - p)
             });
         let Some(at) = found else {
             return Ok(None);
         };
         let Live { slot, birth, .. } = self.live[at];
+        let (slot, birth) = (slot as usize, u64::from(birth));
         let shared = match &mut self.stack[slot] {
             Value::Seq(_) => return Ok(None),
             Value::Ref(id) => {
@@ -1632,11 +1652,11 @@ const COUNTED: u32 = u32::MAX;
 /// A put under [`Keep::None`] whose object was on top of the stack.
 #[derive(Clone, Copy)]
 struct Live {
-    key: u64,
+    key: u32,
     /// The stack slot the object was put from.
-    slot: usize,
+    slot: u32,
     /// [`Machine::seq`] at the put.
-    birth: u64,
+    birth: u32,
 }
 
 /// How many of the latest puts in `live` a `GET` looks through when a
