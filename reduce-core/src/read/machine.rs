@@ -602,6 +602,10 @@ impl<'o, 'h> Machine<'o, 'h> {
             ) {
                 (Ok(key), Ok(slot), Ok(birth)) => {
                     self.sync_live();
+                    if self.live.len() == self.live.capacity() {
+                        // Doubling from one, as the stack grows.
+                        self.live.reserve_exact(self.live.len().max(1));
+                    }
                     self.live.push(Live { key, slot, birth });
                 }
                 _ => {

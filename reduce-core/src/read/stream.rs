@@ -492,7 +492,7 @@ impl<'a> Stream<'a> {
         }
         let start = u32::try_from(start).map_err(|_| Miss)?;
         self.pos += len;
-        self.memo.push(Slot {
+        self.memo_push(Slot {
             start,
             open: false,
             sealed: false,
@@ -536,7 +536,7 @@ impl<'a> Stream<'a> {
                 return Err(Miss);
             }
             let start = u32::try_from(start).map_err(|_| Miss)?;
-            self.memo.push(Slot {
+            self.memo_push(Slot {
                 start,
                 open,
                 sealed: false,
@@ -548,6 +548,23 @@ impl<'a> Stream<'a> {
             }
             key = Some(k);
         }
+    }
+
+    /// Records a memo entry. The memo grows from one entry, doubling: a
+    /// small pickle's read holds room for the entries it has, not for the
+    /// four a `Vec` starts with (half a tiny pickle's peak memory).
+    #[inline(always)]
+    fn memo_push(&mut self, slot: Slot) {
+        if self.memo.len() == self.memo.capacity() {
+            self.grow_memo();
+        }
+        self.memo.push(slot);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_memo(&mut self) {
+        self.memo.reserve_exact(self.memo.len().max(1));
     }
 
     fn close(&mut self, key: Option<usize>) {
