@@ -416,6 +416,37 @@ fn both_paths_agree_on_every_stack_limit() {
     }
 }
 
+/// Every other limit holds on the stream exactly where it holds on the
+/// `Graph` path, each swept alone from zero: the memo's size, the depth of
+/// the value, a protocol 0 int's digits, the nodes of a shared graph
+/// copied into a tree, and the typed reader's depth. A thorough run sweeps
+/// each further.
+#[test]
+fn both_paths_agree_under_every_other_limit() {
+    let mut cases = pickles_in(&fixtures().join("corpus"));
+    cases.extend(cpython_cases().into_iter().map(|(_, _, b)| b));
+    let top = if reduce_tests::thorough() { 6 } else { 2 };
+    let mut sweeps: Vec<reduce::Limits> = Vec::new();
+    for n in 0..top {
+        let d = reduce::Limits::default();
+        sweeps.push(d.clone().max_memo(n));
+        sweeps.push(d.clone().max_depth(n));
+        sweeps.push(d.clone().max_int_digits(n));
+        sweeps.push(d.clone().max_tree_nodes(n * n));
+        sweeps.push(d.max_typed_depth(n));
+    }
+    for bytes in &cases {
+        for limits in &sweeps {
+            same_under::<Vec<i64>>(bytes, limits);
+            same_under::<Vec<Vec<i64>>>(bytes, limits);
+            same_under::<HashMap<String, Vec<String>>>(bytes, limits);
+            same_under::<(i64, String, Vec<f64>)>(bytes, limits);
+            same_under::<reduce::Value>(bytes, limits);
+            same_under::<Vec<Rec>>(bytes, limits);
+        }
+    }
+}
+
 /// Loads a CPython fixture as a `T`, checking that the stream read it.
 fn streams<T: Construct + PartialEq + Debug>(name: &str) {
     let bytes = std::fs::read(fixtures().join("corpus").join(name)).unwrap();

@@ -409,7 +409,7 @@ impl<'a> Stream<'a> {
         }
         let operand = Mark { start, back: None };
         let mut src = SliceRead::at(self.data, self.pos + 1);
-        let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+        let key = decode::memo_key(&mut src, op, self.max_int_digits).map_err(|_| Miss)?;
         let after = src.position();
         let slot = usize::try_from(key)
             .ok()
@@ -513,7 +513,8 @@ impl<'a> Stream<'a> {
             let k = match op {
                 PUT | BINPUT | LONG_BINPUT => {
                     self.pos += 1;
-                    self.decode(|s| decode::memo_key(s, op, usize::MAX))?
+                    let max = self.max_int_digits;
+                    self.decode(|s| decode::memo_key(s, op, max))?
                 }
                 MEMOIZE => {
                     self.pos += 1;
@@ -1042,7 +1043,7 @@ impl<'a> Stream<'a> {
         let op = match self.peek()? {
             op @ (GET | BINGET | LONG_BINGET) => {
                 let mut src = SliceRead::at(self.data, self.pos + 1);
-                let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+                let key = decode::memo_key(&mut src, op, self.max_int_digits).map_err(|_| Miss)?;
                 match usize::try_from(key).ok().and_then(|k| self.memo.get(k)) {
                     Some(slot) if slot.kind == Kind::Str => SHORT_BINUNICODE,
                     _ => return Err(Miss),
@@ -1089,7 +1090,7 @@ impl<'a> Stream<'a> {
             return Ok(false);
         }
         let mut src = SliceRead::at(self.data, self.pos + 1);
-        let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+        let key = decode::memo_key(&mut src, op, self.max_int_digits).map_err(|_| Miss)?;
         Ok(usize::try_from(key)
             .ok()
             .and_then(|k| self.memo.get(k))
@@ -1343,7 +1344,7 @@ impl<'a> Stream<'a> {
         if let GET | BINGET | LONG_BINGET = op {
             // What the entry holds decides how to read it again.
             let mut src = SliceRead::at(self.data, self.pos + 1);
-            let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+            let key = decode::memo_key(&mut src, op, self.max_int_digits).map_err(|_| Miss)?;
             let slot = usize::try_from(key)
                 .ok()
                 .and_then(|k| self.memo.get(k))

@@ -515,7 +515,7 @@ impl<'a> Stream<'a> {
         let op = self.peek()?;
         let start = self.pos;
         let mut src = SliceRead::at(self.data, start + 1);
-        let key = decode::memo_key(&mut src, op, usize::MAX).map_err(|_| Miss)?;
+        let key = decode::memo_key(&mut src, op, self.max_int_digits).map_err(|_| Miss)?;
         let after = src.position();
         let slot = usize::try_from(key)
             .ok()
