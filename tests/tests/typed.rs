@@ -162,6 +162,84 @@ for p in range(6):
     assert!(rest.is_empty());
 }
 
+/// Every int encoding at its edges (`BININT1`, `BININT2`, `BININT`,
+/// `LONG1` of one to eight bytes, both signs) and floats, read typed from
+/// CPython's bytes: alone, last in the pickle, and in a list, at every
+/// protocol. The stream reads the binary forms in one step; this checks
+/// every width and sign of it against CPython.
+#[test]
+fn ints_and_floats_of_every_width_read_as_cpython_wrote_them() {
+    let mut ints: Vec<i64> = vec![0, 1, -1, 255, 256, 65535, 65536, i64::MAX, i64::MIN];
+    for bits in [7, 8, 15, 16, 23, 24, 31, 32, 39, 40, 47, 48, 55, 56, 62, 63] {
+        let b = 1i64 << (bits - 1);
+        ints.extend([b - 1, b, -b, -b - 1]);
+        if bits < 63 {
+            ints.extend([(1i64 << bits) - 1, 1i64 << bits, -(1i64 << bits)]);
+        }
+    }
+    ints.sort_unstable();
+    ints.dedup();
+    let floats = [
+        0.0,
+        -0.0,
+        1.5,
+        -2.25e300,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        1.0 / 3.0,
+    ];
+    let list = |v: &[String]| format!("[{}]", v.join(", "));
+    let int_texts: Vec<String> = ints.iter().map(i64::to_string).collect();
+    let float_texts: Vec<String> = floats.iter().map(|f| format!("{f:e}")).collect();
+    // Each int alone, then as the first item of a pair, then the two
+    // lists: one CPython run writes them all, length-prefixed.
+    let mut exprs: Vec<String> = int_texts.clone();
+    exprs.extend(int_texts.iter().map(|i| format!("({i}, 0.5)")));
+    exprs.push(list(&int_texts));
+    exprs.push(list(&float_texts));
+    let script = format!(
+        "import pickle, sys\nfor p in range(6):\n    for v in [{}]:\n        \
+         d = pickle.dumps(v, protocol=p)\n        \
+         sys.stdout.buffer.write(len(d).to_bytes(4, 'little') + d)",
+        exprs.join(", ")
+    );
+    let out = reduce_tests::python3()
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rest = &out.stdout[..];
+    let mut next = || {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let data = rest[4..4 + n].to_vec();
+        rest = &rest[4 + n..];
+        data
+    };
+    for proto in 0..=5 {
+        for &i in &ints {
+            let alone: i64 = reduce::from_slice(&next()).unwrap();
+            assert_eq!(alone, i, "protocol {proto}");
+        }
+        for &i in &ints {
+            let pair: (i64, f64) = reduce::from_slice(&next()).unwrap();
+            assert_eq!(pair, (i, 0.5), "protocol {proto}");
+        }
+        let got: Vec<i64> = reduce::from_slice(&next()).unwrap();
+        assert_eq!(got, ints, "protocol {proto}");
+        let got: Vec<f64> = reduce::from_slice(&next()).unwrap();
+        assert_eq!(
+            got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+            floats.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+            "protocol {proto}"
+        );
+    }
+    assert!(rest.is_empty());
+}
+
 #[test]
 fn rc_and_arc_identity_is_kept() {
     let rc = Rc::new("shared".to_string());

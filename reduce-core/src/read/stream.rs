@@ -585,8 +585,44 @@ impl<'a> Stream<'a> {
     // ---- atoms --------------------------------------------------------------
 
     /// An `int` that fits in an `i64`.
-    #[inline]
+    #[inline(always)]
     pub fn int(&mut self) -> Pulled<i64> {
+        // The binary forms at once, inline, when no memo put or frame
+        // follows (all `begin` and `end` would find); the rest below.
+        let (d, p) = (self.data, self.pos);
+        let read = match d.get(p) {
+            Some(&BININT1) => d.get(p + 1).map(|&b| (2, b as i64)),
+            Some(&BININT2) => d
+                .get(p + 1..p + 3)
+                .map(|b| (3, u16::from_le_bytes([b[0], b[1]]) as i64)),
+            Some(&BININT) => d
+                .get(p + 1..p + 5)
+                .map(|b| (5, i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)),
+            // One to eight bytes of two's complement, loaded as a word and
+            // sign-extended (no copy of a variable length).
+            Some(&LONG1) => match (d.get(p + 1), d.get(p + 2..p + 10)) {
+                (Some(&n @ 1..=8), Some(w)) => {
+                    let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+                    let shift = 64 - 8 * u32::from(n);
+                    Some((2 + n as usize, ((w << shift) as i64) >> shift))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((len, v)) = read {
+            if let Some(&next) = d.get(p + len) {
+                if !matches!(next, PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME) {
+                    self.pos = p + len;
+                    return Ok(v);
+                }
+            }
+        }
+        self.int_slow()
+    }
+
+    #[inline(never)]
+    fn int_slow(&mut self) -> Pulled<i64> {
         let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
             BININT1 => self.byte()? as i64,
@@ -638,7 +674,23 @@ impl<'a> Stream<'a> {
 
     /// A `float`, or an `int` that fits in an `i64` (Python code often
     /// stores 1 where it means 1.0).
+    #[inline(always)]
     pub fn float(&mut self) -> Pulled<f64> {
+        // The common case at once, inline: a `BINFLOAT` not followed by a
+        // memo put or a frame, which is all `begin` and `end` would find.
+        if let Some(&[BINFLOAT, a, b, c, d, e, f, g, h, next]) =
+            self.data.get(self.pos..self.pos + 10)
+        {
+            if !matches!(next, PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME) {
+                self.pos += 9;
+                return Ok(f64::from_be_bytes([a, b, c, d, e, f, g, h]));
+            }
+        }
+        self.float_slow()
+    }
+
+    #[inline(never)]
+    fn float_slow(&mut self) -> Pulled<f64> {
         match self.peek()? {
             BINFLOAT | FLOAT => {}
             _ => return self.int().map(|i| i as f64),
