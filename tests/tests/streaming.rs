@@ -766,6 +766,18 @@ fn the_streams_fast_paths_agree_with_the_graph_path() {
     let bytes = reduce::to_vec(&v).unwrap();
     assert!(!same::<Vec<i64>>(&bytes));
     assert!(same::<Vec<Value>>(&bytes));
+    // Strings memoized once, twice, fetched again, of both lengths'
+    // opcodes, not UTF-8, or cut short after their put.
+    let strings: [&[u8]; 5] = [
+        b"\x80\x04]\x94(\x8c\x01a\x94\x8c\x01b\x94h\x01e.",
+        b"\x80\x04]\x94(\x8c\x01a\x94\x94\x8c\x01b\x94h\x02h\x01e.",
+        b"\x80\x04]\x94(X\x02\x00\x00\x00ab\x94X\x01\x00\x00\x00c\x94h\x01e.",
+        b"\x80\x04]\x94(\x8c\x01a\x94\x8c\x01\xff\x94e.",
+        b"\x80\x04]\x94(\x8c\x01a\x94",
+    ];
+    for (i, bytes) in strings.iter().enumerate() {
+        assert_eq!(same::<Vec<String>>(bytes), i < 3, "case {i}");
+    }
     // Every shape of int and bool, each alone and each memoized.
     for p in 0..=5 {
         let v: Vec<(i64, bool, f64)> = [0, 1, 255, 256, 65535, 65536, -1, 1 << 40, i64::MIN]

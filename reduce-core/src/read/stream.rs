@@ -727,7 +727,64 @@ impl<'a> Stream<'a> {
 
     /// A `str` without lone surrogates, borrowed from the input where the
     /// pickle holds it as UTF-8.
+    #[inline]
     pub fn str(&mut self) -> Pulled<std::borrow::Cow<'a, str>> {
+        // The common case in line: a binary str read for the first time,
+        // alone or memoized by the `MEMOIZE` CPython writes after it.
+        let d = self.data;
+        let p = self.pos;
+        let (n, at) = match d.get(p) {
+            Some(&SHORT_BINUNICODE) => match d.get(p + 1) {
+                Some(&n) => (n as usize, p + 2),
+                None => return self.str_general(),
+            },
+            Some(&BINUNICODE) => match d.get(p + 1..p + 5) {
+                Some(&[a, b, c, e]) => (u32::from_le_bytes([a, b, c, e]) as usize, p + 5),
+                _ => return self.str_general(),
+            },
+            _ => return self.str_general(),
+        };
+        let Some(bytes) = d.get(at..at + n) else {
+            return self.str_general();
+        };
+        let end = at + n;
+        if !self.back.is_empty() {
+            return self.str_general();
+        }
+        let memoized = match d.get(end) {
+            Some(&MEMOIZE) => true,
+            Some(&(PUT | BINPUT | LONG_BINPUT | FRAME)) | None => return self.str_general(),
+            Some(_) => false,
+        };
+        if memoized {
+            let next = d.get(end + 1);
+            if matches!(
+                next,
+                Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None
+            ) || self.memo_len >= self.max_memo
+            {
+                return self.str_general();
+            }
+        }
+        let s = std::str::from_utf8(bytes).map_err(|_| Miss)?;
+        if memoized {
+            let start = u32::try_from(p).map_err(|_| Miss)?;
+            self.memo.push(Slot {
+                start,
+                open: false,
+                sealed: false,
+                kind: Kind::Str,
+            });
+            self.memo_len += 1;
+            self.pos = end + 1;
+        } else {
+            self.pos = end;
+        }
+        Ok(std::borrow::Cow::Borrowed(s))
+    }
+
+    #[inline(never)]
+    fn str_general(&mut self) -> Pulled<std::borrow::Cow<'a, str>> {
         let mark = self.begin(Kind::Str)?;
         let op = self.op()?;
         let n = match op {
