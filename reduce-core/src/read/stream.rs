@@ -607,10 +607,7 @@ impl<'a> Stream<'a> {
         let d = self.data;
         let p = self.pos;
         let v = match d.get(p) {
-            Some(&BININT1) => match d.get(p + 1) {
-                Some(&b) => Some((b as i64, 2)),
-                None => None,
-            },
+            Some(&BININT1) => d.get(p + 1).map(|&b| (b as i64, 2)),
             Some(&BININT2) => match d.get(p + 1..p + 3) {
                 Some(&[a, b]) => Some((u16::from_le_bytes([a, b]) as i64, 3)),
                 _ => None,
