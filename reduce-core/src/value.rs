@@ -568,14 +568,26 @@ impl Value {
                 }
             }
         };
+        // Only the children that hold others are moved out: the atoms drop
+        // in place with their vector (a list of lists of ints costs what a
+        // plain drop costs).
+        let mut take = |c: &mut Value| {
+            if c.is_container() {
+                each(std::mem::take(c));
+            }
+        };
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.drain(..).for_each(each)
+                v.iter_mut().for_each(take);
+                v.clear();
             }
-            Value::Dict(d) => d.drain(..).for_each(|(k, v)| {
-                each(k);
-                each(v)
-            }),
+            Value::Dict(d) => {
+                d.iter_mut().for_each(|(k, v)| {
+                    take(k);
+                    take(v)
+                });
+                d.clear();
+            }
             Value::Reduce(r) => {
                 each(std::mem::take(&mut r.callable));
                 each(std::mem::take(&mut r.args));
@@ -821,6 +833,11 @@ impl Value {
 
 impl Clone for Value {
     fn clone(&self) -> Value {
+        // A value without children (a str, an int) is its shallow copy: no
+        // stacks to allocate.
+        if self.child_count() == 0 {
+            return self.shallow_clone();
+        }
         // Post-order copy with explicit stacks, so depth costs heap, not stack.
         enum Step<'a> {
             Visit(&'a Value),

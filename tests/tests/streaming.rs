@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 
-use reduce::{Construct, Reduce, Unpickler};
+use reduce::{Construct, Reduce, Unpickler, Value};
 use reduce_tests::{fixtures, pickles_in};
 
 #[derive(Reduce, Debug, PartialEq, Clone)]
@@ -765,6 +765,60 @@ fn the_stream_reads_nested_containers() {
             same::<(Vec<String>, Vec<String>, String)>(&bytes),
             "protocol {p}"
         );
+    }
+}
+
+#[test]
+fn the_streams_fast_paths_agree_with_the_graph_path() {
+    // A dict with a key written twice, out of order: the last entry wins,
+    // and a BTreeMap is built at once from its pairs either way.
+    let dup = b"\x80\x04}\x94(K\x03K\x01K\x01K\x02K\x03K\x05u.";
+    assert!(same::<BTreeMap<i64, i64>>(dup));
+    assert!(same::<HashMap<i64, i64>>(dup));
+    let mut u = Unpickler::from_slice(dup);
+    let m: BTreeMap<i64, i64> = u.load().unwrap();
+    assert_eq!(m, BTreeMap::from([(1, 2), (3, 5)]));
+    // Ints and floats each memoized (the atom's short path steps aside),
+    // then one fetched.
+    assert!(same::<Vec<i64>>(
+        b"\x80\x02]q\x00(K\x01q\x01K\x02q\x02h\x01e."
+    ));
+    let floats = b"\x80\x02](G?\xf8\x00\x00\x00\x00\x00\x00q\x00G@\x04\x00\x00\x00\x00\x00\x00e.";
+    assert!(same::<Vec<f64>>(floats));
+    // A tuple of atoms read again from its first copy.
+    let again = b"\x80\x04\x95\x14\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01G@\x04\x00\x00\x00\x00\x00\x00\x86\x94h\x01e.";
+    assert!(same::<Vec<(i64, f64)>>(again));
+    // A batch counted ahead whose string runs past the end.
+    assert!(!same::<Vec<Value>>(b"\x80\x04](K\x01\x8c\x05ab"));
+    assert!(!same::<Vec<i64>>(b"\x80\x04](K\x01\x8c\x05ab"));
+    // Batches of more items than one reservation, and an item that is
+    // not what the count saw (a str in a list of ints).
+    let v: Vec<i64> = (0..2500).collect();
+    assert!(same::<Vec<i64>>(&reduce::to_vec(&v).unwrap()));
+    let v: Vec<Value> = vec![Value::Int(1), Value::from("x"), Value::Int(2)];
+    let bytes = reduce::to_vec(&v).unwrap();
+    assert!(!same::<Vec<i64>>(&bytes));
+    assert!(same::<Vec<Value>>(&bytes));
+    // Strings memoized once, twice, fetched again, of both lengths'
+    // opcodes, not UTF-8, or cut short after their put.
+    let strings: [&[u8]; 5] = [
+        b"\x80\x04]\x94(\x8c\x01a\x94\x8c\x01b\x94h\x01e.",
+        b"\x80\x04]\x94(\x8c\x01a\x94\x94\x8c\x01b\x94h\x02h\x01e.",
+        b"\x80\x04]\x94(X\x02\x00\x00\x00ab\x94X\x01\x00\x00\x00c\x94h\x01e.",
+        b"\x80\x04]\x94(\x8c\x01a\x94\x8c\x01\xff\x94e.",
+        b"\x80\x04]\x94(\x8c\x01a\x94",
+    ];
+    for (i, bytes) in strings.iter().enumerate() {
+        assert_eq!(same::<Vec<String>>(bytes), i < 3, "case {i}");
+    }
+    // Every shape of int and bool, each alone and each memoized.
+    for p in 0..=5 {
+        let v: Vec<(i64, bool, f64)> = [0, 1, 255, 256, 65535, 65536, -1, 1 << 40, i64::MIN]
+            .iter()
+            .map(|&i| (i, i % 2 == 0, i as f64))
+            .collect();
+        let bytes = reduce::to_vec_with_protocol(&v, p).unwrap();
+        assert!(same::<Vec<(i64, bool, f64)>>(&bytes), "protocol {p}");
     }
 }
 

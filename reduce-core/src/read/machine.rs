@@ -147,6 +147,17 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(())
     }
 
+    /// [`Machine::push`] of an atom (an int, a float, `None`, a bool, a
+    /// str: no levels), in line where nothing waits for it.
+    #[inline(always)]
+    fn push_atom(&mut self, v: Value) -> Result<()> {
+        if self.stack.len() + self.marks.len() >= self.max_stack || !self.pending.is_empty() {
+            return self.push(v);
+        }
+        self.stack.push(v);
+        Ok(())
+    }
+
     /// Inert mode: pushes `v` with the steps waiting for it before it.
     #[cold]
     #[inline(never)]
@@ -1198,9 +1209,9 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
 
             // Atoms.
-            NONE => self.push(Value::None)?,
-            NEWTRUE => self.push(Value::Bool(true))?,
-            NEWFALSE => self.push(Value::Bool(false))?,
+            NONE => self.push_atom(Value::None)?,
+            NEWTRUE => self.push_atom(Value::Bool(true))?,
+            NEWFALSE => self.push_atom(Value::Bool(false))?,
             INT => {
                 let v = match decode::int_line(src, self.opts.limits.max_int_digits)? {
                     decode::IntLine::Bool(b) => Value::Bool(b),
@@ -1210,15 +1221,15 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             BININT => {
                 let i = decode::int4(src)?;
-                self.push(Value::Int(i as i64))?
+                self.push_atom(Value::Int(i as i64))?
             }
             BININT1 => {
                 let b = decode::uint1(src)?;
-                self.push(Value::Int(b as i64))?
+                self.push_atom(Value::Int(b as i64))?
             }
             BININT2 => {
                 let i = decode::uint2(src)?;
-                self.push(Value::Int(i as i64))?
+                self.push_atom(Value::Int(i as i64))?
             }
             LONG => {
                 let v = Value::int(decode::long_line(src, self.opts.limits.max_int_digits)?);
@@ -1238,7 +1249,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             BINFLOAT => {
                 let x = decode::float8(src)?;
-                self.push(Value::Float(x))?
+                self.push_atom(Value::Float(x))?
             }
 
             // Strings and bytes.
@@ -1249,7 +1260,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 let s = decode::unicode(src, op)?;
-                self.push(Value::Str(s))?
+                self.push_atom(Value::Str(s))?
             }
             SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
                 let bytes = decode::bytes(src, op)?.to_vec();

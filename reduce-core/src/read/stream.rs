@@ -462,7 +462,9 @@ impl<'a> Stream<'a> {
             self.pos = self.back.pop().ok_or(Miss)?;
         }
         match self.data.get(self.pos) {
-            Some(&(MEMOIZE | BINPUT)) if self.back.is_empty() => self.memo_one(mark.start, kind),
+            Some(&(MEMOIZE | BINPUT)) if self.back.is_empty() => {
+                self.memo_one(mark.start, kind, false).map(drop)
+            }
             Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
                 self.memo_after(mark.start, kind, false).map(drop)
             }
@@ -473,7 +475,7 @@ impl<'a> Stream<'a> {
     /// [`Stream::memo_after`] for its common case, inline: one `MEMOIZE` or
     /// `BINPUT` of the next key, read for the first time.
     #[inline(always)]
-    fn memo_one(&mut self, start: usize, kind: Kind) -> Pulled<()> {
+    fn memo_one(&mut self, start: usize, kind: Kind, open: bool) -> Pulled<Option<usize>> {
         let (len, key) = match self.data[self.pos] {
             MEMOIZE => (1, self.memo.len()),
             _ => match self.data.get(self.pos + 1) {
@@ -483,7 +485,7 @@ impl<'a> Stream<'a> {
         };
         match self.data.get(self.pos + len) {
             Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
-                return self.memo_after(start, kind, false).map(drop)
+                return self.memo_after(start, kind, open)
             }
             Some(_) => {}
         }
@@ -494,12 +496,25 @@ impl<'a> Stream<'a> {
         self.pos += len;
         self.memo_push(Slot {
             start,
-            open: false,
+            open,
             sealed: false,
             kind,
         });
         self.memo_len += 1;
-        Ok(())
+        Ok(Some(key))
+    }
+
+    /// [`Stream::memo_after`] for a container just opened (its entry left
+    /// open until its last item), its common case in line.
+    #[inline(always)]
+    fn memo_open(&mut self, start: usize, kind: Kind) -> Pulled<Option<usize>> {
+        match self.data.get(self.pos) {
+            Some(&(MEMOIZE | BINPUT)) if self.back.is_empty() => self.memo_one(start, kind, true),
+            Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => {
+                self.memo_after(start, kind, true)
+            }
+            Some(_) => Ok(None),
+        }
     }
 
     /// Takes the memo puts right after an object (at most one for an open
@@ -584,45 +599,63 @@ impl<'a> Stream<'a> {
 
     // ---- atoms --------------------------------------------------------------
 
+    /// Takes an atom of `n` bytes (its opcode included) at the cursor when
+    /// nothing makes it more than that: not read again from the memo, and
+    /// not followed by a memo put or a `FRAME` (which [`Stream::end`]
+    /// takes). `false` leaves the general path to it.
+    #[inline(always)]
+    fn atom_alone(&mut self, n: usize) -> bool {
+        let next = self.pos + n;
+        if !self.back.is_empty() {
+            return false;
+        }
+        match self.data.get(next) {
+            Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None => false,
+            Some(_) => {
+                self.pos = next;
+                true
+            }
+        }
+    }
+
     /// An `int` that fits in an `i64`.
     #[inline(always)]
     pub fn int(&mut self) -> Pulled<i64> {
-        // The binary forms at once, inline, when no memo put or frame
-        // follows (all `begin` and `end` would find); the rest below.
-        let (d, p) = (self.data, self.pos);
-        let read = match d.get(p) {
-            Some(&BININT1) => d.get(p + 1).map(|&b| (2, b as i64)),
-            Some(&BININT2) => d
-                .get(p + 1..p + 3)
-                .map(|b| (3, u16::from_le_bytes([b[0], b[1]]) as i64)),
-            Some(&BININT) => d
-                .get(p + 1..p + 5)
-                .map(|b| (5, i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)),
+        // The common case in line: a binary int of its own.
+        let d = self.data;
+        let p = self.pos;
+        let v = match d.get(p) {
+            Some(&BININT1) => d.get(p + 1).map(|&b| (b as i64, 2)),
+            Some(&BININT2) => match d.get(p + 1..p + 3) {
+                Some(&[a, b]) => Some((u16::from_le_bytes([a, b]) as i64, 3)),
+                _ => None,
+            },
+            Some(&BININT) => match d.get(p + 1..p + 5) {
+                Some(&[a, b, c, e]) => Some((i32::from_le_bytes([a, b, c, e]) as i64, 5)),
+                _ => None,
+            },
             // One to eight bytes of two's complement, loaded as a word and
             // sign-extended (no copy of a variable length).
             Some(&LONG1) => match (d.get(p + 1), d.get(p + 2..p + 10)) {
                 (Some(&n @ 1..=8), Some(w)) => {
                     let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
                     let shift = 64 - 8 * u32::from(n);
-                    Some((2 + n as usize, ((w << shift) as i64) >> shift))
+                    Some((((w << shift) as i64) >> shift, 2 + n as usize))
                 }
                 _ => None,
             },
             _ => None,
         };
-        if let Some((len, v)) = read {
-            if let Some(&next) = d.get(p + len) {
-                if !matches!(next, PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME) {
-                    self.pos = p + len;
-                    return Ok(v);
-                }
+        if let Some((v, n)) = v {
+            if self.atom_alone(n) {
+                return Ok(v);
             }
         }
-        self.int_slow()
+        self.int_general()
     }
 
     #[inline(never)]
-    fn int_slow(&mut self) -> Pulled<i64> {
+    fn int_general(&mut self) -> Pulled<i64> {
         let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
             BININT1 => self.byte()? as i64,
@@ -657,7 +690,21 @@ impl<'a> Stream<'a> {
     }
 
     /// A `bool`.
+    #[inline]
     pub fn bool(&mut self) -> Pulled<bool> {
+        let v = match self.data.get(self.pos) {
+            Some(&NEWTRUE) => true,
+            Some(&NEWFALSE) => false,
+            _ => return self.bool_general(),
+        };
+        if self.atom_alone(1) {
+            return Ok(v);
+        }
+        self.bool_general()
+    }
+
+    #[inline(never)]
+    fn bool_general(&mut self) -> Pulled<bool> {
         let mark = self.begin(Kind::Atom)?;
         let v = match self.op()? {
             NEWTRUE => true,
@@ -674,23 +721,22 @@ impl<'a> Stream<'a> {
 
     /// A `float`, or an `int` that fits in an `i64` (Python code often
     /// stores 1 where it means 1.0).
-    #[inline(always)]
+    #[inline]
     pub fn float(&mut self) -> Pulled<f64> {
-        // The common case at once, inline: a `BINFLOAT` not followed by a
-        // memo put or a frame, which is all `begin` and `end` would find.
-        if let Some(&[BINFLOAT, a, b, c, d, e, f, g, h, next]) =
-            self.data.get(self.pos..self.pos + 10)
-        {
-            if !matches!(next, PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME) {
-                self.pos += 9;
-                return Ok(f64::from_be_bytes([a, b, c, d, e, f, g, h]));
+        if self.data.get(self.pos) == Some(&BINFLOAT) {
+            // Big-endian, as `struct.pack(">d")` writes it.
+            if let Some(b) = self.data.get(self.pos + 1..self.pos + 9) {
+                let v = f64::from_be_bytes(b.try_into().map_err(|_| Miss)?);
+                if self.atom_alone(9) {
+                    return Ok(v);
+                }
             }
         }
-        self.float_slow()
+        self.float_general()
     }
 
     #[inline(never)]
-    fn float_slow(&mut self) -> Pulled<f64> {
+    fn float_general(&mut self) -> Pulled<f64> {
         match self.peek()? {
             BINFLOAT | FLOAT => {}
             _ => return self.int().map(|i| i as f64),
@@ -706,7 +752,64 @@ impl<'a> Stream<'a> {
 
     /// A `str` without lone surrogates, borrowed from the input where the
     /// pickle holds it as UTF-8.
+    #[inline]
     pub fn str(&mut self) -> Pulled<std::borrow::Cow<'a, str>> {
+        // The common case in line: a binary str read for the first time,
+        // alone or memoized by the `MEMOIZE` CPython writes after it.
+        let d = self.data;
+        let p = self.pos;
+        let (n, at) = match d.get(p) {
+            Some(&SHORT_BINUNICODE) => match d.get(p + 1) {
+                Some(&n) => (n as usize, p + 2),
+                None => return self.str_general(),
+            },
+            Some(&BINUNICODE) => match d.get(p + 1..p + 5) {
+                Some(&[a, b, c, e]) => (u32::from_le_bytes([a, b, c, e]) as usize, p + 5),
+                _ => return self.str_general(),
+            },
+            _ => return self.str_general(),
+        };
+        let Some(bytes) = d.get(at..at + n) else {
+            return self.str_general();
+        };
+        let end = at + n;
+        if !self.back.is_empty() {
+            return self.str_general();
+        }
+        let memoized = match d.get(end) {
+            Some(&MEMOIZE) => true,
+            Some(&(PUT | BINPUT | LONG_BINPUT | FRAME)) | None => return self.str_general(),
+            Some(_) => false,
+        };
+        if memoized {
+            let next = d.get(end + 1);
+            if matches!(
+                next,
+                Some(&(PUT | BINPUT | LONG_BINPUT | MEMOIZE | FRAME)) | None
+            ) || self.memo_len >= self.max_memo
+            {
+                return self.str_general();
+            }
+        }
+        let s = std::str::from_utf8(bytes).map_err(|_| Miss)?;
+        if memoized {
+            let start = u32::try_from(p).map_err(|_| Miss)?;
+            self.memo_push(Slot {
+                start,
+                open: false,
+                sealed: false,
+                kind: Kind::Str,
+            });
+            self.memo_len += 1;
+            self.pos = end + 1;
+        } else {
+            self.pos = end;
+        }
+        Ok(std::borrow::Cow::Borrowed(s))
+    }
+
+    #[inline(never)]
+    fn str_general(&mut self) -> Pulled<std::borrow::Cow<'a, str>> {
         let mark = self.begin(Kind::Str)?;
         let op = self.op()?;
         let n = match op {
@@ -830,13 +933,46 @@ impl<'a> Stream<'a> {
         read: impl FnMut(&mut Self) -> Pulled<T>,
         sink: impl FnMut(T),
     ) -> Pulled<usize> {
+        self.list_into(read, &mut Each(sink))
+    }
+
+    /// A `list` whose items `item` reads into `items`, which is sized
+    /// first when the items of a batch can be counted cheaply (a pickle
+    /// list has no length). Each item is read one level deeper, as
+    /// [`Stream::read`] reads a value: `item` reads it without it (the
+    /// level is counted once for them all). Returns how many.
+    pub fn list_vec<T>(
+        &mut self,
+        item: impl FnMut(&mut Self) -> Pulled<T>,
+        items: &mut Vec<T>,
+    ) -> Pulled<usize> {
+        // An empty list one level too deep is a miss too: the Graph path
+        // then reads it.
+        self.read(|s| s.list_into(item, items))
+    }
+
+    /// A `dict` whose keys and values `pair` reads into `pairs`, sized and
+    /// one level deeper as [`Stream::list_vec`] reads its items.
+    pub fn dict_vec<T>(
+        &mut self,
+        pair: impl FnMut(&mut Self) -> Pulled<T>,
+        pairs: &mut Vec<T>,
+    ) -> Pulled<usize> {
+        self.read(|s| s.dict_into(pair, pairs))
+    }
+
+    fn list_into<T>(
+        &mut self,
+        read: impl FnMut(&mut Self) -> Pulled<T>,
+        sink: &mut impl Items<T>,
+    ) -> Pulled<usize> {
         let mark = self.begin(Kind::List)?;
         match self.op()? {
             EMPTY_LIST => {}
             MARK if self.eat(LIST)? => {}
             _ => return Err(Miss),
         }
-        let key = self.memo_after(mark.start, Kind::List, true)?;
+        let key = self.memo_open(mark.start, Kind::List)?;
         // The container sits on the stack while its items are read.
         self.push(1)?;
         let n = self.items(APPEND, APPENDS, 1, read, sink)?;
@@ -853,13 +989,21 @@ impl<'a> Stream<'a> {
         read: impl FnMut(&mut Self) -> Pulled<T>,
         sink: impl FnMut(T),
     ) -> Pulled<usize> {
+        self.dict_into(read, &mut Each(sink))
+    }
+
+    fn dict_into<T>(
+        &mut self,
+        read: impl FnMut(&mut Self) -> Pulled<T>,
+        sink: &mut impl Items<T>,
+    ) -> Pulled<usize> {
         let mark = self.begin(Kind::Dict)?;
         match self.op()? {
             EMPTY_DICT => {}
             MARK if self.eat(DICT)? => {}
             _ => return Err(Miss),
         }
-        let key = self.memo_after(mark.start, Kind::Dict, true)?;
+        let key = self.memo_open(mark.start, Kind::Dict)?;
         // The container sits on the stack while its items are read.
         self.push(1)?;
         let n = self.items(SETITEM, SETITEMS, 2, read, sink)?;
@@ -873,13 +1017,13 @@ impl<'a> Stream<'a> {
     /// and items alone followed by `one`. From protocol 2 on, CPython writes
     /// an item alone only right after the header (a container of one), and
     /// nothing after its batches.
-    fn items<T>(
+    fn items<T, I: Items<T>>(
         &mut self,
         one: u8,
         many: u8,
         per: usize,
         mut read: impl FnMut(&mut Self) -> Pulled<T>,
-        mut sink: impl FnMut(T),
+        sink: &mut I,
     ) -> Pulled<usize> {
         let mut n = 0;
         let mut first = true;
@@ -888,15 +1032,26 @@ impl<'a> Stream<'a> {
                 let spot = self.spot();
                 self.pos += 1;
                 self.push(1)?;
+                if I::SIZED {
+                    if let Some(values) = self.count_atoms(many) {
+                        // At most CPython's batch: a hostile batch of many
+                        // small atoms, each read as a large type, reserves
+                        // no more.
+                        sink.expect((values / per).min(1000));
+                    }
+                }
                 let mut k = 0;
                 while self.peek()? != many {
                     // A pair's key sits on the stack while its value is
-                    // read: counted for the whole item, to be safe.
-                    self.push(per - 1)?;
+                    // read: counted for the whole item, to be safe. The
+                    // height only grows through the batch, so the limit
+                    // is checked once at its end (an item's own values
+                    // check theirs).
+                    self.height += per - 1;
                     match read(self) {
                         Ok(v) => {
                             self.height -= per - 1;
-                            sink(v)
+                            sink.put(v)
                         }
                         // From protocol 2 a MARK right after the header
                         // may open a marked tuple (of more than three
@@ -906,15 +1061,18 @@ impl<'a> Stream<'a> {
                         Err(Miss) if k == 0 && first && self.proto >= 2 => {
                             self.undo(spot)?;
                             if let Some(v) = self.alone(&mut read, one, per)? {
-                                sink(v);
+                                sink.put(v);
                                 n += 1;
                             }
                             return Ok(n);
                         }
                         Err(miss) => return Err(miss),
                     }
-                    self.push(per)?;
+                    self.height += per;
                     k += 1;
+                }
+                if self.height > self.max_stack {
+                    return Err(Miss);
                 }
                 self.pos += 1;
                 self.height -= per * k + 1;
@@ -924,7 +1082,7 @@ impl<'a> Stream<'a> {
             } else {
                 match self.alone(&mut read, one, per)? {
                     Some(v) => {
-                        sink(v);
+                        sink.put(v);
                         n += 1;
                     }
                     None => break,
@@ -1503,6 +1661,40 @@ impl<'a> Stream<'a> {
         Ok(answer)
     }
 
+    /// The values of the batch at the cursor (just after its `MARK`), when
+    /// they are all atoms, strings or memo fetches, up to `many`: a
+    /// container is sized with it before its items are read. `None` for
+    /// anything else (nested containers are read as they come). The scan
+    /// stops at the first value that is not an atom, so each byte of the
+    /// input is counted at most once by the container it belongs to.
+    #[inline(never)]
+    fn count_atoms(&self, many: u8) -> Option<usize> {
+        let d = self.data;
+        let mut i = self.pos;
+        let mut values = 0;
+        loop {
+            let op = *d.get(i)?;
+            let step = ATOM_STEP[op as usize];
+            if step != 0 {
+                // A fixed size: the length, and the value bit.
+                i += (step & 0x0f) as usize;
+                values += (step >> 4) as usize;
+                continue;
+            }
+            let len = match op {
+                SHORT_BINUNICODE | SHORT_BINBYTES => 2 + *d.get(i + 1)? as usize,
+                BINUNICODE | BINBYTES => {
+                    let n = d.get(i + 1..i + 5)?;
+                    5 + u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize
+                }
+                _ if op == many => return Some(values),
+                _ => return None,
+            };
+            i = i.checked_add(len)?;
+            values += 1;
+        }
+    }
+
     /// Whether the `MARK` next opens a batch of items (closed by `many`),
     /// rather than an item of its own (a marked tuple). From protocol 2 on,
     /// CPython marks an item only in a list or dict of one item, so a batch
@@ -1541,6 +1733,63 @@ impl<'a> Stream<'a> {
             .checked_sub(src.position() - start)
             .ok_or(Miss)?;
         Ok(verdict)
+    }
+}
+
+/// For [`Stream::count_atoms`], each opcode of a fixed size that makes one
+/// value (`0x10` + its size) or none (its size: a memo put); 0 for any
+/// other.
+const ATOM_STEP: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let op = i as u8;
+        t[i] = match op {
+            NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE => 0x11,
+            BININT1 | BINGET => 0x12,
+            BININT2 => 0x13,
+            BININT | LONG_BINGET => 0x15,
+            BINFLOAT => 0x19,
+            MEMOIZE => 0x01,
+            BINPUT => 0x02,
+            LONG_BINPUT => 0x05,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// What takes a container's items as [`Stream::items`] reads them.
+pub(crate) trait Items<T> {
+    /// Whether [`Items::expect`] does anything: if not, the items are not
+    /// counted ahead.
+    const SIZED: bool;
+    /// About `n` more items are coming.
+    fn expect(&mut self, n: usize);
+    fn put(&mut self, item: T);
+}
+
+/// A closure that takes each item.
+struct Each<F>(F);
+
+impl<T, F: FnMut(T)> Items<T> for Each<F> {
+    const SIZED: bool = false;
+    fn expect(&mut self, _: usize) {}
+    #[inline(always)]
+    fn put(&mut self, item: T) {
+        (self.0)(item)
+    }
+}
+
+impl<T> Items<T> for Vec<T> {
+    const SIZED: bool = true;
+    fn expect(&mut self, n: usize) {
+        self.reserve(n);
+    }
+    #[inline(always)]
+    fn put(&mut self, item: T) {
+        self.push(item)
     }
 }
 

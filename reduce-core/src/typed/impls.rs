@@ -473,7 +473,7 @@ impl<T: Construct> Construct for Vec<T> {
     }
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         let mut items = Vec::new();
-        s.list(|s| s.read(T::construct_stream), |v| items.push(v))?;
+        s.list_vec(T::construct_stream, &mut items)?;
         Ok(items)
     }
 }
@@ -740,12 +740,15 @@ impl<K: Construct + Ord, V: Construct> Construct for BTreeMap<K, V> {
         pairs_into(&node)
     }
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
-        let mut map = BTreeMap::new();
-        s.dict(
-            |s| Ok((s.read(K::construct_stream)?, s.read(V::construct_stream)?)),
-            |(k, v)| drop(map.insert(k, v)),
+        // Collected, then built at once (sorted, as a pickled BTreeMap
+        // is, it takes no search per key), as the Graph path builds it: a
+        // key written twice keeps its last entry either way.
+        let mut pairs = Vec::new();
+        s.dict_vec(
+            |s| Ok((K::construct_stream(s)?, V::construct_stream(s)?)),
+            &mut pairs,
         )?;
-        Ok(map)
+        Ok(pairs.into_iter().collect())
     }
 }
 
