@@ -235,7 +235,7 @@ impl Reduce for String {
     fn __leaf(&self) -> bool {
         true
     }
-    #[inline]
+    #[inline(always)]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
     }

@@ -17,6 +17,7 @@ use crate::base::op::*;
 use crate::text::PyStr;
 use crate::typed::registry::Lookup;
 use crate::value::{Graph, PickleBuffer, Value};
+use crate::write::names::FieldNames;
 use crate::write::out::{unpicklable, Out};
 use crate::write::rules::{self, Batches, Batching};
 
@@ -150,7 +151,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// Writes one child value, guarding the depth.
-    #[inline]
+    #[inline(always)]
     pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         if value.__leaf() {
             // An atom goes no deeper.
@@ -190,8 +191,16 @@ impl<'s, 'o> Saver<'s, 'o> {
     #[inline]
     fn remember(&mut self, key: Option<usize>, idx: u32) {
         if let Some(k) = key {
-            self.ptr_memo.insert(k, idx);
+            self.remember_shared(k, idx);
         }
+    }
+
+    /// The memo index of an object with identity: out of line, as most
+    /// objects have none and the map's insertion would crowd the writing
+    /// of every string.
+    #[inline(never)]
+    fn remember_shared(&mut self, key: usize, idx: u32) {
+        self.ptr_memo.insert(key, idx);
     }
 
     #[inline]
@@ -262,7 +271,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// A `str`.
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, s: &str) -> Result<()> {
         let key = self.take_identity();
         let idx = self.out.str_utf8(s)?;
@@ -275,6 +284,15 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn interned_str(&mut self, s: &str) -> Result<()> {
         self.pending = None;
         self.out.interned_str(s).map(|_| ())
+    }
+
+    /// Name `i` of a derived type's field names, as
+    /// [`Saver::interned_str`] writes it.
+    #[inline]
+    pub(crate) fn field_name(&mut self, names: &'static FieldNames, i: usize) -> Result<()> {
+        self.pending = None;
+        let (name, hash) = names.get(i);
+        self.out.static_name(name, hash).map(|_| ())
     }
 
     /// A `str` that may hold lone surrogates.

@@ -1,10 +1,15 @@
 //! The interned strings of one pickle (attribute names, module names), each
-//! written once and then fetched from the memo.
+//! written once and then fetched from the memo, and the globals it has
+//! written (one function or class is one object: its second use is a memo
+//! reference).
 //!
 //! A record's state repeats its field names in every pickle, and a pickle
 //! of one record meets each for the first time, so the first sight is the
 //! common case: each name is hashed once, eight bytes per step, and its
-//! text goes into one arena, not an allocation of its own.
+//! text goes into one arena, not an allocation of its own. A name the
+//! program holds for good (a derived type's field name, a serde field) is
+//! not copied at all, and a derived type's names are hashed once per
+//! process ([`FieldNames`]).
 //!
 //! A module name can come from a pickle that was read, so the hash is
 //! seeded with this process's random keys: which names collide cannot be
@@ -15,6 +20,8 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
+/// Interned strings and globals, in one table: one allocation of each
+/// kind per pickle, not two.
 #[derive(Default)]
 pub(crate) struct Names {
     /// An open-addressing table: 0 for an empty slot, else an index into
@@ -27,9 +34,42 @@ pub(crate) struct Names {
 
 struct Entry {
     hash: u64,
-    start: usize,
-    len: usize,
     memo: u32,
+    text: Text,
+}
+
+/// Where an entry's text is: in the arena (a string, or a global's module
+/// and name one after the other), or a string the program holds for good.
+#[derive(Clone, Copy)]
+enum Text {
+    Str { start: u32, len: u32 },
+    Global { start: u32, module: u32, name: u32 },
+    Static(&'static str),
+}
+
+/// What is looked up: an interned string, or a global by module and name.
+#[derive(Clone, Copy)]
+pub(crate) enum Key<'k> {
+    Str(&'k str),
+    Global(&'k str, &'k str),
+}
+
+impl Key<'_> {
+    #[inline]
+    fn hash(self) -> u64 {
+        match self {
+            Key::Str(s) => hash(s.as_bytes()),
+            // Mixed apart from a string's hash, so `Global("a", "b")` and
+            // `Str("ab")` seldom share a chain (they are told apart by
+            // kind anyway).
+            Key::Global(m, n) => {
+                (hash(m.as_bytes()) ^ 0x5bd1_e995)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .rotate_left(29)
+                    ^ hash(n.as_bytes())
+            }
+        }
+    }
 }
 
 /// Where a name is, or where it goes.
@@ -39,21 +79,48 @@ pub(crate) enum Seen {
 }
 
 impl Names {
-    /// The memo index of `name`, or its hash for [`Names::insert`].
+    /// The memo index of `key`, or its hash for [`Names::insert`].
     #[inline]
-    pub(crate) fn find(&self, name: &str) -> Seen {
-        self.lookup(name, hash(name.as_bytes()))
+    pub(crate) fn find(&self, key: Key<'_>) -> Seen {
+        self.find_hashed(key, key.hash())
     }
 
-    fn lookup(&self, name: &str, hash: u64) -> Seen {
-        match self.entry(name, hash) {
+    /// [`Names::find`] with the hash given ([`FieldNames`] keeps them).
+    #[inline]
+    pub(crate) fn find_hashed(&self, key: Key<'_>, hash: u64) -> Seen {
+        match self.entry(key, hash) {
             Some(at) => Seen::Before(self.entries[at].memo),
             None => Seen::New(hash),
         }
     }
 
-    /// The index in `entries` of `name`, of hash `hash`.
-    fn entry(&self, name: &str, hash: u64) -> Option<usize> {
+    /// Whether entry `e` holds `key`.
+    #[inline]
+    fn holds(&self, e: &Entry, key: Key<'_>) -> bool {
+        let arena = |start: u32, len: u32| {
+            let start = start as usize;
+            &self.arena.as_bytes()[start..start + len as usize]
+        };
+        match (e.text, key) {
+            (Text::Static(t), Key::Str(s)) => std::ptr::eq(t, s) || t == s,
+            (Text::Str { start, len }, Key::Str(s)) => arena(start, len) == s.as_bytes(),
+            (
+                Text::Global {
+                    start,
+                    module,
+                    name,
+                },
+                Key::Global(m, n),
+            ) => {
+                arena(start, module) == m.as_bytes() && arena(start + module, name) == n.as_bytes()
+            }
+            _ => false,
+        }
+    }
+
+    /// The index in `entries` of `key`, of hash `hash`.
+    #[inline]
+    fn entry(&self, key: Key<'_>, hash: u64) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -62,24 +129,78 @@ impl Names {
         loop {
             let at = self.slots[i].checked_sub(1)? as usize;
             let e = &self.entries[at];
-            if e.hash == hash && &self.arena[e.start..e.start + e.len] == name {
+            if e.hash == hash && self.holds(e, key) {
                 return Some(at);
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Records `name` at `memo`, in place of the memo index it had.
-    pub(crate) fn set(&mut self, name: &str, memo: u32) {
-        let hash = hash(name.as_bytes());
-        match self.entry(name, hash) {
+    /// Records `key` at `memo`, in place of the memo index it had.
+    pub(crate) fn set(&mut self, key: Key<'_>, memo: u32) {
+        let hash = key.hash();
+        match self.entry(key, hash) {
             Some(at) => self.entries[at].memo = memo,
-            None => self.insert(name, hash, memo),
+            None => self.insert(key, hash, memo),
         }
     }
 
-    /// Records `name`, of hash `hash` (from [`Names::find`]), at `memo`.
-    pub(crate) fn insert(&mut self, name: &str, hash: u64, memo: u32) {
+    /// Records `key`, of hash `hash` (from [`Names::find`]), at `memo`,
+    /// its text copied into the arena.
+    pub(crate) fn insert(&mut self, key: Key<'_>, hash: u64, memo: u32) {
+        let start = self.arena.len();
+        let text = match key {
+            Key::Str(s) => {
+                let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(s.len())) else {
+                    return self.forget();
+                };
+                Text::Str { start, len }
+            }
+            Key::Global(m, n) => {
+                let (Ok(start), Ok(module), Ok(name)) = (
+                    u32::try_from(start),
+                    u32::try_from(m.len()),
+                    u32::try_from(n.len()),
+                ) else {
+                    return self.forget();
+                };
+                Text::Global {
+                    start,
+                    module,
+                    name,
+                }
+            }
+        };
+        if start + key_len(key) > u32::MAX as usize {
+            return self.forget();
+        }
+        if self.arena.capacity() == 0 {
+            self.arena.reserve(1024);
+        }
+        match key {
+            Key::Str(s) => self.arena.push_str(s),
+            Key::Global(m, n) => {
+                self.arena.push_str(m);
+                self.arena.push_str(n);
+            }
+        }
+        self.push(hash, memo, text);
+    }
+
+    /// Records `name`, of hash `hash`, at `memo`, without copying it.
+    #[inline]
+    pub(crate) fn insert_static(&mut self, name: &'static str, hash: u64, memo: u32) {
+        self.push(hash, memo, Text::Static(name));
+    }
+
+    /// A text too long for the arena's offsets (4 GiB of names): never
+    /// reached in practice; the name is forgotten, so it is written again
+    /// rather than found at a wrong place.
+    #[cold]
+    fn forget(&mut self) {}
+
+    #[inline]
+    fn push(&mut self, hash: u64, memo: u32, text: Text) {
         let Ok(at) = u32::try_from(self.entries.len() + 1) else {
             // More names than memo entries: never reached, as the memo
             // stops first; forget the name rather than wrap.
@@ -89,16 +210,11 @@ impl Names {
             self.grow();
         }
         self.place(hash, at);
-        self.entries.push(Entry {
-            hash,
-            start: self.arena.len(),
-            len: name.len(),
-            memo,
-        });
-        self.arena.push_str(name);
+        self.entries.push(Entry { hash, memo, text });
     }
 
     /// Puts entry `at` (plus one) in the first free slot from its hash's.
+    #[inline]
     fn place(&mut self, hash: u64, at: u32) {
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
@@ -116,11 +232,45 @@ impl Names {
         self.slots = vec![0; len];
         if self.entries.is_empty() {
             self.entries.reserve(64);
-            self.arena.reserve(1024);
         }
         for i in 0..self.entries.len() {
             self.place(self.entries[i].hash, i as u32 + 1);
         }
+    }
+}
+
+fn key_len(key: Key<'_>) -> usize {
+    match key {
+        Key::Str(s) => s.len(),
+        Key::Global(m, n) => m.len() + n.len(),
+    }
+}
+
+/// The field names of one derived type, hashed once per process: a
+/// record's state written again and again does not hash its names again.
+/// `#[derive(Reduce)]` keeps one in a `static` per type.
+#[doc(hidden)]
+pub struct FieldNames {
+    names: &'static [&'static str],
+    hashes: OnceLock<Box<[u64]>>,
+}
+
+impl FieldNames {
+    /// The names, in the order the derive numbers them.
+    pub const fn new(names: &'static [&'static str]) -> FieldNames {
+        FieldNames {
+            names,
+            hashes: OnceLock::new(),
+        }
+    }
+
+    /// Name `i` and its hash.
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> (&'static str, u64) {
+        let hashes = self
+            .hashes
+            .get_or_init(|| self.names.iter().map(|n| hash(n.as_bytes())).collect());
+        (self.names[i], hashes[i])
     }
 }
 
@@ -136,7 +286,7 @@ fn seed() -> u64 {
 /// state by an xor, a rotation and a multiplication whose carries tie
 /// every later word's effect to the key.
 #[inline]
-fn hash(bytes: &[u8]) -> u64 {
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let key = seed();
     let mut h = (key ^ bytes.len() as u64).wrapping_mul(K);
@@ -177,24 +327,67 @@ mod tests {
         let mut names = Names::default();
         let texts: Vec<String> = (0..500).map(|i| format!("field_{i}")).collect();
         for (i, t) in texts.iter().enumerate() {
-            match names.find(t) {
-                Seen::New(h) => names.insert(t, h, i as u32 * 2),
+            match names.find(Key::Str(t)) {
+                Seen::New(h) => names.insert(Key::Str(t), h, i as u32 * 2),
                 Seen::Before(_) => panic!("{t} found before it was added"),
             }
         }
         for (i, t) in texts.iter().enumerate() {
             // A different allocation of the same text is the same name.
             let copy = t.clone();
-            assert!(matches!(names.find(&copy), Seen::Before(m) if m == i as u32 * 2));
+            assert!(matches!(names.find(Key::Str(&copy)), Seen::Before(m) if m == i as u32 * 2));
         }
-        assert!(matches!(names.find("field_500"), Seen::New(_)));
+        assert!(matches!(names.find(Key::Str("field_500")), Seen::New(_)));
         // A name set again points at its new memo entry.
-        names.set("field_7", 9999);
-        names.set("field_500", 10_000);
-        assert!(matches!(names.find("field_7"), Seen::Before(9999)));
-        assert!(matches!(names.find("field_500"), Seen::Before(10_000)));
+        names.set(Key::Str("field_7"), 9999);
+        names.set(Key::Str("field_500"), 10_000);
+        assert!(matches!(
+            names.find(Key::Str("field_7")),
+            Seen::Before(9999)
+        ));
+        assert!(matches!(
+            names.find(Key::Str("field_500")),
+            Seen::Before(10_000)
+        ));
         assert_eq!(names.entries.len(), 501);
-        assert!(matches!(names.find(""), Seen::New(_)));
+        assert!(matches!(names.find(Key::Str("")), Seen::New(_)));
+    }
+
+    #[test]
+    fn strings_globals_and_static_names_are_kept_apart() {
+        let mut names = Names::default();
+        static FIELDS: FieldNames = FieldNames::new(&["ab", "x"]);
+        let (ab, h) = FIELDS.get(0);
+        names.insert_static(ab, h, 1);
+        let g = Key::Global("a", "b");
+        names.set(g, 2);
+        names.set(Key::Global("a\nb", ""), 3);
+        names.set(Key::Global("", "a\nb"), 4);
+        // The static name is found by its text, from any allocation.
+        let copy = String::from("ab");
+        assert!(matches!(names.find(Key::Str(&copy)), Seen::Before(1)));
+        assert!(matches!(
+            names.find_hashed(Key::Str(ab), h),
+            Seen::Before(1)
+        ));
+        assert!(matches!(names.find(g), Seen::Before(2)));
+        assert!(matches!(
+            names.find(Key::Global("a\nb", "")),
+            Seen::Before(3)
+        ));
+        assert!(matches!(
+            names.find(Key::Global("", "a\nb")),
+            Seen::Before(4)
+        ));
+        // A global is no string, and the split between module and name counts.
+        assert!(matches!(names.find(Key::Str("a\nb")), Seen::New(_)));
+        assert!(matches!(names.find(Key::Global("ab", "")), Seen::New(_)));
+        assert!(matches!(names.find(Key::Global("a", "\nb")), Seen::New(_)));
+        assert!(matches!(names.find(Key::Str("x")), Seen::New(h) if h == FIELDS.get(1).1));
+        // A global written again points at its latest memo entry.
+        names.set(g, 5);
+        assert!(matches!(names.find(g), Seen::Before(5)));
+        assert_eq!(names.entries.len(), 4);
     }
 
     #[test]
@@ -227,9 +420,9 @@ mod tests {
     fn names_with_one_hash_are_told_apart() {
         // Force a collision: two entries under one hash, found by text.
         let mut names = Names::default();
-        names.insert("a", 7, 1);
-        names.insert("b", 7, 2);
-        let find = |names: &Names, s: &str| match names.lookup(s, 7) {
+        names.insert(Key::Str("a"), 7, 1);
+        names.insert(Key::Str("b"), 7, 2);
+        let find = |names: &Names, s: &str| match names.find_hashed(Key::Str(s), 7) {
             Seen::Before(m) => Some(m),
             Seen::New(_) => None,
         };
@@ -239,7 +432,7 @@ mod tests {
 
         // A long run of one hash, across the table's growth.
         for i in 0..300u32 {
-            names.insert(&format!("n{i}"), 7, 100 + i);
+            names.insert(Key::Str(&format!("n{i}")), 7, 100 + i);
         }
         for i in 0..300u32 {
             assert_eq!(find(&names, &format!("n{i}")), Some(100 + i));
