@@ -358,9 +358,27 @@ impl Cx<'_> {
             let r = self.field_ref(f, quote!(&self.#member));
             quote!((&#krate::__private::FieldName(&__NAMES, #i) as &dyn #krate::Reduce, #r as &dyn #krate::Reduce))
         };
+        let rest_field = shape.fields.iter().find(|f| f.is_rest());
+        if !slots_form && rest_field.is_none() {
+            // The common form: each field written by its own type's code,
+            // not through `dyn Reduce`.
+            let fields = in_dict.iter().enumerate().map(|(i, f)| {
+                let member = &f.member;
+                let r = self.field_ref(f, quote!(&self.#member));
+                quote!(__d.field(#i, #r)?;)
+            });
+            return quote! {
+                static __NAMES: #krate::__private::FieldNames =
+                    #krate::__private::FieldNames::new(&[#(#keys),*]);
+                #krate::__private::save_state(__s, #module, #name, &__NAMES, #nd, |__d| {
+                    #(#fields)*
+                    ::core::result::Result::Ok(())
+                })
+            };
+        }
         let dict = in_dict.iter().enumerate().map(entry);
         let slots = in_slots.iter().enumerate().map(|(i, f)| entry((nd + i, f)));
-        let rest = shape.fields.iter().find(|f| f.is_rest()).map(|f| {
+        let rest = rest_field.map(|f| {
             let member = &f.member;
             let part = if !slots_form || f.attrs.in_dict.is_some() {
                 quote!(__dict)

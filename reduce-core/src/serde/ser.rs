@@ -15,7 +15,6 @@ use crate::base::error::{Error, Result};
 use crate::base::limits::{grow, GROW_EVERY, MAX_TYPED_DEPTH};
 use crate::base::op::*;
 use crate::value::Value;
-use crate::write::names;
 use crate::write::out::{unpicklable, Out};
 use crate::write::rules::{self, Batcher, Batching};
 
@@ -62,7 +61,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         if slot.0 == addr && slot.1 == name.len() && addr != 0 {
             return self.out.get(slot.2);
         }
-        let idx = self.out.static_name(name, names::hash(name.as_bytes()))?;
+        let idx = self.out.interned_static(name)?;
         *slot = (addr, name.len(), idx);
         Ok(())
     }

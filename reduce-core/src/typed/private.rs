@@ -9,7 +9,8 @@ pub use inventory;
 pub use crate::read::stream::{Miss, Pulled, Stream};
 pub use crate::typed::registry::{GenericName, Registration};
 pub use crate::typed::save::FnReduce;
-pub use crate::typed::state::{save_instance, InstanceState};
+pub use crate::typed::save::StateDict;
+pub use crate::typed::state::{save_instance, save_state, InstanceState};
 pub use crate::write::names::FieldNames;
 
 use crate::typed::save::{Reduce, Saver};

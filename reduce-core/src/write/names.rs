@@ -7,9 +7,9 @@
 //! of one record meets each for the first time, so the first sight is the
 //! common case: each name is hashed once, eight bytes per step, and its
 //! text goes into one arena, not an allocation of its own. A name the
-//! program holds for good (a derived type's field name, a serde field) is
-//! not copied at all, and a derived type's names are hashed once per
-//! process ([`FieldNames`]).
+//! program holds for good (a serde field) is not copied at all, and a
+//! derived type's names are numbered once per process ([`FieldNames`]) and
+//! kept by number ([`StaticMemo`]).
 //!
 //! A module name can come from a pickle that was read, so the hash is
 //! seeded with this process's random keys: which names collide cannot be
@@ -17,8 +17,9 @@
 //! use for that, took a fifth of the time of writing one 33-field record.
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Interned strings and globals, in one table: one allocation of each
 /// kind per pickle, not two.
@@ -30,6 +31,9 @@ pub(crate) struct Names {
     slots: Vec<u32>,
     entries: Vec<Entry>,
     arena: String,
+    /// One bit per string held, by six bits of its hash: a string whose
+    /// bit is clear is not here, without a probe.
+    strs: u64,
 }
 
 struct Entry {
@@ -92,6 +96,13 @@ impl Names {
             Some(at) => Seen::Before(self.entries[at].memo),
             None => Seen::New(hash),
         }
+    }
+
+    /// Whether the string of hash `hash` may be here: false when it
+    /// surely is not.
+    #[inline]
+    pub(crate) fn may_hold_str(&self, hash: u64) -> bool {
+        self.strs & str_bit(hash) != 0
     }
 
     /// Whether entry `e` holds `key`.
@@ -175,7 +186,7 @@ impl Names {
             return self.forget();
         }
         if self.arena.capacity() == 0 {
-            self.arena.reserve(1024);
+            self.arena.reserve(256);
         }
         match key {
             Key::Str(s) => self.arena.push_str(s),
@@ -201,6 +212,9 @@ impl Names {
 
     #[inline]
     fn push(&mut self, hash: u64, memo: u32, text: Text) {
+        if !matches!(text, Text::Global { .. }) {
+            self.strs |= str_bit(hash);
+        }
         let Ok(at) = u32::try_from(self.entries.len() + 1) else {
             // More names than memo entries: never reached, as the memo
             // stops first; forget the name rather than wrap.
@@ -224,19 +238,32 @@ impl Names {
         self.slots[i] = at;
     }
 
-    /// Doubles the table (the first one has room for a record's field
-    /// names) and places every entry again.
+    /// Doubles the table and places every entry again. The first table
+    /// is small (a pickle of derived types holds a module name or two
+    /// here), and every first allocation is below 1 KiB, which glibc
+    /// serves from its per-thread cache: a larger one cost several
+    /// hundred instructions to allocate and free.
     #[cold]
     fn grow(&mut self) {
-        let len = (self.slots.len() * 2).max(128);
-        self.slots = vec![0; len];
+        let len = (self.slots.len() * 2).max(32);
+        // Not `vec![0; len]`, whose `calloc` skips that cache.
+        let mut slots = Vec::with_capacity(len);
+        slots.resize(len, 0);
+        self.slots = slots;
         if self.entries.is_empty() {
-            self.entries.reserve(64);
+            self.entries.reserve(16);
         }
         for i in 0..self.entries.len() {
             self.place(self.entries[i].hash, i as u32 + 1);
         }
     }
+}
+
+/// A string's bit in [`Names::strs`], from hash bits the table index does
+/// not use.
+#[inline]
+fn str_bit(hash: u64) -> u64 {
+    1 << (hash >> 58)
 }
 
 fn key_len(key: Key<'_>) -> usize {
@@ -246,31 +273,158 @@ fn key_len(key: Key<'_>) -> usize {
     }
 }
 
-/// The field names of one derived type, hashed once per process: a
-/// record's state written again and again does not hash its names again.
-/// `#[derive(Reduce)]` keeps one in a `static` per type.
+/// The field names of one derived type, prepared once per process: each
+/// hashed, and numbered in [`static_id`]'s table, so that a pickle keeps
+/// their memo entries in an array by number (see [`StaticMemo`]) rather
+/// than looking them up by text. `#[derive(Reduce)]` keeps one in a
+/// `static` per type.
 #[doc(hidden)]
 pub struct FieldNames {
     names: &'static [&'static str],
-    hashes: OnceLock<Box<[u64]>>,
+    table: OnceLock<Table>,
 }
+
+struct Table {
+    names: Box<[StaticName]>,
+    /// One more than the highest id among them.
+    ids: usize,
+}
+
+/// A field name of a derived type: its text, its hash, and its number,
+/// the same for every type with a field of that name.
+#[derive(Clone, Copy)]
+pub(crate) struct StaticName {
+    pub(crate) text: &'static str,
+    pub(crate) hash: u64,
+    pub(crate) id: u32,
+    /// The name as protocol 4 and later write it the first time
+    /// (`SHORT_BINUNICODE`, its length, its bytes, `MEMOIZE`), in the
+    /// first `short.1` bytes, or a length of 0 when it is too long.
+    pub(crate) short: ([u8; SHORT_NAME], u8),
+}
+
+/// The room for a field name written from [`StaticName::short`].
+pub(crate) const SHORT_NAME: usize = 32;
 
 impl FieldNames {
     /// The names, in the order the derive numbers them.
     pub const fn new(names: &'static [&'static str]) -> FieldNames {
         FieldNames {
             names,
-            hashes: OnceLock::new(),
+            table: OnceLock::new(),
         }
     }
 
-    /// Name `i` and its hash.
     #[inline]
-    pub(crate) fn get(&self, i: usize) -> (&'static str, u64) {
-        let hashes = self
-            .hashes
-            .get_or_init(|| self.names.iter().map(|n| hash(n.as_bytes())).collect());
-        (self.names[i], hashes[i])
+    fn prepared(&self) -> &Table {
+        self.table.get_or_init(|| {
+            let mut ids = registry();
+            let names: Box<[StaticName]> = self
+                .names
+                .iter()
+                .map(|&text| {
+                    let next = ids.len() as u32;
+                    let id = *ids.entry(text).or_insert(next);
+                    StaticName {
+                        text,
+                        hash: hash(text.as_bytes()),
+                        id,
+                        short: short_name(text),
+                    }
+                })
+                .collect();
+            let ids = names.iter().map(|n| n.id as usize + 1).max().unwrap_or(0);
+            Table { names, ids }
+        })
+    }
+
+    /// Each name, in order.
+    #[inline]
+    pub(crate) fn table(&self) -> &[StaticName] {
+        &self.prepared().names
+    }
+
+    /// One more than the highest id of these names: the room a
+    /// [`StaticMemo`] needs for them.
+    #[inline]
+    pub(crate) fn ids(&self) -> usize {
+        self.prepared().ids
+    }
+}
+
+/// `SHORT_BINUNICODE`, the length, the text and `MEMOIZE`, if they fit
+/// [`SHORT_NAME`] bytes.
+fn short_name(text: &str) -> ([u8; SHORT_NAME], u8) {
+    let mut op = [0; SHORT_NAME];
+    let n = text.len();
+    if n + 3 > SHORT_NAME {
+        return (op, 0);
+    }
+    op[0] = crate::base::op::SHORT_BINUNICODE;
+    op[1] = n as u8;
+    op[2..2 + n].copy_from_slice(text.as_bytes());
+    op[2 + n] = crate::base::op::MEMOIZE;
+    (op, (n + 3) as u8)
+}
+
+/// The process's numbering of derived types' field names, by text.
+fn registry() -> MutexGuard<'static, HashMap<&'static str, u32>> {
+    static IDS: OnceLock<Mutex<HashMap<&'static str, u32>>> = OnceLock::new();
+    IDS.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The number of a derived type's field name spelled `text`, if any type
+/// has one.
+pub(crate) fn static_id(text: &str) -> Option<u32> {
+    registry().get(text).copied()
+}
+
+/// The memo entries of the derived types' field names one pickle has
+/// written, by [`StaticName::id`]: an array lookup, where [`Names`] hashes
+/// and compares text.
+///
+/// A name is one interned object however it is written, so the two tables
+/// agree: a field name seen first is looked up in [`Names`] too (a module
+/// name or an interned value may have written its text before), and a
+/// text written through [`Names`] once the pickle has field names looks
+/// its number up ([`static_id`]) to find them.
+#[derive(Default)]
+pub(crate) struct StaticMemo {
+    /// Memo index plus one, or 0 for a name not written yet.
+    memo: Vec<u32>,
+}
+
+impl StaticMemo {
+    /// Makes room for ids below `ids`.
+    #[inline]
+    pub(crate) fn reserve(&mut self, ids: usize) {
+        if self.memo.len() < ids {
+            self.memo.resize(ids, 0);
+        }
+    }
+
+    /// Whether any field name is recorded.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.memo.is_empty()
+    }
+
+    /// The memo index of name `id`, if written.
+    #[inline]
+    pub(crate) fn get(&self, id: u32) -> Option<u32> {
+        match self.memo.get(id as usize) {
+            Some(&m) if m != 0 => Some(m - 1),
+            _ => None,
+        }
+    }
+
+    /// Records name `id` at memo index `memo` (below `u32::MAX`).
+    #[inline]
+    pub(crate) fn set(&mut self, id: u32, memo: u32) {
+        self.reserve(id as usize + 1);
+        self.memo[id as usize] = memo + 1;
     }
 }
 
@@ -286,7 +440,7 @@ fn seed() -> u64 {
 /// state by an xor, a rotation and a multiplication whose carries tie
 /// every later word's effect to the key.
 #[inline]
-pub(crate) fn hash(bytes: &[u8]) -> u64 {
+fn hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let key = seed();
     let mut h = (key ^ bytes.len() as u64).wrapping_mul(K);
@@ -357,7 +511,9 @@ mod tests {
     fn strings_globals_and_static_names_are_kept_apart() {
         let mut names = Names::default();
         static FIELDS: FieldNames = FieldNames::new(&["ab", "x"]);
-        let (ab, h) = FIELDS.get(0);
+        let StaticName {
+            text: ab, hash: h, ..
+        } = FIELDS.table()[0];
         names.insert_static(ab, h, 1);
         let g = Key::Global("a", "b");
         names.set(g, 2);
@@ -383,11 +539,32 @@ mod tests {
         assert!(matches!(names.find(Key::Str("a\nb")), Seen::New(_)));
         assert!(matches!(names.find(Key::Global("ab", "")), Seen::New(_)));
         assert!(matches!(names.find(Key::Global("a", "\nb")), Seen::New(_)));
-        assert!(matches!(names.find(Key::Str("x")), Seen::New(h) if h == FIELDS.get(1).1));
+        assert!(matches!(names.find(Key::Str("x")), Seen::New(h) if h == FIELDS.table()[1].hash));
         // A global written again points at its latest memo entry.
         names.set(g, 5);
         assert!(matches!(names.find(g), Seen::Before(5)));
         assert_eq!(names.entries.len(), 4);
+    }
+
+    #[test]
+    fn field_names_are_numbered_by_text_across_types() {
+        static A: FieldNames = FieldNames::new(&["id", "name", "a_only"]);
+        static B: FieldNames = FieldNames::new(&["b_only", "name", "id"]);
+        let (a, b) = (A.table(), B.table());
+        assert_eq!(a[0].id, b[2].id);
+        assert_eq!(a[1].id, b[1].id);
+        assert_ne!(a[2].id, b[0].id);
+        assert_eq!(static_id("name"), Some(a[1].id));
+        assert_eq!(static_id(&String::from("b_only")), Some(b[0].id));
+        assert!(A.ids() > a.iter().map(|n| n.id as usize).max().unwrap());
+        let mut memo = StaticMemo::default();
+        assert!(memo.is_empty() && memo.get(a[0].id).is_none());
+        memo.set(a[0].id, 0);
+        memo.set(b[0].id, 7);
+        assert_eq!(memo.get(b[2].id), Some(0));
+        assert_eq!(memo.get(b[0].id), Some(7));
+        assert_eq!(memo.get(a[1].id), None);
+        assert_eq!(memo.get(u32::MAX), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io;
 
 use num_bigint::BigInt;
 
-use super::names::{Key, Names, Seen};
+use super::names::{static_id, Key, Names, Seen, StaticMemo, StaticName, SHORT_NAME};
 use super::rules;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
@@ -23,6 +23,7 @@ const FRAME_HEADER_SIZE: usize = 9;
 const MEMO_MAX: u32 = u32::MAX - 1;
 
 /// Refuses a protocol this crate cannot write (above 5).
+#[inline]
 pub(crate) fn check_protocol(proto: u8) -> Result<()> {
     if proto > crate::base::op::HIGHEST_PROTOCOL {
         return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
@@ -30,12 +31,10 @@ pub(crate) fn check_protocol(proto: u8) -> Result<()> {
     Ok(())
 }
 
-/// The extension-code table of a write when none are registered: one
-/// empty map for the process, not one built per pickle.
-pub(crate) fn no_extensions() -> &'static HashMap<(String, String), u32> {
-    static EMPTY: std::sync::LazyLock<HashMap<(String, String), u32>> =
-        std::sync::LazyLock::new(HashMap::new);
-    &EMPTY
+/// The extension-code table of a write when none are registered.
+#[inline]
+pub(crate) fn no_extensions() -> Option<&'static HashMap<(String, String), u32>> {
+    None
 }
 
 pub(crate) fn unpicklable(msg: impl Into<String>) -> Error {
@@ -47,7 +46,8 @@ pub(crate) struct Out<'o> {
     sink: Option<&'o mut dyn io::Write>,
     pub(crate) proto: u8,
     fix_imports: bool,
-    extensions: &'o HashMap<(String, String), u32>,
+    /// Extension codes by global (`copyreg.add_extension`), if any.
+    extensions: Option<&'o HashMap<(String, String), u32>>,
     framing: bool,
     frame_start: Option<usize>,
     memo_len: u32,
@@ -55,6 +55,8 @@ pub(crate) struct Out<'o> {
     /// And globals: one function or class is one object, its second use
     /// is a memo reference.
     names: Names,
+    /// Derived types' field names, by number: interned strings too.
+    statics: StaticMemo,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
     /// The length of `buf` from which [`Out::boundary`] may have work to
@@ -73,17 +75,21 @@ impl<'o> Out<'o> {
     /// An output at protocol `proto`, which [`check_protocol`] has
     /// accepted. (Infallible, so the output is built where it lives, not
     /// moved out of a `Result`.)
+    #[inline]
     pub(crate) fn new(
         proto: u8,
         fix_imports: bool,
-        extensions: &'o HashMap<(String, String), u32>,
+        extensions: Option<&'o HashMap<(String, String), u32>>,
         sink: Option<&'o mut dyn io::Write>,
     ) -> Self {
         debug_assert!(proto <= crate::base::op::HIGHEST_PROTOCOL);
         Out {
             // A small pickle (one record is about 700 bytes) fits without
-            // growing, for the cost of one allocation of any small size.
-            buf: Vec::with_capacity(1024),
+            // growing. Below 1 KiB, as glibc's per-thread cache takes
+            // blocks of up to 1032 bytes with their header: a 1024-byte
+            // buffer cost 250 instructions to allocate and free, a
+            // 1000-byte one 40.
+            buf: Vec::with_capacity(1000),
             sink,
             proto,
             fix_imports,
@@ -92,6 +98,7 @@ impl<'o> Out<'o> {
             frame_start: None,
             memo_len: 0,
             names: Names::default(),
+            statics: StaticMemo::default(),
             latin1_memo: None,
             check_at: 0,
         }
@@ -114,6 +121,7 @@ impl<'o> Out<'o> {
 
     /// `PROTO`, and frames from protocol 4 on. `PROTO` itself is outside any
     /// frame, as CPython writes it.
+    #[inline]
     pub(crate) fn start(&mut self) {
         if self.proto >= 2 {
             self.write(&[PROTO, self.proto]);
@@ -125,6 +133,7 @@ impl<'o> Out<'o> {
     }
 
     /// `STOP`, the last frame, and everything handed to the writer.
+    #[inline]
     pub(crate) fn finish(&mut self) -> Result<()> {
         self.write(&[STOP]);
         self.commit_frame();
@@ -166,6 +175,7 @@ impl<'o> Out<'o> {
         (start, room)
     }
 
+    #[inline]
     fn open_frame(&mut self) {
         let start = self.buf.len();
         self.frame_start = Some(start);
@@ -219,6 +229,7 @@ impl<'o> Out<'o> {
         Ok(())
     }
 
+    #[inline]
     fn commit_frame(&mut self) {
         let Some(start) = self.frame_start.take() else {
             return;
@@ -359,13 +370,18 @@ impl<'o> Out<'o> {
     }
 
     /// An `int` that fits an `i64`: `BININT1`, `BININT2`, `BININT` or
-    /// `LONG1` from protocol 2, without a branch on the value: ints of
-    /// mixed sizes would mispredict one or two branches each, which cost
-    /// more than the encoding itself.
+    /// `LONG1` from protocol 2, without a branch on the value beyond
+    /// "below 256": ints of mixed sizes would mispredict one or two
+    /// branches each, which cost more than the encoding itself.
     #[inline(always)]
     pub(crate) fn int(&mut self, i: i64) -> Result<()> {
         if self.proto < 2 {
             return self.int_old(i);
+        }
+        if (i as u64) < 0x100 {
+            // The most common int by far, one predictable branch.
+            self.buf.extend_from_slice(&[BININT1, i as u8]);
+            return self.boundary();
         }
         let (op, len) = encode_int(i);
         // Ten bytes from registers, cut to the length.
@@ -577,6 +593,9 @@ impl<'o> Out<'o> {
                 Ok(idx)
             }
             Seen::New(hash) => {
+                if let Some(idx) = self.static_again(s)? {
+                    return Ok(idx);
+                }
                 let idx = self.str_utf8(s)?;
                 self.names.insert(Key::Str(s), hash, idx);
                 Ok(idx)
@@ -584,22 +603,85 @@ impl<'o> Out<'o> {
         }
     }
 
-    /// An interned `str` the program holds for good, of hash `hash` (see
-    /// [`FieldNames`](super::names::FieldNames)): as
-    /// [`Out::interned_str`], without hashing or copying it.
-    #[inline]
-    pub(crate) fn static_name(&mut self, s: &'static str, hash: u64) -> Result<u32> {
-        match self.names.find_hashed(Key::Str(s), hash) {
+    /// [`Out::interned_str`] of a string the program holds for good (a
+    /// serde field name), which the table keeps without copying.
+    pub(crate) fn interned_static(&mut self, s: &'static str) -> Result<u32> {
+        match self.names.find(Key::Str(s)) {
             Seen::Before(idx) => {
                 self.get(idx)?;
                 Ok(idx)
             }
             Seen::New(hash) => {
+                if let Some(idx) = self.static_again(s)? {
+                    return Ok(idx);
+                }
                 let idx = self.str_utf8(s)?;
                 self.names.insert_static(s, hash, idx);
                 Ok(idx)
             }
         }
+    }
+
+    /// An interned `str` that a derived type's field name has written in
+    /// this pickle: its memo reference.
+    fn static_again(&mut self, s: &str) -> Result<Option<u32>> {
+        if self.statics.is_empty() {
+            return Ok(None);
+        }
+        match static_id(s).and_then(|id| self.statics.get(id)) {
+            Some(idx) => {
+                self.get(idx)?;
+                Ok(Some(idx))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Makes room for field names numbered below `ids` (see
+    /// [`FieldNames::ids`](super::names::FieldNames::ids)).
+    #[inline]
+    pub(crate) fn reserve_names(&mut self, ids: usize) {
+        self.statics.reserve(ids);
+    }
+
+    /// A derived type's field name, an interned `str`: written the first
+    /// time, a memo reference after.
+    #[inline]
+    pub(crate) fn field_name(&mut self, name: &StaticName) -> Result<()> {
+        match self.statics.get(name.id) {
+            Some(idx) => self.get(idx),
+            None => self.field_name_new(name),
+        }
+    }
+
+    /// [`Out::field_name`] the first time: written, unless a module name
+    /// or an interned value wrote its text before.
+    #[inline(never)]
+    fn field_name_new(&mut self, name: &StaticName) -> Result<()> {
+        let seen = if self.names.may_hold_str(name.hash) {
+            self.names.find_hashed(Key::Str(name.text), name.hash)
+        } else {
+            Seen::New(name.hash)
+        };
+        let idx = match seen {
+            Seen::Before(idx) => {
+                self.get(idx)?;
+                idx
+            }
+            Seen::New(_) if self.proto >= 4 && name.short.1 > 0 && self.memo_len < MEMO_MAX => {
+                // Bytes made once per process: one copy of a fixed size.
+                let idx = self.memo_len;
+                self.memo_len += 1;
+                self.buf.extend_from_slice(&name.short.0);
+                self.buf
+                    .truncate(self.buf.len() - SHORT_NAME + usize::from(name.short.1));
+                self.boundary()?;
+                idx
+            }
+            Seen::New(_) => self.str_utf8(name.text)?,
+        };
+        self.statics.set(name.id, idx);
+        Ok(())
     }
 
     fn empty_tuple(&mut self) -> Result<()> {
@@ -698,13 +780,10 @@ impl<'o> Out<'o> {
             return Ok(Some(idx));
         }
         if self.proto >= 2 {
-            let code = if self.extensions.is_empty() {
-                None
-            } else {
-                self.extensions
-                    .get(&(module.to_owned(), name.to_owned()))
-                    .copied()
-            };
+            let code = self
+                .extensions
+                .filter(|e| !e.is_empty())
+                .and_then(|e| e.get(&(module.to_owned(), name.to_owned())).copied());
             if let Some(code) = code {
                 if code <= 0xff {
                     self.write(&[EXT1, code as u8]);
