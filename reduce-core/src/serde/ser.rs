@@ -188,13 +188,31 @@ pub(crate) enum Compound<'s, 'a, 'o> {
         batch: Batcher,
         close: Close,
     },
+    /// Boxed: a `Compound` is returned by value for every container,
+    /// and the inline lists made every one of them a `memcpy`.
     Buffered {
         ser: &'s mut Serializer<'a, 'o>,
-        list: Vec<Value>,
-        dict: Vec<(Value, Value)>,
-        key: Option<Value>,
-        is_dict: bool,
+        items: Box<Gathered>,
     },
+}
+
+/// The items of a list or dict whose length serde did not give.
+pub(crate) struct Gathered {
+    list: Vec<Value>,
+    dict: Vec<(Value, Value)>,
+    key: Option<Value>,
+    is_dict: bool,
+}
+
+impl Gathered {
+    fn new(is_dict: bool) -> Box<Gathered> {
+        Box::new(Gathered {
+            list: Vec::new(),
+            dict: Vec::new(),
+            key: None,
+            is_dict,
+        })
+    }
 }
 
 /// A tuple being written: its items, then `TUPLE1`-`TUPLE3` or `TUPLE`.
@@ -233,8 +251,10 @@ impl Compound<'_, '_, '_> {
                 batch.item(ser.out);
                 Ok(())
             }
-            Compound::Buffered { ser, list, .. } => {
-                list.push(value.serialize(ValueSerializer::at(ser.depth))?);
+            Compound::Buffered { ser, items } => {
+                items
+                    .list
+                    .push(value.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
         }
@@ -244,8 +264,8 @@ impl Compound<'_, '_, '_> {
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, .. } => ser.child(key),
-            Compound::Buffered { ser, key: slot, .. } => {
-                *slot = Some(key.serialize(ValueSerializer::at(ser.depth))?);
+            Compound::Buffered { ser, items } => {
+                items.key = Some(key.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
         }
@@ -259,11 +279,13 @@ impl Compound<'_, '_, '_> {
                 batch.item(ser.out);
                 Ok(())
             }
-            Compound::Buffered { ser, dict, key, .. } => {
-                let k = key
+            Compound::Buffered { ser, items } => {
+                let k = items
+                    .key
                     .take()
                     .ok_or_else(|| Error::custom("a map value without its key"))?;
-                dict.push((k, value.serialize(ValueSerializer::at(ser.depth))?));
+                let v = value.serialize(ValueSerializer::at(ser.depth))?;
+                items.dict.push((k, v));
                 Ok(())
             }
         }
@@ -299,13 +321,13 @@ impl Compound<'_, '_, '_> {
                 ser.leave();
                 close.finish(ser.out)
             }
-            Compound::Buffered {
-                ser,
-                list,
-                dict,
-                is_dict,
-                ..
-            } => {
+            Compound::Buffered { ser, items } => {
+                let Gathered {
+                    list,
+                    dict,
+                    is_dict,
+                    ..
+                } = *items;
                 let v = if is_dict {
                     Value::Dict(dict)
                 } else {
@@ -473,10 +495,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
             }
             None => Ok(Compound::Buffered {
                 ser: self,
-                list: Vec::new(),
-                dict: Vec::new(),
-                key: None,
-                is_dict: false,
+                items: Gathered::new(false),
             }),
         }
     }
@@ -540,10 +559,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
             }
             None => Ok(Compound::Buffered {
                 ser: self,
-                list: Vec::new(),
-                dict: Vec::new(),
-                key: None,
-                is_dict: true,
+                items: Gathered::new(true),
             }),
         }
     }

@@ -66,6 +66,7 @@ pub(crate) struct Out<'o> {
 }
 
 impl rules::Sink for Out<'_> {
+    #[inline]
     fn write(&mut self, data: &[u8]) {
         Out::write(self, data);
     }
@@ -373,15 +374,26 @@ impl<'o> Out<'o> {
     /// `LONG1` from protocol 2, without a branch on the value beyond
     /// "below 256": ints of mixed sizes would mispredict one or two
     /// branches each, which cost more than the encoding itself.
+    ///
+    /// The small int is inline and the rest a call, so that every caller
+    /// (serde's `Serialize for i64` among them) stays small enough to be
+    /// inlined into its loop.
     #[inline(always)]
     pub(crate) fn int(&mut self, i: i64) -> Result<()> {
-        if self.proto < 2 {
-            return self.int_old(i);
-        }
-        if (i as u64) < 0x100 {
-            // The most common int by far, one predictable branch.
+        if (i as u64) < 0x100 && self.proto >= 1 {
+            // The most common int by far, one predictable branch:
+            // `BININT1` from protocol 1.
             self.buf.extend_from_slice(&[BININT1, i as u8]);
             return self.boundary();
+        }
+        self.int_wide(i)
+    }
+
+    /// [`Out::int`] of any other int, or at protocol 0.
+    #[inline(never)]
+    fn int_wide(&mut self, i: i64) -> Result<()> {
+        if self.proto < 2 {
+            return self.int_old(i);
         }
         let (op, len) = encode_int(i);
         // Ten bytes from registers, cut to the length.

@@ -138,6 +138,7 @@ impl Batches {
 impl Iterator for Batches {
     type Item = Batch;
 
+    #[inline]
     fn next(&mut self) -> Option<Batch> {
         if self.done {
             return None;
@@ -206,6 +207,7 @@ impl Batcher {
         self.next_chunk(out);
     }
 
+    #[inline]
     fn next_chunk(&mut self, out: &mut impl Sink) {
         self.chunk = self.plan.next();
         if let Some(c) = self.chunk {
