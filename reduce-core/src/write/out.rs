@@ -395,6 +395,13 @@ impl<'o> Out<'o> {
         if self.proto < 2 {
             return self.int_old(i);
         }
+        if (i as u64) < 0x1_0000 {
+            // Ints of a kind come in runs (counters, ids): one more
+            // branch, seldom taken by ints of mixed sizes.
+            let b = (i as u16).to_le_bytes();
+            self.buf.extend_from_slice(&[BININT2, b[0], b[1]]);
+            return self.boundary();
+        }
         let (op, len) = encode_int(i);
         // Ten bytes from registers, cut to the length.
         self.buf.extend_from_slice(&op.to_le_bytes()[..10]);
