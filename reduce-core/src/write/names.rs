@@ -247,6 +247,7 @@ impl Names {
     fn grow(&mut self) {
         let len = (self.slots.len() * 2).max(32);
         // Not `vec![0; len]`, whose `calloc` skips that cache.
+        #[allow(clippy::slow_vector_initialization)]
         let mut slots = Vec::with_capacity(len);
         slots.resize(len, 0);
         self.slots = slots;
