@@ -55,7 +55,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         // mix all the address bits into the slot number.
         let hash = (addr as u64 ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         if self.names.is_empty() {
-            self.names = vec![(0, 0, 0); NAME_SLOTS];
+            self.first_name();
         }
         let slot = &mut self.names[(hash >> 58) as usize % NAME_SLOTS];
         if slot.0 == addr && slot.1 == name.len() && addr != 0 {
@@ -64,6 +64,15 @@ impl<'a, 'o> Serializer<'a, 'o> {
         let idx = self.out.interned_static(name)?;
         *slot = (addr, name.len(), idx);
         Ok(())
+    }
+
+    /// Before the first name: the cache, and room in the output's name
+    /// table for a record's worth of names, so that it does not grow
+    /// (and rehash) three times on the way.
+    #[cold]
+    fn first_name(&mut self) {
+        self.names = vec![(0, 0, 0); NAME_SLOTS];
+        self.out.reserve_interned(NAME_SLOTS);
     }
 
     #[inline]

@@ -227,6 +227,15 @@ impl Names {
         self.entries.push(Entry { hash, memo, text });
     }
 
+    /// Makes room for `n` more entries without growing.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        let need = (2 * (self.entries.len() + n)).next_power_of_two();
+        if need > self.slots.len() {
+            self.resize(need);
+        }
+        self.entries.reserve(n);
+    }
+
     /// Puts entry `at` (plus one) in the first free slot from its hash's.
     #[inline]
     fn place(&mut self, hash: u64, at: u32) {
@@ -245,7 +254,12 @@ impl Names {
     /// hundred instructions to allocate and free.
     #[cold]
     fn grow(&mut self) {
-        let len = (self.slots.len() * 2).max(32);
+        self.resize((self.slots.len() * 2).max(32));
+    }
+
+    /// A table of `len` slots (a power of two, more than twice the
+    /// entries), with every entry placed again.
+    fn resize(&mut self, len: usize) {
         // Not `vec![0; len]`, whose `calloc` skips that cache.
         #[allow(clippy::slow_vector_initialization)]
         let mut slots = Vec::with_capacity(len);

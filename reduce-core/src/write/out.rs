@@ -656,6 +656,11 @@ impl<'o> Out<'o> {
         }
     }
 
+    /// Makes room in the interned-string table for `n` more names.
+    pub(crate) fn reserve_interned(&mut self, n: usize) {
+        self.names.reserve(n);
+    }
+
     /// Makes room for field names numbered below `ids` (see
     /// [`FieldNames::ids`](super::names::FieldNames::ids)).
     #[inline]
