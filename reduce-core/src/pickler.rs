@@ -182,7 +182,7 @@ impl<'h, W: io::Write> Pickler<'h, W> {
         let mut out = Out::new(
             opts.proto,
             opts.fix_imports,
-            &extensions,
+            Some(&extensions),
             Some(&mut self.writer),
         );
         out.start();
@@ -214,7 +214,7 @@ pub(crate) fn to_vec<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>
     let owned;
     let extensions = if lookup.has_extensions() {
         owned = lookup.extension_names();
-        &owned
+        Some(&owned)
     } else {
         no_extensions()
     };

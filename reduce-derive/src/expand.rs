@@ -346,19 +346,39 @@ impl Cx<'_> {
         let module = &self.module;
         let name = &self.name;
         let slots_form = self.slots_form();
-        let entry = |f: &&Field<'_>| {
-            let key = f.name();
-            let member = &f.member;
-            let r = self.field_ref(f, quote!(&self.#member));
-            quote!((&#krate::Interned(#key) as &dyn #krate::Reduce, #r as &dyn #krate::Reduce))
-        };
         let written = shape.fields.iter().filter(|f| !f.skipped() && !f.is_rest());
         let (in_dict, in_slots): (Vec<_>, Vec<_>) =
             written.partition(|f| !slots_form || f.attrs.in_dict.is_some());
         let (nd, ns) = (in_dict.len(), in_slots.len());
-        let dict = in_dict.iter().map(entry);
-        let slots = in_slots.iter().map(entry);
-        let rest = shape.fields.iter().find(|f| f.is_rest()).map(|f| {
+        // The attribute names, hashed once per process rather than once
+        // per write (each is an interned `str` in the pickle).
+        let keys: Vec<String> = in_dict.iter().chain(&in_slots).map(|f| f.name()).collect();
+        let entry = |(i, f): (usize, &&Field<'_>)| {
+            let member = &f.member;
+            let r = self.field_ref(f, quote!(&self.#member));
+            quote!((&#krate::__private::FieldName(&__NAMES, #i) as &dyn #krate::Reduce, #r as &dyn #krate::Reduce))
+        };
+        let rest_field = shape.fields.iter().find(|f| f.is_rest());
+        if !slots_form && rest_field.is_none() {
+            // The common form: each field written by its own type's code,
+            // not through `dyn Reduce`.
+            let fields = in_dict.iter().enumerate().map(|(i, f)| {
+                let member = &f.member;
+                let r = self.field_ref(f, quote!(&self.#member));
+                quote!(__d.field(#i, #r)?;)
+            });
+            return quote! {
+                static __NAMES: #krate::__private::FieldNames =
+                    #krate::__private::FieldNames::new(&[#(#keys),*]);
+                #krate::__private::save_state(__s, #module, #name, &__NAMES, #nd, |__d| {
+                    #(#fields)*
+                    ::core::result::Result::Ok(())
+                })
+            };
+        }
+        let dict = in_dict.iter().enumerate().map(entry);
+        let slots = in_slots.iter().enumerate().map(|(i, f)| entry((nd + i, f)));
+        let rest = rest_field.map(|f| {
             let member = &f.member;
             let part = if !slots_form || f.attrs.in_dict.is_some() {
                 quote!(__dict)
@@ -378,6 +398,8 @@ impl Cx<'_> {
             }
         });
         quote! {
+            static __NAMES: #krate::__private::FieldNames =
+                #krate::__private::FieldNames::new(&[#(#keys),*]);
             let __dict: [(&dyn #krate::Reduce, &dyn #krate::Reduce); #nd] = [#(#dict),*];
             let __slots: [(&dyn #krate::Reduce, &dyn #krate::Reduce); #ns] = [#(#slots),*];
             #rest

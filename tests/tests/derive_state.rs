@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::io::Write as _;
 use std::process::Stdio;
 
-use reduce::{Construct, Reduce, Value};
+use reduce::{Construct, Interned, Reduce, Value};
 use reduce_tests::{first_difference, fixtures, python_check, Expect};
 
 /// `@dataclass(slots=True)`: the state is `(None, {slot: value})`.
@@ -546,4 +546,31 @@ fn deny_unknown_fields_names_ten_attributes_at_most_and_cuts_long_names() {
     );
     assert!(msg.contains("`a8` and 11 more: "), "{msg}");
     assert!(msg.len() < 400, "{} bytes: {msg}", msg.len());
+}
+
+#[test]
+fn one_attribute_name_is_one_object_across_types_and_interned_values() {
+    // `text` is a field of three types (one written through `dyn Reduce`,
+    // as it keeps its other attributes) and an interned value: CPython
+    // writes the one interned string once, whoever meets it first.
+    let note = |t: &str| Note { text: t.into() };
+    let strict = StrictNote { text: "b".into() };
+    let open = OpenNote {
+        text: "c".into(),
+        other: vec![],
+    };
+    same_bytes(
+        &(
+            note("a"),
+            Interned("text"),
+            strict.clone(),
+            open.clone(),
+            note("d"),
+        ),
+        "(Note('a'), sys.intern('text'), StrictNote('b'), OpenNote('c'), Note('d'))",
+    );
+    same_bytes(
+        &(Interned("text"), open, note("a"), strict),
+        "(sys.intern('text'), OpenNote('c'), Note('a'), StrictNote('b'))",
+    );
 }

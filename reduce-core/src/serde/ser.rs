@@ -55,15 +55,24 @@ impl<'a, 'o> Serializer<'a, 'o> {
         // mix all the address bits into the slot number.
         let hash = (addr as u64 ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         if self.names.is_empty() {
-            self.names = vec![(0, 0, 0); NAME_SLOTS];
+            self.first_name();
         }
         let slot = &mut self.names[(hash >> 58) as usize % NAME_SLOTS];
         if slot.0 == addr && slot.1 == name.len() && addr != 0 {
             return self.out.get(slot.2);
         }
-        let idx = self.out.interned_str(name)?;
+        let idx = self.out.interned_static(name)?;
         *slot = (addr, name.len(), idx);
         Ok(())
+    }
+
+    /// Before the first name: the cache, and room in the output's name
+    /// table for a record's worth of names, so that it does not grow
+    /// (and rehash) three times on the way.
+    #[cold]
+    fn first_name(&mut self) {
+        self.names = vec![(0, 0, 0); NAME_SLOTS];
+        self.out.reserve_interned(NAME_SLOTS);
     }
 
     #[inline]
@@ -188,13 +197,31 @@ pub(crate) enum Compound<'s, 'a, 'o> {
         batch: Batcher,
         close: Close,
     },
+    /// Boxed: a `Compound` is returned by value for every container,
+    /// and the inline lists made every one of them a `memcpy`.
     Buffered {
         ser: &'s mut Serializer<'a, 'o>,
-        list: Vec<Value>,
-        dict: Vec<(Value, Value)>,
-        key: Option<Value>,
-        is_dict: bool,
+        items: Box<Gathered>,
     },
+}
+
+/// The items of a list or dict whose length serde did not give.
+pub(crate) struct Gathered {
+    list: Vec<Value>,
+    dict: Vec<(Value, Value)>,
+    key: Option<Value>,
+    is_dict: bool,
+}
+
+impl Gathered {
+    fn new(is_dict: bool) -> Box<Gathered> {
+        Box::new(Gathered {
+            list: Vec::new(),
+            dict: Vec::new(),
+            key: None,
+            is_dict,
+        })
+    }
 }
 
 /// A tuple being written: its items, then `TUPLE1`-`TUPLE3` or `TUPLE`.
@@ -233,8 +260,10 @@ impl Compound<'_, '_, '_> {
                 batch.item(ser.out);
                 Ok(())
             }
-            Compound::Buffered { ser, list, .. } => {
-                list.push(value.serialize(ValueSerializer::at(ser.depth))?);
+            Compound::Buffered { ser, items } => {
+                items
+                    .list
+                    .push(value.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
         }
@@ -244,8 +273,8 @@ impl Compound<'_, '_, '_> {
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         match self {
             Compound::Direct { ser, .. } => ser.child(key),
-            Compound::Buffered { ser, key: slot, .. } => {
-                *slot = Some(key.serialize(ValueSerializer::at(ser.depth))?);
+            Compound::Buffered { ser, items } => {
+                items.key = Some(key.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
         }
@@ -259,11 +288,13 @@ impl Compound<'_, '_, '_> {
                 batch.item(ser.out);
                 Ok(())
             }
-            Compound::Buffered { ser, dict, key, .. } => {
-                let k = key
+            Compound::Buffered { ser, items } => {
+                let k = items
+                    .key
                     .take()
                     .ok_or_else(|| Error::custom("a map value without its key"))?;
-                dict.push((k, value.serialize(ValueSerializer::at(ser.depth))?));
+                let v = value.serialize(ValueSerializer::at(ser.depth))?;
+                items.dict.push((k, v));
                 Ok(())
             }
         }
@@ -299,13 +330,13 @@ impl Compound<'_, '_, '_> {
                 ser.leave();
                 close.finish(ser.out)
             }
-            Compound::Buffered {
-                ser,
-                list,
-                dict,
-                is_dict,
-                ..
-            } => {
+            Compound::Buffered { ser, items } => {
+                let Gathered {
+                    list,
+                    dict,
+                    is_dict,
+                    ..
+                } = *items;
                 let v = if is_dict {
                     Value::Dict(dict)
                 } else {
@@ -473,10 +504,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
             }
             None => Ok(Compound::Buffered {
                 ser: self,
-                list: Vec::new(),
-                dict: Vec::new(),
-                key: None,
-                is_dict: false,
+                items: Gathered::new(false),
             }),
         }
     }
@@ -540,10 +568,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
             }
             None => Ok(Compound::Buffered {
                 ser: self,
-                list: Vec::new(),
-                dict: Vec::new(),
-                key: None,
-                is_dict: true,
+                items: Gathered::new(true),
             }),
         }
     }

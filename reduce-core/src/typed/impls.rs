@@ -51,7 +51,9 @@ macro_rules! small_ints {
             fn __leaf(&self) -> bool {
                 true
             }
-            #[inline]
+            // Always: a call per int in a list or dict cost about as much
+            // as writing the int.
+            #[inline(always)]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
                 s.i64(*self as i64)
             }
@@ -92,6 +94,10 @@ macro_rules! big_ints {
             }
             #[inline]
             fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
+                // The common case first: an int that fits an i64.
+                if let Ok(i) = i64::try_from(*self) {
+                    return s.i64(i);
+                }
                 match i128::try_from(*self) {
                     Ok(i) => s.i128(i),
                     Err(_) => s.bigint(&BigInt::from(*self)),
@@ -235,7 +241,7 @@ impl Reduce for String {
     fn __leaf(&self) -> bool {
         true
     }
-    #[inline]
+    #[inline(always)]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         s.str(self)
     }
@@ -561,11 +567,19 @@ tuples! {
 // ---- option, boxes, shared pointers -----------------------------------------
 
 impl<T: Reduce> Reduce for Option<T> {
-    #[inline]
+    #[inline(always)]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         match self {
             None => s.none(),
             Some(v) => v.reduce(s),
+        }
+    }
+
+    #[inline]
+    fn __leaf(&self) -> bool {
+        match self {
+            None => true,
+            Some(v) => v.__leaf(),
         }
     }
 }
@@ -590,12 +604,22 @@ impl<T: Reduce + ?Sized> Reduce for &T {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         (**self).reduce(s)
     }
+
+    #[inline]
+    fn __leaf(&self) -> bool {
+        (**self).__leaf()
+    }
 }
 
 impl<T: Reduce + ?Sized> Reduce for Box<T> {
     #[inline]
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         (**self).reduce(s)
+    }
+
+    #[inline]
+    fn __leaf(&self) -> bool {
+        (**self).__leaf()
     }
 }
 

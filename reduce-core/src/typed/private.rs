@@ -9,7 +9,27 @@ pub use inventory;
 pub use crate::read::stream::{Miss, Pulled, Stream};
 pub use crate::typed::registry::{GenericName, Registration};
 pub use crate::typed::save::FnReduce;
-pub use crate::typed::state::{save_instance, InstanceState};
+pub use crate::typed::save::StateDict;
+pub use crate::typed::state::{save_instance, save_state, InstanceState};
+pub use crate::write::names::FieldNames;
+
+use crate::typed::save::{Reduce, Saver};
+
+/// Name `.1` of a derived type's [`FieldNames`]: an attribute name, written
+/// as an interned `str`.
+pub struct FieldName(pub &'static FieldNames, pub usize);
+
+impl Reduce for FieldName {
+    #[inline]
+    fn reduce(&self, s: &mut Saver<'_, '_>) -> crate::base::error::Result<()> {
+        s.field_name(self.0, self.1)
+    }
+
+    #[inline]
+    fn __leaf(&self) -> bool {
+        true
+    }
+}
 
 /// A `#[reduce(bytes)]` field on the stream: `bytes` or `bytearray` with
 /// its own opcode, as `reduce::bytes::construct` reads them.

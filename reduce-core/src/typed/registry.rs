@@ -486,6 +486,7 @@ impl Lookup {
 
     /// Whether any extension code is registered: the common case is none,
     /// and a write of one small value should not build a table for it.
+    #[inline]
     pub(crate) fn has_extensions(&self) -> bool {
         let global = match self.global.get() {
             Some(g) => !g.extension_names.is_empty(),

@@ -17,8 +17,9 @@ use crate::base::op::*;
 use crate::text::PyStr;
 use crate::typed::registry::Lookup;
 use crate::value::{Graph, PickleBuffer, Value};
+use crate::write::names::{FieldNames, StaticName};
 use crate::write::out::{unpicklable, Out};
-use crate::write::rules::{self, Batches, Batching};
+use crate::write::rules::{self, Batcher, Batches, Batching};
 
 /// How a value of this type is written as a pickle: Python's `__reduce__`.
 ///
@@ -150,7 +151,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// Writes one child value, guarding the depth.
-    #[inline]
+    #[inline(always)]
     pub fn save<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
         if value.__leaf() {
             // An atom goes no deeper.
@@ -190,8 +191,16 @@ impl<'s, 'o> Saver<'s, 'o> {
     #[inline]
     fn remember(&mut self, key: Option<usize>, idx: u32) {
         if let Some(k) = key {
-            self.ptr_memo.insert(k, idx);
+            self.remember_shared(k, idx);
         }
+    }
+
+    /// The memo index of an object with identity: out of line, as most
+    /// objects have none and the map's insertion would crowd the writing
+    /// of every string.
+    #[inline(never)]
+    fn remember_shared(&mut self, key: usize, idx: u32) {
+        self.ptr_memo.insert(key, idx);
     }
 
     #[inline]
@@ -262,7 +271,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     /// A `str`.
-    #[inline]
+    #[inline(always)]
     pub fn str(&mut self, s: &str) -> Result<()> {
         let key = self.take_identity();
         let idx = self.out.str_utf8(s)?;
@@ -275,6 +284,15 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn interned_str(&mut self, s: &str) -> Result<()> {
         self.pending = None;
         self.out.interned_str(s).map(|_| ())
+    }
+
+    /// Name `i` of a derived type's field names, as
+    /// [`Saver::interned_str`] writes it.
+    #[inline]
+    pub(crate) fn field_name(&mut self, names: &'static FieldNames, i: usize) -> Result<()> {
+        self.pending = None;
+        self.out.reserve_names(names.ids());
+        self.out.field_name(&names.table()[i])
     }
 
     /// A `str` that may hold lone surrogates.
@@ -399,6 +417,38 @@ impl<'s, 'o> Saver<'s, 'o> {
             s.save(v)
         })?;
         self.out.boundary()
+    }
+
+    /// A `dict` of `n` attributes, each named by `names` and written by
+    /// `fields` with [`StateDict::field`]: an instance's `__dict__`, as
+    /// [`Saver::dict`] writes it.
+    pub(crate) fn state_dict(
+        &mut self,
+        names: &'static FieldNames,
+        n: usize,
+        fields: impl FnOnce(&mut StateDict<'_, 's, 'o>) -> Result<()>,
+    ) -> Result<()> {
+        let key = self.take_identity();
+        if self.out.proto >= 1 {
+            self.out.write(&[EMPTY_DICT]);
+        } else {
+            self.out.write(&[MARK, DICT]);
+        }
+        self.memo_put(key)?;
+        self.out.reserve_names(names.ids());
+        let mut batch = Batcher::new(Batching::Dict, self.out.proto, n, SETITEM, SETITEMS);
+        batch.start(self.out);
+        let mut dict = StateDict {
+            saver: self,
+            names: names.table(),
+            batch,
+        };
+        fields(&mut dict)?;
+        let StateDict {
+            saver, mut batch, ..
+        } = dict;
+        batch.end(saver.out);
+        saver.out.boundary()
     }
 
     /// A `set` of `items`, in the order given.
@@ -546,6 +596,27 @@ impl<'s, 'o> Saver<'s, 'o> {
             )))
         })?;
         reducer(value, self)
+    }
+}
+
+/// The `__dict__` of an instance being written by a derived type (see
+/// [`Saver::state_dict`]).
+#[doc(hidden)]
+pub struct StateDict<'d, 's, 'o> {
+    saver: &'d mut Saver<'s, 'o>,
+    names: &'static [StaticName],
+    batch: Batcher,
+}
+
+impl StateDict<'_, '_, '_> {
+    /// Attribute `i`: its name (an interned `str`, written once per
+    /// pickle) and `value`.
+    #[inline]
+    pub fn field<T: Reduce + ?Sized>(&mut self, i: usize, value: &T) -> Result<()> {
+        self.saver.out.field_name(&self.names[i])?;
+        self.saver.save(value)?;
+        self.batch.item(self.saver.out);
+        Ok(())
     }
 }
 

@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use crate::base::error::{Error, Result};
 use crate::read::stream::{Miss, Pulled, Stream};
 use crate::typed::construct::{Call, Construct, Node};
-use crate::typed::save::{FnReduce, Reduce, Saver};
+use crate::typed::save::{FnReduce, Reduce, Saver, StateDict};
 use crate::value::Value;
+use crate::write::names::FieldNames;
 
 /// A field type that keeps the attributes of a Python instance that a
 /// `#[reduce(state)]` type has no field for: the type of a
@@ -346,6 +347,23 @@ impl<'n> InstanceState<'n> {
         }
         Ok(())
     }
+}
+
+/// Writes an instance whose state is a `__dict__` of the fields named in
+/// `names` (in order, `n` of them), as [`save_instance`] writes it, with
+/// each value written by its own type's code rather than through `dyn
+/// Reduce`: `#[derive(Reduce)]`'s `state` form without slots or `rest`.
+#[doc(hidden)]
+pub fn save_state(
+    s: &mut Saver<'_, '_>,
+    module: &str,
+    name: &str,
+    names: &'static FieldNames,
+    n: usize,
+    fields: impl Fn(&mut StateDict<'_, '_, '_>) -> Result<()>,
+) -> Result<()> {
+    let state = FnReduce(|s: &mut Saver<'_, '_>| s.state_dict(names, n, &fields));
+    s.reduction(module, name).new_obj().state(&state).save()
 }
 
 /// Writes an instance as CPython does: `copyreg.__newobj__(cls)` (or

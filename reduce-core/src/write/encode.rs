@@ -163,17 +163,30 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             Task::Op(op) => self.write(&[op]),
             Task::Opcodes(ops) => self.write(ops),
             Task::Boundary => self.out.boundary()?,
-            Task::Items(items) => {
-                if let Some((first, rest)) = items.split_first() {
-                    tasks.push(Task::Items(rest));
-                    tasks.push(Task::Save(first));
+            // Leaves are written on the spot, in the order the stack would
+            // write them: a task each cost more than writing them.
+            Task::Items(mut items) => {
+                while let Some((first, rest)) = items.split_first() {
+                    if !self.is_leaf(first) {
+                        tasks.push(Task::Items(rest));
+                        tasks.push(Task::Save(first));
+                        break;
+                    }
+                    self.save(first, tasks)?;
+                    items = rest;
                 }
             }
-            Task::Pairs(pairs) => {
-                if let Some(((k, v), rest)) = pairs.split_first() {
-                    tasks.push(Task::Pairs(rest));
-                    tasks.push(Task::Save(v));
-                    tasks.push(Task::Save(k));
+            Task::Pairs(mut pairs) => {
+                while let Some(((k, v), rest)) = pairs.split_first() {
+                    if !(self.is_leaf(k) && self.is_leaf(v)) {
+                        tasks.push(Task::Pairs(rest));
+                        tasks.push(Task::Save(v));
+                        tasks.push(Task::Save(k));
+                        break;
+                    }
+                    self.save(k, tasks)?;
+                    self.save(v, tasks)?;
+                    pairs = rest;
                 }
             }
             Task::Batches {
@@ -289,6 +302,28 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         Ok(())
     }
 
+    /// Whether saving `v` writes it whole without queueing a task: an
+    /// atom, a global by name, or a shared object already in the memo.
+    #[inline]
+    fn is_leaf(&self, v: &Value) -> bool {
+        match v {
+            Value::None
+            | Value::Bool(_)
+            | Value::Int(_)
+            | Value::BigInt(_)
+            | Value::Float(_)
+            | Value::Str(_)
+            | Value::Bytes(_)
+            | Value::ByteArray(_) => true,
+            Value::Global(g) => matches!(g.spelling, Spelling::Default),
+            Value::Ref(id) => self
+                .shared_memo
+                .get(id.index())
+                .is_some_and(|&m| m != NOT_MEMOIZED),
+            _ => false,
+        }
+    }
+
     /// After a reduced object is memoized: its list items, dict items and
     /// state, in CPython's order.
     fn reduce_rest(&mut self, r: &'a Reduction, idx: u32, tasks: &mut Vec<Task<'a>>) {
@@ -342,7 +377,46 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
     }
 
     fn list_items(&mut self, items: &'a [Value], tasks: &mut Vec<Task<'a>>) {
+        // One chunk, the common case: its opcodes queued at once rather
+        // than through a `Batches` task, with what `Batches` would write.
+        if self.proto() >= 1 && items.len() <= BATCHSIZE {
+            match items.len() {
+                0 => {}
+                1 => {
+                    tasks.push(Task::Op(APPEND));
+                    tasks.push(Task::Items(items));
+                }
+                _ => {
+                    self.write(&[MARK]);
+                    tasks.push(Task::Op(APPENDS));
+                    tasks.push(Task::Items(items));
+                }
+            }
+            return;
+        }
         tasks.push(self.batches(Batching::List, items, APPEND, APPENDS));
+    }
+
+    /// A dict's items, as [`Encoder::list_items`] a list's: a dict of
+    /// exactly [`BATCHSIZE`] items ends with an empty chunk, so only
+    /// fewer take the shortcut.
+    fn dict_items(&mut self, pairs: &'a [(Value, Value)], tasks: &mut Vec<Task<'a>>) {
+        if self.proto() >= 1 && pairs.len() < BATCHSIZE {
+            match pairs.len() {
+                0 => {}
+                1 => {
+                    tasks.push(Task::Op(SETITEM));
+                    tasks.push(Task::Pairs(pairs));
+                }
+                _ => {
+                    self.write(&[MARK]);
+                    tasks.push(Task::Op(SETITEMS));
+                    tasks.push(Task::Pairs(pairs));
+                }
+            }
+            return;
+        }
+        tasks.push(self.pair_batches(Batching::Dict, pairs));
     }
 
     /// The task that writes `items` in CPython's chunks.
@@ -411,7 +485,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 }
                 self.memo_put(ident)?;
                 tasks.push(Task::Boundary);
-                tasks.push(self.pair_batches(Batching::Dict, pairs));
+                self.dict_items(pairs, tasks);
                 Ok(())
             }
             Value::Set(items) => {

@@ -8,7 +8,7 @@ use std::io;
 
 use num_bigint::BigInt;
 
-use super::names::{Names, Seen};
+use super::names::{static_id, Key, Names, Seen, StaticMemo, StaticName, SHORT_NAME};
 use super::rules;
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::op::*;
@@ -18,8 +18,12 @@ use crate::text::{self, compat};
 const FRAME_SIZE_TARGET: usize = 64 * 1024;
 const FRAME_SIZE_MIN: usize = 4;
 const FRAME_HEADER_SIZE: usize = 9;
+/// The memo's size limit: CPython's memo indexes are `Py_ssize_t`, but a
+/// `LONG_BINPUT` holds 32 bits.
+const MEMO_MAX: u32 = u32::MAX - 1;
 
 /// Refuses a protocol this crate cannot write (above 5).
+#[inline]
 pub(crate) fn check_protocol(proto: u8) -> Result<()> {
     if proto > crate::base::op::HIGHEST_PROTOCOL {
         return Err(Error::new(ErrorKind::UnsupportedProtocol(proto)));
@@ -27,12 +31,10 @@ pub(crate) fn check_protocol(proto: u8) -> Result<()> {
     Ok(())
 }
 
-/// The extension-code table of a write when none are registered: one
-/// empty map for the process, not one built per pickle.
-pub(crate) fn no_extensions() -> &'static HashMap<(String, String), u32> {
-    static EMPTY: std::sync::LazyLock<HashMap<(String, String), u32>> =
-        std::sync::LazyLock::new(HashMap::new);
-    &EMPTY
+/// The extension-code table of a write when none are registered.
+#[inline]
+pub(crate) fn no_extensions() -> Option<&'static HashMap<(String, String), u32>> {
+    None
 }
 
 pub(crate) fn unpicklable(msg: impl Into<String>) -> Error {
@@ -44,18 +46,17 @@ pub(crate) struct Out<'o> {
     sink: Option<&'o mut dyn io::Write>,
     pub(crate) proto: u8,
     fix_imports: bool,
-    extensions: &'o HashMap<(String, String), u32>,
+    /// Extension codes by global (`copyreg.add_extension`), if any.
+    extensions: Option<&'o HashMap<(String, String), u32>>,
     framing: bool,
     frame_start: Option<usize>,
     memo_len: u32,
-    /// One function or class is one object: its second use is a memo reference.
-    /// Keyed by `module` and `name` joined with a newline (which neither
-    /// may hold), so a lookup borrows [`Out::key`] instead of allocating.
-    global_memo: Names,
-    /// Scratch space for `global_memo`'s keys.
-    key: String,
     /// Interned strings (module names, attribute names): one object each.
-    interned: Names,
+    /// And globals: one function or class is one object, its second use
+    /// is a memo reference.
+    names: Names,
+    /// Derived types' field names, by number: interned strings too.
+    statics: StaticMemo,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
     /// The length of `buf` from which [`Out::boundary`] may have work to
@@ -65,6 +66,7 @@ pub(crate) struct Out<'o> {
 }
 
 impl rules::Sink for Out<'_> {
+    #[inline]
     fn write(&mut self, data: &[u8]) {
         Out::write(self, data);
     }
@@ -74,15 +76,21 @@ impl<'o> Out<'o> {
     /// An output at protocol `proto`, which [`check_protocol`] has
     /// accepted. (Infallible, so the output is built where it lives, not
     /// moved out of a `Result`.)
+    #[inline]
     pub(crate) fn new(
         proto: u8,
         fix_imports: bool,
-        extensions: &'o HashMap<(String, String), u32>,
+        extensions: Option<&'o HashMap<(String, String), u32>>,
         sink: Option<&'o mut dyn io::Write>,
     ) -> Self {
         debug_assert!(proto <= crate::base::op::HIGHEST_PROTOCOL);
         Out {
-            buf: Vec::with_capacity(256),
+            // A small pickle (one record is about 700 bytes) fits without
+            // growing. Below 1 KiB, as glibc's per-thread cache takes
+            // blocks of up to 1032 bytes with their header: a 1024-byte
+            // buffer cost 250 instructions to allocate and free, a
+            // 1000-byte one 40.
+            buf: Vec::with_capacity(1000),
             sink,
             proto,
             fix_imports,
@@ -90,9 +98,8 @@ impl<'o> Out<'o> {
             framing: false,
             frame_start: None,
             memo_len: 0,
-            global_memo: Names::default(),
-            key: String::new(),
-            interned: Names::default(),
+            names: Names::default(),
+            statics: StaticMemo::default(),
             latin1_memo: None,
             check_at: 0,
         }
@@ -115,6 +122,7 @@ impl<'o> Out<'o> {
 
     /// `PROTO`, and frames from protocol 4 on. `PROTO` itself is outside any
     /// frame, as CPython writes it.
+    #[inline]
     pub(crate) fn start(&mut self) {
         if self.proto >= 2 {
             self.write(&[PROTO, self.proto]);
@@ -126,6 +134,7 @@ impl<'o> Out<'o> {
     }
 
     /// `STOP`, the last frame, and everything handed to the writer.
+    #[inline]
     pub(crate) fn finish(&mut self) -> Result<()> {
         self.write(&[STOP]);
         self.commit_frame();
@@ -152,15 +161,22 @@ impl<'o> Out<'o> {
         self.buf.push(byte);
     }
 
-    /// The first `len` bytes of `data`: a copy of a known size and a
-    /// truncation, where a copy of `len` bytes would be a call to `memcpy`.
+    /// `N` more bytes of the buffer, zeroed, and where they start: room
+    /// for an object of at most `N` bytes, written in place and then cut
+    /// to its length with `truncate`. (In place: bytes gathered in a small
+    /// array and then copied would be read back before their stores had
+    /// landed, a stall that costs more than a call to `memcpy`.)
     #[inline]
-    fn write_short<const N: usize>(&mut self, data: &[u8; N], len: usize) {
-        debug_assert!(len <= N);
-        self.write(data);
-        self.buf.truncate(self.buf.len() - (N - len));
+    fn room<const N: usize>(&mut self) -> (usize, &mut [u8; N]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; N]);
+        let room = self.buf[start..]
+            .first_chunk_mut()
+            .expect("N bytes were just added");
+        (start, room)
     }
 
+    #[inline]
     fn open_frame(&mut self) {
         let start = self.buf.len();
         self.frame_start = Some(start);
@@ -214,6 +230,7 @@ impl<'o> Out<'o> {
         Ok(())
     }
 
+    #[inline]
     fn commit_frame(&mut self) {
         let Some(start) = self.frame_start.take() else {
             return;
@@ -282,7 +299,7 @@ impl<'o> Out<'o> {
     #[inline]
     pub(crate) fn memo_put(&mut self) -> Result<u32> {
         let idx = self.memo_len;
-        if self.proto >= 4 && idx < u32::MAX - 1 {
+        if self.proto >= 4 && idx < MEMO_MAX {
             self.memo_len += 1;
             self.push(MEMOIZE);
             return Ok(idx);
@@ -295,7 +312,7 @@ impl<'o> Out<'o> {
     #[inline(never)]
     fn memo_put_old(&mut self) -> Result<u32> {
         let idx = self.memo_len;
-        if idx == u32::MAX - 1 {
+        if idx == MEMO_MAX {
             return Err(unpicklable("more than 2**32 - 2 memoized objects"));
         }
         self.memo_len += 1;
@@ -354,37 +371,41 @@ impl<'o> Out<'o> {
     }
 
     /// An `int` that fits an `i64`: `BININT1`, `BININT2`, `BININT` or
-    /// `LONG1` from protocol 2, each one fixed-size store.
-    #[inline]
+    /// `LONG1` from protocol 2, without a branch on the value beyond
+    /// "below 256": ints of mixed sizes would mispredict one or two
+    /// branches each, which cost more than the encoding itself.
+    ///
+    /// The small int is inline and the rest a call, so that every caller
+    /// (serde's `Serialize for i64` among them) stays small enough to be
+    /// inlined into its loop.
+    #[inline(always)]
     pub(crate) fn int(&mut self, i: i64) -> Result<()> {
+        if (i as u64) < 0x100 && self.proto >= 1 {
+            // The most common int by far, one predictable branch:
+            // `BININT1` from protocol 1.
+            self.buf.extend_from_slice(&[BININT1, i as u8]);
+            return self.boundary();
+        }
+        self.int_wide(i)
+    }
+
+    /// [`Out::int`] of any other int, or at protocol 0.
+    #[inline(never)]
+    fn int_wide(&mut self, i: i64) -> Result<()> {
         if self.proto < 2 {
             return self.int_old(i);
         }
-        let mut op = [0u8; 10];
-        let len = if (0..=0xffff).contains(&i) {
-            op[1..3].copy_from_slice(&(i as u16).to_le_bytes());
-            if i <= 0xff {
-                op[0] = BININT1;
-                2
-            } else {
-                op[0] = BININT2;
-                3
-            }
-        } else if let Ok(v) = i32::try_from(i) {
-            op[0] = BININT;
-            op[1..5].copy_from_slice(&v.to_le_bytes());
-            5
-        } else {
-            // Bits of magnitude, plus one for the sign: the minimal two's
-            // complement bytes (what CPython's `_PyLong_AsByteArray` gives,
-            // trimmed).
-            let n = ((64 - (i ^ (i >> 63)).leading_zeros()) / 8 + 1) as usize;
-            op[0] = LONG1;
-            op[1] = n as u8;
-            op[2..].copy_from_slice(&i.to_le_bytes());
-            2 + n
-        };
-        self.write_short(&op, len);
+        if (i as u64) < 0x1_0000 {
+            // Ints of a kind come in runs (counters, ids): one more
+            // branch, seldom taken by ints of mixed sizes.
+            let b = (i as u16).to_le_bytes();
+            self.buf.extend_from_slice(&[BININT2, b[0], b[1]]);
+            return self.boundary();
+        }
+        let (op, len) = encode_int(i);
+        // Ten bytes from registers, cut to the length.
+        self.buf.extend_from_slice(&op.to_le_bytes()[..10]);
+        self.buf.truncate(self.buf.len() - 10 + len);
         self.boundary()
     }
 
@@ -543,8 +564,37 @@ impl<'o> Out<'o> {
     }
 
     /// A `str` from Rust text, memoized.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn str_utf8(&mut self, s: &str) -> Result<u32> {
+        let data = s.as_bytes();
+        let idx = self.memo_len;
+        // The common case in one straight line: a short string and its
+        // `MEMOIZE`, with no call to `memcpy`.
+        let n = data.len();
+        if self.proto >= 4 && idx < MEMO_MAX && n <= 0xff {
+            self.memo_len = idx + 1;
+            if n <= SMALL {
+                let (start, op) = self.room::<{ SMALL + 3 }>();
+                op[0] = SHORT_BINUNICODE;
+                op[1] = n as u8;
+                copy_small(&mut op[2..], data);
+                op[2 + n] = MEMOIZE;
+                self.buf.truncate(start + n + 3);
+            } else {
+                self.buf.reserve(n + 3);
+                self.buf.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
+                self.buf.extend_from_slice(data);
+                self.buf.push(MEMOIZE);
+            }
+            self.boundary()?;
+            return Ok(idx);
+        }
+        self.str_utf8_long(s)
+    }
+
+    /// [`Out::str_utf8`] of a longer string, or before protocol 4.
+    #[inline(never)]
+    fn str_utf8_long(&mut self, s: &str) -> Result<u32> {
         if self.proto == 0 {
             return self.str(&PyStr::from(s));
         }
@@ -556,17 +606,106 @@ impl<'o> Out<'o> {
 
     /// An interned `str`: written the first time, a memo reference after.
     pub(crate) fn interned_str(&mut self, s: &str) -> Result<u32> {
-        match self.interned.find(s) {
+        match self.names.find(Key::Str(s)) {
             Seen::Before(idx) => {
                 self.get(idx)?;
                 Ok(idx)
             }
             Seen::New(hash) => {
+                if let Some(idx) = self.static_again(s)? {
+                    return Ok(idx);
+                }
                 let idx = self.str_utf8(s)?;
-                self.interned.insert(s, hash, idx);
+                self.names.insert(Key::Str(s), hash, idx);
                 Ok(idx)
             }
         }
+    }
+
+    /// [`Out::interned_str`] of a string the program holds for good (a
+    /// serde field name), which the table keeps without copying.
+    pub(crate) fn interned_static(&mut self, s: &'static str) -> Result<u32> {
+        match self.names.find(Key::Str(s)) {
+            Seen::Before(idx) => {
+                self.get(idx)?;
+                Ok(idx)
+            }
+            Seen::New(hash) => {
+                if let Some(idx) = self.static_again(s)? {
+                    return Ok(idx);
+                }
+                let idx = self.str_utf8(s)?;
+                self.names.insert_static(s, hash, idx);
+                Ok(idx)
+            }
+        }
+    }
+
+    /// An interned `str` that a derived type's field name has written in
+    /// this pickle: its memo reference.
+    fn static_again(&mut self, s: &str) -> Result<Option<u32>> {
+        if self.statics.is_empty() {
+            return Ok(None);
+        }
+        match static_id(s).and_then(|id| self.statics.get(id)) {
+            Some(idx) => {
+                self.get(idx)?;
+                Ok(Some(idx))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Makes room in the interned-string table for `n` more names.
+    pub(crate) fn reserve_interned(&mut self, n: usize) {
+        self.names.reserve(n);
+    }
+
+    /// Makes room for field names numbered below `ids` (see
+    /// [`FieldNames::ids`](super::names::FieldNames::ids)).
+    #[inline]
+    pub(crate) fn reserve_names(&mut self, ids: usize) {
+        self.statics.reserve(ids);
+    }
+
+    /// A derived type's field name, an interned `str`: written the first
+    /// time, a memo reference after.
+    #[inline]
+    pub(crate) fn field_name(&mut self, name: &StaticName) -> Result<()> {
+        match self.statics.get(name.id) {
+            Some(idx) => self.get(idx),
+            None => self.field_name_new(name),
+        }
+    }
+
+    /// [`Out::field_name`] the first time: written, unless a module name
+    /// or an interned value wrote its text before.
+    #[inline(never)]
+    fn field_name_new(&mut self, name: &StaticName) -> Result<()> {
+        let seen = if self.names.may_hold_str(name.hash) {
+            self.names.find_hashed(Key::Str(name.text), name.hash)
+        } else {
+            Seen::New(name.hash)
+        };
+        let idx = match seen {
+            Seen::Before(idx) => {
+                self.get(idx)?;
+                idx
+            }
+            Seen::New(_) if self.proto >= 4 && name.short.1 > 0 && self.memo_len < MEMO_MAX => {
+                // Bytes made once per process: one copy of a fixed size.
+                let idx = self.memo_len;
+                self.memo_len += 1;
+                self.buf.extend_from_slice(&name.short.0);
+                self.buf
+                    .truncate(self.buf.len() - SHORT_NAME + usize::from(name.short.1));
+                self.boundary()?;
+                idx
+            }
+            Seen::New(_) => self.str_utf8(name.text)?,
+        };
+        self.statics.set(name.id, idx);
+        Ok(())
     }
 
     fn empty_tuple(&mut self) -> Result<()> {
@@ -665,13 +804,10 @@ impl<'o> Out<'o> {
             return Ok(Some(idx));
         }
         if self.proto >= 2 {
-            let code = if self.extensions.is_empty() {
-                None
-            } else {
-                self.extensions
-                    .get(&(module.to_owned(), name.to_owned()))
-                    .copied()
-            };
+            let code = self
+                .extensions
+                .filter(|e| !e.is_empty())
+                .and_then(|e| e.get(&(module.to_owned(), name.to_owned())).copied());
             if let Some(code) = code {
                 if code <= 0xff {
                     self.write(&[EXT1, code as u8]);
@@ -707,11 +843,7 @@ impl<'o> Out<'o> {
 
     /// A global written before: its memo reference, fetched.
     pub(crate) fn global_again(&mut self, module: &str, name: &str) -> Result<Option<u32>> {
-        self.key.clear();
-        self.key.push_str(module);
-        self.key.push('\n');
-        self.key.push_str(name);
-        match self.global_memo.find(&self.key) {
+        match self.names.find(Key::Global(module, name)) {
             Seen::Before(idx) => {
                 self.get(idx)?;
                 Ok(Some(idx))
@@ -731,13 +863,9 @@ impl<'o> Out<'o> {
     /// later uses of the name fetch it, and ends its `save`.
     pub(crate) fn global_end(&mut self, module: &str, name: &str) -> Result<u32> {
         let idx = self.memo_put()?;
-        self.key.clear();
-        self.key.push_str(module);
-        self.key.push('\n');
-        self.key.push_str(name);
         // A global written again (inert mode keeps a pickle's repeated
         // `GLOBAL`) is fetched from its latest memo entry after.
-        self.global_memo.set(&self.key, idx);
+        self.names.set(Key::Global(module, name), idx);
         self.boundary()?;
         Ok(idx)
     }
@@ -774,6 +902,73 @@ impl<'o> Out<'o> {
     }
 }
 
+/// `i` as protocol 2 and later write it (`BININT1` for 0 to 255,
+/// `BININT2` to 65535, `BININT` for the rest of the 32-bit ints, `LONG1`
+/// with the minimal two's complement bytes beyond): the bytes, little
+/// endian in a `u128`, and how many of them count. Every size is built the
+/// same way, the opcode and then the value's little-endian bytes, or for
+/// `LONG1` its byte count and then the bytes; the length cuts off what the
+/// opcode does not take.
+#[inline]
+fn encode_int(i: i64) -> (u128, usize) {
+    // How many of the narrower encodings hold `i`: 3 for BININT1, down to
+    // 0 for LONG1 (each range holds the narrower ones).
+    let class = usize::from((i as u64) < 0x100)
+        + usize::from((i as u64) < 0x1_0000)
+        + usize::from(i as i32 as i64 == i);
+    let long = class == 0;
+    // Bits of magnitude, plus one for the sign: the minimal two's
+    // complement bytes of LONG1 (what CPython's `_PyLong_AsByteArray`
+    // gives, trimmed).
+    let n = u64::from((64 - (i ^ (i >> 63)).leading_zeros()) / 8 + 1);
+    let v = i as u64;
+    let mask = 0u64.wrapping_sub(u64::from(long));
+    let body = (v & !mask) | (((v << 8) | n) & mask);
+    // One byte per class, looked up in a constant by shifting: LONG1,
+    // BININT, BININT2, BININT1, and their lengths (LONG1's is 2 + n).
+    let ops = u32::from_le_bytes([LONG1, BININT, BININT2, BININT1]);
+    let lens = u32::from_le_bytes([0, 5, 3, 2]);
+    let op = (ops >> (8 * class)) & 0xff;
+    let bytes = u128::from(op) | u128::from(body) << 8 | u128::from(v >> 56) << 72;
+    let len = ((lens >> (8 * class)) & 0xff) as usize + (mask & (2 + n)) as usize;
+    (bytes, len)
+}
+
+/// Strings up to this long are written with no call to `memcpy`.
+const SMALL: usize = 64;
+
+/// Copies `src` (at most [`SMALL`] bytes) to the front of `dst` in at most
+/// two moves of a fixed size, the second overlapping the first when the
+/// length is not a power of two, where a copy of a length known only at
+/// run time would be a call to `memcpy`.
+#[inline]
+fn copy_small(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    debug_assert!(n <= SMALL && n <= dst.len());
+    if n >= 32 {
+        copy_two::<32>(dst, src);
+    } else if n >= 16 {
+        copy_two::<16>(dst, src);
+    } else if n >= 8 {
+        copy_two::<8>(dst, src);
+    } else if n >= 4 {
+        copy_two::<4>(dst, src);
+    } else if n > 0 {
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
+}
+
+/// Copies `src` (`K` to `2 * K` bytes) as its first `K` bytes and its
+/// last `K`, overlapping.
+#[inline(always)]
+fn copy_two<const K: usize>(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    dst[..K].copy_from_slice(&src[..K]);
+    dst[n - K..n].copy_from_slice(&src[n - K..]);
+}
+
 /// `i` in minimal two's complement, little-endian (CPython's `LONG1`
 /// encoding, see [`Out::bigint`]): its bytes, and how many of them count
 /// after dropping the high bytes that only repeat the sign.
@@ -787,6 +982,30 @@ fn minimal_le(i: i128) -> ([u8; 16], usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ints_are_encoded_by_size() {
+        let mut edges = vec![i64::MIN, i64::MAX, 0, 1, -1];
+        for k in 0..63 {
+            let p = 1i64 << k;
+            edges.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
+        }
+        for i in edges {
+            let (op, len) = encode_int(i);
+            let op = op.to_le_bytes();
+            let want: Vec<u8> = if (0..=0xff).contains(&i) {
+                vec![BININT1, i as u8]
+            } else if (0..=0xffff).contains(&i) {
+                [&[BININT2][..], &(i as u16).to_le_bytes()].concat()
+            } else if let Ok(v) = i32::try_from(i) {
+                [&[BININT][..], &v.to_le_bytes()].concat()
+            } else {
+                let b = BigInt::from(i).to_signed_bytes_le();
+                [&[LONG1, b.len() as u8][..], &b].concat()
+            };
+            assert_eq!(&op[..len], &want[..], "{i}");
+        }
+    }
 
     #[test]
     fn minimal_le_agrees_with_the_bignum_encoding() {

@@ -138,6 +138,7 @@ impl Batches {
 impl Iterator for Batches {
     type Item = Batch;
 
+    #[inline]
     fn next(&mut self) -> Option<Batch> {
         if self.done {
             return None;
@@ -169,7 +170,6 @@ impl Iterator for Batches {
 }
 
 /// Where a [`Batcher`] writes its opcodes (the output layer).
-#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 pub(crate) trait Sink {
     fn write(&mut self, data: &[u8]);
 }
@@ -179,7 +179,6 @@ pub(crate) trait Sink {
 /// `MARK` and closer as the items come. Items beyond the count announced
 /// each take the one-item opcode, and a chunk cut short by fewer items is
 /// closed at the end, so any count gives a valid pickle.
-#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 pub(crate) struct Batcher {
     plan: Batches,
     chunk: Option<Batch>,
@@ -190,7 +189,6 @@ pub(crate) struct Batcher {
     many: u8,
 }
 
-#[cfg_attr(not(feature = "serde"), allow(dead_code))]
 impl Batcher {
     #[inline]
     pub(crate) fn new(kind: Batching, proto: u8, n: usize, one: u8, many: u8) -> Batcher {
@@ -209,6 +207,7 @@ impl Batcher {
         self.next_chunk(out);
     }
 
+    #[inline]
     fn next_chunk(&mut self, out: &mut impl Sink) {
         self.chunk = self.plan.next();
         if let Some(c) = self.chunk {
