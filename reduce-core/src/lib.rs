@@ -535,6 +535,12 @@ pub fn from_reader<T: Construct, R: std::io::Read>(reader: R) -> Result<T> {
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] (5).
 ///
+/// The output starts with room for about a kilobyte, so that a record
+/// is written without growing it; the `Vec` of a smaller pickle keeps that
+/// room. A program that holds many small pickles can give it back with
+/// [`Vec::shrink_to_fit`] (giving it back on every write would cost a
+/// small write more than the write itself).
+///
 /// ```
 /// use reduce::Value;
 ///

@@ -215,7 +215,9 @@ use crate::unpickler::Unpickler;
 use crate::value::{Graph, Value};
 use crate::write::out::{check_protocol, no_extensions, Out};
 
-/// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] (5).
+/// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] (5). As
+/// with [`crate::to_vec`], the `Vec` of a small pickle keeps the
+/// kilobyte of room the output starts with.
 ///
 /// ```
 /// let bytes = reduce::serde::to_vec(&vec![(1u8, "a")])?;
