@@ -857,6 +857,10 @@ impl Construct for Value {
     fn stream_at_root() -> bool {
         false
     }
+
+    fn stream_after_sharing() -> bool {
+        true
+    }
 }
 
 /// The whole loaded pickle, sharing and cycles kept.
