@@ -568,23 +568,19 @@ impl Value {
                 }
             }
         };
-        // Only the children that hold others are moved out: the atoms drop
-        // in place with their vector (a list of lists of ints costs what a
-        // plain drop costs).
-        let mut take = |c: &mut Value| {
-            if c.is_container() {
-                each(std::mem::take(c));
-            }
-        };
+        // The children that hold others are emptied where they are (not
+        // moved out for a placeholder left behind); the atoms, and the
+        // emptied children, drop in place with their vector (a list of
+        // lists of ints costs what a plain drop costs).
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.iter_mut().for_each(take);
+                v.iter_mut().for_each(|c| c.unlink_child(depth, deep));
                 v.clear();
             }
             Value::Dict(d) => {
                 d.iter_mut().for_each(|(k, v)| {
-                    take(k);
-                    take(v)
+                    k.unlink_child(depth, deep);
+                    v.unlink_child(depth, deep)
                 });
                 d.clear();
             }
@@ -611,6 +607,19 @@ impl Value {
                 all.into_iter().for_each(each);
             }
             _ => {}
+        }
+    }
+
+    /// [`Value::unlink`] of a child of a value at `depth`, in its place:
+    /// it is left without children (or, too deep, moved onto `deep`).
+    #[inline]
+    fn unlink_child(&mut self, depth: usize, deep: &mut Vec<Value>) {
+        if self.is_container() {
+            if depth < DROP_DEPTH {
+                self.unlink(depth + 1, deep);
+            } else {
+                deep.push(std::mem::take(self));
+            }
         }
     }
 
