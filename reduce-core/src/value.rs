@@ -568,21 +568,18 @@ impl Value {
                 }
             }
         };
-        // The children that hold others are emptied where they are (not
-        // moved out for a placeholder left behind); the atoms, and the
-        // emptied children, drop in place with their vector (a list of
-        // lists of ints costs what a plain drop costs).
+        // The items move out of their vector one by one (no placeholder
+        // left behind) and are dropped as `unlink_item` says: a list of
+        // lists of ints costs less than a plain drop.
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.iter_mut().for_each(|c| c.unlink_child(depth, deep));
-                v.clear();
+                v.drain(..).for_each(|c| c.unlink_item(depth, deep));
             }
             Value::Dict(d) => {
-                d.iter_mut().for_each(|(k, v)| {
-                    k.unlink_child(depth, deep);
-                    v.unlink_child(depth, deep)
+                d.drain(..).for_each(|(k, v)| {
+                    k.unlink_item(depth, deep);
+                    v.unlink_item(depth, deep)
                 });
-                d.clear();
             }
             Value::Reduce(r) => {
                 each(std::mem::take(&mut r.callable));
@@ -610,16 +607,35 @@ impl Value {
         }
     }
 
-    /// [`Value::unlink`] of a child of a value at `depth`, in its place:
-    /// it is left without children (or, too deep, moved onto `deep`).
+    /// Drops a child of a value at `depth`, taken out of it: a container
+    /// is emptied first, as a plain recursive drop would (or, too deep,
+    /// moved onto `deep` whole). An int or a float has nothing to free, so
+    /// its drop (an out-of-line call per item) is skipped.
     #[inline]
-    fn unlink_child(&mut self, depth: usize, deep: &mut Vec<Value>) {
-        if self.is_container() {
-            if depth < DROP_DEPTH {
-                self.unlink(depth + 1, deep);
-            } else {
-                deep.push(std::mem::take(self));
+    fn unlink_item(mut self, depth: usize, deep: &mut Vec<Value>) {
+        match &self {
+            Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Ref(_) => {
+                std::mem::forget(self)
             }
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v)
+                if v.is_empty() => {}
+            Value::Dict(d) if d.is_empty() => {}
+            Value::Tuple(_)
+            | Value::List(_)
+            | Value::Set(_)
+            | Value::FrozenSet(_)
+            | Value::Dict(_)
+            | Value::Reduce(_)
+            | Value::PersistentId(_)
+            | Value::Seq(_) => {
+                if depth < DROP_DEPTH {
+                    self.unlink(depth + 1, deep);
+                } else {
+                    deep.push(self);
+                }
+            }
+            // A str, bytes: freed by its drop, with nothing below.
+            _ => {}
         }
     }
 
@@ -826,12 +842,6 @@ impl Value {
     /// The out-of-line part of [`Drop`]: a value with children.
     #[inline(never)]
     fn drop_children(&mut self) {
-        if let Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) = self {
-            if !v.iter().any(Value::is_container) {
-                // Atoms and references only: the plain drop goes no deeper.
-                return;
-            }
-        }
         let mut deep = Vec::new();
         self.unlink(0, &mut deep);
         while let Some(mut v) = deep.pop() {
