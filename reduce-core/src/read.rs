@@ -96,11 +96,19 @@ impl Default for Options<'_> {
 }
 
 /// Reads one pickle from `input` into a [`Graph`].
+///
+/// `tree` says the caller wants the root as a tree (a [`Value`]): when the
+/// first reading loses its bet, the stream reads the tree by value (memo
+/// fetches of strings and tuples copied as the tree would copy them)
+/// before the slice is read again, and the `Graph` it returns has no
+/// shared objects. Where the stream misses, the second reading goes on as
+/// without it, and gives every error. Returns whether the stream read it.
 pub(crate) fn load<I: Input>(
     input: &mut I,
     options: &mut Options<'_>,
     resolve: &dyn Resolve,
-) -> Result<Graph> {
+    tree: bool,
+) -> Result<(Graph, bool)> {
     // A slice is read first keeping no memo put, on the bet that nothing is
     // fetched. A GET of an object still in the stack slot it was put from
     // shares it there; a GET of one that has left loses the bet, and the
@@ -122,6 +130,17 @@ pub(crate) fn load<I: Input>(
         Err(_) if machine.rerun => {
             drop(machine);
             let start = start.unwrap_or_default();
+            if tree && options.extensions.is_empty() {
+                if let Some((data, _)) = input.slice() {
+                    let streamed = stream::Stream::new(data, start, options, resolve)
+                        .root(|s| s.value())
+                        .ok();
+                    if let Some((root, end)) = streamed {
+                        input.seek(end);
+                        return Ok((Graph::new(root), true));
+                    }
+                }
+            }
             input.seek(start);
             let keep = match input.slice() {
                 Some((data, _)) => machine::Keep::Fetched(machine::fetched_keys(
@@ -136,7 +155,8 @@ pub(crate) fn load<I: Input>(
         }
         stop => stop?,
     };
-    machine.finish().map_err(|e| e.at(stop, Some(STOP)))
+    let graph = machine.finish().map_err(|e| e.at(stop, Some(STOP)))?;
+    Ok((graph, false))
 }
 
 /// What a known global means when it is called.

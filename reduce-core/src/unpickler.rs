@@ -218,7 +218,9 @@ impl<'h, I: Input> Unpickler<'h, I> {
             self.streamed = true;
             return Ok(value);
         }
-        let graph = self.load_with(&lookup)?;
+        let tree = self.streaming && T::stream_after_sharing();
+        let (graph, streamed) = read::load(&mut self.input, &mut self.options, &lookup, tree)?;
+        self.streamed = streamed;
         T::from_graph(graph, &lookup, &self.options.limits)
     }
 
@@ -296,7 +298,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
     }
 
     fn load_with(&mut self, lookup: &Lookup) -> Result<Graph> {
-        read::load(&mut self.input, &mut self.options, lookup)
+        read::load(&mut self.input, &mut self.options, lookup, false).map(|(graph, _)| graph)
     }
 
     /// A registry layered over the process-wide one for this unpickler:

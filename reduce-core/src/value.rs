@@ -568,25 +568,18 @@ impl Value {
                 }
             }
         };
-        // Only the children that hold others are moved out: the atoms drop
-        // in place with their vector (a list of lists of ints costs what a
-        // plain drop costs).
-        let mut take = |c: &mut Value| {
-            if c.is_container() {
-                each(std::mem::take(c));
-            }
-        };
+        // The items move out of their vector one by one (no placeholder
+        // left behind) and are dropped as `unlink_item` says: a list of
+        // lists of ints costs less than a plain drop.
         match self {
             Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                v.iter_mut().for_each(take);
-                v.clear();
+                v.drain(..).for_each(|c| c.unlink_item(depth, deep));
             }
             Value::Dict(d) => {
-                d.iter_mut().for_each(|(k, v)| {
-                    take(k);
-                    take(v)
+                d.drain(..).for_each(|(k, v)| {
+                    k.unlink_item(depth, deep);
+                    v.unlink_item(depth, deep)
                 });
-                d.clear();
             }
             Value::Reduce(r) => {
                 each(std::mem::take(&mut r.callable));
@@ -610,6 +603,38 @@ impl Value {
                 all.push(std::mem::take(&mut s.value));
                 all.into_iter().for_each(each);
             }
+            _ => {}
+        }
+    }
+
+    /// Drops a child of a value at `depth`, taken out of it: a container
+    /// is emptied first, as a plain recursive drop would (or, too deep,
+    /// moved onto `deep` whole). An int or a float has nothing to free, so
+    /// its drop (an out-of-line call per item) is skipped.
+    #[inline]
+    fn unlink_item(mut self, depth: usize, deep: &mut Vec<Value>) {
+        match &self {
+            Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Ref(_) => {
+                std::mem::forget(self)
+            }
+            Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v)
+                if v.is_empty() => {}
+            Value::Dict(d) if d.is_empty() => {}
+            Value::Tuple(_)
+            | Value::List(_)
+            | Value::Set(_)
+            | Value::FrozenSet(_)
+            | Value::Dict(_)
+            | Value::Reduce(_)
+            | Value::PersistentId(_)
+            | Value::Seq(_) => {
+                if depth < DROP_DEPTH {
+                    self.unlink(depth + 1, deep);
+                } else {
+                    deep.push(self);
+                }
+            }
+            // A str, bytes: freed by its drop, with nothing below.
             _ => {}
         }
     }
@@ -817,12 +842,6 @@ impl Value {
     /// The out-of-line part of [`Drop`]: a value with children.
     #[inline(never)]
     fn drop_children(&mut self) {
-        if let Value::Tuple(v) | Value::List(v) | Value::Set(v) | Value::FrozenSet(v) = self {
-            if !v.iter().any(Value::is_container) {
-                // Atoms and references only: the plain drop goes no deeper.
-                return;
-            }
-        }
         let mut deep = Vec::new();
         self.unlink(0, &mut deep);
         while let Some(mut v) = deep.pop() {

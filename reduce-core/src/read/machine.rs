@@ -1095,37 +1095,39 @@ impl<'o, 'h> Machine<'o, 'h> {
             Value::Ref(id) => &mut self.objects[id.index()],
             ref mut v => v,
         };
-        let moved = match (target, pairs, self.stack.drain(from..)) {
-            (Value::List(list), false, items) if list.capacity() == 0 => {
+        let moved = match (target, pairs) {
+            (Value::List(list), false) if list.capacity() == 0 => {
                 // A list's first items (`EMPTY_LIST`, then `APPENDS`): one
-                // allocation of their number.
-                *list = items.collect();
+                // allocation of their number, filled by one copy.
+                *list = self.stack.split_off(from);
                 Ok(())
             }
-            (Value::List(list), false, items) => {
-                list.extend(items);
-                Ok(())
-            }
-            (Value::Reduce(r), false, items) => {
-                r.list_items.extend(items);
-                Ok(())
-            }
-            (Value::Dict(d), true, items) => {
-                d.extend(Pairs(items));
-                Ok(())
-            }
-            (Value::Reduce(r), true, items) => {
-                r.dict_items.extend(Pairs(items));
-                Ok(())
-            }
-            (other, false, _) => Err(format!(
-                "expected a list to append to, found a {}",
-                other.type_name()
-            )),
-            (other, true, _) => Err(format!(
-                "expected a dict to set items in, found a {}",
-                other.type_name()
-            )),
+            (target, pairs) => match (target, pairs, self.stack.drain(from..)) {
+                (Value::List(list), false, items) => {
+                    list.extend(items);
+                    Ok(())
+                }
+                (Value::Reduce(r), false, items) => {
+                    r.list_items.extend(items);
+                    Ok(())
+                }
+                (Value::Dict(d), true, items) => {
+                    d.extend(Pairs(items));
+                    Ok(())
+                }
+                (Value::Reduce(r), true, items) => {
+                    r.dict_items.extend(Pairs(items));
+                    Ok(())
+                }
+                (other, false, _) => Err(format!(
+                    "expected a list to append to, found a {}",
+                    other.type_name()
+                )),
+                (other, true, _) => Err(format!(
+                    "expected a dict to set items in, found a {}",
+                    other.type_name()
+                )),
+            },
         };
         self.stack[from - 1] = holder;
         self.shrunk();

@@ -91,6 +91,15 @@ pub trait Construct: Sized {
         true
     }
 
+    /// Whether a whole-pickle load that the `Graph` reader began, and
+    /// whose bet that nothing is fetched from the memo was lost, tries the
+    /// stream before reading again. `Value` says yes: the stream copies
+    /// fetched strings and tuples as the tree would, without a `Graph`.
+    #[doc(hidden)]
+    fn stream_after_sharing() -> bool {
+        false
+    }
+
     /// Builds a value from a whole loaded pickle. The default reads the
     /// root; `Value` and `Graph` take the graph itself without copying.
     #[doc(hidden)]

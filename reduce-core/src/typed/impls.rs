@@ -881,6 +881,10 @@ impl Construct for Value {
     fn stream_at_root() -> bool {
         false
     }
+
+    fn stream_after_sharing() -> bool {
+        true
+    }
 }
 
 /// The whole loaded pickle, sharing and cycles kept.
