@@ -614,7 +614,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 (Ok(key), Ok(slot), Ok(birth)) => {
                     self.sync_live();
                     if self.live.len() == self.live.capacity() {
-                        // Doubling from one, as the stack grows.
+                        // Doubling from one: a tiny pickle's Value read holds little else.
                         self.live.reserve_exact(self.live.len().max(1));
                     }
                     self.live.push(Live { key, slot, birth });

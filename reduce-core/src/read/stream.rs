@@ -566,9 +566,10 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// Records a memo entry. The memo grows from one entry, doubling: a
-    /// small pickle's read holds room for the entries it has, not for the
-    /// four a `Vec` starts with (half a tiny pickle's peak memory).
+    /// Records a memo entry. The memo grows from two entries, doubling: a
+    /// small pickle's read holds room for about the entries it has, not
+    /// for the four a `Vec` starts with (half a tiny pickle's peak memory),
+    /// and a pickle of one value and its container allocates once.
     #[inline(always)]
     fn memo_push(&mut self, slot: Slot) {
         if self.memo.len() == self.memo.capacity() {
@@ -580,7 +581,7 @@ impl<'a> Stream<'a> {
     #[cold]
     #[inline(never)]
     fn grow_memo(&mut self) {
-        self.memo.reserve_exact(self.memo.len().max(1));
+        self.memo.reserve_exact(self.memo.len().max(2));
     }
 
     fn close(&mut self, key: Option<usize>) {
