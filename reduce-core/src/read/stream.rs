@@ -1667,13 +1667,19 @@ impl<'a> Stream<'a> {
     /// container is sized with it before its items are read. `None` for
     /// anything else (nested containers are read as they come). The scan
     /// stops at the first value that is not an atom, so each byte of the
-    /// input is counted at most once by the container it belongs to.
+    /// input is counted at most once by the container it belongs to, and
+    /// after [`COUNT_AHEAD`] values: a long batch grows its container by
+    /// doubling for less than counting all of it costs (a tenth of a read
+    /// of floats).
     #[inline(never)]
     fn count_atoms(&self, many: u8) -> Option<usize> {
         let d = self.data;
         let mut i = self.pos;
         let mut values = 0;
         loop {
+            if values >= COUNT_AHEAD {
+                return Some(values);
+            }
             let op = *d.get(i)?;
             let step = ATOM_STEP[op as usize];
             if step != 0 {
@@ -1736,6 +1742,11 @@ impl<'a> Stream<'a> {
         Ok(verdict)
     }
 }
+
+/// How many values of a batch [`Stream::count_atoms`] counts at most
+/// before its container is sized: all of a small container's, and enough
+/// of a long batch's to start it.
+const COUNT_AHEAD: usize = 64;
 
 /// For [`Stream::count_atoms`], each opcode of a fixed size that makes one
 /// value (`0x10` + its size) or none (its size: a memo put); 0 for any
