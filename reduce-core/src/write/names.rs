@@ -46,8 +46,16 @@ struct Entry {
 /// and name one after the other), or a string the program holds for good.
 #[derive(Clone, Copy)]
 enum Text {
-    Str { start: u32, len: u32 },
-    Global { start: u32, module: u32, name: u32 },
+    Str {
+        start: u32,
+        len: u32,
+    },
+    Global {
+        start: u32,
+        module: u32,
+        name: u32,
+    },
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
     Static(&'static str),
 }
 
@@ -199,6 +207,7 @@ impl Names {
     }
 
     /// Records `name`, of hash `hash`, at `memo`, without copying it.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
     #[inline]
     pub(crate) fn insert_static(&mut self, name: &'static str, hash: u64, memo: u32) {
         self.push(hash, memo, Text::Static(name));
@@ -228,6 +237,7 @@ impl Names {
     }
 
     /// Makes room for `n` more entries without growing.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
     pub(crate) fn reserve(&mut self, n: usize) {
         let need = (2 * (self.entries.len() + n)).next_power_of_two();
         if need > self.slots.len() {

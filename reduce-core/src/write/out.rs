@@ -624,6 +624,7 @@ impl<'o> Out<'o> {
 
     /// [`Out::interned_str`] of a string the program holds for good (a
     /// serde field name), which the table keeps without copying.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
     pub(crate) fn interned_static(&mut self, s: &'static str) -> Result<u32> {
         match self.names.find(Key::Str(s)) {
             Seen::Before(idx) => {
@@ -657,6 +658,7 @@ impl<'o> Out<'o> {
     }
 
     /// Makes room in the interned-string table for `n` more names.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
     pub(crate) fn reserve_interned(&mut self, n: usize) {
         self.names.reserve(n);
     }
