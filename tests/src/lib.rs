@@ -57,6 +57,28 @@ pub fn python3() -> Command {
     Command::new("python3")
 }
 
+/// The pickles a Python `script` writes to its standard output, each
+/// after its length as four little-endian bytes
+/// (`out.write(len(d).to_bytes(4, 'little') + d)`), in order: many
+/// fixtures from one CPython run.
+pub fn python_pickles(script: &str) -> Vec<Vec<u8>> {
+    let out = python3().args(["-c", script]).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rest = &out.stdout[..];
+    let mut pickles = Vec::new();
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let n = u32::from_le_bytes(*len) as usize;
+        pickles.push(tail[..n].to_vec());
+        rest = &tail[n..];
+    }
+    assert!(rest.is_empty(), "a cut length prefix: {rest:?}");
+    pickles
+}
+
 /// CPython's `pickle.dumps(expr, protocol=proto)` of the Python expression
 /// `expr`.
 pub fn cpython_dumps(expr: &str, proto: u8) -> Vec<u8> {

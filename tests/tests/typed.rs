@@ -127,22 +127,8 @@ for p in range(6):
         data = pickle.dumps(v, protocol=p)
         out.write(len(data).to_bytes(4, 'little') + data)
 "#;
-    let out = reduce_tests::python3()
-        .args(["-c", script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut rest = &out.stdout[..];
-    let mut next = || {
-        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let data = rest[4..4 + n].to_vec();
-        rest = &rest[4 + n..];
-        data
-    };
+    let mut pickles = reduce_tests::python_pickles(script).into_iter();
+    let mut next = || pickles.next().expect("a pickle for each value");
     for proto in 0..6 {
         let t: (u8, f64, String, Bytes, Option<u8>) = reduce::from_slice(&next()).unwrap();
         assert_eq!(
@@ -159,7 +145,7 @@ for p in range(6):
         let v: Vec<Vec<u8>> = reduce::from_slice(&next()).unwrap();
         assert_eq!(v, vec![vec![1], vec![2, 2]]);
     }
-    assert!(rest.is_empty());
+    assert!(pickles.next().is_none());
 }
 
 /// Every int encoding at its edges (`BININT1`, `BININT2`, `BININT`,
@@ -203,22 +189,8 @@ fn ints_and_floats_of_every_width_read_as_cpython_wrote_them() {
          sys.stdout.buffer.write(len(d).to_bytes(4, 'little') + d)",
         exprs.join(", ")
     );
-    let out = reduce_tests::python3()
-        .args(["-c", &script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut rest = &out.stdout[..];
-    let mut next = || {
-        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let data = rest[4..4 + n].to_vec();
-        rest = &rest[4 + n..];
-        data
-    };
+    let mut pickles = reduce_tests::python_pickles(&script).into_iter();
+    let mut next = || pickles.next().expect("a pickle for each value");
     for proto in 0..=5 {
         for &i in &ints {
             let alone: i64 = reduce::from_slice(&next()).unwrap();
@@ -237,7 +209,7 @@ fn ints_and_floats_of_every_width_read_as_cpython_wrote_them() {
             "protocol {proto}"
         );
     }
-    assert!(rest.is_empty());
+    assert!(pickles.next().is_none());
 }
 
 #[test]

@@ -606,26 +606,20 @@ impl<'o> Out<'o> {
 
     /// An interned `str`: written the first time, a memo reference after.
     pub(crate) fn interned_str(&mut self, s: &str) -> Result<u32> {
-        match self.names.find(Key::Str(s)) {
-            Seen::Before(idx) => {
-                self.get(idx)?;
-                Ok(idx)
-            }
-            Seen::New(hash) => {
-                if let Some(idx) = self.static_again(s)? {
-                    return Ok(idx);
-                }
-                let idx = self.str_utf8(s)?;
-                self.names.insert(Key::Str(s), hash, idx);
-                Ok(idx)
-            }
-        }
+        self.interned(s, |names, hash, idx| names.insert(Key::Str(s), hash, idx))
     }
 
     /// [`Out::interned_str`] of a string the program holds for good (a
     /// serde field name), which the table keeps without copying.
     #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
     pub(crate) fn interned_static(&mut self, s: &'static str) -> Result<u32> {
+        self.interned(s, |names, hash, idx| names.insert_static(s, hash, idx))
+    }
+
+    /// Both of the above: `keep` records a string met for the first time,
+    /// of hash `hash`, at memo index `idx`.
+    #[inline(always)]
+    fn interned(&mut self, s: &str, keep: impl FnOnce(&mut Names, u64, u32)) -> Result<u32> {
         match self.names.find(Key::Str(s)) {
             Seen::Before(idx) => {
                 self.get(idx)?;
@@ -636,7 +630,7 @@ impl<'o> Out<'o> {
                     return Ok(idx);
                 }
                 let idx = self.str_utf8(s)?;
-                self.names.insert_static(s, hash, idx);
+                keep(&mut self.names, hash, idx);
                 Ok(idx)
             }
         }
