@@ -606,8 +606,19 @@ impl Lookup {
             .layers()
             .flat_map(|r| r.constructors.keys())
             .filter_map(|k| {
-                let d = edit_distance(k, path);
                 let same_tail = k.rsplit('.').next() == path.rsplit('.').next();
+                // The distance is at least the difference in length, so
+                // only a name of about the same length can be within 3;
+                // a hostile name of many kilobytes is not compared
+                // letter by letter with every registered one.
+                let gap = k.len().abs_diff(path.len());
+                let d = if gap <= 3 || (same_tail && path.len() <= 1024) {
+                    edit_distance(k, path)
+                } else if same_tail {
+                    gap
+                } else {
+                    return None;
+                };
                 (d <= 3 || same_tail).then(|| (d, k.clone()))
             })
             .collect();
