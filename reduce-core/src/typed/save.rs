@@ -374,6 +374,19 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.out.boundary()
     }
 
+    /// An empty list or dict, as CPython opens one before its items
+    /// (`empty` from protocol 1, `MARK` and `closer` before), memoized.
+    #[inline]
+    fn open_container(&mut self, empty: u8, closer: u8) -> Result<()> {
+        let key = self.take_identity();
+        if self.out.proto >= 1 {
+            self.out.write(&[empty]);
+        } else {
+            self.out.write(&[MARK, closer]);
+        }
+        self.memo_put(key)
+    }
+
     /// A `list` of `items`.
     pub fn list<'a, T, I>(&mut self, items: I) -> Result<()>
     where
@@ -381,13 +394,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         I: IntoIterator<Item = &'a T>,
         I::IntoIter: ExactSizeIterator,
     {
-        let key = self.take_identity();
-        if self.out.proto >= 1 {
-            self.out.write(&[EMPTY_LIST]);
-        } else {
-            self.out.write(&[MARK, LIST]);
-        }
-        self.memo_put(key)?;
+        self.open_container(EMPTY_LIST, LIST)?;
         let mut items = items.into_iter();
         self.batch(Batching::List, items.len(), APPEND, APPENDS, |s| {
             s.save(items.next().ok_or_else(short_iterator)?)
@@ -403,13 +410,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         I: IntoIterator<Item = (&'a K, &'a V)>,
         I::IntoIter: ExactSizeIterator,
     {
-        let key = self.take_identity();
-        if self.out.proto >= 1 {
-            self.out.write(&[EMPTY_DICT]);
-        } else {
-            self.out.write(&[MARK, DICT]);
-        }
-        self.memo_put(key)?;
+        self.open_container(EMPTY_DICT, DICT)?;
         let mut pairs = pairs.into_iter();
         self.batch(Batching::Dict, pairs.len(), SETITEM, SETITEMS, |s| {
             let (k, v) = pairs.next().ok_or_else(short_iterator)?;
@@ -428,13 +429,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         n: usize,
         fields: impl FnOnce(&mut StateDict<'_, 's, 'o>) -> Result<()>,
     ) -> Result<()> {
-        let key = self.take_identity();
-        if self.out.proto >= 1 {
-            self.out.write(&[EMPTY_DICT]);
-        } else {
-            self.out.write(&[MARK, DICT]);
-        }
-        self.memo_put(key)?;
+        self.open_container(EMPTY_DICT, DICT)?;
         self.out.reserve_names(names.ids());
         let mut batch = Batcher::new(Batching::Dict, self.out.proto, n, SETITEM, SETITEMS);
         batch.start(self.out);
