@@ -376,7 +376,7 @@ impl<'s, 'o> Saver<'s, 'o> {
 
     /// An empty list or dict, as CPython opens one before its items
     /// (`empty` from protocol 1, `MARK` and `closer` before), memoized.
-    #[inline]
+    #[inline(always)]
     fn open_container(&mut self, empty: u8, closer: u8) -> Result<()> {
         let key = self.take_identity();
         if self.out.proto >= 1 {
