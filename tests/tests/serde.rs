@@ -1200,3 +1200,61 @@ fn a_type_that_recurses_on_one_value_is_an_error_when_read() {
         .0
         .is_none());
 }
+
+/// A struct of one field whose name is chosen at run time (leaked, so it
+/// is a `&'static str` as serde's derive gives).
+struct Named(&'static str, i64);
+
+impl serde::Serialize for Named {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Named", 1)?;
+        st.serialize_field(self.0, &self.1)?;
+        st.end()
+    }
+}
+
+fn leaked(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// A field name is one interned object by its text, as CPython's
+/// identifiers are: two names of one text at different addresses share one
+/// memo entry. And more distinct names than the writer's lock-free table
+/// holds (2048 slots, half used) are still each written once.
+#[test]
+fn field_names_are_interned_by_text_whatever_their_address() {
+    let twins = vec![
+        Named(leaked("key".into()), 1),
+        Named(leaked("key".into()), 2),
+        Named("key", 3),
+    ];
+    let names: Vec<&'static str> = (0..1500).map(|i| leaked(format!("f{i}"))).collect();
+    let many: Vec<Named> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Named(n, i as i64))
+        .chain(names.iter().enumerate().map(|(i, n)| Named(n, -(i as i64))))
+        .collect();
+    let answers = cpython_dumps(&[
+        "[{'key': 1}, {'key': 2}, {'key': 3}]",
+        "(lambda ks: [{k: i} for i, k in enumerate(ks)] + [{k: -i} for i, k in enumerate(ks)])\
+         (['f%d' % i for i in range(1500)])",
+    ]);
+    for proto in 0..=5u8 {
+        for (got, want) in [
+            reduce::serde::to_vec_with_protocol(&twins, proto).unwrap(),
+            reduce::serde::to_vec_with_protocol(&many, proto).unwrap(),
+        ]
+        .iter()
+        .zip(&answers)
+        {
+            let want = &want[proto as usize];
+            assert!(
+                got == want,
+                "protocol {proto}: {}",
+                first_difference(want, got)
+            );
+        }
+    }
+}

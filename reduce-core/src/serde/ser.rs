@@ -15,6 +15,7 @@ use crate::base::error::{Error, Result};
 use crate::base::limits::{grow, GROW_EVERY, MAX_TYPED_DEPTH};
 use crate::base::op::*;
 use crate::value::Value;
+use crate::write::names::static_name;
 use crate::write::out::{unpicklable, Out};
 use crate::write::rules::{self, Batcher, Batching};
 
@@ -27,52 +28,20 @@ pub(crate) struct Serializer<'a, 'o> {
     /// or a variant wraps. An atom (a number, a string) is not a level: it
     /// cannot recurse, so it pays for no depth check.
     depth: usize,
-    /// Memo indexes of field and variant names, by the address of serde's
-    /// `&'static str`: a direct-mapped cache in front of the output's
-    /// interned strings, which would hash every name of every record.
-    /// Allocated at the first name, so a pickle without structs or enums
-    /// does not pay for it.
-    names: Vec<(usize, usize, u32)>,
 }
-
-const NAME_SLOTS: usize = 64;
 
 impl<'a, 'o> Serializer<'a, 'o> {
     pub(crate) fn new(out: &'a mut Out<'o>) -> Self {
-        Serializer {
-            out,
-            depth: 0,
-            names: Vec::new(),
-        }
+        Serializer { out, depth: 0 }
     }
 
     /// A field or variant name: written once per pickle, as CPython writes
-    /// an interned identifier, then fetched from the memo.
+    /// an interned identifier, then fetched from the memo. serde's names
+    /// are numbered once per process with the derived types' field names,
+    /// so a pickle finds their memo entries by number.
     #[inline]
     fn name(&mut self, name: &'static str) -> Result<()> {
-        let addr = name.as_ptr() as usize;
-        // Names of one type sit next to each other, a few bytes apart:
-        // mix all the address bits into the slot number.
-        let hash = (addr as u64 ^ name.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        if self.names.is_empty() {
-            self.first_name();
-        }
-        let slot = &mut self.names[(hash >> 58) as usize % NAME_SLOTS];
-        if slot.0 == addr && slot.1 == name.len() && addr != 0 {
-            return self.out.get(slot.2);
-        }
-        let idx = self.out.interned_static(name)?;
-        *slot = (addr, name.len(), idx);
-        Ok(())
-    }
-
-    /// Before the first name: the cache, and room in the output's name
-    /// table for a record's worth of names, so that it does not grow
-    /// (and rehash) three times on the way.
-    #[cold]
-    fn first_name(&mut self) {
-        self.names = vec![(0, 0, 0); NAME_SLOTS];
-        self.out.reserve_interned(NAME_SLOTS);
+        self.out.field_name(static_name(name))
     }
 
     #[inline]
@@ -83,7 +52,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
     /// Opens a level: at most `MAX_TYPED_DEPTH` are open at once, as in
     /// the typed writer. Each `enter` has its [`Serializer::leave`] when
     /// the level ends; a write that fails is abandoned, levels and all.
-    #[inline]
+    #[inline(always)]
     fn enter(&mut self) -> Result<()> {
         if self.depth >= MAX_TYPED_DEPTH {
             return Err(too_deep());
@@ -113,16 +82,31 @@ impl<'a, 'o> Serializer<'a, 'o> {
     }
 
     /// The one value an option or a newtype wraps, a level of its own:
-    /// `struct L(Option<Box<L>>)` recurses through here alone.
-    #[inline]
+    /// `struct L(Option<Box<L>>)` recurses through here alone. Small
+    /// enough that serde's `Option::serialize` is inlined where it is
+    /// called: the checks of [`Serializer::enter`] and
+    /// [`Serializer::child`] in one test, the rest out of line.
+    #[inline(always)]
     fn wrapped<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let d = self.depth + 1;
+        if d > MAX_TYPED_DEPTH || d.is_multiple_of(GROW_EVERY) {
+            return self.wrapped_checked(value);
+        }
+        self.depth = d;
+        let r = value.serialize(&mut *self);
+        self.depth = d - 1;
+        r
+    }
+
+    #[inline(never)]
+    fn wrapped_checked<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.enter()?;
         let r = self.child(value);
         self.leave();
         r
     }
 
-    #[inline]
+    #[inline(always)]
     fn list_open(&mut self) -> Result<()> {
         if self.proto() >= 1 {
             self.out.write(&[EMPTY_LIST]);
@@ -132,7 +116,7 @@ impl<'a, 'o> Serializer<'a, 'o> {
         self.out.memo_put().map(|_| ())
     }
 
-    #[inline]
+    #[inline(always)]
     fn dict_open(&mut self) -> Result<()> {
         if self.proto() >= 1 {
             self.out.write(&[EMPTY_DICT]);
@@ -151,14 +135,18 @@ impl<'a, 'o> Serializer<'a, 'o> {
         self.name(variant)
     }
 
-    #[inline]
+    /// A dict's batches, the first opened.
+    #[inline(always)]
     fn dict_batch(&mut self, len: usize) -> Batcher {
-        Batcher::new(Batching::Dict, self.proto(), len, SETITEM, SETITEMS)
+        let proto = self.proto();
+        Batcher::started(Batching::Dict, proto, len, self.out)
     }
 
-    #[inline]
+    /// A list's batches, the first opened.
+    #[inline(always)]
     fn list_batch(&mut self, len: usize) -> Batcher {
-        Batcher::new(Batching::List, self.proto(), len, APPEND, APPENDS)
+        let proto = self.proto();
+        Batcher::started(Batching::List, proto, len, self.out)
     }
 }
 
@@ -191,18 +179,44 @@ impl Close {
 /// A list or dict being written: straight to the output when serde gave its
 /// length, else gathered as a [`Value`] and written whole at the end (the
 /// batches depend on the count).
-pub(crate) enum Compound<'s, 'a, 'o> {
-    Direct {
-        ser: &'s mut Serializer<'a, 'o>,
-        batch: Batcher,
-        close: Close,
-    },
-    /// Boxed: a `Compound` is returned by value for every container,
-    /// and the inline lists made every one of them a `memcpy`.
-    Buffered {
-        ser: &'s mut Serializer<'a, 'o>,
-        items: Box<Gathered>,
-    },
+pub(crate) struct Compound<'s, 'a, 'o> {
+    ser: &'s mut Serializer<'a, 'o>,
+    batch: Batcher,
+    close: Close,
+    /// The items so far, when serde gave no length. Boxed: a `Compound`
+    /// is returned by value for every container.
+    gathered: Option<Box<Gathered>>,
+    /// Whether each item is written on the spot with no more checks: not
+    /// gathered, and not at a depth where the stack is checked. One test
+    /// per item for both.
+    plain: bool,
+}
+
+impl<'s, 'a, 'o> Compound<'s, 'a, 'o> {
+    /// Items written as they come, in `batch`'s chunks.
+    #[inline(always)]
+    fn direct(ser: &'s mut Serializer<'a, 'o>, batch: Batcher, close: Close) -> Self {
+        let plain = !ser.depth.is_multiple_of(GROW_EVERY);
+        Compound {
+            ser,
+            batch,
+            close,
+            gathered: None,
+            plain,
+        }
+    }
+
+    /// Items gathered until the end, when their count is known.
+    #[inline(always)]
+    fn gathering(ser: &'s mut Serializer<'a, 'o>, is_dict: bool) -> Self {
+        Compound {
+            ser,
+            batch: Batcher::idle(),
+            close: Close::Plain,
+            gathered: Some(Gathered::new(is_dict)),
+            plain: false,
+        }
+    }
 }
 
 /// The items of a list or dict whose length serde did not give.
@@ -254,26 +268,44 @@ impl Tuple<'_, '_, '_> {
 impl Compound<'_, '_, '_> {
     #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        match self {
-            Compound::Direct { ser, batch, .. } => {
+        if !self.plain {
+            return self.element_checked(value);
+        }
+        value.serialize(&mut *self.ser)?;
+        self.batch.item(self.ser.out);
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn element_checked<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let ser = &mut *self.ser;
+        match &mut self.gathered {
+            None => {
                 ser.child(value)?;
-                batch.item(ser.out);
-                Ok(())
+                self.batch.item(ser.out);
             }
-            Compound::Buffered { ser, items } => {
-                items
-                    .list
-                    .push(value.serialize(ValueSerializer::at(ser.depth))?);
-                Ok(())
+            Some(items) => {
+                let v = value.serialize(ValueSerializer::at(ser.depth))?;
+                items.list.push(v);
             }
         }
+        Ok(())
     }
 
     #[inline]
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        match self {
-            Compound::Direct { ser, .. } => ser.child(key),
-            Compound::Buffered { ser, items } => {
+        if !self.plain {
+            return self.key_checked(key);
+        }
+        key.serialize(&mut *self.ser)
+    }
+
+    #[inline(never)]
+    fn key_checked<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
+        let ser = &mut *self.ser;
+        match &mut self.gathered {
+            None => ser.child(key),
+            Some(items) => {
                 items.key = Some(key.serialize(ValueSerializer::at(ser.depth))?);
                 Ok(())
             }
@@ -282,13 +314,24 @@ impl Compound<'_, '_, '_> {
 
     #[inline]
     fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        match self {
-            Compound::Direct { ser, batch, .. } => {
+        if !self.plain {
+            return self.value_checked(value);
+        }
+        value.serialize(&mut *self.ser)?;
+        self.batch.item(self.ser.out);
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn value_checked<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let ser = &mut *self.ser;
+        match &mut self.gathered {
+            None => {
                 ser.child(value)?;
-                batch.item(ser.out);
+                self.batch.item(ser.out);
                 Ok(())
             }
-            Compound::Buffered { ser, items } => {
+            Some(items) => {
                 let k = items
                     .key
                     .take()
@@ -305,48 +348,52 @@ impl Compound<'_, '_, '_> {
     /// `dataclasses.asdict(obj)`.
     #[inline]
     fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<()> {
-        match self {
-            Compound::Direct { ser, .. } => {
-                ser.name(name)?;
-                self.value(value)
-            }
-            _ => {
-                self.key(name)?;
-                self.value(value)
-            }
+        if self.gathered.is_none() {
+            self.ser.name(name)?;
+        } else {
+            self.key(name)?;
         }
+        self.value(value)
     }
 
-    #[inline]
+    /// Inlined whole: a `Compound` passed by value to a call is copied,
+    /// and the copy read back its fields before their last stores had
+    /// reached memory.
+    #[inline(always)]
     fn end(self) -> Result<()> {
-        match self {
-            Compound::Direct {
-                ser,
-                mut batch,
-                close,
-            } => {
-                batch.end(ser.out);
-                ser.out.boundary()?;
-                ser.leave();
-                close.finish(ser.out)
-            }
-            Compound::Buffered { ser, items } => {
-                let Gathered {
-                    list,
-                    dict,
-                    is_dict,
-                    ..
-                } = *items;
-                let v = if is_dict {
-                    Value::Dict(dict)
-                } else {
-                    Value::List(list)
-                };
-                ser.leave();
-                crate::write::encode::encode_into(ser.out, &v, &[], None)
-            }
+        let Compound {
+            ser,
+            batch,
+            close,
+            gathered,
+            ..
+        } = self;
+        if let Some(items) = gathered {
+            return end_gathered(ser, *items);
         }
+        batch.end(ser.out);
+        ser.out.boundary()?;
+        ser.leave();
+        close.finish(ser.out)
     }
+}
+
+/// The end of a list or dict whose items were gathered: written whole.
+#[inline(never)]
+fn end_gathered(ser: &mut Serializer<'_, '_>, items: Gathered) -> Result<()> {
+    let Gathered {
+        list,
+        dict,
+        is_dict,
+        ..
+    } = items;
+    let v = if is_dict {
+        Value::Dict(dict)
+    } else {
+        Value::List(list)
+    };
+    ser.leave();
+    crate::write::encode::encode_into(ser.out, &v, &[], None)
 }
 
 /// Closes a tuple of `len` items as `save_tuple` does: `TUPLE1`-`TUPLE3`
@@ -444,7 +491,9 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     fn serialize_none(self) -> Result<()> {
         self.out.none()
     }
-    #[inline]
+    /// Out of line, so that serde's `Option::serialize` is small enough to
+    /// be inlined where it is called, and a `None` costs no call.
+    #[inline(never)]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<()> {
         self.wrapped(value)
     }
@@ -488,28 +537,20 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         Close::Variant.finish(self.out)
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq> {
         self.enter()?;
         match len {
             Some(len) => {
                 self.list_open()?;
-                let mut batch = self.list_batch(len);
-                batch.start(self.out);
-                Ok(Compound::Direct {
-                    ser: self,
-                    batch,
-                    close: Close::Plain,
-                })
+                let batch = self.list_batch(len);
+                Ok(Compound::direct(self, batch, Close::Plain))
             }
-            None => Ok(Compound::Buffered {
-                ser: self,
-                items: Gathered::new(false),
-            }),
+            None => Ok(Compound::gathering(self, false)),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
         self.enter()?;
         self.out.write(rules::tuple_open(self.proto(), len));
@@ -543,37 +584,24 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         self.enter()?;
         self.variant_open(variant)?;
         self.list_open()?;
-        let mut batch = self.list_batch(len);
-        batch.start(self.out);
-        Ok(Compound::Direct {
-            ser: self,
-            batch,
-            close: Close::Variant,
-        })
+        let batch = self.list_batch(len);
+        Ok(Compound::direct(self, batch, Close::Variant))
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap> {
         self.enter()?;
         match len {
             Some(len) => {
                 self.dict_open()?;
-                let mut batch = self.dict_batch(len);
-                batch.start(self.out);
-                Ok(Compound::Direct {
-                    ser: self,
-                    batch,
-                    close: Close::Plain,
-                })
+                let batch = self.dict_batch(len);
+                Ok(Compound::direct(self, batch, Close::Plain))
             }
-            None => Ok(Compound::Buffered {
-                ser: self,
-                items: Gathered::new(true),
-            }),
+            None => Ok(Compound::gathering(self, true)),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Self::SerializeStruct> {
         self.serialize_map(Some(len))
     }
@@ -589,13 +617,8 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         self.enter()?;
         self.variant_open(variant)?;
         self.dict_open()?;
-        let mut batch = self.dict_batch(len);
-        batch.start(self.out);
-        Ok(Compound::Direct {
-            ser: self,
-            batch,
-            close: Close::Variant,
-        })
+        let batch = self.dict_batch(len);
+        Ok(Compound::direct(self, batch, Close::Variant))
     }
 }
 
@@ -606,7 +629,7 @@ impl ser::SerializeSeq for Compound<'_, '_, '_> {
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -645,7 +668,7 @@ impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -662,7 +685,7 @@ impl ser::SerializeMap for Compound<'_, '_, '_> {
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.value(value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -679,7 +702,7 @@ impl ser::SerializeStruct for Compound<'_, '_, '_> {
     ) -> Result<()> {
         self.field(key, value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }
@@ -696,7 +719,7 @@ impl ser::SerializeStructVariant for Compound<'_, '_, '_> {
     ) -> Result<()> {
         self.field(key, value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Compound::end(self)
     }

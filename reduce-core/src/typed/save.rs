@@ -431,17 +431,15 @@ impl<'s, 'o> Saver<'s, 'o> {
     ) -> Result<()> {
         self.open_container(EMPTY_DICT, DICT)?;
         self.out.reserve_names(names.ids());
-        let mut batch = Batcher::new(Batching::Dict, self.out.proto, n, SETITEM, SETITEMS);
-        batch.start(self.out);
+        let proto = self.out.proto;
+        let batch = Batcher::started(Batching::Dict, proto, n, self.out);
         let mut dict = StateDict {
             saver: self,
             names: names.table(),
             batch,
         };
         fields(&mut dict)?;
-        let StateDict {
-            saver, mut batch, ..
-        } = dict;
+        let StateDict { saver, batch, .. } = dict;
         batch.end(saver.out);
         saver.out.boundary()
     }

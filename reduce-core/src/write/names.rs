@@ -6,10 +6,10 @@
 //! A record's state repeats its field names in every pickle, and a pickle
 //! of one record meets each for the first time, so the first sight is the
 //! common case: each name is hashed once, eight bytes per step, and its
-//! text goes into one arena, not an allocation of its own. A name the
-//! program holds for good (a serde field) is not copied at all, and a
-//! derived type's names are numbered once per process ([`FieldNames`]) and
-//! kept by number ([`StaticMemo`]).
+//! text goes into one arena, not an allocation of its own. A derived
+//! type's field names, and serde's field and variant names, are numbered
+//! once per process ([`FieldNames`], [`static_name`]) and kept by number
+//! ([`StaticMemo`]).
 //!
 //! A module name can come from a pickle that was read, so the hash is
 //! seeded with this process's random keys: which names collide cannot be
@@ -42,21 +42,12 @@ struct Entry {
     text: Text,
 }
 
-/// Where an entry's text is: in the arena (a string, or a global's module
-/// and name one after the other), or a string the program holds for good.
+/// Where an entry's text is in the arena: a string, or a global's module
+/// and name one after the other.
 #[derive(Clone, Copy)]
 enum Text {
-    Str {
-        start: u32,
-        len: u32,
-    },
-    Global {
-        start: u32,
-        module: u32,
-        name: u32,
-    },
-    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
-    Static(&'static str),
+    Str { start: u32, len: u32 },
+    Global { start: u32, module: u32, name: u32 },
 }
 
 /// What is looked up: an interned string, or a global by module and name.
@@ -121,7 +112,6 @@ impl Names {
             &self.arena.as_bytes()[start..start + len as usize]
         };
         match (e.text, key) {
-            (Text::Static(t), Key::Str(s)) => std::ptr::eq(t, s) || t == s,
             (Text::Str { start, len }, Key::Str(s)) => arena(start, len) == s.as_bytes(),
             (
                 Text::Global {
@@ -206,13 +196,6 @@ impl Names {
         self.push(hash, memo, text);
     }
 
-    /// Records `name`, of hash `hash`, at `memo`, without copying it.
-    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
-    #[inline]
-    pub(crate) fn insert_static(&mut self, name: &'static str, hash: u64, memo: u32) {
-        self.push(hash, memo, Text::Static(name));
-    }
-
     /// A text too long for the arena's offsets (4 GiB of names): never
     /// reached in practice; the name is forgotten, so it is written again
     /// rather than found at a wrong place.
@@ -221,7 +204,7 @@ impl Names {
 
     #[inline]
     fn push(&mut self, hash: u64, memo: u32, text: Text) {
-        if !matches!(text, Text::Global { .. }) {
+        if matches!(text, Text::Str { .. }) {
             self.strs |= str_bit(hash);
         }
         let Ok(at) = u32::try_from(self.entries.len() + 1) else {
@@ -234,16 +217,6 @@ impl Names {
         }
         self.place(hash, at);
         self.entries.push(Entry { hash, memo, text });
-    }
-
-    /// Makes room for `n` more entries without growing.
-    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
-    pub(crate) fn reserve(&mut self, n: usize) {
-        let need = (2 * (self.entries.len() + n)).next_power_of_two();
-        if need > self.slots.len() {
-            self.resize(need);
-        }
-        self.entries.reserve(n);
     }
 
     /// Puts entry `at` (plus one) in the first free slot from its hash's.
@@ -328,6 +301,20 @@ pub(crate) struct StaticName {
     pub(crate) short: ([u8; SHORT_NAME], u8),
 }
 
+impl StaticName {
+    /// `text`, numbered in `ids` (the [`registry`]) by its text.
+    fn new(text: &'static str, ids: &mut HashMap<&'static str, u32>) -> StaticName {
+        let next = ids.len() as u32;
+        let id = *ids.entry(text).or_insert(next);
+        StaticName {
+            text,
+            hash: hash(text.as_bytes()),
+            id,
+            short: short_name(text),
+        }
+    }
+}
+
 /// The room for a field name written from [`StaticName::short`].
 pub(crate) const SHORT_NAME: usize = 32;
 
@@ -347,16 +334,7 @@ impl FieldNames {
             let names: Box<[StaticName]> = self
                 .names
                 .iter()
-                .map(|&text| {
-                    let next = ids.len() as u32;
-                    let id = *ids.entry(text).or_insert(next);
-                    StaticName {
-                        text,
-                        hash: hash(text.as_bytes()),
-                        id,
-                        short: short_name(text),
-                    }
-                })
+                .map(|&text| StaticName::new(text, &mut ids))
                 .collect();
             let ids = names.iter().map(|n| n.id as usize + 1).max().unwrap_or(0);
             Table { names, ids }
@@ -390,6 +368,87 @@ fn short_name(text: &str) -> ([u8; SHORT_NAME], u8) {
     op[2..2 + n].copy_from_slice(text.as_bytes());
     op[2 + n] = crate::base::op::MEMOIZE;
     (op, (n + 3) as u8)
+}
+
+/// A serde field or variant name as a [`StaticName`], numbered with the
+/// derived types' field names: made once per process for each `&'static
+/// str` (by address and length, which no other text can have while the
+/// program runs), then found by address in a table every thread reads
+/// without a lock, and without hashing the text.
+///
+/// Each distinct `&'static str` costs one [`StaticName`] (about 64 bytes)
+/// for the life of the process, as the string itself lives that long.
+#[cfg(feature = "serde")]
+#[inline]
+pub(crate) fn static_name(text: &'static str) -> &'static StaticName {
+    let mut i = by_address::slot(text);
+    // Open addressing, with no removal: a name is in the run of taken
+    // slots from its own, or not yet here.
+    while let Some(name) = by_address::SLOTS[i].get() {
+        // Address and length: the same `&'static str`.
+        if std::ptr::eq(name.text, text) {
+            return name;
+        }
+        i = (i + 1) % by_address::SLOTS.len();
+    }
+    by_address::add(text)
+}
+
+/// The table behind [`static_name`].
+#[cfg(feature = "serde")]
+mod by_address {
+    use super::{registry, HashMap, Mutex, OnceLock, StaticName};
+
+    /// 2048 slots, at most half of them taken: a program with more distinct
+    /// serde names than that finds the rest in [`add`]'s map, under a lock.
+    pub(super) static SLOTS: [OnceLock<&'static StaticName>; 2048] =
+        [const { OnceLock::new() }; 2048];
+
+    #[inline]
+    pub(super) fn slot(text: &str) -> usize {
+        // The names of one type sit a few bytes apart: a multiplication
+        // spreads the low bits of the address, and the high bits of the
+        // product index the table.
+        let key = text.as_ptr() as u64 ^ (text.len() as u64).rotate_left(40);
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % SLOTS.len()
+    }
+
+    /// A name not in the table: the process's, made if no call has made
+    /// it, and placed in the table while there is room. Slots are only
+    /// set under the lock, so a free slot found under it stays free.
+    #[cold]
+    pub(super) fn add(text: &'static str) -> &'static StaticName {
+        struct Made {
+            names: HashMap<(usize, usize), &'static StaticName>,
+            placed: usize,
+        }
+        static MADE: OnceLock<Mutex<Made>> = OnceLock::new();
+        let mut made = MADE
+            .get_or_init(|| {
+                Mutex::new(Made {
+                    names: HashMap::new(),
+                    placed: 0,
+                })
+            })
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (text.as_ptr() as usize, text.len());
+        if let Some(&name) = made.names.get(&key) {
+            return name;
+        }
+        let name: &'static StaticName = Box::leak(Box::new(StaticName::new(text, &mut registry())));
+        made.names.insert(key, name);
+        if 2 * (made.placed + 1) <= SLOTS.len() {
+            let mut i = slot(text);
+            while SLOTS[i].get().is_some() {
+                i = (i + 1) % SLOTS.len();
+            }
+            if SLOTS[i].set(name).is_ok() {
+                made.placed += 1;
+            }
+        }
+        name
+    }
 }
 
 /// The process's numbering of derived types' field names, by text.
@@ -448,8 +507,13 @@ impl StaticMemo {
     /// Records name `id` at memo index `memo` (below `u32::MAX`).
     #[inline]
     pub(crate) fn set(&mut self, id: u32, memo: u32) {
-        self.reserve(id as usize + 1);
-        self.memo[id as usize] = memo + 1;
+        let at = id as usize;
+        if at >= self.memo.len() {
+            // serde's names come one at a time, with no count ahead:
+            // room for the next few at once.
+            self.reserve((at + 1).max(2 * self.memo.len()).max(32));
+        }
+        self.memo[at] = memo + 1;
     }
 }
 
@@ -539,7 +603,7 @@ mod tests {
         let StaticName {
             text: ab, hash: h, ..
         } = FIELDS.table()[0];
-        names.insert_static(ab, h, 1);
+        names.insert(Key::Str(ab), h, 1);
         let g = Key::Global("a", "b");
         names.set(g, 2);
         names.set(Key::Global("a\nb", ""), 3);

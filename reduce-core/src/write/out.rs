@@ -606,20 +606,6 @@ impl<'o> Out<'o> {
 
     /// An interned `str`: written the first time, a memo reference after.
     pub(crate) fn interned_str(&mut self, s: &str) -> Result<u32> {
-        self.interned(s, |names, hash, idx| names.insert(Key::Str(s), hash, idx))
-    }
-
-    /// [`Out::interned_str`] of a string the program holds for good (a
-    /// serde field name), which the table keeps without copying.
-    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
-    pub(crate) fn interned_static(&mut self, s: &'static str) -> Result<u32> {
-        self.interned(s, |names, hash, idx| names.insert_static(s, hash, idx))
-    }
-
-    /// Both of the above: `keep` records a string met for the first time,
-    /// of hash `hash`, at memo index `idx`.
-    #[inline(always)]
-    fn interned(&mut self, s: &str, keep: impl FnOnce(&mut Names, u64, u32)) -> Result<u32> {
         match self.names.find(Key::Str(s)) {
             Seen::Before(idx) => {
                 self.get(idx)?;
@@ -630,7 +616,7 @@ impl<'o> Out<'o> {
                     return Ok(idx);
                 }
                 let idx = self.str_utf8(s)?;
-                keep(&mut self.names, hash, idx);
+                self.names.insert(Key::Str(s), hash, idx);
                 Ok(idx)
             }
         }
@@ -649,12 +635,6 @@ impl<'o> Out<'o> {
             }
             None => Ok(None),
         }
-    }
-
-    /// Makes room in the interned-string table for `n` more names.
-    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's field names
-    pub(crate) fn reserve_interned(&mut self, n: usize) {
-        self.names.reserve(n);
     }
 
     /// Makes room for field names numbered below `ids` (see

@@ -11,7 +11,8 @@
 //! | a reduced object's state given to its `state_setter` | `save_reduce` | [`STATE_SETTER_CALL`] |
 
 use crate::base::op::{
-    BATCHSIZE, EMPTY_TUPLE, MARK, POP, POP_MARK, REDUCE, TUPLE, TUPLE1, TUPLE2, TUPLE3,
+    APPEND, APPENDS, BATCHSIZE, EMPTY_TUPLE, MARK, POP, POP_MARK, REDUCE, SETITEM, SETITEMS, TUPLE,
+    TUPLE1, TUPLE2, TUPLE3,
 };
 
 /// What follows `setter`, the object and its state when a reduced object has
@@ -174,85 +175,129 @@ pub(crate) trait Sink {
     fn write(&mut self, data: &[u8]);
 }
 
-/// [`Batches`] fed one item at a time, for a writer told the count first
-/// and given the items after (serde's `SerializeSeq`): writes each chunk's
-/// `MARK` and closer as the items come. Items beyond the count announced
-/// each take the one-item opcode, and a chunk cut short by fewer items is
-/// closed at the end, so any count gives a valid pickle.
+/// [`Batches`] of a list or dict fed one item at a time, for a writer told
+/// the count first and given the items after (serde's `SerializeSeq`):
+/// writes each chunk's `MARK` and closer as the items come. Items beyond
+/// the count announced each take the one-item opcode, and a chunk cut short
+/// by fewer items is closed at the end, so any count gives a valid pickle.
+///
+/// Two words, passed and returned in registers: a writer keeps it in the
+/// container it returns for every list or dict, and a larger one was
+/// copied there through memory, each copy read back before its stores had
+/// landed.
+#[derive(Clone, Copy)]
 pub(crate) struct Batcher {
-    plan: Batches,
-    chunk: Option<Batch>,
-    /// Items still to come in `chunk` (0 when there is none): one
-    /// decrement per item until the chunk's last.
+    /// Items still to come in the open chunk; 0 when none is open.
     left: usize,
-    one: u8,
-    many: u8,
+    /// The items announced after the open chunk, shifted left by 8, and
+    /// the flags below.
+    state: u64,
 }
 
+/// The open chunk has a `MARK` and ends with the many-items opcode.
+const MANY: u64 = 1;
+/// A dict (`SETITEM`, `SETITEMS`), else a list (`APPEND`, `APPENDS`).
+const DICT: u64 = 2;
+/// Protocol 0: one item at a time.
+const PROTO0: u64 = 4;
+/// The last chunk was full: a dict follows it with a chunk, empty if need be.
+const FULL: u64 = 8;
+/// Counts at or above this are taken as this (nobody gives that many).
+const MOST: usize = 1 << 55;
+
 impl Batcher {
-    #[inline]
-    pub(crate) fn new(kind: Batching, proto: u8, n: usize, one: u8, many: u8) -> Batcher {
-        Batcher {
-            plan: Batches::new(kind, proto, n),
-            chunk: None,
-            left: 0,
-            one,
-            many,
+    /// A batcher for `n` items of a list or dict (`kind`), its first chunk
+    /// opened on `out`.
+    #[inline(always)]
+    pub(crate) fn started(kind: Batching, proto: u8, n: usize, out: &mut impl Sink) -> Batcher {
+        debug_assert!(matches!(kind, Batching::List | Batching::Dict));
+        let dict = if kind == Batching::Dict { DICT } else { 0 };
+        // The common case, without the general rules: 2 to BATCHSIZE - 1
+        // items are one chunk, `MARK` to the closer.
+        if proto >= 1 && (2..BATCHSIZE).contains(&n) {
+            out.write(&[MARK]);
+            return Batcher {
+                left: n,
+                state: dict | MANY,
+            };
         }
+        let proto0 = if proto == 0 { PROTO0 } else { 0 };
+        Batcher::open(n.min(MOST), dict | proto0, true, out)
     }
 
-    /// Opens the first chunk.
-    #[inline]
-    pub(crate) fn start(&mut self, out: &mut impl Sink) {
-        self.next_chunk(out);
+    /// A batcher that writes nothing: for items that go elsewhere.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's gathered items
+    #[inline(always)]
+    pub(crate) fn idle() -> Batcher {
+        Batcher { left: 0, state: 0 }
     }
 
-    #[inline]
-    fn next_chunk(&mut self, out: &mut impl Sink) {
-        self.chunk = self.plan.next();
-        if let Some(c) = self.chunk {
-            if c.many {
-                out.write(&[MARK]);
-                if c.len == 0 {
-                    // CPython's empty last batch of a dict.
-                    out.write(&[self.many]);
-                    self.chunk = self.plan.next();
-                }
+    /// The next chunk of `rest` items, the first one or not, as
+    /// [`Batches`] plans it for a list or dict.
+    #[inline(never)]
+    fn open(rest: usize, flags: u64, first: bool, out: &mut impl Sink) -> Batcher {
+        let flags = flags & (DICT | PROTO0 | FULL);
+        let at = |left: usize, rest: usize, flags: u64| Batcher {
+            left,
+            state: (rest as u64) << 8 | flags,
+        };
+        if flags & PROTO0 != 0 {
+            return at(rest.min(1), rest.saturating_sub(1), flags);
+        }
+        if first && rest == 1 {
+            // One item alone: the one-item opcode, no `MARK`.
+            return at(1, 0, flags);
+        }
+        if rest == 0 {
+            if !first && flags & (DICT | FULL) == DICT | FULL {
+                // CPython's empty last batch of a dict.
+                out.write(&[MARK, SETITEMS]);
             }
+            return at(0, 0, flags & !FULL);
         }
-        self.left = self.chunk.map_or(0, |c| c.len);
+        let chunk = rest.min(BATCHSIZE);
+        out.write(&[MARK]);
+        let full = if chunk == BATCHSIZE { FULL } else { 0 };
+        at(chunk, rest - chunk, (flags & !FULL) | MANY | full)
+    }
+
+    #[inline(always)]
+    fn closers(self) -> (u8, u8) {
+        if self.state & DICT != 0 {
+            (SETITEM, SETITEMS)
+        } else {
+            (APPEND, APPENDS)
+        }
     }
 
     /// After one item (one key and value, for a dict).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn item(&mut self, out: &mut impl Sink) {
         if self.left > 1 {
             self.left -= 1;
         } else {
-            self.chunk_end(out);
+            *self = self.chunk_end(out);
         }
     }
 
     /// After a chunk's last item, or an item beyond the count announced.
     #[inline(never)]
-    fn chunk_end(&mut self, out: &mut impl Sink) {
-        match self.chunk {
-            None => out.write(&[self.one]),
-            Some(c) => {
-                out.write(&[if c.many { self.many } else { self.one }]);
-                self.next_chunk(out);
-            }
+    fn chunk_end(self, out: &mut impl Sink) -> Batcher {
+        let (one, many) = self.closers();
+        if self.left == 0 {
+            out.write(&[one]);
+            return self;
         }
+        out.write(&[if self.state & MANY != 0 { many } else { one }]);
+        Batcher::open((self.state >> 8) as usize, self.state, false, out)
     }
 
     /// After the last item: closes a chunk left open by fewer items than
     /// announced.
-    #[inline]
-    pub(crate) fn end(&mut self, out: &mut impl Sink) {
-        if let Some(c) = self.chunk.take() {
-            if c.many {
-                out.write(&[self.many]);
-            }
+    #[inline(always)]
+    pub(crate) fn end(self, out: &mut impl Sink) {
+        if self.left > 0 && self.state & MANY != 0 {
+            out.write(&[self.closers().1]);
         }
     }
 }
@@ -301,6 +346,72 @@ mod tests {
         assert_eq!(plan(Batching::Iter, 2, B + 1), [(B, true), (1, false)]);
         assert_eq!(plan(Batching::Iter, 2, B), [(B, true)]);
         assert_eq!(plan(Batching::Whole, 2, 3 * B), [(3 * B, true)]);
+    }
+
+    impl Sink for Vec<u8> {
+        fn write(&mut self, data: &[u8]) {
+            self.extend_from_slice(data);
+        }
+    }
+
+    /// What `n` items written one by one through a [`Batcher`] make, each
+    /// item an `x`.
+    fn fed(kind: Batching, proto: u8, announced: usize, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut b = Batcher::started(kind, proto, announced, &mut out);
+        for _ in 0..n {
+            out.push(b'x');
+            b.item(&mut out);
+        }
+        b.end(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_batcher_writes_the_plans_chunks() {
+        for kind in [Batching::List, Batching::Dict] {
+            for proto in [0, 1, 2, 5] {
+                for n in (0..12)
+                    .chain(BATCHSIZE - 2..BATCHSIZE + 3)
+                    .chain([2 * BATCHSIZE])
+                {
+                    let mut want = Vec::new();
+                    let (one, many) = match kind {
+                        Batching::Dict => (SETITEM, SETITEMS),
+                        _ => (APPEND, APPENDS),
+                    };
+                    for c in Batches::new(kind, proto, n) {
+                        if c.many {
+                            want.push(MARK);
+                        }
+                        want.extend(std::iter::repeat_n(b'x', c.len));
+                        want.push(if c.many { many } else { one });
+                    }
+                    assert_eq!(
+                        fed(kind, proto, n, n),
+                        want,
+                        "{kind:?} proto {proto}, {n} items"
+                    );
+                }
+            }
+        }
+        // Fewer items than announced close the open chunk; more take the
+        // one-item opcode each.
+        assert_eq!(fed(Batching::List, 2, 5, 2), [MARK, b'x', b'x', APPENDS]);
+        assert_eq!(
+            fed(Batching::List, 2, 2, 3),
+            [MARK, b'x', b'x', APPENDS, b'x', APPEND]
+        );
+        assert_eq!(fed(Batching::Dict, 2, 0, 1), [b'x', SETITEM]);
+        assert_eq!(fed(Batching::Dict, 2, 1, 0), []);
+        assert_eq!(
+            fed(Batching::Dict, 0, 2, 3),
+            [b'x', SETITEM, b'x', SETITEM, b'x', SETITEM]
+        );
+        let mut cut = vec![MARK];
+        cut.extend([b'x'; BATCHSIZE]);
+        cut.extend([APPENDS, MARK, APPENDS]);
+        assert_eq!(fed(Batching::List, 2, BATCHSIZE + 5, BATCHSIZE), cut);
     }
 
     #[test]
