@@ -146,3 +146,42 @@ fn a_failing_writer_is_an_error() {
     Pickler::new(&mut sink).protocol(5).dump(&value).unwrap();
     let _ = sink.flush();
 }
+
+/// Strings of every length up to 300 bytes (the writer copies those up to
+/// 128 without a `memcpy` call, in rooms of a fixed size), ints of every
+/// width and sign, and floats, many enough that the output grows several
+/// times at every kind of atom: the bytes CPython writes.
+#[test]
+fn atoms_of_every_size_are_written_as_cpython_writes_them() {
+    let strings: Vec<String> = (0..300)
+        .map(|n| "x".repeat(n))
+        .chain((1..150).map(|n| "é".repeat(n)))
+        .collect();
+    let ints: Vec<i64> = (0..63)
+        .flat_map(|b| {
+            let p = 1i64 << b;
+            [p - 1, p, p + 1, -p - 1, -p, 1 - p]
+        })
+        .chain([i64::MIN, i64::MAX])
+        .collect();
+    let floats: Vec<f64> = (0..200).map(|i| f64::from(i) * 1.25 - 7.0).collect();
+    let value = (strings, ints, floats);
+    let script = "import pickle, sys\n\
+        s = ['x' * n for n in range(300)] + ['\\u00e9' * n for n in range(1, 150)]\n\
+        i = [v for b in range(63) for p in [1 << b] for v in (p - 1, p, p + 1, -p - 1, -p, 1 - p)]\n\
+        i += [-(1 << 63), (1 << 63) - 1]\n\
+        f = [i * 1.25 - 7.0 for i in range(200)]\n\
+        for proto in range(6):\n\
+        \x20   d = pickle.dumps((s, i, f), protocol=proto)\n\
+        \x20   sys.stdout.buffer.write(len(d).to_bytes(4, 'little') + d)\n";
+    let want = reduce_tests::python_pickles(script);
+    assert_eq!(want.len(), 6);
+    for (proto, want) in want.iter().enumerate() {
+        let got = reduce::to_vec_with_protocol(&value, proto as u8).unwrap();
+        assert!(
+            &got == want,
+            "protocol {proto}: {}",
+            reduce_tests::first_difference(want, &got)
+        );
+    }
+}

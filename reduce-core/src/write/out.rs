@@ -395,6 +395,11 @@ impl<'o> Out<'o> {
         if self.proto < 2 {
             return self.int_old(i);
         }
+        if self.buf.capacity() - self.buf.len() < INT_ROOM {
+            // Out of line and last, so that the common case makes no call
+            // and saves no register.
+            return self.int_wide_grow(i);
+        }
         if (i as u64) < 0x1_0000 {
             // Ints of a kind come in runs (counters, ids): one more
             // branch, seldom taken by ints of mixed sizes.
@@ -407,6 +412,15 @@ impl<'o> Out<'o> {
         self.buf.extend_from_slice(&op.to_le_bytes()[..10]);
         self.buf.truncate(self.buf.len() - 10 + len);
         self.boundary()
+    }
+
+    /// [`Out::int_wide`] when the buffer has less than [`INT_ROOM`] bytes
+    /// spare.
+    #[cold]
+    #[inline(never)]
+    fn int_wide_grow(&mut self, i: i64) -> Result<()> {
+        self.buf.reserve(INT_ROOM);
+        self.int_wide(i)
     }
 
     /// `int` at protocols 0 and 1.
@@ -488,14 +502,27 @@ impl<'o> Out<'o> {
 
     #[inline]
     pub(crate) fn float(&mut self, x: f64) -> Result<()> {
-        if self.proto >= 1 {
+        if self.proto >= 1 && self.buf.capacity() - self.buf.len() >= 9 {
             // struct.pack('>d'): the one big-endian number in a pickle.
             let mut buf = [BINFLOAT; 9];
             buf[1..].copy_from_slice(&x.to_be_bytes());
             self.write(&buf);
-        } else {
-            self.float_text(x);
+            return self.boundary();
         }
+        // Out of line and last, so that the common case makes no call
+        // where it is inlined.
+        self.float_grow(x)
+    }
+
+    /// [`Out::float`] at protocol 0, or when the buffer needs room.
+    #[cold]
+    #[inline(never)]
+    fn float_grow(&mut self, x: f64) -> Result<()> {
+        if self.proto >= 1 {
+            self.buf.reserve(9);
+            return self.float(x);
+        }
+        self.float_text(x);
         self.boundary()
     }
 
@@ -571,32 +598,51 @@ impl<'o> Out<'o> {
         // The common case in one straight line: a short string and its
         // `MEMOIZE`, with no call to `memcpy`.
         let n = data.len();
-        if self.proto >= 4 && idx < MEMO_MAX && n <= 0xff {
-            self.memo_len = idx + 1;
-            if n <= SMALL {
-                let (start, op) = self.room::<{ SMALL + 3 }>();
-                op[0] = SHORT_BINUNICODE;
-                op[1] = n as u8;
-                copy_small(&mut op[2..], data);
-                op[2 + n] = MEMOIZE;
-                self.buf.truncate(start + n + 3);
-            } else {
-                self.buf.reserve(n + 3);
-                self.buf.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
-                self.buf.extend_from_slice(data);
-                self.buf.push(MEMOIZE);
+        if self.proto >= 4 && idx < MEMO_MAX && n <= SMALL {
+            if self.buf.capacity() - self.buf.len() < SMALL + 3 {
+                // The calls of the uncommon cases are last, so that the
+                // common one saves no register.
+                return self.str_utf8_long(s);
             }
-            self.boundary()?;
+            self.memo_len = idx + 1;
+            let (start, op) = self.room::<{ SMALL + 3 }>();
+            op[0] = SHORT_BINUNICODE;
+            op[1] = n as u8;
+            copy_small(&mut op[2..], data);
+            op[2 + n] = MEMOIZE;
+            self.buf.truncate(start + n + 3);
+            if self.buf.len() >= self.check_at {
+                return self.boundary_then(idx);
+            }
             return Ok(idx);
         }
         self.str_utf8_long(s)
     }
 
-    /// [`Out::str_utf8`] of a longer string, or before protocol 4.
+    /// [`Out::boundary`], then `idx`.
+    #[cold]
+    #[inline(never)]
+    fn boundary_then(&mut self, idx: u32) -> Result<u32> {
+        self.boundary_work()?;
+        Ok(idx)
+    }
+
+    /// [`Out::str_utf8`] of a longer string, before protocol 4, or when the
+    /// buffer needs more room.
     #[inline(never)]
     fn str_utf8_long(&mut self, s: &str) -> Result<u32> {
         if self.proto == 0 {
             return self.str(&PyStr::from(s));
+        }
+        let (n, idx) = (s.len(), self.memo_len);
+        if self.proto >= 4 && idx < MEMO_MAX && n <= 0xff {
+            self.memo_len = idx + 1;
+            self.buf.reserve(n + 3);
+            self.buf.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
+            self.buf.extend_from_slice(s.as_bytes());
+            self.buf.push(MEMOIZE);
+            self.boundary()?;
+            return Ok(idx);
         }
         self.str_payload(s.as_bytes())?;
         let idx = self.memo_put()?;
@@ -910,8 +956,12 @@ fn encode_int(i: i64) -> (u128, usize) {
     (bytes, len)
 }
 
+/// The room [`Out::int_wide`] makes sure of before it writes: its ten
+/// bytes, and some to spare.
+const INT_ROOM: usize = 16;
+
 /// Strings up to this long are written with no call to `memcpy`.
-const SMALL: usize = 64;
+const SMALL: usize = 128;
 
 /// Copies `src` (at most [`SMALL`] bytes) to the front of `dst` in at most
 /// two moves of a fixed size, the second overlapping the first when the
@@ -921,7 +971,9 @@ const SMALL: usize = 64;
 fn copy_small(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
     debug_assert!(n <= SMALL && n <= dst.len());
-    if n >= 32 {
+    if n >= 64 {
+        copy_two::<64>(dst, src);
+    } else if n >= 32 {
         copy_two::<32>(dst, src);
     } else if n >= 16 {
         copy_two::<16>(dst, src);
