@@ -212,28 +212,33 @@ macro_rules! dataset {
         assert!(reduce::serde::from_slice::<$ty>(&serde_bytes_out).unwrap() == value);
 
         let mut t = Timer::new($c, $samples, name, $budget);
-        t.time("write/reduce", || reduce::to_vec(&value).unwrap());
+        t.time("write/reduce", || {
+            reduce::to_vec(black_box(&value)).unwrap()
+        });
         t.time("write/reduce serde", || {
-            reduce::serde::to_vec(&value).unwrap()
+            reduce::serde::to_vec(black_box(&value)).unwrap()
         });
         t.time("write/serde-pickle", || {
-            serde_pickle::to_vec(&value, Default::default()).unwrap()
+            serde_pickle::to_vec(black_box(&value), Default::default()).unwrap()
         });
-        t.time("write/bincode", || bincode::serialize(&value).unwrap());
+        t.time("write/bincode", || {
+            bincode::serialize(black_box(&value)).unwrap()
+        });
         t.time("read/reduce", || {
-            reduce::from_slice::<$ty>(&pickle).unwrap()
+            reduce::from_slice::<$ty>(black_box(&pickle)).unwrap()
         });
         t.time("read/reduce Value", || {
-            reduce::from_slice::<Value>(&pickle).unwrap()
+            reduce::from_slice::<Value>(black_box(&pickle)).unwrap()
         });
         t.time("read/reduce serde", || {
-            reduce::serde::from_slice::<$ty>(&serde_bytes_out).unwrap()
+            reduce::serde::from_slice::<$ty>(black_box(&serde_bytes_out)).unwrap()
         });
         t.time("read/serde-pickle", || {
-            serde_pickle::from_slice::<$ty>(&serde_pickle_bytes, Default::default()).unwrap()
+            serde_pickle::from_slice::<$ty>(black_box(&serde_pickle_bytes), Default::default())
+                .unwrap()
         });
         t.time("read/bincode", || {
-            bincode::deserialize::<$ty>(&bincode_bytes).unwrap()
+            bincode::deserialize::<$ty>(black_box(&bincode_bytes)).unwrap()
         });
         t.group.finish();
         let mem = [
@@ -525,32 +530,36 @@ fn main() {
         assert!(bincode::deserialize::<serde_bytes::ByteBuf>(&bincode_bytes).unwrap() == buf);
 
         let mut t = Timer::new(&mut c, &samples, name, HUGE);
-        t.time("memcpy/Vec::clone", || data.clone());
+        t.time("memcpy/Vec::clone", || black_box(&data).clone());
         let mut warm = vec![0u8; data.len()];
         t.time("memcpy/copy_from_slice", || {
-            warm.copy_from_slice(&data);
+            warm.copy_from_slice(black_box(&data));
             warm[0]
         });
-        t.time("write/reduce", || reduce::to_vec(&value).unwrap());
-        t.time("write/serde-pickle", || {
-            serde_pickle::to_vec(&buf, Default::default()).unwrap()
+        t.time("write/reduce", || {
+            reduce::to_vec(black_box(&value)).unwrap()
         });
-        t.time("write/bincode", || bincode::serialize(&buf).unwrap());
+        t.time("write/serde-pickle", || {
+            serde_pickle::to_vec(black_box(&buf), Default::default()).unwrap()
+        });
+        t.time("write/bincode", || {
+            bincode::serialize(black_box(&buf)).unwrap()
+        });
         t.time("read/reduce", || {
-            reduce::from_slice::<reduce::Bytes>(&pickle).unwrap()
+            reduce::from_slice::<reduce::Bytes>(black_box(&pickle)).unwrap()
         });
         t.time("read/reduce Value", || {
-            reduce::from_slice::<Value>(&pickle).unwrap()
+            reduce::from_slice::<Value>(black_box(&pickle)).unwrap()
         });
         t.time("read/serde-pickle", || {
             serde_pickle::from_slice::<serde_bytes::ByteBuf>(
-                &serde_pickle_bytes,
+                black_box(&serde_pickle_bytes),
                 Default::default(),
             )
             .unwrap()
         });
         t.time("read/bincode", || {
-            bincode::deserialize::<serde_bytes::ByteBuf>(&bincode_bytes).unwrap()
+            bincode::deserialize::<serde_bytes::ByteBuf>(black_box(&bincode_bytes)).unwrap()
         });
         t.group.finish();
         let mem = [
