@@ -1258,3 +1258,88 @@ fn field_names_are_interned_by_text_whatever_their_address() {
         }
     }
 }
+
+/// A list and a dict that announce `said` items and give `gave`.
+struct Liar {
+    said: usize,
+    gave: usize,
+    map: bool,
+}
+
+impl serde::Serialize for Liar {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        if self.map {
+            let mut m = s.serialize_map(Some(self.said))?;
+            for i in 0..self.gave {
+                m.serialize_entry(&i, &(i * 10))?;
+            }
+            m.end()
+        } else {
+            let mut q = s.serialize_seq(Some(self.said))?;
+            for i in 0..self.gave {
+                q.serialize_element(&i)?;
+            }
+            q.end()
+        }
+    }
+}
+
+/// A serializer that gives more or fewer items than it announced still
+/// writes a valid pickle of what it gave, at every protocol and nested at
+/// every depth (where the writer checks the stack, it counts items).
+#[test]
+fn a_miscounted_list_or_dict_is_still_a_valid_pickle() {
+    for map in [false, true] {
+        for (said, gave) in [
+            (3, 5),
+            (5, 2),
+            (2, 0),
+            (0, 3),
+            (1, 4),
+            (999, 1001),
+            (4, 1500),
+        ] {
+            let want: Value = if map {
+                Value::Dict(
+                    (0..gave as i64)
+                        .map(|i| (Value::Int(i), Value::Int(i * 10)))
+                        .collect(),
+                )
+            } else {
+                Value::List((0..gave as i64).map(Value::Int).collect())
+            };
+            for depth in 0..10 {
+                let liar = Liar { said, gave, map };
+                for proto in 0..=5u8 {
+                    let bytes = reduce::serde::to_vec_with_protocol(&Nest(depth, &liar), proto)
+                        .unwrap_or_else(|e| panic!("{said}/{gave} map {map}: {e}"));
+                    let mut got: Value = reduce::from_slice(&bytes)
+                        .unwrap_or_else(|e| panic!("{said}/{gave} map {map} p{proto}: {e}"));
+                    for _ in 0..depth {
+                        got = match &mut got {
+                            Value::List(items) if items.len() == 1 => items.remove(0),
+                            other => panic!("not one list: {other:?}"),
+                        };
+                    }
+                    assert_eq!(got, want, "{said}/{gave} map {map} depth {depth} p{proto}");
+                }
+            }
+        }
+    }
+}
+
+/// `value` inside `n` one-item lists.
+struct Nest<'a, T>(usize, &'a T);
+
+impl<T: serde::Serialize> serde::Serialize for Nest<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        if self.0 == 0 {
+            return self.1.serialize(s);
+        }
+        let mut q = s.serialize_seq(Some(1))?;
+        q.serialize_element(&Nest(self.0 - 1, self.1))?;
+        q.end()
+    }
+}

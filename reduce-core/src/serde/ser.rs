@@ -186,9 +186,10 @@ pub(crate) struct Compound<'s, 'a, 'o> {
     /// The items so far, when serde gave no length. Boxed: a `Compound`
     /// is returned by value for every container.
     gathered: Option<Box<Gathered>>,
-    /// Whether each item is written on the spot with no more checks: not
-    /// gathered, and not at a depth where the stack is checked. One test
-    /// per item for both.
+    /// Whether each item is written on the spot with nothing else: not
+    /// gathered, not at a depth where the stack is checked, and all in one
+    /// chunk, `MARK` to the closer that [`Compound::end`] writes (so no
+    /// item is counted). One test per item for all three.
     plain: bool,
 }
 
@@ -196,7 +197,7 @@ impl<'s, 'a, 'o> Compound<'s, 'a, 'o> {
     /// Items written as they come, in `batch`'s chunks.
     #[inline(always)]
     fn direct(ser: &'s mut Serializer<'a, 'o>, batch: Batcher, close: Close) -> Self {
-        let plain = !ser.depth.is_multiple_of(GROW_EVERY);
+        let plain = !ser.depth.is_multiple_of(GROW_EVERY) && batch.one_chunk();
         Compound {
             ser,
             batch,
@@ -271,9 +272,7 @@ impl Compound<'_, '_, '_> {
         if !self.plain {
             return self.element_checked(value);
         }
-        value.serialize(&mut *self.ser)?;
-        self.batch.item(self.ser.out);
-        Ok(())
+        value.serialize(&mut *self.ser)
     }
 
     #[inline(never)]
@@ -317,9 +316,7 @@ impl Compound<'_, '_, '_> {
         if !self.plain {
             return self.value_checked(value);
         }
-        value.serialize(&mut *self.ser)?;
-        self.batch.item(self.ser.out);
-        Ok(())
+        value.serialize(&mut *self.ser)
     }
 
     #[inline(never)]
@@ -366,12 +363,18 @@ impl Compound<'_, '_, '_> {
             batch,
             close,
             gathered,
-            ..
+            plain,
         } = self;
         if let Some(items) = gathered {
             return end_gathered(ser, *items);
         }
-        batch.end(ser.out);
+        if plain {
+            // Whatever the count: a serializer that gave more or fewer
+            // items than it announced still gets a valid pickle.
+            batch.close_one_chunk(ser.out);
+        } else {
+            batch.end(ser.out);
+        }
         ser.out.boundary()?;
         ser.leave();
         close.finish(ser.out)

@@ -292,6 +292,23 @@ impl Batcher {
         Batcher::open((self.state >> 8) as usize, self.state, false, out)
     }
 
+    /// Whether the items are one chunk from the `MARK` written at the start
+    /// to its closer: what [`Batcher::started`] makes of 2 to
+    /// `BATCHSIZE - 1` items at protocol 1 and later.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's containers
+    #[inline(always)]
+    pub(crate) fn one_chunk(self) -> bool {
+        self.state >> 8 == 0 && self.state & (MANY | FULL) == MANY
+    }
+
+    /// Closes the one chunk of a batcher whose items were not counted
+    /// ([`Batcher::one_chunk`]).
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))] // only serde's containers
+    #[inline(always)]
+    pub(crate) fn close_one_chunk(self, out: &mut impl Sink) {
+        out.write(&[self.closers().1]);
+    }
+
     /// After the last item: closes a chunk left open by fewer items than
     /// announced.
     #[inline(always)]
