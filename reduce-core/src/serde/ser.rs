@@ -267,77 +267,74 @@ impl Tuple<'_, '_, '_> {
 }
 
 impl Compound<'_, '_, '_> {
-    #[inline]
+    #[inline(always)]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        if !self.plain {
-            return self.element_checked(value);
+        if self.plain {
+            return value.serialize(&mut *self.ser);
         }
-        value.serialize(&mut *self.ser)
+        if self.gathered.is_some() {
+            return self.element_gathered(value);
+        }
+        self.ser.child(value)?;
+        self.batch.item(self.ser.out);
+        Ok(())
     }
 
     #[inline(never)]
-    fn element_checked<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let ser = &mut *self.ser;
-        match &mut self.gathered {
-            None => {
-                ser.child(value)?;
-                self.batch.item(ser.out);
-            }
-            Some(items) => {
-                let v = value.serialize(ValueSerializer::at(ser.depth))?;
-                items.list.push(v);
-            }
+    fn element_gathered<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let v = value.serialize(ValueSerializer::at(self.ser.depth))?;
+        if let Some(items) = &mut self.gathered {
+            items.list.push(v);
         }
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        if !self.plain {
-            return self.key_checked(key);
+        if self.plain {
+            return key.serialize(&mut *self.ser);
         }
-        key.serialize(&mut *self.ser)
+        if self.gathered.is_some() {
+            return self.key_gathered(key);
+        }
+        self.ser.child(key)
     }
 
     #[inline(never)]
-    fn key_checked<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        let ser = &mut *self.ser;
-        match &mut self.gathered {
-            None => ser.child(key),
-            Some(items) => {
-                items.key = Some(key.serialize(ValueSerializer::at(ser.depth))?);
-                Ok(())
-            }
+    fn key_gathered<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
+        let k = key.serialize(ValueSerializer::at(self.ser.depth))?;
+        if let Some(items) = &mut self.gathered {
+            items.key = Some(k);
         }
+        Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        if !self.plain {
-            return self.value_checked(value);
+        if self.plain {
+            return value.serialize(&mut *self.ser);
         }
-        value.serialize(&mut *self.ser)
+        if self.gathered.is_some() {
+            return self.value_gathered(value);
+        }
+        self.ser.child(value)?;
+        self.batch.item(self.ser.out);
+        Ok(())
     }
 
     #[inline(never)]
-    fn value_checked<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        let ser = &mut *self.ser;
-        match &mut self.gathered {
-            None => {
-                ser.child(value)?;
-                self.batch.item(ser.out);
-                Ok(())
-            }
-            Some(items) => {
-                let k = items
-                    .key
-                    .take()
-                    .ok_or_else(|| Error::custom("a map value without its key"))?;
-                let v = value.serialize(ValueSerializer::at(ser.depth))?;
-                items.dict.push((k, v));
-                Ok(())
-            }
-        }
+    fn value_gathered<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let depth = self.ser.depth;
+        let Some(items) = &mut self.gathered else {
+            return Ok(());
+        };
+        let k = items
+            .key
+            .take()
+            .ok_or_else(|| Error::custom("a map value without its key"))?;
+        let v = value.serialize(ValueSerializer::at(depth))?;
+        items.dict.push((k, v));
+        Ok(())
     }
 
     /// A struct field: its name is written once per pickle, as CPython
@@ -628,7 +625,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
 impl ser::SerializeSeq for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
-    #[inline]
+    #[inline(always)]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
@@ -680,11 +677,11 @@ impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
 impl ser::SerializeMap for Compound<'_, '_, '_> {
     type Ok = ();
     type Error = Error;
-    #[inline]
+    #[inline(always)]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         self.key(key)
     }
-    #[inline]
+    #[inline(always)]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.value(value)
     }
