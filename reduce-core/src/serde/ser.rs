@@ -256,10 +256,7 @@ impl Tuple<'_, '_, '_> {
     #[inline]
     fn end(self) -> Result<()> {
         if self.written != self.len {
-            return Err(unpicklable(format!(
-                "a tuple announced {} items and gave {}",
-                self.len, self.written
-            )));
+            return Err(miscounted(self.len, self.written));
         }
         self.ser.leave();
         tuple_end(self.ser, self.len)
@@ -396,6 +393,11 @@ fn end_gathered(ser: &mut Serializer<'_, '_>, items: Gathered) -> Result<()> {
     crate::write::encode::encode_into(ser.out, &v, &[], None)
 }
 
+#[cold]
+fn miscounted(len: usize, written: usize) -> Error {
+    unpicklable(format!("a tuple announced {len} items and gave {written}"))
+}
+
 /// Closes a tuple of `len` items as `save_tuple` does: `TUPLE1`-`TUPLE3`
 /// from protocol 2, else `MARK` ... `TUPLE`; memoized.
 #[inline]
@@ -403,9 +405,7 @@ fn tuple_end(ser: &mut Serializer<'_, '_>, len: usize) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
-    ser.out.write(&[rules::tuple_close(ser.proto(), len)]);
-    ser.out.memo_put()?;
-    ser.out.boundary()
+    ser.out.close_memoized(rules::tuple_close(ser.proto(), len))
 }
 
 impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {

@@ -743,7 +743,27 @@ impl<'o> Out<'o> {
 
     /// Closes and memoizes a tuple opened by `fresh_tuple_start`.
     pub(crate) fn fresh_tuple_end(&mut self, n: usize) -> Result<()> {
-        self.write(&[rules::tuple_close(self.proto, n)]);
+        self.close_memoized(rules::tuple_close(self.proto, n))
+    }
+
+    /// `op`, which completes an object, then the object's memo put, as a
+    /// whole `save`. The common case (`MEMOIZE`, room to spare, no frame
+    /// to end) makes no call, so it saves no register where it is inlined.
+    #[inline]
+    pub(crate) fn close_memoized(&mut self, op: u8) -> Result<()> {
+        let idx = self.memo_len;
+        if self.proto >= 4 && idx < MEMO_MAX && self.buf.capacity() - self.buf.len() >= 2 {
+            self.memo_len = idx + 1;
+            self.buf.extend_from_slice(&[op, MEMOIZE]);
+            return self.boundary();
+        }
+        self.close_memoized_slow(op)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn close_memoized_slow(&mut self, op: u8) -> Result<()> {
+        self.write(&[op]);
         self.memo_put()?;
         self.boundary()
     }
