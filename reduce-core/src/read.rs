@@ -126,6 +126,12 @@ pub(crate) fn load<I: Input>(
         .slice()
         .map_or(0, |(data, pos)| data.len().saturating_sub(pos));
     let mut machine = machine::Machine::new(options, resolve, keep, len);
+    if tree {
+        // A str or a global fetched after it has left its slot is copied
+        // where the tree holds a copy anyway: an instance's class and
+        // attribute names, fetched for every instance, do not lose the bet.
+        machine.copy_fetches(len);
+    }
     let stop = match machine.run(input) {
         Err(_) if machine.rerun => {
             drop(machine);

@@ -1378,25 +1378,28 @@ fn fetches(bytes: &[u8]) -> bool {
         .any(|i| matches!(i.name, "GET" | "BINGET" | "LONG_BINGET"))
 }
 
-/// A `Value` whose pickle shares strings between records, as CPython
-/// writes a list of dicts with the same keys: the Graph reader loses its
-/// bet at the first fetch of a key and the stream reads the tree instead,
-/// with the value, the position and every error of the Graph path, on the
+/// A `Value` whose pickle shares a tuple between records, besides the
+/// keys: the Graph reader loses its bet at the first fetch of the tuple
+/// (a fetched str it copies) and the stream reads the tree instead, with
+/// the value, the position and every error of the Graph path, on the
 /// pickle, each of its prefixes and each of its bytes changed.
 #[test]
-fn a_value_that_shares_strings_is_streamed_after_the_lost_bet() {
+fn a_value_that_shares_a_tuple_is_streamed_after_the_lost_bet() {
     let mut graph = reduce::Graph::default();
     let keys: Vec<Value> = ["alpha", "beta", "gamma", "delta"]
         .into_iter()
         .map(|k| Value::Ref(graph.insert(Value::from(k))))
         .collect();
+    let shared = Value::Ref(graph.insert(Value::Tuple(vec![Value::from("t"), Value::Int(7)])));
     let records = (0..3)
         .map(|i| {
             let d = keys.iter().map(|k| {
                 let item = Value::Tuple(vec![Value::Int(i), Value::from("x")]);
                 (k.clone(), item)
             });
-            Value::Dict(d.collect())
+            let mut d: Vec<(Value, Value)> = d.collect();
+            d.push((Value::Int(i), shared.clone()));
+            Value::Dict(d)
         })
         .collect();
     *graph.root_mut() = Value::List(records);
@@ -1425,6 +1428,88 @@ fn a_value_that_shares_strings_is_streamed_after_the_lost_bet() {
             }
         }
     }
+}
+
+/// A `Value` whose pickle fetches only strings and a class from the memo,
+/// as CPython writes a list of instances (the class and each attribute
+/// name written once, then fetched): the Graph reader copies each fetch
+/// into the tree and wins its bet, with the value, the position and every
+/// error of the Graph path that keeps the fetched puts, on the pickle, each
+/// of its prefixes and each of its bytes changed.
+#[test]
+fn a_value_that_fetches_strings_and_a_class_wins_the_bet() {
+    let recs: Vec<Rec> = (0..3)
+        .map(|i| Rec {
+            id: i,
+            name: format!("n{i}"),
+            tags: vec!["a".into(), format!("t{i}")],
+            score: 0.5,
+            at: None,
+        })
+        .collect();
+    for proto in [0, 1, 2, 3, 4, 5] {
+        let bytes = reduce::to_vec_with_protocol(&recs, proto).unwrap();
+        assert!(fetches(&bytes), "protocol {proto}: no memo fetch");
+        let mut u = Unpickler::from_slice(&bytes);
+        let value = u.load::<Value>().unwrap();
+        assert!(!u.streamed(), "protocol {proto}: the bet is lost");
+        let slow = Unpickler::from_slice(&bytes)
+            .streaming(false)
+            .load::<Value>()
+            .unwrap();
+        assert_eq!(value, slow, "protocol {proto}");
+        assert_eq!(format!("{value:?}").matches("stream_cases.Rec").count(), 3);
+        assert!(!same::<Value>(&bytes));
+        for end in 0..bytes.len() {
+            same::<Value>(&bytes[..end]);
+        }
+        for at in 0..bytes.len() {
+            for b in [0u8, 1, b'h', b'j', b'g', 0x94, 0xff] {
+                let mut m = bytes.clone();
+                m[at] = b;
+                same::<Value>(&m);
+            }
+        }
+    }
+}
+
+/// The copies a won bet makes count against `max_tree_nodes` as the Graph
+/// path's shared objects do: under every limit, from none to well past the
+/// pickle's length, both paths give the same value or the same error.
+#[test]
+fn fetched_copies_keep_the_tree_node_limit() {
+    let recs: Vec<Rec> = (0..4)
+        .map(|i| Rec {
+            id: i,
+            name: "same".into(),
+            tags: vec!["a".into(); 3],
+            score: 0.5,
+            at: None,
+        })
+        .collect();
+    let bytes = reduce::to_vec(&recs).unwrap();
+    assert!(fetches(&bytes));
+    let mut oks = 0;
+    for n in 0..=5 * bytes.len() {
+        let limits = reduce::Limits::default().max_tree_nodes(n);
+        let fast = Unpickler::from_slice(&bytes)
+            .limits(limits.clone())
+            .load::<Value>();
+        let slow = Unpickler::from_slice(&bytes)
+            .limits(limits)
+            .streaming(false)
+            .load::<Value>();
+        match (fast, slow) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b, "max_tree_nodes {n}");
+                oks += 1;
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "max_tree_nodes {n}"),
+            (a, b) => panic!("max_tree_nodes {n}: {a:?} and {b:?}"),
+        }
+    }
+    // Refused under the smallest limits, read under the larger.
+    assert!(oks > 0 && oks <= 5 * bytes.len());
 }
 
 /// Derived types with fields read by their Graph-path readers (`with`,

@@ -65,7 +65,27 @@ pub(super) struct Machine<'o, 'h> {
     /// Bytes of names `STACK_GLOBAL` has copied out of strings, which a
     /// pickle can fetch from its memo again and again for five bytes each.
     name_bytes: u64,
+    /// Under [`Keep::None`], for a caller that wants a tree (see
+    /// [`Machine::copy_fetches`]): a `GET` of a str or a global that has
+    /// left its stack slot pushes a copy of it, as the tree would hold it,
+    /// instead of losing the bet.
+    copy: bool,
+    /// With `copy`: where the str just pushed by a string opcode begins,
+    /// and where it and the puts right after it end.
+    str_at: (u64, u64),
+    /// With `copy`: how to copy each dense key's object, by key (one entry
+    /// per key below `dense`): [`NOT_COPIED`], the position of the string
+    /// opcode that made a str, or [`COPIED_GLOBAL`] and an index in `globals`.
+    again: Vec<u32>,
+    /// With `copy`: the globals put, cloned.
+    globals: Vec<crate::value::Global>,
 }
+
+/// In [`Machine::again`]: a `GET` of this key loses the bet.
+const NOT_COPIED: u32 = u32::MAX;
+/// In [`Machine::again`]: the key's object is the global at the index in
+/// the bits below.
+const COPIED_GLOBAL: u32 = 1 << 31;
 
 #[cold]
 fn underflow() -> Error {
@@ -126,6 +146,38 @@ impl<'o, 'h> Machine<'o, 'h> {
             proto: 0,
             pending: Vec::new(),
             name_bytes: 0,
+            copy: false,
+            str_at: (u64::MAX, u64::MAX),
+            again: Vec::new(),
+            globals: Vec::new(),
+        }
+    }
+
+    /// For a caller that wants the root as a tree (a `Value`), under
+    /// [`Keep::None`]: a `GET` of a str or a global that has left its
+    /// stack slot pushes a copy, which is what the tree holds in that
+    /// place, so such a pickle (an instance's class and attribute names
+    /// fetched for every instance, as CPython writes a list of them) wins
+    /// the bet. A string is decoded again from where it was written; a
+    /// global, cloned at its put. Neither can change after it is made, and
+    /// every opcode reads a copy as it reads a shared one.
+    ///
+    /// `into_tree` refuses a tree of more than `max_tree_nodes` values,
+    /// which it counts only when the graph shares something; a graph with
+    /// only such copies is not counted. Each byte of input makes at most
+    /// three values (`NEWOBJ_EX`: the object, `copyreg.__newobj_ex__` and
+    /// the argument tuple; a `GET` of two bytes or more makes one copy), so
+    /// the copies are made only where four per byte of input stay within the
+    /// limit: then the tree with them is within it too, as the Graph path
+    /// would have found it. A longer pickle loses the bet as before.
+    pub(super) fn copy_fetches(&mut self, len: usize) {
+        self.copy = matches!(self.keep, Keep::None)
+            && len.saturating_mul(4) <= self.opts.limits.max_tree_nodes
+            && len < COPIED_GLOBAL as usize;
+        if self.copy {
+            // About a put per 8 bytes in a pickle of short strings, and
+            // never 1 KiB up front.
+            self.again = Vec::with_capacity((len / 8).min(256));
         }
     }
 
@@ -725,7 +777,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(Some(shared))
     }
 
-    fn memo_get(&mut self, key: u64) -> Result<()> {
+    fn memo_get(&mut self, key: u64, data: Option<&[u8]>) -> Result<()> {
         let found = match usize::try_from(key) {
             Ok(k) if k < self.dense => Some(self.memo.get(k).copied().unwrap_or(COUNTED)),
             _ => self.memo_sparse.get(&key).copied(),
@@ -735,6 +787,12 @@ impl<'o, 'h> Machine<'o, 'h> {
             Some(i) if i != COUNTED => cheap_clone(&self.kept[i as usize]),
             // Optimistic: the pickle does fetch from its memo after all.
             Some(_) if matches!(self.keep, Keep::None) => {
+                if self.copy {
+                    if let Some(v) = self.copy_of(key, data) {
+                        // A global counts as a level, as when it was made.
+                        return self.push(v);
+                    }
+                }
                 if self.spot {
                     if let Some(v) = self.share_live(key)? {
                         return self.push(v);
@@ -753,6 +811,73 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
         };
         self.push(v)
+    }
+
+    /// With `copy`: a copy of the object put at dense key `key`, if it is a
+    /// str or a global (see [`Machine::copy_fetches`]).
+    fn copy_of(&self, key: u64, data: Option<&[u8]>) -> Option<Value> {
+        match *self.again.get(usize::try_from(key).ok()?)? {
+            NOT_COPIED => None,
+            g if g & COPIED_GLOBAL != 0 => {
+                let g = self.globals.get((g & !COPIED_GLOBAL) as usize)?;
+                Some(Value::Global(Box::new(g.clone())))
+            }
+            at => {
+                let (data, at) = (data?, at as usize);
+                let mut src = SliceRead::at(data, at + 1);
+                decode::unicode(&mut src, *data.get(at)?)
+                    .ok()
+                    .map(Value::Str)
+            }
+        }
+    }
+
+    /// With `copy`: notes how to copy the object just put at `key` (by a
+    /// put opcode from `at` to `end`), if a `GET` fetches it. In line: a
+    /// pickle of many strings puts each.
+    #[inline(always)]
+    fn note_put(&mut self, key: u64, at: u64, end: u64) {
+        let again = match self.stack.last() {
+            Some(Value::Str(_)) if self.str_at.1 == at => {
+                // Put right after the string opcode that pushed it (or
+                // after its other puts). Positions are below `COPIED_GLOBAL`
+                // (see `copy_fetches`).
+                self.str_at.1 = end;
+                self.str_at.0 as u32
+            }
+            Some(Value::Global(_)) => return self.note_global(key),
+            _ => NOT_COPIED,
+        };
+        let k = key as usize;
+        if k == self.again.len() && k < self.dense && k < self.again.capacity() {
+            self.again.push(again);
+        } else {
+            self.note_at(key, again);
+        }
+    }
+
+    /// [`Machine::note_put`] of a global: cloned.
+    #[inline(never)]
+    fn note_global(&mut self, key: u64) {
+        let again = match self.stack.last() {
+            Some(Value::Global(g)) if self.globals.len() < COPIED_GLOBAL as usize => {
+                self.globals.push((**g).clone());
+                COPIED_GLOBAL | (self.globals.len() - 1) as u32
+            }
+            _ => NOT_COPIED,
+        };
+        self.note_at(key, again);
+    }
+
+    /// [`Machine::note_put`] off its common path: a key put again, the
+    /// table full, or a key past the dense ones (left to lose the bet).
+    #[inline(never)]
+    fn note_at(&mut self, key: u64, again: u32) {
+        match usize::try_from(key) {
+            Ok(k) if k < self.again.len() => self.again[k] = again,
+            Ok(k) if k == self.again.len() && k < self.dense => self.again.push(again),
+            _ => {}
+        }
     }
 
     /// Runs opcodes up to `STOP`, returning its offset.
@@ -1261,7 +1386,11 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.push(v)?
             }
             UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                let at = src.pos() - 1;
                 let s = decode::unicode(src, op)?;
+                if self.copy {
+                    self.str_at = (at, src.pos());
+                }
                 self.push_atom(Value::Str(s))?
             }
             SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
@@ -1359,16 +1488,24 @@ impl<'o, 'h> Machine<'o, 'h> {
 
             // Memo.
             PUT | BINPUT | LONG_BINPUT => {
+                let at = src.pos() - 1;
                 let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
-                self.memo_put(key)?
+                self.memo_put(key)?;
+                if self.copy {
+                    self.note_put(key, at, src.pos());
+                }
             }
             MEMOIZE => {
                 let key = self.memo_len as u64;
-                self.memo_put(key)?
+                self.memo_put(key)?;
+                if self.copy {
+                    let end = src.pos();
+                    self.note_put(key, end - 1, end);
+                }
             }
             GET | BINGET | LONG_BINGET => {
                 let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
-                self.memo_get(key)?
+                self.memo_get(key, src.slice().map(|(data, _)| data))?
             }
 
             // Globals and objects.
