@@ -404,3 +404,50 @@ fn hash_map_keys_sort_with_the_callers_registry() {
     let err = reduce::to_vec(&map).unwrap_err().to_string();
     assert!(err.contains("Code") && !err.contains("TypeId"), "{err}");
 }
+
+/// A global is allowed when a constructor is registered for it, or for a
+/// name nested in it (`outer.Outer` for `outer.Outer.Inner`, which CPython
+/// names as `getattr(Outer, "Inner")` before protocol 4), in the global
+/// layer or the unpickler's own; a name that only begins the same way is
+/// refused.
+#[test]
+fn a_parent_of_a_registered_nested_name_is_allowed_and_no_other() {
+    let mut r = Registry::new();
+    r.register_constructor("nest_mod", "Outer.Inner", |_: Node<'_>| Ok(1u8))
+        .unwrap();
+    reduce::registry()
+        .register_constructor("nest_global", "Top.Sub", |_: Node<'_>| Ok(2u8))
+        .unwrap();
+    let load = |module: &str, name: &str| {
+        let bytes = format!("c{module}\n{name}\n.");
+        Unpickler::from_slice(bytes.as_bytes())
+            .registry(r.clone())
+            .load::<Value>()
+    };
+    for (module, name) in [
+        ("nest_mod", "Outer"),
+        ("nest_mod", "Outer.Inner"),
+        ("nest_global", "Top"),
+        ("nest_global", "Top.Sub"),
+    ] {
+        assert_eq!(
+            load(module, name).unwrap(),
+            Value::global(module, name),
+            "{module}.{name}"
+        );
+    }
+    for (module, name) in [
+        ("nest_mod", "Oute"),
+        ("nest_mod", "Outer-"),
+        ("nest_mod", "Outer.Inne"),
+        ("nest_mod", "Outer.Inner.X"),
+        ("nest_global", "To"),
+        ("nest_mod", "Top"),
+    ] {
+        let e = load(module, name).unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::UnknownGlobal { .. }),
+            "{module}.{name}: {e}"
+        );
+    }
+}

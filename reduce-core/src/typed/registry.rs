@@ -560,24 +560,37 @@ impl Lookup {
         self.layers().find_map(|r| r.allowed.get(path).copied())
     }
 
-    /// Whether `module.name` is registered, or is the parent of a
+    /// Whether `path` (`module.name`) is registered, or is the parent of a
     /// registered nested name (`Shape` for `Shape.Circle`), which CPython
-    /// names as `getattr(Shape, "Circle")` before protocol 4.
-    pub(crate) fn has_constructor(&self, module: &str, name: &str) -> bool {
-        let path = format!("{module}.{name}");
-        let prefix = format!("{path}.");
-        self.layers().any(|r| {
-            r.constructors.contains_key(&path)
-                || r.allowed.contains_key(&path)
-                || r.constructors
-                    .range(prefix.clone()..)
-                    .next()
-                    .is_some_and(|(k, _)| k.starts_with(&prefix))
+    /// names as `getattr(Shape, "Circle")` before protocol 4. `path` is
+    /// given back as it came; it lends its room to the nested names'
+    /// prefix, so a global's check allocates once.
+    pub(crate) fn has_constructor(&self, path: &mut String) -> bool {
+        let n = path.len();
+        let exact = self
+            .layers()
+            .any(|r| r.constructors.contains_key(&*path) || r.allowed.contains_key(&*path));
+        if exact {
+            return true;
+        }
+        path.push('.');
+        let prefix: &str = path;
+        let from = (
+            std::ops::Bound::Included(prefix),
+            std::ops::Bound::Unbounded,
+        );
+        let nested = self.layers().any(|r| {
+            r.constructors
+                .range::<str, _>(from)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(prefix))
                 || r.allowed
-                    .range(prefix.clone()..)
+                    .range::<str, _>(from)
                     .next()
-                    .is_some_and(|(k, _)| k.starts_with(&prefix))
-        })
+                    .is_some_and(|(k, _)| k.starts_with(prefix))
+        });
+        path.truncate(n);
+        nested
     }
 
     fn extension_global(&self, code: u32) -> Option<Global> {
@@ -638,11 +651,17 @@ impl Resolve for Lookup {
     }
 
     fn find_class(&self, module: &str, name: &str, plain_data: bool) -> Result<()> {
-        let path = format!("{module}.{name}");
+        // Built by hand: `format!` costs more than the lookups (a pickle of
+        // one instance checks its class once, and this was a twentieth of
+        // reading it as a `Value`). Room for the '.' of a nested prefix.
+        let mut path = String::with_capacity(module.len() + name.len() + 2);
+        path.push_str(module);
+        path.push('.');
+        path.push_str(name);
         if let Some(why) = self.conflict(&path) {
             return Err(Error::new(ErrorKind::Registry(why)));
         }
-        if plain_data || self.has_constructor(module, name) {
+        if plain_data || self.has_constructor(&mut path) {
             return Ok(());
         }
         let err = Error::new(ErrorKind::UnknownGlobal {
