@@ -1512,6 +1512,58 @@ fn fetched_copies_keep_the_tree_node_limit() {
     assert!(oks > 0 && oks <= 5 * bytes.len());
 }
 
+/// What a fetch copies is the object the put put: a key put twice gives
+/// its last object; a str put from under another string's opcode, or a
+/// copy put again, is not mistaken for the string just read (those lose
+/// the bet and are read again); a global is cloned. The values are those
+/// the Graph path gives.
+#[test]
+fn a_fetched_copy_is_the_object_put() {
+    let s = |t: &str| {
+        let mut b = vec![b'X'];
+        b.extend((t.len() as u32).to_le_bytes());
+        b.extend(t.as_bytes());
+        b
+    };
+    let (a, b) = (s("a"), s("b"));
+    let cases: Vec<(Vec<u8>, Vec<Value>)> = vec![
+        // 'a' put at 1, 'b' put at 1 again: the GET is 'b'.
+        (
+            [&b"]("[..], &a, b"q\x01", &b, b"q\x01e", b"h\x01a"].concat(),
+            vec!["a".into(), "b".into(), "b".into()],
+        ),
+        // 'a' put after 'b' is popped: the put is 'a'.
+        (
+            [&b"]("[..], &a, &b, b"0q\x00e", b"h\x00a"].concat(),
+            vec!["a".into(), "a".into()],
+        ),
+        // A copy of 'a', put again at 1 and fetched.
+        (
+            [&b"]("[..], &a, b"q\x000h\x00q\x01e", b"h\x01a"].concat(),
+            vec!["a".into(), "a".into()],
+        ),
+        // A global put once, fetched after it left its slot.
+        (
+            [&b"]("[..], b"cbuiltins\nset\nq\x00", &a, b"e", b"h\x00a"].concat(),
+            vec![
+                Value::global("builtins", "set"),
+                "a".into(),
+                Value::global("builtins", "set"),
+            ],
+        ),
+    ];
+    for (body, expected) in cases {
+        let bytes = [&b"\x80\x02"[..], &body, b"."].concat();
+        let mut u = Unpickler::from_slice(&bytes);
+        assert_eq!(
+            u.load::<Value>().unwrap(),
+            Value::List(expected),
+            "{bytes:?}"
+        );
+        same::<Value>(&bytes);
+    }
+}
+
 /// Derived types with fields read by their Graph-path readers (`with`,
 /// `registry`, `serde`) are read by the stream, at every protocol, with
 /// the value the Graph path gives.
