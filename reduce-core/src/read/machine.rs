@@ -170,10 +170,13 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// the copies are made only where four per byte of input stay within the
     /// limit: then the tree with them is within it too, as the Graph path
     /// would have found it. A longer pickle loses the bet as before.
-    pub(super) fn copy_fetches(&mut self, len: usize) {
+    ///
+    /// `len` is the pickle's length at most (the input left), `end` where
+    /// the input ends: positions, kept in 31 bits, are the input's.
+    pub(super) fn copy_fetches(&mut self, len: usize, end: usize) {
         self.copy = matches!(self.keep, Keep::None)
             && len.saturating_mul(4) <= self.opts.limits.max_tree_nodes
-            && len < COPIED_GLOBAL as usize;
+            && end < COPIED_GLOBAL as usize;
         if self.copy {
             // About a put per 8 bytes in a pickle of short strings, and
             // never 1 KiB up front.
