@@ -1473,6 +1473,32 @@ fn a_value_that_fetches_strings_and_a_class_wins_the_bet() {
     }
 }
 
+/// Past 64 KiB the Graph reader does not copy fetches (its notes would
+/// cost a large pickle of no fetch more than they save): a long list of
+/// instances loses the bet and is streamed, with the Graph path's value.
+#[test]
+fn a_long_list_of_instances_is_streamed_after_the_lost_bet() {
+    let recs: Vec<Rec> = (0..3000)
+        .map(|i| Rec {
+            id: i,
+            name: format!("n{i}"),
+            tags: vec!["a".into()],
+            score: 0.5,
+            at: None,
+        })
+        .collect();
+    let bytes = reduce::to_vec(&recs).unwrap();
+    assert!(bytes.len() > 1 << 16, "{} bytes", bytes.len());
+    let mut u = Unpickler::from_slice(&bytes);
+    u.load::<Value>().unwrap();
+    assert!(u.streamed());
+    assert!(same::<Value>(&bytes));
+    // A hundred of them, within 64 KiB, win the bet.
+    let short = reduce::to_vec(&recs[..100]).unwrap();
+    assert!(short.len() <= 1 << 16);
+    assert!(!same::<Value>(&short));
+}
+
 /// The copies a won bet makes count against `max_tree_nodes` as the Graph
 /// path's shared objects do: under every limit, from none to well past the
 /// pickle's length, both paths give the same value or the same error.

@@ -77,12 +77,18 @@ pub(super) struct Machine<'o, 'h> {
     /// per key below `dense`): [`NOT_COPIED`], the position of the string
     /// opcode that made a str, or [`COPIED_GLOBAL`] and an index in `globals`.
     again: Vec<u32>,
+    /// With `copy`: the room `again` is made with.
+    again_room: usize,
     /// With `copy`: the globals put, cloned.
     globals: Vec<crate::value::Global>,
 }
 
-/// In [`Machine::again`]: a `GET` of this key loses the bet.
+/// In [`Machine::again`]: a `GET` of this key loses the bet (as of a key
+/// past the table's end).
 const NOT_COPIED: u32 = u32::MAX;
+/// The longest input whose fetches the machine copies (see
+/// [`Machine::copy_fetches`]).
+const COPY_MAX_LEN: usize = 1 << 16;
 /// In [`Machine::again`]: the key's object is the global at the index in
 /// the bits below.
 const COPIED_GLOBAL: u32 = 1 << 31;
@@ -149,6 +155,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             copy: false,
             str_at: (u64::MAX, u64::MAX),
             again: Vec::new(),
+            again_room: 0,
             globals: Vec::new(),
         }
     }
@@ -173,15 +180,18 @@ impl<'o, 'h> Machine<'o, 'h> {
     ///
     /// `len` is the pickle's length at most (the input left), `end` where
     /// the input ends: positions, kept in 31 bits, are the input's.
+    ///
+    /// Only up to [`COPY_MAX_LEN`] bytes: the notes cost a few
+    /// instructions a put, and their table, grown put by put through a
+    /// large pickle, left the heap slower to free the value afterwards
+    /// (a list of 10,000 small records read 5% slower). A larger pickle
+    /// loses its bet to the stream as before.
     pub(super) fn copy_fetches(&mut self, len: usize, end: usize) {
         self.copy = matches!(self.keep, Keep::None)
+            && len <= COPY_MAX_LEN
             && len.saturating_mul(4) <= self.opts.limits.max_tree_nodes
             && end < COPIED_GLOBAL as usize;
-        if self.copy {
-            // About a put per 8 bytes in a pickle of short strings, and
-            // never 1 KiB up front.
-            self.again = Vec::with_capacity((len / 8).min(256));
-        }
+        self.again_room = len / 8;
     }
 
     fn fence(&self) -> usize {
@@ -854,7 +864,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         let k = key as usize;
         if k == self.again.len() && k < self.dense && k < self.again.capacity() {
             self.again.push(again);
-        } else {
+        } else if again != NOT_COPIED || k < self.again.len() {
             self.note_at(key, again);
         }
     }
@@ -873,12 +883,23 @@ impl<'o, 'h> Machine<'o, 'h> {
     }
 
     /// [`Machine::note_put`] off its common path: a key put again, the
-    /// table full, or a key past the dense ones (left to lose the bet).
+    /// table full or not yet made, or a key past the dense ones (left to
+    /// lose the bet). The table is made at the first put of a str or a
+    /// global (a pickle of numbers makes none), at about a put per 8 bytes
+    /// of a pickle of short strings.
     #[inline(never)]
     fn note_at(&mut self, key: u64, again: u32) {
         match usize::try_from(key) {
             Ok(k) if k < self.again.len() => self.again[k] = again,
-            Ok(k) if k == self.again.len() && k < self.dense => self.again.push(again),
+            // Keys past the table's end are not copied.
+            _ if again == NOT_COPIED => {}
+            Ok(k) if k < self.dense => {
+                if self.again.capacity() == 0 {
+                    self.again.reserve_exact(self.again_room.max(k + 1));
+                }
+                self.again.resize(k, NOT_COPIED);
+                self.again.push(again);
+            }
             _ => {}
         }
     }
