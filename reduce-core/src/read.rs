@@ -97,11 +97,12 @@ impl Default for Options<'_> {
 
 /// Reads one pickle from `input` into a [`Graph`].
 ///
-/// `tree` says the caller wants the root as a tree (a [`Value`]): when the
-/// first reading loses its bet, the stream reads the tree by value (memo
-/// fetches of strings and tuples copied as the tree would copy them)
-/// before the slice is read again, and the `Graph` it returns has no
-/// shared objects. Where the stream misses, the second reading goes on as
+/// `tree` says the caller wants the root as a tree (a [`Value`]): the
+/// first reading copies a fetched str or global into its place, as the
+/// tree would (see `Machine::copy_fetches`), and when it still loses its
+/// bet, the stream reads the tree by value (memo fetches of strings and
+/// tuples copied as the tree would copy them) before the slice is read
+/// again; either way the `Graph` it returns has no shared objects. Where the stream misses, the second reading goes on as
 /// without it, and gives every error. Returns whether the stream read it.
 pub(crate) fn load<I: Input>(
     input: &mut I,
