@@ -82,10 +82,9 @@ impl<'a, 'o> Serializer<'a, 'o> {
     }
 
     /// The one value an option or a newtype wraps, a level of its own:
-    /// `struct L(Option<Box<L>>)` recurses through here alone. Small
-    /// enough that serde's `Option::serialize` is inlined where it is
-    /// called: the checks of [`Serializer::enter`] and
-    /// [`Serializer::child`] in one test, the rest out of line.
+    /// `struct L(Option<Box<L>>)` recurses through here alone. The checks
+    /// of [`Serializer::enter`] and [`Serializer::child`] in one test, the
+    /// rest out of line.
     #[inline(always)]
     fn wrapped<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         let d = self.depth + 1;
