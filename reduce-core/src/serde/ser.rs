@@ -271,6 +271,13 @@ impl Compound<'_, '_, '_> {
         if self.gathered.is_some() {
             return self.element_gathered(value);
         }
+        self.counted(value)
+    }
+
+    /// One item (a list's, or a dict's value) of a container that is not
+    /// plain: one level checked, and counted into its chunk.
+    #[inline(always)]
+    fn counted<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.ser.child(value)?;
         self.batch.item(self.ser.out);
         Ok(())
@@ -313,9 +320,7 @@ impl Compound<'_, '_, '_> {
         if self.gathered.is_some() {
             return self.value_gathered(value);
         }
-        self.ser.child(value)?;
-        self.batch.item(self.ser.out);
-        Ok(())
+        self.counted(value)
     }
 
     #[inline(never)]
