@@ -252,7 +252,9 @@ impl Tuple<'_, '_, '_> {
         self.ser.child(value)
     }
 
-    #[inline]
+    /// Inlined whole, as [`Compound::end`] is: a `Tuple` passed by value
+    /// to a call is copied.
+    #[inline(always)]
     fn end(self) -> Result<()> {
         if self.written != self.len {
             return Err(miscounted(self.len, self.written));
@@ -646,7 +648,7 @@ impl ser::SerializeTuple for Tuple<'_, '_, '_> {
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Tuple::end(self)
     }
@@ -659,7 +661,7 @@ impl ser::SerializeTupleStruct for Tuple<'_, '_, '_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.element(value)
     }
-    #[inline]
+    #[inline(always)]
     fn end(self) -> Result<()> {
         Tuple::end(self)
     }

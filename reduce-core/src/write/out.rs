@@ -363,10 +363,17 @@ impl<'o> Out<'o> {
     #[inline]
     pub(crate) fn bool(&mut self, b: bool) -> Result<()> {
         if self.proto >= 2 {
-            self.write(&[if b { NEWTRUE } else { NEWFALSE }]);
-        } else {
-            self.write(if b { b"I01\n" } else { b"I00\n" });
+            self.push(NEWFALSE - u8::from(b));
+            return self.boundary();
         }
+        self.bool_old(b)
+    }
+
+    /// [`Out::bool`] before protocol 2.
+    #[cold]
+    #[inline(never)]
+    fn bool_old(&mut self, b: bool) -> Result<()> {
+        self.write(if b { b"I01\n" } else { b"I00\n" });
         self.boundary()
     }
 
@@ -605,18 +612,42 @@ impl<'o> Out<'o> {
                 return self.str_utf8_long(s);
             }
             self.memo_len = idx + 1;
-            let (start, op) = self.room::<{ SMALL + 3 }>();
-            op[0] = SHORT_BINUNICODE;
-            op[1] = n as u8;
-            copy_small(&mut op[2..], data);
-            op[2 + n] = MEMOIZE;
-            self.buf.truncate(start + n + 3);
+            // The room is zeroed before it is written: as much of it as
+            // the string's size class needs, not the largest.
+            if n >= 64 {
+                self.short_str::<131, 64>(data);
+            } else if n >= 32 {
+                self.short_str::<67, 32>(data);
+            } else if n >= 16 {
+                self.short_str::<35, 16>(data);
+            } else {
+                let (start, op) = self.room::<18>();
+                op[0] = SHORT_BINUNICODE;
+                op[1] = n as u8;
+                copy_tiny(&mut op[2..], data);
+                op[2 + n] = MEMOIZE;
+                self.buf.truncate(start + n + 3);
+            }
             if self.buf.len() >= self.check_at {
                 return self.boundary_then(idx);
             }
             return Ok(idx);
         }
         self.str_utf8_long(s)
+    }
+
+    /// `SHORT_BINUNICODE`, a string of `K` to `2 * K` bytes, and `MEMOIZE`,
+    /// in a room of `R = 2 * K + 3` bytes.
+    #[inline(always)]
+    fn short_str<const R: usize, const K: usize>(&mut self, data: &[u8]) {
+        let n = data.len();
+        debug_assert!(R == 2 * K + 3 && (K..=2 * K).contains(&n));
+        let (start, op) = self.room::<R>();
+        op[0] = SHORT_BINUNICODE;
+        op[1] = n as u8;
+        copy_two::<K>(&mut op[2..], data);
+        op[2 + n] = MEMOIZE;
+        self.buf.truncate(start + n + 3);
     }
 
     /// [`Out::boundary`], then `idx`.
@@ -983,21 +1014,15 @@ const INT_ROOM: usize = 16;
 /// Strings up to this long are written with no call to `memcpy`.
 const SMALL: usize = 128;
 
-/// Copies `src` (at most [`SMALL`] bytes) to the front of `dst` in at most
-/// two moves of a fixed size, the second overlapping the first when the
-/// length is not a power of two, where a copy of a length known only at
-/// run time would be a call to `memcpy`.
-#[inline]
-fn copy_small(dst: &mut [u8], src: &[u8]) {
+/// Copies `src` (below 16 bytes) to the front of `dst` in at most two
+/// moves of a fixed size, the second overlapping the first when the length
+/// is not a power of two, where a copy of a length known only at run time
+/// would be a call to `memcpy`. ([`copy_two`] does the longer ones.)
+#[inline(always)]
+fn copy_tiny(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
-    debug_assert!(n <= SMALL && n <= dst.len());
-    if n >= 64 {
-        copy_two::<64>(dst, src);
-    } else if n >= 32 {
-        copy_two::<32>(dst, src);
-    } else if n >= 16 {
-        copy_two::<16>(dst, src);
-    } else if n >= 8 {
+    debug_assert!(n < 16 && n <= dst.len());
+    if n >= 8 {
         copy_two::<8>(dst, src);
     } else if n >= 4 {
         copy_two::<4>(dst, src);
