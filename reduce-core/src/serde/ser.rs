@@ -483,11 +483,11 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     }
     #[inline]
     fn serialize_char(self, v: char) -> Result<()> {
-        self.out.str_utf8(v.encode_utf8(&mut [0; 4])).map(|_| ())
+        self.out.str_utf8(v.encode_utf8(&mut [0; 4]))
     }
     #[inline]
     fn serialize_str(self, v: &str) -> Result<()> {
-        self.out.str_utf8(v).map(|_| ())
+        self.out.str_utf8(v)
     }
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {

@@ -274,8 +274,8 @@ impl<'s, 'o> Saver<'s, 'o> {
     #[inline(always)]
     pub fn str(&mut self, s: &str) -> Result<()> {
         let key = self.take_identity();
-        let idx = self.out.str_utf8(s)?;
-        self.remember(key, idx);
+        self.out.str_utf8(s)?;
+        self.remember(key, self.out.last_memo());
         Ok(())
     }
 

@@ -166,13 +166,13 @@ impl<'o> Out<'o> {
     /// to its length with `truncate`. (In place: bytes gathered in a small
     /// array and then copied would be read back before their stores had
     /// landed, a stall that costs more than a call to `memcpy`.)
-    #[inline]
+    #[inline(always)]
     fn room<const N: usize>(&mut self) -> (usize, &mut [u8; N]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; N]);
-        let room = self.buf[start..]
-            .first_chunk_mut()
-            .expect("N bytes were just added");
+        // The last `N` bytes: one test of the length, where a slice from
+        // `start` would test both ends.
+        let room = self.buf.last_chunk_mut().expect("N bytes were just added");
         (start, room)
     }
 
@@ -597,9 +597,11 @@ impl<'o> Out<'o> {
         Ok(idx)
     }
 
-    /// A `str` from Rust text, memoized.
+    /// A `str` from Rust text, memoized: its memo index is then
+    /// [`Out::last_memo`]. (No index returned: a `Result<u32>` comes back
+    /// through memory, where a `Result<()>` is one register.)
     #[inline(always)]
-    pub(crate) fn str_utf8(&mut self, s: &str) -> Result<u32> {
+    pub(crate) fn str_utf8(&mut self, s: &str) -> Result<()> {
         let data = s.as_bytes();
         let idx = self.memo_len;
         // The common case in one straight line: a short string and its
@@ -629,11 +631,18 @@ impl<'o> Out<'o> {
                 self.buf.truncate(start + n + 3);
             }
             if self.buf.len() >= self.check_at {
-                return self.boundary_then(idx);
+                return self.boundary_cold();
             }
-            return Ok(idx);
+            return Ok(());
         }
         self.str_utf8_long(s)
+    }
+
+    /// The memo index of the object memoized last.
+    #[inline]
+    pub(crate) fn last_memo(&self) -> u32 {
+        debug_assert!(self.memo_len > 0);
+        self.memo_len - 1
     }
 
     /// `SHORT_BINUNICODE`, a string of `K` to `2 * K` bytes, and `MEMOIZE`,
@@ -650,20 +659,19 @@ impl<'o> Out<'o> {
         self.buf.truncate(start + n + 3);
     }
 
-    /// [`Out::boundary`], then `idx`.
+    /// [`Out::boundary`]'s work, where it is rare.
     #[cold]
     #[inline(never)]
-    fn boundary_then(&mut self, idx: u32) -> Result<u32> {
-        self.boundary_work()?;
-        Ok(idx)
+    fn boundary_cold(&mut self) -> Result<()> {
+        self.boundary_work()
     }
 
     /// [`Out::str_utf8`] of a longer string, before protocol 4, or when the
     /// buffer needs more room.
     #[inline(never)]
-    fn str_utf8_long(&mut self, s: &str) -> Result<u32> {
+    fn str_utf8_long(&mut self, s: &str) -> Result<()> {
         if self.proto == 0 {
-            return self.str(&PyStr::from(s));
+            return self.str(&PyStr::from(s)).map(|_| ());
         }
         let (n, idx) = (s.len(), self.memo_len);
         if self.proto >= 4 && idx < MEMO_MAX && n <= 0xff {
@@ -672,13 +680,11 @@ impl<'o> Out<'o> {
             self.buf.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
             self.buf.extend_from_slice(s.as_bytes());
             self.buf.push(MEMOIZE);
-            self.boundary()?;
-            return Ok(idx);
+            return self.boundary();
         }
         self.str_payload(s.as_bytes())?;
-        let idx = self.memo_put()?;
-        self.boundary()?;
-        Ok(idx)
+        self.memo_put()?;
+        self.boundary()
     }
 
     /// An interned `str`: written the first time, a memo reference after.
@@ -692,7 +698,8 @@ impl<'o> Out<'o> {
                 if let Some(idx) = self.static_again(s)? {
                     return Ok(idx);
                 }
-                let idx = self.str_utf8(s)?;
+                self.str_utf8(s)?;
+                let idx = self.last_memo();
                 self.names.insert(Key::Str(s), hash, idx);
                 Ok(idx)
             }
@@ -755,7 +762,10 @@ impl<'o> Out<'o> {
                 self.boundary()?;
                 idx
             }
-            Seen::New(_) => self.str_utf8(name.text)?,
+            Seen::New(_) => {
+                self.str_utf8(name.text)?;
+                self.last_memo()
+            }
         };
         self.statics.set(name.id, idx);
         Ok(())
@@ -832,7 +842,10 @@ impl<'o> Out<'o> {
                 ))?;
                 match self.latin1_memo {
                     Some(idx) => self.get(idx)?,
-                    None => self.latin1_memo = Some(self.str_utf8("latin1")?),
+                    None => {
+                        self.str_utf8("latin1")?;
+                        self.latin1_memo = Some(self.last_memo());
+                    }
                 }
                 self.fresh_tuple_end(2)?;
             }
