@@ -504,6 +504,13 @@ impl StaticMemo {
         }
     }
 
+    /// The slot of name `id`, if there is room for it: the memo index
+    /// plus one goes there.
+    #[inline]
+    pub(crate) fn slot(&mut self, id: u32) -> Option<&mut u32> {
+        self.memo.get_mut(id as usize)
+    }
+
     /// Records name `id` at memo index `memo` (below `u32::MAX`).
     #[inline]
     pub(crate) fn set(&mut self, id: u32, memo: u32) {

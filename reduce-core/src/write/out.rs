@@ -723,10 +723,40 @@ impl<'o> Out<'o> {
         }
     }
 
-    /// [`Out::field_name`] the first time: written, unless a module name
-    /// or an interned value wrote its text before.
+    /// [`Out::field_name`] the first time, in the common case: a name of
+    /// up to [`SHORT_NAME`] bytes that no module name or interned value
+    /// wrote before, from protocol 4, with room to spare. It makes no call
+    /// (the rest is a tail call), so it saves no register.
     #[inline(never)]
     fn field_name_new(&mut self, name: &StaticName) -> Result<()> {
+        let idx = self.memo_len;
+        let n = usize::from(name.short.1);
+        if self.proto >= 4
+            && n > 0
+            && idx < MEMO_MAX
+            && !self.names.may_hold_str(name.hash)
+            && self.buf.capacity() - self.buf.len() >= SHORT_NAME
+        {
+            if let Some(slot) = self.statics.slot(name.id) {
+                *slot = idx + 1;
+                self.memo_len = idx + 1;
+                // Bytes made once per process: one copy of a fixed size.
+                self.buf.extend_from_slice(&name.short.0);
+                self.buf.truncate(self.buf.len() - SHORT_NAME + n);
+                if self.buf.len() >= self.check_at {
+                    return self.boundary_cold();
+                }
+                return Ok(());
+            }
+        }
+        self.field_name_other(name)
+    }
+
+    /// [`Out::field_name_new`] otherwise: written, unless a module name
+    /// or an interned value wrote its text before.
+    #[cold]
+    #[inline(never)]
+    fn field_name_other(&mut self, name: &StaticName) -> Result<()> {
         let seen = if self.names.may_hold_str(name.hash) {
             self.names.find_hashed(Key::Str(name.text), name.hash)
         } else {
@@ -735,16 +765,6 @@ impl<'o> Out<'o> {
         let idx = match seen {
             Seen::Before(idx) => {
                 self.get(idx)?;
-                idx
-            }
-            Seen::New(_) if self.proto >= 4 && name.short.1 > 0 && self.memo_len < MEMO_MAX => {
-                // Bytes made once per process: one copy of a fixed size.
-                let idx = self.memo_len;
-                self.memo_len += 1;
-                self.buf.extend_from_slice(&name.short.0);
-                self.buf
-                    .truncate(self.buf.len() - SHORT_NAME + usize::from(name.short.1));
-                self.boundary()?;
                 idx
             }
             Seen::New(_) => {
