@@ -131,7 +131,11 @@ pub(crate) fn load<I: Input>(
         // A str or a global fetched after it has left its slot is copied
         // where the tree holds a copy anyway: an instance's class and
         // attribute names, fetched for every instance, do not lose the bet.
-        machine.copy_fetches(len, input.slice().map_or(0, |(data, _)| data.len()));
+        machine.copy_fetches(
+            start.unwrap_or_default(),
+            len,
+            input.slice().map_or(0, |(data, _)| data.len()),
+        );
     }
     let stop = match machine.run(input) {
         Err(_) if machine.rerun => {

@@ -70,17 +70,24 @@ pub(super) struct Machine<'o, 'h> {
     /// left its stack slot pushes a copy of it, as the tree would hold it,
     /// instead of losing the bet.
     copy: bool,
-    /// With `copy`: where the str just pushed by a string opcode begins,
+    /// With `copy`: whether `again` is kept up to date. It is made only at
+    /// the first `GET` that needs it (see [`Machine::note_puts`]): until
+    /// then, a put of a str costs nothing, and one of a global a clone.
+    noted: bool,
+    /// With `copy`: where the pickle begins in the input, for that scan.
+    start: usize,
+    /// With `noted`: where the str just pushed by a string opcode begins,
     /// and where it and the puts right after it end.
     str_at: (u64, u64),
-    /// With `copy`: how to copy each dense key's object, by key (one entry
+    /// With `noted`: how to copy each dense key's object, by key (one entry
     /// per key below `dense`): [`NOT_COPIED`], the position of the string
     /// opcode that made a str, or [`COPIED_GLOBAL`] and an index in `globals`.
     again: Vec<u32>,
     /// With `copy`: the room `again` is made with.
     again_room: usize,
-    /// With `copy`: the globals put, cloned.
-    globals: Vec<crate::value::Global>,
+    /// With `copy`: the globals put, cloned, each with the position of its
+    /// put opcode (which the scan that makes `again` finds it by).
+    globals: Vec<(u32, crate::value::Global)>,
 }
 
 /// In [`Machine::again`]: a `GET` of this key loses the bet (as of a key
@@ -153,6 +160,8 @@ impl<'o, 'h> Machine<'o, 'h> {
             pending: Vec::new(),
             name_bytes: 0,
             copy: false,
+            noted: false,
+            start: 0,
             str_at: (u64::MAX, u64::MAX),
             again: Vec::new(),
             again_room: 0,
@@ -178,15 +187,18 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// limit: then the tree with them is within it too, as the Graph path
     /// would have found it. A longer pickle loses the bet as before.
     ///
-    /// `len` is the pickle's length at most (the input left), `end` where
-    /// the input ends: positions, kept in 31 bits, are the input's.
+    /// `start` is where the pickle begins in the input, `len` its length
+    /// at most (the input left), `end` where the input ends: positions,
+    /// kept in 31 bits, are the input's.
     ///
-    /// Only up to [`COPY_MAX_LEN`] bytes: the notes cost a few
+    /// Only up to [`COPY_MAX_LEN`] bytes: the notes (made at the first
+    /// `GET` that needs them, see [`Machine::note_puts`]) cost a few
     /// instructions a put, and their table, grown put by put through a
     /// large pickle, left the heap slower to free the value afterwards
     /// (a list of 10,000 small records read 5% slower). A larger pickle
     /// loses its bet to the stream as before.
-    pub(super) fn copy_fetches(&mut self, len: usize, end: usize) {
+    pub(super) fn copy_fetches(&mut self, start: usize, len: usize, end: usize) {
+        self.start = start;
         self.copy = matches!(self.keep, Keep::None)
             && len <= COPY_MAX_LEN
             && len.saturating_mul(4) <= self.opts.limits.max_tree_nodes
@@ -790,7 +802,9 @@ impl<'o, 'h> Machine<'o, 'h> {
         Ok(Some(shared))
     }
 
-    fn memo_get(&mut self, key: u64, data: Option<&[u8]>) -> Result<()> {
+    /// A `GET` of `key`; `read` is the input and the position after the
+    /// `GET`, where the input is a slice.
+    fn memo_get(&mut self, key: u64, read: Option<(&[u8], usize)>) -> Result<()> {
         let found = match usize::try_from(key) {
             Ok(k) if k < self.dense => Some(self.memo.get(k).copied().unwrap_or(COUNTED)),
             _ => self.memo_sparse.get(&key).copied(),
@@ -801,7 +815,10 @@ impl<'o, 'h> Machine<'o, 'h> {
             // Optimistic: the pickle does fetch from its memo after all.
             Some(_) if matches!(self.keep, Keep::None) => {
                 if self.copy {
-                    if let Some(v) = self.copy_of(key, data) {
+                    if !self.noted {
+                        self.note_puts(read);
+                    }
+                    if let Some(v) = self.copy_of(key, read.map(|(data, _)| data)) {
                         // A global counts as a level, as when it was made.
                         return self.push(v);
                     }
@@ -832,7 +849,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         match *self.again.get(usize::try_from(key).ok()?)? {
             NOT_COPIED => None,
             g if g & COPIED_GLOBAL != 0 => {
-                let g = self.globals.get((g & !COPIED_GLOBAL) as usize)?;
+                let (_, g) = self.globals.get((g & !COPIED_GLOBAL) as usize)?;
                 Some(Value::Global(Box::new(g.clone())))
             }
             at => {
@@ -847,9 +864,17 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     /// With `copy`: notes how to copy the object just put at `key` (by a
     /// put opcode from `at` to `end`), if a `GET` fetches it. In line: a
-    /// pickle of many strings puts each.
+    /// pickle of many strings puts each. Until a `GET` needs the notes,
+    /// only a global is kept (cloned: it cannot be found again in the
+    /// input); [`Machine::note_puts`] finds the rest when they are needed.
     #[inline(always)]
     fn note_put(&mut self, key: u64, at: u64, end: u64) {
+        if !self.noted {
+            if let Some(Value::Global(_)) = self.stack.last() {
+                self.keep_global(at);
+            }
+            return;
+        }
         let again = match self.stack.last() {
             Some(Value::Str(_)) if self.str_at.1 == at => {
                 // Put right after the string opcode that pushed it (or
@@ -858,7 +883,10 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.str_at.1 = end;
                 self.str_at.0 as u32
             }
-            Some(Value::Global(_)) => return self.note_global(key),
+            Some(Value::Global(_)) => {
+                let again = self.keep_global(at);
+                return self.note_at(key, again);
+            }
             _ => NOT_COPIED,
         };
         let k = key as usize;
@@ -869,17 +897,22 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
     }
 
-    /// [`Machine::note_put`] of a global: cloned.
+    /// [`Machine::note_put`] of a global (on top of the stack), put by the
+    /// opcode at `at`: cloned, and its note given.
     #[inline(never)]
-    fn note_global(&mut self, key: u64) {
-        let again = match self.stack.last() {
+    fn keep_global(&mut self, at: u64) -> u32 {
+        match self.stack.last() {
             Some(Value::Global(g)) if self.globals.len() < COPIED_GLOBAL as usize => {
-                self.globals.push((**g).clone());
+                if self.globals.len() == self.globals.capacity() {
+                    // Doubling from one: a pickle of one object puts one
+                    // class (and a small one's read holds little else).
+                    self.globals.reserve_exact(self.globals.len().max(1));
+                }
+                self.globals.push((at as u32, (**g).clone()));
                 COPIED_GLOBAL | (self.globals.len() - 1) as u32
             }
             _ => NOT_COPIED,
-        };
-        self.note_at(key, again);
+        }
     }
 
     /// [`Machine::note_put`] off its common path: a key put again, the
@@ -901,6 +934,45 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.again.push(again);
             }
             _ => {}
+        }
+    }
+
+    /// With `copy`, at the first `GET` that needs the notes: makes `again`
+    /// as [`Machine::note_put`] would have made it put by put, from the
+    /// input read so far (`read`: the input and the position after the
+    /// `GET`), and keeps it from here on. Runs once per load, over bytes
+    /// the machine has run already, so its opcodes split as the machine
+    /// split them (see [`fetched_keys`]); a put's key is read as the
+    /// machine read it, `MEMOIZE`'s counted as the machine counts keys.
+    /// A str put right after its string opcode (or its other puts) is
+    /// noted there; a global, by the clone `keep_global` made at its put.
+    /// Where the scan does not end as the machine did (it cannot, on input
+    /// the machine has run; but the input is never trusted), nothing is
+    /// copied: the load loses its bet, which changes nothing but its speed.
+    #[cold]
+    #[inline(never)]
+    fn note_puts(&mut self, read: Option<(&[u8], usize)>) {
+        self.noted = true;
+        let found = read.and_then(|(data, to)| {
+            scan_puts(
+                data,
+                self.start,
+                to,
+                self.opts.limits.max_int_digits,
+                &self.globals,
+                self.again_room.max(self.dense),
+            )
+        });
+        match found {
+            Some(PutScan {
+                again,
+                dense,
+                memo_len,
+            }) if dense == self.dense && memo_len == self.memo_len => self.again = again,
+            _ => {
+                self.copy = false;
+                self.again = Vec::new();
+            }
         }
     }
 
@@ -1412,7 +1484,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 let at = src.pos() - 1;
                 let s = decode::unicode(src, op)?;
-                if self.copy {
+                if self.noted {
                     self.str_at = (at, src.pos());
                 }
                 self.push_atom(Value::Str(s))?
@@ -1529,7 +1601,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             GET | BINGET | LONG_BINGET => {
                 let key = decode::memo_key(src, op, self.opts.limits.max_int_digits)?;
-                self.memo_get(key, src.slice().map(|(data, _)| data))?
+                self.memo_get(key, src.slice())?
             }
 
             // Globals and objects.
@@ -1987,6 +2059,22 @@ const END: u8 = 255;
 /// place, and every `GET` it could run has been seen.
 pub(super) fn fetched_keys(data: &[u8], mut pos: usize, max_digits: usize) -> Fetched {
     let mut keys = Fetched::default();
+    while let Some((next, key)) = op_end(data, pos, max_digits) {
+        if let Some(key) = key {
+            if matches!(data.get(pos), Some(&(GET | BINGET | LONG_BINGET))) {
+                keys.insert(key);
+            }
+        }
+        pos = next;
+    }
+    keys
+}
+
+/// Where the opcode at `pos` ends, as the machine's decoders measure its
+/// argument (see [`fetched_keys`]), and the key of a `GET`, `BINGET`,
+/// `LONG_BINGET` or `PUT` (whose key is a line to decode). `None` at
+/// `STOP` or where the machine would fail.
+fn op_end(data: &[u8], pos: usize, max_digits: usize) -> Option<(usize, Option<u64>)> {
     let le = |at: usize, n: usize| -> Option<u64> {
         let b = data.get(at..at.checked_add(n)?)?;
         let mut a = [0u8; 8];
@@ -1997,42 +2085,131 @@ pub(super) fn fetched_keys(data: &[u8], mut pos: usize, max_digits: usize) -> Fe
         let i = data.get(at..)?.iter().position(|&b| b == b'\n')?;
         Some(at + i + 1)
     };
-    // `None` at STOP or where the machine would fail.
-    let mut step = |pos: usize| -> Option<usize> {
-        let op = *data.get(pos)?;
-        let at = pos + 1;
-        let kind = SKIP[op as usize];
-        let (at, len) = match kind {
-            0..=8 => (at, kind as u64),
-            LEN1 => (at + 1, le(at, 1)?),
-            LEN4_SIGNED => (at + 4, u64::try_from(le(at, 4)? as u32 as i32).ok()?),
-            LEN4 => (at + 4, le(at, 4)?),
-            LEN8 => (at + 8, le(at, 8)?),
-            LINE => (line_end(at)?, 0),
-            TWO_LINES => (line_end(line_end(at)?)?, 0),
-            KEY1 | KEY4 => {
-                let n = if kind == KEY1 { 1 } else { 4 };
-                keys.insert(le(at, n)?);
-                (at + n, 0)
-            }
-            KEY_LINE => {
-                let mut src = SliceRead::at(data, at);
-                let key = decode::memo_key(&mut src, op, max_digits).ok()?;
-                if op == GET {
-                    keys.insert(key);
-                }
-                (src.position(), 0)
-            }
-            _ => return None,
-        };
-        let end = at.checked_add(usize::try_from(len).ok()?)?;
-        // Past the end: the machine fails on this opcode's argument.
-        (end <= data.len()).then_some(end)
+    let op = *data.get(pos)?;
+    let at = pos + 1;
+    let kind = SKIP[op as usize];
+    let mut key = None;
+    let (at, len) = match kind {
+        0..=8 => (at, kind as u64),
+        LEN1 => (at + 1, le(at, 1)?),
+        LEN4_SIGNED => (at + 4, u64::try_from(le(at, 4)? as u32 as i32).ok()?),
+        LEN4 => (at + 4, le(at, 4)?),
+        LEN8 => (at + 8, le(at, 8)?),
+        LINE => (line_end(at)?, 0),
+        TWO_LINES => (line_end(line_end(at)?)?, 0),
+        KEY1 | KEY4 => {
+            let n = if kind == KEY1 { 1 } else { 4 };
+            key = Some(le(at, n)?);
+            (at + n, 0)
+        }
+        KEY_LINE => {
+            let mut src = SliceRead::at(data, at);
+            key = Some(decode::memo_key(&mut src, op, max_digits).ok()?);
+            (src.position(), 0)
+        }
+        _ => return None,
     };
-    while let Some(next) = step(pos) {
-        pos = next;
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    // Past the end: the machine fails on this opcode's argument.
+    (end <= data.len()).then_some((end, key))
+}
+
+/// What [`scan_puts`] found: the notes of [`Machine::again`], and the
+/// machine's `dense` and `memo_len` as the puts scanned leave them.
+struct PutScan {
+    again: Vec<u32>,
+    dense: usize,
+    memo_len: usize,
+}
+
+/// The notes [`Machine::note_put`] makes put by put, made at once from the
+/// pickle's opcodes from `start` to `to` (which the machine has run), for
+/// [`Machine::note_puts`]. `globals` are the globals the machine cloned at
+/// their puts, each with its put's position; `room`, the notes' room to
+/// make. `None` where the opcodes do not end at `to`, or a global's put is
+/// not met where it was made.
+fn scan_puts(
+    data: &[u8],
+    start: usize,
+    to: usize,
+    max_digits: usize,
+    globals: &[(u32, crate::value::Global)],
+    room: usize,
+) -> Option<PutScan> {
+    let data = data.get(..to)?;
+    let mut pos = start;
+    let (mut dense, mut memo_len) = (0usize, 0usize);
+    // Keys put past the dense ones, as the machine's `memo_sparse` holds
+    // them (made only for one: a pickler's keys are dense).
+    let mut sparse: Option<std::collections::HashSet<u64>> = None;
+    let mut again: Vec<u32> = Vec::with_capacity(room);
+    let mut str_at = (usize::MAX, usize::MAX);
+    let mut next_global = 0usize;
+    while let Some(&op) = data.get(pos) {
+        // The opcodes of most pickles measured here, the others by `op_end`.
+        let (end, key) = match SKIP[op as usize] {
+            kind @ 0..=8 => (pos + 1 + kind as usize, None),
+            LEN1 => (pos + 2 + *data.get(pos + 1)? as usize, None),
+            _ => op_end(data, pos, max_digits)?,
+        };
+        if end > to {
+            return None;
+        }
+        let key = match op {
+            UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
+                str_at = (pos, end);
+                None
+            }
+            BINPUT => Some(u64::from(*data.get(pos + 1)?)),
+            LONG_BINPUT => {
+                let b = data.get(pos + 1..pos + 5)?;
+                Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            }
+            PUT => key,
+            MEMOIZE => Some(memo_len as u64),
+            _ => None,
+        };
+        if let Some(key) = key {
+            // Counted as `memo_count` counts it.
+            match usize::try_from(key) {
+                Ok(k) if k < dense => {}
+                Ok(k) if k == dense => {
+                    dense += 1;
+                    memo_len += 1;
+                }
+                _ => {
+                    if sparse.get_or_insert_with(Default::default).insert(key) {
+                        memo_len += 1;
+                    }
+                }
+            }
+            let note = match globals.get(next_global) {
+                Some(&(at, _)) if at as usize == pos => {
+                    next_global += 1;
+                    COPIED_GLOBAL | (next_global - 1) as u32
+                }
+                _ if str_at.1 == pos => {
+                    str_at.1 = end;
+                    u32::try_from(str_at.0).ok()?
+                }
+                _ => NOT_COPIED,
+            };
+            match usize::try_from(key) {
+                Ok(k) if k < again.len() => again[k] = note,
+                Ok(k) if k < dense && note != NOT_COPIED => {
+                    again.resize(k, NOT_COPIED);
+                    again.push(note);
+                }
+                _ => {}
+            }
+        }
+        pos = end;
     }
-    keys
+    (pos == to && next_global == globals.len()).then_some(PutScan {
+        again,
+        dense,
+        memo_len,
+    })
 }
 
 /// How many bytes of global names `STACK_GLOBAL` may copy per byte of input
@@ -2122,4 +2299,147 @@ pub(crate) fn builtin_is_class(name: &str) -> bool {
                 | "filter"
                 | "reversed"
         )
+}
+
+#[cfg(test)]
+mod note_tests {
+    use super::*;
+
+    /// Allows every global (the notes do not depend on which).
+    struct AllowAll;
+
+    impl Resolve for AllowAll {
+        fn find_class(&self, _: &str, _: &str, _: bool) -> Result<()> {
+            Ok(())
+        }
+        fn extension(&self, _: u32) -> Option<crate::value::Global> {
+            None
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    /// The notes [`Machine::note_put`] makes put by put (as it did before
+    /// the scan, from the first opcode), with the globals it cloned, the
+    /// machine's `dense` and `memo_len`, and where it met `STOP`; `None`
+    /// where the machine fails or does not copy.
+    fn noted_put_by_put(data: &[u8]) -> Option<PutNotes> {
+        let mut opts = Options::default();
+        let mut m = Machine::new(&mut opts, &AllowAll, Keep::None, data.len());
+        m.copy_fetches(0, data.len(), data.len());
+        if !m.copy {
+            return None;
+        }
+        m.noted = true;
+        let stop = m.run(&mut SliceRead::new(data)).ok()?;
+        Some(PutNotes {
+            again: std::mem::take(&mut m.again),
+            globals: std::mem::take(&mut m.globals),
+            dense: m.dense,
+            memo_len: m.memo_len,
+            stop: stop as usize,
+        })
+    }
+
+    struct PutNotes {
+        again: Vec<u32>,
+        globals: Vec<(u32, crate::value::Global)>,
+        dense: usize,
+        memo_len: usize,
+        stop: usize,
+    }
+
+    /// Every pickle here, and each with a byte changed: where the machine
+    /// noting put by put reads it to `STOP`, the scan of its opcodes makes
+    /// the same notes and counts the same keys.
+    #[test]
+    fn the_scan_notes_every_put_as_the_machine_noting_each_put() {
+        let x = |t: &str| [&b"X"[..], &(t.len() as u32).to_le_bytes(), t.as_bytes()].concat();
+        let short = |t: &str| [&[0x8c, t.len() as u8][..], t.as_bytes()].concat();
+        let mut cases: Vec<Vec<u8>> = vec![
+            // A key put twice (str, then str, then a list), puts by every
+            // opcode, a str put twice in a row, a copy put again.
+            [
+                &b"\x80\x02]("[..],
+                &x("a"),
+                b"q\x00",
+                &x("b"),
+                b"q\x00q\x01r\x02\x00\x00\x00p3\n",
+                &x("c"),
+                b"0]q\x01h\x00q\x04e.",
+            ]
+            .concat(),
+            // MEMOIZE, a global, keys past the dense ones, a key put twice.
+            [
+                &b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00]\x94("[..],
+                &short("builtins"),
+                b"\x94",
+                &short("set"),
+                b"\x94\x93\x94",
+                &short("a"),
+                b"\x94",
+                &short("b"),
+                b"q\x04",
+                &short("c"),
+                b"\x94q\x09",
+                &short("d"),
+                b"\x94q\x07\x94cbuiltins\nfrozenset\nq\x08\x94e(h\x03h\x04h\x01h\x05t\x86.",
+            ]
+            .concat(),
+        ];
+        for c in &cases {
+            let notes = noted_put_by_put(c).expect("read to STOP");
+            assert!(notes.again.iter().filter(|&&n| n != NOT_COPIED).count() >= 3);
+            assert_eq!(notes.globals.len(), 3 * usize::from(c[1] == 4));
+        }
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        for dir in ["corpus", "attacks"] {
+            if let Ok(entries) = std::fs::read_dir(fixtures.join(dir)) {
+                for e in entries.flatten() {
+                    if e.path().extension().is_some_and(|x| x == "pickle") {
+                        cases.extend(std::fs::read(e.path()));
+                    }
+                }
+            }
+        }
+        let mut mutated = Vec::new();
+        for c in cases.iter().take(2) {
+            for at in 0..c.len() {
+                for b in [0u8, b'q', b'h', 0x94, 0x8c, b'X', b'0', 0xff] {
+                    let mut m = c.clone();
+                    m[at] = b;
+                    mutated.push(m);
+                }
+            }
+        }
+        cases.extend(mutated);
+        let mut compared = 0;
+        let mut noted = 0;
+        for data in &cases {
+            let Some(want) = noted_put_by_put(data) else {
+                continue;
+            };
+            let got = scan_puts(
+                data,
+                0,
+                want.stop,
+                Options::default().limits.max_int_digits,
+                &want.globals,
+                0,
+            )
+            .unwrap_or_else(|| panic!("the scan stopped short on {data:?}"));
+            assert_eq!((got.dense, got.memo_len), (want.dense, want.memo_len));
+            for k in 0..want.again.len().max(got.again.len()) {
+                let note = |a: &[u32]| a.get(k).copied().unwrap_or(NOT_COPIED);
+                assert_eq!(note(&got.again), note(&want.again), "key {k} of {data:?}");
+                noted += usize::from(note(&want.again) != NOT_COPIED);
+            }
+            compared += 1;
+        }
+        assert!(
+            compared > 100 && noted > 100,
+            "{compared} pickles, {noted} notes"
+        );
+    }
 }
