@@ -2142,7 +2142,7 @@ fn scan_puts(
     // Keys put past the dense ones, as the machine's `memo_sparse` holds
     // them (made only for one: a pickler's keys are dense).
     let mut sparse: Option<std::collections::HashSet<u64>> = None;
-    let mut again: Vec<u32> = Vec::with_capacity(room);
+    let mut again: Vec<u32> = Vec::new();
     let mut str_at = (usize::MAX, usize::MAX);
     let mut next_global = 0usize;
     while let Some(&op) = data.get(pos) {
@@ -2197,6 +2197,10 @@ fn scan_puts(
             match usize::try_from(key) {
                 Ok(k) if k < again.len() => again[k] = note,
                 Ok(k) if k < dense && note != NOT_COPIED => {
+                    if again.capacity() == 0 {
+                        // Made at the first str or global, as `note_at` makes it.
+                        again.reserve_exact(room.max(k + 1));
+                    }
                     again.resize(k, NOT_COPIED);
                     again.push(note);
                 }
