@@ -242,3 +242,105 @@ fn a_dropped_value_frees_all_it_holds() {
         assert!(grown < 64 << 10, "depth {depth}: {grown} bytes not freed");
     }
 }
+
+/// pyperformance's `bm_pickle` record, as the comparison benchmark writes
+/// it (`benches/compare.rs`): an instance whose state is a dict of 36
+/// attributes, strs put and never fetched.
+#[derive(reduce::Reduce, Clone, Debug, PartialEq)]
+#[reduce(module = "reduce_bench", name = "Record", state)]
+struct Profile {
+    ads_flags: i64,
+    age: i64,
+    birthday: (u16, u8, u8),
+    bulletin_count: i64,
+    comment_count: i64,
+    country: String,
+    encrypted_id: String,
+    favorite_count: i64,
+    first_name: String,
+    flags: i64,
+    friend_count: i64,
+    gender: String,
+    gender_for_display: String,
+    id: i64,
+    is_custom_profile_icon: i64,
+    last_name: String,
+    locale_preference: String,
+    member: i64,
+    tags: Vec<String>,
+    profile_foo_id: i64,
+    secure_encrypted_id: String,
+    session_number: i64,
+    signup_id: String,
+    status: String,
+    theme: i64,
+    time_created: i64,
+    time_updated: i64,
+    unread_message_count: i64,
+    user_group: String,
+    username: String,
+    play_count: i64,
+    view_count: i64,
+    zip: String,
+}
+
+fn profile() -> Profile {
+    let int = |v: i64| v;
+    let text = |s: &str| s.to_owned();
+    Profile {
+        ads_flags: int(0),
+        age: int(18),
+        birthday: (1980, 5, 7),
+        bulletin_count: int(0),
+        comment_count: int(0),
+        country: text("BR"),
+        encrypted_id: text("G9urXXAJwjE"),
+        favorite_count: int(9),
+        first_name: text(""),
+        flags: int(412317970704),
+        friend_count: int(0),
+        gender: text("m"),
+        gender_for_display: text("Male"),
+        id: int(302935349),
+        is_custom_profile_icon: int(0),
+        last_name: text(""),
+        locale_preference: text("pt_BR"),
+        member: int(0),
+        tags: ["a", "b", "c", "d", "e", "f", "g"].map(&text).to_vec(),
+        profile_foo_id: int(827119638),
+        secure_encrypted_id: text("Z_xxx2dYx3t4YAdnmfgyKw"),
+        session_number: int(2),
+        signup_id: text("201-19225-223"),
+        status: text("A"),
+        theme: int(1),
+        time_created: int(1225237014),
+        time_updated: int(1233134493),
+        unread_message_count: int(0),
+        user_group: text("0"),
+        username: text("collinwinter"),
+        play_count: int(9),
+        view_count: int(7),
+        zip: text(""),
+    }
+}
+
+/// A small read as a tree holds at most twice its input and its result at
+/// once (the comparison benchmark's peak ratio): a tuple of three atoms,
+/// 29 bytes, and the record above, 693, whose puts are fetched by nothing.
+#[test]
+fn a_small_value_read_holds_at_most_twice_its_input_and_result() {
+    let tuple3 = reduce::to_vec(&(1i64, 2.5f64, "x".to_owned())).unwrap();
+    let record = reduce::to_vec(&profile()).unwrap();
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, bytes) in [("tuple3", &tuple3), ("record", &record)] {
+        let before = LIVE.load(Relaxed);
+        let (value, peak) = peak_of(|| reduce::from_slice::<Value>(bytes).unwrap());
+        let held = LIVE.load(Relaxed) - before;
+        drop(value);
+        let ratio = (bytes.len() + peak) as f64 / (bytes.len() + held) as f64;
+        assert!(
+            ratio <= 2.0,
+            "{name}: peak {peak}, result {held}: {ratio:.3}x"
+        );
+    }
+}

@@ -147,8 +147,15 @@ impl<'o, 'h> Machine<'o, 'h> {
             containers: 0,
             // Sized from the input, but well below it and with no floor:
             // a small pickle's read should not hold several times its own
-            // size in room, and a tiny one grows from nothing as it needs.
-            stack: Vec::with_capacity((len / 32).min(256)),
+            // size in room. Under 32 bytes, where that gives none and the
+            // first push would make room for four values (128 bytes), a
+            // value per 8 bytes (the header and STOP take 3 to 12, a value
+            // 2 or more): `(1, 2.5, "x")`, 29 bytes, gets its 3.
+            stack: Vec::with_capacity(if len < 32 {
+                len / 8
+            } else {
+                (len / 32).min(256)
+            }),
             marks: Vec::with_capacity((len / 64).min(64)),
             objects: Vec::new(),
             memo: Vec::new(),
