@@ -327,20 +327,44 @@ fn profile() -> Profile {
 /// A small read as a tree holds at most twice its input and its result at
 /// once (the comparison benchmark's peak ratio): a tuple of three atoms,
 /// 29 bytes, and the record above, 693, whose puts are fetched by nothing.
+/// The benchmark's DAG read as a Graph (60 levels, each a list holding the
+/// level below twice), at most 2.2 times: the machine's stack, marks and
+/// memo are freed before the compaction allocates (2.47x when they
+/// outlived it).
 #[test]
-fn a_small_value_read_holds_at_most_twice_its_input_and_result() {
+fn a_small_read_holds_at_most_twice_its_input_and_result() {
     let tuple3 = reduce::to_vec(&(1i64, 2.5f64, "x".to_owned())).unwrap();
     let record = reduce::to_vec(&profile()).unwrap();
+    let mut graph = Graph::default();
+    let mut v = Value::List(vec![]);
+    for _ in 0..60 {
+        let below = Value::Ref(graph.insert(v));
+        v = Value::List(vec![below.clone(), below]);
+    }
+    *graph.root_mut() = v;
+    let dag = reduce::to_vec(&graph).unwrap();
+    drop(graph);
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    for (name, bytes) in [("tuple3", &tuple3), ("record", &record)] {
-        let before = LIVE.load(Relaxed);
-        let (value, peak) = peak_of(|| reduce::from_slice::<Value>(bytes).unwrap());
-        let held = LIVE.load(Relaxed) - before;
-        drop(value);
-        let ratio = (bytes.len() + peak) as f64 / (bytes.len() + held) as f64;
-        assert!(
-            ratio <= 2.0,
-            "{name}: peak {peak}, result {held}: {ratio:.3}x"
-        );
+    // (name, pickle, read as a Graph, the most its ratio may be)
+    let cases: [(&str, &[u8], bool, f64); 3] = [
+        ("tuple3", &tuple3, false, 2.0),
+        ("record", &record, false, 2.0),
+        ("dag60", &dag, true, 2.2),
+    ];
+    for (name, bytes, as_graph, most) in cases {
+        // The counters are the process's: the harness's other threads may
+        // allocate or free meanwhile, so the best of a few reads counts.
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let before = LIVE.load(Relaxed);
+            let (read, peak) = peak_of(|| match as_graph {
+                true => Err(reduce::from_slice::<Graph>(bytes).unwrap()),
+                false => Ok(reduce::from_slice::<Value>(bytes).unwrap()),
+            });
+            let held = LIVE.load(Relaxed).saturating_sub(before);
+            drop(read);
+            best = best.min((bytes.len() + peak) as f64 / (bytes.len() + held) as f64);
+        }
+        assert!(best <= most, "{name}: {best:.3}x");
     }
 }

@@ -1856,14 +1856,33 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Ok(Graph::new(root));
         }
         let objects = std::mem::take(&mut self.objects);
+        // The machine's tables are done with: freed before the compaction
+        // allocates, rather than with the machine after it (a pickle of
+        // deep sharing, 60 nested levels, held as much again in them).
+        self.free_tables();
         if self.births.is_sorted() {
+            self.births = Vec::new();
             return compact(root, objects, max_depth);
         }
         // Shared on the spot out of order: numbered as a reader keeping
         // every fetched put numbers them, by put.
         let mut order: Vec<usize> = (0..objects.len()).collect();
         order.sort_unstable_by_key(|&i| self.births[i]);
+        self.births = Vec::new();
         compact_in_order(root, objects, max_depth, Some(&order))
+    }
+
+    /// Frees the stack, the marks, the memo and the notes (see
+    /// [`Machine::finish`]).
+    fn free_tables(&mut self) {
+        self.stack = Vec::new();
+        self.marks = Vec::new();
+        self.memo = Vec::new();
+        self.memo_sparse = HashMap::new();
+        self.kept = Vec::new();
+        self.live = Vec::new();
+        self.again = Vec::new();
+        self.globals = Vec::new();
     }
 }
 
