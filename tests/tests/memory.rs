@@ -328,9 +328,10 @@ fn profile() -> Profile {
 /// once (the comparison benchmark's peak ratio): a tuple of three atoms,
 /// 29 bytes, and the record above, 693, whose puts are fetched by nothing.
 /// The benchmark's DAG read as a Graph (60 levels, each a list holding the
-/// level below twice), at most 2.2 times: the machine's stack, marks and
-/// memo are freed before the compaction allocates (2.47x when they
-/// outlived it).
+/// level below twice) too: the machine's stack, marks and memo are freed
+/// before the compaction allocates, and its memo names each object a `GET`
+/// shares by its id (2.47x when the tables outlived the compaction and
+/// each shared key held a 32-byte reference).
 #[test]
 fn a_small_read_holds_at_most_twice_its_input_and_result() {
     let tuple3 = reduce::to_vec(&(1i64, 2.5f64, "x".to_owned())).unwrap();
@@ -349,7 +350,7 @@ fn a_small_read_holds_at_most_twice_its_input_and_result() {
     let cases: [(&str, &[u8], bool, f64); 3] = [
         ("tuple3", &tuple3, false, 2.0),
         ("record", &record, false, 2.0),
-        ("dag60", &dag, true, 2.2),
+        ("dag60", &dag, true, 2.0),
     ];
     for (name, bytes, as_graph, most) in cases {
         // The counters are the process's: the harness's other threads may

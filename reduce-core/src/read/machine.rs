@@ -24,7 +24,8 @@ pub(super) struct Machine<'o, 'h> {
     stack: Vec<Value>,
     marks: Vec<usize>,
     objects: Vec<Value>,
-    /// Each memo key's place in `kept`, or [`COUNTED`], for the keys
+    /// Each memo key's place in `kept`, a shared object's id with
+    /// [`SHARED`], or [`COUNTED`], for the keys
     /// below `dense` (under [`Keep::None`], where every put is counted
     /// only, as long as the last key a `GET` shared on the spot, and
     /// [`COUNTED`] past its end); the other keys in `memo_sparse`.
@@ -603,10 +604,11 @@ impl<'o, 'h> Machine<'o, 'h> {
                 old
             }
             Some(v) => {
-                // Past u32 places (only with max_memo raised above them).
+                // Past 2^31 places (only with max_memo raised above them):
+                // the bit above tells an object's id (see [`SHARED`]).
                 let i = u32::try_from(self.kept.len())
                     .ok()
-                    .filter(|&i| i != COUNTED)
+                    .filter(|&i| i < SHARED)
                     .ok_or_else(|| {
                         Error::new(ErrorKind::Limit {
                             limit: "max_memo",
@@ -777,7 +779,6 @@ impl<'o, 'h> Machine<'o, 'h> {
                     let n = self.live.len();
                     self.objects.reserve(n);
                     self.births.reserve(n);
-                    self.kept.reserve(n);
                 }
                 let id = Id(self.objects.len() as u32);
                 self.objects.push(std::mem::replace(v, Value::Ref(id)));
@@ -785,16 +786,24 @@ impl<'o, 'h> Machine<'o, 'h> {
                 Value::Ref(id)
             }
         };
-        let index = u32::try_from(self.kept.len())
-            .ok()
-            .filter(|&i| i != COUNTED)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::Limit {
-                    limit: "max_memo",
-                    max: COUNTED as u64,
-                })
-            })?;
-        self.kept.push(cheap_clone(&shared));
+        let index = match &shared {
+            // The memo names a shared object by its id, with no place in
+            // `kept` (32 bytes a key, for a pickle that shares every put).
+            Value::Ref(id) if id.index() < SHARED as usize => SHARED | id.index() as u32,
+            _ => {
+                let i = u32::try_from(self.kept.len())
+                    .ok()
+                    .filter(|&i| i < SHARED)
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::Limit {
+                            limit: "max_memo",
+                            max: COUNTED as u64,
+                        })
+                    })?;
+                self.kept.push(cheap_clone(&shared));
+                i
+            }
+        };
         match usize::try_from(key) {
             Ok(k) if k < self.dense => {
                 if self.memo.len() <= k {
@@ -818,6 +827,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         };
         let v = match found {
             None => return Err(Error::new(ErrorKind::MissingMemo(key))),
+            Some(i) if i & SHARED != 0 && i != COUNTED => Value::Ref(Id(i & !SHARED)),
             Some(i) if i != COUNTED => cheap_clone(&self.kept[i as usize]),
             // Optimistic: the pickle does fetch from its memo after all.
             Some(_) if matches!(self.keep, Keep::None) => {
@@ -1924,6 +1934,10 @@ pub(super) enum Keep {
 /// A memo key put but fetched by no `GET`: only counted, for `max_memo`
 /// and for `MEMOIZE`'s next key.
 const COUNTED: u32 = u32::MAX;
+/// In the memo (but for [`COUNTED`]): the entry is the id of a shared
+/// object in the bits below, not a place in `kept`. Only the puts a `GET`
+/// shares on the spot are kept so; places in `kept` stay below it.
+const SHARED: u32 = 1 << 31;
 
 /// A put under [`Keep::None`] whose object was on top of the stack.
 #[derive(Clone, Copy)]
