@@ -6,7 +6,7 @@ pub mod fuzz;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether the long checks run in full: `REDUCE_THOROUGH=1` in the
@@ -86,6 +86,32 @@ pub fn cpython_dumps(expr: &str, proto: u8) -> Vec<u8> {
         "import pickle, sys; sys.stdout.buffer.write(pickle.dumps({expr}, protocol={proto}))"
     );
     let out = python3().args(["-c", &script]).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// What `python3 -c script` writes to its standard output, given `input`
+/// on its standard input. Panics with CPython's error output if the script
+/// fails (a test's assertion written in Python fails the test).
+pub fn python_with_input(script: &str, input: &[u8]) -> Vec<u8> {
+    let mut child = python3()
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3");
     assert!(
         out.status.success(),
         "{}",

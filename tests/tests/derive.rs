@@ -4,8 +4,6 @@
 //! and a value survives Rust -> Python -> Rust unchanged.
 
 use std::fmt::Debug;
-use std::io::Write as _;
-use std::process::Stdio;
 
 use reduce::{Construct, ErrorKind, Reduce};
 use reduce_tests::{fixtures, python_check, Expect};
@@ -123,21 +121,7 @@ fn through_python(bytes: &[u8], proto: u8) -> Vec<u8> {
          sys.stdout.buffer.write(pickle.dumps(pickle.loads(sys.stdin.buffer.read()), protocol={proto}))",
         dir = fixtures().display().to_string()
     );
-    let mut child = reduce_tests::python3()
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    reduce_tests::python_with_input(&script, bytes)
 }
 
 /// The three checks for one value and its Python twin expression.

@@ -2,27 +2,12 @@
 //! strings, the old object opcodes, several pickles in one stream,
 //! persistent ids, out-of-band buffers and extension codes.
 
-use std::io::{Cursor, Write as _};
-use std::process::Stdio;
+use std::io::Cursor;
 
 use reduce::{ErrorKind, Graph, PickleBuffer, Pickler, StringDecoding, Unpickler, Value};
 
 fn python(script: &str, stdin: &[u8]) -> Vec<u8> {
-    let mut child = reduce_tests::python3()
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    reduce_tests::python_with_input(script, stdin)
 }
 
 #[test]

@@ -3,11 +3,8 @@
 //! what its comments promise is checked, against CPython where they name
 //! it. A change that breaks the README's promises fails here.
 
-use std::io::Write as _;
-use std::process::Stdio;
-
 use reduce::{Graph, Value};
-use reduce_tests::{cpython_dumps, fixtures, python3, scratch_dir};
+use reduce_tests::{cpython_dumps, fixtures, python_with_input, scratch_dir};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -27,29 +24,10 @@ struct Item {
     price: f64,
 }
 
-/// Runs `script` in CPython with `input` on its standard input; returns
-/// what it wrote. The script fails the test by raising.
-fn python_bytes(script: &str, input: &[u8]) -> Vec<u8> {
-    let mut child = python3()
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// [`python_bytes`], as text.
+/// What CPython printed running `script` with `input` on its standard
+/// input. The script fails the test by raising.
 fn python(script: &str, input: &[u8]) -> String {
-    String::from_utf8(python_bytes(script, input)).unwrap()
+    String::from_utf8(python_with_input(script, input)).unwrap()
 }
 
 /// The modules the README's types live in, for CPython: `geometry.Point`
@@ -89,7 +67,7 @@ fn the_use_it_block_does_what_its_comments_say() -> Result {
     assert_eq!(seen.trim(), "geometry Point 1.0 2.0");
 
     // An instance CPython wrote, read by name; an unknown attribute refused.
-    let item = python_bytes(
+    let item = python_with_input(
         &format!("{MODULES}\nsys.stdout.buffer.write(pickle.dumps(Item('tea', 2.5), protocol=4))"),
         b"",
     );
@@ -103,7 +81,7 @@ fn the_use_it_block_does_what_its_comments_say() -> Result {
     );
 
     // ...and one with an attribute `Item` has no field for is refused.
-    let wider = python_bytes(
+    let wider = python_with_input(
         &format!(
             "{MODULES}\n\
              @dataclasses.dataclass(slots=True)\n\

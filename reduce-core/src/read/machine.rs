@@ -603,21 +603,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.kept[old as usize] = v;
                 old
             }
-            Some(v) => {
-                // Past 2^31 places (only with max_memo raised above them):
-                // the bit above tells an object's id (see [`SHARED`]).
-                let i = u32::try_from(self.kept.len())
-                    .ok()
-                    .filter(|&i| i < SHARED)
-                    .ok_or_else(|| {
-                        Error::new(ErrorKind::Limit {
-                            limit: "max_memo",
-                            max: COUNTED as u64,
-                        })
-                    })?;
-                self.kept.push(v);
-                i
-            }
+            Some(v) => self.keep_value(v)?,
         };
         match usize::try_from(key) {
             Ok(k) if k < self.dense => {
@@ -790,19 +776,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             // The memo names a shared object by its id, with no place in
             // `kept` (32 bytes a key, for a pickle that shares every put).
             Value::Ref(id) if id.index() < SHARED as usize => SHARED | id.index() as u32,
-            _ => {
-                let i = u32::try_from(self.kept.len())
-                    .ok()
-                    .filter(|&i| i < SHARED)
-                    .ok_or_else(|| {
-                        Error::new(ErrorKind::Limit {
-                            limit: "max_memo",
-                            max: COUNTED as u64,
-                        })
-                    })?;
-                self.kept.push(cheap_clone(&shared));
-                i
-            }
+            _ => self.keep_value(cheap_clone(&shared))?,
         };
         match usize::try_from(key) {
             Ok(k) if k < self.dense => {
@@ -816,6 +790,23 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
         }
         Ok(Some(shared))
+    }
+
+    /// Keeps `v` in a new place of `kept`; returns the place. Places stay
+    /// below 2^31 (only `max_memo` raised above them reaches it): the bit
+    /// above tells an object's id in the memo (see [`SHARED`]).
+    fn keep_value(&mut self, v: Value) -> Result<u32> {
+        let i = u32::try_from(self.kept.len())
+            .ok()
+            .filter(|&i| i < SHARED)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::Limit {
+                    limit: "max_memo",
+                    max: COUNTED as u64,
+                })
+            })?;
+        self.kept.push(v);
+        Ok(i)
     }
 
     /// A `GET` of `key`; `read` is the input and the position after the
