@@ -266,6 +266,21 @@ fn register_timedelta() {
 }
 
 /// Loads `bytes` as a `T` both ways; returns whether the stream read it.
+/// [`same`] as a `Value` on every prefix of `bytes`, and on `bytes` with
+/// each of its first `upto` bytes set to each of `tries` in turn.
+fn same_when_damaged(bytes: &[u8], upto: usize, tries: &[u8]) {
+    for end in 0..bytes.len() {
+        same::<Value>(&bytes[..end]);
+    }
+    for at in 0..bytes.len().min(upto) {
+        for &b in tries {
+            let mut m = bytes.to_vec();
+            m[at] = b;
+            same::<Value>(&m);
+        }
+    }
+}
+
 fn same<T: Construct + PartialEq + Debug>(bytes: &[u8]) -> bool {
     let mut fast = Unpickler::from_slice(bytes);
     let a = fast.load::<T>();
@@ -1417,16 +1432,7 @@ fn a_value_that_shares_a_tuple_is_streamed_after_the_lost_bet() {
         );
         assert!(u.streamed(), "protocol {proto}: not streamed after the bet");
         assert!(same::<Value>(&bytes));
-        for end in 0..bytes.len() {
-            same::<Value>(&bytes[..end]);
-        }
-        for at in 0..bytes.len() {
-            for b in [0u8, 1, b'h', b'j', 0x94, 0xff] {
-                let mut m = bytes.clone();
-                m[at] = b;
-                same::<Value>(&m);
-            }
-        }
+        same_when_damaged(&bytes, bytes.len(), &[0, 1, b'h', b'j', 0x94, 0xff]);
     }
 }
 
@@ -1460,16 +1466,7 @@ fn a_value_that_fetches_strings_and_a_class_wins_the_bet() {
         assert_eq!(value, slow, "protocol {proto}");
         assert_eq!(format!("{value:?}").matches("stream_cases.Rec").count(), 3);
         assert!(!same::<Value>(&bytes));
-        for end in 0..bytes.len() {
-            same::<Value>(&bytes[..end]);
-        }
-        for at in 0..bytes.len() {
-            for b in [0u8, 1, b'h', b'j', b'g', 0x94, 0xff] {
-                let mut m = bytes.clone();
-                m[at] = b;
-                same::<Value>(&m);
-            }
-        }
+        same_when_damaged(&bytes, bytes.len(), &[0, 1, b'h', b'j', b'g', 0x94, 0xff]);
     }
 }
 
@@ -1686,16 +1683,7 @@ fn a_first_fetch_long_after_its_put_copies_the_object_put() {
     same::<Value>(&twice);
 
     for bytes in [&many, &four, &twice] {
-        for end in 0..bytes.len() {
-            same::<Value>(&bytes[..end]);
-        }
-        for at in 0..bytes.len().min(200) {
-            for b in [0u8, b'q', b'h', 0x94, 0x8c, b'X', 0xff] {
-                let mut m = bytes.clone();
-                m[at] = b;
-                same::<Value>(&m);
-            }
-        }
+        same_when_damaged(bytes, 200, &[0, b'q', b'h', 0x94, 0x8c, b'X', 0xff]);
     }
 }
 
