@@ -224,6 +224,12 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Err(self.stack_full());
         }
         self.containers += levels(&v);
+        if self.stack.len() == self.stack.capacity() {
+            // Half again, not double: a read's peak holds the stack beside
+            // the container its items move into, and a pickle's stack
+            // seldom grows more than a few times.
+            self.stack.reserve_exact((self.stack.len() / 2).max(4));
+        }
         if !self.pending.is_empty() {
             self.push_after_steps(v);
         } else {
@@ -234,11 +240,36 @@ impl<'o, 'h> Machine<'o, 'h> {
 
     /// [`Machine::push`] of an atom (an int, a float, `None`, a bool, a
     /// str: no levels), in line where nothing waits for it.
+    ///
+    /// The fast path tests for spare capacity itself, so that the push
+    /// below cannot grow the stack: the value is then written straight
+    /// into its slot, where a push that might call out builds it on the
+    /// machine stack first and copies it over, reading back 32 bytes that
+    /// were just written in smaller pieces (a stall on every atom).
     #[inline(always)]
     fn push_atom(&mut self, v: Value) -> Result<()> {
-        if self.stack.len() + self.marks.len() >= self.max_stack || !self.pending.is_empty() {
+        if self.stack.len() + self.marks.len() >= self.max_stack
+            || !self.pending.is_empty()
+            || self.stack.len() == self.stack.capacity()
+        {
             return self.push(v);
         }
+        self.stack.push(v);
+        Ok(())
+    }
+
+    /// [`Machine::push`] of a container (one level), with
+    /// [`Machine::push_atom`]'s fast path.
+    #[inline(always)]
+    fn push_container(&mut self, v: Value) -> Result<()> {
+        debug_assert_eq!(levels(&v), 1);
+        if self.stack.len() + self.marks.len() >= self.max_stack
+            || !self.pending.is_empty()
+            || self.stack.len() == self.stack.capacity()
+        {
+            return self.push(v);
+        }
+        self.containers += 1;
         self.stack.push(v);
         Ok(())
     }
@@ -442,6 +473,16 @@ impl<'o, 'h> Machine<'o, 'h> {
             *v = std::mem::take(&mut s.value);
         }
         before
+    }
+
+    /// [`Machine::push_built`] of a container, in line where no step was
+    /// hoisted.
+    #[inline(always)]
+    fn push_built_container(&mut self, v: Value, before: Vec<Step>) -> Result<()> {
+        if before.is_empty() {
+            return self.push_container(v);
+        }
+        self.push_built(v, before)
     }
 
     /// Pushes a value built from operands, with the steps hoisted from its
@@ -1331,6 +1372,13 @@ impl<'o, 'h> Machine<'o, 'h> {
                 *list = self.stack.split_off(from);
                 Ok(())
             }
+            (Value::List(list), false) if self.stack.len() - from >= BULK_MOVE => {
+                // A later batch of many items (`APPENDS` writes 1000 at a
+                // time): moved in two copies of the whole batch, where a
+                // drain moves them one by one (20 instructions each).
+                list.append(&mut self.stack.split_off(from));
+                Ok(())
+            }
             (target, pairs) => match (target, pairs, self.stack.drain(from..)) {
                 (Value::List(list), false, items) => {
                     list.extend(items);
@@ -1468,11 +1516,10 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             LONG1 | LONG4 => {
                 let bytes = decode::long_bytes(src, op)?;
-                let v = match decode::small_long(bytes) {
-                    Some(i) => Value::Int(i),
-                    None => Value::int(BigInt::from_signed_bytes_le(bytes)),
-                };
-                self.push(v)?
+                match decode::small_long(bytes) {
+                    Some(i) => self.push_atom(Value::Int(i))?,
+                    None => self.push(Value::int(BigInt::from_signed_bytes_le(bytes)))?,
+                }
             }
             FLOAT => {
                 let x = decode::float_line(src)?;
@@ -1507,14 +1554,14 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
 
             // Containers.
-            EMPTY_TUPLE => self.push(Value::Tuple(vec![]))?,
-            EMPTY_LIST => self.push(Value::List(vec![]))?,
-            EMPTY_DICT => self.push(Value::Dict(vec![]))?,
-            EMPTY_SET => self.push(Value::Set(vec![]))?,
+            EMPTY_TUPLE => self.push_container(Value::Tuple(vec![]))?,
+            EMPTY_LIST => self.push_container(Value::List(vec![]))?,
+            EMPTY_DICT => self.push_container(Value::Dict(vec![]))?,
+            EMPTY_SET => self.push_container(Value::Set(vec![]))?,
             TUPLE => {
                 let mut items = self.pop_mark()?;
                 let before = self.hoist(items.first_mut());
-                self.push_built(Value::Tuple(items), before)?
+                self.push_built_container(Value::Tuple(items), before)?
             }
             TUPLE1 | TUPLE2 | TUPLE3 => {
                 let n = (op - TUPLE1 + 1) as usize;
@@ -1524,12 +1571,12 @@ impl<'o, 'h> Machine<'o, 'h> {
                 let mut items = self.stack.split_off(self.stack.len() - n);
                 self.shrunk();
                 let before = self.hoist(items.first_mut());
-                self.push_built(Value::Tuple(items), before)?
+                self.push_built_container(Value::Tuple(items), before)?
             }
             LIST => {
                 let mut items = self.pop_mark()?;
                 let before = self.hoist(items.first_mut());
-                self.push_built(Value::List(items), before)?
+                self.push_built_container(Value::List(items), before)?
             }
             DICT => {
                 let mut items = self.pop_mark()?;
@@ -1542,12 +1589,12 @@ impl<'o, 'h> Machine<'o, 'h> {
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     pairs.push((k, v));
                 }
-                self.push_built(Value::Dict(pairs), before)?
+                self.push_built_container(Value::Dict(pairs), before)?
             }
             FROZENSET => {
                 let mut items = self.pop_mark()?;
                 let before = self.hoist(items.first_mut());
-                self.push_built(Value::FrozenSet(items), before)?
+                self.push_built_container(Value::FrozenSet(items), before)?
             }
             APPEND => {
                 let from = self.stack.len().checked_sub(1).ok_or_else(underflow)?;
@@ -2335,6 +2382,11 @@ pub(crate) fn builtin_is_class(name: &str) -> bool {
                 | "reversed"
         )
 }
+
+/// From this many items, a batch that joins a list's items is moved by
+/// copying the whole batch (an allocation and two `memcpy`s) rather than
+/// one item at a time.
+const BULK_MOVE: usize = 32;
 
 #[cfg(test)]
 mod note_tests {
