@@ -222,6 +222,45 @@ pub(crate) fn unquote_string(line: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
+    /// A `str` held inline keeps a `PyStr` at three words, so that a
+    /// `Value` stays at four.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_str_is_three_words_and_a_value_four() {
+        assert_eq!(std::mem::size_of::<PyStr>(), 24);
+        assert_eq!(std::mem::size_of::<crate::Value>(), 32);
+    }
+
+    /// Strings on both sides of the inline size compare, hash and order by
+    /// their text, however they were built.
+    #[test]
+    fn inline_and_heap_strings_compare_by_text() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |s: &PyStr| {
+            let mut h = DefaultHasher::new();
+            s.hash(&mut h);
+            h.finish()
+        };
+        let texts: Vec<String> = (20..30)
+            .map(|n| "é".repeat(n / 2) + &"a".repeat(n % 2))
+            .collect();
+        for (i, t) in texts.iter().enumerate() {
+            let from_str = PyStr::from(t.as_str());
+            let from_string = PyStr::from(t.clone());
+            let from_bytes = PyStr::from_surrogatepass(t.as_bytes().to_vec()).unwrap();
+            let from_slice = PyStr::from_surrogatepass_slice(t.as_bytes()).unwrap();
+            for s in [&from_string, &from_bytes, &from_slice] {
+                assert_eq!(s, &from_str, "{t}");
+                assert_eq!(hash(s), hash(&from_str), "{t}");
+                assert_eq!(s.as_str(), Some(t.as_str()));
+            }
+            for (j, u) in texts.iter().enumerate() {
+                assert_eq!(from_str.cmp(&PyStr::from(u.as_str())), t.cmp(u), "{i} {j}");
+            }
+        }
+    }
+
     #[test]
     fn float_repr_matches_python() {
         let cases = [

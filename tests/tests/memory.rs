@@ -369,3 +369,30 @@ fn a_small_read_holds_at_most_twice_its_input_and_result() {
         assert!(best <= most, "{name}: {best:.3}x");
     }
 }
+
+/// A `str` of up to 24 bytes is held inline in its `Value`: a list of
+/// short strings read as a `Value` holds the list's items and nothing else
+/// (each string was one allocation of its own before).
+#[test]
+fn short_strings_read_into_a_value_allocate_nothing_of_their_own() {
+    let words: Vec<String> = (0..100)
+        .map(|i| format!("key_{i:0>width$}", width = i % 20))
+        .collect();
+    let bytes = reduce::to_vec(&words).unwrap();
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut fewest = usize::MAX;
+    for _ in 0..5 {
+        let before = LIVE.load(Relaxed);
+        let read = reduce::from_slice::<Value>(&bytes).unwrap();
+        fewest = fewest.min(LIVE.load(Relaxed).saturating_sub(before));
+        let Value::List(items) = &read else {
+            panic!("expected a list, got {read:?}")
+        };
+        assert_eq!(items.len(), 100);
+        assert!(items
+            .iter()
+            .zip(&words)
+            .all(|(v, w)| v == &Value::from(w.as_str())));
+    }
+    assert_eq!(fewest, 100 * std::mem::size_of::<Value>());
+}

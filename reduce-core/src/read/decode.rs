@@ -212,7 +212,7 @@ pub(crate) fn unicode<S: Source>(src: &mut S, op: u8) -> Result<PyStr> {
 
 /// UTF-8 with `surrogatepass`, as CPython decodes `BINUNICODE`.
 pub(crate) fn utf8(bytes: &[u8]) -> Result<PyStr> {
-    PyStr::from_surrogatepass(bytes.to_vec())
+    PyStr::from_surrogatepass_slice(bytes)
         .ok_or_else(|| Error::invalid("string is not valid UTF-8 (with surrogatepass)"))
 }
 

@@ -3,19 +3,28 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
+
 /// A Python `str`, stored as the bytes of `str.encode("utf-8", "surrogatepass")`.
 ///
 /// Every string CPython can pickle is representable, lone surrogates
 /// included; a pair of surrogates written as two code points stays two code
 /// points (it is not merged into one character).
+///
+/// A string of up to 24 bytes (most dict keys, attribute names and short
+/// values) is held inline, so reading, cloning and dropping it allocates
+/// nothing; a `PyStr` is three words, and a [`Value`](crate::Value) four.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PyStr(PyStrRepr);
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum PyStrRepr {
-    Utf8(String),
-    /// Surrogatepass UTF-8 holding at least one surrogate.
-    Surrogates(Vec<u8>),
+    /// Text of up to 24 bytes is inline: reading, cloning or dropping it
+    /// allocates nothing.
+    Utf8(CompactString),
+    /// Surrogatepass UTF-8 holding at least one surrogate. (A box rather
+    /// than a `Vec`, so that a `PyStr` stays 24 bytes and a `Value` 32.)
+    Surrogates(Box<[u8]>),
 }
 
 impl PyStr {
@@ -24,15 +33,27 @@ impl PyStr {
     /// of that form.
     pub fn from_surrogatepass(bytes: Vec<u8>) -> Option<PyStr> {
         match String::from_utf8(bytes) {
-            Ok(s) => Some(PyStr(PyStrRepr::Utf8(s))),
+            Ok(s) => Some(PyStr::from(s)),
             Err(e) => {
                 let bytes = e.into_bytes();
                 if valid_surrogatepass(&bytes) {
-                    Some(PyStr(PyStrRepr::Surrogates(bytes)))
+                    Some(PyStr(PyStrRepr::Surrogates(bytes.into_boxed_slice())))
                 } else {
                     None
                 }
             }
+        }
+    }
+
+    /// [`PyStr::from_surrogatepass`] of borrowed bytes: a short string is
+    /// copied inline, with no allocation.
+    pub(crate) fn from_surrogatepass_slice(bytes: &[u8]) -> Option<PyStr> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Some(PyStr::from(s)),
+            Err(_) if valid_surrogatepass(bytes) => {
+                Some(PyStr(PyStrRepr::Surrogates(bytes.into())))
+            }
+            Err(_) => None,
         }
     }
 
@@ -65,7 +86,7 @@ impl PyStr {
     /// The string with each lone surrogate replaced by U+FFFD.
     pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
         match &self.0 {
-            PyStrRepr::Utf8(s) => std::borrow::Cow::Borrowed(s),
+            PyStrRepr::Utf8(s) => std::borrow::Cow::Borrowed(s.as_str()),
             PyStrRepr::Surrogates(_) => std::borrow::Cow::Owned(
                 self.code_points()
                     .map(|c| char::from_u32(c).unwrap_or('\u{FFFD}'))
@@ -101,14 +122,15 @@ impl PyStr {
 }
 
 impl From<String> for PyStr {
+    /// Takes the string's allocation, or copies a short string inline.
     fn from(s: String) -> Self {
-        PyStr(PyStrRepr::Utf8(s))
+        PyStr(PyStrRepr::Utf8(CompactString::from(s)))
     }
 }
 
 impl From<&str> for PyStr {
     fn from(s: &str) -> Self {
-        PyStr(PyStrRepr::Utf8(s.to_owned()))
+        PyStr(PyStrRepr::Utf8(CompactString::from(s)))
     }
 }
 
