@@ -12,6 +12,14 @@ pub(crate) mod pystr;
 use pystr::push_code_point;
 pub use pystr::PyStr;
 
+/// `bytes` as text, if they are UTF-8: the check every `str` read makes,
+/// vectorized from 64 bytes on where the processor allows. (It says only whether: a reader
+/// that needs to know where the bytes stop being UTF-8 asks `std` then.)
+#[inline]
+pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
+
 /// Python's `repr(float)`: the shortest string that reads back to the same
 /// float, in fixed notation when the decimal exponent is in `-4..16` and in
 /// exponent notation (`1e+16`, `5e-324`) otherwise.

@@ -792,7 +792,7 @@ impl<'a> Stream<'a> {
                 return self.str_general();
             }
         }
-        let s = std::str::from_utf8(bytes).map_err(|_| Miss)?;
+        let s = crate::text::utf8(bytes).ok_or(Miss)?;
         if memoized {
             let start = u32::try_from(p).map_err(|_| Miss)?;
             self.memo_push(Slot {
@@ -823,7 +823,7 @@ impl<'a> Stream<'a> {
             }
             _ => return Err(Miss),
         };
-        let s = std::str::from_utf8(self.take(n)?).map_err(|_| Miss)?;
+        let s = crate::text::utf8(self.take(n)?).ok_or(Miss)?;
         self.end(mark, Kind::Str)?;
         Ok(std::borrow::Cow::Borrowed(s))
     }
@@ -1531,7 +1531,7 @@ impl<'a> Stream<'a> {
                 if !known? {
                     // An unknown attribute: its name is checked as the
                     // Graph path's decoder checks it, its value skipped.
-                    std::str::from_utf8(&key).map_err(|_| Miss)?;
+                    crate::text::utf8(&key).ok_or(Miss)?;
                     s.skip()?;
                 }
                 s.height -= 1;

@@ -492,7 +492,7 @@ impl<'de> Machine<'de> {
                     let (blob, data) = src.blob(n)?;
                     // A lone surrogate is not Rust text: the slow path
                     // keeps it, and serde's reader refuses it there.
-                    std::str::from_utf8(data).map_err(|_| GiveUp)?;
+                    crate::text::utf8(data).ok_or(GiveUp)?;
                     self.push(Kind::Str(blob))?
                 }
                 UNICODE => {
@@ -624,7 +624,7 @@ impl<'de> Tape<'de> {
         match b {
             // Checked to be UTF-8 when decoded.
             Blob::Slice(off, len) => {
-                std::str::from_utf8(&self.data[off as usize..(off + len) as usize]).unwrap_or("")
+                crate::text::utf8(&self.data[off as usize..(off + len) as usize]).unwrap_or("")
             }
             Blob::Owned(i) => &self.strs[i as usize],
         }
@@ -782,8 +782,8 @@ impl<'w, 't, 'de> TapeDe<'w, 't, 'de> {
         match self.node().kind {
             Kind::Str(Blob::Slice(off, len)) => {
                 let data: &'de [u8] = self.tape.data;
-                let s = std::str::from_utf8(&data[off as usize..(off + len) as usize])
-                    .map_err(|_| give_up())?;
+                let s = crate::text::utf8(&data[off as usize..(off + len) as usize])
+                    .ok_or_else(give_up)?;
                 visitor.visit_borrowed_str(s)
             }
             Kind::Str(b @ Blob::Owned(_)) => visitor.visit_str(self.tape.str(b)),

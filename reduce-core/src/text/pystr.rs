@@ -48,12 +48,10 @@ impl PyStr {
     /// [`PyStr::from_surrogatepass`] of borrowed bytes: a short string is
     /// copied inline, with no allocation.
     pub(crate) fn from_surrogatepass_slice(bytes: &[u8]) -> Option<PyStr> {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Some(PyStr::from(s)),
-            Err(_) if valid_surrogatepass(bytes) => {
-                Some(PyStr(PyStrRepr::Surrogates(bytes.into())))
-            }
-            Err(_) => None,
+        match super::utf8(bytes) {
+            Some(s) => Some(PyStr::from(s)),
+            None if valid_surrogatepass(bytes) => Some(PyStr(PyStrRepr::Surrogates(bytes.into()))),
+            None => None,
         }
     }
 
