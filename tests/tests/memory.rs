@@ -380,19 +380,27 @@ fn short_strings_read_into_a_value_allocate_nothing_of_their_own() {
         .collect();
     let bytes = reduce::to_vec(&words).unwrap();
     let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fewest = usize::MAX;
-    for _ in 0..5 {
-        let before = LIVE.load(Relaxed);
-        let read = reduce::from_slice::<Value>(&bytes).unwrap();
-        fewest = fewest.min(LIVE.load(Relaxed).saturating_sub(before));
-        let Value::List(items) = &read else {
-            panic!("expected a list, got {read:?}")
-        };
-        assert_eq!(items.len(), 100);
-        assert!(items
-            .iter()
-            .zip(&words)
-            .all(|(v, w)| v == &Value::from(w.as_str())));
-    }
-    assert_eq!(fewest, 100 * std::mem::size_of::<Value>());
+    // The counters are the process's: another thread may allocate or free
+    // during a read, so most reads, not all, must hold exactly the slots.
+    let slots = 100 * std::mem::size_of::<Value>();
+    let held: Vec<usize> = (0..5)
+        .map(|_| {
+            let before = LIVE.load(Relaxed);
+            let read = reduce::from_slice::<Value>(&bytes).unwrap();
+            let held = LIVE.load(Relaxed).wrapping_sub(before);
+            let Value::List(items) = &read else {
+                panic!("expected a list, got {read:?}")
+            };
+            assert_eq!(items.len(), 100);
+            assert!(items
+                .iter()
+                .zip(&words)
+                .all(|(v, w)| v == &Value::from(w.as_str())));
+            held
+        })
+        .collect();
+    assert!(
+        held.iter().filter(|&&h| h == slots).count() >= 3,
+        "held {held:?}, where the list's slots are {slots} bytes"
+    );
 }
