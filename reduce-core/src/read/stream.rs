@@ -844,7 +844,7 @@ impl<'a> Stream<'a> {
     }
 
     /// An attribute name: a `str`, as its UTF-8 bytes, which the caller
-    /// checks (with [`std::str::from_utf8`]) only if it matches no field
+    /// checks (with `crate::text::utf8`) only if it matches no field
     /// name: a name that equals a field's is valid UTF-8.
     fn key(&mut self) -> Pulled<std::borrow::Cow<'a, [u8]>> {
         if let Some(key) = self.key_again() {

@@ -11,16 +11,17 @@ use compact_str::CompactString;
 /// included; a pair of surrogates written as two code points stays two code
 /// points (it is not merged into one character).
 ///
-/// A string of up to 24 bytes (most dict keys, attribute names and short
-/// values) is held inline, so reading, cloning and dropping it allocates
-/// nothing; a `PyStr` is three words, and a [`Value`](crate::Value) four.
+/// A string of up to 24 bytes (12 on 32-bit targets: most dict keys,
+/// attribute names and short values) is held inline, so reading, cloning
+/// and dropping it allocates nothing; a `PyStr` is three words, and a
+/// [`Value`](crate::Value) four.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PyStr(PyStrRepr);
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum PyStrRepr {
-    /// Text of up to 24 bytes is inline: reading, cloning or dropping it
-    /// allocates nothing.
+    /// Text of up to 24 bytes (12 on 32-bit targets) is inline: reading,
+    /// cloning or dropping it allocates nothing.
     Utf8(CompactString),
     /// Surrogatepass UTF-8 holding at least one surrogate. (A box rather
     /// than a `Vec`, so that a `PyStr` stays 24 bytes and a `Value` 32.)
