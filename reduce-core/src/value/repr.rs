@@ -160,6 +160,16 @@ from_int!(i8 i16 i32 i64 u8 u16 u32);
 mod tests {
     use crate::value::Value;
 
+    /// A `Value` is four words: a tag and the largest payload, a `Vec` or
+    /// a `PyStr` of three.
+    #[test]
+    fn a_value_is_four_words() {
+        assert_eq!(
+            std::mem::size_of::<Value>(),
+            4 * std::mem::size_of::<usize>()
+        );
+    }
+
     #[test]
     fn bytearray_escapes_single_quotes_as_cpython_does() {
         // repr(bytearray(b"'")), repr(b"'"), and both quotes in each.
