@@ -1151,7 +1151,9 @@ impl<'a> Stream<'a> {
     }
 
     /// A `tuple` of exactly `n` items, which `items` reads (calling
-    /// [`Stream::read`] `n` times).
+    /// [`Stream::read`] `n` times). In line, with its body: the tuple is
+    /// built where its reader returns it, not copied out of a call.
+    #[inline(always)]
     pub fn tuple<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
         let kind = Kind::Tuple(u16::try_from(n).map_err(|_| Miss)?);
         let mark = self.begin(kind)?;
@@ -1160,6 +1162,7 @@ impl<'a> Stream<'a> {
         Ok(r)
     }
 
+    #[inline(always)]
     fn tuple_body<R>(&mut self, n: usize, items: impl FnOnce(&mut Self) -> Pulled<R>) -> Pulled<R> {
         if n == 0 {
             return match self.op()? {
