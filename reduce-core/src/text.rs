@@ -13,8 +13,9 @@ use pystr::push_code_point;
 pub use pystr::PyStr;
 
 /// `bytes` as text, if they are UTF-8: the check every `str` read makes,
-/// vectorized from 64 bytes on where the processor allows. (It says only whether: a reader
-/// that needs to know where the bytes stop being UTF-8 asks `std` then.)
+/// vectorized from 64 bytes on where the processor allows. (It says only
+/// whether: a reader that needs to know where the bytes stop being UTF-8
+/// asks `std` then.)
 #[inline]
 pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()

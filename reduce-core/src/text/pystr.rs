@@ -24,7 +24,8 @@ enum PyStrRepr {
     /// cloning or dropping it allocates nothing.
     Utf8(CompactString),
     /// Surrogatepass UTF-8 holding at least one surrogate. (A box rather
-    /// than a `Vec`, so that a `PyStr` stays 24 bytes and a `Value` 32.)
+    /// than a `Vec`, so that a `PyStr` stays three words and a `Value`
+    /// four.)
     Surrogates(Box<[u8]>),
 }
 
