@@ -47,6 +47,52 @@ fn self_containing_lists_and_dicts_load_as_cycles() {
     }
 }
 
+/// A shared list of several `APPENDS` batches: the later batches join a
+/// list the reader keeps in its object table, in one move of the whole
+/// batch. Its items, their order and the sharing come out as CPython wrote
+/// them, and a list that fetches itself between its batches is a cycle.
+#[test]
+fn a_shared_list_of_many_batches_keeps_its_items_in_order() {
+    for proto in 1..=5 {
+        let bytes = cpython("l = list(range(2500)); v = (l, l)", proto);
+        let g: Graph = reduce::from_slice(&bytes).unwrap();
+        let Value::Tuple(pair) = g.root() else {
+            panic!("expected a tuple: {g:?}")
+        };
+        let (Value::Ref(a), Value::Ref(b)) = (&pair[0], &pair[1]) else {
+            panic!("expected the list shared: {pair:?}")
+        };
+        assert_eq!(a, b);
+        let want: Vec<Value> = (0..2500).map(Value::from).collect();
+        assert!(matches!(g.get(*a), Value::List(items) if *items == want));
+        assert_eq!(reduce::to_vec_with_protocol(&g, proto).unwrap(), bytes);
+        let v: Value = reduce::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v,
+            Value::Tuple(vec![Value::List(want.clone()), Value::List(want)])
+        );
+
+        let bytes = cpython(
+            "v = list(range(1500)); v.append(v); v.extend(range(1500, 2600))",
+            proto,
+        );
+        let g: Graph = reduce::from_slice(&bytes).unwrap();
+        let Value::Ref(id) = g.root() else {
+            panic!("root should be shared: {g:?}")
+        };
+        let Value::List(items) = g.get(*id) else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2601);
+        assert_eq!(items[1500], Value::Ref(*id));
+        assert!((0..1500).chain(1501..2601).all(|k| {
+            let n = if k < 1500 { k } else { k - 1 } as i64;
+            items[k] == Value::Int(n)
+        }));
+        assert_eq!(reduce::to_vec_with_protocol(&g, proto).unwrap(), bytes);
+    }
+}
+
 #[test]
 fn graphs_built_in_rust_keep_sharing_in_cpython() {
     let mut cases = Vec::new();
