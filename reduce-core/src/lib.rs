@@ -130,7 +130,9 @@
 //! a persistent id and a protocol 5 [`PickleBuffer`]. In inert mode a
 //! [`Value::Seq`] also keeps what the pickle did for effect beside a value:
 //! calls whose result it threw away and changes to objects built earlier
-//! ([`Step`]).
+//! ([`Step`]). A `Value` is four words; a `str` of up to 24 bytes (12 on
+//! 32-bit targets) is held inside it, so most dict keys and attribute
+//! names cost no allocation to read, clone or drop.
 //!
 //! A [`Graph`] is a root value plus the objects reachable from more than one
 //! place, which the tree reaches through [`Value::Ref`]. A list that
