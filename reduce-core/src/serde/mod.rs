@@ -240,11 +240,11 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 pub fn to_vec_with_protocol<T: Serialize + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>> {
     // Straight into the result: no writer to copy the buffer into.
     check_protocol(proto)?;
-    let mut out = Out::new(proto, true, no_extensions(), None);
-    out.start();
-    value.serialize(&mut ser::Serializer::new(&mut out))?;
-    out.finish()?;
-    Ok(out.take_buf())
+    let mut ser = ser::Serializer::new(Out::new(proto, true, no_extensions(), None));
+    ser.out.start();
+    value.serialize(&mut ser)?;
+    ser.out.finish()?;
+    Ok(ser.out.take_buf())
 }
 
 /// Writes `value` as a pickle at protocol [`DEFAULT_PROTOCOL`] to `writer`.
@@ -263,10 +263,10 @@ pub fn to_writer_with_protocol<W: io::Write, T: Serialize + ?Sized>(
 
 fn write<T: Serialize + ?Sized>(sink: &mut dyn io::Write, value: &T, proto: u8) -> Result<()> {
     check_protocol(proto)?;
-    let mut out = Out::new(proto, true, no_extensions(), Some(sink));
-    out.start();
-    value.serialize(&mut ser::Serializer::new(&mut out))?;
-    out.finish()
+    let mut ser = ser::Serializer::new(Out::new(proto, true, no_extensions(), Some(sink)));
+    ser.out.start();
+    value.serialize(&mut ser)?;
+    ser.out.finish()
 }
 
 /// Reads a `T` from one pickle in `bytes`, with the default options

@@ -22,16 +22,21 @@ use crate::write::rules::{self, Batcher, Batching};
 use super::value::ValueSerializer;
 
 /// Writes serde's data model on an [`Out`].
-pub(crate) struct Serializer<'a, 'o> {
-    out: &'a mut Out<'o>,
+pub(crate) struct Serializer<'o> {
+    /// Owned, not borrowed: serde's loops (`collect_seq`, `collect_map`)
+    /// receive `&mut Serializer`, and with the output one pointer away
+    /// rather than two its length is not reloaded through a pointer that
+    /// each byte stored might have changed (pp_dicts: 80.1K -> 75.7K
+    /// instructions a write; floats -3.5%).
+    pub(crate) out: Out<'o>,
     /// Levels open: containers, and the values that an option, a newtype
     /// or a variant wraps. An atom (a number, a string) is not a level: it
     /// cannot recurse, so it pays for no depth check.
     depth: usize,
 }
 
-impl<'a, 'o> Serializer<'a, 'o> {
-    pub(crate) fn new(out: &'a mut Out<'o>) -> Self {
+impl<'o> Serializer<'o> {
+    pub(crate) fn new(out: Out<'o>) -> Self {
         Serializer { out, depth: 0 }
     }
 
@@ -138,14 +143,14 @@ impl<'a, 'o> Serializer<'a, 'o> {
     #[inline(always)]
     fn dict_batch(&mut self, len: usize) -> Batcher {
         let proto = self.proto();
-        Batcher::started(Batching::Dict, proto, len, self.out)
+        Batcher::started(Batching::Dict, proto, len, &mut self.out)
     }
 
     /// A list's batches, the first opened.
     #[inline(always)]
     fn list_batch(&mut self, len: usize) -> Batcher {
         let proto = self.proto();
-        Batcher::started(Batching::List, proto, len, self.out)
+        Batcher::started(Batching::List, proto, len, &mut self.out)
     }
 }
 
@@ -178,8 +183,8 @@ impl Close {
 /// A list or dict being written: straight to the output when serde gave its
 /// length, else gathered as a [`Value`] and written whole at the end (the
 /// batches depend on the count).
-pub(crate) struct Compound<'s, 'a, 'o> {
-    ser: &'s mut Serializer<'a, 'o>,
+pub(crate) struct Compound<'s, 'o> {
+    ser: &'s mut Serializer<'o>,
     batch: Batcher,
     close: Close,
     /// The items so far, when serde gave no length. Boxed: a `Compound`
@@ -192,10 +197,10 @@ pub(crate) struct Compound<'s, 'a, 'o> {
     plain: bool,
 }
 
-impl<'s, 'a, 'o> Compound<'s, 'a, 'o> {
+impl<'s, 'o> Compound<'s, 'o> {
     /// Items written as they come, in `batch`'s chunks.
     #[inline(always)]
-    fn direct(ser: &'s mut Serializer<'a, 'o>, batch: Batcher, close: Close) -> Self {
+    fn direct(ser: &'s mut Serializer<'o>, batch: Batcher, close: Close) -> Self {
         let plain = !ser.depth.is_multiple_of(GROW_EVERY) && batch.one_chunk();
         Compound {
             ser,
@@ -208,7 +213,7 @@ impl<'s, 'a, 'o> Compound<'s, 'a, 'o> {
 
     /// Items gathered until the end, when their count is known.
     #[inline(always)]
-    fn gathering(ser: &'s mut Serializer<'a, 'o>, is_dict: bool) -> Self {
+    fn gathering(ser: &'s mut Serializer<'o>, is_dict: bool) -> Self {
         Compound {
             ser,
             batch: Batcher::idle(),
@@ -239,13 +244,13 @@ impl Gathered {
 }
 
 /// A tuple being written: its items, then `TUPLE1`-`TUPLE3` or `TUPLE`.
-pub(crate) struct Tuple<'s, 'a, 'o> {
-    ser: &'s mut Serializer<'a, 'o>,
+pub(crate) struct Tuple<'s, 'o> {
+    ser: &'s mut Serializer<'o>,
     len: usize,
     written: usize,
 }
 
-impl Tuple<'_, '_, '_> {
+impl Tuple<'_, '_> {
     #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.written += 1;
@@ -264,7 +269,7 @@ impl Tuple<'_, '_, '_> {
     }
 }
 
-impl Compound<'_, '_, '_> {
+impl Compound<'_, '_> {
     #[inline(always)]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         if self.plain {
@@ -281,7 +286,7 @@ impl Compound<'_, '_, '_> {
     #[inline(always)]
     fn counted<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
         self.ser.child(value)?;
-        self.batch.item(self.ser.out);
+        self.batch.item(&mut self.ser.out);
         Ok(())
     }
 
@@ -371,19 +376,19 @@ impl Compound<'_, '_, '_> {
         if plain {
             // Whatever the count: a serializer that gave more or fewer
             // items than it announced still gets a valid pickle.
-            batch.close_one_chunk(ser.out);
+            batch.close_one_chunk(&mut ser.out);
         } else {
-            batch.end(ser.out);
+            batch.end(&mut ser.out);
         }
         ser.out.boundary()?;
         ser.leave();
-        close.finish(ser.out)
+        close.finish(&mut ser.out)
     }
 }
 
 /// The end of a list or dict whose items were gathered: written whole.
 #[inline(never)]
-fn end_gathered(ser: &mut Serializer<'_, '_>, items: Gathered) -> Result<()> {
+fn end_gathered(ser: &mut Serializer<'_>, items: Gathered) -> Result<()> {
     let Gathered {
         list,
         dict,
@@ -396,7 +401,7 @@ fn end_gathered(ser: &mut Serializer<'_, '_>, items: Gathered) -> Result<()> {
         Value::List(list)
     };
     ser.leave();
-    crate::write::encode::encode_into(ser.out, &v, &[], None)
+    crate::write::encode::encode_into(&mut ser.out, &v, &[], None)
 }
 
 #[cold]
@@ -407,23 +412,23 @@ fn miscounted(len: usize, written: usize) -> Error {
 /// Closes a tuple of `len` items as `save_tuple` does: `TUPLE1`-`TUPLE3`
 /// from protocol 2, else `MARK` ... `TUPLE`; memoized.
 #[inline]
-fn tuple_end(ser: &mut Serializer<'_, '_>, len: usize) -> Result<()> {
+fn tuple_end(ser: &mut Serializer<'_>, len: usize) -> Result<()> {
     if len == 0 {
         return Ok(());
     }
     ser.out.close_memoized(rules::tuple_close(ser.proto(), len))
 }
 
-impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
+impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     type Ok = ();
     type Error = Error;
-    type SerializeSeq = Compound<'s, 'a, 'o>;
-    type SerializeTuple = Tuple<'s, 'a, 'o>;
-    type SerializeTupleStruct = Tuple<'s, 'a, 'o>;
-    type SerializeTupleVariant = Compound<'s, 'a, 'o>;
-    type SerializeMap = Compound<'s, 'a, 'o>;
-    type SerializeStruct = Compound<'s, 'a, 'o>;
-    type SerializeStructVariant = Compound<'s, 'a, 'o>;
+    type SerializeSeq = Compound<'s, 'o>;
+    type SerializeTuple = Tuple<'s, 'o>;
+    type SerializeTupleStruct = Tuple<'s, 'o>;
+    type SerializeTupleVariant = Compound<'s, 'o>;
+    type SerializeMap = Compound<'s, 'o>;
+    type SerializeStruct = Compound<'s, 'o>;
+    type SerializeStructVariant = Compound<'s, 'o>;
 
     #[inline]
     fn serialize_bool(self, v: bool) -> Result<()> {
@@ -540,7 +545,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
         self.variant_open(variant)?;
         self.child(value)?;
         self.leave();
-        Close::Variant.finish(self.out)
+        Close::Variant.finish(&mut self.out)
     }
 
     #[inline(always)]
@@ -628,7 +633,7 @@ impl<'s, 'a, 'o> ser::Serializer for &'s mut Serializer<'a, 'o> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, '_, '_> {
+impl ser::SerializeSeq for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline(always)]
@@ -641,7 +646,7 @@ impl ser::SerializeSeq for Compound<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTuple for Tuple<'_, '_, '_> {
+impl ser::SerializeTuple for Tuple<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]
@@ -654,7 +659,7 @@ impl ser::SerializeTuple for Tuple<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTupleStruct for Tuple<'_, '_, '_> {
+impl ser::SerializeTupleStruct for Tuple<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]
@@ -667,7 +672,7 @@ impl ser::SerializeTupleStruct for Tuple<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
+impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]
@@ -680,7 +685,7 @@ impl ser::SerializeTupleVariant for Compound<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeMap for Compound<'_, '_, '_> {
+impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline(always)]
@@ -697,7 +702,7 @@ impl ser::SerializeMap for Compound<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_, '_, '_> {
+impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]
@@ -714,7 +719,7 @@ impl ser::SerializeStruct for Compound<'_, '_, '_> {
     }
 }
 
-impl ser::SerializeStructVariant for Compound<'_, '_, '_> {
+impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
     #[inline]

@@ -356,7 +356,7 @@ impl<'o> Out<'o> {
 
     #[inline]
     pub(crate) fn none(&mut self) -> Result<()> {
-        self.write(&[NONE]);
+        self.push(NONE);
         self.boundary()
     }
 
