@@ -179,15 +179,14 @@ impl<'h, W: io::Write> Pickler<'h, W> {
         check_protocol(opts.proto)?;
         let mut extensions = lookup.extension_names();
         extensions.extend(opts.extensions.iter().map(|(k, v)| (k.clone(), *v)));
-        let mut out = Out::new(
+        let out = Out::new(
             opts.proto,
             opts.fix_imports,
             Some(&extensions),
             Some(&mut self.writer),
         );
-        out.start();
         let mut saver = Saver::new(
-            &mut out,
+            out,
             &lookup,
             Hooks {
                 reducer_override: opts.reducer_override.as_deref_mut().map(|h| h as _),
@@ -195,8 +194,9 @@ impl<'h, W: io::Write> Pickler<'h, W> {
                 buffer_callback: opts.buffer_callback.as_deref_mut().map(|h| h as _),
             },
         );
+        saver.out.start();
         value.reduce(&mut saver)?;
-        out.finish()
+        saver.out.finish()
     }
 
     /// The writer back.
@@ -218,10 +218,8 @@ pub(crate) fn to_vec<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>
     } else {
         no_extensions()
     };
-    let mut out = Out::new(proto, true, extensions, None);
-    out.start();
     let mut saver = Saver::new(
-        &mut out,
+        Out::new(proto, true, extensions, None),
         &lookup,
         Hooks {
             reducer_override: None,
@@ -229,7 +227,8 @@ pub(crate) fn to_vec<T: Reduce + ?Sized>(value: &T, proto: u8) -> Result<Vec<u8>
             buffer_callback: None,
         },
     );
+    saver.out.start();
     value.reduce(&mut saver)?;
-    out.finish()?;
-    Ok(out.take_buf())
+    saver.out.finish()?;
+    Ok(saver.out.take_buf())
 }

@@ -103,7 +103,10 @@ pub(crate) struct Hooks<'s> {
 
 /// Where a typed value is written. Each method writes exactly one object.
 pub struct Saver<'s, 'o> {
-    pub(crate) out: &'s mut Out<'o>,
+    /// Owned, as the serde writer's is: each `Reduce::reduce` loop gets
+    /// `&mut Saver`, and an output one pointer away keeps its length out
+    /// of reach of the bytes stored.
+    pub(crate) out: Out<'o>,
     pub(crate) registry: &'s Lookup,
     /// Memo indexes of objects with identity (the target of an `Rc`/`Arc`).
     ptr_memo: AddrMap<usize, u32>,
@@ -114,7 +117,7 @@ pub struct Saver<'s, 'o> {
 }
 
 impl<'s, 'o> Saver<'s, 'o> {
-    pub(crate) fn new(out: &'s mut Out<'o>, registry: &'s Lookup, hooks: Hooks<'s>) -> Self {
+    pub(crate) fn new(out: Out<'o>, registry: &'s Lookup, hooks: Hooks<'s>) -> Self {
         Saver {
             out,
             registry,
@@ -135,18 +138,18 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// containers order their items the same way every time.
     pub(crate) fn sort_key<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        let mut out = self.out.fresh(self.out.proto.max(4), &mut buf)?;
-        out.start();
+        let out = self.out.fresh(self.out.proto.max(4), &mut buf)?;
         let hooks = Hooks {
             reducer_override: self.hooks.reducer_override.as_deref_mut().map(|h| h as _),
             persistent_id: self.hooks.persistent_id.as_deref_mut().map(|h| h as _),
             buffer_callback: self.hooks.buffer_callback.as_deref_mut().map(|h| h as _),
         };
-        let mut sub = Saver::new(&mut out, self.registry, hooks);
+        let mut sub = Saver::new(out, self.registry, hooks);
+        sub.out.start();
         sub.depth = self.depth;
         value.reduce(&mut sub)?;
-        out.finish()?;
-        drop(out);
+        sub.out.finish()?;
+        drop(sub);
         Ok(buf)
     }
 
@@ -332,14 +335,14 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn value(&mut self, v: &Value) -> Result<()> {
         self.pending = None;
         let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
-        crate::write::encode::encode_into(self.out, v, &[], callback)
+        crate::write::encode::encode_into(&mut self.out, v, &[], callback)
     }
 
     /// A [`Graph`]: its root, with its shared objects.
     pub fn graph(&mut self, g: &Graph) -> Result<()> {
         self.pending = None;
         let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
-        crate::write::encode::encode_into(self.out, &g.root, &g.objects, callback)
+        crate::write::encode::encode_into(&mut self.out, &g.root, &g.objects, callback)
     }
 
     /// A persistent id: a reference to an object kept outside the pickle,
@@ -432,7 +435,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.open_container(EMPTY_DICT, DICT)?;
         self.out.reserve_names(names.ids());
         let proto = self.out.proto;
-        let batch = Batcher::started(Batching::Dict, proto, n, self.out);
+        let batch = Batcher::started(Batching::Dict, proto, n, &mut self.out);
         let mut dict = StateDict {
             saver: self,
             names: names.table(),
@@ -440,7 +443,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         };
         fields(&mut dict)?;
         let StateDict { saver, batch, .. } = dict;
-        batch.end(saver.out);
+        batch.end(&mut saver.out);
         saver.out.boundary()
     }
 
@@ -608,7 +611,7 @@ impl StateDict<'_, '_, '_> {
     pub fn field<T: Reduce + ?Sized>(&mut self, i: usize, value: &T) -> Result<()> {
         self.saver.out.field_name(&self.names[i])?;
         self.saver.save(value)?;
-        self.batch.item(self.saver.out);
+        self.batch.item(&mut self.saver.out);
         Ok(())
     }
 }
