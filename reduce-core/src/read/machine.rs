@@ -758,8 +758,11 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// Under [`Keep::None`]: a `GET` of `key`, whose put was only counted,
     /// shares the object if it is still in the stack slot it was put from,
     /// as a reader keeping that put would have shared it there: the slot
-    /// and the memo get a reference to it. `None` if it has left.
-    fn share_live(&mut self, key: u64) -> Result<Option<Value>> {
+    /// and the memo get a reference to it, which is pushed. `false` if it
+    /// has left. (Pushed here, not returned: a `Result<Option<Value>>`
+    /// came back through memory and was copied out in pieces that did not
+    /// match the stores that wrote it, a stall of its own on every GET.)
+    fn share_live(&mut self, key: u64) -> Result<bool> {
         self.sync_live();
         // Picklers number their keys upwards, so `live` is mostly sorted by
         // key. A key is in it at most once, so an entry found with it is
@@ -768,7 +771,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         // GET searching all).
         let Ok(key32) = u32::try_from(key) else {
             // No such key is kept (see `memo_count`).
-            return Ok(None);
+            return Ok(false);
         };
         let n = self.live.len();
         let found = self
@@ -784,12 +787,14 @@ impl<'o, 'h> Machine<'o, 'h> {
                     .map(|p| n - 1 - p)
             });
         let Some(at) = found else {
-            return Ok(None);
+            return Ok(false);
         };
         let Live { slot, birth, .. } = self.live[at];
         let (slot, birth) = (slot as usize, u64::from(birth));
-        let shared = match &mut self.stack[slot] {
-            Value::Seq(_) => return Ok(None),
+        // The object's id when it is shared by reference, or a copy of a
+        // cheap value.
+        let shared: std::result::Result<Id, Value> = match &mut self.stack[slot] {
+            Value::Seq(_) => return Ok(false),
             Value::Ref(id) => {
                 // Shared already (by a DUP, or a GET of another key put
                 // from this slot): shared at its first put.
@@ -797,9 +802,9 @@ impl<'o, 'h> Machine<'o, 'h> {
                 if let Some(b) = self.births.get_mut(id.index()) {
                     *b = (*b).min(birth);
                 }
-                Value::Ref(id)
+                Ok(id)
             }
-            v if is_cheap(v) => cheap_clone(v),
+            v if is_cheap(v) => Err(cheap_clone(v)),
             v => {
                 if self.births.is_empty() {
                     // The first shared: as many may follow as are noted.
@@ -810,14 +815,15 @@ impl<'o, 'h> Machine<'o, 'h> {
                 let id = Id(self.objects.len() as u32);
                 self.objects.push(std::mem::replace(v, Value::Ref(id)));
                 self.births.push(birth);
-                Value::Ref(id)
+                Ok(id)
             }
         };
         let index = match &shared {
             // The memo names a shared object by its id, with no place in
             // `kept` (32 bytes a key, for a pickle that shares every put).
-            Value::Ref(id) if id.index() < SHARED as usize => SHARED | id.index() as u32,
-            _ => self.keep_value(cheap_clone(&shared))?,
+            Ok(id) if id.index() < SHARED as usize => SHARED | id.index() as u32,
+            Ok(id) => self.keep_value(Value::Ref(*id))?,
+            Err(v) => self.keep_value(cheap_clone(v))?,
         };
         match usize::try_from(key) {
             Ok(k) if k < self.dense => {
@@ -830,7 +836,12 @@ impl<'o, 'h> Machine<'o, 'h> {
                 self.memo_sparse.insert(key, index);
             }
         }
-        Ok(Some(shared))
+        match shared {
+            // Built in its slot (see `push_atom`).
+            Ok(id) => self.push_atom(Value::Ref(id))?,
+            Err(v) => self.push(v)?,
+        }
+        Ok(true)
     }
 
     /// Keeps `v` in a new place of `kept`; returns the place. Places stay
@@ -873,8 +884,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                     }
                 }
                 if self.spot {
-                    if let Some(v) = self.share_live(key)? {
-                        return self.push(v);
+                    if self.share_live(key)? {
+                        return Ok(());
                     }
                 }
                 self.rerun = true;
