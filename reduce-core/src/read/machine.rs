@@ -883,10 +883,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                         return self.push(v);
                     }
                 }
-                if self.spot {
-                    if self.share_live(key)? {
-                        return Ok(());
-                    }
+                if self.spot && self.share_live(key)? {
+                    return Ok(());
                 }
                 self.rerun = true;
                 return Err(Error::invalid("memo fetched: read again, keeping puts"));
