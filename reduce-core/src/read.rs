@@ -102,8 +102,9 @@ impl Default for Options<'_> {
 /// tree would (see `Machine::copy_fetches`), and when it still loses its
 /// bet, the stream reads the tree by value (memo fetches of strings and
 /// tuples copied as the tree would copy them) before the slice is read
-/// again; either way the `Graph` it returns has no shared objects. Where the stream misses, the second reading goes on as
-/// without it, and gives every error. Returns whether the stream read it.
+/// again; either way the `Graph` it returns has no shared objects. Where
+/// the stream misses, the second reading goes on as without it, and gives
+/// every error. Returns whether the stream read it.
 pub(crate) fn load<I: Input>(
     input: &mut I,
     options: &mut Options<'_>,
@@ -140,32 +141,56 @@ pub(crate) fn load<I: Input>(
     let stop = match machine.run(input) {
         Err(_) if machine.rerun => {
             drop(machine);
-            let start = start.unwrap_or_default();
-            if tree && options.extensions.is_empty() {
-                if let Some((data, _)) = input.slice() {
-                    let streamed = stream::Stream::new(data, start, options, resolve)
-                        .root(|s| s.value())
-                        .ok();
-                    if let Some((root, end)) = streamed {
-                        input.seek(end);
-                        return Ok((Graph::new(root), true));
-                    }
-                }
-            }
-            input.seek(start);
-            let keep = match input.slice() {
-                Some((data, _)) => machine::Keep::Fetched(machine::fetched_keys(
-                    data,
-                    start,
-                    options.limits.max_int_digits,
-                )),
-                None => machine::Keep::All,
-            };
-            machine = machine::Machine::new(options, resolve, keep, len);
-            machine.run(input)?
+            return load_again(
+                input,
+                options,
+                resolve,
+                tree,
+                start.unwrap_or_default(),
+                len,
+            );
         }
         stop => stop?,
     };
+    let graph = machine.finish().map_err(|e| e.at(stop, Some(STOP)))?;
+    Ok((graph, false))
+}
+
+/// [`load`]'s second reading of a slice from `start`, when the first lost
+/// its bet. A function of its own, so that `load` builds its machine where
+/// it lives: a machine assigned again was built aside and copied in, 480
+/// bytes on every read.
+#[inline(never)]
+fn load_again<I: Input>(
+    input: &mut I,
+    options: &mut Options<'_>,
+    resolve: &dyn Resolve,
+    tree: bool,
+    start: usize,
+    len: usize,
+) -> Result<(Graph, bool)> {
+    if tree && options.extensions.is_empty() {
+        if let Some((data, _)) = input.slice() {
+            let streamed = stream::Stream::new(data, start, options, resolve)
+                .root(|s| s.value())
+                .ok();
+            if let Some((root, end)) = streamed {
+                input.seek(end);
+                return Ok((Graph::new(root), true));
+            }
+        }
+    }
+    input.seek(start);
+    let keep = match input.slice() {
+        Some((data, _)) => machine::Keep::Fetched(machine::fetched_keys(
+            data,
+            start,
+            options.limits.max_int_digits,
+        )),
+        None => machine::Keep::All,
+    };
+    let mut machine = machine::Machine::new(options, resolve, keep, len);
+    let stop = machine.run(input)?;
     let graph = machine.finish().map_err(|e| e.at(stop, Some(STOP)))?;
     Ok((graph, false))
 }

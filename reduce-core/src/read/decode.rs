@@ -19,12 +19,6 @@ use crate::text::PyStr;
 
 use super::input::Source;
 
-fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a[..b.len()].copy_from_slice(b);
-    u64::from_le_bytes(a)
-}
-
 /// `uint1`: one unsigned byte (`PROTO`, `BININT1`, `BINGET`, `EXT1`, ...).
 #[inline(always)]
 pub(crate) fn uint1<S: Source>(src: &mut S) -> Result<u8> {
@@ -50,14 +44,18 @@ pub(crate) fn int4<S: Source>(src: &mut S) -> Result<i32> {
 /// `LONG_BINPUT`, the lengths of `BINUNICODE` and `BINBYTES`).
 #[inline(always)]
 pub(crate) fn uint4<S: Source>(src: &mut S) -> Result<u64> {
-    Ok(le_u64(src.take(4)?))
+    let b = src.take(4)?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]).into())
 }
 
 /// `uint8`: eight bytes, little-endian, unsigned (`FRAME`, the lengths of
 /// `BINUNICODE8`, `BINBYTES8`, `BYTEARRAY8`).
 #[inline(always)]
 pub(crate) fn uint8<S: Source>(src: &mut S) -> Result<u64> {
-    Ok(le_u64(src.take(8)?))
+    // Taken as a whole array: a copy of a length the compiler does not
+    // know was a call to `memcpy`.
+    let b = src.take(8)?;
+    Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
 }
 
 /// `PROTO`'s protocol number, refused above 5.
