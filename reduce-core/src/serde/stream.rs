@@ -645,9 +645,12 @@ fn decode(data: &[u8]) -> Try<Tape<'_>> {
             bigs: Vec::new(),
             root: NIL,
         },
-        stack: Vec::new(),
+        // Sized from the input, as the nodes are, so that a small pickle's
+        // stack and memo do not grow one allocation at a time (a put is
+        // a byte or two, a value at least one): 4 bytes an entry.
+        stack: Vec::with_capacity((data.len() / 8).clamp(4, 256)),
         marks: Vec::new(),
-        memo: Vec::new(),
+        memo: Vec::with_capacity((data.len() / 8).min(4096)),
         proto: 0,
         limits: Limits::default(),
     };
