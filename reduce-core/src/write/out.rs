@@ -414,9 +414,11 @@ impl<'o> Out<'o> {
             self.buf.extend_from_slice(&[BININT2, b[0], b[1]]);
             return self.boundary();
         }
-        let (op, len) = encode_int(i);
+        let (lo, hi, len) = encode_wide(i);
         // Ten bytes from registers, cut to the length.
-        self.buf.extend_from_slice(&op.to_le_bytes()[..10]);
+        let (a, b) = (lo.to_le_bytes(), hi.to_le_bytes());
+        self.buf
+            .extend_from_slice(&[a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1]]);
         self.buf.truncate(self.buf.len() - 10 + len);
         self.boundary()
     }
@@ -993,36 +995,25 @@ impl<'o> Out<'o> {
     }
 }
 
-/// `i` as protocol 2 and later write it (`BININT1` for 0 to 255,
-/// `BININT2` to 65535, `BININT` for the rest of the 32-bit ints, `LONG1`
-/// with the minimal two's complement bytes beyond): the bytes, little
-/// endian in a `u128`, and how many of them count. Every size is built the
-/// same way, the opcode and then the value's little-endian bytes, or for
-/// `LONG1` its byte count and then the bytes; the length cuts off what the
-/// opcode does not take.
+/// `i`, an int outside 0 to 65535, as protocol 2 and later write it:
+/// `BININT` for the rest of the 32-bit ints, `LONG1` with the minimal
+/// two's complement bytes beyond. The bytes come back little endian in two
+/// words (the opcode and the first seven bytes after it, then the rest),
+/// with how many of them count. Both encodings are built whole and one is
+/// chosen without a branch, as ints of mixed sizes would mispredict one.
 #[inline]
-fn encode_int(i: i64) -> (u128, usize) {
-    // How many of the narrower encodings hold `i`: 3 for BININT1, down to
-    // 0 for LONG1 (each range holds the narrower ones).
-    let class = usize::from((i as u64) < 0x100)
-        + usize::from((i as u64) < 0x1_0000)
-        + usize::from(i as i32 as i64 == i);
-    let long = class == 0;
+fn encode_wide(i: i64) -> (u64, u16, usize) {
+    let v = i as u64;
+    let fits = i as i32 as i64 == i;
     // Bits of magnitude, plus one for the sign: the minimal two's
     // complement bytes of LONG1 (what CPython's `_PyLong_AsByteArray`
     // gives, trimmed).
     let n = u64::from((64 - (i ^ (i >> 63)).leading_zeros()) / 8 + 1);
-    let v = i as u64;
-    let mask = 0u64.wrapping_sub(u64::from(long));
-    let body = (v & !mask) | (((v << 8) | n) & mask);
-    // One byte per class, looked up in a constant by shifting: LONG1,
-    // BININT, BININT2, BININT1, and their lengths (LONG1's is 2 + n).
-    let ops = u32::from_le_bytes([LONG1, BININT, BININT2, BININT1]);
-    let lens = u32::from_le_bytes([0, 5, 3, 2]);
-    let op = (ops >> (8 * class)) & 0xff;
-    let bytes = u128::from(op) | u128::from(body) << 8 | u128::from(v >> 56) << 72;
-    let len = ((lens >> (8 * class)) & 0xff) as usize + (mask & (2 + n)) as usize;
-    (bytes, len)
+    let short = u64::from(BININT) | v << 8;
+    let long = u64::from(LONG1) | n << 8 | v << 16;
+    let lo = std::hint::select_unpredictable(fits, short, long);
+    let len = std::hint::select_unpredictable(fits, 5, 2 + n as usize);
+    (lo, (v >> 48) as u16, len)
 }
 
 /// The room [`Out::int_wide`] makes sure of before it writes: its ten
@@ -1082,14 +1073,10 @@ mod tests {
             let p = 1i64 << k;
             edges.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
         }
-        for i in edges {
-            let (op, len) = encode_int(i);
-            let op = op.to_le_bytes();
-            let want: Vec<u8> = if (0..=0xff).contains(&i) {
-                vec![BININT1, i as u8]
-            } else if (0..=0xffff).contains(&i) {
-                [&[BININT2][..], &(i as u16).to_le_bytes()].concat()
-            } else if let Ok(v) = i32::try_from(i) {
+        for i in edges.into_iter().filter(|i| !(0..=0xffff).contains(i)) {
+            let (lo, hi, len) = encode_wide(i);
+            let op = [&lo.to_le_bytes()[..], &hi.to_le_bytes()].concat();
+            let want: Vec<u8> = if let Ok(v) = i32::try_from(i) {
                 [&[BININT][..], &v.to_le_bytes()].concat()
             } else {
                 let b = BigInt::from(i).to_signed_bytes_le();
