@@ -50,7 +50,11 @@
 //! without bound or allocate much more than its length justifies. Length
 //! prefixes are checked against the data left before anything is allocated
 //! (a slice) or read in pieces that grow only as data arrives (a stream),
-//! so a `BINBYTES8` that claims 2<sup>64</sup> bytes costs nothing. A `FRAME`
+//! so a `BINBYTES8` that claims 2<sup>64</sup> bytes costs nothing. A typed
+//! list or dict is sized ahead only within what the input can hold: a batch
+//! of atoms by its count (at most CPython's thousand), a long container by a
+//! guess from its first batch, capped at four times the bytes left whatever
+//! the size of an item, and given back if too large. A `FRAME`
 //! longer than the data, or inside another frame, is an error. Shared
 //! objects stay shared: a DAG that doubles sixty times loads as sixty
 //! objects. The rest is bounded by [`Limits`](crate::Limits):

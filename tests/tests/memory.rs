@@ -207,6 +207,52 @@ fn bombs_allocate_in_proportion_to_their_length() {
     println!("{report}");
 }
 
+/// A typed list whose items cannot be counted ahead (tuples, objects) is
+/// sized once its first batch is read, from the bytes left: a long list
+/// gets about the room it needs rather than the next power of two, a
+/// guess too large (the list is followed by other data) is given back, and
+/// a hostile guess (a batch of one-byte items, then a megabyte where an
+/// item should be) reserves at most four times the input, however large
+/// each item is.
+#[test]
+fn a_long_typed_list_is_sized_from_its_first_batch() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    // Items of one size (BININT2 twice, TUPLE2, MEMOIZE): the guess made
+    // after the first 1,000 is exact.
+    let pairs: Vec<(i64, i64)> = (1000..6000).map(|i| (i, i)).collect();
+    let bytes = reduce::to_vec(&pairs).unwrap();
+    let back: Vec<(i64, i64)> = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(back, pairs);
+    // Doubling from the first batch would leave 8,192.
+    assert!(back.capacity() <= 5100, "capacity {}", back.capacity());
+
+    let tail = "x".repeat(1 << 20);
+    let bytes = reduce::to_vec(&(pairs.clone(), tail.clone())).unwrap();
+    let back: (Vec<(i64, i64)>, String) = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(back, (pairs.clone(), tail));
+    assert!(
+        back.0.capacity() < 2 * pairs.len(),
+        "capacity {} kept for 5,000 items",
+        back.0.capacity()
+    );
+
+    let mut hostile = b"\x80\x04]\x94(".to_vec();
+    hostile.extend(std::iter::repeat_n(b'N', 1000));
+    hostile.extend_from_slice(b"e(B");
+    hostile.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    hostile.extend(std::iter::repeat_n(0, 1 << 20));
+    hostile.extend_from_slice(b"e.");
+    // Each item is 520 bytes: a guess of one item per byte left would be
+    // half a gigabyte.
+    let (read, peak) = peak_of(|| reduce::from_slice::<Vec<Option<[u64; 64]>>>(&hostile));
+    let err = read.expect_err("bytes are not an item");
+    assert!(
+        peak <= 8 * hostile.len() + (1 << 20),
+        "peak {peak} for {} input bytes ({err})",
+        hostile.len()
+    );
+}
+
 /// Dropping a value frees every byte it holds, whatever its items are
 /// (the drop skips the items that own nothing, and must skip no other),
 /// at every depth, the deep-tree walk included.

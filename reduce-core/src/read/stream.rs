@@ -1028,13 +1028,19 @@ impl<'a> Stream<'a> {
     ) -> Pulled<usize> {
         let mut n = 0;
         let mut first = true;
+        let begin = self.pos;
+        // Where the guess below is made: once, after a first batch.
+        let mut guess_at = GUESS_AFTER;
         loop {
             if self.peek()? == MARK && self.batch(many)? {
                 let spot = self.spot();
                 self.pos += 1;
                 self.push(1)?;
                 if I::SIZED {
-                    if let Some(values) = self.count_atoms(many) {
+                    if n >= guess_at {
+                        guess_at = usize::MAX;
+                        self.guess_rest(sink, begin, n);
+                    } else if let Some(values) = self.count_atoms(many) {
                         // At most CPython's batch: a hostile batch of many
                         // small atoms, each read as a large type, reserves
                         // no more.
@@ -1091,7 +1097,23 @@ impl<'a> Stream<'a> {
             }
             first = false;
         }
+        if I::SIZED && guess_at == usize::MAX {
+            sink.trim();
+        }
         Ok(n)
+    }
+
+    /// Sizes `sink` for the rest of a container whose `n` items so far
+    /// were read from `begin`. A batch holds a thousand items at most, and
+    /// growing batch by batch copies the items again at each doubling:
+    /// past a first batch, the rest of the input is guessed to hold items
+    /// of the same size, as a long list (often the whole pickle) does.
+    #[cold]
+    #[inline(never)]
+    fn guess_rest<T>(&self, sink: &mut impl Items<T>, begin: usize, n: usize) {
+        let left = self.data.len() - self.pos;
+        let each = ((self.pos - begin) / n).max(1);
+        sink.expect_rest(left / each, left);
     }
 
     /// Reads an item that may be alone, followed by `one` (`APPEND`,
@@ -1746,6 +1768,10 @@ impl<'a> Stream<'a> {
     }
 }
 
+/// How many items a container's first batches must hold before
+/// [`Stream::items`] guesses how many the rest of the input holds.
+const GUESS_AFTER: usize = 256;
+
 /// How many values of a batch [`Stream::count_atoms`] counts at most
 /// before its container is sized: all of a small container's, and enough
 /// of a long batch's to start it.
@@ -1782,6 +1808,14 @@ pub(crate) trait Items<T> {
     const SIZED: bool;
     /// About `n` more items are coming.
     fn expect(&mut self, n: usize);
+    /// About `n` more items are coming, a guess from the `left` bytes of
+    /// input: room is made for at most four times those bytes, so that a
+    /// hostile guess costs memory in proportion to the input, as reading
+    /// it would.
+    fn expect_rest(&mut self, n: usize, left: usize);
+    /// The items are all in, after a guess: room left over from a guess
+    /// too large is given back.
+    fn trim(&mut self);
     fn put(&mut self, item: T);
 }
 
@@ -1791,6 +1825,8 @@ struct Each<F>(F);
 impl<T, F: FnMut(T)> Items<T> for Each<F> {
     const SIZED: bool = false;
     fn expect(&mut self, _: usize) {}
+    fn expect_rest(&mut self, _: usize, _: usize) {}
+    fn trim(&mut self) {}
     #[inline(always)]
     fn put(&mut self, item: T) {
         (self.0)(item)
@@ -1801,6 +1837,15 @@ impl<T> Items<T> for Vec<T> {
     const SIZED: bool = true;
     fn expect(&mut self, n: usize) {
         self.reserve(n);
+    }
+    fn expect_rest(&mut self, n: usize, left: usize) {
+        let most = left.saturating_mul(4) / size_of::<T>().max(1);
+        self.reserve_exact(n.min(most));
+    }
+    fn trim(&mut self) {
+        if self.len() < self.capacity() / 2 {
+            self.shrink_to_fit();
+        }
     }
     #[inline(always)]
     fn put(&mut self, item: T) {
