@@ -565,7 +565,7 @@ impl Cx<'_> {
         } else if f.attrs.bytes.is_some() {
             quote_spanned!(f.span=> __s.read(#krate::__private::bytes_stream)?)
         } else {
-            quote!(__s.read(<#ty as #krate::Construct>::construct_stream)?)
+            quote!(#krate::__private::read_item::<#ty>(__s)?)
         }
     }
 

@@ -1776,3 +1776,47 @@ fn the_stream_refuses_hostile_values_as_the_graph_path_does() {
         assert!(load(&bytes).load::<reduce::Value>().is_err());
     }
 }
+
+/// Sweeps the typed depth limit over `value`'s pickle: both paths give the
+/// same result under each limit, the sweep crosses the least limit the
+/// `Graph` path reads it under, and the stream reads it itself from one
+/// level above that (it counts the root's read as a level).
+fn levels<T: Reduce + Construct + PartialEq + Debug>(value: &T) {
+    let bytes = reduce::to_vec(value).unwrap();
+    let mut read = Vec::new();
+    for n in 0..12 {
+        let limits = reduce::Limits::default().max_typed_depth(n);
+        same_under::<T>(&bytes, &limits);
+        let mut fast = Unpickler::from_slice(&bytes).limits(limits);
+        let ok = fast.load::<T>().is_ok();
+        read.push((n, ok, fast.streamed()));
+    }
+    let name = std::any::type_name::<T>();
+    let least = read.iter().position(|r| r.1).expect("some limit reads");
+    assert!(least > 0, "{name}: {read:?}");
+    assert!(
+        read.iter()
+            .all(|&(n, ok, streamed)| ok == (n >= least) && streamed == (n > least)),
+        "{name}: {read:?}"
+    );
+}
+
+/// The typed depth limit holds on the stream exactly as on the `Graph`
+/// path for containers and the atoms inside them (ints, `str`s, optional
+/// floats, a derived type's fields), which the stream reads without a
+/// level of their own: an atom counted as a container, or a container
+/// counted as an atom, moves the stream's limit off the `Graph` path's.
+#[test]
+fn both_paths_count_the_same_typed_levels() {
+    levels(&(Some(vec![1i64, 2]), 2.5f64));
+    levels(&(1i64, vec![vec![(7u8, "s".to_owned())]]));
+    levels(&vec![(1i64, Some(2.5f64)), (2, None)]);
+    levels(&Some(vec![Some("x".to_owned())]));
+    levels(&Rec {
+        id: 7,
+        name: "r".into(),
+        tags: vec!["t".into()],
+        score: 0.5,
+        at: Some(Point { x: 1.0, y: 2.0 }),
+    });
+}

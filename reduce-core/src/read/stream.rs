@@ -302,6 +302,17 @@ impl<'a> Stream<'a> {
         r
     }
 
+    /// [`Stream::read`] for a reader that reads no value below its own:
+    /// the same test of the depth, without counting the level or making
+    /// room on the stack (it does not recurse).
+    #[inline(always)]
+    pub fn read_leaf<T>(&mut self, value: impl FnOnce(&mut Self) -> Pulled<T>) -> Pulled<T> {
+        if self.depth >= self.max_depth {
+            return Err(Miss);
+        }
+        value(self)
+    }
+
     // ---- bytes --------------------------------------------------------------
 
     #[inline]

@@ -69,6 +69,14 @@ pub trait Construct: Sized {
         Err(node.error_msg("this type cannot be filled through a shared reference"))
     }
 
+    /// Whether [`construct_stream`](Construct::construct_stream) reads one
+    /// value and nothing below it (an int, a float, a `str`): such a value
+    /// is read without a level of its own to count, only the check that
+    /// its level is allowed. Wrong for a reader that reads items, whose
+    /// levels would then be counted one short.
+    #[doc(hidden)]
+    const __LEAF: bool = false;
+
     /// Builds a value straight from the opcodes, without a `Graph`, when
     /// the pickle is shaped as CPython writes this type's data; otherwise
     /// [`Miss`], and the load reads the pickle again through the `Graph`

@@ -37,6 +37,7 @@ use crate::base::limits::Limits;
 use crate::read::stream::{Miss, Pulled, Stream};
 use crate::text::PyStr;
 use crate::typed::construct::{Construct, Node};
+use crate::typed::private::read_item;
 use crate::typed::registry::Lookup;
 use crate::typed::save::{Reduce, Saver};
 use crate::value::graph::{subgraph, tree};
@@ -77,6 +78,7 @@ macro_rules! int_construct {
                     node.error_msg(format!("int {big} is out of range for {}", stringify!($t)))
                 })
             }
+            const __LEAF: bool = true;
             fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
                 <$t>::try_from(s.int()?).map_err(|_| Miss)
             }
@@ -155,6 +157,7 @@ impl Construct for bool {
             _ => Err(node.expected("bool")),
         }
     }
+    const __LEAF: bool = true;
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         s.bool()
     }
@@ -193,6 +196,7 @@ impl Construct for f64 {
             _ => Err(node.expected("float")),
         }
     }
+    const __LEAF: bool = true;
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         s.float()
     }
@@ -213,6 +217,7 @@ impl Construct for f32 {
         }
         Ok(y)
     }
+    const __LEAF: bool = true;
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         let x = s.float()?;
         let y = x as f32;
@@ -301,6 +306,7 @@ impl Construct for String {
     fn construct(node: Node<'_>) -> Result<Self> {
         str_of(&node).map(str::to_owned)
     }
+    const __LEAF: bool = true;
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         s.str().map(|s| s.into_owned())
     }
@@ -544,7 +550,7 @@ macro_rules! tuples {
                 Ok(($(node.item::<$t>($i, &items[$i])?,)+))
             }
             fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
-                s.tuple($n, |s| Ok(($(s.read($t::construct_stream)?,)+)))
+                s.tuple($n, |s| Ok(($(read_item::<$t>(s)?,)+)))
             }
         }
     )*};
@@ -591,6 +597,8 @@ impl<T: Construct> Construct for Option<T> {
             _ => T::construct(node).map(Some),
         }
     }
+    // No level of its own: a leaf if what it holds is.
+    const __LEAF: bool = T::__LEAF;
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         if s.none()? {
             return Ok(None);
@@ -752,7 +760,7 @@ impl<K: Construct + Eq + Hash, V: Construct, S: BuildHasher + Default> Construct
     fn construct_stream(s: &mut Stream<'_>) -> Pulled<Self> {
         let mut map = HashMap::default();
         s.dict(
-            |s| Ok((s.read(K::construct_stream)?, s.read(V::construct_stream)?)),
+            |s| Ok((read_item::<K>(s)?, read_item::<V>(s)?)),
             |(k, v)| drop(map.insert(k, v)),
         )?;
         Ok(map)

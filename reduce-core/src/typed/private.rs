@@ -13,6 +13,7 @@ pub use crate::typed::save::StateDict;
 pub use crate::typed::state::{save_instance, save_state, InstanceState};
 pub use crate::write::names::FieldNames;
 
+use crate::typed::construct::Construct;
 use crate::typed::save::{Reduce, Saver};
 
 /// Name `.1` of a derived type's [`FieldNames`]: an attribute name, written
@@ -28,6 +29,18 @@ impl Reduce for FieldName {
     #[inline]
     fn __leaf(&self) -> bool {
         true
+    }
+}
+
+/// One item or field of type `T` on the stream, a level below its
+/// container: [`Stream::read`], or [`Stream::read_leaf`] for a type that
+/// reads nothing below it.
+#[inline(always)]
+pub fn read_item<T: Construct>(s: &mut Stream<'_>) -> Pulled<T> {
+    if T::__LEAF {
+        s.read_leaf(T::construct_stream)
+    } else {
+        s.read(T::construct_stream)
     }
 }
 
