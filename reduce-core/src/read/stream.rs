@@ -1125,7 +1125,9 @@ impl<'a> Stream<'a> {
     #[inline(never)]
     fn guess_rest<T>(&self, sink: &mut impl Items<T>, begin: usize, n: usize) {
         let left = self.data.len() - self.pos;
-        let each = ((self.pos - begin) / n).max(1);
+        // Saturating: the cursor only moves on through a container's
+        // batches, but a guess is no place to trust that.
+        let each = (self.pos.saturating_sub(begin) / n).max(1);
         sink.expect_rest(left / each, left);
     }
 
