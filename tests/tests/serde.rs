@@ -138,6 +138,27 @@ fn cases() -> Vec<Case> {
             "(b'abc', b'', b'\\x07' * (70 * 1024))",
         ),
         case((0..2500).collect::<Vec<i32>>(), "list(range(2500))"),
+        // Strings on each side of the writer's length steps (16 bytes,
+        // 128, 256), ASCII and not.
+        case(
+            [0, 1, 15, 16, 17, 127, 128, 129, 255, 256, 300]
+                .map(|n| "a".repeat(n))
+                .into_iter()
+                .chain(["é".repeat(8), "é".repeat(100), "\u{1F600}".repeat(70)])
+                .collect::<Vec<String>>(),
+            "['a' * n for n in (0, 1, 15, 16, 17, 127, 128, 129, 255, 256, 300)] \
+             + ['é' * 8, 'é' * 100, '\\U0001F600' * 70]",
+        ),
+        // Long sequences go chunk by chunk (`collect_seq`): strings, which
+        // are memoized, and a set, which serde writes as a list.
+        case(
+            (0..1200).map(|i| format!("s{i}")).collect::<Vec<String>>(),
+            "[f's{i}' for i in range(1200)]",
+        ),
+        case(
+            (0..1000).collect::<std::collections::BTreeSet<u16>>(),
+            "list(range(1000))",
+        ),
         case(vec![7u8], "[7]"),
         case(Vec::<u8>::new(), "[]"),
         case(
@@ -1259,16 +1280,43 @@ fn field_names_are_interned_by_text_whatever_their_address() {
     }
 }
 
-/// A list and a dict that announce `said` items and give `gave`.
+/// A list and a dict that announce `said` items and give `gave`; or an
+/// iterator for `collect_seq` whose exact size hint says `said`.
 struct Liar {
     said: usize,
     gave: usize,
     map: bool,
+    iter: bool,
+}
+
+/// An iterator that gives `left` items and says it has `said`.
+struct Lying {
+    said: usize,
+    left: usize,
+}
+
+impl Iterator for Lying {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        self.left = self.left.checked_sub(1)?;
+        self.said = self.said.saturating_sub(1);
+        Some(self.left)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.said, Some(self.said))
+    }
 }
 
 impl serde::Serialize for Liar {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
+        if self.iter {
+            // Counting down: the items in order are gave-1 ... 0.
+            return s.collect_seq(Lying {
+                said: self.said,
+                left: self.gave,
+            });
+        }
         if self.map {
             let mut m = s.serialize_map(Some(self.said))?;
             for i in 0..self.gave {
@@ -1290,7 +1338,7 @@ impl serde::Serialize for Liar {
 /// every depth (where the writer checks the stack, it counts items).
 #[test]
 fn a_miscounted_list_or_dict_is_still_a_valid_pickle() {
-    for map in [false, true] {
+    for (map, iter) in [(false, false), (true, false), (false, true)] {
         for (said, gave) in [
             (3, 5),
             (5, 2),
@@ -1299,8 +1347,17 @@ fn a_miscounted_list_or_dict_is_still_a_valid_pickle() {
             (1, 4),
             (999, 1001),
             (4, 1500),
+            // From 1000 announced, `collect_seq` writes chunk by chunk.
+            (1000, 0),
+            (1000, 1),
+            (1000, 999),
+            (1200, 2500),
+            (2000, 1999),
+            (2000, 1000),
         ] {
-            let want: Value = if map {
+            let want: Value = if iter {
+                Value::List((0..gave as i64).rev().map(Value::Int).collect())
+            } else if map {
                 Value::Dict(
                     (0..gave as i64)
                         .map(|i| (Value::Int(i), Value::Int(i * 10)))
@@ -1310,19 +1367,28 @@ fn a_miscounted_list_or_dict_is_still_a_valid_pickle() {
                 Value::List((0..gave as i64).map(Value::Int).collect())
             };
             for depth in 0..10 {
-                let liar = Liar { said, gave, map };
+                let liar = Liar {
+                    said,
+                    gave,
+                    map,
+                    iter,
+                };
                 for proto in 0..=5u8 {
                     let bytes = reduce::serde::to_vec_with_protocol(&Nest(depth, &liar), proto)
-                        .unwrap_or_else(|e| panic!("{said}/{gave} map {map}: {e}"));
-                    let mut got: Value = reduce::from_slice(&bytes)
-                        .unwrap_or_else(|e| panic!("{said}/{gave} map {map} p{proto}: {e}"));
+                        .unwrap_or_else(|e| panic!("{said}/{gave} map {map} iter {iter}: {e}"));
+                    let mut got: Value = reduce::from_slice(&bytes).unwrap_or_else(|e| {
+                        panic!("{said}/{gave} map {map} iter {iter} p{proto}: {e}")
+                    });
                     for _ in 0..depth {
                         got = match &mut got {
                             Value::List(items) if items.len() == 1 => items.remove(0),
                             other => panic!("not one list: {other:?}"),
                         };
                     }
-                    assert_eq!(got, want, "{said}/{gave} map {map} depth {depth} p{proto}");
+                    assert_eq!(
+                        got, want,
+                        "{said}/{gave} map {map} iter {iter} depth {depth} p{proto}"
+                    );
                 }
             }
         }

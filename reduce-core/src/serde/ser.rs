@@ -419,6 +419,65 @@ fn tuple_end(ser: &mut Serializer<'_>, len: usize) -> Result<()> {
     ser.out.close_memoized(rules::tuple_close(ser.proto(), len))
 }
 
+/// [`ser::Serializer::collect_seq`] of `n` items, `n` at least
+/// `BATCHSIZE`: chunk by chunk as [`Saver::list`](crate::Saver::list)
+/// writes them, with no count per item, so that each item's `serialize` is
+/// inlined into the loop. (Through [`ser::SerializeSeq`], a `String`'s
+/// `serialize_str` was a call per item.)
+#[inline(never)]
+fn collect_seq_chunked<I>(ser: &mut Serializer<'_>, mut iter: I, n: usize) -> Result<()>
+where
+    I: Iterator,
+    I::Item: Serialize,
+{
+    use ser::Serializer as _;
+    let depth = ser.depth + 1;
+    if depth > MAX_TYPED_DEPTH || depth.is_multiple_of(GROW_EVERY) {
+        // Where the depth is checked: serde's way, item by item.
+        use ser::SerializeSeq;
+        let mut seq = ser.serialize_seq(Some(n))?;
+        iter.try_for_each(|item| seq.serialize_element(&item))?;
+        return seq.end();
+    }
+    ser.depth = depth;
+    ser.list_open()?;
+    for chunk in rules::Batches::new(Batching::List, ser.proto(), n) {
+        if chunk.many {
+            ser.out.write(&[MARK]);
+        }
+        let mut left = chunk.len;
+        iter.by_ref().take(chunk.len).try_for_each(|item| {
+            left -= 1;
+            item.serialize(&mut *ser)
+        })?;
+        if left > 0 {
+            // An iterator that announced more than it gave: the list ends
+            // with what came.
+            if chunk.many || left < chunk.len {
+                ser.out.write(&[if chunk.many { APPENDS } else { APPEND }]);
+            }
+            return ser.collect_seq_end();
+        }
+        ser.out.write(&[if chunk.many { APPENDS } else { APPEND }]);
+    }
+    // An iterator that announced fewer than it gives: the rest one by one.
+    for item in iter {
+        item.serialize(&mut *ser)?;
+        ser.out.write(&[APPEND]);
+    }
+    ser.collect_seq_end()
+}
+
+impl Serializer<'_> {
+    /// The end of a list written by `collect_seq`.
+    #[inline]
+    fn collect_seq_end(&mut self) -> Result<()> {
+        self.out.boundary()?;
+        self.leave();
+        Ok(())
+    }
+}
+
 impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     type Ok = ();
     type Error = Error;
@@ -429,6 +488,30 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     type SerializeMap = Compound<'s, 'o>;
     type SerializeStruct = Compound<'s, 'o>;
     type SerializeStructVariant = Compound<'s, 'o>;
+
+    /// A sequence whose iterator knows its length and fills more than one
+    /// batch (a long `Vec`, slice or set) goes in the typed writer's loop,
+    /// [`collect_seq_chunked`]. Anything else item by item, as serde's
+    /// default does.
+    fn collect_seq<I>(self, iter: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        use ser::SerializeSeq;
+        let iter = iter.into_iter();
+        let n = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        if let Some(n) = n.filter(|&n| n >= BATCHSIZE) {
+            return collect_seq_chunked(self, iter, n);
+        }
+        let mut seq = self.serialize_seq(n)?;
+        iter.into_iter()
+            .try_for_each(|item| seq.serialize_element(&item))?;
+        seq.end()
+    }
 
     #[inline]
     fn serialize_bool(self, v: bool) -> Result<()> {
@@ -492,7 +575,7 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     }
     #[inline]
     fn serialize_str(self, v: &str) -> Result<()> {
-        self.out.str_utf8(v)
+        self.out.str_utf8_lean(v)
     }
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {

@@ -639,6 +639,44 @@ impl<'o> Out<'o> {
         self.str_utf8_long(s)
     }
 
+    /// [`Out::str_utf8`] for a caller that is itself a call per string
+    /// (serde's `serialize_str`): every call in it is a tail call, so it
+    /// saves no register, and it is small enough to be inlined into the
+    /// loop that calls it. A string of 16 bytes or more, whose copy is a
+    /// call to `memcpy`, goes on in [`Out::str_utf8_mid`]. (Records
+    /// of short names: 2.28M -> 2.16M instructions a write.)
+    #[cfg(feature = "serde")]
+    #[inline(always)]
+    pub(crate) fn str_utf8_lean(&mut self, s: &str) -> Result<()> {
+        let data = s.as_bytes();
+        let idx = self.memo_len;
+        let n = data.len();
+        if self.proto >= 4 && idx < MEMO_MAX && n < 16 {
+            if self.buf.capacity() - self.buf.len() < 18 {
+                return self.str_utf8_long(s);
+            }
+            self.memo_len = idx + 1;
+            let (start, op) = self.room::<18>();
+            op[0] = SHORT_BINUNICODE;
+            op[1] = n as u8;
+            copy_tiny(&mut op[2..], data);
+            op[2 + n] = MEMOIZE;
+            self.buf.truncate(start + n + 3);
+            if self.buf.len() >= self.check_at {
+                return self.boundary_cold();
+            }
+            return Ok(());
+        }
+        self.str_utf8_mid(s)
+    }
+
+    /// [`Out::str_utf8_lean`] from 16 bytes on.
+    #[cfg(feature = "serde")]
+    #[inline(never)]
+    fn str_utf8_mid(&mut self, s: &str) -> Result<()> {
+        self.str_utf8(s)
+    }
+
     /// The memo index of the object memoized last.
     #[inline]
     pub(crate) fn last_memo(&self) -> u32 {
