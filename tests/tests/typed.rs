@@ -237,6 +237,54 @@ fn rc_and_arc_identity_is_kept() {
     assert!(!Arc::ptr_eq(&x, &y), "two distinct Arcs stay distinct");
 }
 
+/// A shared tuple is written once and fetched after, as CPython writes
+/// `t = (1, 'x'); [t, t]`; a shared float, which CPython never memoizes,
+/// is written each time, and its identity attaches to nothing that follows
+/// (a plain list, a shared list, a shared `None`).
+#[test]
+fn shared_tuples_and_shared_atoms_write_cpython_s_bytes() {
+    let t = Rc::new((1i64, "x".to_string()));
+    let x = Rc::new(2.5f64);
+    let l = Rc::new(vec![7i64]);
+    let n: Rc<Option<i64>> = Rc::new(None);
+    let value = (
+        vec![t.clone(), t.clone()],
+        x.clone(),
+        vec![8i64],
+        x,
+        l.clone(),
+        l,
+        n.clone(),
+        n,
+    );
+    for proto in 0..=5u8 {
+        let want = reduce_tests::cpython_dumps(
+            "(lambda t, l: ([t, t], 2.5, [8], 2.5, l, l, None, None))((1, 'x'), [7])",
+            proto,
+        );
+        let got = reduce::to_vec_with_protocol(&value, proto).unwrap();
+        assert_eq!(got, want, "protocol {proto}");
+    }
+    let bytes = reduce::to_vec(&value).unwrap();
+    #[allow(clippy::type_complexity)]
+    let back: (
+        Vec<Rc<(i64, String)>>,
+        f64,
+        Vec<i64>,
+        f64,
+        Rc<Vec<i64>>,
+        Rc<Vec<i64>>,
+        Option<i64>,
+        Option<i64>,
+    ) = reduce::from_slice(&bytes).unwrap();
+    assert!(Rc::ptr_eq(&back.0[0], &back.0[1]));
+    assert!(Rc::ptr_eq(&back.4, &back.5));
+    assert_eq!(
+        (back.1, &back.2, back.3, back.6),
+        (2.5, &vec![8], 2.5, None)
+    );
+}
+
 #[test]
 fn hash_containers_write_the_same_bytes_every_time() {
     let mut first = None;

@@ -232,25 +232,26 @@ impl<'s, 'o> Saver<'s, 'o> {
     }
 
     // ---- atoms ------------------------------------------------------------
+    //
+    // `None`, bools, ints and floats are not memoized, so an identity
+    // pending for them (an `Rc<f64>`) has nothing to attach to: they leave
+    // it, and [`Saver::shared`] clears it when the one object is written.
 
     /// `None`.
     #[inline]
     pub fn none(&mut self) -> Result<()> {
-        self.pending = None;
         self.out.none()
     }
 
     /// A `bool`.
     #[inline]
     pub fn bool(&mut self, b: bool) -> Result<()> {
-        self.pending = None;
         self.out.bool(b)
     }
 
     /// An `int`.
     #[inline]
     pub fn i64(&mut self, i: i64) -> Result<()> {
-        self.pending = None;
         self.out.int(i)
     }
 
@@ -269,7 +270,6 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// A `float`.
     #[inline]
     pub fn f64(&mut self, x: f64) -> Result<()> {
-        self.pending = None;
         self.out.float(x)
     }
 
@@ -366,14 +366,25 @@ impl<'s, 'o> Saver<'s, 'o> {
             return self.out.boundary();
         }
         items(self)?;
-        if let Some(&idx) = key.and_then(|k| self.ptr_memo.get(&k)) {
+        match key {
+            // The common case: its closer and `MEMOIZE` in one write.
+            None => self.out.close_memoized(rules::tuple_close(proto, len)),
+            Some(k) => self.tuple_end_shared(k, len),
+        }
+    }
+
+    /// The end of a tuple with identity (the target of an `Rc`).
+    #[inline(never)]
+    fn tuple_end_shared(&mut self, key: usize, len: usize) -> Result<()> {
+        let proto = self.out.proto;
+        if let Some(&idx) = self.ptr_memo.get(&key) {
             // The tuple reached itself through its items: keep that copy.
             let (op, times) = rules::tuple_unwind(proto, len);
             self.out.write(&vec![op; times]);
             return self.out.get(idx);
         }
         self.out.write(&[rules::tuple_close(proto, len)]);
-        self.memo_put(key)?;
+        self.memo_put(Some(key))?;
         self.out.boundary()
     }
 
