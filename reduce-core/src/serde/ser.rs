@@ -499,7 +499,7 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
         I::Item: Serialize,
     {
         use ser::SerializeSeq;
-        let iter = iter.into_iter();
+        let mut iter = iter.into_iter();
         let n = match iter.size_hint() {
             (lo, Some(hi)) if lo == hi => Some(lo),
             _ => None,
@@ -508,8 +508,7 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
             return collect_seq_chunked(self, iter, n);
         }
         let mut seq = self.serialize_seq(n)?;
-        iter.into_iter()
-            .try_for_each(|item| seq.serialize_element(&item))?;
+        iter.try_for_each(|item| seq.serialize_element(&item))?;
         seq.end()
     }
 

@@ -234,8 +234,9 @@ impl<'s, 'o> Saver<'s, 'o> {
     // ---- atoms ------------------------------------------------------------
     //
     // `None`, bools, ints and floats are not memoized, so an identity
-    // pending for them (an `Rc<f64>`) has nothing to attach to: they leave
-    // it, and [`Saver::shared`] clears it when the one object is written.
+    // pending for them (an `Rc<f64>`) has nothing to attach to: the hot
+    // ones (`none`, `bool`, `i64`, `f64`) leave it, and [`Saver::shared`]
+    // clears it when its one object is written.
 
     /// `None`.
     #[inline]
