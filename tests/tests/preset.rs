@@ -26,6 +26,43 @@ fn without_the_preset_a_stdlib_global_is_refused_and_the_preset_named() {
     assert!(msg.contains("reduce::preset::STDLIB"), "{msg}");
 }
 
+/// A global in a dotted module (numpy's `_reconstruct`, torch's
+/// `_rebuild_tensor_v2`) is refused with its preset named too: the hint
+/// looks at every split of the path, not only the first dot.
+#[test]
+fn a_dotted_module_s_global_names_its_preset() {
+    // The first global of a numpy 2 array, a numpy 1 scalar and a torch
+    // tensor at protocol 2, each ending the pickle.
+    let cases: [(&[u8], &str, &str); 3] = [
+        (
+            b"\x80\x02cnumpy._core.multiarray\n_reconstruct\nq\x00.",
+            "numpy._core.multiarray._reconstruct",
+            "NUMPY",
+        ),
+        (
+            b"\x80\x02cnumpy.core.multiarray\nscalar\nq\x00.",
+            "numpy.core.multiarray.scalar",
+            "NUMPY",
+        ),
+        (
+            b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\nq\x00.",
+            "torch._utils._rebuild_tensor_v2",
+            "TORCH",
+        ),
+    ];
+    for (bytes, path, preset) in cases {
+        let msg = reduce::from_slice::<Value>(bytes).unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("global `{path}` is not allowed")),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("add_preset(&reduce::preset::{preset})")),
+            "{msg}"
+        );
+    }
+}
+
 #[test]
 fn with_the_preset_value_graph_and_dynamic_load() {
     let r = std::sync::Arc::new(with_stdlib());

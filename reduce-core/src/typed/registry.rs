@@ -540,10 +540,16 @@ impl Lookup {
                 })
             })
             .or_else(|| {
-                let (module, name) = path.split_once('.')?;
-                let p = inventory::iter::<KnownPreset>
-                    .into_iter()
-                    .filter(|k| k.preset.contains(module, name))
+                // The module may be dotted itself (`numpy._core.multiarray`):
+                // each dot of the path splits it into a module and a name.
+                let p = path
+                    .match_indices('.')
+                    .map(|(i, _)| (&path[..i], &path[i + 1..]))
+                    .flat_map(|(module, name)| {
+                        inventory::iter::<KnownPreset>
+                            .into_iter()
+                            .filter(move |k| k.preset.contains(module, name))
+                    })
                     .min_by_key(|k| k.rank)?
                     .preset;
                 Some(format!(
