@@ -114,9 +114,12 @@ impl AllowList {
     }
 }
 
-/// The name CPython 3 looks up for a Python 2 spelling (`fix_imports`),
-/// for the modules through which code can be run.
+/// The name CPython 3 looks up for a Python 2 spelling (`fix_imports`):
+/// `_compat_pickle`'s tables (`__builtin__.xrange` is `builtins.range`),
+/// and whatever spelling of a module through which code can be run they
+/// leave out.
 pub fn python3_name(module: &str, name: &str) -> (String, String) {
+    let (module, name) = reduce::security::python3_name(module, name);
     let module = match module {
         "__builtin__" | "exceptions" => "builtins",
         "copy_reg" => "copyreg",

@@ -398,6 +398,46 @@ fn standard_library_files_are_safe_exactly_when_their_globals_are_allowed() {
     );
 }
 
+/// CPython writes `range`, `int` and `str` as `__builtin__.xrange`,
+/// `__builtin__.long` and `__builtin__.unicode` before protocol 3; loading
+/// looks up the Python 3 names, and the scan judges those: allowed with the
+/// stdlib preset, and shown as the pickle spells them.
+#[test]
+fn python_2_spellings_are_judged_by_their_python_3_names() {
+    let dir = reduce_tests::scratch_dir("cli-scan-py2");
+    let script = format!(
+        "import pickle, pathlib\nd = pathlib.Path({:?})\n\
+         d.joinpath('range.p2').write_bytes(pickle.dumps(range(10), protocol=2))\n\
+         d.joinpath('types.p0').write_bytes(pickle.dumps([int, str], protocol=0))\n\
+         d.joinpath('types.p2').write_bytes(pickle.dumps([int, str], protocol=2))\n",
+        dir.to_str().unwrap()
+    );
+    let mut py = reduce_tests::python3();
+    py.args(["-c", &script]);
+    common::python_output(py);
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    for (file, spelled) in [
+        ("range.p2", &["__builtin__.xrange"][..]),
+        ("types.p0", &["__builtin__.long", "__builtin__.unicode"]),
+        ("types.p2", &["__builtin__.long", "__builtin__.unicode"]),
+    ] {
+        let path = dir.join(file);
+        let (code, records) = scan_json(&[path.to_str().unwrap(), "--allow", "stdlib"]);
+        assert_eq!(code, Some(0), "{file}: {records:?}");
+        let globals = records[0]["globals"].as_array().unwrap();
+        let names: Vec<String> = globals.iter().map(shown).collect();
+        assert_eq!(names, spelled, "{file}");
+        assert!(
+            globals.iter().all(|g| g["status"] == "allowed"),
+            "{file}: {records:?}"
+        );
+        // With an empty allow-list, the same names are not allowed.
+        let (code, _) = scan_json(&[path.to_str().unwrap(), "--allow", empty.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{file}");
+    }
+}
+
 #[test]
 fn unreadable_input_exits_2_and_says_where() {
     let dir = reduce_tests::scratch_dir("cli-scan");

@@ -269,3 +269,26 @@
 //! assert!(err.to_string().contains("shapes.Point"), "{err}");
 //! # Ok::<(), reduce::Error>(())
 //! ```
+
+/// The name CPython 3 looks up for a global that a protocol 0–2 pickle
+/// spells in Python 2, as `pickle.Unpickler` maps it with `fix_imports`
+/// (on by default), from the tables of CPython's `_compat_pickle`:
+/// `__builtin__.xrange` is `builtins.range`, `copy_reg._reconstructor` is
+/// `copyreg._reconstructor`. Any other name comes back as it is.
+///
+/// The reader maps a name so before it checks it against the registry. A
+/// scanner that judges a pickle's names as [`inspect`](crate::inspect)
+/// reports them (as spelled) should judge this spelling too.
+///
+/// ```
+/// use reduce::security::python3_name;
+///
+/// assert_eq!(python3_name("__builtin__", "xrange"), ("builtins", "range"));
+/// assert_eq!(python3_name("__builtin__", "long"), ("builtins", "int"));
+/// assert_eq!(python3_name("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"));
+/// assert_eq!(python3_name("UserDict", "UserDict"), ("collections", "UserDict"));
+/// assert_eq!(python3_name("numpy", "dtype"), ("numpy", "dtype"));
+/// ```
+pub fn python3_name<'a>(module: &'a str, name: &'a str) -> (&'a str, &'a str) {
+    crate::text::compat::to_python3(module, name)
+}
