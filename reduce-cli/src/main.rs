@@ -148,7 +148,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                 }
                 let result = dis::dis(&bytes, &options, &mut out);
                 crate::out(&out);
-                result.map_err(|e| format!("{}: {e}", file.display()))?;
+                result
+                    .map_err(|e| format!("{}: {e}{}", file.display(), scan::joblib_hint(&bytes)))?;
             }
             Ok(0)
         }
@@ -165,7 +166,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                             " (the pickle was written with protocol 5's buffer_callback: its \
                              out-of-band buffers were handed to the writer, not stored in the file)"
                         }
-                        _ => "",
+                        _ => scan::joblib_hint(&bytes),
                     };
                     format!("{}: {e}{hint}", file.display())
                 })?;

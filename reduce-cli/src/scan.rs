@@ -289,6 +289,23 @@ fn scan_stream(
     }
 }
 
+/// What to add to the error of `dis` or `show` on `bytes`, a pickle that
+/// cannot be read to its end: if it is a `joblib.dump` file, that joblib
+/// writes arrays inside it (where the error is).
+pub fn joblib_hint(bytes: &[u8]) -> &'static str {
+    let (found, end) = pickles::scan_one(bytes);
+    let wrapper = found.iter().any(|r| {
+        matches!(&r.named, Target::Global { module, name }
+            if name == "NumpyArrayWrapper" && module.ends_with("numpy_pickle"))
+    });
+    if end.is_err() && wrapper {
+        " (a joblib.dump file: joblib writes each numpy array's bytes inside the pickle, \
+         after its NumpyArrayWrapper; `reduce scan` steps over them, dis and show stop there)"
+    } else {
+        ""
+    }
+}
+
 /// joblib's `NumpyArrayWrapper`, after whose `BUILD` joblib writes an
 /// array's bytes into the pickle.
 fn is_array_wrapper(found: &Found) -> bool {
@@ -537,6 +554,12 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             .find(|(name, _)| name.rsplit('/').next() == Some("pickle"))
             .map(|(_, range)| std::borrow::Cow::Borrowed(&bytes[range]))
             .ok_or_else(|| "expected a member `pickle` in the tar archive (torch's format before 0.4), found none".into());
+    }
+    if let Some(format) = compressed(bytes) {
+        return Err(format!(
+            "{format}-compressed data (as joblib.dump(..., compress=...) writes), not a pickle: \
+             decompress it first; reduce does not decompress"
+        ));
     }
     if !is_zip(bytes) {
         return Ok(std::borrow::Cow::Borrowed(bytes));

@@ -196,3 +196,51 @@ fn inside_a_torch_archive_or_an_npy_file_the_pickle_is_shown() {
         "{out}"
     );
 }
+
+/// `dis` and `show` name a compressed file and a `joblib.dump` file for
+/// what they are, as `scan` does, rather than stopping at a bad opcode.
+#[test]
+fn compressed_and_joblib_files_are_named_by_dis_and_show() {
+    let compressed = common::fixtures().join("compressed/model.joblib");
+    let dir = reduce_tests::scratch_dir("cli-dis-hints");
+    let script = "import sys, os, joblib, numpy as np\n\
+                  joblib.dump({'w': np.arange(10.0)}, os.path.join(sys.argv[1], 'a.joblib'))\n";
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(&dir);
+    common::python_output(cmd);
+    let joblib = dir.join("a.joblib");
+    for command in ["dis", "show"] {
+        let out = run(&[command, compressed.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out)
+                .contains("gzip-compressed data (as joblib.dump(..., compress=...) writes)"),
+            "{command}: {}",
+            stderr(&out)
+        );
+        let out = run(&[command, joblib.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out).contains("a joblib.dump file: joblib writes each numpy array's bytes"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+    // A plain damaged pickle gets no such hint.
+    let damaged = dir.join("damaged.pickle");
+    std::fs::write(&damaged, b"\x80\x04]\x94(K\x01\xffK\x02e.").unwrap();
+    for command in ["dis", "show"] {
+        let out = run(&[command, damaged.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out).contains("invalid opcode byte 0xff (at byte 7)"),
+            "{command}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("joblib"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+}
