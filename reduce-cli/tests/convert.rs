@@ -168,6 +168,17 @@ fn a_checkpoint_that_calls_anything_else_is_refused() {
         "{}",
         stderr(&out)
     );
+    // Told by what it holds, not by the global it names first.
+    assert!(
+        stderr(&out).contains("found a pickle of an object"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("register a constructor"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -548,7 +548,19 @@ fn not_a_checkpoint_says_what_it_found() {
     let err = torch::from_slice(&reduce::to_vec(&Value::Int(3)).unwrap())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("expected torch's magic number"), "{err}");
+    assert!(err.starts_with("expected a torch checkpoint"), "{err}");
+    assert!(err.contains("torch's magic number"), "{err}");
+    assert!(err.ends_with("found a pickle of 3"), "{err}");
+    // A pickle of something else is told by what it holds, not by the
+    // first global it names (numpy.arange(3) at protocol 2, cut short).
+    let numpy = b"\x80\x02cnumpy._core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01K\x00\x85q\x02C\x01bq\x03\x87q\x04Rq\x05.";
+    let err = torch::from_slice(numpy).unwrap_err().to_string();
+    assert!(
+        err.starts_with("expected a torch checkpoint")
+            && err.ends_with("found a pickle of an object"),
+        "{err}"
+    );
+    assert!(!err.contains("register a constructor"), "{err}");
 }
 
 #[test]

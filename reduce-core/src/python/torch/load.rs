@@ -387,7 +387,9 @@ fn read_legacy(mut bytes: Vec<u8>) -> Result<Checkpoint> {
     }
     let mut pos = 0usize;
     let next = |what: &str, pos: &mut usize| -> Result<Value> {
-        let mut u = Unpickler::from_slice(&bytes[*pos..]);
+        // Inert, so that a file that is not a checkpoint is told so by what
+        // it holds rather than by the first global it names.
+        let mut u = Unpickler::from_slice(&bytes[*pos..]).inert(true);
         let v = u.load::<Value>().map_err(|e| {
             Error::invalid(format!(
                 "expected a torch checkpoint (a zip archive, or the legacy stream of pickles): reading its {what} at byte {}: {e}",
@@ -399,8 +401,20 @@ fn read_legacy(mut bytes: Vec<u8>) -> Result<Checkpoint> {
     };
     let magic = next("magic number", &mut pos)?;
     if magic != Value::BigInt(Box::new(BigInt::from(LEGACY_MAGIC))) {
+        let found = match &magic {
+            Value::Int(_) | Value::BigInt(_) => format!("{magic:?}"),
+            v => {
+                let kind = v.type_name();
+                let a = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                format!("{a} {kind}")
+            }
+        };
         return Err(Error::invalid(format!(
-            "expected torch's magic number {LEGACY_MAGIC} first, found {magic:?}"
+            "expected a torch checkpoint (a zip archive, or the legacy stream of pickles that begins with torch's magic number {LEGACY_MAGIC}), found a pickle of {found}"
         )));
     }
     let proto = next("protocol version", &mut pos)?;
