@@ -624,12 +624,7 @@ impl<'o> Out<'o> {
                 self.buf.extend_from_slice(data);
                 self.buf.push(MEMOIZE);
             } else {
-                let (start, op) = self.room::<18>();
-                op[0] = SHORT_BINUNICODE;
-                op[1] = n as u8;
-                copy_tiny(&mut op[2..], data);
-                op[2 + n] = MEMOIZE;
-                self.buf.truncate(start + n + 3);
+                self.str_tiny(data);
             }
             if self.buf.len() >= self.check_at {
                 return self.boundary_cold();
@@ -637,6 +632,21 @@ impl<'o> Out<'o> {
             return Ok(());
         }
         self.str_utf8_long(s)
+    }
+
+    /// `SHORT_BINUNICODE`, a string of below 16 bytes and its `MEMOIZE`,
+    /// where 18 bytes of room are sure: moves of a fixed size into a
+    /// zeroed room, cut to the length.
+    #[inline(always)]
+    fn str_tiny(&mut self, data: &[u8]) {
+        let n = data.len();
+        debug_assert!(n < 16);
+        let (start, op) = self.room::<18>();
+        op[0] = SHORT_BINUNICODE;
+        op[1] = n as u8;
+        copy_tiny(&mut op[2..], data);
+        op[2 + n] = MEMOIZE;
+        self.buf.truncate(start + n + 3);
     }
 
     /// [`Out::str_utf8`] for a caller that is itself a call per string
@@ -656,12 +666,7 @@ impl<'o> Out<'o> {
                 return self.str_utf8_long(s);
             }
             self.memo_len = idx + 1;
-            let (start, op) = self.room::<18>();
-            op[0] = SHORT_BINUNICODE;
-            op[1] = n as u8;
-            copy_tiny(&mut op[2..], data);
-            op[2 + n] = MEMOIZE;
-            self.buf.truncate(start + n + 3);
+            self.str_tiny(data);
             if self.buf.len() >= self.check_at {
                 return self.boundary_cold();
             }
