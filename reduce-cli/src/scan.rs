@@ -249,7 +249,11 @@ fn scan_stream(
     while pos < bytes.len() && count < max {
         let (mut record, mut end) = scan_pickle(path, member, bytes, pos, allow);
         let mut arrays = Vec::new();
-        if record.globals.iter().any(is_array_wrapper) {
+        if record
+            .globals
+            .iter()
+            .any(|f| names_array_wrapper(&f.target))
+        {
             match scan_joblib(path, member, bytes, pos, allow) {
                 Some((joblib, nested, n)) => (record, end, arrays) = (joblib, Some(n), nested),
                 None if end.is_none() => {
@@ -294,10 +298,7 @@ fn scan_stream(
 /// writes arrays inside it (where the error is).
 pub fn joblib_hint(bytes: &[u8]) -> &'static str {
     let (found, end) = pickles::scan_one(bytes);
-    let wrapper = found.iter().any(|r| {
-        matches!(&r.named, Target::Global { module, name }
-            if name == "NumpyArrayWrapper" && module.ends_with("numpy_pickle"))
-    });
+    let wrapper = found.iter().any(|r| names_array_wrapper(&r.named));
     if end.is_err() && wrapper {
         " (a joblib.dump file: joblib writes each numpy array's bytes inside the pickle, \
          after its NumpyArrayWrapper; `reduce scan` steps over them, dis and show stop there)"
@@ -306,10 +307,10 @@ pub fn joblib_hint(bytes: &[u8]) -> &'static str {
     }
 }
 
-/// joblib's `NumpyArrayWrapper`, after whose `BUILD` joblib writes an
-/// array's bytes into the pickle.
-fn is_array_wrapper(found: &Found) -> bool {
-    matches!(&found.target, Target::Global { module, name }
+/// Whether `target` is joblib's `NumpyArrayWrapper`, after whose `BUILD`
+/// joblib writes an array's bytes into the pickle.
+fn names_array_wrapper(target: &Target) -> bool {
+    matches!(target, Target::Global { module, name }
         if name == "NumpyArrayWrapper" && module.ends_with("numpy_pickle"))
 }
 
