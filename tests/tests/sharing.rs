@@ -373,3 +373,50 @@ fn references_carry_only_their_index_in_every_mode() {
         );
     }
 }
+
+/// A read that fails part way leaves nothing behind for the next read on
+/// the thread: every cut of a pickle of shared lists fails, and the whole
+/// pickle then reads as it did before.
+#[test]
+fn a_failed_read_leaves_nothing_for_the_next() {
+    for proto in [1, 2, 4] {
+        let bytes = cpython(
+            "l = [1, [2]]; v = [l, l, (l, 'x'), {'k': l}, [[[l]]], l]",
+            proto,
+        );
+        let want: Graph = reduce::from_slice(&bytes).unwrap();
+        let tree: Value = reduce::from_slice(&bytes).unwrap();
+        for cut in 1..bytes.len() {
+            assert!(reduce::from_slice::<Graph>(&bytes[..cut]).is_err());
+            let got: Graph = reduce::from_slice(&bytes).unwrap();
+            assert_eq!(got, want, "protocol {proto}, after a cut at {cut}");
+            assert!(reduce::from_slice::<Value>(&bytes[..cut]).is_err());
+            let got: Value = reduce::from_slice(&bytes).unwrap();
+            assert_eq!(got, tree, "protocol {proto}, after a cut at {cut}");
+        }
+    }
+}
+
+/// A read inside a read (here a `persistent_load` hook that reads a
+/// pickle of its own) gets tables of its own: both come out whole.
+#[test]
+fn a_read_within_a_read_keeps_both_apart() {
+    let inner = cpython("l = ['in', 1]; v = [l, [l, (l,)], l]", 4);
+    let inner_want: Graph = reduce::from_slice(&inner).unwrap();
+    let v = Value::List(vec![
+        Value::Int(1),
+        Value::PersistentId(Box::new(Value::str("k").into())),
+        Value::List(vec![Value::Int(2), Value::str("out")]),
+    ]);
+    let outer = reduce::to_vec(&v).unwrap();
+    let mut inner_got = Vec::new();
+    let got: Value = Unpickler::from_slice(&outer)
+        .persistent_load(|_| {
+            inner_got.push(reduce::from_slice::<Graph>(&inner)?);
+            Ok(Value::str("resolved"))
+        })
+        .load()
+        .unwrap();
+    assert_eq!(format!("{got:?}"), "[1, 'resolved', [2, 'out']]");
+    assert_eq!(inner_got, [inner_want]);
+}

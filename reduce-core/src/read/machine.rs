@@ -1,6 +1,7 @@
 //! The stack machine: one step per opcode, the memo, marks, and in inert
 //! mode the program of steps beside the values.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use num_bigint::BigInt;
@@ -130,6 +131,28 @@ impl<'o, 'h> Machine<'o, 'h> {
         len: usize,
     ) -> Self {
         let spot = matches!(keep, Keep::None);
+        let mut tables = Tables::take();
+        fn room<T>(v: &mut Vec<T>, n: usize) {
+            if v.capacity() < n {
+                v.reserve_exact(n);
+            }
+        }
+        if spot {
+            room(&mut tables.live, (len / 64).min(64));
+        }
+        // Sized from the input, but well below it and with no floor:
+        // a small pickle's read should not hold several times its own
+        // size in room. Under 32 bytes, where that gives none and the
+        // first push would make room for four values (128 bytes), a
+        // value per 8 bytes (the header and STOP take 3 to 12, a value
+        // 2 or more): `(1, 2.5, "x")`, 29 bytes, gets its 3.
+        let stack = if len < 32 {
+            len / 8
+        } else {
+            (len / 32).min(256)
+        };
+        room(&mut tables.stack, stack);
+        room(&mut tables.marks, (len / 64).min(64));
         Machine {
             inert: opts.inert,
             max_stack: opts.limits.max_stack,
@@ -138,28 +161,15 @@ impl<'o, 'h> Machine<'o, 'h> {
             spot,
             keep,
             rerun: false,
-            live: match spot {
-                true => Vec::with_capacity((len / 64).min(64)),
-                false => Vec::new(),
-            },
+            live: tables.live,
             low: 0,
             seq: 0,
-            births: Vec::new(),
+            births: tables.births,
             containers: 0,
-            // Sized from the input, but well below it and with no floor:
-            // a small pickle's read should not hold several times its own
-            // size in room. Under 32 bytes, where that gives none and the
-            // first push would make room for four values (128 bytes), a
-            // value per 8 bytes (the header and STOP take 3 to 12, a value
-            // 2 or more): `(1, 2.5, "x")`, 29 bytes, gets its 3.
-            stack: Vec::with_capacity(if len < 32 {
-                len / 8
-            } else {
-                (len / 32).min(256)
-            }),
-            marks: Vec::with_capacity((len / 64).min(64)),
+            stack: tables.stack,
+            marks: tables.marks,
             objects: Vec::new(),
-            memo: Vec::new(),
+            memo: tables.memo,
             memo_sparse: HashMap::new(),
             kept: Vec::new(),
             dense: 0,
@@ -1914,33 +1924,118 @@ impl<'o, 'h> Machine<'o, 'h> {
             return Ok(Graph::new(root));
         }
         let objects = std::mem::take(&mut self.objects);
-        // The machine's tables are done with: freed before the compaction
-        // allocates, rather than with the machine after it (a pickle of
-        // deep sharing, 60 nested levels, held as much again in them).
+        // The machine's tables are done with: freed, or handed on to the
+        // next load, before the compaction allocates, rather than with the
+        // machine after it (a pickle of deep sharing, 60 nested levels,
+        // held as much again in them).
         self.free_tables();
         if self.births.is_sorted() {
-            self.births = Vec::new();
+            self.give_tables();
             return compact(root, objects, max_depth);
         }
         // Shared on the spot out of order: numbered as a reader keeping
         // every fetched put numbers them, by put.
         let mut order: Vec<usize> = (0..objects.len()).collect();
         order.sort_unstable_by_key(|&i| self.births[i]);
-        self.births = Vec::new();
+        self.give_tables();
         compact_in_order(root, objects, max_depth, Some(&order))
     }
 
-    /// Frees the stack, the marks, the memo and the notes (see
+    /// Frees the memo's other tables and the notes (see
     /// [`Machine::finish`]).
     fn free_tables(&mut self) {
-        self.stack = Vec::new();
-        self.marks = Vec::new();
-        self.memo = Vec::new();
         self.memo_sparse = HashMap::new();
         self.kept = Vec::new();
-        self.live = Vec::new();
         self.again = Vec::new();
         self.globals = Vec::new();
+    }
+
+    /// Hands the stack, the marks, the memo, the notes of puts and their
+    /// births to the next machine on this thread, emptied.
+    fn give_tables(&mut self) {
+        Tables {
+            stack: std::mem::take(&mut self.stack),
+            marks: std::mem::take(&mut self.marks),
+            live: std::mem::take(&mut self.live),
+            memo: std::mem::take(&mut self.memo),
+            births: std::mem::take(&mut self.births),
+        }
+        .give();
+    }
+}
+
+impl Drop for Machine<'_, '_> {
+    fn drop(&mut self) {
+        self.give_tables();
+    }
+}
+
+/// The machine's tables that grow with the pickle's depth and its puts,
+/// kept empty between loads, one set per thread: the next load on the
+/// thread starts with their room. A read of a pickle 60 lists deep grew
+/// its stack five times, the last two past glibc's small-block caches,
+/// and each such block sent the allocator's cached small blocks back to
+/// its bins, so that the read's 60 small lists were each allocated the
+/// slow way: 10% of the read's instructions. A table of more than
+/// [`Tables::KEEP`] bytes is freed as before, so a thread keeps at most
+/// 80 KiB between loads.
+#[derive(Default)]
+struct Tables {
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    live: Vec<Live>,
+    memo: Vec<u32>,
+    births: Vec<u64>,
+}
+
+thread_local! {
+    static TABLES: Cell<Tables> = const {
+        Cell::new(Tables {
+            stack: Vec::new(),
+            marks: Vec::new(),
+            live: Vec::new(),
+            memo: Vec::new(),
+            births: Vec::new(),
+        })
+    };
+}
+
+impl Tables {
+    /// The most room, in bytes, a table keeps between loads.
+    const KEEP: usize = 16 << 10;
+
+    /// This thread's tables (empty), or new ones: a load within a load
+    /// (a constructor that reads a pickle) finds them taken.
+    fn take() -> Tables {
+        TABLES.try_with(Cell::take).unwrap_or_default()
+    }
+
+    /// Empties the tables and keeps them for the next load on this thread.
+    fn give(mut self) {
+        fn keep<T>(v: &mut Vec<T>) {
+            if v.capacity() * std::mem::size_of::<T>() > Tables::KEEP {
+                *v = Vec::new();
+            } else {
+                v.clear();
+            }
+        }
+        if self.stack.capacity()
+            + self.marks.capacity()
+            + self.live.capacity()
+            + self.memo.capacity()
+            + self.births.capacity()
+            == 0
+        {
+            // Handed back already (by `finish`): keep what the thread has.
+            return;
+        }
+        keep(&mut self.stack);
+        keep(&mut self.marks);
+        keep(&mut self.live);
+        keep(&mut self.memo);
+        keep(&mut self.births);
+        // During the thread's teardown there is nowhere to keep them.
+        let _ = TABLES.try_with(|t| t.set(self));
     }
 }
 
@@ -2538,5 +2633,35 @@ mod note_tests {
             compared > 100 && noted > 100,
             "{compared} pickles, {noted} notes"
         );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn tables_come_back_empty_and_large_ones_are_freed() {
+        let mut small = Tables::default();
+        small.stack.reserve_exact(100);
+        small.stack.push(Value::Int(7));
+        small.memo.extend([1, 2, 3]);
+        small.marks.push(4);
+        small.give();
+        let got = Tables::take();
+        assert!(got.stack.capacity() >= 100);
+        assert!(got.stack.is_empty() && got.memo.is_empty() && got.marks.is_empty());
+        // Taken: a load within a load gets new tables.
+        assert_eq!(Tables::take().stack.capacity(), 0);
+
+        let mut large = Tables::default();
+        large
+            .stack
+            .reserve_exact(Tables::KEEP / std::mem::size_of::<Value>() + 1);
+        large.live.reserve_exact(10);
+        large.give();
+        let got = Tables::take();
+        assert_eq!(got.stack.capacity(), 0);
+        assert!(got.live.capacity() >= 10);
     }
 }
