@@ -344,7 +344,13 @@ pub(crate) fn compact_in_order(
                 }
                 continue;
             }
-            v.for_each_child(|c| stack.push((c, depth + 1)));
+            match v {
+                // The common containers in one step, in the same order.
+                Value::Tuple(items) | Value::List(items) => {
+                    stack.extend(items.iter().map(|c| (c, depth + 1)))
+                }
+                v => v.for_each_child(|c| stack.push((c, depth + 1))),
+            }
         }
     }
     let mut new_id = vec![u32::MAX; n];
@@ -408,7 +414,10 @@ pub(crate) fn compact_in_order(
             // What it replaces is a reference, which owns nothing.
             std::mem::forget(std::mem::replace(v, inlined));
         }
-        v.for_each_child_mut(|c| stack.push(c));
+        match v {
+            Value::Tuple(items) | Value::List(items) => stack.extend(items.iter_mut()),
+            v => v.for_each_child_mut(|c| stack.push(c)),
+        }
     }
     drop(stack);
     Ok(Graph {
