@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::base::error::{Error, ErrorKind, Result};
 use crate::read::Resolve;
@@ -469,14 +469,14 @@ pub struct Lookup {
     /// asked it something: a value of plain data never does, and does not
     /// pay for the snapshot's reference count (whose atomic operations
     /// took half the time of writing `(1, 2.5, "x")`).
-    global: OnceLock<Arc<Registry>>,
+    global: std::cell::OnceCell<Arc<Registry>>,
 }
 
 impl Lookup {
     pub(crate) fn new(local: Option<Arc<Registry>>) -> Lookup {
         Lookup {
             local,
-            global: OnceLock::new(),
+            global: std::cell::OnceCell::new(),
         }
     }
 
