@@ -300,7 +300,17 @@ fn datetime_errors_name_the_type_that_fits() {
     let err = reduce::from_slice::<DateTime<FixedOffset>>(&rows[0][4]).unwrap_err();
     assert!(err.to_string().contains("PyDateTime"), "{err}");
     let err = reduce::from_slice::<DateTime<Utc>>(&rows[1][4]).unwrap_err();
-    assert!(err.to_string().contains("naive"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("naive, which DateTime<Utc> cannot hold"),
+        "{err}"
+    );
+    let err = reduce::from_slice::<DateTime<FixedOffset>>(&rows[1][4]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("naive, which DateTime<FixedOffset> cannot hold"),
+        "{err}"
+    );
     let err = reduce::from_slice::<NaiveDateTime>(&rows[0][2]).unwrap_err();
     assert!(err.to_string().contains("aware"), "{err}");
     let err = reduce::from_slice::<NaiveTime>(&rows[2][3]).unwrap_err();

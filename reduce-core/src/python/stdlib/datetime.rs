@@ -534,18 +534,24 @@ impl Reduce for DateTime<FixedOffset> {
 /// `zoneinfo` zone is an error: its offset is not in the pickle.
 impl Construct for DateTime<FixedOffset> {
     fn construct(node: Node<'_>) -> Result<Self> {
-        let dt = PyDateTime::construct(node)?;
-        match &dt.tz {
-            Some(TzInfo::Fixed { .. }) => dt.to_fixed().ok_or_else(|| {
-                node.error_msg(format!("{} is out of chrono's range", dt.local))
-            }),
-            Some(TzInfo::Zone(key)) => Err(node.error_msg(format!(
-                "this datetime is in the zone {key:?}, whose offset is not in the pickle; read it as reduce::stdlib::PyDateTime"
-            ))),
-            None => Err(node.error_msg(
-                "this datetime is naive, which DateTime<FixedOffset> cannot hold; read it as NaiveDateTime",
-            )),
-        }
+        aware(node, "DateTime<FixedOffset>")
+    }
+}
+
+/// An aware `datetime` with a fixed `timezone`, for a `target` type (named
+/// in the errors).
+fn aware(node: Node<'_>, target: &str) -> Result<DateTime<FixedOffset>> {
+    let dt = PyDateTime::construct(node)?;
+    match &dt.tz {
+        Some(TzInfo::Fixed { .. }) => dt
+            .to_fixed()
+            .ok_or_else(|| node.error_msg(format!("{} is out of chrono's range", dt.local))),
+        Some(TzInfo::Zone(key)) => Err(node.error_msg(format!(
+            "this datetime is in the zone {key:?}, whose offset is not in the pickle; read it as reduce::stdlib::PyDateTime"
+        ))),
+        None => Err(node.error_msg(format!(
+            "this datetime is naive, which {target} cannot hold; read it as NaiveDateTime"
+        ))),
     }
 }
 
@@ -559,6 +565,6 @@ impl Reduce for DateTime<Utc> {
 /// From an aware `datetime` with a fixed `timezone`, as the same instant.
 impl Construct for DateTime<Utc> {
     fn construct(node: Node<'_>) -> Result<Self> {
-        DateTime::<FixedOffset>::construct(node).map(|dt| dt.with_timezone(&Utc))
+        aware(node, "DateTime<Utc>").map(|dt| dt.with_timezone(&Utc))
     }
 }
