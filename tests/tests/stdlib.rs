@@ -823,3 +823,81 @@ fn a_plain_tuple_subclass_through_the_registry() {
         assert_eq!(got.downcast_ref::<MyTuple>(), Some(&MyTuple(vec![3, 4, 5])));
     }
 }
+
+/// `Decimal`'s order is Python's `compare_total` (by value, then exponent,
+/// with NaNs and infinities at the ends), and agrees with `==` where two
+/// texts spell one value.
+#[test]
+fn decimals_order_as_python_s_compare_total() {
+    let texts = [
+        "0",
+        "-0",
+        "0E+3",
+        "0.000",
+        "-0.0",
+        "1",
+        "1.0",
+        "1.00",
+        "-1",
+        "-1.0",
+        "10",
+        "1E+1",
+        "9.99",
+        "-9.99",
+        "0.1",
+        "0.10",
+        "1E-7",
+        "-1E-7",
+        "123456789012345678901234567890",
+        "1E+999999",
+        "-1E+999999",
+        "1E-999999",
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        "-NaN",
+        "NaN12",
+        "NaN3",
+        "-NaN12",
+        "sNaN",
+        "sNaN7",
+        "-sNaN",
+        "-sNaN7",
+        "2.5",
+        "2.50",
+        "25E-1",
+        "3",
+        "-3",
+        "0.3",
+        "3E+0",
+        "100",
+        "1.00E+2",
+        "99.999999999999999999",
+    ];
+    let script = "import sys, functools\nfrom decimal import Decimal\n\
+        ds = [Decimal(t) for t in sys.stdin.read().split()]\n\
+        ds.sort(key=functools.cmp_to_key(lambda a, b: int(a.compare_total(b))))\n\
+        print(' '.join(str(d) for d in ds))";
+    let input: String = texts.join(" ");
+    let out = reduce_tests::python_with_input(script, input.as_bytes());
+    let want: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    // Python's str() of each, so that no two texts spell one value.
+    let mut ours: Vec<Decimal> = want.iter().map(|t| t.parse().unwrap()).collect();
+    ours.reverse();
+    ours.sort();
+    let ours: Vec<&str> = ours.iter().map(Decimal::as_str).collect();
+    assert_eq!(ours, want);
+    // Two spellings of one value and exponent: ordered, and not equal.
+    let (a, b): (Decimal, Decimal) = ("1e1".parse().unwrap(), "1E+1".parse().unwrap());
+    assert_ne!(a, b);
+    assert_ne!(a.cmp(&b), std::cmp::Ordering::Equal);
+    assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
+    let d = |t: &str| t.parse::<Decimal>().unwrap();
+    assert!(d("10") > d("9"));
+    assert!(d("-10") < d("-9"));
+    assert!(d("1.0") < d("1"));
+}

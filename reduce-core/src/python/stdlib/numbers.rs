@@ -1,7 +1,10 @@
 //! `decimal.Decimal`, `fractions.Fraction` and `complex`.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
+
+use num_bigint::BigInt;
 
 use super::{args_of, call_of, no_extras};
 use crate::base::error::{Error, ErrorKind, Result};
@@ -34,7 +37,12 @@ pub(super) fn install(r: &mut Registry) -> Result<()> {
 /// Nothing is lost: the digits, the exponent, trailing zeros, the sign of
 /// zero, NaN payloads and signalling NaNs all stay as written. Equality is
 /// of that form, as Python's `repr` sees it: `1.0` and `1.00` are equal
-/// numbers in Python but different `Decimal`s here. Arithmetic is not this
+/// numbers in Python but different `Decimal`s here. The order is Python's
+/// `Decimal.compare_total`: by value, then (between equal values) by
+/// exponent, `-NaN < -sNaN < -Infinity <` the numbers `< Infinity < sNaN <
+/// NaN`, with `-0 < 0`; two spellings of one value and exponent (`1e1` and
+/// `1E+1`, which Python reads alike) are ordered by their text, so that the
+/// order agrees with `==`. Arithmetic is not this
 /// type's business; parse [`as_str`](Decimal::as_str) with the decimal
 /// crate of your choice (`rust_decimal` holds 28 digits and no NaN or
 /// infinity, so it cannot take every Python value).
@@ -47,10 +55,109 @@ pub(super) fn install(r: &mut Registry) -> Result<()> {
 /// assert!("1e999999999999999999999".parse::<Decimal>().is_ok());
 /// assert!("sNaN".parse::<Decimal>()?.is_nan());
 /// assert!("1.2.3".parse::<Decimal>().is_err());
+///
+/// // Ordered by value, as Python's compare_total orders them.
+/// let mut v: Vec<Decimal> = ["10", "9.5", "-1", "NaN", "1.0", "1"]
+///     .iter()
+///     .map(|s| s.parse())
+///     .collect::<Result<_, _>>()?;
+/// v.sort();
+/// assert_eq!(v.iter().map(Decimal::as_str).collect::<Vec<_>>(), ["-1", "1.0", "1", "9.5", "10", "NaN"]);
 /// # Ok::<(), reduce::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Decimal(String);
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (Total::of(&self.0), Total::of(&other.0));
+        let by_value = match (a.negative, b.negative) {
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => a.cmp_unsigned(&b),
+            (true, true) => b.cmp_unsigned(&a),
+        };
+        by_value.then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A decimal's parts, as `compare_total` orders them: a string that
+/// [`is_decimal`] accepted.
+struct Total {
+    negative: bool,
+    /// 0 for a number, 1 an infinity, 2 a signalling NaN, 3 a quiet NaN.
+    class: u8,
+    /// The coefficient's digits (a NaN's payload) without leading zeros:
+    /// empty for zero.
+    digits: String,
+    /// The exponent of the last digit (0 but for a number).
+    exponent: BigInt,
+}
+
+impl Total {
+    fn of(s: &str) -> Total {
+        let negative = s.starts_with('-');
+        let lower = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
+        let strip = |t: &str| t.trim_start_matches('0').to_owned();
+        let (class, digits, exponent) = if lower.starts_with("inf") {
+            (1, String::new(), BigInt::ZERO)
+        } else if let Some(payload) = lower.strip_prefix("snan") {
+            (2, strip(payload), BigInt::ZERO)
+        } else if let Some(payload) = lower.strip_prefix("nan") {
+            (3, strip(payload), BigInt::ZERO)
+        } else {
+            let (mantissa, exp) = lower.split_once('e').unwrap_or((&lower, "0"));
+            let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+            let exp: BigInt = exp.parse().unwrap_or_default();
+            (0, strip(&[int, frac].concat()), exp - frac.len())
+        };
+        Total {
+            negative,
+            class,
+            digits,
+            exponent,
+        }
+    }
+
+    /// The order of two decimals of the same sign, taken as positive.
+    fn cmp_unsigned(&self, other: &Total) -> Ordering {
+        let by_class = self.class.cmp(&other.class);
+        if by_class != Ordering::Equal {
+            return by_class;
+        }
+        let (a, b) = (&self.digits, &other.digits);
+        match self.class {
+            // An infinity equals another.
+            1 => Ordering::Equal,
+            // NaNs by payload.
+            2 | 3 => a.len().cmp(&b.len()).then_with(|| a.cmp(b)),
+            _ => {
+                let value = match (a.is_empty(), b.is_empty()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => Ordering::Less,
+                    (false, true) => Ordering::Greater,
+                    // The exponent of the first digit, then the digits
+                    // (the shorter padded with zeros).
+                    (false, false) => (&self.exponent + a.len())
+                        .cmp(&(&other.exponent + b.len()))
+                        .then_with(|| {
+                            let n = a.len().max(b.len());
+                            let pad = |d: &str| format!("{d:0<n$}");
+                            pad(a).cmp(&pad(b))
+                        }),
+                };
+                // Equal values: the smaller exponent first.
+                value.then_with(|| self.exponent.cmp(&other.exponent))
+            }
+        }
+    }
+}
 
 impl Decimal {
     /// Checks `s` against Python's decimal syntax (surrounding whitespace
