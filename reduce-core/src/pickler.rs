@@ -42,6 +42,23 @@ pub struct Pickler<'h, W> {
     options: WriteOptions<'h>,
 }
 
+/// The options, with each hook shown as whether it is set (the writer is
+/// not shown: it need not be `Debug`).
+impl<W> std::fmt::Debug for Pickler<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.options;
+        f.debug_struct("Pickler")
+            .field("protocol", &o.proto)
+            .field("fix_imports", &o.fix_imports)
+            .field("buffer_callback", &o.buffer_callback.is_some())
+            .field("extensions", &o.extensions)
+            .field("registry", &o.registry.is_some())
+            .field("reducer_override", &o.reducer_override.is_some())
+            .field("persistent_id", &o.persistent_id.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 struct WriteOptions<'h> {
     proto: u8,
     fix_imports: bool,

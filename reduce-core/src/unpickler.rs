@@ -47,6 +47,25 @@ pub struct Unpickler<'h, I> {
     streamed: bool,
 }
 
+/// The options, with each hook shown as whether it is set (the input is
+/// not shown: it need not be `Debug`).
+impl<I> std::fmt::Debug for Unpickler<'_, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.options;
+        f.debug_struct("Unpickler")
+            .field("inert", &o.inert)
+            .field("strings", &o.strings)
+            .field("fix_imports", &o.fix_imports)
+            .field("limits", &o.limits)
+            .field("persistent_load", &o.persistent_load.is_some())
+            .field("buffers", &o.buffers.len())
+            .field("extensions", &o.extensions)
+            .field("registry", &self.registry.is_some())
+            .field("streaming", &self.streaming)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Unpickler<'static, SliceRead<'a>> {
     /// An unpickler reading from a byte slice.
     pub fn from_slice(bytes: &'a [u8]) -> Self {

@@ -333,7 +333,7 @@ impl fmt::Display for Global {
 /// `copyreg.__newobj__` with `(cls, *args)` and of `copyreg.__newobj_ex__` with
 /// `(cls, args, kwargs)`; the writer turns those back into the opcodes at the
 /// protocols that have them.
-#[derive(Clone, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Reduction {
     /// What is called, usually a [`Value::Global`].
     pub callable: Value,

@@ -251,3 +251,32 @@ fn python_env_has_the_test_packages() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("2."));
 }
+
+/// `Unpickler`, `Pickler` and `Reduction` print what they hold: the
+/// options, and whether each hook is set.
+#[test]
+fn picklers_unpicklers_and_reductions_print_their_settings() {
+    let u = Unpickler::from_slice(b"N.")
+        .inert(true)
+        .persistent_load(|_| Ok(Value::None));
+    let shown = format!("{u:?}");
+    for part in [
+        "Unpickler",
+        "inert: true",
+        "persistent_load: true",
+        "limits: Limits",
+    ] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    let p = Pickler::new(Vec::new()).protocol(2);
+    let shown = format!("{p:?}");
+    for part in ["Pickler", "protocol: 2", "reducer_override: false"] {
+        assert!(shown.contains(part), "{part} in {shown}");
+    }
+    let r = reduce::Reduction::new(Value::str("f"), Value::Tuple(vec![Value::Int(1)]));
+    let shown = format!("{r:?}");
+    assert!(
+        shown.contains("callable: 'f'") && shown.contains("args: (1,)"),
+        "{shown}"
+    );
+}
