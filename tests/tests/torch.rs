@@ -561,6 +561,11 @@ fn not_a_checkpoint_says_what_it_found() {
         "{err}"
     );
     assert!(!err.contains("register a constructor"), "{err}");
+    // A list that holds itself is a list, not a reason to load a Graph.
+    let err = torch::from_slice(b"\x80\x02]q\x00h\x00a.")
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("found a pickle of a list"), "{err}");
 }
 
 #[test]

@@ -399,9 +399,20 @@ fn read_legacy(mut bytes: Vec<u8>) -> Result<Checkpoint> {
         *pos += u.position();
         Ok(v)
     };
-    let magic = next("magic number", &mut pos)?;
-    if magic != Value::BigInt(Box::new(BigInt::from(LEGACY_MAGIC))) {
-        let found = match &magic {
+    // As a graph: a file that is not a checkpoint may hold a cycle.
+    let mut u = Unpickler::from_slice(&bytes).inert(true);
+    let graph = u.load_graph().map_err(|e| {
+        Error::invalid(format!(
+            "expected a torch checkpoint (a zip archive, or the legacy stream of pickles): reading its magic number at byte 0: {e}"
+        ))
+    })?;
+    pos += u.position();
+    let magic = match graph.root() {
+        Value::Ref(id) => graph.get(*id),
+        v => v,
+    };
+    if *magic != Value::BigInt(Box::new(BigInt::from(LEGACY_MAGIC))) {
+        let found = match magic {
             Value::Int(_) | Value::BigInt(_) => format!("{magic:?}"),
             v => {
                 let kind = v.type_name();
