@@ -541,6 +541,10 @@ fn scan_pickle(
 /// archive's `data.pkl` as torch finds it (or first `.pkl` member), the member `pickle` of
 /// a legacy torch tar archive, an object `.npy`'s pickle, or the file.
 pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    if bytes.is_empty() {
+        // As `scan` says it.
+        return Err("empty input: expected a pickle, found no bytes".into());
+    }
     if is_npy(bytes) {
         return match npy_pickle(bytes)? {
             Some(start) => Ok(std::borrow::Cow::Borrowed(&bytes[start..])),
@@ -1170,7 +1174,7 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
             options.allow.sources.join(", ")
         };
         crate::out(&format!(
-            "{pickles} pickle(s) in {} file(s), allowing {allow}: {}",
+            "{pickles} pickle(s) in {} file(s), allowing {allow}: {}\n",
             files.len(),
             worst.as_str()
         ));

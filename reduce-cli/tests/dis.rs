@@ -244,3 +244,40 @@ fn compressed_and_joblib_files_are_named_by_dis_and_show() {
         );
     }
 }
+
+/// An empty file is named so by every command, and every command's text
+/// ends its last line.
+#[test]
+fn an_empty_file_is_named_alike_and_outputs_end_their_lines() {
+    let dir = reduce_tests::scratch_dir("cli-empty");
+    let empty = dir.join("empty.pkl");
+    std::fs::write(&empty, b"").unwrap();
+    for command in ["dis", "show"] {
+        let out = run(&[command, empty.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out).contains("empty input: expected a pickle, found no bytes"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+    let out = run(&["scan", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("empty input: expected a pickle, found no bytes"));
+    let list = dir.join("list.pkl");
+    std::fs::write(&list, b"\x80\x04]\x94(K\x01K\x02e.").unwrap();
+    for args in [
+        &["dis"][..],
+        &["show"],
+        &["show", "--json"],
+        &["show", "--python"],
+        &["scan"],
+        &["scan", "--json"],
+    ] {
+        let mut all = args.to_vec();
+        all.push(list.to_str().unwrap());
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(stdout(&out).ends_with('\n'), "{args:?}: {:?}", stdout(&out));
+    }
+}
