@@ -262,10 +262,14 @@
 //!
 //! # Limits and errors
 //!
-//! Every failure is an [`Error`] with the byte offset and the opcode where it
-//! happened, and an [`ErrorKind`] that says what was expected and what was
-//! found. No input makes the reader panic, overflow the stack or allocate
-//! more than the input's length justifies (a `BINBYTES8` claiming 2<sup>63</sup>
+//! Every failure is an [`Error`] with an [`ErrorKind`] that says what was
+//! expected and what was found. A fault in the pickle itself (truncated, an
+//! unknown opcode, a global that is not allowed) carries the byte offset and
+//! the opcode where it happened ([`Error::offset`]); a value that does not
+//! fit the type asked for carries its path in the value instead
+//! ([`Error::path`]: `[3].points[0].x: expected float, found str`). No
+//! input makes the reader panic, overflow the stack or allocate more than
+//! the input's length justifies (a `BINBYTES8` claiming 2<sup>63</sup>
 //! bytes fails before allocating anything); the [`Limits`] bound the rest.
 //!
 //! # Security
