@@ -51,6 +51,9 @@ type Writer = Box<dyn Fn(u8) -> reduce::Result<Vec<u8>>>;
 /// conversion to a `Value`.
 struct Case {
     write: Writer,
+    /// The same through `to_writer`, which hands each frame to the sink
+    /// as it is done.
+    stream: Writer,
     value: Box<dyn Fn() -> reduce::Result<Value>>,
     expr: String,
 }
@@ -58,8 +61,14 @@ struct Case {
 fn case<T: Serialize + 'static>(v: T, expr: impl Into<String>) -> Case {
     let v = std::rc::Rc::new(v);
     let w = v.clone();
+    let x = v.clone();
     Case {
         write: Box::new(move |p| reduce::serde::to_vec_with_protocol(&*w, p)),
+        stream: Box::new(move |p| {
+            let mut out = Vec::new();
+            reduce::serde::to_writer_with_protocol(&mut out, &*x, p)?;
+            Ok(out)
+        }),
         value: Box::new(move || reduce::serde::to_value(&*v)),
         expr: expr.into(),
     }
@@ -177,6 +186,14 @@ fn cases() -> Vec<Case> {
             "((1, 2), (), (1, 2, 3, 4), (True,))",
         ),
         case("x".repeat(70 * 1024), "'x' * (70 * 1024)"),
+        // Strings of 16 bytes and more over several frames, so that one
+        // ends a frame.
+        case(
+            (0..4000)
+                .map(|i| format!("{i:0w$}", w = 16 + i % 50))
+                .collect::<Vec<_>>(),
+            "[f'{i:0{16 + i % 50}}' for i in range(4000)]",
+        ),
         case(
             (0..20000)
                 .map(|i| format!("item{i:05}"))
@@ -242,13 +259,15 @@ fn serde_writes_what_cpython_writes() {
     assert_eq!(answers.len(), cases.len());
     for (case, want) in cases.iter().zip(&answers) {
         for (proto, want) in want.iter().enumerate() {
-            let got = (case.write)(proto as u8).unwrap();
-            assert!(
-                &got == want,
-                "{} at protocol {proto}: {}",
-                case.expr,
-                first_difference(want, &got)
-            );
+            for (how, write) in [("to_vec", &case.write), ("to_writer", &case.stream)] {
+                let got = write(proto as u8).unwrap();
+                assert!(
+                    &got == want,
+                    "{} at protocol {proto}, {how}: {}",
+                    case.expr,
+                    first_difference(want, &got)
+                );
+            }
         }
     }
 }
