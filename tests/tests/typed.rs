@@ -394,3 +394,70 @@ fn an_indexmap_is_a_dict_in_insertion_order() {
     assert_eq!(back.iter().copied().collect::<Vec<_>>(), [30, 10, 20]);
     python_check(&[(bytes, Expect::Expr("{10, 20, 30}".into()))]);
 }
+
+/// A dict key or a set item must be hashable in Python: a `Vec` there is
+/// written as a tuple and a set as a frozenset, all the way down, while the
+/// arguments of an object made by a call keep their lists. Each reads back
+/// into the Rust type it came from.
+#[test]
+fn keys_and_set_items_are_written_hashable() {
+    #[derive(Reduce, PartialEq, Eq, PartialOrd, Ord, Debug)]
+    #[reduce(module = "keys", name = "Tag")]
+    struct Tag(Vec<i64>);
+
+    let vec_keys: HashMap<Vec<u8>, i64> = HashMap::from([(vec![1, 2], 1), (vec![], 2)]);
+    let set_of_sets: BTreeSet<BTreeSet<i64>> = BTreeSet::from([BTreeSet::from([1, 2])]);
+    let nested: BTreeMap<(Vec<Vec<i64>>, String), Vec<i64>> =
+        BTreeMap::from([((vec![vec![1], vec![]], "k".to_owned()), vec![3, 4])]);
+    let sets_in_key: BTreeMap<Vec<BTreeSet<u8>>, u8> =
+        BTreeMap::from([(vec![BTreeSet::from([7])], 1)]);
+    let mut cases = Vec::new();
+    for proto in 0..=5 {
+        cases.push((
+            reduce::to_vec_with_protocol(&vec_keys, proto).unwrap(),
+            Expect::Expr("{(): 2, (1, 2): 1}".into()),
+        ));
+        cases.push((
+            reduce::to_vec_with_protocol(&set_of_sets, proto).unwrap(),
+            Expect::Expr("{frozenset({1, 2})}".into()),
+        ));
+        cases.push((
+            reduce::to_vec_with_protocol(&nested, proto).unwrap(),
+            Expect::Expr("{(((1,), ()), 'k'): [3, 4]}".into()),
+        ));
+        cases.push((
+            reduce::to_vec_with_protocol(&sets_in_key, proto).unwrap(),
+            Expect::Expr("{(frozenset({7}),): 1}".into()),
+        ));
+        roundtrip_at(&vec_keys, proto);
+        roundtrip_at(&set_of_sets, proto);
+        roundtrip_at(&nested, proto);
+        roundtrip_at(&sets_in_key, proto);
+    }
+    python_check(&cases);
+
+    // Values keep their lists, and so do the arguments of a call in a key.
+    let bytes = reduce::to_vec(&BTreeMap::from([(Tag(vec![1]), vec![2])])).unwrap();
+    let graph: reduce::Graph = reduce::Unpickler::from_slice(&bytes)
+        .inert(true)
+        .load()
+        .unwrap();
+    assert_eq!(
+        format!("{:?}", graph.root()),
+        "{<reduce keys.Tag, ([1],)>: [2]}"
+    );
+
+    // A dict cannot be hashed at all.
+    let err = reduce::to_vec(&BTreeSet::from([BTreeMap::from([(1, 2)])])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a dict cannot be a dict key or a set item"),
+        "{err}"
+    );
+}
+
+fn roundtrip_at<T: Reduce + Construct + PartialEq + std::fmt::Debug>(value: &T, proto: u8) {
+    let bytes = reduce::to_vec_with_protocol(value, proto).unwrap();
+    let back: T = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(&back, value, "at protocol {proto}");
+}

@@ -36,16 +36,22 @@ use crate::write::rules::{self, Batcher, Batches, Batching};
 /// | `i8` … `i128`, `u8` … `u128`, `isize`, `usize` | `int` |
 /// | `f32`, `f64` | `float` (an `int` reads as a float too; a finite float beyond `f32::MAX` is an error for `f32`) |
 /// | `char`, `String`, `&str`, `Box<str>`, `Cow<str>`, [`PyStr`](crate::PyStr) | `str` |
-/// | `Vec<T>`, `VecDeque<T>`, `[T; N]`, `[T]` | `list` (reads from a tuple too) |
+/// | `Vec<T>`, `VecDeque<T>`, `[T; N]`, `[T]` | `list` (reads from a tuple too); a `tuple` as a dict key or set item |
 /// | `(A, B, …)` up to 12, `()` | `tuple` |
 /// | `Option<T>` | `None` or the value |
 /// | `HashMap`, `BTreeMap` | `dict` |
-/// | `HashSet`, `BTreeSet` | `set` (reads from a frozenset or list too) |
+/// | `HashSet`, `BTreeSet` | `set` (reads from a frozenset or list too); a `frozenset` as a dict key or set item |
 /// | `indexmap::IndexMap`, `indexmap::IndexSet` (feature `indexmap`) | `dict` in insertion order (as Python keeps it), `set` in the set's order |
 /// | `Box<T>`, `RefCell<T>` | as `T` |
 /// | `Rc<T>`, `Arc<T>` | as `T`, with identity: clones are one object |
 /// | [`Bytes`](crate::Bytes), [`ByteArray`](crate::ByteArray) | `bytes`, `bytearray` |
 /// | [`Value`](crate::Value), [`Graph`](crate::Graph) | any object |
+///
+/// Python hashes dict keys and set items, and cannot hash a list, a set or
+/// a dict: a `Vec` or a set there (a `HashMap<Vec<u8>, _>`, a
+/// `BTreeSet<BTreeSet<_>>`) is written as a tuple or a frozenset, down
+/// through tuples, and a map there is an error. The arguments of an object
+/// made by a call are not keys, and keep their lists.
 ///
 /// Hash maps and sets are written in a fixed order (their keys sorted by
 /// their pickled bytes), so the same value always gives the same bytes.
@@ -85,6 +91,15 @@ pub trait Reduce {
     }
 }
 
+/// The error for a value Python cannot hash where it must (a dict key, a
+/// set item).
+#[cold]
+fn unhashable(what: &str) -> Error {
+    unpicklable(format!(
+        "a {what} cannot be a dict key or a set item: Python cannot hash it"
+    ))
+}
+
 /// A hook asked about every value written through the registry before the
 /// registry itself: Python's `reducer_override`. Return `Ok(true)` when it
 /// wrote the value.
@@ -114,6 +129,10 @@ pub struct Saver<'s, 'o> {
     pending: Option<usize>,
     depth: usize,
     hooks: Hooks<'s>,
+    /// Whether the value being written is a dict key or a set item, which
+    /// Python must hash: a list is then written as a tuple and a set as a
+    /// frozenset, and a dict is an error (see [`Saver::list`]).
+    hashable: bool,
 }
 
 impl<'s, 'o> Saver<'s, 'o> {
@@ -125,6 +144,7 @@ impl<'s, 'o> Saver<'s, 'o> {
             pending: None,
             depth: 0,
             hooks,
+            hashable: false,
         }
     }
 
@@ -147,6 +167,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         let mut sub = Saver::new(out, self.registry, hooks);
         sub.out.start();
         sub.depth = self.depth;
+        sub.hashable = true;
         value.reduce(&mut sub)?;
         sub.out.finish()?;
         drop(sub);
@@ -183,6 +204,18 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.depth += 1;
         let r = grow(|| value.reduce(self));
         self.depth -= 1;
+        r
+    }
+
+    /// [`Saver::save`] of a dict key or a set item, which Python hashes.
+    #[inline]
+    fn save_key<T: Reduce + ?Sized>(&mut self, value: &T) -> Result<()> {
+        if value.__leaf() {
+            return value.reduce(self);
+        }
+        let was = std::mem::replace(&mut self.hashable, true);
+        let r = self.save(value);
+        self.hashable = was;
         r
     }
 
@@ -402,19 +435,54 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.memo_put(key)
     }
 
-    /// A `list` of `items`.
+    /// A `list` of `items`; a `tuple` of them where Python needs a
+    /// hashable value (a dict key, a set item, or an item of a tuple that
+    /// is one), since a list cannot be hashed: a `HashMap<Vec<u8>, _>` is a
+    /// dict with tuple keys, which read back into `Vec`s.
     pub fn list<'a, T, I>(&mut self, items: I) -> Result<()>
     where
         T: Reduce + ?Sized + 'a,
         I: IntoIterator<Item = &'a T>,
         I::IntoIter: ExactSizeIterator,
     {
+        if self.hashable {
+            return self.list_as_tuple(items.into_iter());
+        }
+        self.list_of(items.into_iter(), false)
+    }
+
+    /// A `list` of `items`, each written as a dict key if `keys`.
+    #[inline(always)]
+    fn list_of<'a, T, I>(&mut self, mut items: I, keys: bool) -> Result<()>
+    where
+        T: Reduce + ?Sized + 'a,
+        I: ExactSizeIterator<Item = &'a T>,
+    {
         self.open_container(EMPTY_LIST, LIST)?;
-        let mut items = items.into_iter();
         self.batch(Batching::List, items.len(), APPEND, APPENDS, |s| {
-            s.save(items.next().ok_or_else(short_iterator)?)
+            let item = items.next().ok_or_else(short_iterator)?;
+            if keys {
+                s.save_key(item)
+            } else {
+                s.save(item)
+            }
         })?;
         self.out.boundary()
+    }
+
+    /// [`Saver::list`] where a hashable value is needed.
+    #[inline(never)]
+    fn list_as_tuple<'a, T, I>(&mut self, mut items: I) -> Result<()>
+    where
+        T: Reduce + ?Sized + 'a,
+        I: ExactSizeIterator<Item = &'a T>,
+    {
+        self.tuple(items.len(), |s| {
+            for _ in 0..items.len() {
+                s.save(items.next().ok_or_else(short_iterator)?)?;
+            }
+            Ok(())
+        })
     }
 
     /// A `dict` of `pairs`, in the order given.
@@ -425,11 +493,14 @@ impl<'s, 'o> Saver<'s, 'o> {
         I: IntoIterator<Item = (&'a K, &'a V)>,
         I::IntoIter: ExactSizeIterator,
     {
+        if self.hashable {
+            return Err(unhashable("dict"));
+        }
         self.open_container(EMPTY_DICT, DICT)?;
         let mut pairs = pairs.into_iter();
         self.batch(Batching::Dict, pairs.len(), SETITEM, SETITEMS, |s| {
             let (k, v) = pairs.next().ok_or_else(short_iterator)?;
-            s.save(k)?;
+            s.save_key(k)?;
             s.save(v)
         })?;
         self.out.boundary()
@@ -459,13 +530,17 @@ impl<'s, 'o> Saver<'s, 'o> {
         saver.out.boundary()
     }
 
-    /// A `set` of `items`, in the order given.
+    /// A `set` of `items`, in the order given; a `frozenset` where Python
+    /// needs a hashable value (see [`Saver::list`]).
     pub fn set<'a, T, I>(&mut self, items: I) -> Result<()>
     where
         T: Reduce + ?Sized + 'a,
         I: IntoIterator<Item = &'a T>,
         I::IntoIter: ExactSizeIterator,
     {
+        if self.hashable {
+            return self.frozenset(items);
+        }
         let key = self.take_identity();
         let mut items = items.into_iter();
         if let Some(global) = rules::set_constructor(self.out.proto, false) {
@@ -474,7 +549,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         self.out.write(&[EMPTY_SET]);
         self.memo_put(key)?;
         self.batch(Batching::Set, items.len(), ADDITEMS, ADDITEMS, |s| {
-            s.save(items.next().ok_or_else(short_iterator)?)
+            s.save_key(items.next().ok_or_else(short_iterator)?)
         })?;
         self.out.boundary()
     }
@@ -492,7 +567,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         }
         self.out.write(&[MARK]);
         for item in items {
-            self.save(item)?;
+            self.save_key(item)?;
         }
         if let Some(&idx) = key.and_then(|k| self.ptr_memo.get(&k)) {
             self.out.write(&[POP_MARK]);
@@ -517,7 +592,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     {
         self.out.global(module, name)?;
         self.out.fresh_tuple_start(1);
-        self.list(items)?;
+        self.list_of(items, true)?;
         self.out.fresh_tuple_end(1)?;
         self.out.write(&[REDUCE]);
         self.memo_put(key)?;
@@ -700,6 +775,37 @@ impl<'r> ReductionSaver<'r, '_, '_> {
             list_items,
             dict_items,
         } = self;
+        // An object made by a call hashes as its class says: its
+        // arguments and state are not keys.
+        let was = std::mem::replace(&mut saver.hashable, false);
+        let r = ReductionSaver {
+            saver: &mut *saver,
+            module,
+            name,
+            args,
+            new_obj,
+            state,
+            state_setter,
+            list_items,
+            dict_items,
+        }
+        .write();
+        saver.hashable = was;
+        r
+    }
+
+    fn write(self) -> Result<()> {
+        let ReductionSaver {
+            saver,
+            module,
+            name,
+            args,
+            new_obj,
+            state,
+            state_setter,
+            list_items,
+            dict_items,
+        } = self;
         let key = saver.take_identity();
         if new_obj && saver.out.proto >= 2 {
             saver.out.global(module, name)?;
@@ -741,7 +847,7 @@ impl<'r> ReductionSaver<'r, '_, '_> {
         let mut dict = dict_items.iter();
         saver.batch(Batching::Iter, dict_items.len(), SETITEM, SETITEMS, |s| {
             let (k, v) = dict.next().ok_or_else(short_iterator)?;
-            s.save(*k)?;
+            s.save_key(*k)?;
             s.save(*v)
         })?;
         if let Some(state) = state {
