@@ -97,3 +97,92 @@ fn instances_need_inert_mode() {
     }
     assert!(refused > 0, "the corpus has no inert fixtures");
 }
+
+/// Protocol 0 spells numbers as text, and CPython reads more spellings
+/// than `pickle.dumps` writes: `INT` through C's `strtol` with base 0 and
+/// then `int(text, 0)` (`010` is 8, `0x10` is 16, `1_0` is 10), `LONG`
+/// through `int(text, 0)`, and memo keys through `int(text)`. Each line
+/// here loads as CPython loads it, or fails where CPython fails: a scanner
+/// that read them otherwise would lose track of what follows.
+#[test]
+fn protocol_0_numbers_read_as_cpython_reads_them() {
+    let lines: &[&str] = &[
+        "0",
+        "1",
+        "00",
+        "01",
+        "010",
+        "0x10",
+        "0X1f",
+        "0x",
+        "0x_1",
+        "1_0",
+        "1__0",
+        "_1",
+        "1_",
+        " 5",
+        "5 ",
+        "\t7",
+        "+1",
+        "-0",
+        "+0",
+        "-1",
+        "08",
+        "0o17",
+        "0b101",
+        "0_0",
+        "00_0",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "0777777777777777777777777",
+        "99999999999999999999999",
+        "1\x005",
+        "",
+        " ",
+        "-",
+        "1e3",
+        "1.0",
+        "١٢",
+    ];
+    let mut pickles: Vec<Vec<u8>> = Vec::new();
+    for line in lines {
+        pickles.push(format!("I{line}\n.").into_bytes());
+        pickles.push(format!("L{line}\n.").into_bytes());
+        pickles.push(format!("L{line}L\n.").into_bytes());
+        if line.len() < 8 {
+            // (A memo key near 2**63 is a MemoryError in CPython, whose
+            // memo is an array.)
+            pickles.push(format!("I7\np{line}\n0g{line}\n.").into_bytes());
+        }
+    }
+    let script = "import pickle, sys\n\
+        for line in sys.stdin.buffer.read().split(b'\\n--\\n'):\n\
+        \x20   try:\n\
+        \x20       print(repr(pickle.loads(bytes.fromhex(line.decode()))))\n\
+        \x20   except Exception:\n\
+        \x20       print('error')\n";
+    let input: Vec<String> = pickles.iter().map(|p| hex(p)).collect();
+    let cpython = reduce_tests::python_with_input(script, input.join("\n--\n").as_bytes());
+    let cpython = String::from_utf8(cpython).unwrap();
+    let cpython: Vec<&str> = cpython.lines().collect();
+    assert_eq!(cpython.len(), pickles.len());
+    for (pickle, want) in pickles.iter().zip(cpython) {
+        let got = match reduce::from_slice::<reduce::Value>(pickle) {
+            Ok(v) => format!("{v:?}"),
+            Err(_) => "error".to_owned(),
+        };
+        assert_eq!(got, want, "{:?}", String::from_utf8_lossy(pickle));
+        // The inspector reads the same lines, so a scan sees what CPython
+        // loads.
+        if want != "error" {
+            reduce::inspect::globals(pickle)
+                .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(pickle)));
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

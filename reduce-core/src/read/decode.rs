@@ -90,29 +90,143 @@ pub(crate) fn float_line<S: Source>(src: &mut S) -> Result<f64> {
         })
 }
 
-/// A decimal integer line, with at most `max_digits` digits (CPython's
-/// `sys.get_int_max_str_digits()`: parsing is quadratic).
+/// A decimal integer line (`GET` and `PUT`'s memo keys), read as CPython
+/// reads them, with `int(line)`'s syntax: spaces around, a sign, and single
+/// underscores between digits (`1_0` is 10). At most `max_digits` digits
+/// (CPython's `sys.get_int_max_str_digits()`: parsing is quadratic).
 pub(crate) fn decimal(line: &[u8], what: &str, max_digits: usize) -> Result<BigInt> {
-    let text = std::str::from_utf8(line)
-        .map_err(|_| Error::invalid(format!("{what} argument is not ASCII")))?
-        .trim_matches(|c: char| c.is_ascii_whitespace());
-    let digits = text.trim_start_matches(['-', '+']);
-    if digits.len() > max_digits {
+    python_int(until_nul(line), Radix::Ten, max_digits)?.ok_or_else(|| not_an_int(line, what))
+}
+
+/// The error for a line that is not an integer.
+#[cold]
+fn not_an_int(line: &[u8], what: &str) -> Error {
+    Error::invalid(format!(
+        "expected an integer for {what}, found {:?}",
+        String::from_utf8_lossy(line)
+    ))
+}
+
+/// A line as C sees it: up to its first NUL byte, where CPython's parsers
+/// of protocol 0's numbers stop.
+fn until_nul(line: &[u8]) -> &[u8] {
+    line.iter()
+        .position(|&b| b == 0)
+        .map_or(line, |end| &line[..end])
+}
+
+/// The base of an integer's text for [`python_int`].
+#[derive(Clone, Copy, PartialEq)]
+enum Radix {
+    /// Decimal only, leading zeros allowed: `int(text)`.
+    Ten,
+    /// As Python source spells an int: `0x`, `0o` and `0b` prefixes, no
+    /// leading zero on a decimal but zero itself: `int(text, 0)`.
+    Literal,
+}
+
+/// CPython's `PyLong_FromString(text, NULL, base)` for base 10 or 0:
+/// `None` where CPython raises `ValueError`.
+fn python_int(text: &[u8], radix: Radix, max_digits: usize) -> Result<Option<BigInt>> {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let Some(first) = text.iter().position(|b| !space(b)) else {
+        return Ok(None);
+    };
+    let last = text.iter().rposition(|b| !space(b)).unwrap_or(first);
+    let mut t = &text[first..=last];
+    let negative = t.first() == Some(&b'-');
+    if matches!(t.first(), Some(b'-' | b'+')) {
+        t = &t[1..];
+    }
+    let mut base = 10;
+    let mut prefixed = false;
+    if radix == Radix::Literal && t.len() >= 2 && t[0] == b'0' {
+        base = match t[1] {
+            b'x' | b'X' => 16,
+            b'o' | b'O' => 8,
+            b'b' | b'B' => 2,
+            _ => 10,
+        };
+        if base != 10 {
+            t = &t[2..];
+            prefixed = true;
+        }
+    }
+    // Digits with single underscores between them (and one right after a
+    // prefix).
+    let mut digits = Vec::with_capacity(t.len());
+    let mut after_digit = prefixed;
+    for &b in t {
+        if b == b'_' {
+            if !after_digit {
+                return Ok(None);
+            }
+            after_digit = false;
+            continue;
+        }
+        if !(b as char).is_digit(base) {
+            return Ok(None);
+        }
+        digits.push(b);
+        after_digit = true;
+    }
+    if digits.is_empty() || !after_digit {
+        return Ok(None);
+    }
+    if radix == Radix::Literal
+        && base == 10
+        && digits[0] == b'0'
+        && digits.iter().any(|&d| d != b'0')
+    {
+        // `010` is not a literal: Python 3 has no octal without `0o`.
+        return Ok(None);
+    }
+    if base == 10 && digits.len() > max_digits {
         return Err(Error::new(ErrorKind::Limit {
             limit: "max_int_digits",
             max: max_digits as u64,
         }));
     }
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::invalid(format!(
-            "expected a decimal integer for {what}, found {text:?}"
-        )));
+    let Some(n) = BigInt::parse_bytes(&digits, base) else {
+        return Ok(None);
+    };
+    Ok(Some(if negative { -n } else { n }))
+}
+
+/// C's `strtol(text, &end, 0)` where it reads the whole of `text` and the
+/// value fits: decimal, `0x` hexadecimal, or octal after a leading `0`
+/// (`010` is 8), after spaces and a sign. `None` where CPython's `INT`
+/// falls back to [`python_int`].
+fn c_strtol(text: &[u8]) -> Option<i64> {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut t = &text[text.iter().position(|b| !space(b))?..];
+    let negative = t.first() == Some(&b'-');
+    if matches!(t.first(), Some(b'-' | b'+')) {
+        t = &t[1..];
     }
-    text.parse::<BigInt>().map_err(|_| {
-        Error::invalid(format!(
-            "expected a decimal integer for {what}, found {text:?}"
-        ))
-    })
+    let base = match t {
+        [b'0', b'x' | b'X', h, ..] if h.is_ascii_hexdigit() => {
+            t = &t[2..];
+            16
+        }
+        [b'0', ..] => 8,
+        _ => 10,
+    };
+    if t.is_empty() {
+        return None;
+    }
+    let mut magnitude: u64 = 0;
+    for &b in t {
+        let d = (b as char).to_digit(base)?;
+        magnitude = magnitude
+            .checked_mul(u64::from(base))?
+            .checked_add(u64::from(d))?;
+    }
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
+    }
 }
 
 /// `INT`'s argument: protocol 0 spells `True` and `False` as `I01` and
@@ -122,22 +236,37 @@ pub(crate) enum IntLine {
     Int(BigInt),
 }
 
-/// `decimalnl_short`: `INT`'s line.
+/// `decimalnl_short`: `INT`'s line, read as CPython's `load_int` reads it:
+/// C's `strtol` with base 0 first (so `010` is 8 and `0x10` is 16), then
+/// `int(line, 0)` where that stops short (so `1_0` is 10). A line of two
+/// characters that `strtol` reads as 0 or 1 is `False` or `True`.
 #[inline(always)]
 pub(crate) fn int_line<S: Source>(src: &mut S, max_digits: usize) -> Result<IntLine> {
-    Ok(match src.line()? {
-        b"00" => IntLine::Bool(false),
-        b"01" => IntLine::Bool(true),
-        line => IntLine::Int(decimal(line, "INT", max_digits)?),
-    })
+    let raw = src.line()?;
+    match raw {
+        b"00" => return Ok(IntLine::Bool(false)),
+        b"01" => return Ok(IntLine::Bool(true)),
+        _ => {}
+    }
+    let line = until_nul(raw);
+    if let Some(x) = c_strtol(line) {
+        return Ok(match x {
+            0 | 1 if raw.len() == 2 => IntLine::Bool(x == 1),
+            x => IntLine::Int(BigInt::from(x)),
+        });
+    }
+    python_int(line, Radix::Literal, max_digits)?
+        .map(IntLine::Int)
+        .ok_or_else(|| not_an_int(raw, "INT"))
 }
 
-/// `decimalnl_long`: `LONG`'s line, with Python 2's trailing `L`.
+/// `decimalnl_long`: `LONG`'s line, with Python 2's trailing `L`, read as
+/// `int(line, 0)`.
 #[inline]
 pub(crate) fn long_line<S: Source>(src: &mut S, max_digits: usize) -> Result<BigInt> {
-    let line = src.line()?;
-    let line = line.strip_suffix(b"L").unwrap_or(line);
-    decimal(line, "LONG", max_digits)
+    let raw = src.line()?;
+    let line = raw.strip_suffix(b"L").unwrap_or(raw);
+    python_int(until_nul(line), Radix::Literal, max_digits)?.ok_or_else(|| not_an_int(raw, "LONG"))
 }
 
 /// `long1`/`long4`: the little-endian two's complement bytes of `LONG1`
