@@ -592,13 +592,29 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
     }
     .to_string();
     let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
-    let size = file.size();
+    let size = inflated_size(&file)?;
     let mut data = Vec::with_capacity(size.min(bytes.len() as u64 * 4) as usize);
     (&mut file)
         .take(size)
         .read_to_end(&mut data)
         .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
     Ok(std::borrow::Cow::Owned(data))
+}
+
+/// The size a zip member claims to inflate to, refused past
+/// [`reduce::torch::inflate_cap`] for a compressed member: a zip bomb.
+fn inflated_size(file: &zip::read::ZipFile<'_, impl std::io::Read>) -> Result<u64, String> {
+    let size = file.size();
+    if file.compression() != zip::CompressionMethod::Stored
+        && size > reduce::torch::inflate_cap(file.compressed_size())
+    {
+        return Err(format!(
+            "{}: inflates to {size} bytes from {}, more than reduce::torch::inflate_cap allows: refused as a zip bomb",
+            file.name(),
+            file.compressed_size()
+        ));
+    }
+    Ok(size)
 }
 
 /// The pickle inside an `.npy` file, if its array holds objects.
@@ -740,7 +756,13 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         }
         // The size the archive claims bounds the allocation; a member that
         // inflates past it is cut there (and then fails as a pickle).
-        let size = file.size();
+        let size = match inflated_size(&file) {
+            Ok(size) => size,
+            Err(e) => {
+                out.push(Record::unreadable(path, Some(&name), 0, e));
+                continue;
+            }
+        };
         let named = member_is_pickle(&name);
         let mut data = Vec::new();
         let read = if named {

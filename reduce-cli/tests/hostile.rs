@@ -136,3 +136,35 @@ fn a_reader_that_stops_reading_ends_nothing_badly() {
         assert_eq!(out.status.code(), expected, "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A 80 KB checkpoint whose data.pkl inflates to 80 MiB: every command
+/// refuses it as a zip bomb, and none holds more than a few MiB.
+#[test]
+fn a_zip_bomb_is_refused_by_every_command() {
+    let dir = reduce_tests::scratch_dir("cli-bomb");
+    let bomb = dir.join("bomb.pt");
+    let script = format!(
+        "import io, pickle, zipfile\n\
+         buf = io.BytesIO()\n\
+         with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:\n\
+         \x20   z.writestr('archive/data.pkl', pickle.dumps(bytes(80 << 20), protocol=2))\n\
+         \x20   z.writestr('archive/version', '3\\n')\n\
+         open({:?}, 'wb').write(buf.getvalue())\n",
+        bomb.display().to_string()
+    );
+    let mut python = reduce_tests::python3();
+    python.args(["-c", &script]);
+    common::python_output(python);
+    let target = dir.join("out.safetensors");
+    for args in [vec!["scan"], vec!["dis"], vec!["show"], vec!["convert"]] {
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        all.push(bomb.as_os_str());
+        if args[0] == "convert" {
+            all.push(target.as_os_str());
+        }
+        let out = reduce(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let said = format!("{}{}", common::stdout(&out), stderr(&out));
+        assert!(said.contains("refused as a zip bomb"), "{args:?}: {said}");
+    }
+}

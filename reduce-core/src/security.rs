@@ -68,6 +68,11 @@
 //! | [`max_tree_nodes`](crate::Limits::max_tree_nodes) | 10,000,000 | copying a shared DAG into a tree (`from_slice::<Value>`) |
 //! | [`max_typed_depth`](crate::Limits::max_typed_depth) | 10,000 | nesting followed by a typed read of a recursive type |
 //!
+//! A torch checkpoint is a zip archive: a compressed member that inflates
+//! past 100 times its size (and past 64 MiB), a zip bomb, is refused before
+//! it fills memory (`torch::inflate_cap`, feature `torch`; the command-line
+//! tool holds every archive to it).
+//!
 //! Typed reading and writing recurse once per level of the Rust type; they
 //! move to a fresh stack segment on the heap when the thread's stack runs
 //! low, so the depth limits hold on any thread. These claims are tested:

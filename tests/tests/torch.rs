@@ -670,3 +670,30 @@ fn flipped_bytes_never_panic() {
         reduce_tests::fuzz::load_torch(&std::fs::read(dir().join(file)).unwrap());
     }
 }
+
+/// A compressed member inflates to at most 100 times its size (64 MiB
+/// whatever its size): a small archive whose data.pkl inflates to 80 MiB
+/// is refused as a zip bomb, while a compressed checkpoint of ordinary
+/// ratio loads.
+#[test]
+fn a_zip_bomb_is_refused_before_it_fills_memory() {
+    let script = "import io, pickle, sys, zipfile\n\
+        def archive(obj):\n\
+        \x20   buf = io.BytesIO()\n\
+        \x20   with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:\n\
+        \x20       z.writestr('archive/data.pkl', pickle.dumps(obj, protocol=2))\n\
+        \x20       z.writestr('archive/version', '3\\n')\n\
+        \x20   return buf.getvalue()\n\
+        bomb = archive(bytes(80 << 20))\n\
+        fine = archive({'epoch': 3, 'names': ['w'] * 1000})\n\
+        sys.stdout.buffer.write(len(bomb).to_bytes(8, 'little') + bomb + fine)\n";
+    let out = reduce_tests::python_with_input(script, b"");
+    let n = u64::from_le_bytes(out[..8].try_into().unwrap()) as usize;
+    let (bomb, fine) = out[8..].split_at(n);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let err = torch::from_slice(bomb).unwrap_err().to_string();
+    assert!(err.contains("refused as a zip bomb"), "{err}");
+    assert!(err.contains("archive/data.pkl"), "{err}");
+    let ck = torch::from_slice(fine).unwrap();
+    assert_eq!(ck.root().get("epoch"), Some(&Object::Int(3)));
+}

@@ -144,7 +144,7 @@ pub fn from_reader<R: Read + Seek>(reader: R) -> Result<Checkpoint> {
 }
 
 #[cfg(feature = "torch")]
-pub use self::load::archive_member;
+pub use self::load::{archive_member, inflate_cap};
 
 /// Reads a `torch.save` file held in memory.
 #[cfg(feature = "torch")]

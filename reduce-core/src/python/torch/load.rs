@@ -333,8 +333,32 @@ fn read_zip<R: Read + Seek>(reader: R, len: u64) -> Result<Checkpoint> {
     Converter::new(&graph, storages, Format::Zip).run()
 }
 
+/// How many times its compressed size a compressed member may inflate to,
+/// above [`INFLATE_FLOOR`] (see [`inflate_cap`]).
+const INFLATE_RATIO: u64 = 100;
+
+/// The size to which any compressed member may inflate, whatever its
+/// ratio.
+const INFLATE_FLOOR: u64 = 64 << 20;
+
+/// The most bytes [`load`](crate::torch::load) inflates a compressed zip
+/// member of `compressed` bytes to: 100 times its size, and 64 MiB
+/// whatever its size. A member that inflates further is refused as a zip
+/// bomb, before it fills memory. (Deflate reaches about 1000 times on
+/// repeated bytes, pickles and tensors hardly a tenth of that, and torch
+/// stores its members uncompressed.)
+///
+/// ```
+/// assert_eq!(reduce::torch::inflate_cap(1 << 20), 100 << 20);
+/// assert_eq!(reduce::torch::inflate_cap(1), 64 << 20);
+/// ```
+pub fn inflate_cap(compressed: u64) -> u64 {
+    compressed.saturating_mul(INFLATE_RATIO).max(INFLATE_FLOOR)
+}
+
 /// An entry's bytes, at most `max + 1` of them when `max` is given (so that
-/// a short or long entry is found without trusting its header).
+/// a short or long entry is found without trusting its header), and never
+/// more than [`inflate_cap`] of a compressed entry.
 fn read_entry<R: Read + Seek>(
     zip: &mut zip::ZipArchive<R>,
     name: &str,
@@ -343,19 +367,28 @@ fn read_entry<R: Read + Seek>(
 ) -> Result<Vec<u8>> {
     let entry = zip.by_name(name).map_err(zip_error)?;
     let mut out = Vec::new();
+    let stored = entry.compression() == zip::CompressionMethod::Stored;
     // A stored entry's bytes are in the file: reserving them at once is
     // justified by the file's length, and saves growing a large buffer.
-    if entry.compression() == zip::CompressionMethod::Stored && entry.size() <= file_len {
+    if stored && entry.size() <= file_len {
         let want = max.map_or(entry.size(), |m| entry.size().min(m as u64));
         out.reserve_exact(usize::try_from(want).unwrap_or(0));
     }
-    match max {
-        Some(m) => entry.take(m as u64 + 1).read_to_end(&mut out)?,
-        None => {
-            let mut entry = entry;
-            entry.read_to_end(&mut out)?
-        }
+    let cap = if stored {
+        u64::MAX
+    } else {
+        inflate_cap(entry.compressed_size())
     };
+    let compressed = entry.compressed_size();
+    let want = max
+        .map_or(u64::MAX, |m| m as u64 + 1)
+        .min(cap.saturating_add(1));
+    entry.take(want).read_to_end(&mut out)?;
+    if out.len() as u64 > cap {
+        return Err(Error::invalid(format!(
+            "the zip member {name} inflates past {cap} bytes from {compressed}, more than {INFLATE_RATIO} times its size: refused as a zip bomb"
+        )));
+    }
     Ok(out)
 }
 
