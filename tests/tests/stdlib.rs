@@ -901,3 +901,20 @@ fn decimals_order_as_python_s_compare_total() {
     assert!(d("-10") < d("-9"));
     assert!(d("1.0") < d("1"));
 }
+
+/// `Fraction('n/d')`, as older Pythons wrote it, is parsed with CPython's
+/// limit on the digits of an int (parsing them is quadratic): 4,300 read,
+/// 4,301 are an error that says so.
+#[test]
+fn a_fraction_s_text_is_bounded_as_cpython_s_int() {
+    setup();
+    let pickle = |digits: usize| {
+        format!("cfractions\nFraction\n(V{}/3\ntR.", "7".repeat(digits)).into_bytes()
+    };
+    let r: num_rational::BigRational = reduce::from_slice(&pickle(4300)).unwrap();
+    assert_eq!(r.to_string().len(), 4300 + 2);
+    let err = reduce::from_slice::<num_rational::BigRational>(&pickle(4301)).unwrap_err();
+    assert!(err.to_string().contains("more than 4300 digits"), "{err}");
+    let err = reduce::from_slice::<reduce::Dynamic>(&pickle(200_000)).unwrap_err();
+    assert!(err.to_string().contains("more than 4300 digits"), "{err}");
+}

@@ -280,8 +280,14 @@ impl Reduce for num_rational::BigRational {
     }
 }
 
+/// The most digits in a numerator or a denominator of `Fraction('3/4')`:
+/// CPython's `sys.get_int_max_str_digits()`, as its `int()` refuses more
+/// (and parsing them is quadratic).
+#[cfg(feature = "num-rational")]
+const FRACTION_DIGITS: usize = 4300;
+
 /// From `Fraction(numerator, denominator)`, or `Fraction('3/4')` as older
-/// Pythons wrote it.
+/// Pythons wrote it (at most 4,300 digits each, as CPython's `int()`).
 #[cfg(feature = "num-rational")]
 impl Construct for num_rational::BigRational {
     fn construct(node: Node<'_>) -> Result<Self> {
@@ -294,6 +300,13 @@ impl Construct for num_rational::BigRational {
         } else {
             let s: String = args.item(0, &items[0])?;
             let (n, d) = s.trim().split_once('/').unwrap_or((s.trim(), "1"));
+            // Parsing decimal digits is quadratic: CPython's limit.
+            let digits = |t: &str| t.bytes().filter(u8::is_ascii_digit).count();
+            if digits(n) > FRACTION_DIGITS || digits(d) > FRACTION_DIGITS {
+                return Err(args.error_msg(format!(
+                    "a Fraction's text has more than {FRACTION_DIGITS} digits in its numerator or denominator, the limit of CPython's int('...')"
+                )));
+            }
             match (n.trim().parse(), d.trim().parse()) {
                 (Ok(n), Ok(d)) => (n, d),
                 _ => {
