@@ -461,3 +461,62 @@ fn roundtrip_at<T: Reduce + Construct + PartialEq + std::fmt::Debug>(value: &T, 
     let back: T = reduce::from_slice(&bytes).unwrap();
     assert_eq!(&back, value, "at protocol {proto}");
 }
+
+/// An int reads as a float as Python's `float(i)` makes it, beyond `i64`
+/// too: the nearest float, halfway cases to even; beyond `f64::MAX` an
+/// error, as CPython's `OverflowError`.
+#[test]
+fn big_ints_read_as_floats_as_python_rounds_them() {
+    let exprs = [
+        "2**63",
+        "2**64 + 1",
+        "-2**70",
+        "2**64 + 2**11",
+        "2**64 + 2**11 + 1",
+        "2**65 + 3 * 2**12",
+        "3**200",
+        "-(7**300)",
+        "2**1024 - 2**970",
+        "2**1024 - 2**971",
+        "2**1024",
+        "-2**5000",
+    ];
+    let script = format!(
+        "import pickle, sys\n\
+         for e in {exprs:?}:\n\
+         \x20   x = eval(e)\n\
+         \x20   try:\n\
+         \x20       f = repr(float(x))\n\
+         \x20   except OverflowError:\n\
+         \x20       f = 'overflow'\n\
+         \x20   print(pickle.dumps(x, 2).hex(), f)\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.lines().count(), exprs.len());
+    for (line, expr) in out.lines().zip(exprs) {
+        let (hex, want) = line.split_once(' ').unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        match reduce::from_slice::<f64>(&bytes) {
+            Ok(x) => assert_eq!(
+                format!("{x:?}").replace("e", "e+").replace("e+-", "e-"),
+                want,
+                "{expr}"
+            ),
+            Err(e) => {
+                assert_eq!(want, "overflow", "{expr}: {e}");
+                assert!(
+                    e.to_string().contains("too large to convert to float"),
+                    "{e}"
+                );
+            }
+        }
+    }
+}

@@ -187,12 +187,42 @@ impl Reduce for f32 {
     }
 }
 
+/// `float(i)` for an int beyond `i64`: the nearest float, halfway cases to
+/// even, as CPython rounds; `None` beyond `f64::MAX`, where CPython raises
+/// `OverflowError`.
+fn big_to_f64(i: &num_bigint::BigInt) -> Option<f64> {
+    let magnitude = i.magnitude();
+    let bits = magnitude.bits();
+    let x = if bits <= 64 {
+        magnitude.iter_u64_digits().next().unwrap_or(0) as f64
+    } else {
+        // The top 64 bits, with the lowest one set if any bit below them
+        // is (a sticky bit): `u64 as f64` then rounds as the whole would.
+        let shift = bits - 64;
+        let top = (magnitude >> shift).iter_u64_digits().next().unwrap_or(0);
+        let sticky = magnitude.trailing_zeros().is_some_and(|z| z < shift);
+        let top = top | u64::from(sticky);
+        (top as f64) * 2f64.powi(i32::try_from(shift).ok()?)
+    };
+    if x.is_infinite() {
+        return None;
+    }
+    Some(if i.sign() == num_bigint::Sign::Minus {
+        -x
+    } else {
+        x
+    })
+}
+
 impl Construct for f64 {
     fn construct(node: Node<'_>) -> Result<Self> {
         match node.value() {
             Value::Float(x) => Ok(*x),
             // Python code often stores 1 where it means 1.0.
             Value::Int(i) => Ok(*i as f64),
+            Value::BigInt(i) => big_to_f64(i).ok_or_else(|| {
+                node.error_msg("int too large to convert to float (as Python's float() says)")
+            }),
             _ => Err(node.expected("float")),
         }
     }
