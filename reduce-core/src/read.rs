@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::base::error::Result;
+use crate::base::error::{Error, ErrorKind, Result};
 use crate::base::limits::Limits;
 use crate::base::op::STOP;
 use crate::value::{Global, Graph, Value};
@@ -118,6 +118,26 @@ pub(crate) fn load<I: Input>(
     // scan). A second reading is only sound where the first had no effect
     // outside the machine: no hook called, no buffer taken. A stream and
     // inert mode keep every put.
+    let began = input.pos();
+    load_from(input, options, resolve, tree).map_err(|e| ran_out(e, began))
+}
+
+/// An input that ends where the pickle should begin is not a truncated
+/// pickle: [`ErrorKind::EndOfInput`], which ends a loop over a stream.
+fn ran_out(e: Error, began: u64) -> Error {
+    if matches!(e.kind(), ErrorKind::Eof) && e.offset() == Some(began) && e.opcode().is_none() {
+        return Error::new(ErrorKind::EndOfInput).at(began, None);
+    }
+    e
+}
+
+/// [`load`], with any error as the machine gives it.
+fn load_from<I: Input>(
+    input: &mut I,
+    options: &mut Options<'_>,
+    resolve: &dyn Resolve,
+    tree: bool,
+) -> Result<(Graph, bool)> {
     let fresh = !options.inert && options.persistent_load.is_none() && options.buffers.is_empty();
     let keep = match input.slice() {
         Some(_) if fresh => machine::Keep::None,

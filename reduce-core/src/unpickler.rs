@@ -27,15 +27,25 @@ use crate::value::{Global, Graph, Value};
 /// ```
 ///
 /// Several pickles written one after another are read in turn, as with
-/// Python's `Unpickler.load`:
+/// Python's `Unpickler.load`. The clean end of the stream is
+/// [`ErrorKind::EndOfInput`](crate::ErrorKind::EndOfInput) (Python's
+/// `EOFError`), and a pickle cut short is
+/// [`ErrorKind::Eof`](crate::ErrorKind::Eof):
 ///
 /// ```
-/// use reduce::{Unpickler, Value};
+/// use reduce::{ErrorKind, Unpickler, Value};
 ///
 /// let stream = b"K\x01.K\x02.";
 /// let mut unpickler = Unpickler::new(&stream[..]);
-/// assert_eq!(unpickler.load::<Value>()?, Value::Int(1));
-/// assert_eq!(unpickler.load::<Value>()?, Value::Int(2));
+/// let mut all = Vec::new();
+/// loop {
+///     match unpickler.load::<Value>() {
+///         Ok(v) => all.push(v),
+///         Err(e) if matches!(e.kind(), ErrorKind::EndOfInput) => break,
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// assert_eq!(all, [Value::Int(1), Value::Int(2)]);
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub struct Unpickler<'h, I> {

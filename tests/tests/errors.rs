@@ -207,3 +207,44 @@ fn the_error_type_behaves() {
         assert!(!text.ends_with('.'), "{text}");
     }
 }
+
+/// An input that ends where a pickle should begin is `EndOfInput`, as
+/// Python's `EOFError: Ran out of input`: a loop over a stream of pickles
+/// ends on it, while a pickle cut after its first byte is still `Eof`.
+#[test]
+fn the_end_of_a_stream_is_not_a_truncated_pickle() {
+    let mut stream = Vec::new();
+    for i in 0..3i64 {
+        stream.extend(reduce::to_vec(&i).unwrap());
+    }
+    let mut reader = Unpickler::new(std::io::Cursor::new(&stream));
+    let mut got = Vec::new();
+    let end = loop {
+        match reader.load::<i64>() {
+            Ok(i) => got.push(i),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, [0, 1, 2]);
+    assert!(matches!(end.kind(), ErrorKind::EndOfInput), "{end}");
+    assert_eq!(end.offset(), Some(stream.len() as u64));
+    assert!(end.to_string().starts_with("ran out of input"), "{end}");
+
+    let empty: &[u8] = b"";
+    for err in [
+        reduce::from_slice::<Value>(empty).unwrap_err(),
+        reduce::from_slice::<i64>(empty).unwrap_err(),
+        reduce::from_slice::<reduce::Graph>(empty).unwrap_err(),
+        reduce::serde::from_slice::<i64>(empty).unwrap_err(),
+        Unpickler::from_slice(empty)
+            .inert(true)
+            .load::<Value>()
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err.kind(), ErrorKind::EndOfInput), "{err}");
+    }
+    for cut in [&b"\x80"[..], b"\x80\x04", b"K", b"(", b"I1"] {
+        let err = reduce::from_slice::<Value>(cut).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::Eof), "{cut:?}: {err}");
+    }
+}

@@ -85,7 +85,7 @@ fn bytes_after_stop_are_left_for_the_next_load() {
     assert_eq!(format!("{:?}", u.load::<Value>().unwrap()), "{'a': b'x'}");
     assert!(matches!(
         u.load::<Value>().unwrap_err().kind(),
-        ErrorKind::Eof
+        ErrorKind::EndOfInput
     ));
 }
 

@@ -30,6 +30,11 @@ pub enum ErrorKind {
     Io(io::Error),
     /// The input ended before `STOP`.
     Eof,
+    /// The input ended where a pickle should begin: no byte at all (an
+    /// empty input, or the clean end of a stream of pickles; Python's
+    /// `EOFError: Ran out of input`). A pickle cut short after its first
+    /// byte is [`ErrorKind::Eof`].
+    EndOfInput,
     /// A byte that is no pickle opcode.
     UnknownOpcode(u8),
     /// `PROTO` named a protocol above 5.
@@ -145,8 +150,10 @@ impl Error {
         &self.inner.kind
     }
 
-    /// The byte offset, from the start of the pickle, of the opcode that
-    /// failed (reading only).
+    /// The byte offset of the opcode that failed (reading only), from the
+    /// start of the input: for the second pickle of a stream, from the
+    /// start of the stream, as [`Unpickler::position`](crate::Unpickler::position)
+    /// counts.
     pub fn offset(&self) -> Option<u64> {
         self.inner.offset
     }
@@ -167,6 +174,7 @@ impl fmt::Display for ErrorKind {
         match self {
             ErrorKind::Io(e) => write!(f, "i/o error: {e}"),
             ErrorKind::Eof => f.write_str("pickle data was truncated"),
+            ErrorKind::EndOfInput => f.write_str("ran out of input: no pickle begins here"),
             ErrorKind::UnknownOpcode(b) => write!(f, "invalid opcode byte 0x{b:02x}"),
             ErrorKind::UnsupportedProtocol(p) => {
                 write!(f, "unsupported pickle protocol {p} (expected 0 to 5)")
