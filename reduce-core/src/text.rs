@@ -21,6 +21,16 @@ pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
 }
 
+/// A Python type's name with its article: "an int", "a list".
+pub(crate) fn a(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
 /// Python's `repr(float)`: the shortest string that reads back to the same
 /// float, in fixed notation when the decimal exponent is in `-4..16` and in
 /// exponent notation (`1e+16`, `5e-324`) otherwise.

@@ -248,3 +248,18 @@ fn the_end_of_a_stream_is_not_a_truncated_pickle() {
         assert!(matches!(err.kind(), ErrorKind::Eof), "{cut:?}: {err}");
     }
 }
+
+/// Messages name a Python type with its article: "an int", "a list".
+#[test]
+fn a_found_type_reads_as_english() {
+    let err = load(b"K\x01K\x02a.").unwrap_err().to_string();
+    assert!(
+        err.contains("expected a list to append to, found an int"),
+        "{err}"
+    );
+    let err = load(b"]K\x01\x85R.").unwrap_err().to_string();
+    assert!(
+        err.contains("expected a global to call, found a list"),
+        "{err}"
+    );
+}

@@ -571,12 +571,12 @@ impl<'o, 'h> Machine<'o, 'h> {
                 | (Value::Set(_), Change::Set)
         );
         if !ok {
-            let found = self.deref(&self.stack[index]).type_name();
+            let found = crate::text::a(self.deref(&self.stack[index]).type_name());
             return Err(Error::invalid(match what {
-                Change::Items => format!("expected a list to append to, found a {found}"),
-                Change::Pairs => format!("expected a dict to set items in, found a {found}"),
-                Change::Set => format!("expected a set to add items to, found a {found}"),
-                Change::State => format!("expected an object to BUILD, found a {found}"),
+                Change::Items => format!("expected a list to append to, found {found}"),
+                Change::Pairs => format!("expected a dict to set items in, found {found}"),
+                Change::Set => format!("expected a set to add items to, found {found}"),
+                Change::State => format!("expected an object to BUILD, found {found}"),
             }));
         }
         Ok(())
@@ -1117,8 +1117,8 @@ impl<'o, 'h> Machine<'o, 'h> {
     fn call(&mut self, callable: Value, args: Value) -> Result<Value> {
         if !matches!(self.deref(&args), Value::Tuple(_)) {
             return Err(Error::invalid(format!(
-                "expected an argument tuple, found a {}",
-                self.deref(&args).type_name()
+                "expected an argument tuple, found {}",
+                crate::text::a(self.deref(&args).type_name())
             )));
         }
         if let Some(Builtin::GetAttr) = self.builtin_of(&callable) {
@@ -1158,8 +1158,8 @@ impl<'o, 'h> Machine<'o, 'h> {
             };
             if !callable_ok {
                 return Err(Error::invalid(format!(
-                    "expected a global to call, found a {}",
-                    self.deref(&callable).type_name()
+                    "expected a global to call, found {}",
+                    crate::text::a(self.deref(&callable).type_name())
                 )));
             }
         }
@@ -1423,12 +1423,12 @@ impl<'o, 'h> Machine<'o, 'h> {
                     Ok(())
                 }
                 (other, false, _) => Err(format!(
-                    "expected a list to append to, found a {}",
-                    other.type_name()
+                    "expected a list to append to, found {}",
+                    crate::text::a(other.type_name())
                 )),
                 (other, true, _) => Err(format!(
-                    "expected a dict to set items in, found a {}",
-                    other.type_name()
+                    "expected a dict to set items in, found {}",
+                    crate::text::a(other.type_name())
                 )),
             },
         };
@@ -1656,8 +1656,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                     Value::Set(s) => s.extend(items),
                     other => {
                         return Err(Error::invalid(format!(
-                            "expected a set to add items to, found a {}",
-                            other.type_name()
+                            "expected a set to add items to, found {}",
+                            crate::text::a(other.type_name())
                         )))
                     }
                 }
@@ -1785,8 +1785,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                 }
                 let Value::Tuple(items) = self.deref(&args) else {
                     return Err(Error::invalid(format!(
-                        "NEWOBJ expected an argument tuple, found a {}",
-                        self.deref(&args).type_name()
+                        "NEWOBJ expected an argument tuple, found {}",
+                        crate::text::a(self.deref(&args).type_name())
                     )));
                 };
                 let mut all = Vec::with_capacity(items.len() + 1);
@@ -1830,8 +1830,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                     }
                     other => {
                         return Err(Error::invalid(format!(
-                            "expected an object to BUILD, found a {}",
-                            other.type_name()
+                            "expected an object to BUILD, found {}",
+                            crate::text::a(other.type_name())
                         )))
                     }
                 }
@@ -1867,8 +1867,8 @@ impl<'o, 'h> Machine<'o, 'h> {
                     Value::Bytes(_) => {}
                     other => {
                         return Err(Error::invalid(format!(
-                            "expected a buffer for READONLY_BUFFER, found a {}",
-                            other.type_name()
+                            "expected a buffer for READONLY_BUFFER, found {}",
+                            crate::text::a(other.type_name())
                         )))
                     }
                 }

@@ -578,7 +578,7 @@ impl<'a> Node<'a> {
             .map(|b| *b)
             .ok_or_else(|| {
                 self.error_msg(format!(
-                    "the constructor registered for this object does not make a {} (register an upcast to it)",
+                    "the constructor registered for this object does not make the Rust type {} (register an upcast to it)",
                     std::any::type_name::<T>()
                 ))
             })

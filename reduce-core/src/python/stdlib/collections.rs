@@ -139,8 +139,8 @@ impl<K: Construct, V: Construct> Construct for DefaultDict<K, V> {
             Some(Value::Global(g)) => Some(Global::clone(g)),
             Some(other) => {
                 return Err(args.error_msg(format!(
-                    "expected a global as the factory of a defaultdict, found a {}",
-                    other.type_name()
+                    "expected a global as the factory of a defaultdict, found {}",
+                    crate::text::a(other.type_name())
                 )))
             }
         };

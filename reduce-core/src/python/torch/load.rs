@@ -447,15 +447,7 @@ fn read_legacy(mut bytes: Vec<u8>) -> Result<Checkpoint> {
     if *magic != Value::BigInt(Box::new(BigInt::from(LEGACY_MAGIC))) {
         let found = match magic {
             Value::Int(_) | Value::BigInt(_) => format!("{magic:?}"),
-            v => {
-                let kind = v.type_name();
-                let a = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                    "an"
-                } else {
-                    "a"
-                };
-                format!("{a} {kind}")
-            }
+            v => crate::text::a(v.type_name()),
         };
         return Err(Error::invalid(format!(
             "expected a torch checkpoint (a zip archive, or the legacy stream of pickles that begins with torch's magic number {LEGACY_MAGIC}), found a pickle of {found}"
@@ -473,8 +465,8 @@ fn read_legacy(mut bytes: Vec<u8>) -> Result<Checkpoint> {
     let keys = next("storage keys", &mut pos)?;
     let keys = keys.into_items().map_err(|v| {
         Error::invalid(format!(
-            "expected the list of storage keys, found a {}",
-            v.type_name()
+            "expected the list of storage keys, found {}",
+            crate::text::a(v.type_name())
         ))
     })?;
     let specs = storage_specs(&graph, true)?;
@@ -758,8 +750,8 @@ impl<'g> Converter<'g> {
         match self.graph.resolve(v) {
             Value::Bool(b) => Ok(*b),
             other => Err(Error::invalid(format!(
-                "{path}: expected a bool, found a {}",
-                other.type_name()
+                "{path}: expected a bool, found {}",
+                crate::text::a(other.type_name())
             ))),
         }
     }
@@ -813,8 +805,8 @@ impl<'g> Converter<'g> {
             }
             other => {
                 return Err(Error::invalid(format!(
-                    "{path}: expected a storage (a persistent id), found a {}",
-                    other.type_name()
+                    "{path}: expected a storage (a persistent id), found {}",
+                    crate::text::a(other.type_name())
                 )))
             }
         };

@@ -201,8 +201,8 @@ impl Checkpoint {
             .map(|(k, _)| key_repr(k))
             .collect();
         Err(Error::invalid(format!(
-            "expected a state dict (str names to tensors) at the root or under 'state_dict', 'model_state_dict' or 'model', found a {} with keys [{}]",
-            self.root.type_name(),
+            "expected a state dict (str names to tensors) at the root or under 'state_dict', 'model_state_dict' or 'model', found {} with keys [{}]",
+            crate::text::a(self.root.type_name()),
             keys.join(", ")
         )))
     }
