@@ -1079,9 +1079,18 @@ mod reduce_serde_field {
             ]),
         )));
         let bytes = reduce::to_vec(&python).unwrap();
-        let err = reduce::from_slice::<Job>(&bytes).unwrap_err().to_string();
-        assert!(err.starts_with("settings"), "{err}");
-        assert!(err.contains("retries"), "{err}");
+        let err = reduce::from_slice::<Job>(&bytes).unwrap_err();
+        // One path, joined as everywhere else.
+        assert_eq!(err.path(), Some("settings.retries"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("settings.retries: expected int, found str"),
+            "{err}"
+        );
+        assert!(
+            matches!(err.kind(), reduce::ErrorKind::Type { .. }),
+            "{err}"
+        );
     }
 }
 

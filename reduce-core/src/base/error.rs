@@ -119,6 +119,19 @@ impl Error {
         self
     }
 
+    /// The error of a value read inside the one at `outer`: its path
+    /// (relative to that value) joined under `outer`, as `outer.field` or
+    /// `outer[3]`.
+    pub(crate) fn under(mut self, outer: &str) -> Error {
+        self.inner.path = Some(match self.inner.path.take() {
+            None => outer.to_owned(),
+            Some(inner) if outer.is_empty() => inner,
+            Some(inner) if inner.starts_with('[') => format!("{outer}{inner}"),
+            Some(inner) => format!("{outer}.{inner}"),
+        });
+        self
+    }
+
     pub(crate) fn with_path(mut self, path: String) -> Error {
         if self.inner.path.is_none() && !path.is_empty() {
             self.inner.path = Some(path);

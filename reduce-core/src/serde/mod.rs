@@ -517,6 +517,6 @@ pub mod field {
     /// Reads a `T` from the plain data at `node` (shared parts by value).
     pub fn construct<T: DeserializeOwned>(node: Node<'_>) -> Result<T> {
         let value = Value::construct(node)?;
-        crate::serde::from_value(&value).map_err(|e| node.error_msg(e.to_string()))
+        crate::serde::from_value(&value).map_err(|e| e.under(&node.path()))
     }
 }
