@@ -378,7 +378,7 @@ pub use num_bigint::BigInt;
 ///
 /// | attribute | meaning |
 /// |---|---|
-/// | `rename = "n"` | the field's name in a state `__dict__` and in error paths; on a variant, its class name |
+/// | `rename = "n"` | the field's name in a state `__dict__` and in error paths; on a variant, its class's whole qualified name in the module (`"Shape.Circle"` keeps it nested in the enum's class, `"Circle"` makes it a class of the module) |
 /// | `skip` | not written; read back as `Default::default()`, or `default = "path::to::fn"` |
 /// | `default` | with `state`: the value when the key is missing |
 /// | `with = "module"` | written by `module::reduce(&T, &mut Saver)`, read by `module::construct(Node) -> Result<T>` |
@@ -431,7 +431,11 @@ pub use num_bigint::BigInt;
 ///
 /// An attribute of the instance that the Rust type has no field for is
 /// dropped by default, so that a Python class may grow without breaking its
-/// Rust readers. `deny_unknown_fields` makes it an error that names it, and
+/// Rust readers. (It is dropped after it is read: an attribute that holds
+/// an instance of a class, a `datetime.date` say, names that class's
+/// global, which must be allowed as every global is, by a registered type
+/// or a preset such as [`preset::STDLIB`].)
+/// `deny_unknown_fields` makes it an error that names it, and
 /// a `rest` field keeps it and writes it back (into the `__dict__`, or for
 /// `state = "slots"` into the slots unless the field is `in_dict`).
 /// Skipped fields are not read, so their attributes count as unknown.
@@ -496,9 +500,11 @@ pub use num_bigint::BigInt;
 /// [`registry()`] at link time, before `main` (with `inventory`). Two types
 /// claiming one global are recorded in [`Registry::conflicts`], and loading
 /// that global says so. A *generic* type cannot register itself, since each
-/// instantiation is a different type: register the ones you load with
-/// `reduce::registry().register::<Wrapper<u8>>("module", "Wrapper")`, as the
-/// error for an unregistered one says.
+/// instantiation is a different type: register one instantiation, any one,
+/// with `reduce::registry().register::<Wrapper<u8>>("module", "Wrapper")`,
+/// as the error for an unregistered one says. That allows the global, and
+/// every instantiation then reads it (the Rust type read says which); a
+/// second instantiation under the same name is refused as a duplicate.
 ///
 /// Every misuse of an attribute is a compile error at the attribute, naming
 /// the fix; all of a derive's mistakes are reported at once.

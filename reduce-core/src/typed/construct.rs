@@ -20,6 +20,12 @@ use crate::value::{Global, Graph, Id, Reduction, Value};
 /// How a value of this type is built from a pickle: the Rust side of
 /// Python's constructor call.
 ///
+/// A `Construct` written by hand says how to build the value; the global
+/// the pickle names must still be allowed, as every global is, by a
+/// registered constructor (in the process-wide [`registry()`](crate::registry)
+/// or an unpickler's own [`Registry`](crate::Registry)) or a preset.
+/// `#[derive(Reduce)]` registers its type itself.
+///
 /// ```
 /// use reduce::{Construct, Node};
 ///
@@ -34,8 +40,10 @@ use crate::value::{Global, Graph, Id, Reduction, Value};
 ///     }
 /// }
 ///
-/// # let mut registry = reduce::Registry::new();
-/// # registry.register_constructor("geometry", "Point", Point::construct)?;
+/// // The strict loader calls only registered globals: allow geometry.Point
+/// // (a derived type registers itself; one written by hand is registered).
+/// let mut registry = reduce::Registry::new();
+/// registry.register_constructor("geometry", "Point", Point::construct)?;
 /// let bytes = b"\x80\x02cgeometry\nPoint\nq\x00G?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86q\x01Rq\x02.";
 /// let p: Point = reduce::Unpickler::from_slice(bytes).registry(registry).load()?;
 /// assert_eq!((p.x, p.y), (1.0, 2.0));

@@ -534,7 +534,7 @@ impl Lookup {
                 r.conflicts.get(path).cloned().or_else(|| {
                     r.generic.contains_key(path).then(|| {
                         format!(
-                            "`{path}` is a generic type, which cannot register itself; register each instantiation with reduce::registry().register::<Type<..>>(module, name)"
+                            "`{path}` is a generic type, which cannot register itself; register one instantiation (any one: every instantiation then reads it) with reduce::registry().register::<Type<..>>(module, name)"
                         )
                     })
                 })
