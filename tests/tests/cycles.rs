@@ -163,3 +163,40 @@ fn a_cycle_without_state_is_an_error_not_a_loop() {
     let err = reduce::from_slice::<Rc<Vec<Rc<Vec<u8>>>>>(bytes).unwrap_err();
     assert!(err.to_string().contains("refers to itself"), "{err}");
 }
+
+/// A cycle read into a type that cannot share (a `Box`, through an
+/// `Option`) says it is a cycle, where it closes, in a short message, rather
+/// than the depth limit five thousand fields down.
+#[test]
+fn a_cycle_into_a_box_says_so_where_it_closes() {
+    #[derive(Reduce, Debug)]
+    #[reduce(module = "shop", name = "Rec", state)]
+    struct BoxRec {
+        name: String,
+        next: Option<Box<BoxRec>>,
+    }
+    // o = Rec(); o.name = 'a'; o.next = o
+    let script = "import pickle, sys, types\n\
+        shop = types.ModuleType('shop'); sys.modules['shop'] = shop\n\
+        class Rec: pass\n\
+        Rec.__module__ = 'shop'; shop.Rec = Rec\n\
+        o = Rec(); o.name = 'a'; o.next = o\n\
+        sys.stdout.buffer.write(pickle.dumps(o, 4))\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    let err = reduce::from_slice::<BoxRec>(&out.stdout).unwrap_err();
+    assert!(
+        err.to_string().contains("refers to itself (a cycle)"),
+        "{err}"
+    );
+    assert_eq!(err.path(), Some("next"), "{err}");
+    assert!(
+        err.to_string().len() < 300,
+        "{} bytes",
+        err.to_string().len()
+    );
+}

@@ -300,6 +300,9 @@ impl<'a> Node<'a> {
     ) -> Result<R> {
         let child = self.child(seg, value);
         if child.depth > self.ctx.max_depth {
+            if let Some(cycle) = child.cycle() {
+                return Err(cycle);
+            }
             return Err(child.error(ErrorKind::Limit {
                 limit: "max_typed_depth",
                 max: self.ctx.max_depth as u64,
@@ -310,6 +313,29 @@ impl<'a> Node<'a> {
         } else {
             f(child)
         }
+    }
+
+    /// At the depth limit, where the chain of nodes from the root first
+    /// comes back into a shared object it is already inside: a cycle read
+    /// into a type that cannot share (a `Box`, a plain field), which would
+    /// otherwise be reported as the limit, deep in the cycle.
+    #[cold]
+    fn cycle(&self) -> Option<Error> {
+        let mut chain = Vec::with_capacity(self.depth + 1);
+        let mut at = Some(self);
+        while let Some(n) = at {
+            chain.push(n);
+            at = n.parent;
+        }
+        let mut inside = std::collections::HashSet::new();
+        chain.into_iter().rev().find_map(|n| {
+            let id = n.shared_id()?;
+            (!inside.insert(id)).then(|| {
+                n.error_msg(
+                    "the value refers to itself (a cycle); only Rc<RefCell<T>> of a type with state (construct_shell) can be built in a cycle, or read it as a Graph",
+                )
+            })
+        })
     }
 
     /// The value here, with a shared reference followed.
