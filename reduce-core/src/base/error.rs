@@ -122,6 +122,7 @@ impl Error {
     /// The error of a value read inside the one at `outer`: its path
     /// (relative to that value) joined under `outer`, as `outer.field` or
     /// `outer[3]`.
+    #[cfg(feature = "serde")]
     pub(crate) fn under(mut self, outer: &str) -> Error {
         self.inner.path = Some(match self.inner.path.take() {
             None => outer.to_owned(),
