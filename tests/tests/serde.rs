@@ -179,6 +179,16 @@ fn cases() -> Vec<Case> {
             "{i: None for i in range(1000)}",
         ),
         case(BTreeMap::from([(1u8, 2u8)]), "{1: 2}"),
+        // Python hashes dict keys: a sequence there is a tuple, all the
+        // way down.
+        case(
+            BTreeMap::from([(vec![1u8, 2], 1u8), (vec![], 2)]),
+            "{(): 2, (1, 2): 1}",
+        ),
+        case(
+            BTreeMap::from([((vec![vec![1u16], vec![]], "kk".to_owned()), vec![3u8])]),
+            "{(((1,), ()), 'kk'): [3]}",
+        ),
         case(BTreeMap::<u8, u8>::new(), "{}"),
         case((Unit, None::<i32>, ()), "(None, None, None)"),
         case(
@@ -1436,4 +1446,21 @@ impl<T: serde::Serialize> serde::Serialize for Nest<'_, T> {
         q.serialize_element(&Nest(self.0 - 1, self.1))?;
         q.end()
     }
+}
+
+/// A map or a struct cannot be a dict key (Python cannot hash a dict), and
+/// a sequence key reads back from the tuple it was written as.
+#[test]
+fn dict_keys_are_written_hashable() {
+    let m = BTreeMap::from([(vec![1u8, 2], 1u8)]);
+    let bytes = reduce::serde::to_vec(&m).unwrap();
+    assert_eq!(
+        reduce::serde::from_slice::<BTreeMap<Vec<u8>, u8>>(&bytes).unwrap(),
+        m
+    );
+    let bad = vec![(BTreeMap::from([(1u8, 2u8)]), 3u8)]
+        .into_iter()
+        .collect::<BTreeMap<_, _>>();
+    let err = reduce::serde::to_vec(&bad).unwrap_err();
+    assert!(err.to_string().contains("cannot be a dict key"), "{err}");
 }

@@ -197,6 +197,7 @@
 //! serde-pickle; `reduce::serde` reads it.
 
 mod de;
+mod key;
 mod ser;
 mod stream;
 mod value;

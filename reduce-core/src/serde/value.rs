@@ -345,7 +345,8 @@ impl ValueCompound {
     }
 
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
-        self.key = Some(self.ser.child(key)?);
+        // Python hashes dict keys: a sequence there is a tuple.
+        self.key = Some(super::ser::hashable(self.ser.child(key)?)?);
         Ok(())
     }
 
