@@ -263,3 +263,24 @@ fn a_found_type_reads_as_english() {
         "{err}"
     );
 }
+
+/// A second BUILD on one object is refused by a strict read, which points
+/// to inert mode, and inert mode keeps it.
+#[test]
+fn a_second_build_points_to_inert_mode() {
+    // OrderedDict(), BUILD (None, {'__setstate__': Counter}), BUILD 'x'
+    let hex = "800263636f6c6c656374696f6e730a4f726465726564446963740a29524e7d8c0c5f5f73657473746174655f5f63636f6c6c656374696f6e730a436f756e7465720a7386628c0178622e";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let mut registry = reduce::Registry::new();
+    registry.add_preset(&reduce::preset::STDLIB).unwrap();
+    let err = Unpickler::from_slice(&bytes)
+        .registry(registry)
+        .load::<Value>()
+        .unwrap_err();
+    assert!(err.to_string().contains("read it in inert mode"), "{err}");
+    let kept: Value = Unpickler::from_slice(&bytes).inert(true).load().unwrap();
+    assert!(format!("{kept:?}").contains("Build {"), "{kept:?}");
+}

@@ -1825,7 +1825,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                     Value::Reduce(r) if r.state.is_none() => r.state = Some(state),
                     Value::Reduce(_) => {
                         return Err(Error::invalid(
-                            "BUILD applied twice to one object, which inert mode cannot keep",
+                            "BUILD applied twice to one object, which a Value holds one state for: read it in inert mode, which keeps the second as a step",
                         ))
                     }
                     other => {
