@@ -197,7 +197,6 @@
 //! serde-pickle; `reduce::serde` reads it.
 
 mod de;
-mod key;
 mod ser;
 mod stream;
 mod value;

@@ -346,7 +346,7 @@ impl ValueCompound {
 
     fn key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
         // Python hashes dict keys: a sequence there is a tuple.
-        self.key = Some(super::ser::hashable(self.ser.child(key)?)?);
+        self.key = Some(hashable(self.ser.child(key)?)?);
         Ok(())
     }
 
@@ -591,4 +591,27 @@ impl ser::SerializeStructVariant for ValueCompound {
     fn end(self) -> Result<Value> {
         ValueCompound::end(self)
     }
+}
+
+/// `v` as a dict key: its lists (and theirs) as tuples, as Python can hash
+/// those; a dict is an error.
+pub(crate) fn hashable(v: Value) -> Result<Value> {
+    match &v {
+        Value::List(_) | Value::Tuple(_) => Ok(Value::Tuple(
+            v.into_items()
+                .unwrap_or_default()
+                .into_iter()
+                .map(hashable)
+                .collect::<Result<_>>()?,
+        )),
+        Value::Dict(_) => Err(unhashable()),
+        _ => Ok(v),
+    }
+}
+
+#[cold]
+pub(crate) fn unhashable() -> Error {
+    crate::write::out::unpicklable(
+        "a map or a struct cannot be a dict key: Python cannot hash a dict".to_owned(),
+    )
 }
