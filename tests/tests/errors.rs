@@ -284,3 +284,28 @@ fn a_second_build_points_to_inert_mode() {
     let kept: Value = Unpickler::from_slice(&bytes).inert(true).load().unwrap();
     assert!(format!("{kept:?}").contains("Build {"), "{kept:?}");
 }
+
+/// A DAG too big to copy into a tree says to load it as a Graph, as a
+/// cycle does.
+#[test]
+fn a_dag_too_big_for_a_tree_points_to_graph() {
+    let mut dag = Graph::default();
+    let mut v = Value::List(vec![]);
+    for _ in 0..40 {
+        let below = Value::Ref(dag.insert(v));
+        v = Value::List(vec![below.clone(), below]);
+    }
+    *dag.root_mut() = v;
+    let bomb = reduce::to_vec(&dag).unwrap();
+    for err in [
+        reduce::from_slice::<Value>(&bomb).unwrap_err(),
+        reduce::from_slice::<Graph>(&bomb)
+            .unwrap()
+            .into_tree(1000)
+            .unwrap_err(),
+    ] {
+        assert_limit(&err, "max_tree_nodes");
+        assert!(err.to_string().contains("load it as a Graph"), "{err}");
+    }
+    assert!(reduce::from_slice::<Graph>(&bomb).is_ok());
+}

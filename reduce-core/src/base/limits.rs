@@ -3,11 +3,13 @@
 //! lives here, so the reader's and the writer's agree on where to look.
 
 /// The deepest nesting the typed writer ([`Reduce`](crate::Reduce))
-/// follows, as CPython's recursion limit (1000) stops its pickler, so that
-/// what Rust writes CPython can load. (`Value` and `Graph` have no such
-/// limit.) The typed reader's bound is [`Limits::max_typed_depth`], ten
-/// times this: it reads what other picklers wrote deeper, and a reader can
-/// be given a smaller one per load.
+/// follows, as CPython's recursion limit (1000) stops its pickler: a typed
+/// value is as deep as CPython could have written it. (CPython's loader is
+/// not recursive and reads deeper pickles; `Value` and `Graph` are written
+/// without this limit, so deeper data is written as a `Graph`.) The typed
+/// reader's bound is [`Limits::max_typed_depth`], ten times this: it reads
+/// what other picklers wrote deeper, and a reader can be given a smaller
+/// one per load.
 pub const MAX_TYPED_DEPTH: usize = 1000;
 
 /// Resource limits of the reader. Each one stops a hostile input early with

@@ -510,7 +510,10 @@ pub(crate) fn tree(mut root: Value, objects: &[Value], max_nodes: usize) -> Resu
         return Err(Error::new(ErrorKind::Limit {
             limit: "max_tree_nodes",
             max: max_nodes as u64,
-        }));
+        })
+        .with_detail(format!(
+            "its shared objects copied into every place that refers to them make {total} values; load it as a Graph, which keeps them shared"
+        )));
     }
     let mut stack: Vec<&mut Value> = vec![&mut root];
     while let Some(v) = stack.pop() {
