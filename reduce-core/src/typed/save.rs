@@ -778,93 +778,69 @@ impl<'r> ReductionSaver<'r, '_, '_> {
         // An object made by a call hashes as its class says: its
         // arguments and state are not keys.
         let was = std::mem::replace(&mut saver.hashable, false);
-        let r = ReductionSaver {
-            saver: &mut *saver,
-            module,
-            name,
-            args,
-            new_obj,
-            state,
-            state_setter,
-            list_items,
-            dict_items,
-        }
-        .write();
+        let r = (|| {
+            let key = saver.take_identity();
+            if new_obj && saver.out.proto >= 2 {
+                saver.out.global(module, name)?;
+                saver.save(args.unwrap_or(&()))?;
+                saver.out.write(&[NEWOBJ]);
+            } else if new_obj {
+                // Before protocol 2 CPython writes an ordinary instance as
+                // copyreg._reconstructor(cls, object, None), which takes no
+                // arguments for __new__.
+                if args.is_some() {
+                    return Err(unpicklable(format!(
+                        "{module}.{name} passes arguments to __new__, which needs protocol 2 or higher"
+                    )));
+                }
+                saver.out.global("copyreg", "_reconstructor")?;
+                saver.out.fresh_tuple_start(3);
+                saver.out.global(module, name)?;
+                saver.out.global("builtins", "object")?;
+                saver.out.none()?;
+                saver.out.fresh_tuple_end(3)?;
+                saver.out.write(&[REDUCE]);
+            } else {
+                let args = args.unwrap_or(&());
+                saver.out.global(module, name)?;
+                saver.save(args)?;
+                saver.out.write(&[REDUCE]);
+            }
+            if let Some(&idx) = key.and_then(|k| saver.ptr_memo.get(&k)) {
+                // Made while its own arguments were written.
+                saver.out.write(&[POP]);
+                return saver.out.get(idx);
+            }
+            let idx = saver.out.memo_put()?;
+            saver.remember(key, idx);
+            let mut list = list_items.iter();
+            saver.batch(Batching::Iter, list_items.len(), APPEND, APPENDS, |s| {
+                s.save(*list.next().ok_or_else(short_iterator)?)
+            })?;
+            let mut dict = dict_items.iter();
+            saver.batch(Batching::Iter, dict_items.len(), SETITEM, SETITEMS, |s| {
+                let (k, v) = dict.next().ok_or_else(short_iterator)?;
+                s.save_key(*k)?;
+                s.save(*v)
+            })?;
+            if let Some(state) = state {
+                match state_setter {
+                    None => {
+                        saver.save(state)?;
+                        saver.out.write(&[BUILD]);
+                    }
+                    Some((m, n)) => {
+                        saver.out.global(m, n)?;
+                        saver.out.get(idx)?;
+                        saver.save(state)?;
+                        saver.out.write(&rules::STATE_SETTER_CALL);
+                    }
+                }
+            }
+            saver.out.boundary()
+        })();
         saver.hashable = was;
         r
-    }
-
-    fn write(self) -> Result<()> {
-        let ReductionSaver {
-            saver,
-            module,
-            name,
-            args,
-            new_obj,
-            state,
-            state_setter,
-            list_items,
-            dict_items,
-        } = self;
-        let key = saver.take_identity();
-        if new_obj && saver.out.proto >= 2 {
-            saver.out.global(module, name)?;
-            saver.save(args.unwrap_or(&()))?;
-            saver.out.write(&[NEWOBJ]);
-        } else if new_obj {
-            // Before protocol 2 CPython writes an ordinary instance as
-            // copyreg._reconstructor(cls, object, None), which takes no
-            // arguments for __new__.
-            if args.is_some() {
-                return Err(unpicklable(format!(
-                    "{module}.{name} passes arguments to __new__, which needs protocol 2 or higher"
-                )));
-            }
-            saver.out.global("copyreg", "_reconstructor")?;
-            saver.out.fresh_tuple_start(3);
-            saver.out.global(module, name)?;
-            saver.out.global("builtins", "object")?;
-            saver.out.none()?;
-            saver.out.fresh_tuple_end(3)?;
-            saver.out.write(&[REDUCE]);
-        } else {
-            let args = args.unwrap_or(&());
-            saver.out.global(module, name)?;
-            saver.save(args)?;
-            saver.out.write(&[REDUCE]);
-        }
-        if let Some(&idx) = key.and_then(|k| saver.ptr_memo.get(&k)) {
-            // Made while its own arguments were written.
-            saver.out.write(&[POP]);
-            return saver.out.get(idx);
-        }
-        let idx = saver.out.memo_put()?;
-        saver.remember(key, idx);
-        let mut list = list_items.iter();
-        saver.batch(Batching::Iter, list_items.len(), APPEND, APPENDS, |s| {
-            s.save(*list.next().ok_or_else(short_iterator)?)
-        })?;
-        let mut dict = dict_items.iter();
-        saver.batch(Batching::Iter, dict_items.len(), SETITEM, SETITEMS, |s| {
-            let (k, v) = dict.next().ok_or_else(short_iterator)?;
-            s.save_key(*k)?;
-            s.save(*v)
-        })?;
-        if let Some(state) = state {
-            match state_setter {
-                None => {
-                    saver.save(state)?;
-                    saver.out.write(&[BUILD]);
-                }
-                Some((m, n)) => {
-                    saver.out.global(m, n)?;
-                    saver.out.get(idx)?;
-                    saver.save(state)?;
-                    saver.out.write(&rules::STATE_SETTER_CALL);
-                }
-            }
-        }
-        saver.out.boundary()
     }
 }
 
