@@ -269,6 +269,15 @@ pub fn python_check(cases: &[(Vec<u8>, Expect)]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The bytes a hex string spells (`"8002"` is `[0x80, 0x02]`), for
+/// pickles a test gets from CPython or writes out as hex.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
 /// The first offset where two byte strings differ, with some context, for
 /// assertion messages.
 pub fn first_difference(want: &[u8], got: &[u8]) -> String {

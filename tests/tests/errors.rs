@@ -270,10 +270,7 @@ fn a_found_type_reads_as_english() {
 fn a_second_build_points_to_inert_mode() {
     // OrderedDict(), BUILD (None, {'__setstate__': Counter}), BUILD 'x'
     let hex = "800263636f6c6c656374696f6e730a4f726465726564446963740a29524e7d8c0c5f5f73657473746174655f5f63636f6c6c656374696f6e730a436f756e7465720a7386628c0178622e";
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
+    let bytes = reduce_tests::unhex(hex);
     let mut registry = reduce::Registry::new();
     registry.add_preset(&reduce::preset::STDLIB).unwrap();
     let err = Unpickler::from_slice(&bytes)

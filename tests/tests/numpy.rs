@@ -54,13 +54,6 @@ fn shape_of(row: &Row) -> Vec<usize> {
         .collect()
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// The array's item bytes in C order (as numpy's `tobytes(order="C")`).
 fn c_bytes(a: &Array) -> Vec<u8> {
     let bytes = a.bytes().expect("not an object array");
@@ -192,7 +185,7 @@ fn reads_what_numpy_1_and_2_write() {
                         && a.shape().iter().filter(|&&d| d > 1).count() > 1;
                     assert_eq!(fortran, row["fortran"] == "1", "{what}");
                     if a.dtype().kind() != Kind::Object {
-                        assert_eq!(c_bytes(&a), hex(&row["c_hex"]), "{what}");
+                        assert_eq!(c_bytes(&a), reduce_tests::unhex(&row["c_hex"]), "{what}");
                     }
                     check_values(&a, &row["dtype"], &row["values"], &what);
                 }
@@ -201,7 +194,7 @@ fn reads_what_numpy_1_and_2_write() {
                     assert_eq!(s.dtype().str(), row["dtype"], "{what}");
                     assert_eq!(
                         s.bytes().map(<[u8]>::to_vec),
-                        Some(hex(&row["c_hex"])),
+                        Some(reduce_tests::unhex(&row["c_hex"])),
                         "{what}"
                     );
                 }

@@ -47,17 +47,10 @@ fn cpython(exprs: &[&str]) -> Vec<Vec<Vec<u8>>> {
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let rows: Vec<Vec<Vec<u8>>> = text
         .lines()
-        .map(|l| l.split(' ').map(unhex).collect())
+        .map(|l| l.split(' ').map(reduce_tests::unhex).collect())
         .collect();
     assert_eq!(rows.len(), exprs.len());
     rows
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
 }
 
 fn hex(b: &[u8]) -> String {

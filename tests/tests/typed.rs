@@ -500,10 +500,7 @@ fn big_ints_read_as_floats_as_python_rounds_them() {
     assert_eq!(out.lines().count(), exprs.len());
     for (line, expr) in out.lines().zip(exprs) {
         let (hex, want) = line.split_once(' ').unwrap();
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
+        let bytes = reduce_tests::unhex(hex);
         match reduce::from_slice::<f64>(&bytes) {
             Ok(x) => assert_eq!(
                 format!("{x:?}").replace("e", "e+").replace("e+-", "e-"),
