@@ -1,11 +1,11 @@
 //! The one place that asks `reduce::inspect` about a pickle: its opcodes,
 //! the globals it resolves (with their offsets) and where it ends.
 //!
-//! [`scan_one`] is `inspect::scan_one` (the inspector follows the reader's
+//! [`scan_one`] is `inspect::lookups` (the inspector follows the reader's
 //! stack exactly, so every name it lists is the one CPython resolves), plus
 //! the names resolved before a fault, which a scan must still judge.
 
-use reduce::inspect::{self, Instruction, Named};
+use reduce::inspect::{self, AttrOf, Instruction, Lookups, Named};
 use reduce::op;
 use reduce::Error;
 
@@ -18,6 +18,12 @@ pub struct Resolution {
     pub opcode: u8,
     /// What it names.
     pub named: Target,
+    /// For a global the pickle uses only to read attributes with
+    /// `builtins.getattr` (getattr itself, or the class read from): the
+    /// first attribute it reads, `module.Class.name`, which is judged in
+    /// its place. An attribute read is a resolution of its own, at its
+    /// `REDUCE`.
+    pub only_reads: Option<String>,
 }
 
 /// What a resolving opcode names.
@@ -63,30 +69,85 @@ pub fn disassemble_partial(bytes: &[u8]) -> (Vec<Instruction>, Option<Error>) {
 /// The names the pickle at the start of `bytes` resolves, with offsets,
 /// and its length in bytes; or, for a pickle that cannot be read to its
 /// end, the names resolved before the fault and the fault.
+///
+/// Attribute reads with `getattr` off a global are listed among them, in
+/// order of offset, as the dotted global they read (see
+/// [`Resolution::only_reads`]).
 pub fn scan_one(bytes: &[u8]) -> (Vec<Resolution>, Result<usize, Error>) {
-    match inspect::scan_one(bytes) {
-        Ok((found, len)) => (found.into_iter().map(target).collect(), Ok(len)),
+    match inspect::lookups(bytes) {
+        Ok(found) => {
+            let len = found.length;
+            (resolutions(found), Ok(len))
+        }
         Err(e) => {
             // What CPython would have resolved before the fault.
-            let found = inspect::scan_one(&before_fault(bytes, &e))
-                .map(|(found, _)| found)
+            let found = inspect::lookups(&before_fault(bytes, &e))
+                .map(resolutions)
                 .unwrap_or_default();
-            (found.into_iter().map(target).collect(), Err(e))
+            (found, Err(e))
         }
     }
 }
 
-fn target(r: inspect::Resolution) -> Resolution {
-    Resolution {
-        offset: r.offset,
-        opcode: r.opcode,
-        named: match r.named {
-            Named::Global(g) => Target::Global {
-                module: g.module,
-                name: g.name,
-            },
-            Named::Extension(code) => Target::Extension(code),
-            _ => Target::Computed,
-        },
+/// The globals and attribute reads of `found`, in order of offset.
+fn resolutions(found: Lookups) -> Vec<Resolution> {
+    let Lookups {
+        resolutions,
+        attributes,
+        only_for_attributes,
+        ..
+    } = found;
+    // The first attribute each global, or attribute, is read for.
+    let mut first: Vec<Option<String>> = vec![None; resolutions.len()];
+    let mut first_of_attribute: Vec<Option<String>> = vec![None; attributes.len()];
+    for a in &attributes {
+        let note = |slot: &mut Option<String>, only: bool| {
+            if only && slot.is_none() {
+                *slot = Some(a.named.to_string());
+            }
+        };
+        note(&mut first[a.getattr], only_for_attributes[a.getattr]);
+        match a.of {
+            AttrOf::Resolution(i) => note(&mut first[i], only_for_attributes[i]),
+            AttrOf::Attribute(i) => note(
+                &mut first_of_attribute[i],
+                attributes[i].only_for_attributes,
+            ),
+            _ => {}
+        }
     }
+    let mut out: Vec<Resolution> = resolutions
+        .into_iter()
+        .zip(first)
+        .map(|(r, only_reads)| Resolution {
+            offset: r.offset,
+            opcode: r.opcode,
+            named: match r.named {
+                Named::Global(g) => Target::Global {
+                    module: g.module,
+                    name: g.name,
+                },
+                Named::Extension(code) => Target::Extension(code),
+                _ => Target::Computed,
+            },
+            only_reads,
+        })
+        .collect();
+    out.extend(
+        attributes
+            .into_iter()
+            .zip(first_of_attribute)
+            .map(|(a, only_reads)| Resolution {
+                offset: a.offset,
+                opcode: op::REDUCE,
+                named: Target::Global {
+                    module: a.named.module,
+                    name: a.named.name,
+                },
+                only_reads,
+            }),
+    );
+    // Stable: a read comes after the globals it reads, which came first.
+    out.sort_by_key(|r| r.offset);
+    out
 }

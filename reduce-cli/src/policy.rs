@@ -138,6 +138,9 @@ pub fn python3_name(module: &str, name: &str) -> (String, String) {
 /// and its last part, and any step through a module that runs code is
 /// named.
 pub fn danger(module: &str, name: &str) -> Option<&'static str> {
+    if name.split('.').any(special) {
+        return Some("reaches the interpreter's internals through a special attribute");
+    }
     if let Some((path, last)) = name.rsplit_once('.') {
         // Each tail of the walked path may be the module the attribute
         // really lives in: shutil.os.system is os.system.
@@ -175,6 +178,31 @@ pub fn danger(module: &str, name: &str) -> Option<&'static str> {
         }
     }
     direct_danger(module, name)
+}
+
+/// The special attributes through which any object reaches the modules,
+/// classes, functions and namespaces behind it (`f.__globals__`,
+/// `C.__subclasses__()`, `m.__builtins__`): what sandbox escapes walk. No
+/// pickle CPython writes names one.
+fn special(part: &str) -> bool {
+    matches!(
+        part,
+        "__globals__"
+            | "__builtins__"
+            | "__subclasses__"
+            | "__class__"
+            | "__base__"
+            | "__bases__"
+            | "__mro__"
+            | "__dict__"
+            | "__code__"
+            | "__closure__"
+            | "__func__"
+            | "__self__"
+            | "__getattribute__"
+            | "__loader__"
+            | "__spec__"
+    )
 }
 
 fn direct_danger(module: &str, name: &str) -> Option<&'static str> {
@@ -315,6 +343,13 @@ mod tests {
         assert!(danger("yaml", "unsafe_load").is_some());
         assert!(danger("datetime", "datetime").is_none());
         assert!(danger("random", "Random").is_none());
+        // Special attributes, named or read with getattr.
+        let special = Some("reaches the interpreter's internals through a special attribute");
+        assert_eq!(danger("builtins", "object.__subclasses__"), special);
+        assert_eq!(danger("os", "__builtins__"), special);
+        assert_eq!(danger("json", "dumps.__globals__.get"), special);
+        assert!(danger("copyreg", "__newobj__").is_none());
+        assert!(danger("zoneinfo", "ZoneInfo._unpickle").is_none());
     }
 
     #[test]

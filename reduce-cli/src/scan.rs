@@ -50,6 +50,9 @@ pub enum Status {
     Dangerous(&'static str),
     /// An extension code or a computed name: nothing can check it.
     Unknowable,
+    /// Used only to read an attribute with `getattr` (`getattr` itself, or
+    /// the class read from): the attribute named, judged in its place.
+    OnlyReads(String),
 }
 
 /// One global (or extension code) a pickle resolves.
@@ -118,8 +121,12 @@ impl Record {
                 let (status, reason) = match &g.status {
                     Status::Allowed => ("allowed", None),
                     Status::NotAllowed => ("not allowed", None),
-                    Status::Dangerous(r) => ("dangerous", Some(*r)),
+                    Status::Dangerous(r) => ("dangerous", Some(r.to_string())),
                     Status::Unknowable => ("unknowable", None),
+                    Status::OnlyReads(name) => (
+                        "allowed",
+                        Some(format!("used only to read {name}, judged there")),
+                    ),
                 };
                 m.insert("status".into(), status.into());
                 if let Some(r) = reason {
@@ -166,6 +173,7 @@ impl Record {
                 Status::NotAllowed => "NOT ALLOWED".to_string(),
                 Status::Dangerous(r) => format!("DANGEROUS: {r}"),
                 Status::Unknowable => "UNKNOWABLE".to_string(),
+                Status::OnlyReads(name) => format!("allowed: used only to read {name}"),
             };
             out.push_str(&format!(
                 "  {:>10}  {:<12}  {what}  {status}\n",
@@ -182,6 +190,26 @@ impl Record {
         }
         out
     }
+}
+
+/// Judges one global, or an attribute read off one, and adds it to
+/// `record` at `offset` (in the file), with the reason it makes the pickle
+/// unsafe, if it does.
+fn add_found(record: &mut Record, r: pickles::Resolution, offset: u64, allow: &AllowList) {
+    let (status, reason) = match r.only_reads {
+        Some(name) => (Status::OnlyReads(name), None),
+        None => judge(&r.named, allow),
+    };
+    if let Some(reason) = reason {
+        record.reasons.push(format!("{reason} (offset {offset})"));
+        record.verdict = Verdict::Unsafe;
+    }
+    record.globals.push(Found {
+        offset,
+        opcode: reduce::op::name(r.opcode).unwrap_or("?"),
+        target: r.named,
+        status,
+    });
 }
 
 /// Judges one global.
@@ -388,17 +416,7 @@ fn scan_joblib(
                 };
                 for r in found {
                     let offset = original(&cuts, r.offset as usize) as u64;
-                    let (status, reason) = judge(&r.named, allow);
-                    if let Some(reason) = reason {
-                        record.reasons.push(format!("{reason} (offset {offset})"));
-                        record.verdict = Verdict::Unsafe;
-                    }
-                    record.globals.push(Found {
-                        offset,
-                        opcode: reduce::op::name(r.opcode).unwrap_or("?"),
-                        target: r.named,
-                        status,
-                    });
+                    add_found(&mut record, r, offset, allow);
                 }
                 let len = original(&cuts, n - 1) + 1 - pos;
                 record.length = Some(len as u64);
@@ -504,19 +522,8 @@ fn scan_pickle(
         error: None,
     };
     for r in found {
-        let (status, reason) = judge(&r.named, allow);
-        if let Some(reason) = reason {
-            record
-                .reasons
-                .push(format!("{reason} (offset {})", pos as u64 + r.offset));
-            record.verdict = Verdict::Unsafe;
-        }
-        record.globals.push(Found {
-            offset: pos as u64 + r.offset,
-            opcode: reduce::op::name(r.opcode).unwrap_or("?"),
-            target: r.named,
-            status,
-        });
+        let offset = pos as u64 + r.offset;
+        add_found(&mut record, r, offset, allow);
     }
     match end {
         Ok(n) => {

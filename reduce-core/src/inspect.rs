@@ -65,10 +65,12 @@
 //!   `TypeError` inside a call (arguments that are not a tuple, say), the
 //!   inspector goes on: its list may name more than CPython would reach,
 //!   never less.
-//! - The reader's reading of `builtins.getattr(some.Class, "Inner")` as the
-//!   nested class `some.Class.Inner` (how CPython names nested classes
-//!   before protocol 4) is not listed separately: the list has
-//!   `builtins.getattr` and `some.Class`.
+//! - [`globals`] lists `builtins.getattr(some.Class, "Inner")` (how CPython
+//!   names a nested class or a class's method before protocol 4) as the two
+//!   lookups CPython makes, `builtins.getattr` and `some.Class`.
+//!   [`lookups`] also reports the attribute read, as the dotted name
+//!   `some.Class.Inner`, and says whether the two globals were used for
+//!   nothing else (see [`Lookups`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -352,6 +354,50 @@ pub fn globals(bytes: &[u8]) -> Result<Vec<Resolution>> {
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
+    lookups(bytes).map(|l| (l.resolutions, l.length))
+}
+
+/// What the first pickle in `bytes` looks up: every global and extension
+/// code, as [`globals`] lists them, and every attribute it reads off a
+/// global with `builtins.getattr`, as CPython names a nested class or a
+/// class's method before protocol 4: `getattr(zoneinfo.ZoneInfo,
+/// "_unpickle")`, which CPython writes into every `datetime` with a
+/// `ZoneInfo`, reads the dotted global `zoneinfo.ZoneInfo._unpickle`.
+///
+/// An attribute is reported where `getattr` is called (`REDUCE`) on
+/// exactly two arguments: a global (or an attribute read this way) and a
+/// constant `str` without a dot. [`Lookups::only_for_attributes`] then says,
+/// for each global, whether the pickle used it for nothing but such reads:
+/// a `getattr` called only that way can reach only the attributes listed,
+/// so a scanner may judge those dotted names instead of `getattr` itself,
+/// as a protocol 4 pickle names them. A `getattr` (or a class) that is
+/// called in any other way, stored in a container, passed to anything, set
+/// attributes on or returned keeps its flag `false`, even where one of its
+/// uses was an attribute read.
+///
+/// ```
+/// use reduce::inspect::{lookups, AttrOf};
+///
+/// // pickle.dumps(ZoneInfo._unpickle, protocol=2), shortened:
+/// // getattr(zoneinfo.ZoneInfo, "_unpickle").
+/// let bytes = b"\x80\x02cbuiltins\ngetattr\nczoneinfo\nZoneInfo\nX\t\x00\x00\x00_unpickle\x86R.";
+/// let found = lookups(bytes)?;
+/// let names: Vec<String> = found.resolutions.iter().map(|r| r.named.to_string()).collect();
+/// assert_eq!(names, ["builtins.getattr", "zoneinfo.ZoneInfo"]);
+/// assert_eq!(found.attributes[0].named.to_string(), "zoneinfo.ZoneInfo._unpickle");
+/// assert_eq!(found.attributes[0].offset, 54);
+/// assert_eq!(found.attributes[0].of, AttrOf::Resolution(1));
+/// assert_eq!(found.only_for_attributes, [true, true]);
+///
+/// // getattr(__import__("os"), "system"): not a global's attribute, so
+/// // `getattr` is reported as used for more.
+/// let chain = b"\x80\x02cbuiltins\ngetattr\ncbuiltins\n__import__\nX\x02\x00\x00\x00os\x85RX\x06\x00\x00\x00system\x86R.";
+/// let found = lookups(chain)?;
+/// assert!(found.attributes.is_empty());
+/// assert_eq!(found.only_for_attributes, [false, false]);
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn lookups(bytes: &[u8]) -> Result<Lookups> {
     let mut src = SliceRead::new(bytes);
     let mut shadow = Shadow {
         name_budget: NAME_BYTES_PER_INPUT_BYTE.saturating_mul(bytes.len()),
@@ -361,16 +407,113 @@ pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
         let offset = src.pos();
         let opcode = src.byte().map_err(|e| e.at(offset, None))?;
         match shadow.step(opcode, offset, &mut src) {
-            Ok(true) => return Ok((shadow.found, src.pos() as usize)),
+            Ok(true) => break,
             Ok(false) => {}
             Err(e) => return Err(e.at(offset, Some(opcode))),
         }
     }
+    let mut only_for_attributes = vec![false; shadow.found.len()];
+    for o in &shadow.objects {
+        let only = o.read && !o.escaped;
+        match o.from {
+            AttrOf::Resolution(i) => only_for_attributes[i] = only,
+            AttrOf::Attribute(i) => shadow.attributes[i].only_for_attributes = only,
+        }
+    }
+    Ok(Lookups {
+        resolutions: shadow.found,
+        attributes: shadow.attributes,
+        only_for_attributes,
+        length: src.pos() as usize,
+    })
 }
 
-/// What the shadow machine knows of a stack item: the constant string it
-/// is, or `None` for anything else.
-type Slot = Option<Rc<str>>;
+/// What [`lookups`] reports of one pickle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lookups {
+    /// Every global and extension code it looks up, in order: what
+    /// [`globals`] returns.
+    pub resolutions: Vec<Resolution>,
+    /// Every attribute it reads off a global with `builtins.getattr`, in
+    /// order.
+    pub attributes: Vec<Attribute>,
+    /// One flag for each of `resolutions`: whether what it looked up was
+    /// used only to read the `attributes` (as the `getattr` called, or as
+    /// the object read from), and at least once. Discarding it (`POP`) or
+    /// leaving it in the memo is no use; anything else is.
+    pub only_for_attributes: Vec<bool>,
+    /// The pickle's length in bytes, through its `STOP`.
+    pub length: usize,
+}
+
+/// An attribute read by calling `builtins.getattr` on a global (or on an
+/// attribute read so) and a constant name: one entry of
+/// [`Lookups::attributes`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Attribute {
+    /// Byte offset of the `REDUCE` that calls `getattr`.
+    pub offset: u64,
+    /// The dotted global it reads, as a protocol 4 pickle would name it:
+    /// the object's module, and its name, a dot and the attribute's.
+    pub named: Global,
+    /// The index in [`Lookups::resolutions`] of the `getattr` called.
+    pub getattr: usize,
+    /// What the attribute is read from.
+    pub of: AttrOf,
+    /// Whether the pickle used what it read only to read further
+    /// attributes off it (`Outer.Inner` of `Outer.Inner.Deep`), as
+    /// [`Lookups::only_for_attributes`] says of a global.
+    pub only_for_attributes: bool,
+}
+
+/// What an [`Attribute`] is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttrOf {
+    /// The global at this index of [`Lookups::resolutions`].
+    Resolution(usize),
+    /// The attribute at this index of [`Lookups::attributes`] (a class
+    /// nested two deep).
+    Attribute(usize),
+}
+
+impl fmt::Display for Attribute {
+    /// `offset: REDUCE getattr module.name`, e.g. `115: REDUCE getattr
+    /// zoneinfo.ZoneInfo._unpickle`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: REDUCE getattr {}", self.offset, self.named)
+    }
+}
+
+/// What the shadow machine knows of a stack item.
+#[derive(Clone, Debug, Default)]
+enum Slot {
+    /// Anything it does not follow.
+    #[default]
+    Other,
+    /// A constant string.
+    Str(Rc<str>),
+    /// What a lookup gave: entry `i` of [`Shadow::objects`].
+    Object(usize),
+    /// A 2-tuple of an object and a constant name: `getattr`'s arguments
+    /// for an attribute read.
+    Pair(usize, Rc<str>),
+}
+
+/// Something a lookup gave (a global, or an attribute read off one), and
+/// how the pickle used it.
+#[derive(Debug)]
+struct Object {
+    from: AttrOf,
+    /// Whether `getattr` is what it is.
+    is_getattr: bool,
+    /// Used by an attribute read.
+    read: bool,
+    /// Used otherwise.
+    escaped: bool,
+}
 
 /// The reader's machine with every value replaced by a [`Slot`]: the same
 /// stack discipline (marks fence the stack, as in `Machine`), the same memo
@@ -381,6 +524,8 @@ struct Shadow {
     marks: Vec<usize>,
     memo: HashMap<u64, Slot>,
     found: Vec<Resolution>,
+    attributes: Vec<Attribute>,
+    objects: Vec<Object>,
     /// Bytes of names the resolutions may still copy.
     name_budget: usize,
 }
@@ -391,6 +536,14 @@ struct Shadow {
 /// writes that (it memoizes the global itself), so names copied beyond this
 /// many bytes per input byte are refused as out of proportion.
 const NAME_BYTES_PER_INPUT_BYTE: usize = 32;
+
+/// Notes that the pickle used `slot` for something other than an
+/// attribute read: whatever object it is or holds has escaped.
+fn spend(objects: &mut [Object], slot: &Slot) {
+    if let Slot::Object(i) | Slot::Pair(i, _) = *slot {
+        objects[i].escaped = true;
+    }
+}
 
 fn underflow() -> Error {
     Error::new(ErrorKind::StackUnderflow)
@@ -409,51 +562,155 @@ impl Shadow {
         Ok(())
     }
 
+    /// Pops the top item, which the opcode uses.
     fn pop(&mut self) -> Result<Slot> {
         self.need(1)?;
-        Ok(self.stack.pop().flatten())
+        let slot = self.stack.pop().unwrap_or_default();
+        spend(&mut self.objects, &slot);
+        Ok(slot)
     }
 
+    /// The top item, copied (`DUP`, the memo): not a use.
     fn top(&self) -> Result<Slot> {
         self.need(1)?;
-        Ok(self.stack.last().cloned().flatten())
+        Ok(self.stack.last().cloned().unwrap_or_default())
     }
 
-    /// Drops `n` items and pushes one non-constant in their place: the
-    /// result of a call or a container made of them.
-    fn replace(&mut self, n: usize) -> Result<()> {
+    /// Marks the top `n` items used in place (the list `APPEND` adds to, the
+    /// object `BUILD` sets the state of).
+    fn use_top(&mut self, n: usize) -> Result<()> {
         self.need(n)?;
-        self.stack.truncate(self.stack.len() - n);
-        self.stack.push(None);
+        for slot in &self.stack[self.stack.len() - n..] {
+            spend(&mut self.objects, slot);
+        }
         Ok(())
     }
 
-    fn pop_mark(&mut self) -> Result<usize> {
-        let mark = self
-            .marks
+    /// Drops `n` items, which the opcode uses, and pushes one non-constant
+    /// in their place: the result of a call or a container made of them.
+    fn replace(&mut self, n: usize) -> Result<()> {
+        self.need(n)?;
+        let start = self.stack.len() - n;
+        for slot in self.stack.drain(start..) {
+            spend(&mut self.objects, &slot);
+        }
+        self.stack.push(Slot::Other);
+        Ok(())
+    }
+
+    /// Pops the last mark; returns where its items start.
+    fn take_mark(&mut self) -> Result<usize> {
+        self.marks
             .pop()
-            .ok_or_else(|| Error::new(ErrorKind::MissingMark))?;
+            .ok_or_else(|| Error::new(ErrorKind::MissingMark))
+    }
+
+    /// Pops the last mark and the items above it, which the opcode uses;
+    /// returns how many there were.
+    fn pop_mark(&mut self) -> Result<usize> {
+        let mark = self.take_mark()?;
         let n = self.stack.len() - mark;
-        self.stack.truncate(mark);
+        for slot in self.stack.drain(mark..) {
+            spend(&mut self.objects, &slot);
+        }
         Ok(n)
     }
 
+    /// A tuple of the items from `start` up: `getattr`'s arguments for an
+    /// attribute read when they are an object and a constant name,
+    /// otherwise a tuple that uses its items.
+    fn tuple(&mut self, start: usize) {
+        if let [Slot::Object(o), Slot::Str(name)] = &self.stack[start..] {
+            if !name.is_empty() && !name.contains('.') {
+                let pair = Slot::Pair(*o, name.clone());
+                self.stack.truncate(start);
+                self.stack.push(pair);
+                return;
+            }
+        }
+        for slot in self.stack.drain(start..) {
+            spend(&mut self.objects, &slot);
+        }
+        self.stack.push(Slot::Other);
+    }
+
+    /// `REDUCE`: an attribute read when `getattr` is called on a pair.
+    fn reduce(&mut self, offset: u64) -> Result<()> {
+        self.need(2)?;
+        let args = self.stack.pop().unwrap_or_default();
+        let callable = self.stack.pop().unwrap_or_default();
+        if let (Slot::Object(f), Slot::Pair(o, name)) = (&callable, &args) {
+            if self.objects[*f].is_getattr {
+                let named = match self.objects[*o].from {
+                    AttrOf::Resolution(i) => match &self.found[i].named {
+                        Named::Global(g) => Some(g),
+                        _ => None,
+                    },
+                    AttrOf::Attribute(i) => Some(&self.attributes[i].named),
+                };
+                if let Some(g) = named {
+                    let named = Global::new(&g.module, format!("{}.{name}", g.name));
+                    self.charge(&named)?;
+                    let AttrOf::Resolution(getattr) = self.objects[*f].from else {
+                        unreachable!("only a resolution is getattr")
+                    };
+                    self.objects[*f].read = true;
+                    self.objects[*o].read = true;
+                    let of = self.objects[*o].from;
+                    self.attributes.push(Attribute {
+                        offset,
+                        named,
+                        getattr,
+                        of,
+                        only_for_attributes: false,
+                    });
+                    self.objects.push(Object {
+                        from: AttrOf::Attribute(self.attributes.len() - 1),
+                        is_getattr: false,
+                        read: false,
+                        escaped: false,
+                    });
+                    self.stack.push(Slot::Object(self.objects.len() - 1));
+                    return Ok(());
+                }
+            }
+        }
+        spend(&mut self.objects, &callable);
+        spend(&mut self.objects, &args);
+        self.stack.push(Slot::Other);
+        Ok(())
+    }
+
+    /// Takes a reported name's bytes from the budget.
+    fn charge(&mut self, g: &Global) -> Result<()> {
+        let cost = g.module.len() + g.name.len();
+        self.name_budget = self.name_budget.checked_sub(cost).ok_or_else(|| {
+            Error::invalid(format!(
+                "expected names in proportion to the input, found a {cost}-byte global \
+                 past {NAME_BYTES_PER_INPUT_BYTE} bytes of names per input byte"
+            ))
+        })?;
+        Ok(())
+    }
+
     fn resolve(&mut self, offset: u64, opcode: u8, named: Named) -> Result<()> {
+        let mut is_getattr = false;
         if let Named::Global(g) = &named {
-            let cost = g.module.len() + g.name.len();
-            self.name_budget = self.name_budget.checked_sub(cost).ok_or_else(|| {
-                Error::invalid(format!(
-                    "expected names in proportion to the input, found a {cost}-byte global \
-                     past {NAME_BYTES_PER_INPUT_BYTE} bytes of names per input byte"
-                ))
-            })?;
+            self.charge(g)?;
+            is_getattr = g.name == "getattr" && matches!(&*g.module, "builtins" | "__builtin__");
         }
         self.found.push(Resolution {
             offset,
             opcode,
             named,
         });
-        self.stack.push(None);
+        self.objects.push(Object {
+            from: AttrOf::Resolution(self.found.len() - 1),
+            is_getattr,
+            read: false,
+            escaped: false,
+        });
+        self.stack.push(Slot::Object(self.objects.len() - 1));
         Ok(())
     }
 
@@ -465,20 +722,23 @@ impl Shadow {
             // Stack and mark manipulation.
             MARK => self.marks.push(self.stack.len()),
             STOP => {
+                // What the pickle returns is used by its caller.
                 self.pop()?;
                 return Ok(true);
             }
             POP => {
                 // POP right after MARK drops the mark, as in the reader and
-                // CPython.
+                // CPython. Dropping an object does not use it.
                 if self.marks.last() == Some(&self.stack.len()) {
                     self.marks.pop();
                 } else {
-                    self.pop()?;
+                    self.need(1)?;
+                    self.stack.pop();
                 }
             }
             POP_MARK => {
-                self.pop_mark()?;
+                let mark = self.take_mark()?;
+                self.stack.truncate(mark);
             }
             DUP => {
                 let top = self.top()?;
@@ -497,42 +757,42 @@ impl Shadow {
             // Atoms: decoded (so that a malformed one is the reader's
             // error), then kept as "not a string".
             NONE | NEWTRUE | NEWFALSE | EMPTY_TUPLE | EMPTY_LIST | EMPTY_DICT | EMPTY_SET
-            | NEXT_BUFFER => self.stack.push(None),
+            | NEXT_BUFFER => self.stack.push(Slot::Other),
             INT => {
                 decode::int_line(src, digits)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             BININT => {
                 decode::int4(src)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             BININT1 => {
                 decode::uint1(src)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             BININT2 => {
                 decode::uint2(src)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             LONG => {
                 decode::long_line(src, digits)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             LONG1 | LONG4 => {
                 decode::long_bytes(src, op)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             FLOAT => {
                 decode::float_line(src)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             BINFLOAT => {
                 decode::float8(src)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
                 decode::bytes(src, op)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
 
             // Strings: the only constants that can name a global.
@@ -542,37 +802,50 @@ impl Shadow {
                 // constant name.
                 let bytes = decode::py2_string(src, op)?;
                 let text = std::str::from_utf8(&bytes).ok().filter(|t| t.is_ascii());
-                self.stack.push(text.map(Rc::from))
+                self.stack
+                    .push(text.map_or(Slot::Other, |t| Slot::Str(Rc::from(t))))
             }
             UNICODE | SHORT_BINUNICODE | BINUNICODE | BINUNICODE8 => {
                 // A lone surrogate has no `String`; the name would be a guess.
                 let s = decode::unicode(src, op)?;
-                self.stack.push(s.as_str().map(Rc::from))
+                self.stack
+                    .push(s.as_str().map_or(Slot::Other, |t| Slot::Str(Rc::from(t))))
             }
 
             // Containers consume their items.
-            TUPLE | LIST | FROZENSET => {
+            TUPLE => {
+                let mark = self.take_mark()?;
+                self.tuple(mark)
+            }
+            LIST | FROZENSET => {
                 self.pop_mark()?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             DICT => {
                 if self.pop_mark()? % 2 != 0 {
                     return Err(Error::invalid("odd number of items for DICT"));
                 }
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
-            TUPLE1 | TUPLE2 | TUPLE3 => self.replace((op - TUPLE1 + 1) as usize)?,
+            TUPLE2 => {
+                self.need(2)?;
+                self.tuple(self.stack.len() - 2)
+            }
+            TUPLE1 | TUPLE3 => self.replace((op - TUPLE1 + 1) as usize)?,
             APPEND => {
                 self.need(2)?;
-                self.stack.pop();
+                self.pop()?;
+                self.use_top(1)?;
             }
             SETITEM => {
                 self.need(3)?;
-                self.stack.truncate(self.stack.len() - 2);
+                self.pop()?;
+                self.pop()?;
+                self.use_top(1)?;
             }
             APPENDS | SETITEMS | ADDITEMS => {
                 let n = self.pop_mark()?;
-                self.need(1)?;
+                self.use_top(1)?;
                 if op == SETITEMS && n % 2 != 0 {
                     return Err(Error::invalid("odd number of items for SETITEMS"));
                 }
@@ -609,15 +882,18 @@ impl Shadow {
             INST => {
                 let module = decode::name_line(src, "INST module name")?;
                 let name = decode::name_line(src, "INST name")?;
-                // The reader takes the arguments before it looks the class up.
+                // The reader takes the arguments before it looks the class
+                // up, and calls it at once.
                 self.pop_mark()?;
-                self.resolve(offset, op, Named::Global(Global::new(module, name)))?
+                self.resolve(offset, op, Named::Global(Global::new(module, name)))?;
+                self.pop()?;
+                self.stack.push(Slot::Other)
             }
             STACK_GLOBAL => {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 let named = match (module, name) {
-                    (Some(m), Some(n)) => Named::Global(Global::new(&*m, &*n)),
+                    (Slot::Str(m), Slot::Str(n)) => Named::Global(Global::new(&*m, &*n)),
                     _ => Named::Computed,
                 };
                 self.resolve(offset, op, named)?
@@ -626,26 +902,26 @@ impl Shadow {
                 let code = decode::ext_code(src, op)?;
                 self.resolve(offset, op, Named::Extension(code))?
             }
-            REDUCE | NEWOBJ => self.replace(2)?,
+            REDUCE => self.reduce(offset)?,
+            NEWOBJ => self.replace(2)?,
             NEWOBJ_EX => self.replace(3)?,
             OBJ => {
                 if self.pop_mark()? == 0 {
                     return Err(underflow());
                 }
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             BUILD => {
                 self.need(2)?;
-                self.stack.pop();
+                self.pop()?;
+                self.use_top(1)?;
             }
             PERSID => {
                 decode::persid_line(src)?;
-                self.stack.push(None)
+                self.stack.push(Slot::Other)
             }
             BINPERSID => self.replace(1)?,
-            READONLY_BUFFER => {
-                self.need(1)?;
-            }
+            READONLY_BUFFER => self.use_top(1)?,
             other => return Err(Error::new(ErrorKind::UnknownOpcode(other))),
         }
         Ok(false)

@@ -141,9 +141,17 @@
 //! say) is reported as [`Named::Computed`](crate::inspect::Named::Computed),
 //! never as a guessed name; a malformed pickle is an error with its offset.
 //!
+//! [`inspect::lookups`](crate::inspect::lookups) adds the attributes a
+//! pickle reads with `getattr` off a global (`zoneinfo.ZoneInfo._unpickle`
+//! in every `datetime` with a `ZoneInfo`, nested classes before protocol
+//! 4), as the dotted names a protocol 4 pickle would write, and says which
+//! globals were used for nothing else: those a scanner may judge by the
+//! attributes read (`reduce scan` does), as the reader does.
+//!
 //! What it does not do: it does not judge (a list of names is not a
-//! verdict, and `builtins.getattr` or `builtins.__import__` are reported as
-//! themselves, with what they reach left as arguments), and it does not
+//! verdict, and `builtins.getattr` on anything but a global, or
+//! `builtins.__import__`, are reported as themselves, with what they reach
+//! left as arguments), and it does not
 //! look into nested pickles: the bytes handed to `pickle.loads` are data,
 //! to be inspected on their own if you care what they hold.
 //!
