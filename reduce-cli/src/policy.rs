@@ -249,9 +249,26 @@ fn direct_danger(module: &str, name: &str) -> Option<&'static str> {
         ("yaml", "load" | "load_all" | "unsafe_load" | "unsafe_load_all" | "full_load")
         | ("jsonpickle", "decode" | "loads") => "loads serialized objects that can run code",
         ("timeit", _)
-        | ("cProfile" | "profile", "run" | "runctx")
-        | ("pdb", "run" | "runeval" | "runctx" | "runcall")
+        | ("cProfile" | "profile" | "pdb" | "bdb" | "trace", _)
         | ("torch.jit.unsupported_tensor_ops", "execWrapper") => "evaluates Python source",
+        ("pydoc", "pipepager" | "tempfilepager" | "pager" | "getpager")
+        | ("uuid", "_get_command_stdout")
+        | ("platform", "_syscmd_file" | "_syscmd_ver" | "popen")
+        | ("imaplib", "IMAP4_stream") => shell,
+        (
+            "importlib._bootstrap"
+            | "importlib._bootstrap_external"
+            | "_frozen_importlib"
+            | "_frozen_importlib_external",
+            _,
+        ) => "imports any module",
+        ("operator" | "_operator", "call") | ("functools", "reduce") => "calls any callable",
+        ("logging.config", "fileConfig" | "dictConfig" | "listen") => {
+            "imports and calls what its configuration names"
+        }
+        ("shelve", _) => "loads pickles from a file",
+        ("torch.hub", _) => "downloads and runs code (torch.hub)",
+        ("torch.utils.cpp_extension", _) => "compiles and loads native code",
         ("torch.fx.experimental.symbolic_shapes", "ShapeEnv")
             if name.starts_with("ShapeEnv.evaluate_guards") =>
         {
@@ -282,18 +299,21 @@ fn direct_danger(module: &str, name: &str) -> Option<&'static str> {
         | ("dill._dill", "_create_function" | "_create_code" | "_load_type") => {
             "builds a function from code, which runs when called"
         }
-        ("operator", "attrgetter" | "methodcaller") => "reaches any attribute of any object",
+        ("operator" | "_operator", "attrgetter" | "methodcaller") => {
+            "reaches any attribute of any object"
+        }
         ("code", _) | ("codeop", _) => "evaluates Python source",
         ("ctypes", _) | ("_ctypes", _) => "calls native code (ctypes)",
         ("shutil", _) => "changes files",
         _ => match top {
             "subprocess" | "pty" | "_posixsubprocess" => shell,
             "runpy" => "runs a Python module or file",
-            "pip" => "installs packages (pip)",
+            "pip" | "ensurepip" => "installs packages (pip)",
+            "idlelib" => "evaluates Python source (IDLE's shell)",
+            "setuptools" | "distutils" => "runs build scripts and commands",
             "webbrowser" => "opens a web browser",
-            "socket" | "urllib" | "http" | "requests" | "ftplib" | "smtplib" => {
-                "reaches the network"
-            }
+            "socket" | "urllib" | "http" | "requests" | "ftplib" | "smtplib" | "poplib"
+            | "nntplib" | "telnetlib" | "xmlrpc" | "imaplib" => "reaches the network",
             "sys" if matches!(first, "exit" | "modules" | "settrace" | "setprofile") => {
                 "changes the interpreter"
             }
@@ -343,6 +363,26 @@ mod tests {
         assert!(danger("yaml", "unsafe_load").is_some());
         assert!(danger("datetime", "datetime").is_none());
         assert!(danger("random", "Random").is_none());
+        // Gadgets known from scanner bypasses.
+        for (module, name) in [
+            ("pydoc", "pipepager"),
+            ("idlelib.pyshell", "ModifiedInterpreter.runcode"),
+            ("operator", "call"),
+            ("_operator", "methodcaller"),
+            ("importlib._bootstrap", "_gcd_import"),
+            ("torch.hub", "load"),
+            ("uuid", "_get_command_stdout"),
+            ("profile", "Profile.runctx"),
+            ("bdb", "Bdb.run"),
+            ("logging.config", "fileConfig"),
+            ("ensurepip", "_run_pip"),
+            ("setuptools.sandbox", "run_setup"),
+            ("imaplib", "IMAP4_stream"),
+        ] {
+            assert!(danger(module, name).is_some(), "{module}.{name}");
+        }
+        assert!(danger("uuid", "UUID").is_none());
+        assert!(danger("logging", "getLogger").is_none());
         // Special attributes, named or read with getattr.
         let special = Some("reaches the interpreter's internals through a special attribute");
         assert_eq!(danger("builtins", "object.__subclasses__"), special);
