@@ -280,7 +280,7 @@
 //! registered constructor must guard itself.
 
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod base;
 #[doc(hidden)]

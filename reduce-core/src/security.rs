@@ -44,7 +44,10 @@
 //! attribute (a dotted name such as `a.b.c` is one string, matched whole),
 //! call a method of a loaded object, set an attribute (`BUILD` state goes
 //! only to the reading code of the type that owns it), or touch files,
-//! processes or the network. `reduce-core` forbids `unsafe` code.
+//! processes or the network. `reduce-core` denies `unsafe` code but for one
+//! block: a `str` of up to 16 bytes that two word loads found all ASCII is
+//! taken as text without walking it again (ASCII is UTF-8 byte for byte),
+//! which `.ci/run` checks under Miri.
 //!
 //! **Resources are bounded.** No input makes the reader panic, recurse
 //! without bound or allocate much more than its length justifies. Length
