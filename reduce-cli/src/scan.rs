@@ -648,9 +648,54 @@ fn npy_pickle(bytes: &[u8]) -> Result<Option<usize>, String> {
         .get(start..start.saturating_add(len))
         .ok_or_else(|| format!("npy header of {len} bytes at offset {start} runs past the end"))?;
     let header = String::from_utf8_lossy(header);
-    // Object arrays have descr '|O' (numpy writes the dtype's str).
-    let objects = header.contains("'|O'") || header.contains("'O'");
-    Ok(objects.then_some(start + len))
+    Ok(header_has_objects(&header).then_some(start + len))
+}
+
+/// Whether an `.npy` header names a dtype that holds objects, which
+/// `numpy.load` reads from a pickle: any string of the header that is a
+/// dtype spelling of `object` (numpy writes `'|O'`, and reads `'O'`, `'O8'`,
+/// `'<O'`, `'object'`, `'i4,O'`, `'(2,)O'` and the same as a field of a
+/// structured dtype just as well). Field names and other strings are
+/// looked at too: one spelled like a dtype of objects makes the scan read
+/// the data as a pickle, and fail if it is not one, which is the safe side.
+fn header_has_objects(header: &str) -> bool {
+    let mut rest = header;
+    while let Some(at) = rest.find(['\'', '"']) {
+        let quote = rest[at..].chars().next().unwrap_or('\'');
+        let body = &rest[at + 1..];
+        let Some(end) = body.find(quote) else {
+            break;
+        };
+        // Commas split the fields of `'i4,O'`, not a shape's `(2,3)`.
+        let mut depth = 0i32;
+        let parts = body[..end].split(|c| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            c == ',' && depth == 0
+        });
+        if parts.into_iter().any(is_object_dtype) {
+            return true;
+        }
+        rest = &body[end + 1..];
+    }
+    false
+}
+
+/// One comma-separated part of a numpy dtype string: `O`, `O8`, `object`,
+/// `object_`, after a subarray shape `(2,3)` and a byte order.
+fn is_object_dtype(part: &str) -> bool {
+    let mut t = part.trim();
+    if t.starts_with('(') {
+        t = t.find(')').map_or("", |i| &t[i + 1..]);
+    }
+    let t = t.trim_start_matches(['<', '>', '|', '=']);
+    match t.strip_prefix('O') {
+        Some(size) => size.bytes().all(|b| b.is_ascii_digit()),
+        None => t == "object" || t == "object_",
+    }
 }
 
 fn is_npy(bytes: &[u8]) -> bool {
@@ -1049,8 +1094,9 @@ fn member_is_pickle(name: &str) -> bool {
 }
 
 /// Files a directory scan reads: pickle, torch, numpy and joblib
-/// extensions, and any file whose first bytes are a protocol 2-5 pickle,
-/// a zip archive or an `.npy` header.
+/// extensions (also under a compression extension, `model.pkl.gz`), and
+/// any file whose first bytes are a protocol 2-5 pickle, a zip archive or
+/// an `.npy` header.
 fn looks_scannable(path: &Path) -> bool {
     const EXTS: &[&str] = &[
         "pkl", "pickle", "pck", "p", "pt", "pth", "bin", "ckpt", "npy", "npz", "joblib", "dat",
@@ -1060,7 +1106,21 @@ fn looks_scannable(path: &Path) -> bool {
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    if ext.is_some_and(|e| EXTS.contains(&e.as_str())) {
+    if ext.as_ref().is_some_and(|e| EXTS.contains(&e.as_str())) {
+        return true;
+    }
+    // `model.pkl.gz`, `model.joblib.xz`: joblib compresses by the name's
+    // last extension. Listed (as compressed, so unreadable), never skipped.
+    const COMPRESSED: &[&str] = &["gz", "z", "bz2", "xz", "lzma", "lz4"];
+    let inner = path
+        .file_stem()
+        .map(Path::new)
+        .and_then(|stem| stem.extension())
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase());
+    if ext.is_some_and(|e| COMPRESSED.contains(&e.as_str()))
+        && inner.is_some_and(|e| EXTS.contains(&e.as_str()))
+    {
         return true;
     }
     // Enough of the file to tell a protocol 0 or 1 pickle, which has no

@@ -301,6 +301,23 @@ fn a_compressed_file_is_named_for_what_it_is() {
         "{}",
         stdout(&out)
     );
+    // A directory scan lists both, `model.pkl.xz` by the name joblib
+    // compresses by, and cannot call the directory safe.
+    let (code, records) = scan_json(&[fixtures().join("compressed").to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    let mut listed: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let path = r["path"].as_str().unwrap();
+            let name = std::path::Path::new(path).file_name().unwrap();
+            let name = name.to_string_lossy().into_owned();
+            (name, r["error"].as_str().unwrap().to_string())
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed.len(), 2, "{records:?}");
+    assert_eq!(listed[1].0, "model.pkl.xz");
+    assert!(listed[1].1.starts_with("xz-compressed data"), "{listed:?}");
 }
 
 #[test]
