@@ -5,7 +5,7 @@
 //! stack exactly, so every name it lists is the one CPython resolves), plus
 //! the names resolved before a fault, which a scan must still judge.
 
-use reduce::inspect::{self, AttrOf, Instruction, Lookups, Named};
+use reduce::inspect::{self, Built, Instruction, Lookups, Named, Origin};
 use reduce::op;
 use reduce::Error;
 
@@ -74,29 +74,89 @@ pub fn disassemble_partial(bytes: &[u8]) -> (Vec<Instruction>, Option<Error>) {
 /// order of offset, as the dotted global they read (see
 /// [`Resolution::only_reads`]).
 pub fn scan_one(bytes: &[u8]) -> (Vec<Resolution>, Result<usize, Error>) {
+    let scanned = scan(bytes);
+    (scanned.found, scanned.end)
+}
+
+/// A `BUILD` of a pickle, on an instance of a global class or on a global.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Build {
+    /// Offset of the `BUILD` opcode, from the start of the pickle.
+    pub offset: u64,
+    /// The class of the instance built, or the global whose attributes
+    /// it sets.
+    pub of: Target,
+    /// Whether it sets a global's own attributes (not an instance's).
+    pub on_global: bool,
+}
+
+/// What [`scan_one`] finds, with the pickle's `BUILD`s on instances of
+/// globals and on globals.
+pub struct Scanned {
+    pub found: Vec<Resolution>,
+    pub builds: Vec<Build>,
+    pub end: Result<usize, Error>,
+}
+
+/// [`scan_one`], with the `BUILD`s.
+pub fn scan(bytes: &[u8]) -> Scanned {
     match inspect::lookups(bytes) {
         Ok(found) => {
             let len = found.length;
-            (resolutions(found), Ok(len))
+            let (found, builds) = resolutions(found);
+            Scanned {
+                found,
+                builds,
+                end: Ok(len),
+            }
         }
         Err(e) => {
             // What CPython would have resolved before the fault.
-            let found = inspect::lookups(&before_fault(bytes, &e))
+            let (found, builds) = inspect::lookups(&before_fault(bytes, &e))
                 .map(resolutions)
                 .unwrap_or_default();
-            (found, Err(e))
+            Scanned {
+                found,
+                builds,
+                end: Err(e),
+            }
         }
     }
 }
 
-/// The globals and attribute reads of `found`, in order of offset.
-fn resolutions(found: Lookups) -> Vec<Resolution> {
+/// The globals and attribute reads of `found`, in order of offset, and its
+/// builds.
+fn resolutions(found: Lookups) -> (Vec<Resolution>, Vec<Build>) {
     let Lookups {
         resolutions,
         attributes,
         only_for_attributes,
+        builds,
         ..
     } = found;
+    let target_of = |origin: Origin| match origin {
+        Origin::Resolution(i) => target(&resolutions[i].named),
+        Origin::Attribute(i) => Target::Global {
+            module: attributes[i].named.module.clone(),
+            name: attributes[i].named.name.clone(),
+        },
+        _ => Target::Computed,
+    };
+    let builds: Vec<Build> = builds
+        .iter()
+        .filter_map(|b| {
+            let (origin, on_global) = match b.target {
+                Built::InstanceOf(o) => (o, false),
+                Built::Object(o) => (o, true),
+                _ => return None,
+            };
+            Some(Build {
+                offset: b.offset,
+                of: target_of(origin),
+                on_global,
+            })
+        })
+        .collect();
     // The first attribute each global, or attribute, is read for.
     let mut first: Vec<Option<String>> = vec![None; resolutions.len()];
     let mut first_of_attribute: Vec<Option<String>> = vec![None; attributes.len()];
@@ -108,8 +168,8 @@ fn resolutions(found: Lookups) -> Vec<Resolution> {
         };
         note(&mut first[a.getattr], only_for_attributes[a.getattr]);
         match a.of {
-            AttrOf::Resolution(i) => note(&mut first[i], only_for_attributes[i]),
-            AttrOf::Attribute(i) => note(
+            Origin::Resolution(i) => note(&mut first[i], only_for_attributes[i]),
+            Origin::Attribute(i) => note(
                 &mut first_of_attribute[i],
                 attributes[i].only_for_attributes,
             ),
@@ -122,14 +182,7 @@ fn resolutions(found: Lookups) -> Vec<Resolution> {
         .map(|(r, only_reads)| Resolution {
             offset: r.offset,
             opcode: r.opcode,
-            named: match r.named {
-                Named::Global(g) => Target::Global {
-                    module: g.module,
-                    name: g.name,
-                },
-                Named::Extension(code) => Target::Extension(code),
-                _ => Target::Computed,
-            },
+            named: target(&r.named),
             only_reads,
         })
         .collect();
@@ -149,5 +202,16 @@ fn resolutions(found: Lookups) -> Vec<Resolution> {
     );
     // Stable: a read comes after the globals it reads, which came first.
     out.sort_by_key(|r| r.offset);
-    out
+    (out, builds)
+}
+
+fn target(named: &Named) -> Target {
+    match named {
+        Named::Global(g) => Target::Global {
+            module: g.module.clone(),
+            name: g.name.clone(),
+        },
+        Named::Extension(code) => Target::Extension(*code),
+        _ => Target::Computed,
+    }
 }

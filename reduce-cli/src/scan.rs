@@ -192,6 +192,44 @@ impl Record {
     }
 }
 
+/// Judges every global, attribute read and `BUILD` on a global of a
+/// pickle into `record`, in order of offset (`at`: an offset of the pickle
+/// as one of the file).
+fn judge_all(
+    record: &mut Record,
+    found: Vec<pickles::Resolution>,
+    builds: &[pickles::Build],
+    at: impl Fn(u64) -> u64,
+    allow: &AllowList,
+) {
+    for r in found {
+        let offset = at(r.offset);
+        add_found(record, r, offset, allow);
+    }
+    for b in builds.iter().filter(|b| b.on_global) {
+        // CPython's BUILD on a class or a function sets its attributes
+        // (`setattr` for a `(None, slots)` state): a method replaced by
+        // any callable the pickle has, for every user of the class.
+        let reason = "sets the attributes of a class or function (BUILD on a global)";
+        let offset = at(b.offset);
+        let shown = match &b.of {
+            Target::Global { module, name } => format!("`{module}.{name}`"),
+            _ => "a global".to_string(),
+        };
+        record
+            .reasons
+            .push(format!("{shown} is changed: {reason} (offset {offset})"));
+        record.verdict = Verdict::Unsafe;
+        record.globals.push(Found {
+            offset,
+            opcode: "BUILD",
+            target: b.of.clone(),
+            status: Status::Dangerous(reason),
+        });
+    }
+    record.globals.sort_by_key(|g| g.offset);
+}
+
 /// Judges one global, or an attribute read off one, and adds it to
 /// `record` at `offset` (in the file), with the reason it makes the pickle
 /// unsafe, if it does.
@@ -284,17 +322,23 @@ fn scan_stream(
         {
             match scan_joblib(path, member, bytes, pos, allow) {
                 Some((joblib, nested, n)) => (record, end, arrays) = (joblib, Some(n), nested),
-                None if end.is_none() => {
-                    let message = format!(
-                        "{} (a joblib file, whose arrays are written inside the pickle: \
-                         the scan could not step over them all)",
-                        record.error.take().unwrap_or_default()
-                    );
-                    record.reasons.pop();
+                None => {
+                    // Also where the walk read to a STOP: joblib reads the
+                    // bytes after a wrapper's BUILD otherwise, and what it
+                    // would find past them is unknown.
+                    let message = match record.error.take() {
+                        Some(e) => {
+                            record.reasons.pop();
+                            format!("{e} (")
+                        }
+                        None => "(".to_string(),
+                    } + "a joblib file, whose arrays are written inside the pickle: \
+                         the scan could not step over them all)";
                     record.reasons.push(message.clone());
                     record.error = Some(message);
+                    record.verdict = record.verdict.max(Verdict::Unreadable);
+                    end = None;
                 }
-                None => {}
             }
         }
         count += 1;
@@ -374,36 +418,22 @@ fn scan_joblib(
     // of many tiny arrays from taking the scan's time (a forest of 200
     // trees, 800 KB in 400 arrays, takes a quarter of it).
     let mut budget: usize = 1 << 30;
+    // Where the pickle goes on past the arrays cut out so far.
+    let mut from = 0usize;
     loop {
         budget = budget.checked_sub(pickle.len().max(1 << 10) * 2)?;
-        // An array of objects is a pickle of its own, which an inspector
-        // would read on as part of this one: it starts with PROTO right
-        // after the wrapper's BUILD, where no pickle has a PROTO.
-        let (found, end) = pickles::scan_one(&pickle);
-        let read = match &end {
-            Ok(n) => *n,
-            Err(e) => usize::try_from(e.offset()?).ok()?,
-        };
-        // Candidates by their bytes, then confirmed by the instructions.
-        let inner = pickle[..read]
-            .windows(3)
-            .position(|w| {
-                w[0] == reduce::op::BUILD && w[1] == reduce::op::PROTO && (2..=5).contains(&w[2])
-            })
-            .and_then(|_| {
-                let (ops, _) = pickles::disassemble_partial(&pickle[..read]);
-                ops.windows(2).find_map(|w| {
-                    (w[0].opcode == reduce::op::BUILD && w[1].opcode == reduce::op::PROTO)
-                        .then(|| w[1].offset as usize)
-                })
-            });
-        let end = match (inner, end) {
-            (Some(at), _) => Err(at),
-            (None, Ok(n)) => Ok((found, n)),
-            (None, Err(e)) => Err(usize::try_from(e.offset()?).ok()?),
-        };
-        let at = match end {
-            Ok((found, n)) => {
+        let scanned = pickles::scan(&pickle);
+        // joblib's unpickler reads an array's bytes right after the BUILD
+        // of each NumpyArrayWrapper, whatever they would be as opcodes: the
+        // first such BUILD past the arrays cut so far is where the next
+        // array is, even where the walk reads on through its bytes.
+        let wrapper = scanned
+            .builds
+            .iter()
+            .find(|b| !b.on_global && b.offset as usize >= from && names_array_wrapper(&b.of));
+        let at = match (wrapper, scanned.end) {
+            (Some(b), _) => b.offset as usize + 1,
+            (None, Ok(n)) => {
                 let mut record = Record {
                     path: path.to_string(),
                     member: member.map(str::to_string),
@@ -414,19 +444,14 @@ fn scan_joblib(
                     reasons: Vec::new(),
                     error: None,
                 };
-                for r in found {
-                    let offset = original(&cuts, r.offset as usize) as u64;
-                    add_found(&mut record, r, offset, allow);
-                }
+                let at = |offset: u64| original(&cuts, offset as usize) as u64;
+                judge_all(&mut record, scanned.found, &scanned.builds, at, allow);
                 let len = original(&cuts, n - 1) + 1 - pos;
                 record.length = Some(len as u64);
                 return Some((record, nested, len));
             }
-            Err(at) => at,
+            (None, Err(_)) => return None,
         };
-        if at == 0 || pickle.get(at - 1) != Some(&reduce::op::BUILD) {
-            return None;
-        }
         let (count, item_size, objects, aligned) = array_layout(&pickle[..at])?;
         let cut = if objects {
             let start = original(&cuts, at);
@@ -447,6 +472,7 @@ fn scan_joblib(
         }
         pickle.drain(at..at + cut);
         cuts.push((at, cut));
+        from = at;
     }
 }
 
@@ -510,7 +536,7 @@ fn scan_pickle(
     pos: usize,
     allow: &AllowList,
 ) -> (Record, Option<usize>) {
-    let (found, end) = pickles::scan_one(&bytes[pos..]);
+    let pickles::Scanned { found, builds, end } = pickles::scan(&bytes[pos..]);
     let mut record = Record {
         path: path.to_string(),
         member: member.map(str::to_string),
@@ -521,10 +547,7 @@ fn scan_pickle(
         reasons: Vec::new(),
         error: None,
     };
-    for r in found {
-        let offset = pos as u64 + r.offset;
-        add_found(&mut record, r, offset, allow);
-    }
+    judge_all(&mut record, found, &builds, |at| pos as u64 + at, allow);
     match end {
         Ok(n) => {
             record.length = Some(n as u64);

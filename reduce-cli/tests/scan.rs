@@ -57,22 +57,23 @@ fn every_attack_family_is_unsafe_and_names_its_global() {
             args.extend_from_slice(allow);
             let (code, records) = scan_json(&args);
             assert_eq!(code, Some(1), "{}: expected exit 1 (unsafe)", row["file"]);
-            let hit = records
-                .iter()
-                .filter(|r| r["verdict"] == "unsafe")
-                .flat_map(|r| r["globals"].as_array().unwrap())
-                .find(|g| shown(g) == row["named"])
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{}: `{}` is not named: {records:?}",
-                        row["file"], row["named"]
-                    )
-                });
             let expected_status = match row["family"].as_str() {
                 "extension code" | "computed" => "unknowable",
                 _ => "dangerous",
             };
-            assert_eq!(hit["status"], expected_status, "{}: {hit}", row["file"]);
+            // The entry that names it so (a class may be listed allowed
+            // where it is looked up, and dangerous where it is changed).
+            let hit = records
+                .iter()
+                .filter(|r| r["verdict"] == "unsafe")
+                .flat_map(|r| r["globals"].as_array().unwrap())
+                .find(|g| shown(g) == row["named"] && g["status"] == expected_status)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: `{}` is not named {expected_status}: {records:?}",
+                        row["file"], row["named"]
+                    )
+                });
             if expected_status == "dangerous" {
                 assert!(
                     hit["reason"].as_str().is_some_and(|r| !r.is_empty()),
@@ -230,6 +231,20 @@ class Call:
         return os.system, ('echo pwned',)
 # Written, never loaded: the call comes after an array's bytes.
 joblib.dump([np.arange(10.0), Call()], os.path.join(d, 'hidden.joblib'))
+# An array's padding length set to 0x42, BINBYTES to a reader that does
+# not follow joblib: its four bytes of length swallow the padding, the
+# array and a call that joblib.load runs after them. Never loaded.
+joblib.dump(np.zeros(5, dtype=np.uint8), os.path.join(d, 'plain.joblib'))
+data = open(os.path.join(d, 'plain.joblib'), 'rb').read()
+start = len(data) - 1 - 5
+build = next(i for i in range(start - 2, 0, -1) if data[i] == ord('b') and i + 2 + data[i + 1] == start)
+def su(s): return b'\x8c' + bytes([len(s)]) + s.encode()
+hidden = su('os') + su('system') + b'\x93' + su('echo pwned') + b'\x85R.'
+swallowed = 62 + 5 + len(hidden)
+smuggled = (data[:build + 1] + b'\x42' + swallowed.to_bytes(4, 'little') + b'\x00' * 62
+            + b'\x00' * 5 + hidden + b'.')
+open(os.path.join(d, 'smuggled.joblib'), 'wb').write(smuggled)
+open(os.path.join(d, 'wrapper.globals'), 'w').write('joblib.numpy_pickle.NumpyArrayWrapper\n')
 "#;
     let mut cmd = reduce_tests::python_env();
     cmd.arg("-c").arg(script).arg(&dir);
@@ -267,6 +282,24 @@ joblib.dump([np.arange(10.0), Call()], os.path.join(d, 'hidden.joblib'))
     assert_eq!(system["status"], "dangerous");
     // Past the 80 bytes of the array.
     assert!(system["offset"].as_u64().unwrap() > 80, "{system}");
+
+    // The array is where the wrapper's BUILD says, whatever its bytes
+    // would be as opcodes: the smuggled call is named.
+    let (code, r) = scan_json(&[
+        &path("smuggled.joblib"),
+        "--allow",
+        "numpy",
+        "--allow",
+        &path("wrapper.globals"),
+    ]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let named: Vec<String> = r[0]["globals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(shown)
+        .collect();
+    assert!(named.contains(&"os.system".to_string()), "{r:?}");
 }
 
 #[test]

@@ -376,7 +376,7 @@ pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
 /// uses was an attribute read.
 ///
 /// ```
-/// use reduce::inspect::{lookups, AttrOf};
+/// use reduce::inspect::{lookups, Origin};
 ///
 /// // pickle.dumps(ZoneInfo._unpickle, protocol=2), shortened:
 /// // getattr(zoneinfo.ZoneInfo, "_unpickle").
@@ -386,7 +386,7 @@ pub fn scan_one(bytes: &[u8]) -> Result<(Vec<Resolution>, usize)> {
 /// assert_eq!(names, ["builtins.getattr", "zoneinfo.ZoneInfo"]);
 /// assert_eq!(found.attributes[0].named.to_string(), "zoneinfo.ZoneInfo._unpickle");
 /// assert_eq!(found.attributes[0].offset, 54);
-/// assert_eq!(found.attributes[0].of, AttrOf::Resolution(1));
+/// assert_eq!(found.attributes[0].of, Origin::Resolution(1));
 /// assert_eq!(found.only_for_attributes, [true, true]);
 ///
 /// // getattr(__import__("os"), "system"): not a global's attribute, so
@@ -416,14 +416,15 @@ pub fn lookups(bytes: &[u8]) -> Result<Lookups> {
     for o in &shadow.objects {
         let only = o.read && !o.escaped;
         match o.from {
-            AttrOf::Resolution(i) => only_for_attributes[i] = only,
-            AttrOf::Attribute(i) => shadow.attributes[i].only_for_attributes = only,
+            Origin::Resolution(i) => only_for_attributes[i] = only,
+            Origin::Attribute(i) => shadow.attributes[i].only_for_attributes = only,
         }
     }
     Ok(Lookups {
         resolutions: shadow.found,
         attributes: shadow.attributes,
         only_for_attributes,
+        builds: shadow.builds,
         length: src.pos() as usize,
     })
 }
@@ -443,6 +444,9 @@ pub struct Lookups {
     /// the object read from), and at least once. Discarding it (`POP`) or
     /// leaving it in the memo is no use; anything else is.
     pub only_for_attributes: Vec<bool>,
+    /// Every `BUILD` whose target is an instance of a global, or a global
+    /// itself, in order.
+    pub builds: Vec<Build>,
     /// The pickle's length in bytes, through its `STOP`.
     pub length: usize,
 }
@@ -461,22 +465,49 @@ pub struct Attribute {
     /// The index in [`Lookups::resolutions`] of the `getattr` called.
     pub getattr: usize,
     /// What the attribute is read from.
-    pub of: AttrOf,
+    pub of: Origin,
     /// Whether the pickle used what it read only to read further
     /// attributes off it (`Outer.Inner` of `Outer.Inner.Deep`), as
     /// [`Lookups::only_for_attributes`] says of a global.
     pub only_for_attributes: bool,
 }
 
-/// What an [`Attribute`] is read from.
+/// Where an object the pickle looked up comes from: what an [`Attribute`]
+/// is read from, what a [`Build`] sets the state of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum AttrOf {
+pub enum Origin {
     /// The global at this index of [`Lookups::resolutions`].
     Resolution(usize),
     /// The attribute at this index of [`Lookups::attributes`] (a class
-    /// nested two deep).
+    /// nested two deep, say).
     Attribute(usize),
+}
+
+/// A `BUILD` whose target the inspector follows: one entry of
+/// [`Lookups::builds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Build {
+    /// Byte offset of the `BUILD` opcode.
+    pub offset: u64,
+    /// What it sets the state of.
+    pub target: Built,
+}
+
+/// What a [`Build`] sets the state of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Built {
+    /// An object made by calling a global (or an attribute read off one)
+    /// with `NEWOBJ`, `NEWOBJ_EX`, `REDUCE`, `OBJ` or `INST`; for
+    /// `copyreg._reconstructor`, `__newobj__` and `__newobj_ex__`, the
+    /// class they are given. This is how a loader such as joblib's, which
+    /// reads more bytes after the `BUILD` of its own classes, is followed.
+    InstanceOf(Origin),
+    /// The global (or attribute) itself: CPython sets its attributes, so a
+    /// pickle can replace a class's methods.
+    Object(Origin),
 }
 
 impl fmt::Display for Attribute {
@@ -500,19 +531,36 @@ enum Slot {
     /// A 2-tuple of an object and a constant name: `getattr`'s arguments
     /// for an attribute read.
     Pair(usize, Rc<str>),
+    /// Any other tuple whose first item is an object: the arguments of
+    /// copyreg's reconstructors (`(cls, object, None)`, `(cls,)`).
+    Args(usize),
+    /// What calling an object made.
+    Instance(usize),
 }
 
 /// Something a lookup gave (a global, or an attribute read off one), and
 /// how the pickle used it.
 #[derive(Debug)]
 struct Object {
-    from: AttrOf,
-    /// Whether `getattr` is what it is.
-    is_getattr: bool,
+    from: Origin,
+    /// Whether it is `getattr`, or one of copyreg's reconstructors.
+    kind: Callable,
     /// Used by an attribute read.
     read: bool,
     /// Used otherwise.
     escaped: bool,
+}
+
+/// What calling an [`Object`] does, where the inspector cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Callable {
+    /// `builtins.getattr`: reads an attribute.
+    GetAttr,
+    /// `copyreg._reconstructor`, `__newobj__`, `__newobj_ex__`: makes an
+    /// instance of its first argument.
+    Reconstructor,
+    /// Anything else.
+    Other,
 }
 
 /// The reader's machine with every value replaced by a [`Slot`]: the same
@@ -526,6 +574,7 @@ struct Shadow {
     found: Vec<Resolution>,
     attributes: Vec<Attribute>,
     objects: Vec<Object>,
+    builds: Vec<Build>,
     /// Bytes of names the resolutions may still copy.
     name_budget: usize,
 }
@@ -540,7 +589,7 @@ const NAME_BYTES_PER_INPUT_BYTE: usize = 32;
 /// Notes that the pickle used `slot` for something other than an
 /// attribute read: whatever object it is or holds has escaped.
 fn spend(objects: &mut [Object], slot: &Slot) {
-    if let Slot::Object(i) | Slot::Pair(i, _) = *slot {
+    if let Slot::Object(i) | Slot::Pair(i, _) | Slot::Args(i) = *slot {
         objects[i].escaped = true;
     }
 }
@@ -628,10 +677,33 @@ impl Shadow {
                 return;
             }
         }
-        for slot in self.stack.drain(start..) {
-            spend(&mut self.objects, &slot);
+        let first = match self.stack.get(start) {
+            Some(&Slot::Object(o)) => Some(o),
+            _ => None,
+        };
+        for (i, slot) in self.stack.drain(start..).enumerate() {
+            if i > 0 || first.is_none() {
+                spend(&mut self.objects, &slot);
+            }
         }
-        self.stack.push(Slot::Other);
+        self.stack.push(first.map_or(Slot::Other, Slot::Args));
+    }
+
+    /// Pushes what calling `callable` with `args` makes: an instance of
+    /// the class a reconstructor is given, or of the object called.
+    fn push_call(&mut self, callable: &Slot, args: &Slot) {
+        let made = match (callable, args) {
+            (&Slot::Object(f), &(Slot::Args(c) | Slot::Pair(c, _)))
+                if self.objects[f].kind == Callable::Reconstructor =>
+            {
+                Slot::Instance(c)
+            }
+            (&Slot::Object(f), _) if self.objects[f].kind != Callable::GetAttr => Slot::Instance(f),
+            _ => Slot::Other,
+        };
+        spend(&mut self.objects, callable);
+        spend(&mut self.objects, args);
+        self.stack.push(made);
     }
 
     /// `REDUCE`: an attribute read when `getattr` is called on a pair.
@@ -640,18 +712,18 @@ impl Shadow {
         let args = self.stack.pop().unwrap_or_default();
         let callable = self.stack.pop().unwrap_or_default();
         if let (Slot::Object(f), Slot::Pair(o, name)) = (&callable, &args) {
-            if self.objects[*f].is_getattr {
+            if self.objects[*f].kind == Callable::GetAttr {
                 let named = match self.objects[*o].from {
-                    AttrOf::Resolution(i) => match &self.found[i].named {
+                    Origin::Resolution(i) => match &self.found[i].named {
                         Named::Global(g) => Some(g),
                         _ => None,
                     },
-                    AttrOf::Attribute(i) => Some(&self.attributes[i].named),
+                    Origin::Attribute(i) => Some(&self.attributes[i].named),
                 };
                 if let Some(g) = named {
                     let named = Global::new(&g.module, format!("{}.{name}", g.name));
                     self.charge(&named)?;
-                    let AttrOf::Resolution(getattr) = self.objects[*f].from else {
+                    let Origin::Resolution(getattr) = self.objects[*f].from else {
                         unreachable!("only a resolution is getattr")
                     };
                     self.objects[*f].read = true;
@@ -665,8 +737,8 @@ impl Shadow {
                         only_for_attributes: false,
                     });
                     self.objects.push(Object {
-                        from: AttrOf::Attribute(self.attributes.len() - 1),
-                        is_getattr: false,
+                        from: Origin::Attribute(self.attributes.len() - 1),
+                        kind: Callable::Other,
                         read: false,
                         escaped: false,
                     });
@@ -675,9 +747,7 @@ impl Shadow {
                 }
             }
         }
-        spend(&mut self.objects, &callable);
-        spend(&mut self.objects, &args);
-        self.stack.push(Slot::Other);
+        self.push_call(&callable, &args);
         Ok(())
     }
 
@@ -694,10 +764,16 @@ impl Shadow {
     }
 
     fn resolve(&mut self, offset: u64, opcode: u8, named: Named) -> Result<()> {
-        let mut is_getattr = false;
+        let mut kind = Callable::Other;
         if let Named::Global(g) = &named {
             self.charge(g)?;
-            is_getattr = g.name == "getattr" && matches!(&*g.module, "builtins" | "__builtin__");
+            kind = match (&*g.module, &*g.name) {
+                ("builtins" | "__builtin__", "getattr") => Callable::GetAttr,
+                ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__") => {
+                    Callable::Reconstructor
+                }
+                _ => Callable::Other,
+            };
         }
         self.found.push(Resolution {
             offset,
@@ -705,8 +781,8 @@ impl Shadow {
             named,
         });
         self.objects.push(Object {
-            from: AttrOf::Resolution(self.found.len() - 1),
-            is_getattr,
+            from: Origin::Resolution(self.found.len() - 1),
+            kind,
             read: false,
             escaped: false,
         });
@@ -831,7 +907,11 @@ impl Shadow {
                 self.need(2)?;
                 self.tuple(self.stack.len() - 2)
             }
-            TUPLE1 | TUPLE3 => self.replace((op - TUPLE1 + 1) as usize)?,
+            TUPLE1 | TUPLE3 => {
+                let n = (op - TUPLE1 + 1) as usize;
+                self.need(n)?;
+                self.tuple(self.stack.len() - n)
+            }
             APPEND => {
                 self.need(2)?;
                 self.pop()?;
@@ -886,8 +966,8 @@ impl Shadow {
                 // up, and calls it at once.
                 self.pop_mark()?;
                 self.resolve(offset, op, Named::Global(Global::new(module, name)))?;
-                self.pop()?;
-                self.stack.push(Slot::Other)
+                let class = self.stack.pop().unwrap_or_default();
+                self.push_call(&class, &Slot::Other)
             }
             STACK_GLOBAL => {
                 let name = self.pop()?;
@@ -903,17 +983,37 @@ impl Shadow {
                 self.resolve(offset, op, Named::Extension(code))?
             }
             REDUCE => self.reduce(offset)?,
-            NEWOBJ => self.replace(2)?,
-            NEWOBJ_EX => self.replace(3)?,
+            NEWOBJ | NEWOBJ_EX => {
+                let n = if op == NEWOBJ { 2 } else { 3 };
+                self.need(n)?;
+                let start = self.stack.len() - n;
+                let class = std::mem::take(&mut self.stack[start]);
+                self.replace(n)?;
+                self.stack.pop();
+                self.push_call(&class, &Slot::Other)
+            }
             OBJ => {
-                if self.pop_mark()? == 0 {
+                let mark = self.take_mark()?;
+                if self.stack.len() == mark {
                     return Err(underflow());
                 }
-                self.stack.push(Slot::Other)
+                let class = std::mem::take(&mut self.stack[mark]);
+                for slot in self.stack.drain(mark..) {
+                    spend(&mut self.objects, &slot);
+                }
+                self.push_call(&class, &Slot::Other)
             }
             BUILD => {
                 self.need(2)?;
                 self.pop()?;
+                let target = match self.stack.last() {
+                    Some(&Slot::Instance(c)) => Some(Built::InstanceOf(self.objects[c].from)),
+                    Some(&Slot::Object(o)) => Some(Built::Object(self.objects[o].from)),
+                    _ => None,
+                };
+                if let Some(target) = target {
+                    self.builds.push(Build { offset, target });
+                }
                 self.use_top(1)?;
             }
             PERSID => {

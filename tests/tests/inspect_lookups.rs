@@ -3,7 +3,7 @@
 //! at protocol 4, and a global counts as used only for such reads when no
 //! opcode uses it any other way.
 
-use reduce::inspect::{self, AttrOf, Lookups, Named};
+use reduce::inspect::{self, Lookups, Named, Origin};
 use reduce::Global;
 
 fn lookups(bytes: &[u8]) -> Lookups {
@@ -74,7 +74,7 @@ for o in objects:
         // A class nested two deep is read off the read before it.
         if qualname.matches('.').count() == 2 {
             assert_eq!(found.attributes.len(), 2);
-            assert_eq!(found.attributes[1].of, AttrOf::Attribute(0));
+            assert_eq!(found.attributes[1].of, Origin::Attribute(0));
             assert_eq!(found.attributes[0].named.name, "Outer.Inner");
             // Outer.Inner is only read from; Deep is what the pickle returns.
             assert!(found.attributes[0].only_for_attributes);
@@ -197,4 +197,40 @@ fn any_other_use_keeps_the_flag_false() {
     let found = lookups(chain);
     assert!(found.attributes.is_empty());
     assert_eq!(found.only_for_attributes, [false, false]);
+}
+
+#[test]
+fn builds_name_the_class_of_what_they_set_the_state_of() {
+    // An instance with a __dict__ at protocols 0-5: copyreg._reconstructor
+    // before protocol 2, NEWOBJ from 2; then BUILD with the dict.
+    let script = r#"
+import pickle, sys
+class Point:
+    def __init__(self):
+        self.x, self.y = 1, 2
+for proto in range(6):
+    b = pickle.dumps([Point(), 3], protocol=proto)
+    sys.stdout.buffer.write(len(b).to_bytes(4, 'little') + b)
+"#;
+    for bytes in reduce_tests::python_pickles(script) {
+        let found = lookups(&bytes);
+        let [build] = found.builds.as_slice() else {
+            panic!("{:?} in {bytes:?}", found.builds)
+        };
+        let inspect::Built::InstanceOf(Origin::Resolution(i)) = build.target else {
+            panic!("{build:?}")
+        };
+        assert_eq!(found.resolutions[i].named.to_string(), "__main__.Point");
+        assert_eq!(bytes[build.offset as usize], reduce::op::BUILD);
+    }
+    // BUILD on the class itself: Fraction.__repr__ = str.
+    let patch = b"\x80\x04\x8c\x09fractions\x8c\x08Fraction\x93N}\x8c\x08__repr__\x8c\x08builtins\x8c\x03str\x93s\x86b.";
+    let found = lookups(patch);
+    assert_eq!(found.builds.len(), 1);
+    assert_eq!(
+        found.builds[0].target,
+        inspect::Built::Object(Origin::Resolution(0))
+    );
+    // A BUILD on a plain value is not listed.
+    assert!(lookups(b"}N}b.").builds.is_empty());
 }
