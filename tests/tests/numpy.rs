@@ -603,6 +603,23 @@ fn datetime_units_are_kept() {
     let a: Array = load(&bytes, vec![]).unwrap();
     assert_eq!(a.dtype().kind(), Kind::TimeDelta);
     assert_eq!(a.dtype().time_unit(), Some(("s", 10)));
+    // The items are i64 counts of the unit, as numpy's .view('i8').
+    assert_eq!(a.to_vec::<i64>().unwrap(), [1, -2]);
+    assert!(a.to_vec::<u64>().is_err());
+    // Dates (days since 1970-01-01) and NaT, as CPython with numpy writes them.
+    let out = python_env()
+        .arg("-c")
+        .arg("import pickle, sys, numpy as np; sys.stdout.buffer.write(pickle.dumps(np.array(['2024-01-02', 'NaT'], dtype='M8[D]'), protocol=2))")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a: Array = load(&out.stdout, vec![]).unwrap();
+    assert_eq!(a.dtype().kind(), Kind::DateTime);
+    assert_eq!(a.to_vec::<i64>().unwrap(), [19724, i64::MIN]);
 }
 
 // ---- bad input ----------------------------------------------------------

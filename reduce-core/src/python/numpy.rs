@@ -123,7 +123,7 @@
 //! | `str_` (`U<n>`, UCS-4) | `Str` | bytes only | 4n |
 //! | `void` (`V<n>`), structured, subarray | `Void` | bytes only; [`DType::fields`], [`DType::subdtype`] | n |
 //! | `object` (`O`) | `Object` | [`Value`](crate::Value) items: [`Array::objects`] | 8 |
-//! | `datetime64`, `timedelta64` (`M8[unit]`, `m8[unit]`) | `DateTime`, `TimeDelta` | bytes only ([`DType::time_unit`]); `i64` counts | 8 |
+//! | `datetime64`, `timedelta64` (`M8[unit]`, `m8[unit]`) | `DateTime`, `TimeDelta` | `i64`: counts of the unit ([`DType::time_unit`]) since 1970-01-01 for a date; `NaT` is `i64::MIN` | 8 |
 //!
 //! Big-endian dtypes (`>f8`) read as they are: [`Array::to_vec`] and
 //! `ndarray` convert to this machine's order, [`Array::as_slice`] refuses.

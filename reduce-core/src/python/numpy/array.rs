@@ -216,10 +216,12 @@ impl Array {
         }
     }
 
-    /// Checks that the items are `T`s.
+    /// Checks that the items are `T`s: a `datetime64` or `timedelta64`
+    /// is `i64`s, counts of its unit.
     fn check<T: Element>(&self) -> Result<()> {
         let d = &self.dtype;
-        if d.kind() == T::KIND
+        let counts = T::KIND == Kind::Int && matches!(d.kind(), Kind::DateTime | Kind::TimeDelta);
+        if (d.kind() == T::KIND || counts)
             && d.item_size() == T::SIZE
             && d.fields().is_none()
             && d.subdtype().is_none()
