@@ -147,7 +147,10 @@ pub fn danger(module: &str, name: &str) -> Option<&'static str> {
         let walked = format!("{module}.{path}");
         let mut tail = walked.as_str();
         loop {
-            if let Some(reason) = direct_danger(tail, last) {
+            // A module imported under a private alias (`import shutil as
+            // _shutil` in tempfile) is the module.
+            let unaliased = tail.trim_start_matches('_');
+            if let Some(reason) = direct_danger(tail, last).or(direct_danger(unaliased, last)) {
                 return Some(reason);
             }
             match tail.split_once('.') {
@@ -349,6 +352,11 @@ mod tests {
         // Names known to get past other scanners.
         assert_eq!(danger("pydoc", "locate"), Some("imports any module"));
         assert!(danger("random", "_os.system").is_some());
+        assert_eq!(
+            danger("tempfile", "_shutil.rmtree"),
+            danger("tarfile", "shutil.rmtree")
+        );
+        assert!(danger("tempfile", "_shutil.rmtree").is_some());
         assert_eq!(danger("_io", "FileIO"), Some("opens a file"));
         assert!(danger("pickle", "_Unpickler").is_some());
         assert!(danger("timeit", "timeit").is_some());
