@@ -82,10 +82,12 @@
 //! `#[serde(flatten)]` makes) is gathered first and its keys written as
 //! distinct strings.
 //!
-//! One difference is CPython's own: it keeps a single object for the empty
-//! string and for each one-character Latin-1 string, so Python's
-//! `['a', 'a']` pickles the second `'a'` as a memo reference, where a
-//! `vec!["a", "a"]` here writes it twice. Both load as the same value.
+//! CPython keeps a single object for the empty string, for each
+//! one-character Latin-1 string, for `b""` and for each one-byte `bytes`,
+//! however they were made, so Python's `[chr(97), chr(97)]` pickles the
+//! second `'a'` as a memo reference; so does `vec!["a", "a"]` here (and
+//! every writer of the crate). A one-character field name is another
+//! object in CPython 3.11 (an interned identifier), and stays one here.
 //!
 //! # Value and serde
 //!

@@ -581,7 +581,12 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     }
     #[inline]
     fn serialize_char(self, v: char) -> Result<()> {
-        self.out.str_utf8(v.encode_utf8(&mut [0; 4]))
+        let mut buf = [0; 4];
+        let s = v.encode_utf8(&mut buf);
+        if Out::is_single_str(s.as_bytes()) {
+            return self.out.single_str(s).map(|_| ());
+        }
+        self.out.str_utf8(s)
     }
     /// Never in line: a call per string, whose short case makes no call
     /// of its own and saves no register. Inlined into a loop (which
@@ -589,11 +594,15 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     /// saved them all: 20,000 strings 1.49M -> 1.58M instructions.
     #[inline(never)]
     fn serialize_str(self, v: &str) -> Result<()> {
+        if v.len() <= 2 && Out::is_single_str(v.as_bytes()) {
+            // CPython's one object of "" and of each Latin-1 character.
+            return self.out.single_str(v).map(|_| ());
+        }
         self.out.str_utf8_lean(v)
     }
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<()> {
-        self.out.bytes(v, false).map(|_| ())
+        self.out.bytes_value(v).map(|_| ())
     }
     #[inline]
     fn serialize_none(self) -> Result<()> {

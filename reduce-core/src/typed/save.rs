@@ -311,6 +311,12 @@ impl<'s, 'o> Saver<'s, 'o> {
     #[inline(always)]
     pub fn str(&mut self, s: &str) -> Result<()> {
         let key = self.take_identity();
+        if s.len() <= 2 && Out::is_single_str(s.as_bytes()) {
+            // CPython's one object of "" and of each Latin-1 character.
+            let idx = self.out.single_str(s)?;
+            self.remember(key, idx);
+            return Ok(());
+        }
         self.out.str_utf8(s)?;
         self.remember(key, self.out.last_memo());
         Ok(())
@@ -335,7 +341,12 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// A `str` that may hold lone surrogates.
     pub fn py_str(&mut self, s: &PyStr) -> Result<()> {
         let key = self.take_identity();
-        let idx = self.out.str(s)?;
+        let idx = match s.as_str() {
+            Some(t) if t.len() <= 2 && Out::is_single_str(t.as_bytes()) => {
+                self.out.single_str(t)?
+            }
+            _ => self.out.str(s)?,
+        };
         self.remember(key, idx);
         Ok(())
     }
@@ -343,7 +354,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// A `bytes` object.
     pub fn bytes(&mut self, b: &[u8]) -> Result<()> {
         let key = self.take_identity();
-        let idx = self.out.bytes(b, false)?;
+        let idx = self.out.bytes_value(b)?;
         self.remember(key, idx);
         Ok(())
     }

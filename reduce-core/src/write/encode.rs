@@ -465,12 +465,22 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             Value::BigInt(b) => self.out.bigint(b),
             Value::Float(x) => self.out.float(*x),
             Value::Str(s) => {
+                // As it is: CPython's one-character strings are one object
+                // when made at run time, not when written as literals or
+                // interned, and the graph keeps what the pickle shared.
                 let idx = self.out.str(s)?;
                 self.remember(ident, idx);
                 Ok(())
             }
-            Value::Bytes(b) | Value::ByteArray(b) => {
-                let idx = self.out.bytes(b, matches!(v, Value::ByteArray(_)))?;
+            Value::Bytes(b) => {
+                // CPython's `b""` and one-byte `bytes` are one object each,
+                // however made.
+                let idx = self.out.bytes_value(b)?;
+                self.remember(ident, idx);
+                Ok(())
+            }
+            Value::ByteArray(b) => {
+                let idx = self.out.bytes(b, true)?;
                 self.remember(ident, idx);
                 Ok(())
             }

@@ -59,6 +59,18 @@ pub(crate) struct Out<'o> {
     statics: StaticMemo,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
+    /// The memo indexes of `""` (0) and of each one-character Latin-1
+    /// `str` (1 + the code point), once written: CPython keeps one object
+    /// of each.
+    single_strs: Option<Box<[u32; 257]>>,
+    /// The same for the Latin-1 text of a one-byte `bytes` before protocol
+    /// 3 (`_codecs.encode('x', 'latin1')`): kept apart from the values, as
+    /// a `'b'` a Python program wrote as a literal is another object than
+    /// the one `str(b'b', 'latin1')` gives (numpy's pickles of object
+    /// arrays hold both).
+    encoded_strs: Option<Box<[u32; 257]>>,
+    /// The same for `b""` and each one-byte `bytes` (1 + the byte).
+    single_bytes: Option<Box<[u32; 257]>>,
     /// The length of `buf` from which [`Out::boundary`] may have work to
     /// do (commit a frame, hand bytes to the sink): one comparison per
     /// `save` otherwise.
@@ -101,6 +113,9 @@ impl<'o> Out<'o> {
             names: Names::default(),
             statics: StaticMemo::default(),
             latin1_memo: None,
+            single_strs: None,
+            encoded_strs: None,
+            single_bytes: None,
             check_at: 0,
         }
     }
@@ -744,6 +759,77 @@ impl<'o> Out<'o> {
         self.boundary()
     }
 
+    /// Whether `data` (UTF-8) is a `str` CPython keeps one object of: the
+    /// empty string and each one-character Latin-1 string. A second such
+    /// value in a pickle is a memo reference to the first, whatever made
+    /// it (`['a', 'a']`, `[chr(97), 'xa'[1:]]`), which
+    /// [`Out::single_str`] writes.
+    #[inline(always)]
+    pub(crate) fn is_single_str(data: &[u8]) -> bool {
+        matches!(data, [] | [0..=0x7f] | [0xc2 | 0xc3, _])
+    }
+
+    /// A `str` CPython keeps one object of (see [`Out::is_single_str`]):
+    /// written the first time, a memo reference after. Returns its memo
+    /// index. (Not an interned name's object: in CPython 3.11 an attribute
+    /// named `x` and the value `'x'` are two objects.)
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn single_str(&mut self, s: &str) -> Result<u32> {
+        self.shared_char(s, false)
+    }
+
+    /// [`Out::single_str`] in the table of values, or (`encoded`) in the
+    /// table of `_codecs.encode`'s texts.
+    fn shared_char(&mut self, s: &str, encoded: bool) -> Result<u32> {
+        let slot = s.chars().next().map_or(0, |c| 1 + c as usize);
+        let table = if encoded {
+            &mut self.encoded_strs
+        } else {
+            &mut self.single_strs
+        };
+        if let Some(idx) = table.as_ref().map(|t| t[slot]).filter(|&i| i != u32::MAX) {
+            self.get(idx)?;
+            return Ok(idx);
+        }
+        self.str_utf8(s)?;
+        let idx = self.last_memo();
+        let table = if encoded {
+            &mut self.encoded_strs
+        } else {
+            &mut self.single_strs
+        };
+        table.get_or_insert_with(|| Box::new([u32::MAX; 257]))[slot] = idx;
+        Ok(idx)
+    }
+
+    /// A `bytes` value: [`Out::bytes`], but CPython keeps one object of
+    /// `b""` and of each one-byte `bytes`, so a second is a memo reference
+    /// to the first. (Not the `bytes` inside a `bytearray`'s reduction,
+    /// which CPython makes anew each time.)
+    #[inline]
+    pub(crate) fn bytes_value(&mut self, data: &[u8]) -> Result<u32> {
+        if data.len() > 1 {
+            return self.bytes(data, false);
+        }
+        self.single_bytes_value(data)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn single_bytes_value(&mut self, data: &[u8]) -> Result<u32> {
+        let slot = data.first().map_or(0, |&b| 1 + usize::from(b));
+        let seen = self.single_bytes.as_ref().map(|t| t[slot]);
+        if let Some(idx) = seen.filter(|&i| i != u32::MAX) {
+            self.get(idx)?;
+            return Ok(idx);
+        }
+        let idx = self.bytes(data, false)?;
+        self.single_bytes
+            .get_or_insert_with(|| Box::new([u32::MAX; 257]))[slot] = idx;
+        Ok(idx)
+    }
+
     /// An interned `str`: written the first time, a memo reference after.
     pub(crate) fn interned_str(&mut self, s: &str) -> Result<u32> {
         match self.names.find(Key::Str(s)) {
@@ -914,9 +1000,13 @@ impl<'o> Out<'o> {
             } else {
                 self.global("_codecs", "encode")?;
                 self.fresh_tuple_start(2);
-                self.str(&PyStr::from(
-                    data.iter().map(|&b| b as char).collect::<String>(),
-                ))?;
+                let text: String = data.iter().map(|&b| b as char).collect();
+                if data.len() == 1 {
+                    // One Latin-1 character: CPython's one object of it.
+                    self.shared_char(&text, true)?;
+                } else {
+                    self.str(&PyStr::from(text))?;
+                }
                 match self.latin1_memo {
                     Some(idx) => self.get(idx)?,
                     None => {

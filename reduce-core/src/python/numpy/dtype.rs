@@ -595,7 +595,7 @@ impl Reduce for DType {
                 s.i64(if self.unit.is_some() { 4 } else { 3 })?;
                 // One-character strings are one object each in CPython, so
                 // numpy's pickles refer back to the first `<` or `|`.
-                s.interned_str(&order)?;
+                s.str(&order)?;
                 match self.subdtype() {
                     Some((base, shape)) => s.save(&(base, Shape(shape)))?,
                     None => s.none()?,
