@@ -359,7 +359,7 @@ pub use num_bigint::BigInt;
 /// | `state, default` | as `state`, `Self: Default` | the same; missing keys keep their default, and `Rc<RefCell<Self>>` may take part in cycles |
 /// | (none), on an enum | `enum Shape { Circle { r }, Empty }` | nested classes: `module.Shape.Circle(r)`, `module.Shape.Empty()` |
 /// | `flat_variants` | `enum Token { Word { text } }` | top-level classes: `module.Word(text)` |
-/// | `python_enum` | `enum Color { Red = 1, #[reduce(value = "blue")] Blue }` | `enum.Enum` members, by value: `module.Color(1)` |
+/// | `python_enum` | `enum Color { Red = 1, #[reduce(value = "blue")] Blue }` | `enum.Enum` members, by value: `module.Color(1)`, each written once per pickle and fetched from the memo after (a member is one object) |
 ///
 /// The module defaults to the Rust module path with `::` written as `.`,
 /// the name to the type's name.

@@ -309,12 +309,23 @@ impl Cx<'_> {
                 quote!(__s.reduction(#module, #name).args(#args).save())
             }
             Body::Enum(variants) if self.input.attrs.python_enum.is_some() => {
+                // A member is one object in Python: written once per
+                // pickle, then fetched from the memo, as CPython writes
+                // `[Color.RED, Color.RED]`. Its identity is the address of
+                // its byte in a static of the impl.
+                let n = variants.len();
                 let arms = variants.iter().enumerate().map(|(i, v)| {
                     let vid = v.ident;
                     let value = self.enum_value(v, i);
-                    quote!(Self::#vid => __s.reduction(#module, #name).args(&(#value,)).save())
+                    quote!(Self::#vid => __s.shared(
+                        ::core::ptr::addr_of!(__MEMBERS[#i]) as usize,
+                        |__s| __s.reduction(#module, #name).args(&(#value,)).save(),
+                    ))
                 });
-                quote!(match self { #(#arms,)* })
+                quote! {
+                    static __MEMBERS: [u8; #n] = [0; #n];
+                    match self { #(#arms,)* }
+                }
             }
             Body::Enum(variants) => {
                 let arms = variants.iter().map(|v| {

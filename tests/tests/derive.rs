@@ -222,6 +222,15 @@ fn enums_match_nested_classes_flat_classes_and_python_enums() {
         cpython("Color.GREEN", 4),
         "a Python Enum member, byte for byte"
     );
+    // A member is one object: written once, then fetched from the memo.
+    let colors = vec![Color::Red, Color::Blue, Color::Red, Color::Blue];
+    for proto in 0..=5 {
+        assert_eq!(
+            reduce::to_vec_with_protocol(&colors, proto).unwrap(),
+            cpython("[Color.RED, Color.BLUE, Color.RED, Color.BLUE]", proto),
+            "protocol {proto}"
+        );
+    }
 }
 
 #[test]

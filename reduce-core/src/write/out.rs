@@ -1075,13 +1075,14 @@ impl<'o> Out<'o> {
                 return Ok(None);
             }
         }
-        if self.proto >= 4 {
+        if self.proto >= 4 && !rules::method_by_getattr(module, name) {
             // The module name is the module's interned `__name__`.
             self.interned_str(module)?;
             self.str_utf8(name)?;
             self.write(&[STACK_GLOBAL]);
         } else if let Some((parent, last)) = name.rsplit_once('.') {
-            // A nested name before protocol 4: getattr(parent, "last").
+            // A nested name before protocol 4, or a method at any:
+            // getattr(parent, "last").
             self.global("builtins", "getattr")?;
             self.fresh_tuple_start(2);
             self.global(module, parent)?;

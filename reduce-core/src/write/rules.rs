@@ -319,6 +319,15 @@ impl Batcher {
     }
 }
 
+/// Whether CPython writes the dotted global `module.name` as
+/// `getattr(module.parent, "last")` at every protocol: a class's method
+/// pickled as a value (its reduction is `getattr`), not a nested class or
+/// function (which protocol 4 names with one `STACK_GLOBAL`). The ones the
+/// crate writes: `ZoneInfo._unpickle`, in every `datetime` with a zone.
+pub(crate) fn method_by_getattr(module: &str, name: &str) -> bool {
+    matches!((module, name), ("zoneinfo", "ZoneInfo._unpickle"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -239,9 +239,8 @@ impl TzInfo {
 }
 
 /// `timezone(timedelta(...), name)`, or `ZoneInfo._unpickle(key, 1)`,
-/// as CPython writes them. (From protocol 4 the zone's constructor is one
-/// `STACK_GLOBAL` of `zoneinfo ZoneInfo._unpickle`, where CPython writes
-/// `getattr(ZoneInfo, '_unpickle')`; CPython loads both the same.)
+/// as CPython writes them: the zone's constructor is
+/// `getattr(ZoneInfo, '_unpickle')` at every protocol.
 impl Reduce for TzInfo {
     fn reduce(&self, s: &mut Saver<'_, '_>) -> Result<()> {
         match self {
