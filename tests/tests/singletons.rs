@@ -116,6 +116,48 @@ fn every_writer_shares_what_cpython_keeps_one_of() {
     }
 }
 
+/// More distinct single objects than the writer keeps in line (eight).
+#[test]
+fn many_distinct_single_characters_are_each_shared() {
+    let script = r#"
+import pickle, sys
+chars = [chr(c) for c in range(97, 117)] + [bytes([c]) for c in range(20)]
+for proto in range(6):
+    b = pickle.dumps(chars * 2, protocol=proto)
+    sys.stdout.buffer.write(len(b).to_bytes(4, 'little') + b)
+"#;
+    let one: Vec<reduce::Value> = (97u8..117)
+        .map(|c| reduce::Value::from((c as char).to_string()))
+        .chain((0u8..20).map(|b| reduce::Value::Bytes(vec![b])))
+        .collect();
+    let serde_one: Vec<SerdeItem> = (97u8..117)
+        .map(|c| SerdeItem::S((c as char).to_string()))
+        .chain((0u8..20).map(|b| SerdeItem::B(serde_bytes::ByteBuf::from(vec![b]))))
+        .collect();
+    for (proto, want) in python_pickles(script).iter().enumerate() {
+        let proto = proto as u8;
+        let twice: Vec<SerdeItem> = serde_one.iter().chain(&serde_one).cloned().collect();
+        let got = reduce::serde::to_vec_with_protocol(&twice, proto).unwrap();
+        assert!(
+            *want == got,
+            "serde, protocol {proto}: {}",
+            first_difference(want, &got)
+        );
+        // A Value writes its strings as it holds them, its bytes shared.
+        let value = reduce::Value::List(one.iter().chain(&one).cloned().collect());
+        let back: reduce::Value =
+            reduce::from_slice(&reduce::to_vec_with_protocol(&value, proto).unwrap()).unwrap();
+        assert_eq!(back, value);
+    }
+}
+
+#[derive(serde::Serialize, Clone)]
+#[serde(untagged)]
+enum SerdeItem {
+    S(String),
+    B(serde_bytes::ByteBuf),
+}
+
 /// A field name (an interned identifier) and a value of the same one
 /// character are two objects in CPython 3.11: the value is not written as
 /// a reference to the name.

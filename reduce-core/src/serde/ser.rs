@@ -596,7 +596,7 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     fn serialize_str(self, v: &str) -> Result<()> {
         if v.len() <= 2 && Out::is_single_str(v.as_bytes()) {
             // CPython's one object of "" and of each Latin-1 character.
-            return self.out.single_str(v).map(|_| ());
+            return self.out.single_str_unit(v);
         }
         self.out.str_utf8_lean(v)
     }

@@ -312,13 +312,28 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn str(&mut self, s: &str) -> Result<()> {
         let key = self.take_identity();
         if s.len() <= 2 && Out::is_single_str(s.as_bytes()) {
-            // CPython's one object of "" and of each Latin-1 character.
-            let idx = self.out.single_str(s)?;
-            self.remember(key, idx);
-            return Ok(());
+            return self.single_str(s, key);
         }
         self.out.str_utf8(s)?;
         self.remember(key, self.out.last_memo());
+        Ok(())
+    }
+
+    /// [`Saver::str`] of CPython's one object of `""` or of a Latin-1
+    /// character: a memo reference after the first. Out of line, so that
+    /// other strings pay one comparison.
+    #[inline(never)]
+    fn single_str(&mut self, s: &str, key: Option<usize>) -> Result<()> {
+        let idx = match self.out.single_again(s)? {
+            Some(idx) => idx,
+            None => {
+                self.out.str_utf8(s)?;
+                let idx = self.out.last_memo();
+                self.out.single_written(s, idx);
+                idx
+            }
+        };
+        self.remember(key, idx);
         Ok(())
     }
 

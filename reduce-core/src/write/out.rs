@@ -59,22 +59,85 @@ pub(crate) struct Out<'o> {
     statics: StaticMemo,
     /// `_codecs.encode` always receives the one interned `"latin1"`.
     latin1_memo: Option<u32>,
-    /// The memo indexes of `""` (0) and of each one-character Latin-1
-    /// `str` (1 + the code point), once written: CPython keeps one object
-    /// of each.
-    single_strs: Option<Box<[u32; 257]>>,
-    /// The same for the Latin-1 text of a one-byte `bytes` before protocol
-    /// 3 (`_codecs.encode('x', 'latin1')`): kept apart from the values, as
-    /// a `'b'` a Python program wrote as a literal is another object than
-    /// the one `str(b'b', 'latin1')` gives (numpy's pickles of object
-    /// arrays hold both).
-    encoded_strs: Option<Box<[u32; 257]>>,
-    /// The same for `b""` and each one-byte `bytes` (1 + the byte).
-    single_bytes: Option<Box<[u32; 257]>>,
+    /// The memo indexes of the objects CPython keeps one of, once written
+    /// (see [`Singles`]).
+    singles: Singles,
     /// The length of `buf` from which [`Out::boundary`] may have work to
     /// do (commit a frame, hand bytes to the sink): one comparison per
     /// `save` otherwise.
     check_at: usize,
+}
+
+/// The memo indexes of the objects CPython keeps one of, once written in
+/// this pickle: `""` and each one-character Latin-1 `str` among the values
+/// (keys from [`Singles::STRS`]: 0 for the empty one, 1 + the code point),
+/// the same among the Latin-1 texts of one-byte `bytes` before protocol 3
+/// (from [`Singles::ENCODED`]: `_codecs.encode('x', 'latin1')`, kept apart
+/// from the values, as a `'b'` a Python program wrote as a literal is
+/// another object than `str(b'b', 'latin1')`, and numpy's pickles of
+/// object arrays hold both), and `b""` and each one-byte `bytes` (from
+/// [`Singles::BYTES`]). A pickle holds few: eight are kept in line (a
+/// table of all would cost a small value's write its allocation), the
+/// rest in a table made at the ninth.
+#[derive(Default)]
+struct Singles {
+    n: usize,
+    keys: [u16; 8],
+    memo: [u32; 8],
+    table: Option<Box<[u32; Singles::ALL]>>,
+}
+
+impl Singles {
+    const STRS: u16 = 0;
+    const ENCODED: u16 = 257;
+    const BYTES: u16 = 514;
+    const ALL: usize = 771;
+
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    #[inline]
+    fn get(&self, key: u16) -> Option<u32> {
+        if let Some(t) = &self.table {
+            let idx = t[usize::from(key)];
+            return (idx != u32::MAX).then_some(idx);
+        }
+        let n = self.n;
+        self.keys[..n]
+            .iter()
+            .position(|&k| k == key)
+            .map(|i| self.memo[i])
+    }
+
+    /// Records `key`, which [`Singles::get`] did not find.
+    #[inline(always)]
+    fn insert(&mut self, key: u16, idx: u32) {
+        let n = self.n;
+        if n < self.keys.len() {
+            self.keys[n] = key;
+            self.memo[n] = idx;
+            self.n = n + 1;
+        } else {
+            self.insert_more(key, idx);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_more(&mut self, key: u16, idx: u32) {
+        if let Some(t) = &mut self.table {
+            t[usize::from(key)] = idx;
+        } else {
+            let mut t = Box::new([u32::MAX; Singles::ALL]);
+            for (&k, &m) in self.keys.iter().zip(&self.memo) {
+                t[usize::from(k)] = m;
+            }
+            t[usize::from(key)] = idx;
+            self.table = Some(t);
+        }
+    }
 }
 
 impl rules::Sink for Out<'_> {
@@ -113,9 +176,7 @@ impl<'o> Out<'o> {
             names: Names::default(),
             statics: StaticMemo::default(),
             latin1_memo: None,
-            single_strs: None,
-            encoded_strs: None,
-            single_bytes: None,
+            singles: Singles::default(),
             check_at: 0,
         }
     }
@@ -779,27 +840,69 @@ impl<'o> Out<'o> {
         self.shared_char(s, false)
     }
 
-    /// [`Out::single_str`] in the table of values, or (`encoded`) in the
-    /// table of `_codecs.encode`'s texts.
-    fn shared_char(&mut self, s: &str, encoded: bool) -> Result<u32> {
-        let slot = s.chars().next().map_or(0, |c| 1 + c as usize);
-        let table = if encoded {
-            &mut self.encoded_strs
-        } else {
-            &mut self.single_strs
+    /// [`Out::single_str`] without its index, for a caller that ends in
+    /// it (serde's `serialize_str`, which stays a function of tail calls).
+    #[cfg(feature = "serde")]
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn single_str_unit(&mut self, s: &str) -> Result<()> {
+        self.shared_char(s, false).map(|_| ())
+    }
+
+    /// The key of a single `str` (see [`Out::is_single_str`]) among the
+    /// values, or (`encoded`) among `_codecs.encode`'s texts.
+    #[inline(always)]
+    fn single_key(s: &str, encoded: bool) -> u16 {
+        // A Latin-1 character, so below 256: one byte, or two of UTF-8.
+        let code = match *s.as_bytes() {
+            [] => 0,
+            [b] => 1 + u16::from(b),
+            [lead, b, ..] => 1 + (u16::from(lead & 0x1f) << 6 | u16::from(b & 0x3f)),
         };
-        if let Some(idx) = table.as_ref().map(|t| t[slot]).filter(|&i| i != u32::MAX) {
+        let base = if encoded {
+            Singles::ENCODED
+        } else {
+            Singles::STRS
+        };
+        base + code
+    }
+
+    /// The memo index of the single `str` `s` (see [`Out::is_single_str`])
+    /// if this pickle wrote it before: then written as a memo reference.
+    /// In line, and no search until a pickle has written one.
+    #[inline(always)]
+    pub(crate) fn single_again(&mut self, s: &str) -> Result<Option<u32>> {
+        if self.singles.is_empty() {
+            return Ok(None);
+        }
+        self.single_again_slow(s)
+    }
+
+    #[inline(never)]
+    fn single_again_slow(&mut self, s: &str) -> Result<Option<u32>> {
+        match self.singles.get(Out::single_key(s, false)) {
+            Some(idx) => self.get(idx).map(|()| Some(idx)),
+            None => Ok(None),
+        }
+    }
+
+    /// Notes the single `str` `s` just written, at memo index `idx`.
+    #[inline(always)]
+    pub(crate) fn single_written(&mut self, s: &str, idx: u32) {
+        self.singles.insert(Out::single_key(s, false), idx);
+    }
+
+    /// [`Out::single_str`] among the values, or (`encoded`) among
+    /// `_codecs.encode`'s texts.
+    fn shared_char(&mut self, s: &str, encoded: bool) -> Result<u32> {
+        let key = Out::single_key(s, encoded);
+        if let Some(idx) = self.singles.get(key) {
             self.get(idx)?;
             return Ok(idx);
         }
         self.str_utf8(s)?;
         let idx = self.last_memo();
-        let table = if encoded {
-            &mut self.encoded_strs
-        } else {
-            &mut self.single_strs
-        };
-        table.get_or_insert_with(|| Box::new([u32::MAX; 257]))[slot] = idx;
+        self.singles.insert(key, idx);
         Ok(idx)
     }
 
@@ -818,15 +921,13 @@ impl<'o> Out<'o> {
     #[cold]
     #[inline(never)]
     fn single_bytes_value(&mut self, data: &[u8]) -> Result<u32> {
-        let slot = data.first().map_or(0, |&b| 1 + usize::from(b));
-        let seen = self.single_bytes.as_ref().map(|t| t[slot]);
-        if let Some(idx) = seen.filter(|&i| i != u32::MAX) {
+        let key = Singles::BYTES + data.first().map_or(0, |&b| 1 + u16::from(b));
+        if let Some(idx) = self.singles.get(key) {
             self.get(idx)?;
             return Ok(idx);
         }
         let idx = self.bytes(data, false)?;
-        self.single_bytes
-            .get_or_insert_with(|| Box::new([u32::MAX; 257]))[slot] = idx;
+        self.singles.insert(key, idx);
         Ok(idx)
     }
 
