@@ -116,7 +116,7 @@ fn every_writer_shares_what_cpython_keeps_one_of() {
     }
 }
 
-/// More distinct single objects than the writer keeps in line (eight).
+/// More distinct single objects than the writer keeps in line (sixteen).
 #[test]
 fn many_distinct_single_characters_are_each_shared() {
     let script = r#"

@@ -76,14 +76,18 @@ pub(crate) struct Out<'o> {
 /// from the values, as a `'b'` a Python program wrote as a literal is
 /// another object than `str(b'b', 'latin1')`, and numpy's pickles of
 /// object arrays hold both), and `b""` and each one-byte `bytes` (from
-/// [`Singles::BYTES`]). A pickle holds few: eight are kept in line (a
-/// table of all would cost a small value's write its allocation), the
-/// rest in a table made at the ninth.
+/// [`Singles::BYTES`]). A pickle holds few: sixteen are kept in line (a
+/// table of all would cost a small value's write its allocation:
+/// pyperformance's record has eleven), the rest in a table made at the
+/// seventeenth.
 #[derive(Default)]
 struct Singles {
+    /// One bit per key written: most singles are written once, and find
+    /// without a search that they are new.
+    seen: [u64; Singles::ALL.div_ceil(64)],
     n: usize,
-    keys: [u16; 8],
-    memo: [u32; 8],
+    keys: [u16; 16],
+    memo: [u32; 16],
     table: Option<Box<[u32; Singles::ALL]>>,
 }
 
@@ -93,13 +97,18 @@ impl Singles {
     const BYTES: u16 = 514;
     const ALL: usize = 771;
 
+    /// Whether `key` was written.
     #[inline(always)]
-    fn is_empty(&self) -> bool {
-        self.n == 0
+    fn seen(&self, key: u16) -> bool {
+        let k = usize::from(key);
+        self.seen[k / 64] & (1 << (k % 64)) != 0
     }
 
     #[inline]
     fn get(&self, key: u16) -> Option<u32> {
+        if !self.seen(key) {
+            return None;
+        }
         if let Some(t) = &self.table {
             let idx = t[usize::from(key)];
             return (idx != u32::MAX).then_some(idx);
@@ -114,6 +123,8 @@ impl Singles {
     /// Records `key`, which [`Singles::get`] did not find.
     #[inline(always)]
     fn insert(&mut self, key: u16, idx: u32) {
+        let k = usize::from(key);
+        self.seen[k / 64] |= 1 << (k % 64);
         let n = self.n;
         if n < self.keys.len() {
             self.keys[n] = key;
@@ -872,15 +883,16 @@ impl<'o> Out<'o> {
     /// In line, and no search until a pickle has written one.
     #[inline(always)]
     pub(crate) fn single_again(&mut self, s: &str) -> Result<Option<u32>> {
-        if self.singles.is_empty() {
+        let key = Out::single_key(s, false);
+        if !self.singles.seen(key) {
             return Ok(None);
         }
-        self.single_again_slow(s)
+        self.single_again_slow(key)
     }
 
     #[inline(never)]
-    fn single_again_slow(&mut self, s: &str) -> Result<Option<u32>> {
-        match self.singles.get(Out::single_key(s, false)) {
+    fn single_again_slow(&mut self, key: u16) -> Result<Option<u32>> {
+        match self.singles.get(key) {
             Some(idx) => self.get(idx).map(|()| Some(idx)),
             None => Ok(None),
         }
