@@ -324,15 +324,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     /// other strings pay one comparison.
     #[inline(never)]
     fn single_str(&mut self, s: &str, key: Option<usize>) -> Result<()> {
-        let idx = match self.out.single_again(s)? {
-            Some(idx) => idx,
-            None => {
-                self.out.str_utf8(s)?;
-                let idx = self.out.last_memo();
-                self.out.single_written(s, idx);
-                idx
-            }
-        };
+        let idx = self.out.single_str(s)?;
         self.remember(key, idx);
         Ok(())
     }

@@ -878,34 +878,9 @@ impl<'o> Out<'o> {
         base + code
     }
 
-    /// The memo index of the single `str` `s` (see [`Out::is_single_str`])
-    /// if this pickle wrote it before: then written as a memo reference.
-    /// In line, and no search until a pickle has written one.
-    #[inline(always)]
-    pub(crate) fn single_again(&mut self, s: &str) -> Result<Option<u32>> {
-        let key = Out::single_key(s, false);
-        if !self.singles.seen(key) {
-            return Ok(None);
-        }
-        self.single_again_slow(key)
-    }
-
-    #[inline(never)]
-    fn single_again_slow(&mut self, key: u16) -> Result<Option<u32>> {
-        match self.singles.get(key) {
-            Some(idx) => self.get(idx).map(|()| Some(idx)),
-            None => Ok(None),
-        }
-    }
-
-    /// Notes the single `str` `s` just written, at memo index `idx`.
-    #[inline(always)]
-    pub(crate) fn single_written(&mut self, s: &str, idx: u32) {
-        self.singles.insert(Out::single_key(s, false), idx);
-    }
-
     /// [`Out::single_str`] among the values, or (`encoded`) among
     /// `_codecs.encode`'s texts.
+    #[inline(always)]
     fn shared_char(&mut self, s: &str, encoded: bool) -> Result<u32> {
         let key = Out::single_key(s, encoded);
         if let Some(idx) = self.singles.get(key) {
