@@ -83,7 +83,8 @@ enum Command {
         #[arg(long, value_name = "PRESET|FILE")]
         allow: Vec<String>,
         /// One JSON record a line per pickle: path, member, offset, length,
-        /// globals with offsets, verdict, reasons, error.
+        /// globals with offsets, verdict, reasons, error (offset null for a
+        /// finding about a whole file, member or directory).
         #[arg(long)]
         json: bool,
     },

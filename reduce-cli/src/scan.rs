@@ -71,8 +71,10 @@ pub struct Record {
     pub path: String,
     /// The member of a zip archive the pickle is in.
     pub member: Option<String>,
-    /// Offset of the pickle in the file or member.
-    pub offset: u64,
+    /// Offset of the pickle in the file or member; `None` for a finding
+    /// about the file, member or directory itself (it cannot be read,
+    /// it is compressed, an archive holds two members of one name).
+    pub offset: Option<u64>,
     /// Its length in bytes, when it reads to its `STOP`.
     pub length: Option<u64>,
     pub globals: Vec<Found>,
@@ -83,11 +85,21 @@ pub struct Record {
 }
 
 impl Record {
+    /// A pickle at `offset` that cannot be read to its end.
     fn unreadable(path: &str, member: Option<&str>, offset: u64, error: String) -> Record {
+        Record {
+            offset: Some(offset),
+            ..Record::about(path, member, error)
+        }
+    }
+
+    /// A file, member or directory that cannot be read as a whole, so
+    /// that no pickle in it can be found.
+    fn about(path: &str, member: Option<&str>, error: String) -> Record {
         Record {
             path: path.to_string(),
             member: member.map(str::to_string),
-            offset,
+            offset: None,
             length: None,
             globals: Vec::new(),
             verdict: Verdict::Unreadable,
@@ -157,11 +169,13 @@ impl Record {
         let length = self
             .length
             .map_or(String::new(), |n| format!(", {n} bytes"));
-        out.push_str(&format!(
-            "{place}: pickle at offset {}{length}: {}\n",
-            self.offset,
-            self.verdict.as_str()
-        ));
+        match self.offset {
+            Some(offset) => out.push_str(&format!(
+                "{place}: pickle at offset {offset}{length}: {}\n",
+                self.verdict.as_str()
+            )),
+            None => out.push_str(&format!("{place}: {}\n", self.verdict.as_str())),
+        }
         for g in &self.globals {
             let what = match &g.target {
                 Target::Global { module, name } => format!("{module}.{name}"),
@@ -304,10 +318,9 @@ fn scan_stream(
     let mut pos = start;
     let mut count = 0;
     if bytes.len() == start {
-        out.push(Record::unreadable(
+        out.push(Record::about(
             path,
             member,
-            start as u64,
             "empty input: expected a pickle, found no bytes".into(),
         ));
         return;
@@ -437,7 +450,7 @@ fn scan_joblib(
                 let mut record = Record {
                     path: path.to_string(),
                     member: member.map(str::to_string),
-                    offset: pos as u64,
+                    offset: Some(pos as u64),
                     length: None,
                     globals: Vec::new(),
                     verdict: Verdict::Safe,
@@ -540,7 +553,7 @@ fn scan_pickle(
     let mut record = Record {
         path: path.to_string(),
         member: member.map(str::to_string),
-        offset: pos as u64,
+        offset: Some(pos as u64),
         length: None,
         globals: Vec::new(),
         verdict: Verdict::Safe,
@@ -758,17 +771,16 @@ fn scan_bytes(
         match npy_pickle(bytes) {
             Ok(Some(start)) => scan_stream(path, member, bytes, start, allow, out),
             Ok(None) => {}
-            Err(e) => out.push(Record::unreadable(path, member, 0, e)),
+            Err(e) => out.push(Record::about(path, member, e)),
         }
     } else if is_zip(bytes) && member.is_none() {
         scan_zip(path, bytes, allow, out);
     } else if is_tar(bytes) && member.is_none() {
         scan_tar(path, bytes, allow, out);
     } else if let Some(format) = compressed(bytes) {
-        out.push(Record::unreadable(
+        out.push(Record::about(
             path,
             member,
-            0,
             format!(
                 "{format}-compressed data (as joblib.dump(..., compress=...) writes), not a pickle: \
                  decompress it and scan the result; reduce does not decompress"
@@ -783,10 +795,9 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
         Ok(a) => a,
         Err(e) => {
-            out.push(Record::unreadable(
+            out.push(Record::about(
                 path,
                 None,
-                0,
                 format!("not a readable zip archive: {e}"),
             ));
             return;
@@ -801,7 +812,7 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             out.push(Record {
                 path: path.to_string(),
                 member: Some(name.clone()),
-                offset: 0,
+                offset: None,
                 length: None,
                 globals: Vec::new(),
                 verdict: Verdict::Unsafe,
@@ -816,12 +827,7 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         let mut file = match archive.by_index(i) {
             Ok(f) => f,
             Err(e) => {
-                out.push(Record::unreadable(
-                    path,
-                    None,
-                    0,
-                    format!("zip member {i}: {e}"),
-                ));
+                out.push(Record::about(path, None, format!("zip member {i}: {e}")));
                 continue;
             }
         };
@@ -834,7 +840,7 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         let size = match inflated_size(&file) {
             Ok(size) => size,
             Err(e) => {
-                out.push(Record::unreadable(path, Some(&name), 0, e));
+                out.push(Record::about(path, Some(&name), e));
                 continue;
             }
         };
@@ -849,10 +855,9 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             (&mut file).take(6.min(size)).read_to_end(&mut data)
         };
         if let Err(e) = read {
-            out.push(Record::unreadable(
+            out.push(Record::about(
                 path,
                 Some(&name),
-                0,
                 format!("cannot inflate the zip member: {e}"),
             ));
             continue;
@@ -862,10 +867,9 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
                 continue;
             }
             if let Err(e) = (&mut file).take(size - 6).read_to_end(&mut data) {
-                out.push(Record::unreadable(
+                out.push(Record::about(
                     path,
                     Some(&name),
-                    0,
                     format!("cannot inflate the zip member: {e}"),
                 ));
                 continue;
@@ -997,7 +1001,7 @@ fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     let members = match tar_members(bytes) {
         Ok(m) => m,
         Err(e) => {
-            out.push(Record::unreadable(path, None, 0, e));
+            out.push(Record::about(path, None, e));
             return;
         }
     };
@@ -1204,10 +1208,9 @@ fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>, errors: &mut Vec<Record>) 
                     Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
                     Err(e) => {
                         let shown = dir.display().to_string();
-                        errors.push(Record::unreadable(
+                        errors.push(Record::about(
                             &shown,
                             None,
-                            0,
                             format!("cannot list the directory: {e}"),
                         ));
                         continue;
@@ -1251,8 +1254,11 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
     let bar = progress_bar(files.len(), total);
     let mut worst = Verdict::Safe;
     let mut pickles = 0usize;
+    // Findings about a file, member or directory as a whole.
+    let mut others = 0usize;
     for record in &records {
         worst = worst.max(record.verdict);
+        others += 1;
         emit(record, options.json);
     }
     for (file, size) in files.iter().zip(&sizes) {
@@ -1261,10 +1267,9 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         let mut found = Vec::new();
         match std::fs::read(file) {
             Ok(bytes) => scan_bytes(&shown, None, &bytes, &options.allow, &mut found),
-            Err(e) => found.push(Record::unreadable(
+            Err(e) => found.push(Record::about(
                 &shown,
                 None,
-                0,
                 format!("cannot read the file: {e}"),
             )),
         }
@@ -1274,7 +1279,10 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         }
         for record in &found {
             worst = worst.max(record.verdict);
-            pickles += 1;
+            match record.offset {
+                Some(_) => pickles += 1,
+                None => others += 1,
+            }
             bar.suspend(|| emit(record, options.json));
         }
     }
@@ -1285,8 +1293,12 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         } else {
             options.allow.sources.join(", ")
         };
+        let others = match others {
+            0 => String::new(),
+            n => format!(", {n} file-level finding(s)"),
+        };
         crate::out(&format!(
-            "{pickles} pickle(s) in {} file(s), allowing {allow}: {}\n",
+            "{pickles} pickle(s) in {} file(s){others}, allowing {allow}: {}\n",
             files.len(),
             worst.as_str()
         ));

@@ -520,13 +520,31 @@ fn unreadable_input_exits_2_and_says_where() {
         "{}",
         stdout(&out)
     );
-    let out = run(&["scan", dir.join("missing.pkl").to_str().unwrap()]);
+    let missing = dir.join("missing.pkl");
+    let out = run(&["scan", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stdout(&out).contains("cannot read the file"),
         "{}",
         stdout(&out)
     );
+    // A file that cannot be opened holds no pickle: it is reported, and
+    // counted, as a file, beside the pickles of the others.
+    let out = run(&["scan", missing.to_str().unwrap(), junk.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("{}: unreadable\n", missing.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 pickle(s) in 2 file(s), 1 file-level finding(s),"),
+        "{text}"
+    );
+    let (code, records) = scan_json(&[missing.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0]["offset"].is_null(), "{records:?}");
+    assert_eq!(records[0]["verdict"], "unreadable");
     // Unsafe outranks unreadable.
     let out = run(&[
         "scan",
