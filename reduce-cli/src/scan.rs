@@ -581,8 +581,9 @@ fn scan_pickle(
 }
 
 /// The first pickle of a file as `show` and `dis` read it: a zip
-/// archive's `data.pkl` as torch finds it (or first `.pkl` member), the member `pickle` of
-/// a legacy torch tar archive, an object `.npy`'s pickle, or the file.
+/// archive's `data.pkl` as torch finds it (or first `.pkl` member, or an
+/// `.npz`'s first array of objects), the member `pickle` of a legacy torch
+/// tar archive, an object `.npy`'s pickle, or the file.
 pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
     if bytes.is_empty() {
         // As `scan` says it.
@@ -621,7 +622,7 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
     let names: Vec<&str> = archive.file_names().collect();
     let name = match reduce::torch::archive_member(&names, "data.pkl") {
         Ok(Some(name)) => name,
-        Ok(None) => names
+        Ok(None) => match names
             .iter()
             .copied()
             .filter(|n| n.to_ascii_lowercase().ends_with(".pkl"))
@@ -629,8 +630,11 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
                 let lower = n.to_ascii_lowercase();
                 let data = lower == "data.pkl" || lower.ends_with("/data.pkl");
                 (!data, n.to_string())
-            })
-            .ok_or("expected a .pkl member in the zip archive, found none")?,
+            }) {
+            Some(name) => name,
+            // An .npz: the pickle of its first object array.
+            None => return first_npz_pickle(&mut archive).map(std::borrow::Cow::Owned),
+        },
         Err(e) => return Err(e.to_string()),
     }
     .to_string();
@@ -642,6 +646,40 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
         .read_to_end(&mut data)
         .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
     Ok(std::borrow::Cow::Owned(data))
+}
+
+/// The pickle of the first member of an `.npz` (a zip of `.npy` files, as
+/// `numpy.savez` writes) that is an array of objects, in archive order:
+/// `numpy.load` reads a member by its content, whatever its name.
+fn first_npz_pickle<R: std::io::Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+) -> Result<Vec<u8>, String> {
+    let mut arrays = 0;
+    for i in 0..archive.len() {
+        let mut file = archive
+            .by_index(i)
+            .map_err(|e| format!("zip member {i}: {e}"))?;
+        let name = file.name().to_string();
+        let size = inflated_size(&file)?;
+        let mut data = Vec::new();
+        (&mut file)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
+        if !is_npy(&data) {
+            continue;
+        }
+        arrays += 1;
+        if let Some(start) = npy_pickle(&data).map_err(|e| format!("{name}: {e}"))? {
+            data.drain(..start);
+            return Ok(data);
+        }
+    }
+    Err(match arrays {
+        0 => "expected a .pkl member or an .npy array of objects in the zip archive, found neither"
+            .to_string(),
+        n => format!("this .npz holds {n} array(s) and none of objects, so no pickle"),
+    })
 }
 
 /// The size a zip member claims to inflate to, refused past

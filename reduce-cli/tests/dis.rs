@@ -197,6 +197,38 @@ fn inside_a_torch_archive_or_an_npy_file_the_pickle_is_shown() {
     );
 }
 
+/// An `.npz` (`numpy.savez`) has no `.pkl` member: `dis` and `show` read
+/// the pickle of its first array of objects, whatever the member's name,
+/// and say so when none holds objects.
+#[test]
+fn an_npz_shows_its_first_object_array() {
+    let dir = reduce_tests::scratch_dir("cli-dis-npz");
+    let script = "import sys, os, numpy as np\n\
+                  d = sys.argv[1]\n\
+                  np.savez(os.path.join(d, 'mixed.npz'), a=np.arange(3), b=np.array([{'k': 7}, 'x'], dtype=object))\n\
+                  np.savez(os.path.join(d, 'plain.npz'), a=np.arange(3), b=np.ones(2))\n";
+    let mut cmd = reduce_tests::python_env();
+    cmd.arg("-c").arg(script).arg(&dir);
+    common::python_output(cmd);
+    let mixed = dir.join("mixed.npz");
+    let out = stdout(&run(&["dis", mixed.to_str().unwrap()]));
+    // The whole array, pickled: numpy's reconstructor (numpy.core or,
+    // from numpy 2, numpy._core).
+    assert!(out.contains(" '_reconstruct'\n"), "{out}");
+    let out = stdout(&run(&["show", mixed.to_str().unwrap()]));
+    assert!(out.contains("{'k': 7}") && out.contains("'x'"), "{out}");
+    let plain = dir.join("plain.npz");
+    for command in ["dis", "show"] {
+        let out = run(&[command, plain.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            stderr(&out).contains("holds 2 array(s) and none of objects, so no pickle"),
+            "{command}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 /// `dis` and `show` name a compressed file and a `joblib.dump` file for
 /// what they are, as `scan` does, rather than stopping at a bad opcode.
 #[test]
