@@ -122,6 +122,7 @@ impl<'o> Serializer<'o> {
 
     #[inline(always)]
     fn list_open(&mut self) -> Result<()> {
+        self.out.begin()?;
         if self.proto() >= 1 {
             self.out.write(&[EMPTY_LIST]);
         } else {
@@ -132,6 +133,7 @@ impl<'o> Serializer<'o> {
 
     #[inline(always)]
     fn dict_open(&mut self) -> Result<()> {
+        self.out.begin()?;
         if self.proto() >= 1 {
             self.out.write(&[EMPTY_DICT]);
         } else {
@@ -184,7 +186,6 @@ impl Close {
     fn finish(self, out: &mut Out<'_>) -> Result<()> {
         if self == Close::Variant {
             out.write(&[SETITEM]);
-            out.boundary()?;
         }
         Ok(())
     }
@@ -391,7 +392,6 @@ impl Compound<'_, '_> {
         } else {
             batch.end(&mut ser.out);
         }
-        ser.out.boundary()?;
         ser.leave();
         close.finish(&mut ser.out)
     }
@@ -483,7 +483,6 @@ impl Serializer<'_> {
     /// The end of a list written by `collect_seq`.
     #[inline]
     fn collect_seq_end(&mut self) -> Result<()> {
-        self.out.boundary()?;
         self.leave();
         Ok(())
     }
@@ -670,10 +669,8 @@ impl<'s, 'o> ser::Serializer for &'s mut Serializer<'o> {
     #[inline(always)]
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple> {
         self.enter()?;
+        self.out.begin()?;
         self.out.write(rules::tuple_open(self.proto(), len));
-        if len == 0 {
-            self.out.boundary()?;
-        }
         Ok(Tuple {
             ser: self,
             len,

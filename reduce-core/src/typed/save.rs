@@ -413,9 +413,10 @@ impl<'s, 'o> Saver<'s, 'o> {
     pub fn tuple(&mut self, len: usize, items: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
         let key = self.take_identity();
         let proto = self.out.proto;
+        self.out.begin()?;
         self.out.write(rules::tuple_open(proto, len));
         if len == 0 {
-            return self.out.boundary();
+            return Ok(());
         }
         items(self)?;
         match key {
@@ -433,11 +434,11 @@ impl<'s, 'o> Saver<'s, 'o> {
             // The tuple reached itself through its items: keep that copy.
             let (op, times) = rules::tuple_unwind(proto, len);
             self.out.write(&vec![op; times]);
-            return self.out.get(idx);
+            self.out.get_within(idx);
+            return Ok(());
         }
         self.out.write(&[rules::tuple_close(proto, len)]);
-        self.memo_put(Some(key))?;
-        self.out.boundary()
+        self.memo_put(Some(key))
     }
 
     /// An empty list or dict, as CPython opens one before its items
@@ -445,6 +446,7 @@ impl<'s, 'o> Saver<'s, 'o> {
     #[inline(always)]
     fn open_container(&mut self, empty: u8, closer: u8) -> Result<()> {
         let key = self.take_identity();
+        self.out.begin()?;
         if self.out.proto >= 1 {
             self.out.write(&[empty]);
         } else {
@@ -484,8 +486,7 @@ impl<'s, 'o> Saver<'s, 'o> {
             } else {
                 s.save(item)
             }
-        })?;
-        self.out.boundary()
+        })
     }
 
     /// [`Saver::list`] where a hashable value is needed.
@@ -520,8 +521,7 @@ impl<'s, 'o> Saver<'s, 'o> {
             let (k, v) = pairs.next().ok_or_else(short_iterator)?;
             s.save_key(k)?;
             s.save(v)
-        })?;
-        self.out.boundary()
+        })
     }
 
     /// A `dict` of `n` attributes, each named by `names` and written by
@@ -545,7 +545,7 @@ impl<'s, 'o> Saver<'s, 'o> {
         fields(&mut dict)?;
         let StateDict { saver, batch, .. } = dict;
         batch.end(&mut saver.out);
-        saver.out.boundary()
+        Ok(())
     }
 
     /// A `set` of `items`, in the order given; a `frozenset` where Python
@@ -564,12 +564,12 @@ impl<'s, 'o> Saver<'s, 'o> {
         if let Some(global) = rules::set_constructor(self.out.proto, false) {
             return self.set_by_reduce(key, global, items);
         }
+        self.out.begin()?;
         self.out.write(&[EMPTY_SET]);
         self.memo_put(key)?;
         self.batch(Batching::Set, items.len(), ADDITEMS, ADDITEMS, |s| {
             s.save_key(items.next().ok_or_else(short_iterator)?)
-        })?;
-        self.out.boundary()
+        })
     }
 
     /// A `frozenset` of `items`, in the order given.
@@ -583,17 +583,18 @@ impl<'s, 'o> Saver<'s, 'o> {
         if let Some(global) = rules::set_constructor(self.out.proto, true) {
             return self.set_by_reduce(key, global, items.into_iter());
         }
+        self.out.begin()?;
         self.out.write(&[MARK]);
         for item in items {
             self.save_key(item)?;
         }
         if let Some(&idx) = key.and_then(|k| self.ptr_memo.get(&k)) {
             self.out.write(&[POP_MARK]);
-            return self.out.get(idx);
+            self.out.get_within(idx);
+            return Ok(());
         }
         self.out.write(&[FROZENSET]);
-        self.memo_put(key)?;
-        self.out.boundary()
+        self.memo_put(key)
     }
 
     /// `set(list)` or `frozenset(list)`, as CPython writes them before
@@ -609,12 +610,11 @@ impl<'s, 'o> Saver<'s, 'o> {
         I: ExactSizeIterator<Item = &'a T>,
     {
         self.out.global(module, name)?;
-        self.out.fresh_tuple_start(1);
+        self.out.fresh_tuple_start(1)?;
         self.list_of(items, true)?;
         self.out.fresh_tuple_end(1)?;
         self.out.write(&[REDUCE]);
-        self.memo_put(key)?;
-        self.out.boundary()
+        self.memo_put(key)
     }
 
     /// Writes `n` items (each by `item`) in the chunks CPython writes them
@@ -812,7 +812,7 @@ impl<'r> ReductionSaver<'r, '_, '_> {
                     )));
                 }
                 saver.out.global("copyreg", "_reconstructor")?;
-                saver.out.fresh_tuple_start(3);
+                saver.out.fresh_tuple_start(3)?;
                 saver.out.global(module, name)?;
                 saver.out.global("builtins", "object")?;
                 saver.out.none()?;
@@ -827,7 +827,8 @@ impl<'r> ReductionSaver<'r, '_, '_> {
             if let Some(&idx) = key.and_then(|k| saver.ptr_memo.get(&k)) {
                 // Made while its own arguments were written.
                 saver.out.write(&[POP]);
-                return saver.out.get(idx);
+                saver.out.get_within(idx);
+                return Ok(());
             }
             let idx = saver.out.memo_put()?;
             saver.remember(key, idx);
@@ -855,7 +856,7 @@ impl<'r> ReductionSaver<'r, '_, '_> {
                     }
                 }
             }
-            saver.out.boundary()
+            Ok(())
         })();
         saver.hashable = was;
         r

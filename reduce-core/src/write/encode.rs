@@ -25,8 +25,6 @@ enum Task<'a> {
     Save(&'a Value),
     Op(u8),
     Opcodes(&'static [u8]),
-    /// The end of a `save` of a container: where CPython may commit a frame.
-    Boundary,
     /// Saves the items one by one.
     Items(&'a [Value]),
     Pairs(&'a [(Value, Value)]),
@@ -168,7 +166,6 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             Task::Save(v) => self.save(v, tasks)?,
             Task::Op(op) => self.write(&[op]),
             Task::Opcodes(ops) => self.write(ops),
-            Task::Boundary => self.out.boundary()?,
             // Leaves are written on the spot, in the order the stack would
             // write them: a task each cost more than writing them.
             Task::Items(mut items) => {
@@ -246,11 +243,10 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     // written (and memoized) inside: drop this copy's items.
                     let (op, times) = rules::tuple_unwind(self.proto(), n);
                     self.write(&vec![op; times]);
-                    self.out.get(idx)?;
+                    self.out.get_within(idx);
                 } else {
                     self.write(&[rules::tuple_close(self.proto(), n)]);
                     self.memo_put(ident)?;
-                    self.out.boundary()?;
                 }
             }
             Task::EndFrozenSet { ident, region } => {
@@ -259,11 +255,10 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 }
                 if let Some(idx) = self.memo_index(ident) {
                     self.write(&[POP_MARK]);
-                    self.out.get(idx)?;
+                    self.out.get_within(idx);
                 } else {
                     self.write(&[FROZENSET]);
                     self.memo_put(ident)?;
-                    self.out.boundary()?;
                 }
             }
             Task::EndReduce {
@@ -278,22 +273,22 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     // Made while its own arguments were written: CPython
                     // drops this copy and skips the items and state too.
                     self.write(&[POP]);
-                    return self.out.get(idx);
+                    self.out.get_within(idx);
+                    return Ok(());
                 }
                 let idx = self.out.memo_put()?;
                 self.remember(ident, idx);
-                tasks.push(Task::Boundary);
                 if let Some(r) = reduce {
                     self.reduce_rest(r, idx, tasks);
                 }
             }
             Task::FreshList(items) => {
+                self.out.begin()?;
                 self.list_header();
                 self.memo_put(Ident::Fresh)?;
-                tasks.push(Task::Boundary);
                 self.list_items(items, tasks);
             }
-            Task::FreshTupleStart(n) => self.out.fresh_tuple_start(n),
+            Task::FreshTupleStart(n) => self.out.fresh_tuple_start(n)?,
             Task::FreshTupleEnd(n) => self.out.fresh_tuple_end(n)?,
             Task::Global(module, name) => {
                 self.out.global(module, name)?;
@@ -354,6 +349,8 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
     }
 
     fn save(&mut self, v: &'a Value, tasks: &mut Vec<Task<'a>>) -> Result<()> {
+        // The start of a `save`, where CPython ends a full frame.
+        self.out.begin()?;
         let (obj, ident) = match v {
             Value::Ref(id) => {
                 let obj = self
@@ -489,7 +486,6 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             Value::List(items) => {
                 self.list_header();
                 self.memo_put(ident)?;
-                tasks.push(Task::Boundary);
                 self.list_items(items, tasks);
                 Ok(())
             }
@@ -500,7 +496,6 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                     self.write(&[MARK, DICT]);
                 }
                 self.memo_put(ident)?;
-                tasks.push(Task::Boundary);
                 self.dict_items(pairs, tasks);
                 Ok(())
             }
@@ -510,7 +505,6 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 }
                 self.write(&[EMPTY_SET]);
                 self.memo_put(ident)?;
-                tasks.push(Task::Boundary);
                 tasks.push(self.batches(Batching::Set, items, ADDITEMS, ADDITEMS));
                 Ok(())
             }
@@ -672,7 +666,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         if buf.readonly {
             self.write(&[READONLY_BUFFER]);
         }
-        self.out.boundary()
+        Ok(())
     }
 
     fn save_tuple(
@@ -684,7 +678,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         let n = items.len();
         if n == 0 {
             self.write(rules::tuple_open(self.proto(), 0));
-            return self.out.boundary();
+            return Ok(());
         }
         let region = self.open_region(ident);
         self.write(rules::tuple_open(self.proto(), n));
