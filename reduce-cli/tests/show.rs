@@ -499,3 +499,45 @@ for proto in (2, 4):
     cmd.arg("-c").arg(script).arg(&dir);
     assert_eq!(common::python_output(cmd), "120 6 8\n120 6 8\n");
 }
+
+#[test]
+fn names_in_the_python_program_are_data_not_code() {
+    // A global's module and name are strings of the pickle: written into
+    // the program as they are, they would be code it runs.
+    let cases: [&[u8]; 4] = [
+        b"\x80\x04\x8c\x16os\nprint(\"INJECTED\")\n#\x94\x8c\x01x\x94\x93\x94.",
+        b"\x80\x04\x8c\x08builtins\x94\x8c\x1elen(\"a\"); print(\"INJECTED\"); x\x94\x93\x94.",
+        // A keyword is a name find_class finds, not one Python can write.
+        b"\x80\x04\x8c\x08builtins\x94\x8c\x04None\x94\x93\x94.",
+        b"cbuiltins\nlen\n(S'abc'\ntR.",
+    ];
+    for (i, pickle) in cases.iter().enumerate() {
+        let file = write(&format!("names{i}.pkl"), pickle);
+        let out = run(&["show", "--python", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let program = stdout(&out);
+        let source = write(&format!("names{i}.py"), program.as_bytes());
+        // Run in CPython: the program fails or succeeds as loading does,
+        // with the same exception or the same result, and runs nothing else.
+        let script = r#"
+import pickle, sys
+data = open(sys.argv[1], 'rb').read()
+program = open(sys.argv[2]).read()
+def outcome(f):
+    try:
+        return ('ok', f())
+    except Exception as e:
+        return ('error', type(e).__name__)
+def run():
+    scope = {}
+    exec(compile(program, 'program', 'exec'), scope)
+    return scope['result']
+print(outcome(run) == outcome(lambda: pickle.loads(data)), outcome(run))
+"#;
+        let mut cmd = reduce_tests::python3();
+        cmd.arg("-c").arg(script).arg(&file).arg(&source);
+        let result = common::python_output(cmd);
+        assert!(result.starts_with("True"), "{program}\n{result}");
+        assert!(!result.contains("INJECTED"), "{program}\n{result}");
+    }
+}
