@@ -122,6 +122,41 @@ pub fn out(text: &str) {
     }
 }
 
+/// `text` safe to print on a terminal: every character Python's
+/// `str.isprintable` rejects (controls such as ESC, which start terminal
+/// escape sequences, line breaks, bidirectional overrides, format
+/// characters) written as `repr` writes it, `\x1b`, `\u202e`. Names and
+/// strings from a pickle, and messages quoting them, go through this
+/// before they are printed as text.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| matches!(c, ' '..='~');
+    if text.chars().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if plain(c) {
+            out.push(c);
+            continue;
+        }
+        // repr of the one character: itself between quotes when
+        // printable, else its escape.
+        let repr = format!("{:?}", reduce::Value::Str(c.to_string().into()));
+        let inner = &repr[1..repr.len() - 1];
+        if !c.is_ascii() && inner.chars().eq([c]) {
+            out.push(c);
+        } else {
+            use std::fmt::Write as _;
+            let _ = match u32::from(c) {
+                n @ 0..=0xff => write!(out, "\\x{n:02x}"),
+                n @ 0x100..=0xffff => write!(out, "\\u{n:04x}"),
+                n => write!(out, "\\U{n:08x}"),
+            };
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -210,7 +245,10 @@ fn run(cli: Cli) -> Result<u8, String> {
                 if skipped.is_empty() {
                     String::new()
                 } else {
-                    format!("; left out what is not a tensor: {}", skipped.join(", "))
+                    format!(
+                        "; left out what is not a tensor: {}",
+                        printable(&skipped.join(", "))
+                    )
                 }
             );
             Ok(0)
@@ -223,7 +261,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("reduce: {e}");
+            eprintln!("reduce: {}", printable(&e));
             ExitCode::from(2)
         }
     }

@@ -159,12 +159,14 @@ impl Record {
         })
     }
 
-    /// The record as the text report prints it.
+    /// The record as the text report prints it; names, paths and messages
+    /// with characters a terminal would act on are escaped.
     pub fn to_text(&self) -> String {
+        use crate::printable;
         let mut out = String::new();
         let place = match &self.member {
-            Some(m) => format!("{}:{m}", self.path),
-            None => self.path.clone(),
+            Some(m) => format!("{}:{}", printable(&self.path), printable(m)),
+            None => printable(&self.path).into_owned(),
         };
         let length = self
             .length
@@ -190,16 +192,19 @@ impl Record {
                 Status::OnlyReads(name) => format!("allowed: used only to read {name}"),
             };
             out.push_str(&format!(
-                "  {:>10}  {:<12}  {what}  {status}\n",
-                g.offset, g.opcode
+                "  {:>10}  {:<12}  {}  {}\n",
+                g.offset,
+                g.opcode,
+                printable(&what),
+                printable(&status)
             ));
         }
         if let Some(e) = &self.error {
-            out.push_str(&format!("  error: {e}\n"));
+            out.push_str(&format!("  error: {}\n", printable(e)));
         } else if self.globals.is_empty() {
             // A finding about the container, not a pickle's globals.
             for reason in &self.reasons {
-                out.push_str(&format!("  {reason}\n"));
+                out.push_str(&format!("  {}\n", printable(reason)));
             }
         }
         out
@@ -1460,7 +1465,7 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
     }
     for (file, size) in files.iter().zip(&sizes) {
         let shown = file.display().to_string();
-        bar.set_message(shown.clone());
+        bar.set_message(crate::printable(&shown).into_owned());
         let mut found = Vec::new();
         match std::fs::read(file) {
             Ok(bytes) => scan_bytes(&shown, None, &bytes, &options.allow, &mut found),
@@ -1472,7 +1477,9 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         }
         bar.inc(*size);
         if found.is_empty() && !options.json {
-            bar.suspend(|| crate::out(&format!("{shown}: no pickle inside\n")));
+            bar.suspend(|| {
+                crate::out(&format!("{}: no pickle inside\n", crate::printable(&shown)))
+            });
         }
         for record in &found {
             worst = worst.max(record.verdict);
@@ -1488,7 +1495,7 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         let allow = if options.allow.sources.is_empty() {
             "nothing".to_string()
         } else {
-            options.allow.sources.join(", ")
+            crate::printable(&options.allow.sources.join(", ")).into_owned()
         };
         let others = match others {
             0 => String::new(),

@@ -160,6 +160,8 @@ impl<'a> Repr<'a> {
                 }
                 self.out.push('>');
             }
+            // A name from the pickle, printed as text: escaped.
+            Value::Global(g) => self.out.push_str(&crate::printable(&g.to_string())),
             other => {
                 let _ = write!(self.out, "{other:?}");
             }
@@ -204,7 +206,11 @@ impl<'a> Repr<'a> {
                     self.value(state);
                 }
                 other => {
-                    let _ = write!(self.out, "unknown({other:?}");
+                    let _ = write!(
+                        self.out,
+                        "unknown({}",
+                        crate::printable(&format!("{other:?}"))
+                    );
                 }
             }
             self.out.push(')');
