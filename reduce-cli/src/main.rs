@@ -99,27 +99,65 @@ enum Command {
     },
 }
 
-/// Writes to standard output. Once a reader stops reading (`reduce dis
+/// Set once standard output cannot be written to (its reader went away).
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Standard output, buffered. Once a reader stops reading (`reduce dis
 /// big.pkl | head`), the rest of the output is dropped quietly, as Unix
 /// tools do, instead of the panic `print!` would raise; the exit status is
-/// still the command's own.
-pub fn out(text: &str) {
-    use std::io::Write as _;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static CLOSED: AtomicBool = AtomicBool::new(false);
-    if CLOSED.load(Ordering::Relaxed) {
-        return;
+/// still the command's own. Writes never fail.
+pub struct Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+impl Default for Stdout {
+    fn default() -> Stdout {
+        Stdout(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stdout().lock(),
+        ))
     }
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        CLOSED.store(true, Ordering::Relaxed);
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
+}
+
+impl Stdout {
+    fn failed(e: std::io::Error) {
+        use std::sync::atomic::Ordering;
+        if !CLOSED.swap(true, Ordering::Relaxed) && e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("reduce: cannot write the output: {e}");
         }
     }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.0.write_all(buf) {
+                Stdout::failed(e);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.0.flush() {
+                Stdout::failed(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
+/// Writes `text` to standard output, as [`Stdout`] does, and flushes it.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = Stdout::default();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// `text` safe to print on a terminal: every character Python's
@@ -177,13 +215,13 @@ fn run(cli: Cli) -> Result<u8, String> {
                 let bytes = read(file)?;
                 let bytes =
                     scan::first_pickle(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
-                let mut out = String::new();
+                let mut out = Stdout::default();
                 if files.len() > 1 {
-                    out.push_str(&preamble.replace("{name}", &file.display().to_string()));
-                    out.push('\n');
+                    let preamble = preamble.replace("{name}", &file.display().to_string());
+                    let _ = std::io::Write::write_all(&mut out, format!("{preamble}\n").as_bytes());
                 }
                 let result = dis::dis(&bytes, &options, &mut out);
-                crate::out(&out);
+                drop(out);
                 result
                     .map_err(|e| format!("{}: {e}{}", file.display(), scan::joblib_hint(&bytes)))?;
             }
