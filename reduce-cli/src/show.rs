@@ -46,6 +46,25 @@ fn global(v: &Value) -> Option<&Global> {
     }
 }
 
+/// Bits past which an int is written in hexadecimal: about CPython's limit
+/// of 4,300 decimal digits (`sys.get_int_max_str_digits`), past which its
+/// `repr` refuses to convert, as the conversion takes time quadratic in
+/// the length. Hexadecimal takes linear time and is a literal of the same
+/// value.
+const DECIMAL_BITS: u64 = 14_000;
+
+/// An int as Python source: decimal, or `0x...` past [`DECIMAL_BITS`].
+fn int_literal(i: &reduce::BigInt) -> String {
+    if i.bits() <= DECIMAL_BITS {
+        return i.to_string();
+    }
+    let hex = i.to_str_radix(16);
+    match hex.strip_prefix('-') {
+        Some(digits) => format!("-0x{digits}"),
+        None => format!("0x{hex}"),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // repr
 
@@ -162,6 +181,7 @@ impl<'a> Repr<'a> {
             }
             // A name from the pickle, printed as text: escaped.
             Value::Global(g) => self.out.push_str(&crate::printable(&g.to_string())),
+            Value::BigInt(i) => self.out.push_str(&int_literal(i)),
             other => {
                 let _ = write!(self.out, "{other:?}");
             }
@@ -471,7 +491,7 @@ impl<'a> Json<'a> {
                 let _ = write!(self.out, "{{\"$int\":\"{i}\"}}");
             }
             Value::BigInt(i) => {
-                let _ = write!(self.out, "{{\"$int\":\"{i}\"}}");
+                let _ = write!(self.out, "{{\"$int\":\"{}\"}}", int_literal(i));
             }
             Value::Float(x) if x.is_finite() => {
                 self.out.push_str(&serde_json::Value::from(*x).to_string());
@@ -774,6 +794,7 @@ impl<'a> Python<'a> {
         Ok(match v {
             Value::Ref(id) => return self.shared(*id),
             Value::Float(x) => float_literal(*x),
+            Value::BigInt(i) => int_literal(i),
             Value::Global(g) => self.global(g),
             Value::Tuple(t) if t.len() == 1 => format!("({},)", self.expr(&t[0])?),
             Value::Tuple(t) => format!("({})", self.list(t)?.join(", ")),
