@@ -240,11 +240,14 @@ enum Slot {
     Object,
 }
 
-/// The disassembly of the first pickle of `bytes`, appended to `out`.
-/// On malformed input, the lines before the fault are written, and the
-/// error names it with its offset, as `pickletools` prints the offending
-/// line before it raises.
-pub fn dis(bytes: &[u8], options: &Options, out: &mut String) -> Result<(), String> {
+/// The disassembly of the first pickle of `bytes`, written to `out` line
+/// by line as `pickletools` writes it: the text grows with the square of
+/// the `MARK` nesting (each level indents every line below it), so it is
+/// never held whole. On malformed input, the lines before the fault are
+/// written, and the error names it with its offset, as `pickletools`
+/// prints the offending line before it raises. Errors writing to `out`
+/// are left to `out` (standard output drops the rest once it is closed).
+pub fn dis(bytes: &[u8], options: &Options, out: &mut impl std::io::Write) -> Result<(), String> {
     let (ops, fault) = pickles::disassemble_partial(bytes);
     let annotate: usize = if options.annotate { 30 } else { 0 };
     let mut annocol = annotate;
@@ -267,7 +270,7 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut String) -> Result<(), Stri
         } else {
             format!("\\x{opcode:02x}")
         };
-        let _ = write!(out, "{offset:5}: ");
+        let _ = std::io::Write::write_fmt(out, format_args!("{offset:5}: "));
         let mut line = format!("{code:<4} {}{name}", indent.repeat(marks.len()));
         maxproto = maxproto.max(meta.proto as i32);
         let mut numtopop = meta.pops;
@@ -336,8 +339,8 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut String) -> Result<(), Stri
             }
             let _ = write!(line, " {}", meta.description);
         }
-        out.push_str(&line);
-        out.push('\n');
+        line.push('\n');
+        let _ = out.write_all(line.as_bytes());
         if let Some(e) = error {
             return Err(format!("{e}, at offset {offset} ({name})"));
         }
@@ -357,7 +360,10 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut String) -> Result<(), Stri
     if let Some(e) = fault {
         return Err(e.to_string());
     }
-    let _ = writeln!(out, "highest protocol among opcodes = {maxproto}");
+    let _ = std::io::Write::write_fmt(
+        out,
+        format_args!("highest protocol among opcodes = {maxproto}\n"),
+    );
     if !stack.is_empty() {
         return Err(format!("stack not empty after STOP: {} items", stack.len()));
     }

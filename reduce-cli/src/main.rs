@@ -99,27 +99,100 @@ enum Command {
     },
 }
 
-/// Writes to standard output. Once a reader stops reading (`reduce dis
+/// Set once standard output cannot be written to (its reader went away).
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Standard output, buffered. Once a reader stops reading (`reduce dis
 /// big.pkl | head`), the rest of the output is dropped quietly, as Unix
 /// tools do, instead of the panic `print!` would raise; the exit status is
-/// still the command's own.
-pub fn out(text: &str) {
-    use std::io::Write as _;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static CLOSED: AtomicBool = AtomicBool::new(false);
-    if CLOSED.load(Ordering::Relaxed) {
-        return;
+/// still the command's own. Writes never fail.
+pub struct Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+impl Default for Stdout {
+    fn default() -> Stdout {
+        Stdout(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stdout().lock(),
+        ))
     }
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        CLOSED.store(true, Ordering::Relaxed);
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
+}
+
+impl Stdout {
+    fn failed(e: std::io::Error) {
+        use std::sync::atomic::Ordering;
+        if !CLOSED.swap(true, Ordering::Relaxed) && e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("reduce: cannot write the output: {e}");
         }
     }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.0.write_all(buf) {
+                Stdout::failed(e);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) = self.0.flush() {
+                Stdout::failed(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
+/// Writes `text` to standard output, as [`Stdout`] does, and flushes it.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = Stdout::default();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// `text` safe to print on a terminal: every character Python's
+/// `str.isprintable` rejects (controls such as ESC, which start terminal
+/// escape sequences, line breaks, bidirectional overrides, format
+/// characters) written as `repr` writes it, `\x1b`, `\u202e`. Names and
+/// strings from a pickle, and messages quoting them, go through this
+/// before they are printed as text.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| matches!(c, ' '..='~');
+    if text.chars().all(plain) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if plain(c) {
+            out.push(c);
+            continue;
+        }
+        // repr of the one character: itself between quotes when
+        // printable, else its escape.
+        let repr = format!("{:?}", reduce::Value::Str(c.to_string().into()));
+        let inner = &repr[1..repr.len() - 1];
+        if !c.is_ascii() && inner.chars().eq([c]) {
+            out.push(c);
+        } else {
+            use std::fmt::Write as _;
+            let _ = match u32::from(c) {
+                n @ 0..=0xff => write!(out, "\\x{n:02x}"),
+                n @ 0x100..=0xffff => write!(out, "\\u{n:04x}"),
+                n => write!(out, "\\U{n:08x}"),
+            };
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
@@ -142,13 +215,13 @@ fn run(cli: Cli) -> Result<u8, String> {
                 let bytes = read(file)?;
                 let bytes =
                     scan::first_pickle(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
-                let mut out = String::new();
+                let mut out = Stdout::default();
                 if files.len() > 1 {
-                    out.push_str(&preamble.replace("{name}", &file.display().to_string()));
-                    out.push('\n');
+                    let preamble = preamble.replace("{name}", &file.display().to_string());
+                    let _ = std::io::Write::write_all(&mut out, format!("{preamble}\n").as_bytes());
                 }
                 let result = dis::dis(&bytes, &options, &mut out);
-                crate::out(&out);
+                drop(out);
                 result
                     .map_err(|e| format!("{}: {e}{}", file.display(), scan::joblib_hint(&bytes)))?;
             }
@@ -210,7 +283,10 @@ fn run(cli: Cli) -> Result<u8, String> {
                 if skipped.is_empty() {
                     String::new()
                 } else {
-                    format!("; left out what is not a tensor: {}", skipped.join(", "))
+                    format!(
+                        "; left out what is not a tensor: {}",
+                        printable(&skipped.join(", "))
+                    )
                 }
             );
             Ok(0)
@@ -223,7 +299,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("reduce: {e}");
+            eprintln!("reduce: {}", printable(&e));
             ExitCode::from(2)
         }
     }

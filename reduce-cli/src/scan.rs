@@ -159,12 +159,14 @@ impl Record {
         })
     }
 
-    /// The record as the text report prints it.
+    /// The record as the text report prints it; names, paths and messages
+    /// with characters a terminal would act on are escaped.
     pub fn to_text(&self) -> String {
+        use crate::printable;
         let mut out = String::new();
         let place = match &self.member {
-            Some(m) => format!("{}:{m}", self.path),
-            None => self.path.clone(),
+            Some(m) => format!("{}:{}", printable(&self.path), printable(m)),
+            None => printable(&self.path).into_owned(),
         };
         let length = self
             .length
@@ -190,16 +192,19 @@ impl Record {
                 Status::OnlyReads(name) => format!("allowed: used only to read {name}"),
             };
             out.push_str(&format!(
-                "  {:>10}  {:<12}  {what}  {status}\n",
-                g.offset, g.opcode
+                "  {:>10}  {:<12}  {}  {}\n",
+                g.offset,
+                g.opcode,
+                printable(&what),
+                printable(&status)
             ));
         }
         if let Some(e) = &self.error {
-            out.push_str(&format!("  error: {e}\n"));
+            out.push_str(&format!("  error: {}\n", printable(e)));
         } else if self.globals.is_empty() {
             // A finding about the container, not a pickle's globals.
             for reason in &self.reasons {
-                out.push_str(&format!("  {reason}\n"));
+                out.push_str(&format!("  {}\n", printable(reason)));
             }
         }
         out
@@ -721,55 +726,214 @@ fn npy_pickle(bytes: &[u8]) -> Result<Option<usize>, String> {
     let header = bytes
         .get(start..start.saturating_add(len))
         .ok_or_else(|| format!("npy header of {len} bytes at offset {start} runs past the end"))?;
-    let header = String::from_utf8_lossy(header);
+    // numpy decodes the header as latin-1 (versions 1 and 2) or UTF-8.
+    let header: String = match major {
+        1 | 2 => header.iter().map(|&b| char::from(b)).collect(),
+        _ => String::from_utf8_lossy(header).into_owned(),
+    };
     Ok(header_has_objects(&header).then_some(start + len))
 }
 
-/// Whether an `.npy` header names a dtype that holds objects, which
-/// `numpy.load` reads from a pickle: any string of the header that is a
-/// dtype spelling of `object` (numpy writes `'|O'`, and reads `'O'`, `'O8'`,
-/// `'<O'`, `'object'`, `'i4,O'`, `'(2,)O'` and the same as a field of a
-/// structured dtype just as well). Field names and other strings are
-/// looked at too: one spelled like a dtype of objects makes the scan read
-/// the data as a pickle, and fail if it is not one, which is the safe side.
+/// Whether an `.npy` header may name a dtype that holds objects, which
+/// `numpy.load` reads from a pickle. numpy reads the header with
+/// `ast.literal_eval`, so its strings are read as Python reads them
+/// (escapes, raw strings, adjacent strings joined, comments skipped), and
+/// each string is judged by [`may_be_object_dtype`]: field names and other
+/// strings too, as a dtype may be spelled in any of them. A header whose
+/// strings cannot all be decoded (a `\N{...}` escape, an f-string, a
+/// string that does not end) may name objects: the scan then reads the
+/// data as a pickle, and fails if it is not one, which is the safe side.
 fn header_has_objects(header: &str) -> bool {
-    let mut rest = header;
-    while let Some(at) = rest.find(['\'', '"']) {
-        let quote = rest[at..].chars().next().unwrap_or('\'');
-        let body = &rest[at + 1..];
-        let Some(end) = body.find(quote) else {
-            break;
-        };
-        // Commas split the fields of `'i4,O'`, not a shape's `(2,3)`.
-        let mut depth = 0i32;
-        let parts = body[..end].split(|c| {
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                _ => {}
-            }
-            c == ',' && depth == 0
-        });
-        if parts.into_iter().any(is_object_dtype) {
-            return true;
-        }
-        rest = &body[end + 1..];
+    match python_strings(header) {
+        Some(strings) => strings.iter().any(|s| may_be_object_dtype(s)),
+        None => true,
     }
-    false
 }
 
-/// One comma-separated part of a numpy dtype string: `O`, `O8`, `object`,
-/// `object_`, after a subarray shape `(2,3)` and a byte order.
-fn is_object_dtype(part: &str) -> bool {
-    let mut t = part.trim();
-    if t.starts_with('(') {
-        t = t.find(')').map_or("", |i| &t[i + 1..]);
+/// The string (and bytes) literals of a Python expression, decoded as
+/// Python decodes them, adjacent literals joined into one; `None` when one
+/// cannot be decoded here (an escape `\N{name}`, an f- or t-string, a bad
+/// escape, a literal that does not end).
+fn python_strings(source: &str) -> Option<Vec<String>> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut strings: Vec<String> = Vec::new();
+    // Whether the last token was a string literal, which the next one joins.
+    let mut joins = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '#' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '\\' if chars.get(i + 1) == Some(&'\n') => i += 2,
+            '\\' if chars.get(i + 1) == Some(&'\r') => i += 2,
+            '\'' | '"' => {
+                // The prefix: the letters right before the quote.
+                let mut p = i;
+                while p > 0 && (chars[p - 1].is_alphanumeric() || chars[p - 1] == '_') {
+                    p -= 1;
+                }
+                let prefix: String = chars[p..i].iter().collect::<String>().to_lowercase();
+                let (raw, bytes) = match prefix.as_str() {
+                    "" | "u" => (false, false),
+                    "r" => (true, false),
+                    "b" => (false, true),
+                    "br" | "rb" => (true, true),
+                    // f- and t-strings, which literal_eval refuses; any
+                    // other word before a quote is not Python.
+                    _ => return None,
+                };
+                let triple = chars.get(i + 1) == Some(&c) && chars.get(i + 2) == Some(&c);
+                i += if triple { 3 } else { 1 };
+                let mut text = String::new();
+                loop {
+                    let &d = chars.get(i)?;
+                    if d == c
+                        && (!triple
+                            || (chars.get(i + 1) == Some(&c) && chars.get(i + 2) == Some(&c)))
+                    {
+                        i += if triple { 3 } else { 1 };
+                        break;
+                    }
+                    if d != '\\' {
+                        text.push(d);
+                        i += 1;
+                        continue;
+                    }
+                    let &e = chars.get(i + 1)?;
+                    if raw {
+                        // Kept, backslash and all; the quote does not end it.
+                        text.push(d);
+                        text.push(e);
+                        i += 2;
+                        continue;
+                    }
+                    i += 2;
+                    let hex = |from: usize, n: usize| -> Option<u32> {
+                        let digits: String = chars.get(from..from + n)?.iter().collect();
+                        if digits.chars().all(|h| h.is_ascii_hexdigit()) {
+                            u32::from_str_radix(&digits, 16).ok()
+                        } else {
+                            None
+                        }
+                    };
+                    // A code point Rust cannot hold (a lone surrogate) is
+                    // still one character.
+                    let push = |text: &mut String, code: u32| {
+                        text.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                    };
+                    match e {
+                        '\n' => {}
+                        '\r' => {
+                            if chars.get(i) == Some(&'\n') {
+                                i += 1;
+                            }
+                        }
+                        '\\' | '\'' | '"' => text.push(e),
+                        'a' => text.push('\u{7}'),
+                        'b' => text.push('\u{8}'),
+                        'f' => text.push('\u{c}'),
+                        'n' => text.push('\n'),
+                        'r' => text.push('\r'),
+                        't' => text.push('\t'),
+                        'v' => text.push('\u{b}'),
+                        '0'..='7' => {
+                            let mut code = e.to_digit(8)?;
+                            for _ in 0..2 {
+                                match chars.get(i).and_then(|o| o.to_digit(8)) {
+                                    Some(o) => {
+                                        code = code * 8 + o;
+                                        i += 1;
+                                    }
+                                    None => break,
+                                }
+                            }
+                            push(&mut text, if bytes { code & 0xff } else { code });
+                        }
+                        'x' => {
+                            push(&mut text, hex(i, 2)?);
+                            i += 2;
+                        }
+                        'u' | 'U' if !bytes => {
+                            let n = if e == 'u' { 4 } else { 8 };
+                            push(&mut text, hex(i, n)?);
+                            i += n;
+                        }
+                        // A character by its Unicode name: not decoded here.
+                        'N' if !bytes => return None,
+                        _ => {
+                            text.push(d);
+                            text.push(e);
+                        }
+                    }
+                }
+                match strings.last_mut() {
+                    Some(last) if joins => last.push_str(&text),
+                    _ => strings.push(text),
+                }
+                joins = true;
+                continue;
+            }
+            _ => {
+                if !c.is_whitespace() && !c.is_alphanumeric() && c != '_' {
+                    joins = false;
+                } else if c.is_alphanumeric() || c == '_' {
+                    // A word: a string prefix if a quote follows, else a
+                    // token between two strings.
+                    let mut j = i;
+                    while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_') {
+                        j += 1;
+                    }
+                    if !matches!(chars.get(j), Some('\'' | '"')) {
+                        joins = false;
+                    }
+                    i = j;
+                    continue;
+                }
+            }
+        }
+        i += 1;
     }
-    let t = t.trim_start_matches(['<', '>', '|', '=']);
-    match t.strip_prefix('O') {
-        Some(size) => size.bytes().all(|b| b.is_ascii_digit()),
-        None => t == "object" || t == "object_",
+    Some(strings)
+}
+
+/// Whether a string of an `.npy` header may be read by numpy as a dtype
+/// that holds objects: `'O'`, `'O8'`, `'object'`, `'T'` (numpy 2's
+/// `StringDType`), `'\x11'` (the type number of `object`), each after any
+/// subarray shape and byte order (`'(2,)O'`, `'2<O'`) and as any field of a
+/// comma-separated list (`'i4,O'`); or a string of two or three characters
+/// whose second is one of these, which `descr_to_dtype` unpacks as a
+/// field's name and dtype when it is an item of a list, set or dict
+/// (`['aO']`). Errs on the side of objects: numpy refuses many of the
+/// strings this accepts, never one it rejects.
+fn may_be_object_dtype(s: &str) -> bool {
+    const OBJECT: [&str; 5] = ["object", "O", "T", "\u{11}", "object_"];
+    let chars: Vec<char> = s.chars().collect();
+    if (2..=3).contains(&chars.len()) && matches!(chars[1], 'O' | 'T' | '\u{11}') {
+        return true;
     }
+    // Shapes, repeat counts, byte orders and separators.
+    let filler = |c: char| c.is_whitespace() || c.is_numeric() || "<>|=(),".contains(c);
+    // Commas split the fields of `'i4,O'`, not a shape's `(2,3)`.
+    let mut depth = 0i32;
+    let parts = s.split(|c| {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        c == ',' && depth == 0
+    });
+    parts.into_iter().any(|part| {
+        let t = part.trim_start_matches(filler);
+        OBJECT.iter().any(|o| {
+            t.strip_prefix(o)
+                .is_some_and(|rest| rest.chars().all(filler))
+        })
+    })
 }
 
 fn is_npy(bytes: &[u8]) -> bool {
@@ -1301,7 +1465,7 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
     }
     for (file, size) in files.iter().zip(&sizes) {
         let shown = file.display().to_string();
-        bar.set_message(shown.clone());
+        bar.set_message(crate::printable(&shown).into_owned());
         let mut found = Vec::new();
         match std::fs::read(file) {
             Ok(bytes) => scan_bytes(&shown, None, &bytes, &options.allow, &mut found),
@@ -1313,7 +1477,9 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         }
         bar.inc(*size);
         if found.is_empty() && !options.json {
-            bar.suspend(|| crate::out(&format!("{shown}: no pickle inside\n")));
+            bar.suspend(|| {
+                crate::out(&format!("{}: no pickle inside\n", crate::printable(&shown)))
+            });
         }
         for record in &found {
             worst = worst.max(record.verdict);
@@ -1329,7 +1495,7 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
         let allow = if options.allow.sources.is_empty() {
             "nothing".to_string()
         } else {
-            options.allow.sources.join(", ")
+            crate::printable(&options.allow.sources.join(", ")).into_owned()
         };
         let others = match others {
             0 => String::new(),

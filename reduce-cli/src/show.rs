@@ -46,6 +46,25 @@ fn global(v: &Value) -> Option<&Global> {
     }
 }
 
+/// Bits past which an int is written in hexadecimal: about CPython's limit
+/// of 4,300 decimal digits (`sys.get_int_max_str_digits`), past which its
+/// `repr` refuses to convert, as the conversion takes time quadratic in
+/// the length. Hexadecimal takes linear time and is a literal of the same
+/// value.
+const DECIMAL_BITS: u64 = 14_000;
+
+/// An int as Python source: decimal, or `0x...` past [`DECIMAL_BITS`].
+fn int_literal(i: &reduce::BigInt) -> String {
+    if i.bits() <= DECIMAL_BITS {
+        return i.to_string();
+    }
+    let hex = i.to_str_radix(16);
+    match hex.strip_prefix('-') {
+        Some(digits) => format!("-0x{digits}"),
+        None => format!("0x{hex}"),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // repr
 
@@ -160,6 +179,9 @@ impl<'a> Repr<'a> {
                 }
                 self.out.push('>');
             }
+            // A name from the pickle, printed as text: escaped.
+            Value::Global(g) => self.out.push_str(&crate::printable(&g.to_string())),
+            Value::BigInt(i) => self.out.push_str(&int_literal(i)),
             other => {
                 let _ = write!(self.out, "{other:?}");
             }
@@ -204,7 +226,11 @@ impl<'a> Repr<'a> {
                     self.value(state);
                 }
                 other => {
-                    let _ = write!(self.out, "unknown({other:?}");
+                    let _ = write!(
+                        self.out,
+                        "unknown({}",
+                        crate::printable(&format!("{other:?}"))
+                    );
                 }
             }
             self.out.push(')');
@@ -465,7 +491,7 @@ impl<'a> Json<'a> {
                 let _ = write!(self.out, "{{\"$int\":\"{i}\"}}");
             }
             Value::BigInt(i) => {
-                let _ = write!(self.out, "{{\"$int\":\"{i}\"}}");
+                let _ = write!(self.out, "{{\"$int\":\"{}\"}}", int_literal(i));
             }
             Value::Float(x) if x.is_finite() => {
                 self.out.push_str(&serde_json::Value::from(*x).to_string());
@@ -657,6 +683,57 @@ enum Key {
 /// `Err(id)`: the expression needs the open object `id`.
 type Expr = Result<String, Id>;
 
+/// Names the program binds or calls itself, which a module imported under
+/// the same name would shadow (the program's variables are `obj1`, ...).
+const PROGRAM_NAMES: &[&str] = &[
+    "_build",
+    "result",
+    "persistent_load",
+    "importlib",
+    "pickle",
+    "float",
+    "set",
+    "frozenset",
+    "bytearray",
+    "getattr",
+    "setattr",
+    "isinstance",
+    "tuple",
+    "len",
+];
+
+/// Whether a module imported as `name` would shadow a name of the program.
+fn shadows(name: &str) -> bool {
+    PROGRAM_NAMES.contains(&name)
+        || name
+            .strip_prefix("obj")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Python's keywords, which cannot be written as names.
+const KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
+];
+
+/// An ASCII identifier that is not a keyword: written as is in the program
+/// (a non-ASCII one Python would NFKC-normalize into another name).
+fn plain_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b == b'_' || b.is_ascii_alphabetic())
+        && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric())
+        && !KEYWORDS.contains(&s)
+}
+
+/// `s` as a Python string literal, as `repr` writes it.
+fn py_str(s: &str) -> String {
+    format!("{:?}", Value::Str(s.into()))
+}
+
 fn float_literal(x: f64) -> String {
     if x.is_nan() {
         "float('nan')".into()
@@ -717,10 +794,8 @@ impl<'a> Python<'a> {
         Ok(match v {
             Value::Ref(id) => return self.shared(*id),
             Value::Float(x) => float_literal(*x),
-            Value::Global(g) => {
-                self.imports.insert(g.module.clone());
-                format!("{}.{}", g.module, g.name)
-            }
+            Value::BigInt(i) => int_literal(i),
+            Value::Global(g) => self.global(g),
             Value::Tuple(t) if t.len() == 1 => format!("({},)", self.expr(&t[0])?),
             Value::Tuple(t) => format!("({})", self.list(t)?.join(", ")),
             Value::List(_) | Value::Set(_) | Value::Dict(_) => {
@@ -783,6 +858,33 @@ impl<'a> Python<'a> {
             }
             other => format!("{other:?}"),
         })
+    }
+
+    /// The expression that finds a global as pickle's `find_class` does:
+    /// `module.name` when both are plain dotted names, else the module by
+    /// `importlib.import_module('...')` and each part of the name by
+    /// `getattr(obj, '...')`, as string literals: a name is data, never
+    /// code of the program.
+    fn global(&mut self, g: &Global) -> String {
+        let mut e = if !g.module.is_empty()
+            && g.module.split('.').all(plain_name)
+            && !shadows(g.module.split('.').next().unwrap_or_default())
+        {
+            self.imports.insert(g.module.clone());
+            g.module.clone()
+        } else {
+            self.imports.insert("importlib".into());
+            format!("importlib.import_module({})", py_str(&g.module))
+        };
+        for part in g.name.split('.') {
+            if plain_name(part) {
+                e.push('.');
+                e.push_str(part);
+            } else {
+                e = format!("getattr({e}, {})", py_str(part));
+            }
+        }
+        e
     }
 
     /// The expression for shared object `id`, writing its statements the

@@ -313,3 +313,39 @@ fn an_empty_file_is_named_alike_and_outputs_end_their_lines() {
         assert!(stdout(&out).ends_with('\n'), "{args:?}: {:?}", stdout(&out));
     }
 }
+
+#[test]
+fn deep_mark_nesting_streams_its_quadratic_text() {
+    // 40,000 MARKs in 40 KB: each line is indented once per MARK before
+    // it, 3.2 GB of text, which pickletools writes as it goes.
+    let dir = reduce_tests::scratch_dir("cli-dis-marks");
+    let file = dir.join("marks.pkl");
+    let mut bytes = vec![b'('; 40_000];
+    bytes.push(b'.');
+    std::fs::write(&file, &bytes).unwrap();
+    for annotate in ["", "--annotate"] {
+        // Within 1 GB of address space: the text is never held whole.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 1000000 && exec \"$0\" dis {annotate} \"$1\" >/dev/null"
+            ))
+            .arg(env!("CARGO_BIN_EXE_reduce"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("stack not empty after STOP"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // The same text as pickletools, where it is small enough to compare.
+    let small = dir.join("marks300.pkl");
+    std::fs::write(&small, [&[b'('; 300][..], &[b't'; 300], b"."].concat()).unwrap();
+    assert_eq!(
+        stdout(&run(&["dis", small.to_str().unwrap()])),
+        pickletools(&[], &[small])
+    );
+}

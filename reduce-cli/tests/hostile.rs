@@ -168,3 +168,57 @@ fn a_zip_bomb_is_refused_by_every_command() {
         assert!(said.contains("refused as a zip bomb"), "{args:?}: {said}");
     }
 }
+
+#[test]
+fn text_from_a_pickle_cannot_drive_the_terminal() {
+    let dir = reduce_tests::scratch_dir("cli-hostile-escapes");
+    // Globals whose module is a colour change and a window title (OSC),
+    // with a line break, C1 control and a right-to-left override.
+    let mut stack_global =
+        b"\x80\x04\x8c\x14\x1b]0;pwned\x07\x1b[2J\n\xc2\x9b\xe2\x80\xae\x94".to_vec();
+    stack_global.extend_from_slice(b"\x8c\x01x\x94\x93\x94.");
+    let files = [
+        ("esc.pkl", b"c\x1b[31mEVIL\x1b[0m\nname\n.".to_vec()),
+        ("osc.pkl", stack_global),
+    ];
+    // And a torch checkpoint that names one, which convert refuses, naming it.
+    let mut zip = Vec::new();
+    {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        w.start_file("archive/data.pkl", o).unwrap();
+        std::io::Write::write_all(&mut w, &files[1].1).unwrap();
+        w.finish().unwrap();
+    }
+    let mut paths = Vec::new();
+    for (name, bytes) in files.iter().chain([&("ckpt.pt", zip)]) {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        paths.push(path);
+    }
+    let out_file = dir.join("out.safetensors");
+    let runs: Vec<Vec<&std::ffi::OsStr>> = vec![
+        vec!["scan".as_ref(), paths[0].as_ref(), paths[1].as_ref()],
+        vec!["show".as_ref(), paths[0].as_ref()],
+        vec!["show".as_ref(), paths[1].as_ref()],
+        vec!["convert".as_ref(), paths[2].as_ref(), out_file.as_ref()],
+    ];
+    for args in runs {
+        let out = reduce(&args);
+        let text = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("\\x1b") || text.contains("\\x1b]0;pwned"),
+            "{args:?}: {text}"
+        );
+        for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+            assert!(!text.contains(bad), "{args:?}: {bad:?} in {text:?}");
+        }
+        // No line but the tool's own: the module's line break is escaped.
+        assert!(
+            !text.lines().any(|l| l.starts_with("x ") || l == "x"),
+            "{args:?}: {text:?}"
+        );
+    }
+}

@@ -782,3 +782,66 @@ fn library_files_are_safe_exactly_when_their_globals_are_allowed() {
     let reasons = r[0]["reasons"].to_string();
     assert!(reasons.contains("builds a function from code"), "{reasons}");
 }
+
+/// An `.npy` (version 1.0) file: `header` as its Python literal, padded as
+/// numpy pads it, then `data`.
+fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = header.as_bytes().to_vec();
+    h.resize(h.len() + 63 - (10 + h.len()) % 64, b' ');
+    h.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_headers_are_read_as_python_reads_them() {
+    let dir = std::env::temp_dir().join(format!("reduce-npy-headers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let evil = b"\x80\x02cos\nsystem\nX\x0a\x00\x00\x00echo pwned\x85R.";
+    let scan = |name: &str, header: &str, data: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, npy(header, data)).unwrap();
+        let out = run(&["scan", path.to_str().unwrap()]);
+        (out.status.code(), stdout(&out))
+    };
+    // Spellings of the object dtype numpy.load reads through
+    // ast.literal_eval (the fixtures hold more): unsafe.
+    for descr in [
+        r"'\x4f'",
+        r"'\u004F'",
+        r"'\117'",
+        r"'|' '\x4f'",
+        r"[('a', '<i8'), ('b', '\x7cO')]",
+        r"('\U0000004f', (1,))",
+        "['aO']",
+        "'2O'",
+        "'T'",
+    ] {
+        let header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (1,), }}");
+        let (code, text) = scan("evil.npy", &header, evil);
+        assert_eq!(code, Some(1), "{descr}: {text}");
+        assert!(text.contains("os.system"), "{descr}: {text}");
+    }
+    // An escape the scan cannot decode counts as objects: never safe.
+    let header =
+        r"{'descr': '\N{LATIN CAPITAL LETTER O}', 'fortran_order': False, 'shape': (2,), }";
+    let (code, text) = scan("named.npy", header, &[0; 16]);
+    assert_eq!(code, Some(2), "{text}");
+    // Numbers, however their dtype and field names are spelled: no pickle.
+    for descr in [
+        r"'\x3ci8'",
+        r"r'<i8'",
+        "[('Total', '<f8'), ('Other', '<f8')] # 'O'\n",
+        "'<' 'i8'",
+        "[('a', '<i8', (2,))]",
+    ] {
+        let header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (1,), }}");
+        let (code, text) = scan("numbers.npy", &header, &[0; 16]);
+        assert_eq!(code, Some(0), "{descr}: {text}");
+        assert!(text.contains("no pickle inside"), "{descr}: {text}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -499,3 +499,122 @@ for proto in (2, 4):
     cmd.arg("-c").arg(script).arg(&dir);
     assert_eq!(common::python_output(cmd), "120 6 8\n120 6 8\n");
 }
+
+#[test]
+fn names_in_the_python_program_are_data_not_code() {
+    // A global's module and name are strings of the pickle: written into
+    // the program as they are, they would be code it runs.
+    let cases: [&[u8]; 4] = [
+        b"\x80\x04\x8c\x16os\nprint(\"INJECTED\")\n#\x94\x8c\x01x\x94\x93\x94.",
+        b"\x80\x04\x8c\x08builtins\x94\x8c\x1elen(\"a\"); print(\"INJECTED\"); x\x94\x93\x94.",
+        // A keyword is a name find_class finds, not one Python can write.
+        b"\x80\x04\x8c\x08builtins\x94\x8c\x04None\x94\x93\x94.",
+        b"cbuiltins\nlen\n(S'abc'\ntR.",
+    ];
+    for (i, pickle) in cases.iter().enumerate() {
+        let file = write(&format!("names{i}.pkl"), pickle);
+        let out = run(&["show", "--python", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let program = stdout(&out);
+        let source = write(&format!("names{i}.py"), program.as_bytes());
+        // Run in CPython: the program fails or succeeds as loading does,
+        // with the same exception or the same result, and runs nothing else.
+        let script = r#"
+import pickle, sys
+data = open(sys.argv[1], 'rb').read()
+program = open(sys.argv[2]).read()
+def outcome(f):
+    try:
+        return ('ok', f())
+    except Exception as e:
+        return ('error', type(e).__name__)
+def run():
+    scope = {}
+    exec(compile(program, 'program', 'exec'), scope)
+    return scope['result']
+print(outcome(run) == outcome(lambda: pickle.loads(data)), outcome(run))
+"#;
+        let mut cmd = reduce_tests::python3();
+        cmd.arg("-c").arg(script).arg(&file).arg(&source);
+        let result = common::python_output(cmd);
+        assert!(result.starts_with("True"), "{program}\n{result}");
+        assert!(!result.contains("INJECTED"), "{program}\n{result}");
+    }
+}
+
+/// `reduce` with `args`, killed after `secs` seconds: its output, or
+/// `None` if it ran out of time.
+fn run_within(secs: u64, args: &[&str]) -> Option<std::process::Output> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reduce"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut buf).unwrap();
+        buf
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut out = child.wait_with_output().unwrap();
+    out.stdout = reader.join().unwrap();
+    Some(out)
+}
+
+#[test]
+fn huge_ints_print_in_hexadecimal() {
+    // A 4 MB int: its decimal digits take time quadratic in its length
+    // (CPython refuses them past 4,300 digits); hexadecimal is linear.
+    let mut pickle = b"\x80\x02\x8b".to_vec();
+    let n = 4 << 20;
+    pickle.extend_from_slice(&(n as u32).to_le_bytes());
+    pickle.extend((0..n).map(|i| (i * 7 + 3) as u8));
+    pickle.push(b'.');
+    let file = write("bigint.pkl", &pickle);
+    let path = file.to_str().unwrap();
+    let mut texts = Vec::new();
+    for (mode, prefix, suffix) in [
+        (None, "", "\n"),
+        (Some("--json"), "{\"$int\":\"", "\"}\n"),
+        (Some("--python"), "result = ", "\n"),
+    ] {
+        let mut args = vec!["show"];
+        args.extend(mode);
+        args.push(path);
+        let out = run_within(60, &args).unwrap_or_else(|| panic!("{args:?} ran out of time"));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let literal = match prefix {
+            "" => Some(text.as_str()),
+            _ => text.rsplit_once(prefix).map(|(_, l)| l),
+        }
+        .and_then(|l| l.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{args:?}: {}", &text[..200.min(text.len())]));
+        // Negative: the last byte has its high bit set.
+        assert!(literal.starts_with("-0x"), "{}", &literal[..20]);
+        texts.push(literal.to_string());
+    }
+    assert!(texts.iter().all(|t| *t == texts[0]));
+    // The value CPython loads; small ints stay decimal.
+    let literal = write("bigint.txt", texts[0].as_bytes());
+    let mut cmd = reduce_tests::python3();
+    cmd.arg("-c")
+        .arg("import pickle, sys; print(pickle.load(open(sys.argv[1], 'rb')) == int(open(sys.argv[2]).read(), 0))")
+        .arg(&file)
+        .arg(&literal);
+    assert_eq!(common::python_output(cmd), "True\n");
+    let small = write("int1000.pkl", &dumps("-(10 ** 1000)", 2));
+    let out = stdout(&run(&["show", small.to_str().unwrap()]));
+    assert_eq!(out, format!("-1{}\n", "0".repeat(1000)));
+}
