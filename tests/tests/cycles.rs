@@ -200,3 +200,45 @@ fn a_cycle_into_a_box_says_so_where_it_closes() {
         err.to_string().len()
     );
 }
+
+/// A set or tuple that reaches itself with no list or dict between (a
+/// pickle can build one; CPython cannot pickle it again) is an error at
+/// the protocols that write a set by `set([...])`, where the write would
+/// never end, and is written at the others; an object that reaches
+/// itself through a list is written at every protocol, as CPython writes
+/// it.
+#[test]
+fn a_set_that_holds_itself_is_an_error_not_a_runaway_write() {
+    let self_set: &[u8] = b"\x80\x04\x8f\x94(h\x00\x90.";
+    let through_tuple: &[u8] = b"\x80\x04\x8f\x94(h\x00\x85\x94\x90.";
+    for pickle in [self_set, through_tuple] {
+        let graph: reduce::Graph = reduce::from_slice(pickle).unwrap();
+        for proto in 0..=3 {
+            let err = reduce::to_vec_with_protocol(&graph, proto).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("contains itself through tuples, sets"),
+                "protocol {proto}: {err}"
+            );
+        }
+        for proto in 4..=5 {
+            let bytes = reduce::to_vec_with_protocol(&graph, proto).unwrap();
+            let again: reduce::Graph = reduce::from_slice(&bytes).unwrap();
+            assert_eq!(
+                reduce::to_vec_with_protocol(&again, proto).unwrap(),
+                bytes,
+                "protocol {proto}"
+            );
+        }
+    }
+    // A tuple holding a list holding the tuple: CPython's bytes, back.
+    for proto in 0..=5 {
+        let want = reduce_tests::cpython_dumps("(lambda l: (l.append((l,)), l[0])[1])([])", proto);
+        let graph: reduce::Graph = reduce::from_slice(&want).unwrap();
+        assert_eq!(
+            reduce::to_vec_with_protocol(&graph, proto).unwrap(),
+            want,
+            "protocol {proto}"
+        );
+    }
+}

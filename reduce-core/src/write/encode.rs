@@ -83,6 +83,9 @@ struct Encoder<'e, 'o, 'a> {
     /// How many recursive-capable objects (shared tuples, frozensets and
     /// reductions not yet memoized) are being written.
     regions: usize,
+    /// How many times each shared object of that kind is being written,
+    /// one inside the other (made on the first).
+    entered: Vec<u8>,
 }
 
 const NOT_MEMOIZED: u32 = u32::MAX;
@@ -111,6 +114,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             shared_memo: vec![NOT_MEMOIZED; objects.len()],
             addr_memo: AddrMap::default(),
             regions: 0,
+            entered: Vec::new(),
         }
     }
 
@@ -236,7 +240,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             }
             Task::EndTuple { ident, n, region } => {
                 if region {
-                    self.regions -= 1;
+                    self.close_region(ident);
                 }
                 if let Some(idx) = self.memo_index(ident) {
                     // The tuple reached itself through its items and was
@@ -251,7 +255,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             }
             Task::EndFrozenSet { ident, region } => {
                 if region {
-                    self.regions -= 1;
+                    self.close_region(ident);
                 }
                 if let Some(idx) = self.memo_index(ident) {
                     self.write(&[POP_MARK]);
@@ -267,7 +271,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 region,
             } => {
                 if region {
-                    self.regions -= 1;
+                    self.close_region(ident);
                 }
                 if let Some(idx) = self.memo_index(ident) {
                     // Made while its own arguments were written: CPython
@@ -445,12 +449,39 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
 
     /// Starts a region where tree nodes are memoized by address, because the
     /// object being written may be met again before it is memoized.
-    fn open_region(&mut self, ident: Ident) -> bool {
-        if matches!(ident, Ident::Shared(_)) {
-            self.regions += 1;
-            true
-        } else {
-            false
+    ///
+    /// Such an object may be met again inside itself once: through a list
+    /// or dict, memoized before its items, the second copy ends where it
+    /// meets that container again, and CPython then keeps the second. A
+    /// third time, it reaches itself through tuples, sets and reductions
+    /// alone (a set that holds itself, a reduction among its own
+    /// arguments), which never end: CPython's `save` recurses until its
+    /// `RecursionError`, and so is this an error, rather than a write
+    /// that grows without bound.
+    fn open_region(&mut self, ident: Ident) -> Result<bool> {
+        let Ident::Shared(id) = ident else {
+            return Ok(false);
+        };
+        if self.entered.is_empty() {
+            self.entered = vec![0; self.objects.len()];
+        }
+        let times = &mut self.entered[id.index()];
+        if *times >= 2 {
+            return Err(unpicklable(format!(
+                "shared object #{} contains itself through tuples, sets or reduced objects alone, with no list or dict between: it cannot be written (CPython's pickle recurses until its RecursionError)",
+                id.index()
+            )));
+        }
+        *times += 1;
+        self.regions += 1;
+        Ok(true)
+    }
+
+    /// The end of what [`Encoder::open_region`] opened.
+    fn close_region(&mut self, ident: Ident) {
+        self.regions -= 1;
+        if let Ident::Shared(id) = ident {
+            self.entered[id.index()] -= 1;
         }
     }
 
@@ -512,7 +543,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
                 if let Some(global) = rules::set_constructor(self.proto(), true) {
                     return self.save_reduce_of(global, items, ident, tasks);
                 }
-                let region = self.open_region(ident);
+                let region = self.open_region(ident)?;
                 self.write(&[MARK]);
                 tasks.push(Task::EndFrozenSet { ident, region });
                 tasks.push(Task::Items(items));
@@ -680,7 +711,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             self.write(rules::tuple_open(self.proto(), 0));
             return Ok(());
         }
-        let region = self.open_region(ident);
+        let region = self.open_region(ident)?;
         self.write(rules::tuple_open(self.proto(), n));
         tasks.push(Task::EndTuple { ident, n, region });
         tasks.push(Task::Items(items));
@@ -696,7 +727,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         ident: Ident,
         tasks: &mut Vec<Task<'a>>,
     ) -> Result<()> {
-        let region = self.open_region(ident);
+        let region = self.open_region(ident)?;
         tasks.push(Task::EndReduce {
             ident,
             reduce: None,
@@ -726,7 +757,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             _ => "",
         };
         let args = resolve(&r.args);
-        let region = self.open_region(ident);
+        let region = self.open_region(ident)?;
         tasks.push(Task::EndReduce {
             ident,
             reduce: Some(r),
