@@ -68,7 +68,7 @@
 //! | [`max_memo`](crate::Limits::max_memo) | 10,000,000 | memo entries (a `LONG_BINPUT` of 2<sup>32</sup> - 1 is one entry, not four billion) |
 //! | [`max_depth`](crate::Limits::max_depth) | 100,000 | nesting of the loaded value (a million nested lists) |
 //! | [`max_int_digits`](crate::Limits::max_int_digits) | 4,300 | decimal ints at protocol 0, quadratic to parse (CPython's own limit) |
-//! | [`max_tree_nodes`](crate::Limits::max_tree_nodes) | 10,000,000 | copying a shared DAG into a tree (`from_slice::<Value>`) |
+//! | [`max_tree_nodes`](crate::Limits::max_tree_nodes) | 10,000,000 | copying a shared DAG into a tree (`from_slice::<Value>`, typed and serde reads), a long string counted by its length (50,000 `DUP`s of a 50 KB string) |
 //! | [`max_typed_depth`](crate::Limits::max_typed_depth) | 10,000 | nesting followed by a typed read of a recursive type |
 //!
 //! A torch checkpoint is a zip archive: a compressed member that inflates

@@ -446,6 +446,22 @@ impl Value {
         Value::Global(Box::new(Global::new(module, name)))
     }
 
+    /// What one copy of this value, without its children, counts against
+    /// [`Limits::max_tree_nodes`](crate::Limits::max_tree_nodes) where a
+    /// shared object is read by value into each place that refers to it:
+    /// one value, and one more per 32 bytes of its text, bytes or digits,
+    /// so that the limit bounds the bytes copied as well as the values (a
+    /// long string that a million references share).
+    pub(crate) fn copy_weight(&self) -> usize {
+        1 + match self {
+            Value::Str(s) => s.as_bytes().len() / 32,
+            Value::Bytes(b) | Value::ByteArray(b) => b.len() / 32,
+            Value::BigInt(b) => (b.bits() / 256) as usize,
+            Value::Buffer(b) => b.data.len() / 32,
+            _ => 0,
+        }
+    }
+
     /// The Python type name of the value (`"list"`, `"dict"`, `"int"`...);
     /// `"global"`, `"object"`, `"persistent id"`, `"buffer"` and `"ref"` for
     /// the rest.

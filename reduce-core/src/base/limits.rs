@@ -30,7 +30,13 @@ pub struct Limits {
     /// `sys.get_int_max_str_digits()`). Default 4300.
     pub max_int_digits: usize,
     /// Most values made when a [`Graph`](crate::Graph) with shared objects is copied into a
-    /// plain [`Value`](crate::Value) tree (`from_slice::<Value>`). Default 10,000,000.
+    /// plain [`Value`](crate::Value) tree (`from_slice::<Value>`), or read
+    /// by value into a typed or serde value: a shared object counts once for
+    /// every place that refers to it, and a copy of a `str`, `bytes` or big
+    /// `int` one value more per 32 bytes of it, so that the limit bounds the
+    /// bytes copied too (about 32 bytes a value: 320 MB at the default).
+    /// A typed read counts against the larger of this and the default.
+    /// Default 10,000,000.
     pub max_tree_nodes: usize,
     /// Deepest nesting a typed read ([`Construct`](crate::Construct)) follows: typed reading
     /// recurses once per level of the Rust type, so a recursive type (a

@@ -1327,7 +1327,7 @@ impl<'o, 'h> Machine<'o, 'h> {
         let mut todo: Vec<&Value> = vec![&root];
         let budget = self.opts.limits.max_tree_nodes;
         while let Some(v) = todo.pop() {
-            nodes += 1;
+            nodes += v.copy_weight();
             if nodes > budget {
                 return Err(Error::new(ErrorKind::Limit {
                     limit: "max_tree_nodes",

@@ -146,7 +146,7 @@ impl<'w, 'g> De<'w, 'g> {
     fn resolved<T>(self, f: impl FnOnce(De<'_, 'g>) -> Result<T>) -> Result<T> {
         let Value::Ref(id) = self.v else {
             if self.walk.in_ref > 0 {
-                self.walk.copied += 1;
+                self.walk.copied += self.v.copy_weight();
                 if self.walk.copied > self.walk.max_copied {
                     return Err(Error::new(ErrorKind::Limit {
                         limit: "max_tree_nodes",

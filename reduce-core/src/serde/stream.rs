@@ -620,6 +620,23 @@ impl<'de> Machine<'de> {
 }
 
 impl<'de> Tape<'de> {
+    /// What one copy of a node counts against the limit of copies, as
+    /// [`Value`]'s `copy_weight` counts it: one more per 32 bytes of text,
+    /// bytes or digits.
+    fn copy_weight(&self, kind: Kind) -> usize {
+        1 + match kind {
+            Kind::Str(Blob::Slice(_, len))
+            | Kind::Bytes(Blob::Slice(_, len))
+            | Kind::ByteArray(Blob::Slice(_, len)) => len as usize / 32,
+            Kind::Str(Blob::Owned(i)) => self.strs[i as usize].len() / 32,
+            Kind::Bytes(Blob::Owned(i)) | Kind::ByteArray(Blob::Owned(i)) => {
+                self.bytes[i as usize].len() / 32
+            }
+            Kind::Big(i) => (self.bigs[i as usize].bits() / 256) as usize,
+            _ => 0,
+        }
+    }
+
     fn str(&self, b: Blob) -> &str {
         match b {
             // Checked to be UTF-8 when decoded.
@@ -720,7 +737,7 @@ impl<'w, 't, 'de> TapeDe<'w, 't, 'de> {
     fn resolved<T>(self, f: impl FnOnce(TapeDe<'_, 't, 'de>) -> Result<T>) -> Result<T> {
         let Kind::Ref(target) = self.node().kind else {
             if self.walk.in_ref > 0 {
-                self.walk.copied += 1;
+                self.walk.copied += self.tape.copy_weight(self.node().kind);
                 if self.walk.copied > self.walk.max_copied {
                     return Err(give_up());
                 }

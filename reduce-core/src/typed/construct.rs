@@ -124,11 +124,22 @@ pub trait Construct: Sized {
         lookup: &Lookup,
         limits: &crate::base::limits::Limits,
     ) -> Result<Self> {
-        let ctx = Ctx::new(lookup, &graph, limits.max_typed_depth);
+        let ctx = Ctx::new(lookup, &graph, limits.max_typed_depth, typed_copies(limits));
         let value = Self::construct(Node::root(&graph, &ctx))?;
         ctx.finish()?;
         Ok(value)
     }
+}
+
+/// The bound on what a typed read copies out of shared objects: the
+/// larger of [`Limits::max_tree_nodes`](crate::Limits::max_tree_nodes) and
+/// its default. Never below the default, because the stream reads a value
+/// that a pickle fetches from its memo again within a budget of its own,
+/// and both paths must give the same result under any limits.
+pub(crate) fn typed_copies(limits: &crate::base::limits::Limits) -> usize {
+    limits
+        .max_tree_nodes
+        .max(crate::base::limits::Limits::default().max_tree_nodes)
 }
 
 /// A field read by its own Graph-path reader `read` (`#[reduce(with)]`,
@@ -144,7 +155,8 @@ pub(crate) fn graph_field<T>(
     let lookup: &Lookup = s.resolver().as_any().downcast_ref().ok_or(Miss)?;
     let value = s.sealed_value()?;
     let graph = Graph::new(value);
-    let ctx = Ctx::new(lookup, &graph, s.max_typed_depth());
+    // Sealed: nothing in it is shared, so nothing is read twice.
+    let ctx = Ctx::new(lookup, &graph, s.max_typed_depth(), usize::MAX);
     let mut node = Node::root(&graph, &ctx);
     // The stream counts the root one level deep, the Graph path none.
     node.depth = s.depth().checked_sub(1).ok_or(Miss)?;
@@ -164,6 +176,12 @@ pub struct Ctx<'l> {
     pending: RefCell<VecDeque<(Target, PendingFill)>>,
     /// [`Limits::max_typed_depth`](crate::Limits::max_typed_depth).
     max_depth: usize,
+    /// What was read inside shared objects, by [`Value`]'s copy weight:
+    /// each place that refers to a shared object reads it again, and
+    /// [`Limits::max_tree_nodes`](crate::Limits::max_tree_nodes) bounds the
+    /// sum, as it bounds the copies of a `Value` tree.
+    copied: std::cell::Cell<usize>,
+    max_copied: usize,
 }
 
 /// Where a queued fill's node is: a shared object of the graph, or a copy
@@ -176,7 +194,12 @@ enum Target {
 type PendingFill = Box<dyn for<'x> FnOnce(Node<'x>) -> Result<()>>;
 
 impl<'l> Ctx<'l> {
-    pub(crate) fn new(lookup: &'l Lookup, graph: &'l Graph, max_depth: usize) -> Self {
+    pub(crate) fn new(
+        lookup: &'l Lookup,
+        graph: &'l Graph,
+        max_depth: usize,
+        max_copied: usize,
+    ) -> Self {
         Ctx {
             lookup,
             graph,
@@ -184,6 +207,8 @@ impl<'l> Ctx<'l> {
             in_progress: RefCell::new(HashSet::new()),
             pending: RefCell::new(VecDeque::new()),
             max_depth,
+            copied: std::cell::Cell::new(0),
+            max_copied,
         }
     }
 
@@ -214,6 +239,7 @@ impl<'l> Ctx<'l> {
                 skip: 0,
                 one: false,
                 depth: 0,
+                copied: false,
             })?;
         }
     }
@@ -252,6 +278,9 @@ pub struct Node<'a> {
     one: bool,
     /// How many nodes lie between this one and the root.
     depth: usize,
+    /// The node is inside a shared object (or is a reference to one),
+    /// read again for each place that refers to it.
+    copied: bool,
 }
 
 impl fmt::Debug for Node<'_> {
@@ -271,6 +300,7 @@ impl<'a> Node<'a> {
             skip: 0,
             one: false,
             depth: 0,
+            copied: false,
         }
     }
 
@@ -284,6 +314,7 @@ impl<'a> Node<'a> {
             skip: 0,
             one: false,
             depth: self.depth + 1,
+            copied: self.copied || matches!(value, Value::Ref(_)),
         }
     }
 
@@ -308,11 +339,33 @@ impl<'a> Node<'a> {
                 max: self.ctx.max_depth as u64,
             }));
         }
+        if child.copied {
+            child.count_copy()?;
+        }
         if child.depth.is_multiple_of(GROW_EVERY) {
             grow(|| f(child))
         } else {
             f(child)
         }
+    }
+
+    /// Counts this node's copy against the context's limit.
+    #[cold]
+    fn count_copy(&self) -> Result<()> {
+        let ctx = self.ctx;
+        let copied = ctx.copied.get().saturating_add(self.value().copy_weight());
+        if copied > ctx.max_copied {
+            return Err(self
+                .error(ErrorKind::Limit {
+                    limit: "max_tree_nodes",
+                    max: ctx.max_copied as u64,
+                })
+                .with_detail(
+                    "shared objects read again for every place that refers to them; read them as Rc<T>, or the whole as a Graph, which keeps them shared".to_string(),
+                ));
+        }
+        ctx.copied.set(copied);
+        Ok(())
     }
 
     /// At the depth limit, where the chain of nodes from the root first
@@ -767,6 +820,7 @@ impl<'a> Call<'a> {
             skip,
             one,
             depth: self.node.depth,
+            copied: self.node.copied,
         }
     }
 

@@ -492,14 +492,17 @@ pub(crate) fn expand(graph: Graph, max_nodes: usize) -> Result<Value> {
 /// and copied, never the whole object table, so a `Vec<Value>` read from a
 /// pickle of many shared objects costs its own size, not its length times
 /// the table's. The sizes come first, children before parents: a cycle, or
-/// more than `max_nodes` values (a DAG that doubles at each level), is
-/// refused before anything is copied.
+/// more than `max_nodes` values (a DAG that doubles at each level; a copy
+/// of a shared str or bytes counts one more per 32 bytes, so that a long
+/// string a million references share is refused too), is refused before
+/// anything is copied.
 pub(crate) fn tree(mut root: Value, objects: &[Value], max_nodes: usize) -> Result<Value> {
     if objects.is_empty() {
         return Ok(root);
     }
-    // A value's own nodes, and the shared objects it refers to.
-    let refs_of = |v: &Value| {
+    // A value's own nodes (each copy's weight, in a shared object), and
+    // the shared objects it refers to.
+    let refs_of = |v: &Value, copied: bool| {
         let mut own = 0u64;
         let mut refs = Vec::new();
         let mut stack = vec![v];
@@ -507,7 +510,7 @@ pub(crate) fn tree(mut root: Value, objects: &[Value], max_nodes: usize) -> Resu
             match v {
                 Value::Ref(id) => refs.push(id.index()),
                 v => {
-                    own += 1;
+                    own += if copied { v.copy_weight() as u64 } else { 1 };
                     v.for_each_child(|c| stack.push(c));
                 }
             }
@@ -515,7 +518,7 @@ pub(crate) fn tree(mut root: Value, objects: &[Value], max_nodes: usize) -> Resu
         (own, refs)
     };
     // The size as a tree of each object reached, children first.
-    let (own, root_refs) = refs_of(&root);
+    let (own, root_refs) = refs_of(&root, false);
     if root_refs.is_empty() {
         // Nothing to copy: the tree is the root as it is.
         return Ok(root);
@@ -529,7 +532,7 @@ pub(crate) fn tree(mut root: Value, objects: &[Value], max_nodes: usize) -> Resu
             let target = objects
                 .get(i)
                 .ok_or_else(|| Error::new(ErrorKind::DanglingRef(i as u32)))?;
-            let (own, refs) = refs_of(target);
+            let (own, refs) = refs_of(target, true);
             on_path.insert(i);
             path.push((i, refs, own, 0));
             Ok::<(), Error>(())

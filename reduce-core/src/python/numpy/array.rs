@@ -534,7 +534,12 @@ impl Construct for Array {
         limits: &crate::base::limits::Limits,
     ) -> Result<Self> {
         let stolen = data_slot(graph.root_mut()).map(std::mem::take);
-        let ctx = Ctx::new(lookup, &graph, limits.max_typed_depth);
+        let ctx = Ctx::new(
+            lookup,
+            &graph,
+            limits.max_typed_depth,
+            crate::typed::construct::typed_copies(limits),
+        );
         let array = Array::read(Node::root(&graph, &ctx), stolen)?;
         ctx.finish()?;
         Ok(array)
