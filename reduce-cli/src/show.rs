@@ -65,41 +65,154 @@ fn int_literal(i: &reduce::BigInt) -> String {
     }
 }
 
+/// Bytes past which a shared str, bytes, int or global is printed once,
+/// labelled, and referred to by its label after: printed in full at every
+/// reference, a long string the pickle refers to many times (one `DUP` or
+/// memo get a copy) would make output that grows with the square of the
+/// input. Shorter ones print in full, as `repr` prints them.
+const LABEL_BYTES: usize = 64;
+
+/// About how many bytes an atom takes to print.
+fn atom_bytes(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::BigInt(i) => usize::try_from(i.bits() / 4).unwrap_or(usize::MAX),
+        Value::Global(g) => g.module.len() + g.name.len(),
+        _ => 0,
+    }
+}
+
+/// The shared atoms that print labelled: longer than [`LABEL_BYTES`] and
+/// reached more than once by a printer (which prints each shared
+/// container's items once). The reader may share an atom it finds once,
+/// which prints in full as before.
+fn labelled_atoms(graph: &Graph) -> HashSet<Id> {
+    let objects = graph.objects();
+    let mut count: HashMap<Id, u32> = HashMap::new();
+    let mut stack = vec![graph.root()];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Ref(id) => {
+                let Some(target) = objects.get(id.index()) else {
+                    continue;
+                };
+                let n = count.entry(*id).or_default();
+                *n = n.saturating_add(1);
+                if *n == 1 && !is_atom(target) {
+                    stack.push(target);
+                }
+            }
+            Value::Tuple(items)
+            | Value::List(items)
+            | Value::Set(items)
+            | Value::FrozenSet(items) => stack.extend(items),
+            Value::Dict(d) => stack.extend(d.iter().flat_map(|(k, v)| [k, v])),
+            Value::Reduce(r) => {
+                stack.extend([&r.callable, &r.args]);
+                stack.extend(&r.state);
+                stack.extend(&r.list_items);
+                stack.extend(r.dict_items.iter().flat_map(|(k, v)| [k, v]));
+                stack.extend(&r.state_setter);
+            }
+            Value::PersistentId(p) => stack.push(&p.pid),
+            Value::Seq(s) => {
+                stack.push(&s.value);
+                for step in s.before.iter().chain(&s.after) {
+                    match step {
+                        Step::Discard(v) => stack.push(v),
+                        Step::Append { target, items } | Step::AddItems { target, items } => {
+                            stack.push(target);
+                            stack.extend(items);
+                        }
+                        Step::SetItems { target, items } => {
+                            stack.push(target);
+                            stack.extend(items.iter().flat_map(|(k, v)| [k, v]));
+                        }
+                        Step::Build { target, state } => stack.extend([target, state]),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    count
+        .into_iter()
+        .filter(|&(id, n)| {
+            let target = &objects[id.index()];
+            n > 1 && is_atom(target) && atom_bytes(target) > LABEL_BYTES
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // repr
 
-/// `repr` of the graph's root. A shared object is labelled `<#n>` where it
-/// first appears and shown as `<#n>` wherever it appears again; a
-/// reference back into an object being printed (a cycle) is `<#n>[...]`,
-/// as Python prints a list that contains itself as `[[...]]`.
-pub fn repr(graph: &Graph) -> String {
+/// Bytes of output gathered before they are written out.
+const SPILL: usize = 64 << 10;
+
+/// `repr` of the graph's root, on a line, written to `w` as it is made. A
+/// shared object is labelled `<#n>` where it first appears and shown as
+/// `<#n>` wherever it appears again; a reference back into an object being
+/// printed (a cycle) is `<#n>[...]`, as Python prints a list that contains
+/// itself as `[[...]]`. Shared strings, bytes, ints and globals print in
+/// full, as `repr` does, unless long and shown more than once (see
+/// [`LABEL_BYTES`]).
+pub fn repr(graph: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut p = Repr {
         graph,
         labels: HashMap::new(),
         open: HashSet::new(),
+        labelled: labelled_atoms(graph),
         out: String::new(),
+        w,
+        error: None,
     };
     p.value(graph.root());
-    p.out
+    p.out.push('\n');
+    p.spill(0);
+    p.error.map_or(Ok(()), Err)
 }
 
-struct Repr<'a> {
+struct Repr<'a, 'w> {
     graph: &'a Graph,
     labels: HashMap<Id, usize>,
     open: HashSet<Id>,
+    /// Shared atoms printed once with a label.
+    labelled: HashSet<Id>,
+    /// Output not yet written to `w`.
     out: String,
+    w: &'w mut dyn std::io::Write,
+    /// The first write to `w` that failed.
+    error: Option<std::io::Error>,
 }
 
-impl<'a> Repr<'a> {
+impl<'a> Repr<'a, '_> {
+    /// Writes out the output gathered so far once it is past `at` bytes;
+    /// after a failed write, drops it.
+    fn spill(&mut self, at: usize) {
+        if self.out.len() > at {
+            if self.error.is_none() {
+                self.error = self.w.write_all(self.out.as_bytes()).err();
+            }
+            self.out.clear();
+        }
+    }
+
     fn value(&mut self, v: &'a Value) {
-        grow(|| self.value_inner(v))
+        grow(|| self.value_inner(v));
+        self.spill(SPILL);
     }
 
     fn value_inner(&mut self, v: &'a Value) {
         match v {
             Value::Ref(id) => {
                 let target = self.graph.resolve(v);
-                if matches!(target, Value::Ref(_)) || is_atom(target) {
+                if matches!(target, Value::Ref(_))
+                    || (is_atom(target) && !self.labelled.contains(id))
+                {
                     return self.plain(target);
                 }
                 if let Some(n) = self.labels.get(id).copied() {
@@ -318,7 +431,7 @@ impl<'a> Repr<'a> {
 /// | `int` within ±2<sup>53</sup> | a number; larger: `{"$int": "digits"}` |
 /// | `float` | a number; `nan`, `inf`, `-inf`: `{"$float": "nan"}` ... |
 /// | `list` | an array |
-/// | `dict` with only `str` keys, none starting with `$` | an object |
+/// | `dict` with only `str` keys, none starting with `$` or labelled | an object |
 /// | any other `dict` | `{"$dict": [[key, value], ...]}` |
 /// | `tuple`, `set`, `frozenset` | `{"$tuple": [...]}`, `{"$set": [...]}`, `{"$frozenset": [...]}` |
 /// | `bytes`, `bytearray` | `{"$bytes": "hex"}`, `{"$bytearray": "hex"}` |
@@ -327,23 +440,38 @@ impl<'a> Repr<'a> {
 /// | a reduction | `{"$reduce": {"callable", "args", "state", "listitems", "dictitems", "state_setter"}}` (absent parts left out) |
 /// | a persistent id | `{"$persistent_id": value}` |
 /// | a `PickleBuffer` | `{"$buffer": "hex", "readonly": bool}` |
-/// | a shared object | `{"$id": n, "value": ...}` where it first appears, `{"$ref": n}` after (and for cycles) |
+/// | a shared object (and a long atom shown more than once: [`LABEL_BYTES`]) | `{"$id": n, "value": ...}` where it first appears, `{"$ref": n}` after (and for cycles) |
 /// | a value with steps taken for their effect (inert `Seq`) | `{"$seq": {"before": [step, ...], "value": ..., "after": [step, ...]}}` |
 /// | a step | `{"discard": value}`, `{"append": [obj, [items]]}`, `{"setitems": [obj, dict]}`, `{"additems": [obj, [items]]}`, `{"build": [obj, state]}` |
-pub fn json(graph: &Graph) -> String {
+///
+/// Written to `w`, on a line, as it is made. Long shared strings, bytes,
+/// ints and globals are shared objects too (see [`LABEL_BYTES`]); a key
+/// that is one makes its dict a `$dict`.
+pub fn json(graph: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut p = Json {
         graph,
         labels: HashMap::new(),
+        labelled: labelled_atoms(graph),
         out: String::new(),
+        w,
+        error: None,
     };
     p.value(graph.root());
-    p.out
+    p.out.push('\n');
+    p.spill(0);
+    p.error.map_or(Ok(()), Err)
 }
 
-struct Json<'a> {
+struct Json<'a, 'w> {
     graph: &'a Graph,
     labels: HashMap<Id, usize>,
+    /// Shared atoms written once with an `$id`.
+    labelled: HashSet<Id>,
+    /// Output not yet written to `w`.
     out: String,
+    w: &'w mut dyn std::io::Write,
+    /// The first write to `w` that failed.
+    error: Option<std::io::Error>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -354,15 +482,27 @@ fn json_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-impl<'a> Json<'a> {
+impl<'a> Json<'a, '_> {
+    /// Writes out the output gathered so far once it is past `at` bytes;
+    /// after a failed write, drops it.
+    fn spill(&mut self, at: usize) {
+        if self.out.len() > at {
+            if self.error.is_none() {
+                self.error = self.w.write_all(self.out.as_bytes()).err();
+            }
+            self.out.clear();
+        }
+    }
+
     fn value(&mut self, v: &'a Value) {
-        grow(|| self.value_inner(v))
+        grow(|| self.value_inner(v));
+        self.spill(SPILL);
     }
 
     fn value_inner(&mut self, v: &'a Value) {
         if let Value::Ref(id) = v {
             let target = self.graph.resolve(v);
-            if matches!(target, Value::Ref(_)) || is_atom(target) {
+            if matches!(target, Value::Ref(_)) || (is_atom(target) && !self.labelled.contains(id)) {
                 return self.plain(target);
             }
             if let Some(n) = self.labels.get(id) {
@@ -397,8 +537,10 @@ impl<'a> Json<'a> {
     }
 
     fn pairs(&mut self, items: &'a [(Value, Value)]) {
+        // A labelled key is written once, as `{"$id": n, ...}`: not a name.
         let plain_keys = items.iter().all(|(k, _)| {
-            matches!(self.graph.resolve(k), Value::Str(s) if s.as_str().is_some_and(|s| !s.starts_with('$')))
+            !matches!(k, Value::Ref(id) if self.labelled.contains(id))
+                && matches!(self.graph.resolve(k), Value::Str(s) if s.as_str().is_some_and(|s| !s.starts_with('$')))
         });
         if plain_keys {
             self.out.push('{');
@@ -606,6 +748,7 @@ pub fn python(graph: &Graph) -> Result<String, String> {
     let mut p = Python {
         graph,
         names: HashMap::new(),
+        labelled: labelled_atoms(graph),
         open: HashSet::new(),
         deferred: HashMap::new(),
         imports: BTreeSet::new(),
@@ -659,6 +802,8 @@ struct Python<'a> {
     /// Variables of the objects made so far: shared objects by id, and
     /// reductions (which always get one) by address.
     names: HashMap<Key, String>,
+    /// Shared atoms given a variable, not written out at each use.
+    labelled: HashSet<Id>,
     /// Shared immutable objects whose parts are being written.
     open: HashSet<Id>,
     /// Fills of shared mutable objects waiting for an open object.
@@ -898,7 +1043,7 @@ impl<'a> Python<'a> {
             return Err(id);
         }
         let target = self.graph.get(id);
-        if is_atom(target) {
+        if is_atom(target) && !self.labelled.contains(&id) {
             return self.expr(target);
         }
         // Names are given as statements are written, so they read in order.

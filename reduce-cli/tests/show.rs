@@ -618,3 +618,79 @@ fn huge_ints_print_in_hexadecimal() {
     let out = stdout(&run(&["show", small.to_str().unwrap()]));
     assert_eq!(out, format!("-1{}\n", "0".repeat(1000)));
 }
+
+#[test]
+fn long_strings_shared_many_times_print_once() {
+    // One 50 KB string, DUP'd 50,000 times into a list: printed in full at
+    // each reference, 2.5 GB of output from 100 KB of pickle.
+    let n = 50_000;
+    let mut pickle = b"(V".to_vec();
+    pickle.extend(std::iter::repeat_n(b'z', n));
+    pickle.push(b'\n');
+    pickle.extend(std::iter::repeat_n(b'2', n));
+    pickle.extend_from_slice(b"l.");
+    let file = write("dup_str.pkl", &pickle);
+    let path = file.to_str().unwrap();
+    let long = "z".repeat(n);
+    // Each further reference is one byte of pickle (DUP): `<#1>, ` and
+    // `obj1, ` print in six, `{"$ref":1},` in twelve.
+    for (mode, most) in [(None, 4), (Some("--json"), 8), (Some("--python"), 4)] {
+        let mut args = vec!["show"];
+        args.extend(mode);
+        args.push(path);
+        let out = run_within(60, &args).unwrap_or_else(|| panic!("{args:?} ran out of time"));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            out.stdout.len() < most * pickle.len(),
+            "{args:?}: {} bytes of output",
+            out.stdout.len()
+        );
+        let text = stdout(&out);
+        assert_eq!(text.matches(&long).count(), 1, "{args:?}");
+        assert_eq!(text.matches('z').count(), n, "{args:?}");
+    }
+    let out = stdout(&run(&["show", path]));
+    assert!(out.starts_with(&format!("[<#1>'{long}', <#1>, <#1>, ")));
+    assert!(out.ends_with(", <#1>]\n"));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["show", "--json", path]))).expect("valid JSON");
+    assert_eq!(v[0], serde_json::json!({"$id": 1, "value": long}));
+    assert_eq!(v[n], serde_json::json!({"$ref": 1}));
+    assert_eq!(python_program_rebuilds(&[file]), 1);
+}
+
+#[test]
+fn only_long_strings_shown_more_than_once_are_labelled() {
+    // CPython's pickler memoizes every str: short ones, and ones used
+    // once, print in full as repr prints them; a long one used twice (a
+    // dict key, here) is labelled, and in JSON makes its dicts `$dict`s.
+    let long = "k".repeat(100);
+    let file = write(
+        "shared_keys.pkl",
+        &dumps(
+            &format!("[{{'{long}': 'ab', 'x': 'ab'}}, {{'{long}': 'v' * 65}}, b'b' * 100]"),
+            4,
+        ),
+    );
+    let path = file.to_str().unwrap();
+    let out = stdout(&run(&["show", path]));
+    let v65 = "v".repeat(65);
+    let b100 = "b".repeat(100);
+    assert_eq!(
+        out,
+        format!("[{{<#1>'{long}': 'ab', 'x': 'ab'}}, {{<#1>: '{v65}'}}, b'{b100}']\n")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["show", "--json", path]))).expect("valid JSON");
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"$dict": [[{"$id": 1, "value": long}, "ab"], ["x", "ab"]]},
+            {"$dict": [[{"$ref": 1}, v65]]},
+            {"$bytes": "62".repeat(100)},
+        ])
+    );
+    let program = stdout(&run(&["show", "--python", path]));
+    assert_eq!(program.matches(&long).count(), 1, "{program}");
+    assert_eq!(python_program_rebuilds(&[file]), 1);
+}
