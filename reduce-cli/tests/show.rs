@@ -694,3 +694,35 @@ fn only_long_strings_shown_more_than_once_are_labelled() {
     assert_eq!(program.matches(&long).count(), 1, "{program}");
     assert_eq!(python_program_rebuilds(&[file]), 1);
 }
+
+#[test]
+fn json_escapes_del_and_c1_controls() {
+    // U+009B is CSI to some terminals, as ESC [ is; serde_json leaves DEL
+    // and U+0080..U+009F raw. Escaped, they parse back to the same string.
+    let text = "a\u{7f}b\u{9b}31mc\u{80}\u{85}\u{9f}\u{a0}\u{1b}";
+    let file = write(
+        "c1.pkl",
+        &dumps(
+            "{'k\\x9b': 'a\\x7fb\\x9b31mc\\x80\\x85\\x9f\\xa0\\x1b', 'g': collections.OrderedDict}",
+            4,
+        ),
+    );
+    let out = run(&["show", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout(&out);
+    assert!(
+        !json.contains(
+            |c: char| matches!(c, '\u{7f}'..='\u{9f}') || c.is_ascii_control() && c != '\n'
+        ),
+        "{json:?}"
+    );
+    assert!(
+        json.contains(r#""k\u009b":"a\u007fb\u009b31mc\u0080\u0085\u009f"#),
+        "{json}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({"k\u{9b}": text, "g": {"$global": "collections.OrderedDict"}})
+    );
+}
