@@ -83,11 +83,48 @@ fn atom_bytes(v: &Value) -> usize {
     }
 }
 
-/// The shared atoms that print labelled: longer than [`LABEL_BYTES`] and
-/// reached more than once by a printer (which prints each shared
-/// container's items once). The reader may share an atom it finds once,
-/// which prints in full as before.
-fn labelled_atoms(graph: &Graph) -> HashSet<Id> {
+/// The shared objects a printer reaches more than once (it prints each
+/// shared container's items once). The reader may share an object it
+/// finds once, which prints as an unshared one.
+struct Reached {
+    /// Shared objects reached more than once.
+    repeated: HashSet<Id>,
+    /// The repeated atoms that print labelled: longer than [`LABEL_BYTES`].
+    /// An atom reached once prints in full as before.
+    labelled: HashSet<Id>,
+}
+
+impl Reached {
+    fn new(graph: &Graph) -> Reached {
+        let repeated = repeated(graph);
+        let labelled = repeated
+            .iter()
+            .copied()
+            .filter(|&id| {
+                let target = graph.get(id);
+                is_atom(target) && atom_bytes(target) > LABEL_BYTES
+            })
+            .collect();
+        Reached { repeated, labelled }
+    }
+
+    /// The items of a reduction's arguments, to write in its call: a tuple
+    /// the call holds or the only one to use a shared one; `None` for
+    /// arguments shared with others (written once, labelled, and unpacked
+    /// with `*`, instead of in full at each call) or not a tuple.
+    fn call_args<'a>(&self, graph: &'a Graph, args: &'a Value) -> Option<&'a [Value]> {
+        if matches!(args, Value::Ref(id) if self.repeated.contains(id)) {
+            return None;
+        }
+        match graph.resolve(args) {
+            Value::Tuple(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The shared objects the printers reach more than once.
+fn repeated(graph: &Graph) -> HashSet<Id> {
     let objects = graph.objects();
     let mut count: HashMap<Id, u32> = HashMap::new();
     let mut stack = vec![graph.root()];
@@ -139,10 +176,7 @@ fn labelled_atoms(graph: &Graph) -> HashSet<Id> {
     }
     count
         .into_iter()
-        .filter(|&(id, n)| {
-            let target = &objects[id.index()];
-            n > 1 && is_atom(target) && atom_bytes(target) > LABEL_BYTES
-        })
+        .filter(|&(_, n)| n > 1)
         .map(|(id, _)| id)
         .collect()
 }
@@ -165,7 +199,7 @@ pub fn repr(graph: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         graph,
         labels: HashMap::new(),
         open: HashSet::new(),
-        labelled: labelled_atoms(graph),
+        reached: Reached::new(graph),
         out: String::new(),
         w,
         error: None,
@@ -180,8 +214,9 @@ struct Repr<'a, 'w> {
     graph: &'a Graph,
     labels: HashMap<Id, usize>,
     open: HashSet<Id>,
-    /// Shared atoms printed once with a label.
-    labelled: HashSet<Id>,
+    /// Shared objects reached more than once, and atoms printed once with
+    /// a label.
+    reached: Reached,
     /// Output not yet written to `w`.
     out: String,
     w: &'w mut dyn std::io::Write,
@@ -211,7 +246,7 @@ impl<'a> Repr<'a, '_> {
             Value::Ref(id) => {
                 let target = self.graph.resolve(v);
                 if matches!(target, Value::Ref(_))
-                    || (is_atom(target) && !self.labelled.contains(id))
+                    || (is_atom(target) && !self.reached.labelled.contains(id))
                 {
                     return self.plain(target);
                 }
@@ -352,11 +387,11 @@ impl<'a> Repr<'a, '_> {
     }
 
     fn call_args(&mut self, args: &'a Value) {
-        match self.graph.resolve(args) {
-            Value::Tuple(t) => self.seq("(", t, ")"),
-            other => {
+        match self.reached.call_args(self.graph, args) {
+            Some(t) => self.seq("(", t, ")"),
+            None => {
                 self.out.push_str("(*");
-                self.value(other);
+                self.value(args);
                 self.out.push(')');
             }
         }
@@ -368,10 +403,7 @@ impl<'a> Repr<'a, '_> {
             self.out.push('<');
         }
         let newobj = global(&r.callable).map(|g| (g.module.as_str(), g.name.as_str()));
-        let args = match self.graph.resolve(&r.args) {
-            Value::Tuple(t) => Some(t.as_slice()),
-            _ => None,
-        };
+        let args = self.reached.call_args(self.graph, &r.args);
         match (newobj, args) {
             (Some(("copyreg", "__newobj__")), Some([cls, rest @ ..])) => {
                 self.value(cls);
@@ -451,7 +483,7 @@ pub fn json(graph: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut p = Json {
         graph,
         labels: HashMap::new(),
-        labelled: labelled_atoms(graph),
+        reached: Reached::new(graph),
         out: String::new(),
         w,
         error: None,
@@ -466,7 +498,7 @@ struct Json<'a, 'w> {
     graph: &'a Graph,
     labels: HashMap<Id, usize>,
     /// Shared atoms written once with an `$id`.
-    labelled: HashSet<Id>,
+    reached: Reached,
     /// Output not yet written to `w`.
     out: String,
     w: &'w mut dyn std::io::Write,
@@ -519,7 +551,9 @@ impl<'a> Json<'a, '_> {
     fn value_inner(&mut self, v: &'a Value) {
         if let Value::Ref(id) = v {
             let target = self.graph.resolve(v);
-            if matches!(target, Value::Ref(_)) || (is_atom(target) && !self.labelled.contains(id)) {
+            if matches!(target, Value::Ref(_))
+                || (is_atom(target) && !self.reached.labelled.contains(id))
+            {
                 return self.plain(target);
             }
             if let Some(n) = self.labels.get(id) {
@@ -556,7 +590,7 @@ impl<'a> Json<'a, '_> {
     fn pairs(&mut self, items: &'a [(Value, Value)]) {
         // A labelled key is written once, as `{"$id": n, ...}`: not a name.
         let plain_keys = items.iter().all(|(k, _)| {
-            !matches!(k, Value::Ref(id) if self.labelled.contains(id))
+            !matches!(k, Value::Ref(id) if self.reached.labelled.contains(id))
                 && matches!(self.graph.resolve(k), Value::Str(s) if s.as_str().is_some_and(|s| !s.starts_with('$')))
         });
         if plain_keys {
@@ -765,7 +799,7 @@ pub fn python(graph: &Graph) -> Result<String, String> {
     let mut p = Python {
         graph,
         names: HashMap::new(),
-        labelled: labelled_atoms(graph),
+        reached: Reached::new(graph),
         open: HashSet::new(),
         deferred: HashMap::new(),
         imports: BTreeSet::new(),
@@ -819,8 +853,9 @@ struct Python<'a> {
     /// Variables of the objects made so far: shared objects by id, and
     /// reductions (which always get one) by address.
     names: HashMap<Key, String>,
-    /// Shared atoms given a variable, not written out at each use.
-    labelled: HashSet<Id>,
+    /// Shared atoms given a variable, not written out at each use, and
+    /// call arguments shared by several calls.
+    reached: Reached,
     /// Shared immutable objects whose parts are being written.
     open: HashSet<Id>,
     /// Fills of shared mutable objects waiting for an open object.
@@ -1060,7 +1095,7 @@ impl<'a> Python<'a> {
             return Err(id);
         }
         let target = self.graph.get(id);
-        if is_atom(target) && !self.labelled.contains(&id) {
+        if is_atom(target) && !self.reached.labelled.contains(&id) {
             return self.expr(target);
         }
         // Names are given as statements are written, so they read in order.
@@ -1184,10 +1219,7 @@ impl<'a> Python<'a> {
     /// The call a reduction makes, with its arguments written first.
     fn call(&mut self, r: &'a Reduction) -> Expr {
         let callable = self.expr(&r.callable)?;
-        let args = match self.graph.resolve(&r.args) {
-            Value::Tuple(t) => Some(t.as_slice()),
-            _ => None,
-        };
+        let args = self.reached.call_args(self.graph, &r.args);
         let newobj = global(&r.callable).map(|g| (g.module.as_str(), g.name.as_str()));
         let call = match (newobj, args) {
             (Some(("copyreg", "__newobj__")), Some([cls, rest @ ..])) => {

@@ -726,3 +726,55 @@ fn json_escapes_del_and_c1_controls() {
         serde_json::json!({"k\u{9b}": text, "g": {"$global": "collections.OrderedDict"}})
     );
 }
+
+#[test]
+fn arguments_shared_by_many_calls_print_once() {
+    // One tuple of 5,000 ints as the arguments of 5,000 calls (five bytes
+    // of pickle each): written out at each call, 50 MB of output.
+    let n = 5_000;
+    let mut pickle = b"\x80\x02](cbuiltins\nmax\nq\x00(".to_vec();
+    for i in 0..n {
+        pickle.extend_from_slice(b"M");
+        pickle.extend_from_slice(&(i as u16).to_le_bytes());
+    }
+    pickle.extend_from_slice(b"tq\x01R");
+    for _ in 1..n {
+        pickle.extend_from_slice(b"h\x00h\x01R");
+    }
+    pickle.extend_from_slice(b"e.");
+    let file = write("shared_args.pkl", &pickle);
+    let path = file.to_str().unwrap();
+    for mode in [None, Some("--json"), Some("--python")] {
+        let mut args = vec!["show"];
+        args.extend(mode);
+        args.push(path);
+        let out = run_within(60, &args).unwrap_or_else(|| panic!("{args:?} ran out of time"));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            out.stdout.len() < 12 * pickle.len(),
+            "{args:?}: {} bytes of output",
+            out.stdout.len()
+        );
+    }
+    let out = stdout(&run(&["show", path]));
+    assert!(
+        out.starts_with("[builtins.max(*<#1>(0, 1, 2, "),
+        "{}",
+        &out[..100]
+    );
+    assert!(out.ends_with(", builtins.max(*<#1>)]\n"));
+    let program = stdout(&run(&["show", "--python", path]));
+    assert!(
+        program.contains("\nobj2 = builtins.max(*obj1)\n"),
+        "{}",
+        &program[..200]
+    );
+    assert_eq!(python_program_rebuilds(&[file]), 1);
+    // Arguments one call uses, memoized or not, print in place.
+    let file = write(
+        "one_call.pkl",
+        b"\x80\x02cbuiltins\nmax\n(K\x01K\x02tq\x00R.",
+    );
+    let out = stdout(&run(&["show", file.to_str().unwrap()]));
+    assert_eq!(out, "builtins.max(1, 2)\n");
+}
