@@ -55,8 +55,9 @@ enum Command {
     },
     /// Show the value of a pickle, loaded inert: unknown globals and
     /// reductions are kept as data, nothing is called. Shared objects are
-    /// labelled <#n> (strings, bytes, ints and globals only when longer
-    /// than 64 bytes and shown more than once), cycles shown as <#n>[...].
+    /// labelled <#n> (strings, bytes and ints only when longer than 64
+    /// bytes and shown more than once, globals 256), cycles shown as
+    /// <#n>[...].
     Show {
         /// The pickle file (its first pickle; in a zip archive such as a torch
         /// checkpoint, the first `.pkl` member; in an .npy file, its pickle).

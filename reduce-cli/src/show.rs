@@ -72,14 +72,20 @@ fn int_literal(i: &reduce::BigInt) -> String {
 /// input. Shorter ones print in full, as `repr` prints them.
 const LABEL_BYTES: usize = 64;
 
-/// About how many bytes an atom takes to print.
-fn atom_bytes(v: &Value) -> usize {
+/// [`LABEL_BYTES`] for a global's module and name: a class's qualified name
+/// can run past 64 bytes (`sklearn.ensemble._hist_gradient_boosting.
+/// gradient_boosting.HistGradientBoostingClassifier`), and one every
+/// object of the class names prints in full, as before.
+const NAME_LABEL_BYTES: usize = 256;
+
+/// Whether a shared atom shown more than once prints labelled.
+fn long_atom(v: &Value) -> bool {
     match v {
-        Value::Str(s) => s.len(),
-        Value::Bytes(b) => b.len(),
-        Value::BigInt(i) => usize::try_from(i.bits() / 4).unwrap_or(usize::MAX),
-        Value::Global(g) => g.module.len() + g.name.len(),
-        _ => 0,
+        Value::Str(s) => s.len() > LABEL_BYTES,
+        Value::Bytes(b) => b.len() > LABEL_BYTES,
+        Value::BigInt(i) => i.bits() / 4 > LABEL_BYTES as u64,
+        Value::Global(g) => g.module.len() + g.name.len() > NAME_LABEL_BYTES,
+        _ => false,
     }
 }
 
@@ -89,7 +95,8 @@ fn atom_bytes(v: &Value) -> usize {
 struct Reached {
     /// Shared objects reached more than once.
     repeated: HashSet<Id>,
-    /// The repeated atoms that print labelled: longer than [`LABEL_BYTES`].
+    /// The repeated atoms that print labelled: longer than [`LABEL_BYTES`]
+    /// ([`NAME_LABEL_BYTES`] for globals).
     /// An atom reached once prints in full as before.
     labelled: HashSet<Id>,
 }
@@ -102,7 +109,7 @@ impl Reached {
             .copied()
             .filter(|&id| {
                 let target = graph.get(id);
-                is_atom(target) && atom_bytes(target) > LABEL_BYTES
+                is_atom(target) && long_atom(target)
             })
             .collect();
         Reached { repeated, labelled }

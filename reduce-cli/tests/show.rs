@@ -778,3 +778,24 @@ fn arguments_shared_by_many_calls_print_once() {
     let out = stdout(&run(&["show", file.to_str().unwrap()]));
     assert_eq!(out, "builtins.max(1, 2)\n");
 }
+
+#[test]
+fn long_class_names_print_in_full_and_very_long_ones_once() {
+    // A class name past 64 bytes, as real ones run, that every object
+    // names: printed in full each time. Past 256 bytes: once.
+    for (len, labelled) in [(100, false), (300, true)] {
+        let module = "m".repeat(len);
+        let mut pickle = b"\x80\x02](c".to_vec();
+        pickle.extend_from_slice(module.as_bytes());
+        pickle.extend_from_slice(b"\nC\nq\x00)R");
+        pickle.extend_from_slice(b"h\x00)Re.");
+        let file = write(&format!("class{len}.pkl"), &pickle);
+        let out = stdout(&run(&["show", file.to_str().unwrap()]));
+        let expected = if labelled {
+            format!("[<#1>{module}.C(), <#1>()]\n")
+        } else {
+            format!("[{module}.C(), {module}.C()]\n")
+        };
+        assert_eq!(out, expected);
+    }
+}
