@@ -55,7 +55,9 @@ enum Command {
     },
     /// Show the value of a pickle, loaded inert: unknown globals and
     /// reductions are kept as data, nothing is called. Shared objects are
-    /// labelled <#n>, cycles shown as <#n>[...].
+    /// labelled <#n> (strings, bytes and ints only when longer than 64
+    /// bytes and shown more than once, globals 256), cycles shown as
+    /// <#n>[...].
     Show {
         /// The pickle file (its first pickle; in a zip archive such as a torch
         /// checkpoint, the first `.pkl` member; in an .npy file, its pickle).
@@ -244,12 +246,13 @@ fn run(cli: Cli) -> Result<u8, String> {
                     };
                     format!("{}: {e}{hint}", file.display())
                 })?;
+            // Stdout drops what its reader no longer takes: writes never fail.
             if json {
-                out(&format!("{}\n", show::json(&graph)));
+                let _ = show::json(&graph, &mut Stdout::default());
             } else if python {
                 out(&show::python(&graph).map_err(|e| format!("{}: {e}", file.display()))?);
             } else {
-                out(&format!("{}\n", show::repr(&graph)));
+                let _ = show::repr(&graph, &mut Stdout::default());
             }
             Ok(0)
         }

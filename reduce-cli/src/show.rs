@@ -65,41 +65,196 @@ fn int_literal(i: &reduce::BigInt) -> String {
     }
 }
 
+/// Bytes past which a shared str, bytes, int or global is printed once,
+/// labelled, and referred to by its label after: printed in full at every
+/// reference, a long string the pickle refers to many times (one `DUP` or
+/// memo get a copy) would make output that grows with the square of the
+/// input. Shorter ones print in full, as `repr` prints them.
+const LABEL_BYTES: usize = 64;
+
+/// [`LABEL_BYTES`] for a global's module and name: a class's qualified name
+/// can run past 64 bytes (`sklearn.ensemble._hist_gradient_boosting.
+/// gradient_boosting.HistGradientBoostingClassifier`), and one every
+/// object of the class names prints in full, as before.
+const NAME_LABEL_BYTES: usize = 256;
+
+/// Whether a shared atom shown more than once prints labelled.
+fn long_atom(v: &Value) -> bool {
+    match v {
+        Value::Str(s) => s.len() > LABEL_BYTES,
+        Value::Bytes(b) => b.len() > LABEL_BYTES,
+        Value::BigInt(i) => i.bits() / 4 > LABEL_BYTES as u64,
+        Value::Global(g) => g.module.len() + g.name.len() > NAME_LABEL_BYTES,
+        _ => false,
+    }
+}
+
+/// The shared objects a printer reaches more than once (it prints each
+/// shared container's items once). The reader may share an object it
+/// finds once, which prints as an unshared one.
+struct Reached {
+    /// Shared objects reached more than once.
+    repeated: HashSet<Id>,
+    /// The repeated atoms that print labelled: longer than [`LABEL_BYTES`]
+    /// ([`NAME_LABEL_BYTES`] for globals).
+    /// An atom reached once prints in full as before.
+    labelled: HashSet<Id>,
+}
+
+impl Reached {
+    fn new(graph: &Graph) -> Reached {
+        let repeated = repeated(graph);
+        let labelled = repeated
+            .iter()
+            .copied()
+            .filter(|&id| {
+                let target = graph.get(id);
+                is_atom(target) && long_atom(target)
+            })
+            .collect();
+        Reached { repeated, labelled }
+    }
+
+    /// The items of a reduction's arguments, to write in its call: a tuple
+    /// the call holds or the only one to use a shared one; `None` for
+    /// arguments shared with others (written once, labelled, and unpacked
+    /// with `*`, instead of in full at each call) or not a tuple.
+    fn call_args<'a>(&self, graph: &'a Graph, args: &'a Value) -> Option<&'a [Value]> {
+        if matches!(args, Value::Ref(id) if self.repeated.contains(id)) {
+            return None;
+        }
+        match graph.resolve(args) {
+            Value::Tuple(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The shared objects the printers reach more than once.
+fn repeated(graph: &Graph) -> HashSet<Id> {
+    let objects = graph.objects();
+    let mut count: HashMap<Id, u32> = HashMap::new();
+    let mut stack = vec![graph.root()];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Ref(id) => {
+                let Some(target) = objects.get(id.index()) else {
+                    continue;
+                };
+                let n = count.entry(*id).or_default();
+                *n = n.saturating_add(1);
+                if *n == 1 && !is_atom(target) {
+                    stack.push(target);
+                }
+            }
+            Value::Tuple(items)
+            | Value::List(items)
+            | Value::Set(items)
+            | Value::FrozenSet(items) => stack.extend(items),
+            Value::Dict(d) => stack.extend(d.iter().flat_map(|(k, v)| [k, v])),
+            Value::Reduce(r) => {
+                stack.extend([&r.callable, &r.args]);
+                stack.extend(&r.state);
+                stack.extend(&r.list_items);
+                stack.extend(r.dict_items.iter().flat_map(|(k, v)| [k, v]));
+                stack.extend(&r.state_setter);
+            }
+            Value::PersistentId(p) => stack.push(&p.pid),
+            Value::Seq(s) => {
+                stack.push(&s.value);
+                for step in s.before.iter().chain(&s.after) {
+                    match step {
+                        Step::Discard(v) => stack.push(v),
+                        Step::Append { target, items } | Step::AddItems { target, items } => {
+                            stack.push(target);
+                            stack.extend(items);
+                        }
+                        Step::SetItems { target, items } => {
+                            stack.push(target);
+                            stack.extend(items.iter().flat_map(|(k, v)| [k, v]));
+                        }
+                        Step::Build { target, state } => stack.extend([target, state]),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    count
+        .into_iter()
+        .filter(|&(_, n)| n > 1)
+        .map(|(id, _)| id)
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // repr
 
-/// `repr` of the graph's root. A shared object is labelled `<#n>` where it
-/// first appears and shown as `<#n>` wherever it appears again; a
-/// reference back into an object being printed (a cycle) is `<#n>[...]`,
-/// as Python prints a list that contains itself as `[[...]]`.
-pub fn repr(graph: &Graph) -> String {
+/// Bytes of output gathered before they are written out.
+const SPILL: usize = 64 << 10;
+
+/// `repr` of the graph's root, on a line, written to `w` as it is made. A
+/// shared object is labelled `<#n>` where it first appears and shown as
+/// `<#n>` wherever it appears again; a reference back into an object being
+/// printed (a cycle) is `<#n>[...]`, as Python prints a list that contains
+/// itself as `[[...]]`. Shared strings, bytes, ints and globals print in
+/// full, as `repr` does, unless long and shown more than once (see
+/// [`LABEL_BYTES`]).
+pub fn repr(graph: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut p = Repr {
         graph,
         labels: HashMap::new(),
         open: HashSet::new(),
+        reached: Reached::new(graph),
         out: String::new(),
+        w,
+        error: None,
     };
     p.value(graph.root());
-    p.out
+    p.out.push('\n');
+    p.spill(0);
+    p.error.map_or(Ok(()), Err)
 }
 
-struct Repr<'a> {
+struct Repr<'a, 'w> {
     graph: &'a Graph,
     labels: HashMap<Id, usize>,
     open: HashSet<Id>,
+    /// Shared objects reached more than once, and atoms printed once with
+    /// a label.
+    reached: Reached,
+    /// Output not yet written to `w`.
     out: String,
+    w: &'w mut dyn std::io::Write,
+    /// The first write to `w` that failed.
+    error: Option<std::io::Error>,
 }
 
-impl<'a> Repr<'a> {
+impl<'a> Repr<'a, '_> {
+    /// Writes out the output gathered so far once it is past `at` bytes;
+    /// after a failed write, drops it.
+    fn spill(&mut self, at: usize) {
+        if self.out.len() > at {
+            if self.error.is_none() {
+                self.error = self.w.write_all(self.out.as_bytes()).err();
+            }
+            self.out.clear();
+        }
+    }
+
     fn value(&mut self, v: &'a Value) {
-        grow(|| self.value_inner(v))
+        grow(|| self.value_inner(v));
+        self.spill(SPILL);
     }
 
     fn value_inner(&mut self, v: &'a Value) {
         match v {
             Value::Ref(id) => {
                 let target = self.graph.resolve(v);
-                if matches!(target, Value::Ref(_)) || is_atom(target) {
+                if matches!(target, Value::Ref(_))
+                    || (is_atom(target) && !self.reached.labelled.contains(id))
+                {
                     return self.plain(target);
                 }
                 if let Some(n) = self.labels.get(id).copied() {
@@ -239,11 +394,11 @@ impl<'a> Repr<'a> {
     }
 
     fn call_args(&mut self, args: &'a Value) {
-        match self.graph.resolve(args) {
-            Value::Tuple(t) => self.seq("(", t, ")"),
-            other => {
+        match self.reached.call_args(self.graph, args) {
+            Some(t) => self.seq("(", t, ")"),
+            None => {
                 self.out.push_str("(*");
-                self.value(other);
+                self.value(args);
                 self.out.push(')');
             }
         }
@@ -255,10 +410,7 @@ impl<'a> Repr<'a> {
             self.out.push('<');
         }
         let newobj = global(&r.callable).map(|g| (g.module.as_str(), g.name.as_str()));
-        let args = match self.graph.resolve(&r.args) {
-            Value::Tuple(t) => Some(t.as_slice()),
-            _ => None,
-        };
+        let args = self.reached.call_args(self.graph, &r.args);
         match (newobj, args) {
             (Some(("copyreg", "__newobj__")), Some([cls, rest @ ..])) => {
                 self.value(cls);
@@ -318,7 +470,7 @@ impl<'a> Repr<'a> {
 /// | `int` within ±2<sup>53</sup> | a number; larger: `{"$int": "digits"}` |
 /// | `float` | a number; `nan`, `inf`, `-inf`: `{"$float": "nan"}` ... |
 /// | `list` | an array |
-/// | `dict` with only `str` keys, none starting with `$` | an object |
+/// | `dict` with only `str` keys, none starting with `$` or labelled | an object |
 /// | any other `dict` | `{"$dict": [[key, value], ...]}` |
 /// | `tuple`, `set`, `frozenset` | `{"$tuple": [...]}`, `{"$set": [...]}`, `{"$frozenset": [...]}` |
 /// | `bytes`, `bytearray` | `{"$bytes": "hex"}`, `{"$bytearray": "hex"}` |
@@ -327,42 +479,88 @@ impl<'a> Repr<'a> {
 /// | a reduction | `{"$reduce": {"callable", "args", "state", "listitems", "dictitems", "state_setter"}}` (absent parts left out) |
 /// | a persistent id | `{"$persistent_id": value}` |
 /// | a `PickleBuffer` | `{"$buffer": "hex", "readonly": bool}` |
-/// | a shared object | `{"$id": n, "value": ...}` where it first appears, `{"$ref": n}` after (and for cycles) |
+/// | a shared object (and a long atom shown more than once: [`LABEL_BYTES`]) | `{"$id": n, "value": ...}` where it first appears, `{"$ref": n}` after (and for cycles) |
 /// | a value with steps taken for their effect (inert `Seq`) | `{"$seq": {"before": [step, ...], "value": ..., "after": [step, ...]}}` |
 /// | a step | `{"discard": value}`, `{"append": [obj, [items]]}`, `{"setitems": [obj, dict]}`, `{"additems": [obj, [items]]}`, `{"build": [obj, state]}` |
-pub fn json(graph: &Graph) -> String {
+///
+/// Written to `w`, on a line, as it is made. Long shared strings, bytes,
+/// ints and globals are shared objects too (see [`LABEL_BYTES`]); a key
+/// that is one makes its dict a `$dict`.
+pub fn json(graph: &Graph, w: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut p = Json {
         graph,
         labels: HashMap::new(),
+        reached: Reached::new(graph),
         out: String::new(),
+        w,
+        error: None,
     };
     p.value(graph.root());
-    p.out
+    p.out.push('\n');
+    p.spill(0);
+    p.error.map_or(Ok(()), Err)
 }
 
-struct Json<'a> {
+struct Json<'a, 'w> {
     graph: &'a Graph,
     labels: HashMap<Id, usize>,
+    /// Shared atoms written once with an `$id`.
+    reached: Reached,
+    /// Output not yet written to `w`.
     out: String,
+    w: &'w mut dyn std::io::Write,
+    /// The first write to `w` that failed.
+    error: Option<std::io::Error>,
 }
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// `s` as a JSON string. serde_json escapes only what JSON requires; DEL
+/// and the C1 controls (U+0080 to U+009F, among them U+009B, which some
+/// terminals take as the start of an escape sequence) are escaped too, as
+/// `\u00XX`: the same string to a JSON reader, inert on a terminal.
 fn json_str(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
+    let quoted = serde_json::Value::from(s).to_string();
+    let control = |c: char| matches!(c, '\u{7f}'..='\u{9f}');
+    if !quoted.contains(control) {
+        return quoted;
+    }
+    let mut out = String::with_capacity(quoted.len() + 16);
+    for c in quoted.chars() {
+        if control(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
-impl<'a> Json<'a> {
+impl<'a> Json<'a, '_> {
+    /// Writes out the output gathered so far once it is past `at` bytes;
+    /// after a failed write, drops it.
+    fn spill(&mut self, at: usize) {
+        if self.out.len() > at {
+            if self.error.is_none() {
+                self.error = self.w.write_all(self.out.as_bytes()).err();
+            }
+            self.out.clear();
+        }
+    }
+
     fn value(&mut self, v: &'a Value) {
-        grow(|| self.value_inner(v))
+        grow(|| self.value_inner(v));
+        self.spill(SPILL);
     }
 
     fn value_inner(&mut self, v: &'a Value) {
         if let Value::Ref(id) = v {
             let target = self.graph.resolve(v);
-            if matches!(target, Value::Ref(_)) || is_atom(target) {
+            if matches!(target, Value::Ref(_))
+                || (is_atom(target) && !self.reached.labelled.contains(id))
+            {
                 return self.plain(target);
             }
             if let Some(n) = self.labels.get(id) {
@@ -397,8 +595,10 @@ impl<'a> Json<'a> {
     }
 
     fn pairs(&mut self, items: &'a [(Value, Value)]) {
+        // A labelled key is written once, as `{"$id": n, ...}`: not a name.
         let plain_keys = items.iter().all(|(k, _)| {
-            matches!(self.graph.resolve(k), Value::Str(s) if s.as_str().is_some_and(|s| !s.starts_with('$')))
+            !matches!(k, Value::Ref(id) if self.reached.labelled.contains(id))
+                && matches!(self.graph.resolve(k), Value::Str(s) if s.as_str().is_some_and(|s| !s.starts_with('$')))
         });
         if plain_keys {
             self.out.push('{');
@@ -606,6 +806,7 @@ pub fn python(graph: &Graph) -> Result<String, String> {
     let mut p = Python {
         graph,
         names: HashMap::new(),
+        reached: Reached::new(graph),
         open: HashSet::new(),
         deferred: HashMap::new(),
         imports: BTreeSet::new(),
@@ -659,6 +860,9 @@ struct Python<'a> {
     /// Variables of the objects made so far: shared objects by id, and
     /// reductions (which always get one) by address.
     names: HashMap<Key, String>,
+    /// Shared atoms given a variable, not written out at each use, and
+    /// call arguments shared by several calls.
+    reached: Reached,
     /// Shared immutable objects whose parts are being written.
     open: HashSet<Id>,
     /// Fills of shared mutable objects waiting for an open object.
@@ -898,7 +1102,7 @@ impl<'a> Python<'a> {
             return Err(id);
         }
         let target = self.graph.get(id);
-        if is_atom(target) {
+        if is_atom(target) && !self.reached.labelled.contains(&id) {
             return self.expr(target);
         }
         // Names are given as statements are written, so they read in order.
@@ -1022,10 +1226,7 @@ impl<'a> Python<'a> {
     /// The call a reduction makes, with its arguments written first.
     fn call(&mut self, r: &'a Reduction) -> Expr {
         let callable = self.expr(&r.callable)?;
-        let args = match self.graph.resolve(&r.args) {
-            Value::Tuple(t) => Some(t.as_slice()),
-            _ => None,
-        };
+        let args = self.reached.call_args(self.graph, &r.args);
         let newobj = global(&r.callable).map(|g| (g.module.as_str(), g.name.as_str()));
         let call = match (newobj, args) {
             (Some(("copyreg", "__newobj__")), Some([cls, rest @ ..])) => {

@@ -618,3 +618,184 @@ fn huge_ints_print_in_hexadecimal() {
     let out = stdout(&run(&["show", small.to_str().unwrap()]));
     assert_eq!(out, format!("-1{}\n", "0".repeat(1000)));
 }
+
+#[test]
+fn long_strings_shared_many_times_print_once() {
+    // One 50 KB string, DUP'd 50,000 times into a list: printed in full at
+    // each reference, 2.5 GB of output from 100 KB of pickle.
+    let n = 50_000;
+    let mut pickle = b"(V".to_vec();
+    pickle.extend(std::iter::repeat_n(b'z', n));
+    pickle.push(b'\n');
+    pickle.extend(std::iter::repeat_n(b'2', n));
+    pickle.extend_from_slice(b"l.");
+    let file = write("dup_str.pkl", &pickle);
+    let path = file.to_str().unwrap();
+    let long = "z".repeat(n);
+    // Each further reference is one byte of pickle (DUP): `<#1>, ` and
+    // `obj1, ` print in six, `{"$ref":1},` in twelve.
+    for (mode, most) in [(None, 4), (Some("--json"), 8), (Some("--python"), 4)] {
+        let mut args = vec!["show"];
+        args.extend(mode);
+        args.push(path);
+        let out = run_within(60, &args).unwrap_or_else(|| panic!("{args:?} ran out of time"));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            out.stdout.len() < most * pickle.len(),
+            "{args:?}: {} bytes of output",
+            out.stdout.len()
+        );
+        let text = stdout(&out);
+        assert_eq!(text.matches(&long).count(), 1, "{args:?}");
+        assert_eq!(text.matches('z').count(), n, "{args:?}");
+    }
+    let out = stdout(&run(&["show", path]));
+    assert!(out.starts_with(&format!("[<#1>'{long}', <#1>, <#1>, ")));
+    assert!(out.ends_with(", <#1>]\n"));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["show", "--json", path]))).expect("valid JSON");
+    assert_eq!(v[0], serde_json::json!({"$id": 1, "value": long}));
+    assert_eq!(v[n], serde_json::json!({"$ref": 1}));
+    assert_eq!(python_program_rebuilds(&[file]), 1);
+}
+
+#[test]
+fn only_long_strings_shown_more_than_once_are_labelled() {
+    // CPython's pickler memoizes every str: short ones, and ones used
+    // once, print in full as repr prints them; a long one used twice (a
+    // dict key, here) is labelled, and in JSON makes its dicts `$dict`s.
+    let long = "k".repeat(100);
+    let file = write(
+        "shared_keys.pkl",
+        &dumps(
+            &format!("[{{'{long}': 'ab', 'x': 'ab'}}, {{'{long}': 'v' * 65}}, b'b' * 100]"),
+            4,
+        ),
+    );
+    let path = file.to_str().unwrap();
+    let out = stdout(&run(&["show", path]));
+    let v65 = "v".repeat(65);
+    let b100 = "b".repeat(100);
+    assert_eq!(
+        out,
+        format!("[{{<#1>'{long}': 'ab', 'x': 'ab'}}, {{<#1>: '{v65}'}}, b'{b100}']\n")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["show", "--json", path]))).expect("valid JSON");
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"$dict": [[{"$id": 1, "value": long}, "ab"], ["x", "ab"]]},
+            {"$dict": [[{"$ref": 1}, v65]]},
+            {"$bytes": "62".repeat(100)},
+        ])
+    );
+    let program = stdout(&run(&["show", "--python", path]));
+    assert_eq!(program.matches(&long).count(), 1, "{program}");
+    assert_eq!(python_program_rebuilds(&[file]), 1);
+}
+
+#[test]
+fn json_escapes_del_and_c1_controls() {
+    // U+009B is CSI to some terminals, as ESC [ is; serde_json leaves DEL
+    // and U+0080..U+009F raw. Escaped, they parse back to the same string.
+    let text = "a\u{7f}b\u{9b}31mc\u{80}\u{85}\u{9f}\u{a0}\u{1b}";
+    let file = write(
+        "c1.pkl",
+        &dumps(
+            "{'k\\x9b': 'a\\x7fb\\x9b31mc\\x80\\x85\\x9f\\xa0\\x1b', 'g': collections.OrderedDict}",
+            4,
+        ),
+    );
+    let out = run(&["show", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = stdout(&out);
+    assert!(
+        !json.contains(
+            |c: char| matches!(c, '\u{7f}'..='\u{9f}') || c.is_ascii_control() && c != '\n'
+        ),
+        "{json:?}"
+    );
+    assert!(
+        json.contains(r#""k\u009b":"a\u007fb\u009b31mc\u0080\u0085\u009f"#),
+        "{json}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(
+        v,
+        serde_json::json!({"k\u{9b}": text, "g": {"$global": "collections.OrderedDict"}})
+    );
+}
+
+#[test]
+fn arguments_shared_by_many_calls_print_once() {
+    // One tuple of 5,000 ints as the arguments of 5,000 calls (five bytes
+    // of pickle each): written out at each call, 50 MB of output.
+    let n = 5_000;
+    let mut pickle = b"\x80\x02](cbuiltins\nmax\nq\x00(".to_vec();
+    for i in 0..n {
+        pickle.extend_from_slice(b"M");
+        pickle.extend_from_slice(&(i as u16).to_le_bytes());
+    }
+    pickle.extend_from_slice(b"tq\x01R");
+    for _ in 1..n {
+        pickle.extend_from_slice(b"h\x00h\x01R");
+    }
+    pickle.extend_from_slice(b"e.");
+    let file = write("shared_args.pkl", &pickle);
+    let path = file.to_str().unwrap();
+    for mode in [None, Some("--json"), Some("--python")] {
+        let mut args = vec!["show"];
+        args.extend(mode);
+        args.push(path);
+        let out = run_within(60, &args).unwrap_or_else(|| panic!("{args:?} ran out of time"));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            out.stdout.len() < 12 * pickle.len(),
+            "{args:?}: {} bytes of output",
+            out.stdout.len()
+        );
+    }
+    let out = stdout(&run(&["show", path]));
+    assert!(
+        out.starts_with("[builtins.max(*<#1>(0, 1, 2, "),
+        "{}",
+        &out[..100]
+    );
+    assert!(out.ends_with(", builtins.max(*<#1>)]\n"));
+    let program = stdout(&run(&["show", "--python", path]));
+    assert!(
+        program.contains("\nobj2 = builtins.max(*obj1)\n"),
+        "{}",
+        &program[..200]
+    );
+    assert_eq!(python_program_rebuilds(&[file]), 1);
+    // Arguments one call uses, memoized or not, print in place.
+    let file = write(
+        "one_call.pkl",
+        b"\x80\x02cbuiltins\nmax\n(K\x01K\x02tq\x00R.",
+    );
+    let out = stdout(&run(&["show", file.to_str().unwrap()]));
+    assert_eq!(out, "builtins.max(1, 2)\n");
+}
+
+#[test]
+fn long_class_names_print_in_full_and_very_long_ones_once() {
+    // A class name past 64 bytes, as real ones run, that every object
+    // names: printed in full each time. Past 256 bytes: once.
+    for (len, labelled) in [(100, false), (300, true)] {
+        let module = "m".repeat(len);
+        let mut pickle = b"\x80\x02](c".to_vec();
+        pickle.extend_from_slice(module.as_bytes());
+        pickle.extend_from_slice(b"\nC\nq\x00)R");
+        pickle.extend_from_slice(b"h\x00)Re.");
+        let file = write(&format!("class{len}.pkl"), &pickle);
+        let out = stdout(&run(&["show", file.to_str().unwrap()]));
+        let expected = if labelled {
+            format!("[<#1>{module}.C(), <#1>()]\n")
+        } else {
+            format!("[{module}.C(), {module}.C()]\n")
+        };
+        assert_eq!(out, expected);
+    }
+}
