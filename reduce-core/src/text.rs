@@ -74,9 +74,16 @@ pub(crate) fn float_repr(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "inf" } else { "-inf" }.into();
     }
-    // Rust's `{:e}` gives the same shortest round-trip digits as Python's
-    // repr (both use the shortest representation); only the layout differs.
-    let sci = format!("{x:e}");
+    // Rust's `{:e}` gives as many digits as Python's repr (the fewest that
+    // read back as `x`), but where `x` lies exactly halfway between two
+    // such strings (750.34869384765625) it rounds the tie up, and CPython
+    // to even: the same number of digits formatted exactly (which rounds
+    // ties to even) is Python's.
+    let shortest = format!("{x:e}");
+    let n = shortest
+        .split_once('e')
+        .map_or(0, |(m, _)| m.bytes().filter(u8::is_ascii_digit).count());
+    let sci = format!("{x:.*e}", n.saturating_sub(1));
     let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
     let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
     let (sign, mantissa) = match mantissa.strip_prefix('-') {

@@ -186,3 +186,33 @@ fn protocol_0_numbers_read_as_cpython_reads_them() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Protocol 0 writes a float as its repr: the fewest digits that read back,
+/// and where the value lies exactly halfway between two such strings, the
+/// even one (CPython's), not the one above. Every float that an `f32`
+/// widens to, over a sweep that holds many such ties, against CPython.
+#[test]
+fn protocol_0_floats_are_cpythons_repr_ties_included() {
+    let values: Vec<f64> = (0..4000u32)
+        .map(|i| f64::from(f32::from_bits(0x4000_0000 + i * 0x0001_3579)))
+        .chain([
+            750.348_693_847_656_2,
+            2.000_099_182_128_906_2,
+            0.1,
+            1e22,
+            5e-324,
+        ])
+        .collect();
+    let ours = reduce::to_vec_with_protocol(&values, 0).unwrap();
+    let script = "import pickle, sys, struct\n\
+                  data = sys.stdin.buffer.read()\n\
+                  vals = struct.unpack('<%dd' % (len(data) // 8), data)\n\
+                  sys.stdout.buffer.write(pickle.dumps(list(vals), protocol=0))\n";
+    let input: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let want = reduce_tests::python_with_input(script, &input);
+    assert!(
+        ours == want,
+        "{}",
+        reduce_tests::first_difference(&want, &ours)
+    );
+}
