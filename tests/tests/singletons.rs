@@ -1,9 +1,9 @@
 //! CPython keeps one object of `""`, of each one-character Latin-1 `str`,
 //! of `b""` and of each one-byte `bytes`, however they are made, so a
 //! second one in a pickle is a memo reference to the first. Every writer
-//! (typed, serde) writes them so, at every protocol; a `Graph` writes
-//! `bytes` so, and a `Graph` read from CPython's bytes writes them back
-//! identical.
+//! (typed, serde, `Value`) writes them so, at every protocol; a `Graph`
+//! writes `bytes` so (its strings as it holds them), and a `Graph` read
+//! from CPython's bytes writes them back identical.
 
 use reduce::{ByteArray, Bytes, Graph};
 use reduce_tests::{first_difference, python_pickles};
@@ -143,10 +143,16 @@ for proto in range(6):
             "serde, protocol {proto}: {}",
             first_difference(want, &got)
         );
-        // A Value writes its strings as it holds them, its bytes shared.
+        // A Value is plain data: written as CPython writes the same objects
+        // made at run time, strings and bytes shared.
         let value = reduce::Value::List(one.iter().chain(&one).cloned().collect());
-        let back: reduce::Value =
-            reduce::from_slice(&reduce::to_vec_with_protocol(&value, proto).unwrap()).unwrap();
+        let got = reduce::to_vec_with_protocol(&value, proto).unwrap();
+        assert!(
+            *want == got,
+            "Value, protocol {proto}: {}",
+            first_difference(want, &got)
+        );
+        let back: reduce::Value = reduce::from_slice(&got).unwrap();
         assert_eq!(back, value);
     }
 }

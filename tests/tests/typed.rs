@@ -323,6 +323,17 @@ fn a_mismatch_names_its_path() {
         "[3]['points'][0]['x']: expected float, found str"
     );
     assert!(matches!(err.kind(), ErrorKind::Type { found: "str", .. }));
+    // CPython writes the second `'x'` key as a memo reference to the first
+    // (one object): the path names the key all the same.
+    for proto in 0..=5 {
+        let bytes = reduce_tests::cpython_dumps("[{'x': 1.0}, {'x': 'oops'}]", proto);
+        let err = reduce::from_slice::<Vec<HashMap<String, f64>>>(&bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[1]['x']: expected float, found str",
+            "protocol {proto}"
+        );
+    }
     assert_eq!(err.path(), Some("[3]['points'][0]['x']"));
 
     let err = reduce::from_slice::<(u8, u8)>(&reduce::to_vec(&(1u8, 300u16)).unwrap()).unwrap_err();

@@ -412,7 +412,7 @@ fn end_gathered(ser: &mut Serializer<'_>, items: Gathered) -> Result<()> {
         Value::List(list)
     };
     ser.leave();
-    crate::write::encode::encode_into(&mut ser.out, &v, &[], None)
+    crate::write::encode::encode_tree(&mut ser.out, &v, None)
 }
 
 #[cold]
@@ -875,7 +875,7 @@ impl KeyTuple<'_, '_> {
 
     fn end(self) -> Result<()> {
         let tuple = Value::Tuple(self.items);
-        crate::write::encode::encode_into(&mut self.ser.out, &tuple, &[], None)
+        crate::write::encode::encode_tree(&mut self.ser.out, &tuple, None)
     }
 }
 

@@ -431,7 +431,9 @@ impl<'a> Node<'a> {
                     out.push_str(f);
                 }
                 Seg::Key(k) => {
-                    let _ = write!(out, "[{k:?}]");
+                    // A key the pickle fetched from its memo (CPython's
+                    // one object of `'x'`) by what it is, not `#0`.
+                    let _ = write!(out, "[{:?}]", self.graph.resolve(k));
                 }
                 // The state's fields read as the object's own fields.
                 Seg::State => {}

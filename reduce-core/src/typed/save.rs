@@ -383,11 +383,12 @@ impl<'s, 'o> Saver<'s, 'o> {
         Ok(())
     }
 
-    /// A [`Value`](crate::Value) (a tree without [`Value::Ref`]s).
+    /// A [`Value`](crate::Value) (a tree without [`Value::Ref`]s), as
+    /// CPython writes the same objects made at run time.
     pub fn value(&mut self, v: &Value) -> Result<()> {
         self.pending = None;
         let callback = self.hooks.buffer_callback.as_deref_mut().map(|h| h as _);
-        crate::write::encode::encode_into(&mut self.out, v, &[], callback)
+        crate::write::encode::encode_tree(&mut self.out, v, callback)
     }
 
     /// A [`Graph`]: its root, with its shared objects.

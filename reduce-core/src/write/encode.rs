@@ -86,19 +86,36 @@ struct Encoder<'e, 'o, 'a> {
     /// How many times each shared object of that kind is being written,
     /// one inside the other (made on the first).
     entered: Vec<u8>,
+    /// A tree of plain data, written as CPython writes the same objects
+    /// made at run time: `""` and one-character Latin-1 strings are one
+    /// object each (see [`Out::single_str`]). A graph's strings are
+    /// written as it holds them: it keeps what its pickle shared, and a
+    /// literal `'b'` and a decoded one are two objects in CPython.
+    singles: bool,
 }
 
 const NOT_MEMOIZED: u32 = u32::MAX;
 
 /// Writes a `Value` (with the shared objects of its graph) on `out`, as one
-/// object of a pickle being written.
+/// object of a pickle being written: a graph's, with its strings as it
+/// holds them.
 pub(crate) fn encode_into<'e>(
     out: &'e mut Out<'_>,
     root: &Value,
     objects: &[Value],
     buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
 ) -> Result<()> {
-    Encoder::new(out, objects, buffer_callback).run(root)
+    Encoder::new(out, objects, buffer_callback, false).run(root)
+}
+
+/// [`encode_into`] of a tree of plain data (a [`Value`], what serde
+/// gathered), with CPython's single objects shared.
+pub(crate) fn encode_tree<'e>(
+    out: &'e mut Out<'_>,
+    root: &Value,
+    buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
+) -> Result<()> {
+    Encoder::new(out, &[], buffer_callback, true).run(root)
 }
 
 impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
@@ -106,6 +123,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
         out: &'e mut Out<'o>,
         objects: &'a [Value],
         buffer_callback: Option<&'e mut (dyn FnMut(&PickleBuffer) -> bool + 'e)>,
+        singles: bool,
     ) -> Self {
         Encoder {
             out,
@@ -115,6 +133,7 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             addr_memo: AddrMap::default(),
             regions: 0,
             entered: Vec::new(),
+            singles,
         }
     }
 
@@ -493,10 +512,20 @@ impl<'e, 'o, 'a> Encoder<'e, 'o, 'a> {
             Value::BigInt(b) => self.out.bigint(b),
             Value::Float(x) => self.out.float(*x),
             Value::Str(s) => {
-                // As it is: CPython's one-character strings are one object
-                // when made at run time, not when written as literals or
-                // interned, and the graph keeps what the pickle shared.
-                let idx = self.out.str(s)?;
+                // In a graph as it is: CPython's one-character strings are
+                // one object when made at run time, not when written as
+                // literals or interned, and the graph keeps what the
+                // pickle shared. In a tree, as made at run time.
+                let idx = match s.as_str() {
+                    Some(t)
+                        if self.singles
+                            && t.len() <= 2
+                            && crate::write::out::Out::is_single_str(t.as_bytes()) =>
+                    {
+                        self.out.single_str(t)?
+                    }
+                    _ => self.out.str(s)?,
+                };
                 self.remember(ident, idx);
                 Ok(())
             }
