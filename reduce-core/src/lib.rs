@@ -380,7 +380,7 @@ pub use num_bigint::BigInt;
 /// |---|---|
 /// | `rename = "n"` | the field's name in a state `__dict__` and in error paths; on a variant, its class's whole qualified name in the module (`"Shape.Circle"` keeps it nested in the enum's class, `"Circle"` makes it a class of the module) |
 /// | `skip` | not written; read back as `Default::default()`, or `default = "path::to::fn"` |
-/// | `default` | with `state`: the value when the key is missing |
+/// | `default`, `default = "path::to::fn"` | with `state`: the value when the key is missing (`Default::default()`, or the function's); a field's `default = "path"` wins over the container's `default` |
 /// | `with = "module"` | written by `module::reduce(&T, &mut Saver)`, read by `module::construct(Node) -> Result<T>` |
 /// | `bytes` | a `Vec<u8>` written as Python `bytes` (`with = "reduce::bytes"`) |
 /// | `registry` | a field of a foreign type, written and read through the [`Registry`] |

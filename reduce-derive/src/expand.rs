@@ -217,7 +217,7 @@ impl Cx<'_> {
     }
 
     fn skipped_value(&self, f: &Field<'_>) -> TokenStream {
-        match f.attrs.default.as_ref().and_then(|d| d.value.as_ref()) {
+        match default_path(f) {
             Some(path) => quote!(#path()),
             None => quote!(::core::default::Default::default()),
         }
@@ -687,9 +687,22 @@ impl Cx<'_> {
             quote!(#i => #v = ::core::option::Option::Some(#read),)
         });
         let build = if self.input.attrs.default.is_some() {
+            // A field's own `default = "path"` before the container's.
             let assigns = read.iter().zip(&slots).map(|(f, v)| {
                 let member = &f.member;
-                quote!(if let ::core::option::Option::Some(__x) = #v { __made.#member = __x; })
+                match default_path(f) {
+                    Some(path) => quote!(__made.#member = match #v {
+                        ::core::option::Option::Some(__x) => __x,
+                        ::core::option::Option::None => #path(),
+                    };),
+                    None => {
+                        quote!(if let ::core::option::Option::Some(__x) = #v { __made.#member = __x; })
+                    }
+                }
+            });
+            let skipped = shape.fields.iter().filter(|f| f.skipped()).filter_map(|f| {
+                let member = &f.member;
+                default_path(f).map(|path| quote!(__made.#member = #path();))
             });
             let rest_assign = rest.map(|f| {
                 let member = &f.member;
@@ -697,6 +710,7 @@ impl Cx<'_> {
             });
             quote! {
                 let mut __made: Self = ::core::default::Default::default();
+                #(#skipped)*
                 #(#assigns)*
                 #rest_assign
                 ::core::result::Result::Ok(__made)
@@ -855,14 +869,28 @@ impl Cx<'_> {
         if self.input.attrs.default.is_some() {
             // Made first from Default, then filled: cycles through
             // Rc<RefCell<Self>> work, and missing fields keep their default.
-            let assigns = shape.fields.iter().filter(|f| !f.skipped()).map(|f| {
+            // A field's own `default = "path"` before the container's.
+            let assigns = shape.fields.iter().map(|f| {
                 let member = &f.member;
-                if f.is_rest() {
+                if f.skipped() {
+                    match default_path(f) {
+                        Some(path) => quote!(self.#member = #path();),
+                        None => quote!(),
+                    }
+                } else if f.is_rest() {
                     let r = read_rest(f);
                     quote!(self.#member = #r;)
                 } else {
                     let r = read(f);
-                    quote!(if let ::core::option::Option::Some(__x) = #r { self.#member = __x; })
+                    match default_path(f) {
+                        Some(path) => quote!(self.#member = match #r {
+                            ::core::option::Option::Some(__x) => __x,
+                            ::core::option::Option::None => #path(),
+                        };),
+                        None => {
+                            quote!(if let ::core::option::Option::Some(__x) = #r { self.#member = __x; })
+                        }
+                    }
                 }
             });
             let fill = read_state(quote! {
@@ -975,4 +1003,9 @@ mod tests {
         let ty: Type = parse_quote!(Vec<(u8, Cow<'a, str>)>);
         assert!(mentions_lifetime(&ty, &a));
     }
+}
+
+/// A field's `default = "path"`, if it names one.
+fn default_path<'f>(f: &'f Field<'_>) -> Option<&'f syn::Path> {
+    f.attrs.default.as_ref().and_then(|d| d.value.as_ref())
 }

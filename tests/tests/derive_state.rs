@@ -558,3 +558,49 @@ fn one_attribute_name_is_one_object_across_types_and_interned_values() {
         "(sys.intern('text'), OpenNote('c'), Note('a'), StrictNote('b'))",
     );
 }
+
+fn seven() -> i64 {
+    7
+}
+
+/// With the container's `default`, a field's own `default = "path"` still
+/// wins, for a skipped field and for one missing from the state, on both
+/// reading paths.
+#[derive(Reduce, Debug, PartialEq, Default)]
+#[reduce(module = "t_defaults", name = "B", state, default)]
+struct WithDefaults {
+    name: String,
+    #[reduce(default = "seven")]
+    count: i64,
+    #[reduce(skip, default = "seven")]
+    cache: i64,
+    other: i64,
+}
+
+#[test]
+fn a_fields_default_path_wins_over_the_containers_default() {
+    // An instance whose __dict__ holds `name` alone.
+    let bytes = reduce_tests::python_pickles(
+        "import pickle, sys, types\n\
+         m = types.ModuleType('t_defaults'); sys.modules['t_defaults'] = m\n\
+         class B: pass\n\
+         B.__module__ = 't_defaults'; m.B = B\n\
+         b = B(); b.name = 'x'\n\
+         d = pickle.dumps(b, 4)\n\
+         sys.stdout.buffer.write(len(d).to_bytes(4, 'little') + d)\n",
+    )
+    .remove(0);
+    let want = WithDefaults {
+        name: "x".into(),
+        count: 7,
+        cache: 7,
+        other: 0,
+    };
+    for streaming in [true, false] {
+        let got: WithDefaults = reduce::Unpickler::from_slice(&bytes)
+            .streaming(streaming)
+            .load()
+            .unwrap();
+        assert_eq!(got, want, "streaming {streaming}");
+    }
+}
