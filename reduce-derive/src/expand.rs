@@ -988,6 +988,11 @@ fn binding(f: &Field<'_>) -> Ident {
     }
 }
 
+/// A field's `default = "path"`, if it names one.
+fn default_path<'f>(f: &'f Field<'_>) -> Option<&'f syn::Path> {
+    f.attrs.default.as_ref().and_then(|d| d.value.as_ref())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1003,9 +1008,4 @@ mod tests {
         let ty: Type = parse_quote!(Vec<(u8, Cow<'a, str>)>);
         assert!(mentions_lifetime(&ty, &a));
     }
-}
-
-/// A field's `default = "path"`, if it names one.
-fn default_path<'f>(f: &'f Field<'_>) -> Option<&'f syn::Path> {
-    f.attrs.default.as_ref().and_then(|d| d.value.as_ref())
 }
