@@ -1464,3 +1464,57 @@ fn dict_keys_are_written_hashable() {
     let err = reduce::serde::to_vec(&bad).unwrap_err();
     assert!(err.to_string().contains("cannot be a dict key"), "{err}");
 }
+
+/// serde has one kind of sequence: a tuple or frozenset dict key read into
+/// a `Value` comes back as a tuple (hashable, where a list is not), so that
+/// the value writes back as a pickle CPython loads.
+#[test]
+fn tuple_and_frozenset_keys_read_into_a_value_stay_hashable() {
+    let bytes = reduce_tests::cpython_dumps("{(1, (2, 3)): 'k', frozenset([3]): 'f'}", 4);
+    for v in [
+        reduce::serde::from_slice::<reduce::Value>(&bytes).unwrap(),
+        reduce::serde::from_graph::<reduce::Value>(&reduce::from_slice(&bytes).unwrap()).unwrap(),
+    ] {
+        let reduce::Value::Dict(pairs) = &v else {
+            panic!("a dict: {v:?}")
+        };
+        assert!(
+            matches!(&pairs[0].0, reduce::Value::Tuple(t) if matches!(&t[1], reduce::Value::Tuple(_))),
+            "{v:?}"
+        );
+        assert!(matches!(&pairs[1].0, reduce::Value::Tuple(_)), "{v:?}");
+        let again = reduce::to_vec(&v).unwrap();
+        let back = reduce_tests::python_with_input(
+            "import pickle, sys; d = pickle.loads(sys.stdin.buffer.read()); \
+             sys.stdout.write(repr(sorted(map(repr, d))))",
+            &again,
+        );
+        assert_eq!(String::from_utf8(back).unwrap(), "['(1, (2, 3))', '(3,)']");
+    }
+}
+
+/// An int beyond `i64` and `u64` where a float is expected reads as
+/// Python's `float(i)`, as the typed reader does; past the largest float,
+/// an error that says so.
+#[test]
+fn big_ints_read_as_floats() {
+    let bytes = reduce_tests::cpython_dumps("[2**64, -2**63 - 1, 2**127, 3]", 4);
+    let want = vec![
+        18446744073709551616.0,
+        -9223372036854775809.0,
+        2f64.powi(127),
+        3.0,
+    ];
+    assert_eq!(reduce::serde::from_slice::<Vec<f64>>(&bytes).unwrap(), want);
+    let graph: reduce::Graph = reduce::from_slice(&bytes).unwrap();
+    assert_eq!(reduce::serde::from_graph::<Vec<f64>>(&graph).unwrap(), want);
+    assert_eq!(reduce::from_slice::<Vec<f64>>(&bytes).unwrap(), want);
+    let f32s: Vec<f32> = reduce::serde::from_slice(&bytes).unwrap();
+    assert_eq!(f32s[0], 18446744073709551616.0f32);
+    let huge = reduce_tests::cpython_dumps("[2**1024]", 4);
+    let err = reduce::serde::from_slice::<Vec<f64>>(&huge).unwrap_err();
+    assert!(
+        err.to_string().contains("too large to convert to float"),
+        "{err}"
+    );
+}

@@ -230,6 +230,17 @@ impl<'w, 'g> De<'w, 'g> {
     }
 }
 
+/// An int outside `i64` as a float, as Python's `float(i)`: the nearest,
+/// or an error past the largest float.
+pub(crate) fn big_float(b: &BigInt) -> Result<f64> {
+    crate::typed::impls::big_to_f64(b).ok_or_else(|| {
+        Error::invalid(format!(
+            "expected a float, found an int of {} bits, too large to convert to float (as Python's float() says)",
+            b.bits()
+        ))
+    })
+}
+
 /// An int outside `i64`: `u64`, `i128` or `u128` as it fits.
 pub(crate) fn big<'de, V: Visitor<'de>>(b: &BigInt, visitor: V) -> Result<V::Value> {
     if let Ok(u) = u64::try_from(b) {
@@ -295,7 +306,8 @@ impl<'de> de::Deserializer<'de> for De<'_, '_> {
         self.resolved(|d| match d.v {
             Value::Float(x) => visitor.visit_f64(*x),
             // An int where a float is expected, as Python's float(i).
-            Value::Int(_) | Value::BigInt(_) => d.int(visitor, "float"),
+            Value::Int(i) => visitor.visit_i64(*i),
+            Value::BigInt(b) => visitor.visit_f64(big_float(b)?),
             v => Err(type_error("float", v)),
         })
     }

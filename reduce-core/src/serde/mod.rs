@@ -64,7 +64,8 @@
 //!
 //! Reading takes the same forms and a little more: sets, frozensets and
 //! tuples where a sequence is expected, a tuple or list where a struct is
-//! expected, an `int` where a float is expected, `bytes` or a list of ints
+//! expected, an `int` where a float is expected (of any size, as Python's
+//! `float(i)`; past the largest float an error), `bytes` or a list of ints
 //! for bytes, and serde-pickle's older enum forms `('Unit',)` and
 //! `('Variant', data)`. [`deserialize_any`](::serde::Deserializer::deserialize_any)
 //! works (so `serde_json::Value` and untagged enums do), and so do
@@ -117,7 +118,7 @@
 //! | `int` | `i64`; beyond it `u64`, `i128` or `u128`; beyond 128 bits an error | any integer, as `int` |
 //! | `str` | `str`; a lone surrogate is an error | `str` |
 //! | `bytes`, `bytearray`, `PickleBuffer` | bytes (JSON writes them as a list of ints) | bytes as `bytes` |
-//! | `tuple` | tuple | — (a sequence reads as `list`) |
+//! | `tuple` | tuple | — (a sequence reads as `list`; as a dict key, as `tuple`, which Python can hash) |
 //! | `list`, `set`, `frozenset` | sequence | sequence as `list` |
 //! | `dict` | map, any keys (JSON accepts `str` keys, and writes int keys as strings) | map as `dict` |
 //! | a global, a reduced object, a persistent id | an error that names it | — |

@@ -877,7 +877,8 @@ impl<'de> de::Deserializer<'de> for TapeDe<'_, '_, 'de> {
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.resolved(|d| match d.node().kind {
             Kind::Float(x) => visitor.visit_f64(x),
-            Kind::Int(_) | Kind::Big(_) => d.int(visitor),
+            Kind::Int(i) => visitor.visit_i64(i),
+            Kind::Big(i) => visitor.visit_f64(super::de::big_float(&d.tape.bigs[i as usize])?),
             _ => Err(give_up()),
         })
     }

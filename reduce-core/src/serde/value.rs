@@ -254,10 +254,26 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
-        while let Some(pair) = map.next_entry()? {
-            pairs.push(pair);
+        while let Some((k, v)) = map.next_entry()? {
+            pairs.push((read_key(k), v));
         }
         Ok(Value::Dict(pairs))
+    }
+}
+
+/// A dict key as Python can hash it: serde has one kind of sequence, which
+/// reads as a list (a pickle's tuple key, a JSON array key from CBOR), and
+/// a list or set cannot be a key, so a key's lists become tuples and its
+/// sets frozensets, at any depth.
+fn read_key(mut key: Value) -> Value {
+    match &mut key {
+        Value::List(items) | Value::Tuple(items) => {
+            Value::Tuple(std::mem::take(items).into_iter().map(read_key).collect())
+        }
+        Value::Set(items) | Value::FrozenSet(items) => {
+            Value::FrozenSet(std::mem::take(items).into_iter().map(read_key).collect())
+        }
+        _ => key,
     }
 }
 

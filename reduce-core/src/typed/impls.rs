@@ -190,7 +190,7 @@ impl Reduce for f32 {
 /// `float(i)` for an int beyond `i64`: the nearest float, halfway cases to
 /// even, as CPython rounds; `None` beyond `f64::MAX`, where CPython raises
 /// `OverflowError`.
-fn big_to_f64(i: &num_bigint::BigInt) -> Option<f64> {
+pub(crate) fn big_to_f64(i: &num_bigint::BigInt) -> Option<f64> {
     let magnitude = i.magnitude();
     let bits = magnitude.bits();
     let x = if bits <= 64 {
