@@ -391,3 +391,51 @@ fn lifetimes_where_clauses_reexports_and_registry_fields() {
         ),
     )]);
 }
+
+/// A `with` function's own error (made with `Error::custom`, which knows
+/// no path) gets the field's path, on both reading paths.
+#[test]
+fn a_with_functions_error_names_the_field() {
+    mod hex {
+        pub fn reduce(v: &u8, s: &mut reduce::Saver<'_, '_>) -> reduce::Result<()> {
+            s.str(&format!("{v:02x}"))
+        }
+        pub fn construct(node: reduce::Node<'_>) -> reduce::Result<u8> {
+            let text: String = node.construct()?;
+            u8::from_str_radix(&text, 16).map_err(reduce::Error::custom)
+        }
+    }
+    #[derive(Reduce, Debug, PartialEq)]
+    #[reduce(module = "app", name = "Gen", state)]
+    struct Gen {
+        #[reduce(with = "hex")]
+        a: u8,
+    }
+    let good = reduce::to_vec(&vec![Gen { a: 0x1f }]).unwrap();
+    let bad = good.replace_first_hex();
+    for streaming in [true, false] {
+        let err = reduce::Unpickler::from_slice(&bad)
+            .streaming(streaming)
+            .load::<Vec<Gen>>()
+            .unwrap_err();
+        assert_eq!(err.path(), Some("[0].a"), "streaming {streaming}: {err}");
+        assert!(err.to_string().contains("invalid digit"), "{err}");
+    }
+}
+
+trait ReplaceHex {
+    fn replace_first_hex(&self) -> Vec<u8>;
+}
+
+impl ReplaceHex for Vec<u8> {
+    /// The pickle with the text `1f` made `zz`, the same length.
+    fn replace_first_hex(&self) -> Vec<u8> {
+        let at = self
+            .windows(2)
+            .position(|w| w == b"1f")
+            .expect("the hex text");
+        let mut out = self.clone();
+        out[at..at + 2].copy_from_slice(b"zz");
+        out
+    }
+}

@@ -496,7 +496,11 @@ impl<'a> Node<'a> {
         value: &Value,
         f: impl FnOnce(Node<'_>) -> Result<R>,
     ) -> Result<R> {
-        self.descend(Seg::Field(name), value, f)
+        // The custom function's own errors get the field's path (if it
+        // gave none deeper).
+        self.descend(Seg::Field(name), value, |n| {
+            f(n).map_err(|e| e.with_path(n.path()))
+        })
     }
 
     /// The value under key `name` of a state dict with str keys (an
