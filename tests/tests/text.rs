@@ -158,3 +158,21 @@ fn bytes_that_are_not_utf8_are_refused_and_a_lone_surrogate_is_only_a_value() {
         "{refused} refused, {kept} kept"
     );
 }
+
+/// `Debug` of a `Value` int is Python's repr up to CPython's 4,300-digit
+/// limit; past it (about 14,300 bits) hexadecimal, which costs linear time
+/// and reads back in Python as the same int.
+#[test]
+fn huge_ints_debug_in_hexadecimal() {
+    use reduce::BigInt;
+    let small: BigInt = BigInt::from(7) << 14_000usize;
+    assert_eq!(
+        format!("{:?}", reduce::Value::BigInt(Box::new(small.clone()))),
+        small.to_string()
+    );
+    let big: BigInt = -(BigInt::from(3) << 1_000_000usize);
+    let text = format!("{:?}", reduce::Value::BigInt(Box::new(big.clone())));
+    assert!(text.starts_with("-0x3000"), "{}", &text[..20]);
+    let back = BigInt::parse_bytes(text.trim_start_matches("-0x").as_bytes(), 16).unwrap();
+    assert_eq!(-back, big);
+}

@@ -5,6 +5,10 @@ use std::fmt;
 use crate::text::pystr::write_str_repr;
 use crate::value::Value;
 
+/// Ints of more bits than this print in hexadecimal: about CPython's
+/// 4,300-digit limit of `int` to `str`.
+const BIG_REPR_BITS: u64 = 14_300;
+
 /// Python-like `repr`, written without recursion. Shared objects print as
 /// `#n`; [`Graph`](crate::Graph)'s `Debug` prints the table they point into.
 impl fmt::Debug for Value {
@@ -58,6 +62,16 @@ impl fmt::Debug for Value {
                 Value::Bool(true) => f.write_str("True")?,
                 Value::Bool(false) => f.write_str("False")?,
                 Value::Int(i) => write!(f, "{i}")?,
+                // Decimal digits cost time quadratic in the length, and
+                // CPython refuses `repr` past 4,300 of them: beyond that
+                // (about 14,300 bits), hexadecimal, which is linear and
+                // still a Python literal.
+                Value::BigInt(i) if i.bits() > BIG_REPR_BITS => {
+                    if i.sign() == num_bigint::Sign::Minus {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "0x{:x}", i.magnitude())?
+                }
                 Value::BigInt(i) => write!(f, "{i}")?,
                 Value::Float(x) => f.write_str(&crate::text::float_repr(*x))?,
                 Value::Str(s) => write_str_repr(f, s)?,
