@@ -77,13 +77,22 @@ pub(crate) fn float_repr(x: f64) -> String {
     // Rust's `{:e}` gives as many digits as Python's repr (the fewest that
     // read back as `x`), but where `x` lies exactly halfway between two
     // such strings (750.34869384765625) it rounds the tie up, and CPython
-    // to even: the same number of digits formatted exactly (which rounds
-    // ties to even) is Python's.
+    // to even. The same number of digits formatted exactly (which rounds
+    // ties to even) is then Python's, if it reads back as `x`: at a power
+    // of two the floats below are closer together than those above, and
+    // the nearest string may belong to the float below
+    // (5.282945311356653e269 is nearest 5.282945311356652e269), where the
+    // shortest is the one string of its length that reads back.
     let shortest = format!("{x:e}");
     let n = shortest
         .split_once('e')
         .map_or(0, |(m, _)| m.bytes().filter(u8::is_ascii_digit).count());
-    let sci = format!("{x:.*e}", n.saturating_sub(1));
+    let exact = format!("{x:.*e}", n.saturating_sub(1));
+    let sci = if exact != shortest && exact.parse::<f64>().ok() == Some(x) {
+        exact
+    } else {
+        shortest
+    };
     let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
     let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
     let (sign, mantissa) = match mantissa.strip_prefix('-') {

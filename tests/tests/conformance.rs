@@ -195,12 +195,17 @@ fn hex(bytes: &[u8]) -> String {
 fn protocol_0_floats_are_cpythons_repr_ties_included() {
     let values: Vec<f64> = (0..4000u32)
         .map(|i| f64::from(f32::from_bits(0x4000_0000 + i * 0x0001_3579)))
+        // Every power of two, where the floats below are closer together.
+        .chain((1..2047u64).map(|e| f64::from_bits(e << 52)))
         .chain([
             750.348_693_847_656_2,
             2.000_099_182_128_906_2,
             0.1,
             1e22,
             5e-324,
+            // A power of two: its nearest 16-digit string belongs to the
+            // float below, and its repr is the shortest string above.
+            5.282_945_311_356_653e269,
         ])
         .collect();
     let ours = reduce::to_vec_with_protocol(&values, 0).unwrap();
