@@ -193,6 +193,7 @@
 //! | small ints and strings | `BININT`, `BINUNICODE` | `BININT1`/`BININT2`, `SHORT_BINUNICODE` as CPython |
 //! | `i128`, `u128` | not supported | `int` |
 //! | an `int` above `i64` read by `deserialize_any` | an error | `u64`, `i128` or `u128` as it fits |
+//! | bytes after `STOP` | an error (`TrailingBytes`) | ignored, as `pickle.loads` does |
 //!
 //! serde-pickle's reader rejects an `int` outside `i64` wherever it reads
 //! one through `deserialize_any` (which it does for every type), so a `u64`
@@ -273,7 +274,10 @@ fn write<T: Serialize + ?Sized>(sink: &mut dyn io::Write, value: &T, proto: u8) 
 }
 
 /// Reads a `T` from one pickle in `bytes`, with the default options
-/// (strict globals, default [`Limits`]).
+/// (strict globals, default [`Limits`]). Bytes after `STOP` are ignored,
+/// as CPython's `pickle.loads` ignores them (serde-pickle refuses them);
+/// use [`from_unpickler`] with [`Unpickler::from_slice`] to read on from
+/// there, or compare [`Unpickler::position`] with the length.
 ///
 /// Plain data takes the fast path, which borrows `&'de str` and `&'de [u8]`
 /// from `bytes` (see [the two paths](self#two-paths)); anything else is
