@@ -64,7 +64,9 @@ pub(crate) struct Out<'o> {
     singles: Singles,
     /// The length of `buf` from which [`Out::begin`] may have work to
     /// do (commit a frame, hand bytes to the sink): one comparison per
-    /// `save` otherwise.
+    /// `save` otherwise. Always 0 at protocol 0, whose every object is
+    /// text: the hot paths of ints and floats, past this comparison,
+    /// need not test the protocol.
     check_at: usize,
 }
 
@@ -353,6 +355,7 @@ impl<'o> Out<'o> {
             Some(start) => start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET,
             // The next write opens a frame, and says where to look.
             None if self.framing => usize::MAX,
+            None if self.proto == 0 => 0,
             None if self.sink.is_some() => self.buf.len().max(FRAME_SIZE_TARGET),
             None => usize::MAX,
         };
@@ -491,7 +494,15 @@ impl<'o> Out<'o> {
         if self.buf.len() >= self.check_at {
             return self.int_framed(i);
         }
-        if (i as u64) < 0x100 && self.proto >= 1 {
+        self.int_now(i)
+    }
+
+    /// [`Out::int`] past the frame check.
+    #[inline(always)]
+    fn int_now(&mut self, i: i64) -> Result<()> {
+        // Never at protocol 0, where `check_at` is 0.
+        debug_assert!(self.proto >= 1);
+        if (i as u64) < 0x100 {
             // The most common int by far, one predictable branch:
             // `BININT1` from protocol 1.
             self.buf.extend_from_slice(&[BININT1, i as u8]);
@@ -500,13 +511,16 @@ impl<'o> Out<'o> {
         self.int_wide(i)
     }
 
-    /// [`Out::int`] where a frame may end first: a tail call, so that the
-    /// common case saves no register.
+    /// [`Out::int`] where a frame may end first, or at protocol 0: a tail
+    /// call, so that the common case saves no register.
     #[cold]
     #[inline(never)]
     fn int_framed(&mut self, i: i64) -> Result<()> {
         self.boundary_work()?;
-        self.int(i)
+        if self.proto == 0 {
+            return self.int_old(i);
+        }
+        self.int_now(i)
     }
 
     /// [`Out::int`] of any other int, or at protocol 0.
@@ -629,7 +643,15 @@ impl<'o> Out<'o> {
         if self.buf.len() >= self.check_at {
             return self.float_framed(x);
         }
-        if self.proto >= 1 && self.buf.capacity() - self.buf.len() >= 9 {
+        self.float_now(x)
+    }
+
+    /// [`Out::float`] past the frame check.
+    #[inline(always)]
+    fn float_now(&mut self, x: f64) -> Result<()> {
+        // Never at protocol 0, where `check_at` is 0.
+        debug_assert!(self.proto >= 1);
+        if self.buf.capacity() - self.buf.len() >= 9 {
             // struct.pack('>d'): the one big-endian number in a pickle.
             let mut buf = [BINFLOAT; 9];
             buf[1..].copy_from_slice(&x.to_be_bytes());
@@ -641,24 +663,24 @@ impl<'o> Out<'o> {
         self.float_grow(x)
     }
 
-    /// [`Out::float`] where a frame may end first.
+    /// [`Out::float`] where a frame may end first, or at protocol 0.
     #[cold]
     #[inline(never)]
     fn float_framed(&mut self, x: f64) -> Result<()> {
         self.boundary_work()?;
-        self.float(x)
+        if self.proto == 0 {
+            self.float_text(x);
+            return Ok(());
+        }
+        self.float_now(x)
     }
 
-    /// [`Out::float`] at protocol 0, or when the buffer needs room.
+    /// [`Out::float`] when the buffer needs room.
     #[cold]
     #[inline(never)]
     fn float_grow(&mut self, x: f64) -> Result<()> {
-        if self.proto >= 1 {
-            self.buf.reserve(9);
-            return self.float(x);
-        }
-        self.float_text(x);
-        Ok(())
+        self.buf.reserve(9);
+        self.float_now(x)
     }
 
     #[cold]
@@ -808,6 +830,10 @@ impl<'o> Out<'o> {
     #[inline(never)]
     fn str_utf8_framed(&mut self, s: &str) -> Result<()> {
         self.boundary_work()?;
+        if self.proto == 0 {
+            // `check_at` stays 0.
+            return self.str_utf8_long(s);
+        }
         self.str_utf8(s)
     }
 
