@@ -134,6 +134,13 @@
 //! 32-bit targets) is held inside it, so most dict keys and attribute
 //! names cost no allocation to read, clone or drop.
 //!
+//! Loading a `Value` or a [`Graph`] refuses what CPython refuses to load: a
+//! dict key or set item Python cannot hash (a list, dict, set or
+//! bytearray, alone or inside tuples) is an error, `unhashable type 'list'
+//! as a dict key`, at its byte offset. Inert mode keeps such a pickle as it
+//! is, and a typed load reads the keys its Rust type says
+//! (`BTreeMap<Vec<i64>, i64>`).
+//!
 //! A [`Graph`] is a root value plus the objects reachable from more than one
 //! place, which the tree reaches through [`Value::Ref`]. A list that
 //! contains itself loads as a list that contains itself; a DAG that doubles

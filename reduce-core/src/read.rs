@@ -79,6 +79,9 @@ pub(crate) struct Options<'h> {
     pub(crate) persistent_load: Option<PersistentLoad<'h>>,
     pub(crate) buffers: VecDeque<Vec<u8>>,
     pub(crate) extensions: HashMap<u32, Global>,
+    /// Whether the load refuses dict keys and set items Python cannot hash
+    /// (a load of a `Value` or a `Graph`: Python data as it is).
+    pub(crate) hashing: bool,
 }
 
 impl Default for Options<'_> {
@@ -91,6 +94,7 @@ impl Default for Options<'_> {
             persistent_load: None,
             buffers: VecDeque::new(),
             extensions: HashMap::new(),
+            hashing: true,
         }
     }
 }

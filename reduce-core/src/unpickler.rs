@@ -248,6 +248,7 @@ impl<'h, I: Input> Unpickler<'h, I> {
             return Ok(value);
         }
         let tree = self.streaming && T::stream_after_sharing();
+        self.options.hashing = T::python_data();
         let (graph, streamed) = read::load(&mut self.input, &mut self.options, &lookup, tree)?;
         self.streamed = streamed;
         T::from_graph(graph, &lookup, &self.options.limits)
@@ -255,6 +256,16 @@ impl<'h, I: Input> Unpickler<'h, I> {
 
     /// Reads one pickle into a [`Graph`].
     pub fn load_graph(&mut self) -> Result<Graph> {
+        self.options.hashing = true;
+        let lookup = Lookup::new(self.registry.clone());
+        self.load_with(&lookup)
+    }
+
+    /// [`load_graph`](Unpickler::load_graph) for a reader of Rust types
+    /// (serde's): dict keys and set items are whatever the type reads.
+    #[cfg(feature = "serde")]
+    pub(crate) fn load_graph_typed(&mut self) -> Result<Graph> {
+        self.options.hashing = false;
         let lookup = Lookup::new(self.registry.clone());
         self.load_with(&lookup)
     }

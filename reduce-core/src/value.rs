@@ -51,7 +51,8 @@ pub enum Value {
     Tuple(Vec<Value>),
     /// A `list`.
     List(Vec<Value>),
-    /// A `dict`, in insertion order. Keys may be any hashable value.
+    /// A `dict`, in insertion order. Keys may be any hashable value (a load
+    /// refuses a list, dict, set or bytearray key, as CPython does).
     Dict(Vec<(Value, Value)>),
     /// A `set`, in the order its items were pickled.
     Set(Vec<Value>),

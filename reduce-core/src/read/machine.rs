@@ -1158,6 +1158,13 @@ impl<'o, 'h> Machine<'o, 'h> {
                 ));
             }
         } else if let Some(b) = self.builtin_of(&callable) {
+            if let (Builtin::Set | Builtin::FrozenSet, Value::Tuple(a)) = (b, self.deref(&args)) {
+                if let Some(Value::List(items) | Value::Tuple(items)) =
+                    a.first().map(|v| self.deref(v))
+                {
+                    self.check_hashable(items.iter(), "a set item")?;
+                }
+            }
             match self.call_builtin(b, &args) {
                 Some(v) => return Ok(v),
                 None if !self.inert => {
@@ -1201,6 +1208,81 @@ impl<'o, 'h> Machine<'o, 'h> {
             },
             _ => None,
         }
+    }
+
+    /// Strict reads of Python data (a [`Value`] or a [`Graph`]): refuses a
+    /// dict key or set item CPython could not hash (`TypeError: unhashable
+    /// type: 'list'` when it loads the pickle), which a `Value` could hold
+    /// but no Python object can. Typed reads build Rust types, whose keys
+    /// are what their types say; inert mode keeps the pickle as it is.
+    #[inline]
+    fn check_hashable<'v>(
+        &self,
+        mut keys: impl Iterator<Item = &'v Value>,
+        what: &str,
+    ) -> Result<()> {
+        if !self.opts.hashing || self.inert {
+            return Ok(());
+        }
+        match keys.find_map(|k| self.unhashable(Some(k))) {
+            None => Ok(()),
+            Some(t) => Err(Error::invalid(format!(
+                "unhashable type '{t}' as {what} (CPython refuses to load it)"
+            ))),
+        }
+    }
+
+    /// The Python type of the first value Python cannot hash in `v` (a
+    /// list, dict, set or bytearray, alone or inside tuples), or `None`.
+    /// For the items of a `set(...)` call, `v` is its argument, a list or
+    /// tuple of the items.
+    #[inline]
+    fn unhashable(&self, v: Option<&Value>) -> Option<&'static str> {
+        let v = self.deref(v?);
+        match v {
+            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
+                Some(v.type_name())
+            }
+            Value::Tuple(items) => items.iter().find_map(|v| {
+                let v = self.deref(v);
+                match v {
+                    Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
+                        Some(v.type_name())
+                    }
+                    Value::Tuple(inner) if !inner.is_empty() => self.unhashable_in(inner),
+                    _ => None,
+                }
+            }),
+            _ => None,
+        }
+    }
+
+    /// [`Machine::unhashable`] of tuples in a tuple: each shared object is
+    /// looked at once, so a tuple of tuples that share their items costs
+    /// its size, not the size of its tree.
+    #[inline(never)]
+    fn unhashable_in(&self, items: &[Value]) -> Option<&'static str> {
+        let mut todo: Vec<&Value> = items.iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(v) = todo.pop() {
+            let v = match v {
+                Value::Seq(s) => &s.value,
+                v => v,
+            };
+            let v = match v {
+                Value::Ref(id) if !seen.insert(id.index()) => continue,
+                Value::Ref(id) => &self.objects[id.index()],
+                v => v,
+            };
+            match v {
+                Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
+                    return Some(v.type_name())
+                }
+                Value::Tuple(items) => todo.extend(items),
+                _ => {}
+            }
+        }
+        None
     }
 
     /// What the built-in constructors of plain data make of their arguments;
@@ -1399,6 +1481,9 @@ impl<'o, 'h> Machine<'o, 'h> {
         }
         if self.inert && !self.attached(from - 1, self.stack.len() - from == 1 + pairs as usize) {
             return self.detached_items(from, pairs);
+        }
+        if pairs {
+            self.check_hashable(self.stack[from..].iter().step_by(2), "a dict key")?;
         }
         // The container leaves its slot while the items move in, so that
         // they move straight off the stack (a drain), with no placeholder
@@ -1631,6 +1716,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 if items.len() % 2 != 0 {
                     return Err(Error::invalid("odd number of items for DICT"));
                 }
+                self.check_hashable(items.iter().step_by(2), "a dict key")?;
                 let mut pairs = Vec::with_capacity(items.len() / 2);
                 let mut it = items.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -1640,6 +1726,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             FROZENSET => {
                 let mut items = self.pop_mark()?;
+                self.check_hashable(items.iter(), "a frozenset item")?;
                 let before = self.hoist(items.first_mut());
                 self.push_built_container(Value::FrozenSet(items), before)?
             }
@@ -1667,6 +1754,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             ADDITEMS => {
                 let items = self.pop_mark()?;
+                self.check_hashable(items.iter(), "a set item")?;
                 let i = self.top_index()?;
                 if self.inert && !items.is_empty() && !self.attached(i, false) {
                     let target = self.detach(i, Change::Set)?;

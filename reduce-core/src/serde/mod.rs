@@ -297,7 +297,7 @@ pub fn from_slice<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T> {
     if let Some(value) = stream::from_slice(bytes) {
         return Ok(value);
     }
-    let graph = Unpickler::from_slice(bytes).load_graph()?;
+    let graph = Unpickler::from_slice(bytes).load_graph_typed()?;
     graph_deserialize(&graph)
 }
 
@@ -321,7 +321,7 @@ pub fn from_reader<T: DeserializeOwned, R: io::Read>(reader: R) -> Result<T> {
     if let Some(value) = unpickler.read_whole(|bytes| stream::from_slice::<T>(bytes)) {
         return Ok(value);
     }
-    let graph = unpickler.load_graph()?;
+    let graph = unpickler.load_graph_typed()?;
     from_graph(&graph)
 }
 
@@ -342,7 +342,7 @@ pub fn from_reader<T: DeserializeOwned, R: io::Read>(reader: R) -> Result<T> {
 /// # Ok::<(), reduce::Error>(())
 /// ```
 pub fn from_unpickler<T: DeserializeOwned>(unpickler: &mut Unpickler<'_, impl Input>) -> Result<T> {
-    let graph = unpickler.load_graph()?;
+    let graph = unpickler.load_graph_typed()?;
     let limits = unpickler.current_limits();
     let mut walk = de::Walk::new(
         &graph.objects,

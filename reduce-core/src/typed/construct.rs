@@ -107,6 +107,15 @@ pub trait Construct: Sized {
         true
     }
 
+    /// Whether a load of this type takes the pickle as Python data, so
+    /// that a dict key or set item Python could not hash (a list, say) is
+    /// an error, as it is when CPython loads it. `Value` and `Graph` say
+    /// yes; a Rust type's keys are what its type says.
+    #[doc(hidden)]
+    fn python_data() -> bool {
+        false
+    }
+
     /// Whether a whole-pickle load that the `Graph` reader began, and
     /// whose bet that nothing is fetched from the memo was lost, tries the
     /// stream before reading again. `Value` says yes: the stream copies

@@ -923,6 +923,10 @@ impl Construct for Value {
     fn stream_after_sharing() -> bool {
         true
     }
+
+    fn python_data() -> bool {
+        true
+    }
 }
 
 /// The whole loaded pickle, sharing and cycles kept.
@@ -943,5 +947,9 @@ impl Construct for Graph {
 
     fn stream_at_root() -> bool {
         false
+    }
+
+    fn python_data() -> bool {
+        true
     }
 }

@@ -392,6 +392,9 @@ impl<'a> Stream<'a> {
         self.dict(
             |s| {
                 let k = s.read(Self::any)?;
+                if unhashable(&k) {
+                    return Err(Miss);
+                }
                 s.push(1)?;
                 let v = s.read(Self::any)?;
                 s.height -= 1;
@@ -423,7 +426,11 @@ impl<'a> Stream<'a> {
             self.push(1)?;
             let mut k = 0;
             while self.peek()? != ADDITEMS {
-                items.push(self.read(Self::any)?);
+                let item = self.read(Self::any)?;
+                if unhashable(&item) {
+                    return Err(Miss);
+                }
+                items.push(item);
                 self.push(1)?;
                 k += 1;
             }
@@ -479,6 +486,14 @@ impl<'a> Stream<'a> {
         self.pos += 1;
         self.height -= items.len() + 1;
         let n = items.len();
+        let keys = match closer {
+            DICT => items.iter().step_by(2).any(unhashable),
+            FROZENSET => items.iter().any(unhashable),
+            _ => false,
+        };
+        if keys {
+            return Err(Miss);
+        }
         let (v, kind) = match closer {
             TUPLE => {
                 // CPython marks every tuple before protocol 2, and from it
@@ -868,11 +883,47 @@ fn check_class(cls: &Value) -> Pulled<()> {
     }
 }
 
+/// Whether Python could not hash `v` as a dict key or set item: the
+/// `Graph` path then refuses it (a `Value` or a `Graph` loaded) or keeps it
+/// (a typed load's `Value`), which the stream leaves to that path.
+#[inline]
+fn unhashable(v: &Value) -> bool {
+    match v {
+        Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => true,
+        Value::Tuple(items) => items.iter().any(|v| match v {
+            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => true,
+            Value::Tuple(inner) => !inner.is_empty() && unhashable_deep(inner),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// [`unhashable`] of tuples in a tuple: without recursion, as tuples may
+/// nest as deep as the stream goes.
+#[inline(never)]
+fn unhashable_deep(items: &[Value]) -> bool {
+    let mut todo: Vec<&Value> = items.iter().collect();
+    while let Some(v) = todo.pop() {
+        match v {
+            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => return true,
+            Value::Tuple(items) => todo.extend(items),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// What the builtin constructors of plain data make of their arguments, as
 /// the machine's `call_builtin`; `None` where it fails.
 fn builtin(b: Builtin, args: &mut [Value]) -> Option<Value> {
     let items = |v: &mut Value| match v {
-        Value::List(items) | Value::Tuple(items) => Some(std::mem::take(items)),
+        Value::List(items) | Value::Tuple(items)
+            if !(matches!(b, Builtin::Set | Builtin::FrozenSet)
+                && items.iter().any(unhashable)) =>
+        {
+            Some(std::mem::take(items))
+        }
         _ => None,
     };
     match (b, args) {
