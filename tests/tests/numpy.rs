@@ -622,6 +622,98 @@ fn datetime_units_are_kept() {
     assert_eq!(a.to_vec::<i64>().unwrap(), [19724, i64::MIN]);
 }
 
+/// `dtype.metadata` (`numpy.dtype('f8', metadata={...})`, h5py's string
+/// types) is kept and written back: the bytes numpy wrote come back, and
+/// numpy finds the metadata in what Rust writes.
+#[test]
+fn dtype_metadata_is_kept() {
+    let script = "import pickle, sys, numpy as np\n\
+        f = np.dtype('f8', metadata={'unit': 'm'})\n\
+        t = np.dtype('M8[ns]', metadata={'a': 1})\n\
+        e = np.dtype('i4', metadata={})\n\
+        for obj in [np.zeros(3, dtype=f), f, np.array([1, 2], dtype=t), t, e]:\n\
+        \x20   for proto in (2, 3, 4):\n\
+        \x20       b = pickle.dumps(obj, protocol=proto)\n\
+        \x20       sys.stdout.buffer.write(len(b).to_bytes(4, 'little') + b)\n";
+    let out = python_env().arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rest = &out.stdout[..];
+    let mut pickles = Vec::new();
+    while rest.len() >= 4 {
+        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        pickles.push(rest[4..4 + n].to_vec());
+        rest = &rest[4 + n..];
+    }
+    assert_eq!(pickles.len(), 15);
+    let dict = |k: &str, v: Value| Value::Dict(vec![(Value::from(k), v)]);
+    let want = [
+        Some(dict("unit", Value::from("m"))),
+        Some(dict("a", Value::Int(1.into()))),
+        Some(Value::Dict(vec![])),
+    ];
+    let mut rewrites = Vec::new();
+    for (i, bytes) in pickles.iter().enumerate() {
+        let proto = [2u8, 3, 4][i % 3];
+        let obj = i / 3;
+        let (dtype, back) = if obj % 2 == 0 && obj < 4 {
+            let a: Array = load(bytes, vec![]).unwrap();
+            let back = reduce::to_vec_with_protocol(&a, proto).unwrap();
+            (a.dtype().clone(), back)
+        } else {
+            // A dtype alone: numpy 1 and 2 write the same bytes.
+            let d: DType = load(bytes, vec![]).unwrap();
+            let back = reduce::to_vec_with_protocol(&d, proto).unwrap();
+            assert_eq!(
+                back,
+                *bytes,
+                "pickle {i}: {}",
+                first_difference(bytes, &back)
+            );
+            (d, back)
+        };
+        let meta = &want[(obj / 2).min(2)];
+        assert_eq!(dtype.metadata(), meta.as_ref(), "pickle {i}");
+        rewrites.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        rewrites.extend_from_slice(bytes);
+        rewrites.extend_from_slice(&(back.len() as u32).to_le_bytes());
+        rewrites.extend_from_slice(&back);
+    }
+    // numpy loads each rewrite as the original: equal, metadata included.
+    let dir = scratch_dir("dtype-metadata");
+    let path = dir.join("pairs.bin");
+    std::fs::write(&path, &rewrites).unwrap();
+    let check = "import pickle, sys, numpy as np\n\
+        data = open(sys.argv[1], 'rb').read()\n\
+        i = n = 0\n\
+        while i < len(data):\n\
+        \x20   pair = []\n\
+        \x20   for _ in (0, 1):\n\
+        \x20       k = int.from_bytes(data[i:i + 4], 'little'); i += 4\n\
+        \x20       pair.append(pickle.loads(data[i:i + k])); i += k\n\
+        \x20   a, b = pair\n\
+        \x20   da, db = (a.dtype, b.dtype) if isinstance(a, np.ndarray) else (a, b)\n\
+        \x20   assert da == db and da.metadata == db.metadata, (n, da.metadata, db.metadata)\n\
+        \x20   if isinstance(a, np.ndarray): assert (a == b).all(), n\n\
+        \x20   n += 1\n\
+        print(n)\n";
+    let out = python_env()
+        .arg("-c")
+        .arg(check)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "15");
+}
+
 // ---- bad input ----------------------------------------------------------
 
 /// A dtype state, an array state or a shape that does not fit its data is

@@ -69,7 +69,10 @@
 //! copies them once. Subclasses of `ndarray` (`numpy.ma.MaskedArray`,
 //! `numpy.matrix`, pandas' own) are refused by name, and so are structured
 //! dtypes with object fields; read such pickles as a
-//! [`Value`](crate::Value) in [inert mode](crate::Unpickler::inert).
+//! [`Value`](crate::Value) in [inert mode](crate::Unpickler::inert). A
+//! dtype's `metadata` dict (`numpy.dtype('f8', metadata={...})`, as h5py
+//! marks its string types) is kept as a `Value` ([`DType::metadata`]) and
+//! written back.
 //!
 //! # The allow-list
 //!

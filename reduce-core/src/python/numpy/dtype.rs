@@ -10,7 +10,8 @@
 //! `code` is the kind character and a size (`'f8'`, `'U5'`, `'V16'`);
 //! `elsize` and `alignment` are `-1` except for flexible and structured
 //! dtypes; `fields` maps each name (and each title) to `(dtype, offset[,
-//! title])`; version 4 adds the datetime unit as `metadata`.
+//! title])`; version 4 adds `metadata`: `dtype.metadata` (a dict), or
+//! for a datetime the pair of it and the unit.
 
 use std::collections::{HashMap, HashSet};
 
@@ -155,6 +156,8 @@ pub struct DType {
     subarray: Option<Box<(DType, Vec<usize>)>>,
     fields: Option<Vec<Field>>,
     unit: Option<(String, u32)>,
+    /// `dtype.metadata`, the dict given as `numpy.dtype(..., metadata=...)`.
+    metadata: Option<Value>,
     /// numpy's `alignment` and `flags` as pickled, written back unchanged
     /// (numpy 1 pickles the flags as a signed byte, numpy 2 unsigned).
     alignment: i64,
@@ -227,6 +230,7 @@ impl DType {
             fields: None,
             unit: (matches!(kind, Kind::DateTime | Kind::TimeDelta))
                 .then(|| ("generic".to_owned(), 1)),
+            metadata: None,
             alignment,
             flags,
         })
@@ -246,6 +250,7 @@ impl DType {
             subarray: None,
             fields: None,
             unit: None,
+            metadata: None,
             alignment: -1,
             flags: 0,
         }
@@ -299,6 +304,7 @@ impl DType {
                 .fold(NEEDS_PYAPI, |acc, f| acc | (f.dtype.flags & OBJECT_FLAGS)),
             fields: Some(fields),
             unit: None,
+            metadata: None,
             alignment: 1,
         })
     }
@@ -325,6 +331,7 @@ impl DType {
             subarray: Some(Box::new((base, shape))),
             fields: None,
             unit: None,
+            metadata: None,
         })
     }
 
@@ -352,6 +359,31 @@ impl DType {
     /// The base dtype and shape of a subarray dtype (`dtype.subdtype`).
     pub fn subdtype(&self) -> Option<(&DType, &[usize])> {
         self.subarray.as_deref().map(|(d, s)| (d, s.as_slice()))
+    }
+
+    /// numpy's `dtype.metadata`: the dict given as `numpy.dtype(...,
+    /// metadata=...)` (h5py marks its string types with one), kept as read
+    /// and written back; `None` where there is none. Equality ignores it,
+    /// as numpy's does.
+    ///
+    /// ```
+    /// use reduce::numpy::DType;
+    /// use reduce::Value;
+    ///
+    /// let meta = Value::Dict(vec![(Value::from("unit"), Value::from("m"))]);
+    /// let d = DType::of::<f64>().with_metadata(Some(meta.clone()));
+    /// assert_eq!(d.metadata(), Some(&meta));
+    /// assert_eq!(d, DType::of::<f64>());
+    /// ```
+    pub fn metadata(&self) -> Option<&Value> {
+        self.metadata.as_ref()
+    }
+
+    /// This dtype with `metadata` as its `dtype.metadata` (a dict), or
+    /// none.
+    pub fn with_metadata(mut self, metadata: Option<Value>) -> DType {
+        self.metadata = metadata;
+        self
     }
 
     /// The unit and count of a `datetime64`/`timedelta64` (`("ns", 1)`).
@@ -482,11 +514,20 @@ fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
     let mut dtype = DType::new(kind, size, order).map_err(|e| e.with_path(st.path()))?;
     dtype.alignment = alignment;
     dtype.flags = flags;
+    // Metadata as numpy 1 writes "none" for a datetime: `{}`.
+    let given = |m: Value| match &m {
+        Value::None => None,
+        Value::Dict(d) if d.is_empty() => None,
+        _ => Some(m),
+    };
     if matches!(kind, Kind::DateTime | Kind::TimeDelta) {
         dtype.unit = Some(("generic".to_owned(), 1));
         if let Some(metadata) = metadata.first() {
             st.with_field("metadata", metadata, |m| {
                 let parts = m.items()?;
+                if let Some(dict) = parts.first() {
+                    dtype.metadata = given(m.item(0, dict)?);
+                }
                 if let Some(unit) = parts.get(1) {
                     let (u, n, _, _): (Bytes, u32, Value, Value) = m.item(1, unit)?;
                     let u = String::from_utf8(u.0)
@@ -496,6 +537,13 @@ fn read_state(st: Node<'_>, kind: Kind, coded: usize) -> Result<DType> {
                 Ok(())
             })?;
         }
+    } else if let Some(m) = metadata.first() {
+        let m: Value = st.field("metadata", m)?;
+        // Version 4 without a unit: the dict itself, `{}` kept as given.
+        dtype.metadata = match m {
+            Value::None => None,
+            m => Some(m),
+        };
     }
     if let Some((base, shape)) = subarray {
         if shape.len() > MAX_DIMS {
@@ -590,9 +638,9 @@ impl Reduce for DType {
             (-1, -1)
         };
         let state = FnReduce(|s: &mut Saver<'_, '_>| {
-            let n = if self.unit.is_some() { 9 } else { 8 };
-            s.tuple(n, |s| {
-                s.i64(if self.unit.is_some() { 4 } else { 3 })?;
+            let v4 = self.unit.is_some() || self.metadata.is_some();
+            s.tuple(if v4 { 9 } else { 8 }, |s| {
+                s.i64(if v4 { 4 } else { 3 })?;
                 // One-character strings are one object each in CPython, so
                 // numpy's pickles refer back to the first `<` or `|`.
                 s.str(&order)?;
@@ -618,9 +666,14 @@ impl Reduce for DType {
                     // both read `{}`.
                     let empty: Vec<(Value, Value)> = Vec::new();
                     s.tuple(2, |s| {
-                        s.dict(empty.iter().map(|(k, v)| (k, v)))?;
+                        match &self.metadata {
+                            Some(m) => s.save(m)?,
+                            None => s.dict(empty.iter().map(|(k, v)| (k, v)))?,
+                        }
                         s.save(&(Bytes(unit.as_bytes().to_vec()), *count, 1u32, 1u32))
                     })?;
+                } else if let Some(m) = &self.metadata {
+                    s.save(m)?;
                 }
                 Ok(())
             })
