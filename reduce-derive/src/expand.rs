@@ -480,6 +480,13 @@ impl Cx<'_> {
         let name = &self.name;
         let (impl_g, ty_g, where_c) = self.generics(quote!(#krate::Construct), true);
         let global = quote!(::std::format!("{}.{}", #module, #name));
+        let path = match &self.input.body {
+            Body::Enum(_) if self.input.attrs.python_enum.is_none() => quote!(),
+            _ => quote! {
+                const __PATH: ::core::option::Option<(&'static str, &'static str)> =
+                    ::core::option::Option::Some((#module, #name));
+            },
+        };
         let methods = match &self.input.body {
             Body::Struct(shape) if self.input.attrs.state.is_some() => {
                 let graph = self.construct_state(shape);
@@ -554,6 +561,7 @@ impl Cx<'_> {
         quote! {
             #[automatically_derived]
             impl #impl_g #krate::Construct for #ident #ty_g #where_c {
+                #path
                 #methods
             }
         }

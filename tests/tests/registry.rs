@@ -111,6 +111,38 @@ fn registering_a_path_twice_is_an_error() {
     assert!(r
         .register_reducer(|_: &Duration, s: &mut Saver<'_, '_>| s.none())
         .is_err());
+    // The advice fits a constructor written by hand, not only a derive.
+    assert!(
+        err.to_string()
+            .contains("register it in a Registry of its own given to the Unpickler"),
+        "{err}"
+    );
+}
+
+/// `register::<T>` cannot give a derived type another path than the one it
+/// writes and reads: it would allow a global the type never reads.
+#[test]
+fn register_refuses_a_path_the_type_does_not_use() {
+    #[derive(reduce::Reduce, Debug, PartialEq)]
+    #[reduce(module = "upd")]
+    struct Moved<T> {
+        x: T,
+    }
+    let mut r = Registry::new();
+    let err = r.register::<Moved<i64>>("other", "Q").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Registry(_)));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("is written and read as the global `upd.Moved`")
+            && msg.contains("not `other.Q`"),
+        "{msg}"
+    );
+    assert!(!r.allows("other", "Q"));
+    // Its own path works both ways.
+    r.register::<Moved<i64>>("upd", "Moved").unwrap();
+    let bytes = b"\x80\x02cupd\nMoved\nK\x07\x85R.";
+    let got: Registered<Moved<i64>> = Unpickler::from_slice(bytes).registry(r).load().unwrap();
+    assert_eq!(got.0, Moved { x: 7 });
 }
 
 #[test]

@@ -85,6 +85,13 @@ pub trait Construct: Sized {
     #[doc(hidden)]
     const __LEAF: bool = false;
 
+    /// The one global a derived type is written and read as
+    /// (`module.name`), where it has one (an enum of globals has one per
+    /// variant): [`Registry::register`](crate::Registry::register) refuses
+    /// another path, which the type would never write or read.
+    #[doc(hidden)]
+    const __PATH: Option<(&'static str, &'static str)> = None;
+
     /// Builds a value straight from the opcodes, without a `Graph`, when
     /// the pickle is shaped as CPython writes this type's data; otherwise
     /// [`Miss`], and the load reads the pickle again through the `Graph`

@@ -131,7 +131,10 @@ impl Registry {
         if let Some((_, existing)) = self.constructors.get(&path) {
             self.last_taken = Some(path.clone());
             return Err(refused(format!(
-                "the global `{path}` is already registered (for {existing}); use #[reduce(name = \"...\")] or another path to give this type a unique global name"
+                "the global `{path}` is already registered (for {existing}), and a registry holds one constructor per global. \
+                 To read it as {} instead, register it in a Registry of its own given to the Unpickler (consulted first) \
+                 or before the preset that registers it; a derived type can take another path with #[reduce(module = \"...\", name = \"...\")]",
+                std::any::type_name::<T>()
             )));
         }
         let f: ConstructorFn =
@@ -142,12 +145,36 @@ impl Registry {
     }
 
     /// Registers both ways a type that implements [`Reduce`] and
-    /// [`Construct`] under the global `module.name`.
+    /// [`Construct`] under the global `module.name`: the path its
+    /// reduction writes and its constructor reads. A derived type's is its
+    /// `#[reduce(module, name)]` path (a generic derived type is not
+    /// registered by itself, so it is registered with this), and another
+    /// path is an error: `register` cannot rename a type.
+    ///
+    /// ```
+    /// #[derive(reduce::Reduce)]
+    /// #[reduce(module = "geo")]
+    /// struct Pair<T> { a: T, b: T }
+    ///
+    /// let mut registry = reduce::Registry::new();
+    /// registry.register::<Pair<i64>>("geo", "Pair")?;
+    /// assert!(registry.register::<Pair<f64>>("geo", "Other").is_err());
+    /// # Ok::<(), reduce::Error>(())
+    /// ```
     pub fn register<T: Reduce + Construct + Any>(
         &mut self,
         module: &str,
         name: &str,
     ) -> Result<()> {
+        if let Some((m, n)) = T::__PATH {
+            if (m, n) != (module, name) {
+                return Err(refused(format!(
+                    "{} is written and read as the global `{m}.{n}` (its #[reduce] path), not `{module}.{name}`: \
+                     register it as `{m}.{n}`, or give it that path with #[reduce(module = \"{module}\", name = \"{name}\")]",
+                    std::any::type_name::<T>()
+                )));
+            }
+        }
         self.register_constructor(module, name, T::construct)?;
         if !self.reducers.contains_key(&TypeId::of::<T>()) {
             self.register_reducer::<T>(|v, s| v.reduce(s))?;
