@@ -483,3 +483,34 @@ fn a_parent_of_a_registered_nested_name_is_allowed_and_no_other() {
         );
     }
 }
+
+/// What a constructor works with prints, for a user writing one.
+#[test]
+fn calls_states_and_the_registry_print() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let mut r = Registry::new();
+    r.register_constructor("shop", "Item", move |node: Node<'_>| {
+        let call = node.any_reduction()?;
+        log.lock().unwrap().push(format!("{call:?}"));
+        if let Some(state) = call.state() {
+            log.lock().unwrap().push(format!("{state:?}"));
+        }
+        Ok(0u8)
+    })
+    .unwrap();
+    // shop.Item('pen') with the state {'price': 2}, in a list.
+    let bytes = b"\x80\x02]cshop\nItem\nX\x03\x00\x00\x00pen\x85R}X\x05\x00\x00\x00priceK\x02sba.";
+    let _: Vec<Registered<u8>> = Unpickler::from_slice(bytes).registry(r).load().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen[0].starts_with("Call([0]: shop.Item,") && seen[0].contains("pen"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].starts_with("StateNode([0]") && seen[1].contains("price"),
+        "{seen:?}"
+    );
+    let all = format!("{:?}", reduce::registry());
+    assert!(all.starts_with("GlobalRegistry(Registry {"), "{all}");
+}

@@ -812,6 +812,20 @@ pub struct Call<'a> {
     node: Node<'a>,
 }
 
+/// The object's path in the pickle, its global and its reduction, as
+/// `Call(path: global, Reduction {..})`.
+impl fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Call({}: {}, {:?})",
+            self.node.path(),
+            self.global,
+            self.reduce
+        )
+    }
+}
+
 /// Where a call's arguments are.
 #[derive(Clone, Copy)]
 enum Args<'a> {
@@ -893,6 +907,12 @@ impl<'a> Call<'a> {
 pub struct StateNode<'a> {
     value: &'a Value,
     node: Node<'a>,
+}
+
+impl fmt::Debug for StateNode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateNode({}: {:?})", self.node.path(), self.value)
+    }
 }
 
 impl StateNode<'_> {

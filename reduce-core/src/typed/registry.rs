@@ -398,6 +398,15 @@ pub fn registry() -> &'static GlobalRegistry {
     &GLOBAL
 }
 
+/// The registry as it is now, as [`Registry`]'s `Debug` shows it.
+impl fmt::Debug for GlobalRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("GlobalRegistry")
+            .field(&self.snapshot())
+            .finish()
+    }
+}
+
 impl GlobalRegistry {
     /// The registry as it is now.
     pub fn snapshot(&self) -> Arc<Registry> {
