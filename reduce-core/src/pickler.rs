@@ -146,7 +146,7 @@ impl<'h, W: io::Write> Pickler<'h, W> {
 
     /// A registry layered over the process-wide one for this pickler: its
     /// reducers are tried first, and its extension codes written (Python's
-    /// `Pickler.dispatch_table`).    ///
+    /// `Pickler.dispatch_table`).
     /// Unlike Python's, it is not asked about every object: only values
     /// written through the registry ([`Registered`](crate::Registered),
     /// and registry fields) reach it. A type with a `Reduce` of its own (a
@@ -160,7 +160,7 @@ impl<'h, W: io::Write> Pickler<'h, W> {
     /// A hook asked before the registry about every value written through
     /// it (Python's `reducer_override`): write the value with the `Saver`
     /// and return `Ok(true)`, or return `Ok(false)` to let the registry
-    /// write it.    ///
+    /// write it.
     /// Unlike Python's, it is not asked about every object: only values
     /// written through the registry ([`Registered`](crate::Registered),
     /// and registry fields) reach it. A type with a `Reduce` of its own (a
@@ -183,7 +183,7 @@ impl<'h, W: io::Write> Pickler<'h, W> {
 
     /// A hook asked first about every value written through the registry
     /// (Python's `persistent_id`): return `Some(pid)` to write the value as a
-    /// reference to something kept outside the pickle.    ///
+    /// reference to something kept outside the pickle.
     /// Unlike Python's, it is not asked about every object: only values
     /// written through the registry ([`Registered`](crate::Registered),
     /// and registry fields) reach it. A type with a `Reduce` of its own (a

@@ -280,3 +280,32 @@ fn picklers_unpicklers_and_reductions_print_their_settings() {
         "{shown}"
     );
 }
+
+/// `max_depth` counts as its docs say: the root at depth 0.
+#[test]
+fn max_depth_counts_from_the_root_at_zero() {
+    let nested = |n: usize| {
+        let mut v = Value::List(vec![]);
+        for _ in 1..n {
+            v = Value::List(vec![v]);
+        }
+        reduce::to_vec(&v).unwrap()
+    };
+    let load = |bytes: &[u8], max: usize, graph: bool| {
+        let limits = reduce::Limits::default().max_depth(max);
+        let mut u = Unpickler::from_slice(bytes).limits(limits);
+        if graph {
+            u.load::<Graph>().map(|_| ())
+        } else {
+            u.load::<Value>().map(|_| ())
+        }
+    };
+    for graph in [false, true] {
+        assert!(load(&nested(1), 0, graph).is_ok());
+        assert!(load(&nested(2), 0, graph).is_err());
+        assert!(load(&nested(2), 1, graph).is_ok());
+        assert!(load(&nested(50), 49, graph).is_ok());
+        let err = load(&nested(50), 48, graph).unwrap_err();
+        reduce_tests::assert_limit(&err, "max_depth");
+    }
+}

@@ -21,8 +21,9 @@ pub struct Limits {
     pub max_stack: usize,
     /// Most entries in the memo. Default 10,000,000.
     pub max_memo: usize,
-    /// Deepest nesting of the loaded value, counted in containers from the
-    /// root. Default 100,000. Every part of this crate handles any depth
+    /// Deepest nesting of the loaded value: how deep its deepest container
+    /// sits, the root at depth 0 (`[]` is 0 deep, `[[]]` 1, fifty nested
+    /// lists 49). Default 100,000. Every part of this crate handles any depth
     /// without recursion; the limit protects code that walks the value
     /// recursively afterwards.
     pub max_depth: usize,

@@ -1,22 +1,7 @@
 //! The registry: Python's `copyreg`, for Rust.
 //!
-//! | Python | reduce |
-//! |---|---|
-//! | `copyreg.pickle(T, reducer)` | [`Registry::register_reducer::<T>`](Registry::register_reducer) |
-//! | `find_class` allowing `module.name` | [`Registry::register_constructor`] |
-//! | both, for a type with `Reduce` and `Construct` | [`Registry::register`] |
-//! | `copyreg.add_extension` / `remove_extension` | [`Registry::add_extension`] / [`Registry::remove_extension`] |
-//! | `copyreg.dispatch_table` (process-wide) | [`registry()`](crate::registry()) |
-//! | `Pickler.dispatch_table` (per pickler) | an owned [`Registry`] given to [`Pickler::registry`](crate::Pickler::registry) or [`Unpickler::registry`](crate::Unpickler::registry) |
-//!
-//! Reducers are keyed by type (`TypeId`), constructors by global path
-//! (`module` plus qualified `name`). Loading calls only registered
-//! constructors; a name that is not registered is an error that lists the
-//! registered names near it.
-//!
-//! A [`Preset`] is a named allow-list with the constructors for it (the
-//! standard library's data, [`preset::STDLIB`](crate::preset::STDLIB)),
-//! installed with [`Registry::add_preset`].
+//! (The table of `copyreg` and the registry side by side is on
+//! [`Registry`], in the public docs.)
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
@@ -38,7 +23,26 @@ pub type ReducerFn = Arc<dyn Fn(&dyn Any, &mut Saver<'_, '_>) -> Result<()> + Se
 /// arguments, state and items, seen through a [`Node`]).
 pub type ConstructorFn = Arc<dyn Fn(Node<'_>) -> Result<Box<dyn Any>> + Send + Sync>;
 
-/// Reducers, constructors and extension codes.
+/// Reducers, constructors and extension codes: Python's `copyreg`, for
+/// Rust.
+///
+/// | Python | reduce |
+/// |---|---|
+/// | `copyreg.pickle(T, reducer)` | [`Registry::register_reducer::<T>`](Registry::register_reducer) |
+/// | `find_class` allowing `module.name` | [`Registry::register_constructor`] |
+/// | both, for a type with `Reduce` and `Construct` | [`Registry::register`] |
+/// | `copyreg.add_extension` / `remove_extension` | [`Registry::add_extension`] / [`Registry::remove_extension`] |
+/// | `copyreg.dispatch_table` (process-wide) | [`registry()`](crate::registry()) |
+/// | `Pickler.dispatch_table` (per pickler) | an owned [`Registry`] given to [`Pickler::registry`](crate::Pickler::registry) or [`Unpickler::registry`](crate::Unpickler::registry) |
+///
+/// Reducers are keyed by type (`TypeId`), constructors by global path
+/// (`module` plus qualified `name`). Loading calls only registered
+/// constructors; a name that is not registered is an error that lists the
+/// registered names near it.
+///
+/// A [`Preset`] is a named allow-list with the constructors for it (the
+/// standard library's data, [`preset::STDLIB`](crate::preset::STDLIB)),
+/// installed with [`Registry::add_preset`].
 ///
 /// An owned `Registry` is layered over the process-wide one (see
 /// [`registry()`](crate::registry())) when given to a `Pickler` or
