@@ -113,7 +113,8 @@ fn walk_through() -> Result<(), Box<dyn std::error::Error>> {
 /// The recipe's first script: pickle a function to a file.
 fn dump(path: &str) -> Result<(), Box<dyn std::error::Error>> {
     let fact = programs::fact_function();
-    std::fs::write(path, reduce::to_vec(&Registered(fact.clone()))?)?;
+    std::fs::write(path, reduce::to_vec(&Registered(fact.clone()))?)
+        .map_err(|e| format!("{path}: {e}"))?;
     println!("wrote fact to {path}");
     break_cycles(&fact);
     Ok(())
@@ -121,8 +122,9 @@ fn dump(path: &str) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The recipe's second script: load it in another process and call it.
 fn load(path: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let bytes = std::fs::read(path)?;
-    let fact: Registered<Rc<Function>> = reduce::from_slice(&bytes)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let fact: Registered<Rc<Function>> =
+        reduce::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
     let result = fact.0.call(vec![Value::Int(10)], &mut std::io::stdout())?;
     println!("fact(10) = {result:?}");
     break_cycles(&fact.0);
