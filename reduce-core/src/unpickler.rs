@@ -139,7 +139,12 @@ impl<'h, I: Input> Unpickler<'h, I> {
     /// [`persistent_load`](Unpickler::persistent_load) hook is set. Written
     /// back, it makes CPython perform the same calls with the same arguments
     /// in the same order, and what CPython's own pickler wrote comes back
-    /// byte for byte. What the model cannot hold is an error, never dropped.
+    /// byte for byte. (One exception: before protocol 3 CPython writes
+    /// `bytes` as `_codecs.encode(text, 'latin1')`, read here as the
+    /// `bytes`; where the pickle fetches that text again from the memo, a
+    /// one-character `str` CPython shared with it, the rewrite writes the
+    /// `str` anew. The objects are equal.) What the model cannot hold is an
+    /// error, never dropped.
     ///
     /// ```
     /// use reduce::Unpickler;
