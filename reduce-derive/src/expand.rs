@@ -483,8 +483,9 @@ impl Cx<'_> {
         let path = match &self.input.body {
             Body::Enum(_) if self.input.attrs.python_enum.is_none() => quote!(),
             _ => quote! {
-                const __PATH: ::core::option::Option<(&'static str, &'static str)> =
-                    ::core::option::Option::Some((#module, #name));
+                fn __path() -> ::core::option::Option<(&'static str, &'static str)> {
+                    ::core::option::Option::Some((#module, #name))
+                }
             },
         };
         let methods = match &self.input.body {

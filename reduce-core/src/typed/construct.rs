@@ -90,7 +90,9 @@ pub trait Construct: Sized {
     /// variant): [`Registry::register`](crate::Registry::register) refuses
     /// another path, which the type would never write or read.
     #[doc(hidden)]
-    const __PATH: Option<(&'static str, &'static str)> = None;
+    fn __path() -> Option<(&'static str, &'static str)> {
+        None
+    }
 
     /// Builds a value straight from the opcodes, without a `Graph`, when
     /// the pickle is shaped as CPython writes this type's data; otherwise

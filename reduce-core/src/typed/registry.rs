@@ -170,7 +170,7 @@ impl Registry {
         module: &str,
         name: &str,
     ) -> Result<()> {
-        if let Some((m, n)) = T::__PATH {
+        if let Some((m, n)) = T::__path() {
             if (m, n) != (module, name) {
                 return Err(refused(format!(
                     "{} is written and read as the global `{m}.{n}` (its #[reduce] path), not `{module}.{name}`: \
