@@ -1,9 +1,10 @@
 //! `reduce dis`: the disassembly of `python3 -m pickletools`, line for line.
 //!
-//! The opcodes and their arguments come from [`reduce::inspect::disassemble`];
-//! this file adds what `pickletools.dis` adds on top: the indentation of
-//! each `MARK` level, `(MARK at N)` and `(as N)` notes, its checks of the
-//! memo and the stack, and the closing "highest protocol" line.
+//! The opcodes and their arguments come from
+//! [`reduce::inspect::instructions`], one at a time; this file adds what
+//! `pickletools.dis` adds on top: the indentation of each `MARK` level,
+//! `(MARK at N)` and `(as N)` notes, its checks of the memo and the stack,
+//! and the closing "highest protocol" line.
 
 use std::fmt::Write as _;
 
@@ -243,12 +244,13 @@ enum Slot {
 /// The disassembly of the first pickle of `bytes`, written to `out` line
 /// by line as `pickletools` writes it: the text grows with the square of
 /// the `MARK` nesting (each level indents every line below it), so it is
-/// never held whole. On malformed input, the lines before the fault are
-/// written, and the error names it with its offset, as `pickletools`
-/// prints the offending line before it raises. Errors writing to `out`
+/// never held whole; nor are the opcodes, each decoded, written and dropped
+/// before the next (a list of a million `None`s is a million of them). On
+/// malformed input, the lines before the fault are written, and the error
+/// names it with its offset, as `pickletools` prints the offending line
+/// before it raises. Errors writing to `out`
 /// are left to `out` (standard output drops the rest once it is closed).
 pub fn dis(bytes: &[u8], options: &Options, out: &mut impl std::io::Write) -> Result<(), String> {
-    let (ops, fault) = pickles::disassemble_partial(bytes);
     let annotate: usize = if options.annotate { 30 } else { 0 };
     let mut annocol = annotate;
     let indent = " ".repeat(options.indent);
@@ -257,13 +259,14 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut impl std::io::Write) -> Re
     let mut memo: std::collections::HashSet<u64> = Default::default();
     let mut memo_len = 0u64;
     let mut maxproto = -1i32;
-    for Instruction {
-        offset,
-        opcode,
-        name,
-        arg,
-    } in &ops
-    {
+    for decoded in pickles::instructions(bytes) {
+        // What precedes a fault has been written: name it.
+        let Instruction {
+            offset,
+            opcode,
+            name,
+            arg,
+        } = &decoded.map_err(|e| e.to_string())?;
         let meta = meta(*opcode);
         let code = if opcode.is_ascii_graphic() {
             (*opcode as char).to_string()
@@ -356,9 +359,6 @@ pub fn dis(bytes: &[u8], options: &Options, out: &mut impl std::io::Write) -> Re
             stack.push(Slot::Mark);
         }
         stack.extend(std::iter::repeat_n(Slot::Object, meta.pushes));
-    }
-    if let Some(e) = fault {
-        return Err(e.to_string());
     }
     let _ = std::io::Write::write_fmt(
         out,

@@ -5,7 +5,7 @@
 //! stack exactly, so every name it lists is the one CPython resolves), plus
 //! the names resolved before a fault, which a scan must still judge.
 
-use reduce::inspect::{self, Built, Instruction, Lookups, Named, Origin};
+use reduce::inspect::{self, Built, Instructions, Lookups, Named, Origin};
 use reduce::op;
 use reduce::Error;
 
@@ -53,17 +53,11 @@ fn before_fault(bytes: &[u8], e: &Error) -> Vec<u8> {
 }
 
 /// The opcodes of the pickle at the start of `bytes`, through its `STOP`,
-/// and the error that stopped the walk early, if one did. The opcodes
-/// before a fault are still listed: CPython would have run them.
-pub fn disassemble_partial(bytes: &[u8]) -> (Vec<Instruction>, Option<Error>) {
-    match inspect::disassemble(bytes) {
-        Ok(ops) => (ops, None),
-        Err(e) => {
-            let mut ops = inspect::disassemble(&before_fault(bytes, &e)).unwrap_or_default();
-            ops.pop();
-            (ops, Some(e))
-        }
-    }
+/// decoded one at a time, then the error that stops the walk early, if one
+/// does. The opcodes before a fault are still listed: CPython would have
+/// run them.
+pub fn instructions(bytes: &[u8]) -> Instructions<'_> {
+    inspect::instructions(bytes)
 }
 
 /// The names the pickle at the start of `bytes` resolves, with offsets,

@@ -349,3 +349,43 @@ fn deep_mark_nesting_streams_its_quadratic_text() {
         pickletools(&[], &[small])
     );
 }
+
+#[test]
+fn a_long_pickle_is_disassembled_an_opcode_at_a_time() {
+    // [None] * 2_000_000 as protocol 2 writes it: 2 MB, two million
+    // one-byte opcodes. Held as a list of instructions they would take
+    // 128 MB; decoded, printed and dropped one at a time, a few MB. The
+    // same goes for a truncated copy, whose lines precede its fault.
+    let dir = reduce_tests::scratch_dir("cli-dis-long");
+    let mut bytes = b"\x80\x02]".to_vec();
+    for _ in 0..2_000 {
+        bytes.push(b'(');
+        bytes.extend([b'N'; 1_000]);
+        bytes.push(b'e');
+    }
+    bytes.push(b'.');
+    let whole = dir.join("nones.pkl");
+    std::fs::write(&whole, &bytes).unwrap();
+    let cut = dir.join("nones-cut.pkl");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1]).unwrap();
+    for (file, code, says) in [
+        (&whole, 0, String::new()),
+        (
+            &cut,
+            2,
+            format!("pickle data was truncated (at byte {})", bytes.len() - 1),
+        ),
+    ] {
+        // Within 100 MB of address space: the program itself takes 20.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 100000 && exec \"$0\" dis \"$1\" >/dev/null")
+            .arg(env!("CARGO_BIN_EXE_reduce"))
+            .arg(file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&says), "{}", stderr(&out));
+        assert_eq!(stderr(&out).is_empty(), says.is_empty());
+    }
+}

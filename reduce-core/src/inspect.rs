@@ -154,26 +154,88 @@ fn max_digits() -> usize {
 /// loaded or checked beyond the encoding of each argument (as
 /// `pickletools.genops`, frames are not enforced here; [`globals`] enforces
 /// them as the reader does).
+///
+/// This is [`instructions`] collected: to print or look at a long pickle
+/// opcode by opcode, use that, which holds one at a time.
 pub fn disassemble(bytes: &[u8]) -> Result<Vec<Instruction>> {
-    let mut src = SliceRead::new(bytes);
-    let mut out = Vec::new();
-    loop {
-        let offset = src.pos();
-        let opcode = src.byte().map_err(|e| e.at(offset, None))?;
-        let name = op::name(opcode)
-            .ok_or_else(|| Error::new(ErrorKind::UnknownOpcode(opcode)).at(offset, None))?;
-        let arg = decode_arg(opcode, &mut src).map_err(|e| e.at(offset, Some(opcode)))?;
-        out.push(Instruction {
-            offset,
-            opcode,
-            name,
-            arg,
-        });
-        if opcode == STOP {
-            return Ok(out);
-        }
+    instructions(bytes).collect()
+}
+
+/// The opcodes of the pickle at the start of `bytes`, decoded one at a time
+/// as [`disassemble`] decodes them: the same instructions, then the same
+/// error if it fails, but never more than one opcode held, so the memory
+/// used does not grow with the number of opcodes (a list of a million
+/// `None`s is a million one-byte opcodes).
+///
+/// The iterator ends after `STOP`, or after the first error: the
+/// instructions before a fault are yielded first, as `pickletools.genops`
+/// yields them before it raises.
+///
+/// ```
+/// use reduce::inspect;
+///
+/// // Cut short in its second BININT1.
+/// let cut = b"\x80\x02K\x01K";
+/// let mut ops = inspect::instructions(cut);
+/// assert_eq!(ops.next().unwrap()?.name, "PROTO");
+/// assert_eq!(ops.next().unwrap()?.arg.to_string(), "1");
+/// let fault = ops.next().unwrap().unwrap_err();
+/// assert_eq!(fault.offset(), Some(4));
+/// assert!(ops.next().is_none());
+/// # Ok::<(), reduce::Error>(())
+/// ```
+pub fn instructions(bytes: &[u8]) -> Instructions<'_> {
+    Instructions {
+        src: SliceRead::new(bytes),
+        done: false,
     }
 }
+
+/// The opcodes of a pickle, one at a time: see [`instructions`].
+pub struct Instructions<'a> {
+    src: SliceRead<'a>,
+    /// Past `STOP` or an error.
+    done: bool,
+}
+
+impl fmt::Debug for Instructions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instructions")
+            .field("offset", &self.src.pos())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Iterator for Instructions<'_> {
+    type Item = Result<Instruction>;
+
+    fn next(&mut self) -> Option<Result<Instruction>> {
+        if self.done {
+            return None;
+        }
+        let src = &mut self.src;
+        let offset = src.pos();
+        let decoded = src
+            .byte()
+            .map_err(|e| e.at(offset, None))
+            .and_then(|opcode| {
+                let name = op::name(opcode)
+                    .ok_or_else(|| Error::new(ErrorKind::UnknownOpcode(opcode)).at(offset, None))?;
+                let arg = decode_arg(opcode, src).map_err(|e| e.at(offset, Some(opcode)))?;
+                Ok(Instruction {
+                    offset,
+                    opcode,
+                    name,
+                    arg,
+                })
+            });
+        self.done = decoded.as_ref().map_or(true, |i| i.opcode == STOP);
+        Some(decoded)
+    }
+}
+
+impl std::iter::FusedIterator for Instructions<'_> {}
 
 /// An opcode's argument as `pickletools` shows it, read with the reader's
 /// decoder. Checks that belong to the meaning rather than the encoding (a
