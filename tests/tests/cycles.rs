@@ -211,8 +211,15 @@ fn a_cycle_into_a_box_says_so_where_it_closes() {
 fn a_set_that_holds_itself_is_an_error_not_a_runaway_write() {
     let self_set: &[u8] = b"\x80\x04\x8f\x94(h\x00\x90.";
     let through_tuple: &[u8] = b"\x80\x04\x8f\x94(h\x00\x85\x94\x90.";
+    // CPython cannot load these either (a set is not hashable): inert mode
+    // keeps them as they are.
+    let inert = |p: &[u8]| reduce::Unpickler::from_slice(p).inert(true).load_graph();
     for pickle in [self_set, through_tuple] {
-        let graph: reduce::Graph = reduce::from_slice(pickle).unwrap();
+        let graph = inert(pickle).unwrap();
+        assert!(reduce::from_slice::<reduce::Graph>(pickle)
+            .unwrap_err()
+            .to_string()
+            .contains("unhashable type 'set'"));
         for proto in 0..=3 {
             let err = reduce::to_vec_with_protocol(&graph, proto).unwrap_err();
             assert!(
@@ -223,7 +230,7 @@ fn a_set_that_holds_itself_is_an_error_not_a_runaway_write() {
         }
         for proto in 4..=5 {
             let bytes = reduce::to_vec_with_protocol(&graph, proto).unwrap();
-            let again: reduce::Graph = reduce::from_slice(&bytes).unwrap();
+            let again = inert(&bytes).unwrap();
             assert_eq!(
                 reduce::to_vec_with_protocol(&again, proto).unwrap(),
                 bytes,
