@@ -22,6 +22,7 @@ mod pickles;
 mod policy;
 mod scan;
 mod show;
+mod tar;
 
 /// Read, audit and convert Python pickles, without Python: nothing a
 /// pickle names is ever imported or called.

@@ -93,6 +93,16 @@ impl Record {
         }
     }
 
+    /// A finding about a file, member or directory that makes it unsafe:
+    /// the scan cannot be sure it reads what the loader reads.
+    fn finding(path: &str, member: Option<&str>, reason: String) -> Record {
+        Record {
+            verdict: Verdict::Unsafe,
+            error: None,
+            ..Record::about(path, member, reason)
+        }
+    }
+
     /// A file, member or directory that cannot be read as a whole, so
     /// that no pickle in it can be found.
     fn about(path: &str, member: Option<&str>, error: String) -> Record {
@@ -601,13 +611,21 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
         };
     }
     if is_tar(bytes) {
-        // torch's tar format: the object is the member `pickle`.
-        let members = tar_members(bytes)?;
-        return members
-            .into_iter()
-            .find(|(name, _)| name.rsplit('/').next() == Some("pickle"))
-            .map(|(_, range)| std::borrow::Cow::Borrowed(&bytes[range]))
-            .ok_or_else(|| "expected a member `pickle` in the tar archive (torch's format before 0.4), found none".into());
+        // torch's tar format: the object is the member `pickle` (the last
+        // of that name, as tarfile finds it), or what it links to.
+        let (members, _) = crate::tar::members(bytes)?;
+        let i = members
+            .iter()
+            .rposition(|m| m.name.rsplit('/').next() == Some("pickle"))
+            .ok_or("expected a member `pickle` in the tar archive (torch's format before 0.4), found none")?;
+        let target = &members[crate::tar::resolve(&members, i)?];
+        if !target.is_file() {
+            return Err(format!(
+                "`{}` is a link to a member that is not a file",
+                members[i].name
+            ));
+        }
+        return Ok(std::borrow::Cow::Borrowed(&bytes[target.data.clone()]));
     }
     if let Some(format) = compressed(bytes) {
         return Err(format!(
@@ -1147,78 +1165,79 @@ fn central_directory_names(bytes: &[u8]) -> Vec<String> {
 }
 
 fn is_tar(bytes: &[u8]) -> bool {
-    bytes.get(257..262) == Some(b"ustar")
-}
-
-/// The regular files of a tar archive: name and where its bytes are.
-fn tar_members(bytes: &[u8]) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
-    fn text(field: &[u8]) -> String {
-        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-        String::from_utf8_lossy(&field[..end]).into_owned()
-    }
-    let mut members = Vec::new();
-    let mut pos = 0usize;
-    // A pax or GNU header's name for the next member.
-    let mut long_name: Option<String> = None;
-    while pos + 512 <= bytes.len() {
-        let header = &bytes[pos..pos + 512];
-        if header.iter().all(|&b| b == 0) {
-            break;
-        }
-        let size_field = text(&header[124..136]);
-        let size = usize::from_str_radix(size_field.trim(), 8).map_err(|_| {
-            format!("tar header at offset {pos}: a size of `{size_field}`, expected octal digits")
-        })?;
-        let start = pos + 512;
-        let end = start
-            .checked_add(size)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| {
-                format!("tar member at offset {pos}: {size} bytes run past the end of the file")
-            })?;
-        let mut name = text(&header[0..100]);
-        let prefix = text(&header[345..500]);
-        if !prefix.is_empty() {
-            name = format!("{prefix}/{name}");
-        }
-        match header[156] {
-            b'0' | 0 | b'7' => members.push((long_name.take().unwrap_or(name), start..end)),
-            b'x' => {
-                long_name = String::from_utf8_lossy(&bytes[start..end])
-                    .lines()
-                    .find_map(|l| l.split_once(" path=").map(|(_, p)| p.to_string()));
-            }
-            b'L' => long_name = Some(text(&bytes[start..end])),
-            _ => {}
-        }
-        pos = start + size.div_ceil(512) * 512;
-    }
-    Ok(members)
+    crate::tar::is_tar(bytes)
 }
 
 /// A tar archive: torch's format before 0.4 (members `storages`,
 /// `tensors` and `pickle`, which `torch.load` still reads), or any tar
-/// with pickle members.
+/// with pickle members; its members as Python's `tarfile` lists them,
+/// links followed to their target. torch reads the file as a stream of
+/// pickles when `tarfile` fails on it, so a file that also starts as a
+/// pickle is scanned both ways.
 fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
-    let members = match tar_members(bytes) {
-        Ok(m) => m,
+    let (found, end) = pickles::scan_one(bytes);
+    let mut stream_too = end.is_ok() || !found.is_empty();
+    match crate::tar::members(bytes) {
         Err(e) => {
             out.push(Record::about(path, None, e));
-            return;
+            stream_too = true;
         }
-    };
-    for (name, range) in members {
-        let data = &bytes[range];
-        let base = name.rsplit('/').next().unwrap_or(&name);
-        match base {
-            "storages" | "tensors" => scan_torch_tar_member(path, &name, data, allow, out),
-            "pickle" | "sys_info" => {
-                let (record, _) = scan_pickle(path, Some(&name), data, 0, allow);
-                out.push(record);
+        Ok((members, odd)) => {
+            for problem in odd {
+                out.push(Record::finding(path, None, problem));
             }
-            _ if member_is_pickle(&name) => scan_bytes(path, Some(&name), data, allow, out),
-            _ => {}
+            for (i, m) in members.iter().enumerate() {
+                let base = m.name.rsplit('/').next().unwrap_or(&m.name);
+                let known = matches!(base, "storages" | "tensors" | "pickle" | "sys_info");
+                if !(known || member_is_pickle(&m.name)) || !(m.is_file() || m.is_link()) {
+                    continue;
+                }
+                let target = match crate::tar::resolve(&members, i) {
+                    Ok(t) => &members[t],
+                    Err(e) => {
+                        out.push(Record::finding(
+                            path,
+                            Some(&m.name),
+                            format!("{e}: torch.load follows the link, the scan cannot"),
+                        ));
+                        continue;
+                    }
+                };
+                let shown = if m.is_link() {
+                    format!("{} -> {}", m.name, target.name)
+                } else {
+                    m.name.clone()
+                };
+                if !target.is_file() {
+                    out.push(Record::finding(
+                        path,
+                        Some(&shown),
+                        "a link to a member that is not a file".into(),
+                    ));
+                    continue;
+                }
+                if target.sparse {
+                    out.push(Record::finding(
+                        path,
+                        Some(&shown),
+                        "a GNU sparse member: its bytes are not stored as tarfile reads them"
+                            .into(),
+                    ));
+                }
+                let data = &bytes[target.data.clone()];
+                match base {
+                    "storages" | "tensors" => scan_torch_tar_member(path, &shown, data, allow, out),
+                    "pickle" | "sys_info" => {
+                        let (record, _) = scan_pickle(path, Some(&shown), data, 0, allow);
+                        out.push(record);
+                    }
+                    _ => scan_bytes(path, Some(&shown), data, allow, out),
+                }
+            }
         }
+    }
+    if stream_too {
+        scan_stream(path, None, bytes, 0, allow, out);
     }
 }
 

@@ -845,3 +845,58 @@ fn npy_headers_are_read_as_python_reads_them() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Scans `fixtures/attacks/<name>` with `extra` arguments: exit 1, and an
+/// unsafe record names `global` as dangerous. The records.
+fn names_dangerous(name: &str, extra: &[&str], global: &str) -> Vec<Json> {
+    let file = fixtures().join("attacks").join(name);
+    let mut args = vec![file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, r) = scan_json(&args);
+    assert_eq!(code, Some(1), "{name}: expected exit 1 (unsafe): {r:?}");
+    assert!(
+        r.iter()
+            .filter(|r| r["verdict"] == "unsafe")
+            .flat_map(|r| r["globals"].as_array().unwrap())
+            .any(|g| shown(g) == global && g["status"] == "dangerous"),
+        "{name}: `{global}` is not named dangerous: {r:?}"
+    );
+    r
+}
+
+#[test]
+fn a_legacy_tar_pickle_that_is_a_link_is_scanned_through_it() {
+    // torch's tar.extractfile('pickle') follows a hard or symbolic link
+    // to the member it names.
+    for name in ["tar_hardlink.pt", "tar_symlink.pt"] {
+        let r = names_dangerous(name, &[], "os.system");
+        assert!(
+            r.iter().any(|r| r["member"] == "pickle -> weights.bin"),
+            "{name}: {r:?}"
+        );
+    }
+    let out = run(&[
+        "show",
+        fixtures().join("attacks/tar_symlink.pt").to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("system"), "{}", stderr(&out));
+}
+
+#[test]
+fn legacy_tar_pax_headers_are_read_as_tarfile_reads_them() {
+    // A record's value holding " path=", a global header's path, a pax
+    // size that overrides the header's: the member is `pickle` to tarfile.
+    for name in ["tar_pax_path.pt", "tar_pax_global.pt", "tar_pax_size.pt"] {
+        let r = names_dangerous(name, &[], "os.system");
+        assert!(r.iter().any(|r| r["member"] == "pickle"), "{name}: {r:?}");
+    }
+}
+
+#[test]
+fn a_tar_without_ustar_magic_is_read_as_a_tar_and_as_a_stream() {
+    // tarfile takes a header by its checksum; the first name is also
+    // torch's legacy preamble of five pickles. Both readings are scanned.
+    let r = names_dangerous("tar_v7_magic.pt", &[], "os.system");
+    assert!(r.iter().any(|r| r["member"] == "storages"), "{r:?}");
+    assert!(r.iter().any(|r| r["member"].is_null()), "{r:?}");
+}
