@@ -23,6 +23,7 @@ mod policy;
 mod scan;
 mod show;
 mod tar;
+mod zipdir;
 
 /// Read, audit and convert Python pickles, without Python: nothing a
 /// pickle names is ever imported or called.

@@ -636,13 +636,21 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
     if !is_zip(bytes) {
         return Ok(std::borrow::Cow::Borrowed(bytes));
     }
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("not a readable zip archive: {e}"))?;
+    let (dirs, problems) = crate::zipdir::directories(bytes);
+    if let Some(problem) = problems.into_iter().next() {
+        return Err(format!(
+            "{problem}; refusing to show one of them (`reduce scan` reads them all)"
+        ));
+    }
+    let dir = dirs
+        .into_iter()
+        .next()
+        .ok_or("not a readable zip archive: no central directory found")?;
     // The member torch loads, found as reduce::torch finds it (in the
     // first member's folder, whatever its case); without one, another
     // data.pkl, then any `.pkl` member (a TorchScript archive's
     // constants.pkl).
-    let names: Vec<&str> = archive.file_names().collect();
+    let names: Vec<&str> = dir.entries.iter().map(|e| e.name.as_str()).collect();
     let name = match reduce::torch::archive_member(&names, "data.pkl") {
         Ok(Some(name)) => name,
         Ok(None) => match names
@@ -656,44 +664,38 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             }) {
             Some(name) => name,
             // An .npz: the pickle of its first object array.
-            None => return first_npz_pickle(&mut archive).map(std::borrow::Cow::Owned),
+            None => return first_npz_pickle(bytes, &dir.entries).map(std::borrow::Cow::Owned),
         },
         Err(e) => return Err(e.to_string()),
+    };
+    let entry = dir
+        .entries
+        .iter()
+        .rfind(|e| e.name == name)
+        .ok_or_else(|| format!("{name}: not in the archive"))?;
+    if let Some(u) = entry.unicode_name.as_ref().filter(|u| **u != entry.name) {
+        return Err(format!(
+            "{name}: a Unicode Path extra field renames it `{u}`, and zip readers differ on which name they use; refusing to show it (`reduce scan` reads it)"
+        ));
     }
-    .to_string();
-    let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
-    let size = inflated_size(&file)?;
-    let mut data = Vec::with_capacity(size.min(bytes.len() as u64 * 4) as usize);
-    (&mut file)
-        .take(size)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
-    Ok(std::borrow::Cow::Owned(data))
+    crate::zipdir::read(bytes, entry, u64::MAX)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| format!("{name}: {e}"))
 }
 
 /// The pickle of the first member of an `.npz` (a zip of `.npy` files, as
 /// `numpy.savez` writes) that is an array of objects, in archive order:
 /// `numpy.load` reads a member by its content, whatever its name.
-fn first_npz_pickle<R: std::io::Read + std::io::Seek>(
-    archive: &mut zip::ZipArchive<R>,
-) -> Result<Vec<u8>, String> {
+fn first_npz_pickle(bytes: &[u8], entries: &[crate::zipdir::Entry]) -> Result<Vec<u8>, String> {
     let mut arrays = 0;
-    for i in 0..archive.len() {
-        let mut file = archive
-            .by_index(i)
-            .map_err(|e| format!("zip member {i}: {e}"))?;
-        let name = file.name().to_string();
-        let size = inflated_size(&file)?;
-        let mut data = Vec::new();
-        (&mut file)
-            .take(size)
-            .read_to_end(&mut data)
-            .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
+    for e in entries {
+        let mut data =
+            crate::zipdir::read(bytes, e, u64::MAX).map_err(|err| format!("{}: {err}", e.name))?;
         if !is_npy(&data) {
             continue;
         }
         arrays += 1;
-        if let Some(start) = npy_pickle(&data).map_err(|e| format!("{name}: {e}"))? {
+        if let Some(start) = npy_pickle(&data).map_err(|err| format!("{}: {err}", e.name))? {
             data.drain(..start);
             return Ok(data);
         }
@@ -703,22 +705,6 @@ fn first_npz_pickle<R: std::io::Read + std::io::Seek>(
             .to_string(),
         n => format!("this .npz holds {n} array(s) and none of objects, so no pickle"),
     })
-}
-
-/// The size a zip member claims to inflate to, refused past
-/// [`reduce::torch::inflate_cap`] for a compressed member: a zip bomb.
-fn inflated_size(file: &zip::read::ZipFile<'_, impl std::io::Read>) -> Result<u64, String> {
-    let size = file.size();
-    if file.compression() != zip::CompressionMethod::Stored
-        && size > reduce::torch::inflate_cap(file.compressed_size())
-    {
-        return Err(format!(
-            "{}: inflates to {size} bytes from {}, more than reduce::torch::inflate_cap allows: refused as a zip bomb",
-            file.name(),
-            file.compressed_size()
-        ));
-    }
-    Ok(size)
 }
 
 /// The pickle inside an `.npy` file, if its array holds objects.
@@ -1011,158 +997,156 @@ fn scan_bytes(
     }
 }
 
+/// A zip archive: every member of every central directory a loader could
+/// read (see [`crate::zipdir`]), each member's data read once.
 fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
-    let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
-        Ok(a) => a,
-        Err(e) => {
-            out.push(Record::about(
-                path,
-                None,
-                format!("not a readable zip archive: {e}"),
-            ));
-            return;
-        }
-    };
-    // Two members of one name: the zip reader keeps the last, a loader
-    // may read either (torch's looks names up by a binary search), so
-    // the one not scanned could be the one loaded.
-    let mut seen = std::collections::BTreeSet::new();
-    for name in central_directory_names(bytes) {
-        if !seen.insert(name.clone()) {
-            out.push(Record {
-                path: path.to_string(),
-                member: Some(name.clone()),
-                offset: None,
-                length: None,
-                globals: Vec::new(),
-                verdict: Verdict::Unsafe,
-                reasons: vec![format!(
-                    "the zip archive holds two members named `{name}`: which one a loader reads depends on the loader, and only one can be scanned"
-                )],
-                error: None,
-            });
+    use crate::zipdir::{self, Entry};
+    let (dirs, problems) = zipdir::directories(bytes);
+    for problem in problems {
+        out.push(Record::finding(path, None, problem));
+    }
+    if dirs.is_empty() {
+        out.push(Record::about(
+            path,
+            None,
+            "not a readable zip archive: no central directory found".into(),
+        ));
+        return;
+    }
+    // Two members of one name: a loader may read either (torch's looks
+    // names up by a binary search), so the one not scanned could be the
+    // one loaded.
+    for dir in &dirs {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in dir.entries.iter().map(|e| &e.name) {
+            if !seen.insert(name) {
+                out.push(Record::finding(
+                    path,
+                    Some(name),
+                    format!(
+                        "the zip archive holds two members named `{name}`: which one a loader reads depends on the loader, and only one can be scanned"
+                    ),
+                ));
+            }
         }
     }
-    for i in 0..archive.len() {
-        let mut file = match archive.by_index(i) {
-            Ok(f) => f,
-            Err(e) => {
-                out.push(Record::about(path, None, format!("zip member {i}: {e}")));
-                continue;
+    let mut entries: Vec<&Entry> = Vec::new();
+    for e in dirs.iter().flat_map(|d| &d.entries) {
+        if !entries.contains(&e) {
+            entries.push(e);
+        }
+    }
+    // Entries whose data overlap: no zip writer makes them (CPython's
+    // zipfile refuses them); they make a small file read as a large one.
+    let mut spans: Vec<(u64, u64, &Entry)> = entries
+        .iter()
+        .map(|e| {
+            let end = zipdir::data_range(bytes, e).map_or(e.local + 30, |r| r.end as u64);
+            (e.local, end, *e)
+        })
+        .collect();
+    spans.sort_by_key(|s| (s.0, s.1));
+    let mut reach: Option<(u64, &Entry)> = None;
+    let mut overlaps = 0usize;
+    for &(start, end, e) in &spans {
+        if let Some((far, before)) = reach {
+            if start < far {
+                overlaps += 1;
+                if overlaps <= 3 {
+                    out.push(Record::finding(
+                        path,
+                        Some(&e.shown()),
+                        format!(
+                            "its data (local header at offset {start}) overlaps that of `{}`: overlapping zip entries, which no zip writer makes",
+                            before.shown()
+                        ),
+                    ));
+                }
             }
-        };
-        let name = file.name().to_string();
-        if file.is_dir() {
+        }
+        if reach.is_none_or(|(far, _)| end > far) {
+            reach = Some((end, e));
+        }
+    }
+    if overlaps > 3 {
+        out.push(Record::finding(
+            path,
+            None,
+            format!("{overlaps} zip entries in all overlap others"),
+        ));
+    }
+    // Bytes read (and inflated) for the scan, all members together.
+    let mut budget: u64 = ZIP_BUDGET.saturating_add(2 * bytes.len() as u64);
+    let mut over_budget = 0usize;
+    let mut done = std::collections::HashSet::new();
+    for e in entries {
+        if e.name.ends_with('/') || !done.insert((e.local, e.method, e.compressed, e.size)) {
             continue;
         }
-        // The size the archive claims bounds the allocation; a member that
-        // inflates past it is cut there (and then fails as a pickle).
-        let size = match inflated_size(&file) {
-            Ok(size) => size,
-            Err(e) => {
-                out.push(Record::about(path, Some(&name), e));
+        let shown = e.shown();
+        let named = e.names().any(member_is_pickle);
+        let read = |limit: u64| zipdir::read(bytes, e, limit);
+        let data = if named {
+            if e.size > budget {
+                over_budget += 1;
                 continue;
             }
-        };
-        let named = member_is_pickle(&name);
-        let mut data = Vec::new();
-        let read = if named {
-            data.reserve(size.min(bytes.len() as u64 * 4) as usize);
-            (&mut file).take(size).read_to_end(&mut data)
+            read(u64::MAX)
         } else {
-            // Any other member is read only when it starts as an `.npy`
-            // file: numpy.load reads an .npz member by its content.
-            (&mut file).take(6.min(size)).read_to_end(&mut data)
+            // Any other member is read only when it is an `.npy` array of
+            // objects: numpy.load reads an .npz member by its content.
+            match read(12) {
+                Ok(head) if is_npy(&head) => {
+                    let header_end = match head.get(6) {
+                        Some(1) => head
+                            .get(8..10)
+                            .map(|b| 10 + u16::from_le_bytes([b[0], b[1]]) as u64),
+                        _ => head
+                            .get(8..12)
+                            .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64),
+                    }
+                    .unwrap_or(12);
+                    match read(header_end).map(|h| npy_pickle(&h)) {
+                        Ok(Ok(None)) => continue,
+                        Ok(_) if e.size > budget => {
+                            over_budget += 1;
+                            continue;
+                        }
+                        Ok(_) => read(u64::MAX),
+                        Err(err) => Err(err),
+                    }
+                }
+                Ok(_) => continue,
+                Err(err) => Err(err),
+            }
         };
-        if let Err(e) = read {
-            out.push(Record::about(
+        match data {
+            Ok(data) => {
+                budget = budget.saturating_sub(data.len() as u64);
+                scan_bytes(path, Some(&shown), &data, allow, out);
+            }
+            Err(err) => out.push(Record::about(
                 path,
-                Some(&name),
-                format!("cannot inflate the zip member: {e}"),
-            ));
-            continue;
+                Some(&shown),
+                format!("cannot read the zip member: {err}"),
+            )),
         }
-        if !named {
-            if !is_npy(&data) {
-                continue;
-            }
-            if let Err(e) = (&mut file).take(size - 6).read_to_end(&mut data) {
-                out.push(Record::about(
-                    path,
-                    Some(&name),
-                    format!("cannot inflate the zip member: {e}"),
-                ));
-                continue;
-            }
-        }
-        scan_bytes(path, Some(&name), &data, allow, out);
+    }
+    if over_budget > 0 {
+        out.push(Record::about(
+            path,
+            None,
+            format!(
+                "{over_budget} zip member(s) not scanned: together the members read past the scan's budget of {} bytes for this archive",
+                ZIP_BUDGET.saturating_add(2 * bytes.len() as u64)
+            ),
+        ));
     }
 }
 
-/// The name of every entry of a zip archive's central directory, in
-/// order, duplicates kept; empty when the directory cannot be found.
-fn central_directory_names(bytes: &[u8]) -> Vec<String> {
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
-    };
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-    };
-    // The end of central directory record, within the last 64 KiB + 22.
-    let tail = bytes.len().saturating_sub(65_557);
-    let Some(eocd) = bytes[tail..]
-        .windows(4)
-        .rposition(|w| w == b"PK\x05\x06")
-        .map(|i| tail + i)
-    else {
-        return Vec::new();
-    };
-    // Where the directory ends and how long it is (zip64 when the 32-bit
-    // fields are full).
-    let (mut end, mut size) = (eocd, u32_at(eocd + 12).unwrap_or(0));
-    if size == 0xFFFF_FFFF || u32_at(eocd + 16) == Some(0xFFFF_FFFF) {
-        let Some(locator) = eocd.checked_sub(20) else {
-            return Vec::new();
-        };
-        if bytes.get(locator..locator + 4) != Some(b"PK\x06\x07") {
-            return Vec::new();
-        }
-        // The zip64 record sits right before its locator, 56 bytes or more.
-        let Some(record) = bytes[..locator]
-            .windows(4)
-            .rposition(|w| w == b"PK\x06\x06")
-        else {
-            return Vec::new();
-        };
-        end = record;
-        size = u64_at(record + 40).unwrap_or(0);
-    }
-    let Some(mut at) = usize::try_from(size).ok().and_then(|s| end.checked_sub(s)) else {
-        return Vec::new();
-    };
-    let mut names = Vec::new();
-    while at + 46 <= end && bytes.get(at..at + 4) == Some(b"PK\x01\x02") {
-        let (Some(n), Some(e), Some(c)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
-        else {
-            break;
-        };
-        let Some(name) = bytes.get(at + 46..at + 46 + n) else {
-            break;
-        };
-        names.push(String::from_utf8_lossy(name).into_owned());
-        at += 46 + n + e + c;
-    }
-    names
-}
+/// The bytes a zip archive's members may read (inflated) for a scan, on
+/// top of twice the archive's size.
+const ZIP_BUDGET: u64 = 1 << 30;
 
 fn is_tar(bytes: &[u8]) -> bool {
     crate::tar::is_tar(bytes)
@@ -1179,7 +1163,11 @@ fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     let mut stream_too = end.is_ok() || !found.is_empty();
     match crate::tar::members(bytes) {
         Err(e) => {
-            out.push(Record::about(path, None, e));
+            out.push(Record::about(
+                path,
+                None,
+                format!("not a readable tar archive: {e}"),
+            ));
             stream_too = true;
         }
         Ok((members, odd)) => {

@@ -900,3 +900,63 @@ fn a_tar_without_ustar_magic_is_read_as_a_tar_and_as_a_stream() {
     assert!(r.iter().any(|r| r["member"] == "storages"), "{r:?}");
     assert!(r.iter().any(|r| r["member"].is_null()), "{r:?}");
 }
+
+#[test]
+fn a_zip_whose_last_end_record_claims_a_long_comment_is_read_as_miniz_reads_it() {
+    // miniz and zipfile read the last end record's directory; a reader
+    // that refuses it reads an earlier, benign one. Both are scanned.
+    for name in ["zip_eocd_comment.pt", "npz_eocd_comment.npz"] {
+        let r = names_dangerous(name, &[], "os.system");
+        let reasons = r
+            .iter()
+            .map(|r| r["reasons"].to_string())
+            .collect::<String>();
+        assert!(
+            reasons.contains("claims a comment of 65535 bytes"),
+            "{name}: {r:?}"
+        );
+        assert!(
+            reasons.contains("2 different central directories"),
+            "{name}: {r:?}"
+        );
+        // show and dis do not pick one of the two silently.
+        let file = fixtures().join("attacks").join(name);
+        let out = run(&["show", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("zip readers differ"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_zip_member_renamed_by_a_unicode_path_field_is_judged_by_both_names() {
+    // miniz ignores the field and loads archive/data.pkl.
+    let r = names_dangerous("zip_unicode_path.pt", &[], "os.system");
+    assert!(
+        r.iter()
+            .any(|r| r["member"] == "archive/data.pkl (Unicode Path: archive/notes.txt)"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn overlapping_zip_entries_are_a_finding_and_read_once() {
+    // 50 entries point at one member that inflates to 8 MiB.
+    let file = fixtures().join("attacks/zip_overlapping_entries.zip");
+    let (code, r) = scan_json(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let reasons = r
+        .iter()
+        .map(|r| r["reasons"].to_string())
+        .collect::<String>();
+    assert!(reasons.contains("overlaps that of `m0.pkl`"), "{r:?}");
+    assert!(
+        reasons.contains("49 zip entries in all overlap others"),
+        "{r:?}"
+    );
+    let pickles = r.iter().filter(|r| !r["offset"].is_null()).count();
+    assert_eq!(pickles, 1, "{r:?}");
+}
