@@ -348,8 +348,24 @@ fn scan_stream(
             .iter()
             .any(|f| names_array_wrapper(&f.target))
         {
-            match scan_joblib(path, member, bytes, pos, allow) {
+            let mut refused = None;
+            match scan_joblib(path, member, bytes, pos, allow, &mut refused) {
                 Some((joblib, nested, n)) => (record, end, arrays) = (joblib, Some(n), nested),
+                None if refused.is_some() => {
+                    // joblib would read an array the scan cannot size:
+                    // where its bytes end, and what follows, is unknown.
+                    let message = format!(
+                        "{} (a joblib file, whose arrays are written inside the pickle: the scan steps over an array only after a NumpyArrayWrapper made as joblib writes it)",
+                        refused.unwrap_or_default()
+                    );
+                    if record.error.take().is_some() {
+                        record.reasons.pop();
+                    }
+                    record.reasons.push(message.clone());
+                    record.error = Some(message);
+                    record.verdict = Verdict::Unsafe;
+                    end = None;
+                }
                 None => {
                     // Also where the walk read to a STOP: joblib reads the
                     // bytes after a wrapper's BUILD otherwise, and what it
@@ -368,6 +384,24 @@ fn scan_stream(
                     end = None;
                 }
             }
+        }
+        // A class named like the wrapper elsewhere: whether joblib reads
+        // an array after it cannot be told.
+        let lookalike = record.globals.iter().find_map(|f| match &f.target {
+            Target::Global { module, name }
+                if !names_array_wrapper(&f.target)
+                    && format!("{module}.{name}").rsplit('.').next()
+                        == Some("NumpyArrayWrapper") =>
+            {
+                Some((f.offset, format!("{module}.{name}")))
+            }
+            _ => None,
+        });
+        if let Some((offset, shown)) = lookalike {
+            record.reasons.push(format!(
+                "`{shown}` is named like joblib's NumpyArrayWrapper, outside joblib.numpy_pickle: whether joblib reads an array's bytes after it cannot be told (offset {offset})"
+            ));
+            record.verdict = Verdict::Unsafe;
         }
         count += 1;
         match end {
@@ -408,10 +442,17 @@ pub fn joblib_hint(bytes: &[u8]) -> &'static str {
 }
 
 /// Whether `target` is joblib's `NumpyArrayWrapper`, after whose `BUILD`
-/// joblib writes an array's bytes into the pickle.
+/// joblib writes an array's bytes into the pickle: in any spelling that
+/// resolves to it (`joblib.numpy_pickle` and `NumpyArrayWrapper`, or
+/// `joblib` and `numpy_pickle.NumpyArrayWrapper` at protocol 4, or a
+/// vendored copy's `...numpy_pickle`), as an allow-list line matches it.
 fn names_array_wrapper(target: &Target) -> bool {
-    matches!(target, Target::Global { module, name }
-        if name == "NumpyArrayWrapper" && module.ends_with("numpy_pickle"))
+    let Target::Global { module, name } = target else {
+        return false;
+    };
+    let full = format!("{module}.{name}");
+    let mut parts = full.rsplit('.');
+    parts.next() == Some("NumpyArrayWrapper") && parts.next() == Some("numpy_pickle")
 }
 
 /// A `joblib.dump` file: one pickle with each numpy array's bytes written
@@ -428,6 +469,7 @@ fn scan_joblib(
     bytes: &[u8],
     pos: usize,
     allow: &AllowList,
+    refused: &mut Option<String>,
 ) -> Option<(Record, Vec<Record>, usize)> {
     let mut pickle = bytes[pos..].to_vec();
     // (offset in `pickle` as it was then, bytes cut there).
@@ -480,7 +522,16 @@ fn scan_joblib(
             }
             (None, Err(_)) => return None,
         };
-        let (count, item_size, objects, aligned) = array_layout(&pickle[..at])?;
+        let (count, item_size, objects, aligned) = match array_layout(&pickle[..at]) {
+            Ok(layout) => layout?,
+            Err(reason) => {
+                *refused = Some(format!(
+                    "{reason} (the BUILD at offset {})",
+                    original(&cuts, at - 1)
+                ));
+                return None;
+            }
+        };
         let cut = if objects {
             let start = original(&cuts, at);
             let (record, end) = scan_pickle(path, member, bytes, start, allow);
@@ -507,52 +558,112 @@ fn scan_joblib(
 /// The array a `NumpyArrayWrapper` just built by the end of `prefix`
 /// describes: its number of items, item size, whether it holds objects,
 /// and whether a padding length byte comes first. Read by loading the
-/// prefix inert: the wrapper is the top of the stack.
-fn array_layout(prefix: &[u8]) -> Option<(usize, usize, bool, bool)> {
+/// prefix inert: the wrapper is the top of the stack. `Ok(None)` when the
+/// prefix cannot be read so; an error when the wrapper is not made as
+/// joblib writes it (`copyreg.__newobj__(cls)`, or at protocols 0 and 1
+/// `copyreg._reconstructor(cls, object, None)`, then `BUILD` with a dict
+/// of its attributes, each once): a wrapper made by calling the class runs
+/// its `__init__` (which sets the alignment the state may not name), and
+/// of a key given twice Python keeps the last.
+#[allow(clippy::type_complexity)]
+fn array_layout(prefix: &[u8]) -> Result<Option<(usize, usize, bool, bool)>, String> {
     let mut closed = prefix.to_vec();
     closed.push(reduce::op::STOP);
-    let graph = reduce::Unpickler::from_slice(&closed)
+    let Ok(graph) = reduce::Unpickler::from_slice(&closed)
         .inert(true)
         .load_graph()
-        .ok()?;
-    let tree = graph.into_tree(1 << 20).ok()?;
+    else {
+        return Ok(None);
+    };
+    let Ok(tree) = graph.into_tree(1 << 20) else {
+        return Ok(None);
+    };
     // The value left on top, past the steps before it.
     let mut top = &tree;
     while let reduce::Value::Seq(seq) = top {
         top = &seq.value;
     }
+    let not_as_joblib = |what: &str| {
+        Err(format!(
+            "a NumpyArrayWrapper {what}, not as joblib writes it"
+        ))
+    };
     let reduce::Value::Reduce(wrapper) = top else {
-        return None;
+        return not_as_joblib("that is not an object made from its class");
     };
+    let global = |v: &reduce::Value| match v {
+        reduce::Value::Global(g) => Some(policy::python3_name(&g.module, &g.name)),
+        _ => None,
+    };
+    let is_wrapper = |v: &reduce::Value| match v {
+        reduce::Value::Global(g) => names_array_wrapper(&Target::Global {
+            module: g.module.clone(),
+            name: g.name.clone(),
+        }),
+        _ => false,
+    };
+    let made = match (global(&wrapper.callable), &wrapper.args) {
+        (Some((m, n)), reduce::Value::Tuple(args)) if m == "copyreg" && n == "__newobj__" => {
+            matches!(args.as_slice(), [cls] if is_wrapper(cls))
+        }
+        (Some((m, n)), reduce::Value::Tuple(args)) if m == "copyreg" && n == "_reconstructor" => {
+            matches!(args.as_slice(), [cls, base, reduce::Value::None]
+                if is_wrapper(cls)
+                    && global(base).is_some_and(|(m, n)| m == "builtins" && n == "object"))
+        }
+        _ => false,
+    };
+    if !made {
+        return not_as_joblib("made by calling its class or another callable");
+    }
+    if wrapper.state_setter.is_some()
+        || !wrapper.list_items.is_empty()
+        || !wrapper.dict_items.is_empty()
+    {
+        return not_as_joblib("with items or a state setter");
+    }
     let Some(reduce::Value::Dict(state)) = &wrapper.state else {
-        return None;
+        return not_as_joblib("whose BUILD state is not a dict");
     };
+    let mut keys = std::collections::BTreeSet::new();
+    for (k, _) in state {
+        let Some(k) = k.as_str() else {
+            return not_as_joblib("whose BUILD state has a key that is not a string");
+        };
+        if !keys.insert(k) {
+            return Err(format!(
+                "a NumpyArrayWrapper whose BUILD state names `{k}` twice (Python keeps the last), not as joblib writes it"
+            ));
+        }
+    }
     let field = |key: &str| {
         state
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
     };
-    let reduce::Value::Tuple(shape) = field("shape")? else {
-        return None;
-    };
-    let mut count = 1usize;
-    for d in shape {
-        let reduce::Value::Int(d) = d else {
+    Ok((|| {
+        let reduce::Value::Tuple(shape) = field("shape")? else {
             return None;
         };
-        count = count.checked_mul(usize::try_from(*d).ok()?)?;
-    }
-    let mut registry = reduce::Registry::new();
-    reduce::numpy::register(&mut registry).ok()?;
-    let dtype_pickle = reduce::to_vec(field("dtype")?).ok()?;
-    let dtype: reduce::numpy::DType = reduce::Unpickler::from_slice(&dtype_pickle)
-        .registry(registry)
-        .load()
-        .ok()?;
-    let aligned =
-        field("numpy_array_alignment_bytes").is_some_and(|v| !matches!(v, reduce::Value::None));
-    Some((count, dtype.item_size(), dtype.has_object(), aligned))
+        let mut count = 1usize;
+        for d in shape {
+            let reduce::Value::Int(d) = d else {
+                return None;
+            };
+            count = count.checked_mul(usize::try_from(*d).ok()?)?;
+        }
+        let mut registry = reduce::Registry::new();
+        reduce::numpy::register(&mut registry).ok()?;
+        let dtype_pickle = reduce::to_vec(field("dtype")?).ok()?;
+        let dtype: reduce::numpy::DType = reduce::Unpickler::from_slice(&dtype_pickle)
+            .registry(registry)
+            .load()
+            .ok()?;
+        let aligned =
+            field("numpy_array_alignment_bytes").is_some_and(|v| !matches!(v, reduce::Value::None));
+        Some((count, dtype.item_size(), dtype.has_object(), aligned))
+    })())
 }
 
 /// The record of the pickle at `bytes[pos..]`, and its length when it

@@ -960,3 +960,42 @@ fn overlapping_zip_entries_are_a_finding_and_read_once() {
     let pickles = r.iter().filter(|r| !r["offset"].is_null()).count();
     assert_eq!(pickles, 1, "{r:?}");
 }
+
+/// The allow-list under which a joblib file's arrays matter: numpy and
+/// joblib's wrapper allowed, so only a hidden call can make it unsafe.
+fn wrapper_allowed() -> String {
+    let dir = reduce_tests::scratch_dir("cli-scan-joblib-wrapper");
+    let list = dir.join("wrapper.globals");
+    std::fs::write(&list, "joblib.numpy_pickle.NumpyArrayWrapper\n").unwrap();
+    list.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_joblib_wrapper_not_made_as_joblib_writes_it_is_unsafe() {
+    // Made by calling its class (whose __init__ sets an alignment the
+    // state does not name), or with `shape` twice in its state: the scan
+    // cannot be sure where joblib's array ends.
+    let list = wrapper_allowed();
+    for (name, why) in [
+        ("joblib_init.joblib", "made by calling its class"),
+        ("joblib_duplicate_key.joblib", "names `shape` twice"),
+    ] {
+        let file = fixtures().join("attacks").join(name);
+        let (code, r) = scan_json(&[file.to_str().unwrap(), "--allow", "numpy", "--allow", &list]);
+        assert_eq!(code, Some(1), "{name}: {r:?}");
+        assert_eq!(r[0]["verdict"], "unsafe", "{name}: {r:?}");
+        assert!(r[0]["reasons"].to_string().contains(why), "{name}: {r:?}");
+    }
+}
+
+#[test]
+fn a_joblib_wrapper_is_known_by_every_spelling_of_its_name() {
+    // `joblib` and `numpy_pickle.NumpyArrayWrapper` at protocol 4: the
+    // array's bytes are stepped over and the call after them named.
+    let list = wrapper_allowed();
+    names_dangerous(
+        "joblib_dotted_name.joblib",
+        &["--allow", "numpy", "--allow", &list],
+        "os.system",
+    );
+}
