@@ -22,6 +22,8 @@ mod pickles;
 mod policy;
 mod scan;
 mod show;
+mod tar;
+mod zipdir;
 
 /// Read, audit and convert Python pickles, without Python: nothing a
 /// pickle names is ever imported or called.
@@ -70,14 +72,19 @@ enum Command {
         #[arg(long)]
         python: bool,
     },
-    /// Scan files, directories, torch zip archives, .npy files and streams
-    /// of pickles: list every global each pickle would resolve, and judge
-    /// it against allow-lists. Exit status: 0 all safe, 1 an unsafe pickle,
-    /// 2 an input that could not be read (and nothing unsafe).
+    /// Scan files, directories, torch zip and legacy tar archives, .npy and
+    /// .npz files, joblib files and streams of pickles: list every global
+    /// each pickle would resolve, and judge it against allow-lists. Zip
+    /// and tar archives are read as torch and numpy read them; where
+    /// readers could disagree (two zip directories, overlapping entries,
+    /// a link that cannot be followed, a joblib array wrapper not made as
+    /// joblib writes it) the file is unsafe. Exit status: 0 all safe, 1 an
+    /// unsafe pickle or finding, 2 an input that could not be read (and
+    /// nothing unsafe).
     Scan {
         /// Files or directories (read recursively: files with pickle, torch,
-        /// numpy or joblib extensions, or that start like a pickle, zip or
-        /// .npy file).
+        /// numpy or joblib extensions, or that start like a pickle, zip, tar
+        /// or .npy file).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// A preset (stdlib, numpy, torch) or a file of `module.name` lines;

@@ -93,6 +93,16 @@ impl Record {
         }
     }
 
+    /// A finding about a file, member or directory that makes it unsafe:
+    /// the scan cannot be sure it reads what the loader reads.
+    fn finding(path: &str, member: Option<&str>, reason: String) -> Record {
+        Record {
+            verdict: Verdict::Unsafe,
+            error: None,
+            ..Record::about(path, member, reason)
+        }
+    }
+
     /// A file, member or directory that cannot be read as a whole, so
     /// that no pickle in it can be found.
     fn about(path: &str, member: Option<&str>, error: String) -> Record {
@@ -338,8 +348,24 @@ fn scan_stream(
             .iter()
             .any(|f| names_array_wrapper(&f.target))
         {
-            match scan_joblib(path, member, bytes, pos, allow) {
+            let mut refused = None;
+            match scan_joblib(path, member, bytes, pos, allow, &mut refused) {
                 Some((joblib, nested, n)) => (record, end, arrays) = (joblib, Some(n), nested),
+                None if refused.is_some() => {
+                    // joblib would read an array the scan cannot size:
+                    // where its bytes end, and what follows, is unknown.
+                    let message = format!(
+                        "{} (a joblib file, whose arrays are written inside the pickle: the scan steps over an array only after a NumpyArrayWrapper made as joblib writes it)",
+                        refused.unwrap_or_default()
+                    );
+                    if record.error.take().is_some() {
+                        record.reasons.pop();
+                    }
+                    record.reasons.push(message.clone());
+                    record.error = Some(message);
+                    record.verdict = Verdict::Unsafe;
+                    end = None;
+                }
                 None => {
                     // Also where the walk read to a STOP: joblib reads the
                     // bytes after a wrapper's BUILD otherwise, and what it
@@ -358,6 +384,24 @@ fn scan_stream(
                     end = None;
                 }
             }
+        }
+        // A class named like the wrapper elsewhere: whether joblib reads
+        // an array after it cannot be told.
+        let lookalike = record.globals.iter().find_map(|f| match &f.target {
+            Target::Global { module, name }
+                if !names_array_wrapper(&f.target)
+                    && format!("{module}.{name}").rsplit('.').next()
+                        == Some("NumpyArrayWrapper") =>
+            {
+                Some((f.offset, format!("{module}.{name}")))
+            }
+            _ => None,
+        });
+        if let Some((offset, shown)) = lookalike {
+            record.reasons.push(format!(
+                "`{shown}` is named like joblib's NumpyArrayWrapper, outside joblib.numpy_pickle: whether joblib reads an array's bytes after it cannot be told (offset {offset})"
+            ));
+            record.verdict = Verdict::Unsafe;
         }
         count += 1;
         match end {
@@ -398,10 +442,17 @@ pub fn joblib_hint(bytes: &[u8]) -> &'static str {
 }
 
 /// Whether `target` is joblib's `NumpyArrayWrapper`, after whose `BUILD`
-/// joblib writes an array's bytes into the pickle.
+/// joblib writes an array's bytes into the pickle: in any spelling that
+/// resolves to it (`joblib.numpy_pickle` and `NumpyArrayWrapper`, or
+/// `joblib` and `numpy_pickle.NumpyArrayWrapper` at protocol 4, or a
+/// vendored copy's `...numpy_pickle`), as an allow-list line matches it.
 fn names_array_wrapper(target: &Target) -> bool {
-    matches!(target, Target::Global { module, name }
-        if name == "NumpyArrayWrapper" && module.ends_with("numpy_pickle"))
+    let Target::Global { module, name } = target else {
+        return false;
+    };
+    let full = format!("{module}.{name}");
+    let mut parts = full.rsplit('.');
+    parts.next() == Some("NumpyArrayWrapper") && parts.next() == Some("numpy_pickle")
 }
 
 /// A `joblib.dump` file: one pickle with each numpy array's bytes written
@@ -418,6 +469,7 @@ fn scan_joblib(
     bytes: &[u8],
     pos: usize,
     allow: &AllowList,
+    refused: &mut Option<String>,
 ) -> Option<(Record, Vec<Record>, usize)> {
     let mut pickle = bytes[pos..].to_vec();
     // (offset in `pickle` as it was then, bytes cut there).
@@ -470,7 +522,16 @@ fn scan_joblib(
             }
             (None, Err(_)) => return None,
         };
-        let (count, item_size, objects, aligned) = array_layout(&pickle[..at])?;
+        let (count, item_size, objects, aligned) = match array_layout(&pickle[..at]) {
+            Ok(layout) => layout?,
+            Err(reason) => {
+                *refused = Some(format!(
+                    "{reason} (the BUILD at offset {})",
+                    original(&cuts, at - 1)
+                ));
+                return None;
+            }
+        };
         let cut = if objects {
             let start = original(&cuts, at);
             let (record, end) = scan_pickle(path, member, bytes, start, allow);
@@ -497,52 +558,112 @@ fn scan_joblib(
 /// The array a `NumpyArrayWrapper` just built by the end of `prefix`
 /// describes: its number of items, item size, whether it holds objects,
 /// and whether a padding length byte comes first. Read by loading the
-/// prefix inert: the wrapper is the top of the stack.
-fn array_layout(prefix: &[u8]) -> Option<(usize, usize, bool, bool)> {
+/// prefix inert: the wrapper is the top of the stack. `Ok(None)` when the
+/// prefix cannot be read so; an error when the wrapper is not made as
+/// joblib writes it (`copyreg.__newobj__(cls)`, or at protocols 0 and 1
+/// `copyreg._reconstructor(cls, object, None)`, then `BUILD` with a dict
+/// of its attributes, each once): a wrapper made by calling the class runs
+/// its `__init__` (which sets the alignment the state may not name), and
+/// of a key given twice Python keeps the last.
+#[allow(clippy::type_complexity)]
+fn array_layout(prefix: &[u8]) -> Result<Option<(usize, usize, bool, bool)>, String> {
     let mut closed = prefix.to_vec();
     closed.push(reduce::op::STOP);
-    let graph = reduce::Unpickler::from_slice(&closed)
+    let Ok(graph) = reduce::Unpickler::from_slice(&closed)
         .inert(true)
         .load_graph()
-        .ok()?;
-    let tree = graph.into_tree(1 << 20).ok()?;
+    else {
+        return Ok(None);
+    };
+    let Ok(tree) = graph.into_tree(1 << 20) else {
+        return Ok(None);
+    };
     // The value left on top, past the steps before it.
     let mut top = &tree;
     while let reduce::Value::Seq(seq) = top {
         top = &seq.value;
     }
+    let not_as_joblib = |what: &str| {
+        Err(format!(
+            "a NumpyArrayWrapper {what}, not as joblib writes it"
+        ))
+    };
     let reduce::Value::Reduce(wrapper) = top else {
-        return None;
+        return not_as_joblib("that is not an object made from its class");
     };
+    let global = |v: &reduce::Value| match v {
+        reduce::Value::Global(g) => Some(policy::python3_name(&g.module, &g.name)),
+        _ => None,
+    };
+    let is_wrapper = |v: &reduce::Value| match v {
+        reduce::Value::Global(g) => names_array_wrapper(&Target::Global {
+            module: g.module.clone(),
+            name: g.name.clone(),
+        }),
+        _ => false,
+    };
+    let made = match (global(&wrapper.callable), &wrapper.args) {
+        (Some((m, n)), reduce::Value::Tuple(args)) if m == "copyreg" && n == "__newobj__" => {
+            matches!(args.as_slice(), [cls] if is_wrapper(cls))
+        }
+        (Some((m, n)), reduce::Value::Tuple(args)) if m == "copyreg" && n == "_reconstructor" => {
+            matches!(args.as_slice(), [cls, base, reduce::Value::None]
+                if is_wrapper(cls)
+                    && global(base).is_some_and(|(m, n)| m == "builtins" && n == "object"))
+        }
+        _ => false,
+    };
+    if !made {
+        return not_as_joblib("made by calling its class or another callable");
+    }
+    if wrapper.state_setter.is_some()
+        || !wrapper.list_items.is_empty()
+        || !wrapper.dict_items.is_empty()
+    {
+        return not_as_joblib("with items or a state setter");
+    }
     let Some(reduce::Value::Dict(state)) = &wrapper.state else {
-        return None;
+        return not_as_joblib("whose BUILD state is not a dict");
     };
+    let mut keys = std::collections::BTreeSet::new();
+    for (k, _) in state {
+        let Some(k) = k.as_str() else {
+            return not_as_joblib("whose BUILD state has a key that is not a string");
+        };
+        if !keys.insert(k) {
+            return Err(format!(
+                "a NumpyArrayWrapper whose BUILD state names `{k}` twice (Python keeps the last), not as joblib writes it"
+            ));
+        }
+    }
     let field = |key: &str| {
         state
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
     };
-    let reduce::Value::Tuple(shape) = field("shape")? else {
-        return None;
-    };
-    let mut count = 1usize;
-    for d in shape {
-        let reduce::Value::Int(d) = d else {
+    Ok((|| {
+        let reduce::Value::Tuple(shape) = field("shape")? else {
             return None;
         };
-        count = count.checked_mul(usize::try_from(*d).ok()?)?;
-    }
-    let mut registry = reduce::Registry::new();
-    reduce::numpy::register(&mut registry).ok()?;
-    let dtype_pickle = reduce::to_vec(field("dtype")?).ok()?;
-    let dtype: reduce::numpy::DType = reduce::Unpickler::from_slice(&dtype_pickle)
-        .registry(registry)
-        .load()
-        .ok()?;
-    let aligned =
-        field("numpy_array_alignment_bytes").is_some_and(|v| !matches!(v, reduce::Value::None));
-    Some((count, dtype.item_size(), dtype.has_object(), aligned))
+        let mut count = 1usize;
+        for d in shape {
+            let reduce::Value::Int(d) = d else {
+                return None;
+            };
+            count = count.checked_mul(usize::try_from(*d).ok()?)?;
+        }
+        let mut registry = reduce::Registry::new();
+        reduce::numpy::register(&mut registry).ok()?;
+        let dtype_pickle = reduce::to_vec(field("dtype")?).ok()?;
+        let dtype: reduce::numpy::DType = reduce::Unpickler::from_slice(&dtype_pickle)
+            .registry(registry)
+            .load()
+            .ok()?;
+        let aligned =
+            field("numpy_array_alignment_bytes").is_some_and(|v| !matches!(v, reduce::Value::None));
+        Some((count, dtype.item_size(), dtype.has_object(), aligned))
+    })())
 }
 
 /// The record of the pickle at `bytes[pos..]`, and its length when it
@@ -601,13 +722,21 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
         };
     }
     if is_tar(bytes) {
-        // torch's tar format: the object is the member `pickle`.
-        let members = tar_members(bytes)?;
-        return members
-            .into_iter()
-            .find(|(name, _)| name.rsplit('/').next() == Some("pickle"))
-            .map(|(_, range)| std::borrow::Cow::Borrowed(&bytes[range]))
-            .ok_or_else(|| "expected a member `pickle` in the tar archive (torch's format before 0.4), found none".into());
+        // torch's tar format: the object is the member `pickle` (the last
+        // of that name, as tarfile finds it), or what it links to.
+        let (members, _) = crate::tar::members(bytes)?;
+        let i = members
+            .iter()
+            .rposition(|m| m.name.rsplit('/').next() == Some("pickle"))
+            .ok_or("expected a member `pickle` in the tar archive (torch's format before 0.4), found none")?;
+        let target = &members[crate::tar::resolve(&members, i)?];
+        if !target.is_file() {
+            return Err(format!(
+                "`{}` is a link to a member that is not a file",
+                members[i].name
+            ));
+        }
+        return Ok(std::borrow::Cow::Borrowed(&bytes[target.data.clone()]));
     }
     if let Some(format) = compressed(bytes) {
         return Err(format!(
@@ -618,13 +747,21 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
     if !is_zip(bytes) {
         return Ok(std::borrow::Cow::Borrowed(bytes));
     }
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("not a readable zip archive: {e}"))?;
+    let (dirs, problems) = crate::zipdir::directories(bytes);
+    if let Some(problem) = problems.into_iter().next() {
+        return Err(format!(
+            "{problem}; refusing to show one of them (`reduce scan` reads them all)"
+        ));
+    }
+    let dir = dirs
+        .into_iter()
+        .next()
+        .ok_or("not a readable zip archive: no central directory found")?;
     // The member torch loads, found as reduce::torch finds it (in the
     // first member's folder, whatever its case); without one, another
     // data.pkl, then any `.pkl` member (a TorchScript archive's
     // constants.pkl).
-    let names: Vec<&str> = archive.file_names().collect();
+    let names: Vec<&str> = dir.entries.iter().map(|e| e.name.as_str()).collect();
     let name = match reduce::torch::archive_member(&names, "data.pkl") {
         Ok(Some(name)) => name,
         Ok(None) => match names
@@ -638,44 +775,38 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             }) {
             Some(name) => name,
             // An .npz: the pickle of its first object array.
-            None => return first_npz_pickle(&mut archive).map(std::borrow::Cow::Owned),
+            None => return first_npz_pickle(bytes, &dir.entries).map(std::borrow::Cow::Owned),
         },
         Err(e) => return Err(e.to_string()),
+    };
+    let entry = dir
+        .entries
+        .iter()
+        .rfind(|e| e.name == name)
+        .ok_or_else(|| format!("{name}: not in the archive"))?;
+    if let Some(u) = entry.unicode_name.as_ref().filter(|u| **u != entry.name) {
+        return Err(format!(
+            "{name}: a Unicode Path extra field renames it `{u}`, and zip readers differ on which name they use; refusing to show it (`reduce scan` reads it)"
+        ));
     }
-    .to_string();
-    let mut file = archive.by_name(&name).map_err(|e| format!("{name}: {e}"))?;
-    let size = inflated_size(&file)?;
-    let mut data = Vec::with_capacity(size.min(bytes.len() as u64 * 4) as usize);
-    (&mut file)
-        .take(size)
-        .read_to_end(&mut data)
-        .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
-    Ok(std::borrow::Cow::Owned(data))
+    crate::zipdir::read(bytes, entry, u64::MAX)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| format!("{name}: {e}"))
 }
 
 /// The pickle of the first member of an `.npz` (a zip of `.npy` files, as
 /// `numpy.savez` writes) that is an array of objects, in archive order:
 /// `numpy.load` reads a member by its content, whatever its name.
-fn first_npz_pickle<R: std::io::Read + std::io::Seek>(
-    archive: &mut zip::ZipArchive<R>,
-) -> Result<Vec<u8>, String> {
+fn first_npz_pickle(bytes: &[u8], entries: &[crate::zipdir::Entry]) -> Result<Vec<u8>, String> {
     let mut arrays = 0;
-    for i in 0..archive.len() {
-        let mut file = archive
-            .by_index(i)
-            .map_err(|e| format!("zip member {i}: {e}"))?;
-        let name = file.name().to_string();
-        let size = inflated_size(&file)?;
-        let mut data = Vec::new();
-        (&mut file)
-            .take(size)
-            .read_to_end(&mut data)
-            .map_err(|e| format!("{name}: cannot inflate: {e}"))?;
+    for e in entries {
+        let mut data =
+            crate::zipdir::read(bytes, e, u64::MAX).map_err(|err| format!("{}: {err}", e.name))?;
         if !is_npy(&data) {
             continue;
         }
         arrays += 1;
-        if let Some(start) = npy_pickle(&data).map_err(|e| format!("{name}: {e}"))? {
+        if let Some(start) = npy_pickle(&data).map_err(|err| format!("{}: {err}", e.name))? {
             data.drain(..start);
             return Ok(data);
         }
@@ -685,22 +816,6 @@ fn first_npz_pickle<R: std::io::Read + std::io::Seek>(
             .to_string(),
         n => format!("this .npz holds {n} array(s) and none of objects, so no pickle"),
     })
-}
-
-/// The size a zip member claims to inflate to, refused past
-/// [`reduce::torch::inflate_cap`] for a compressed member: a zip bomb.
-fn inflated_size(file: &zip::read::ZipFile<'_, impl std::io::Read>) -> Result<u64, String> {
-    let size = file.size();
-    if file.compression() != zip::CompressionMethod::Stored
-        && size > reduce::torch::inflate_cap(file.compressed_size())
-    {
-        return Err(format!(
-            "{}: inflates to {size} bytes from {}, more than reduce::torch::inflate_cap allows: refused as a zip bomb",
-            file.name(),
-            file.compressed_size()
-        ));
-    }
-    Ok(size)
 }
 
 /// The pickle inside an `.npy` file, if its array holds objects.
@@ -993,232 +1108,235 @@ fn scan_bytes(
     }
 }
 
+/// A zip archive: every member of every central directory a loader could
+/// read (see [`crate::zipdir`]), each member's data read once.
 fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
-    let mut archive = match zip::ZipArchive::new(std::io::Cursor::new(bytes)) {
-        Ok(a) => a,
-        Err(e) => {
-            out.push(Record::about(
-                path,
-                None,
-                format!("not a readable zip archive: {e}"),
-            ));
-            return;
-        }
-    };
-    // Two members of one name: the zip reader keeps the last, a loader
-    // may read either (torch's looks names up by a binary search), so
-    // the one not scanned could be the one loaded.
-    let mut seen = std::collections::BTreeSet::new();
-    for name in central_directory_names(bytes) {
-        if !seen.insert(name.clone()) {
-            out.push(Record {
-                path: path.to_string(),
-                member: Some(name.clone()),
-                offset: None,
-                length: None,
-                globals: Vec::new(),
-                verdict: Verdict::Unsafe,
-                reasons: vec![format!(
-                    "the zip archive holds two members named `{name}`: which one a loader reads depends on the loader, and only one can be scanned"
-                )],
-                error: None,
-            });
+    use crate::zipdir::{self, Entry};
+    let (dirs, problems) = zipdir::directories(bytes);
+    for problem in problems {
+        out.push(Record::finding(path, None, problem));
+    }
+    if dirs.is_empty() {
+        out.push(Record::about(
+            path,
+            None,
+            "not a readable zip archive: no central directory found".into(),
+        ));
+        return;
+    }
+    // Two members of one name: a loader may read either (torch's looks
+    // names up by a binary search), so the one not scanned could be the
+    // one loaded.
+    for dir in &dirs {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in dir.entries.iter().map(|e| &e.name) {
+            if !seen.insert(name) {
+                out.push(Record::finding(
+                    path,
+                    Some(name),
+                    format!(
+                        "the zip archive holds two members named `{name}`: which one a loader reads depends on the loader, and only one can be scanned"
+                    ),
+                ));
+            }
         }
     }
-    for i in 0..archive.len() {
-        let mut file = match archive.by_index(i) {
-            Ok(f) => f,
-            Err(e) => {
-                out.push(Record::about(path, None, format!("zip member {i}: {e}")));
-                continue;
+    let mut entries: Vec<&Entry> = Vec::new();
+    for e in dirs.iter().flat_map(|d| &d.entries) {
+        if !entries.contains(&e) {
+            entries.push(e);
+        }
+    }
+    // Entries whose data overlap: no zip writer makes them (CPython's
+    // zipfile refuses them); they make a small file read as a large one.
+    let mut spans: Vec<(u64, u64, &Entry)> = entries
+        .iter()
+        .map(|e| {
+            let end = zipdir::data_range(bytes, e).map_or(e.local + 30, |r| r.end as u64);
+            (e.local, end, *e)
+        })
+        .collect();
+    spans.sort_by_key(|s| (s.0, s.1));
+    let mut reach: Option<(u64, &Entry)> = None;
+    let mut overlaps = 0usize;
+    for &(start, end, e) in &spans {
+        if let Some((far, before)) = reach {
+            if start < far {
+                overlaps += 1;
+                if overlaps <= 3 {
+                    out.push(Record::finding(
+                        path,
+                        Some(&e.shown()),
+                        format!(
+                            "its data (local header at offset {start}) overlaps that of `{}`: overlapping zip entries, which no zip writer makes",
+                            before.shown()
+                        ),
+                    ));
+                }
             }
-        };
-        let name = file.name().to_string();
-        if file.is_dir() {
+        }
+        if reach.is_none_or(|(far, _)| end > far) {
+            reach = Some((end, e));
+        }
+    }
+    if overlaps > 3 {
+        out.push(Record::finding(
+            path,
+            None,
+            format!("{overlaps} zip entries in all overlap others"),
+        ));
+    }
+    // Bytes read (and inflated) for the scan, all members together.
+    let mut budget: u64 = ZIP_BUDGET.saturating_add(2 * bytes.len() as u64);
+    let mut over_budget = 0usize;
+    let mut done = std::collections::HashSet::new();
+    for e in entries {
+        if e.name.ends_with('/') || !done.insert((e.local, e.method, e.compressed, e.size)) {
             continue;
         }
-        // The size the archive claims bounds the allocation; a member that
-        // inflates past it is cut there (and then fails as a pickle).
-        let size = match inflated_size(&file) {
-            Ok(size) => size,
-            Err(e) => {
-                out.push(Record::about(path, Some(&name), e));
+        let shown = e.shown();
+        let named = e.names().any(member_is_pickle);
+        let read = |limit: u64| zipdir::read(bytes, e, limit);
+        let data = if named {
+            if e.size > budget {
+                over_budget += 1;
                 continue;
             }
-        };
-        let named = member_is_pickle(&name);
-        let mut data = Vec::new();
-        let read = if named {
-            data.reserve(size.min(bytes.len() as u64 * 4) as usize);
-            (&mut file).take(size).read_to_end(&mut data)
+            read(u64::MAX)
         } else {
-            // Any other member is read only when it starts as an `.npy`
-            // file: numpy.load reads an .npz member by its content.
-            (&mut file).take(6.min(size)).read_to_end(&mut data)
+            // Any other member is read only when it is an `.npy` array of
+            // objects: numpy.load reads an .npz member by its content.
+            match read(12) {
+                Ok(head) if is_npy(&head) => {
+                    let header_end = match head.get(6) {
+                        Some(1) => head
+                            .get(8..10)
+                            .map(|b| 10 + u16::from_le_bytes([b[0], b[1]]) as u64),
+                        _ => head
+                            .get(8..12)
+                            .map(|b| 12 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64),
+                    }
+                    .unwrap_or(12);
+                    match read(header_end).map(|h| npy_pickle(&h)) {
+                        Ok(Ok(None)) => continue,
+                        Ok(_) if e.size > budget => {
+                            over_budget += 1;
+                            continue;
+                        }
+                        Ok(_) => read(u64::MAX),
+                        Err(err) => Err(err),
+                    }
+                }
+                Ok(_) => continue,
+                Err(err) => Err(err),
+            }
         };
-        if let Err(e) = read {
-            out.push(Record::about(
+        match data {
+            Ok(data) => {
+                budget = budget.saturating_sub(data.len() as u64);
+                scan_bytes(path, Some(&shown), &data, allow, out);
+            }
+            Err(err) => out.push(Record::about(
                 path,
-                Some(&name),
-                format!("cannot inflate the zip member: {e}"),
-            ));
-            continue;
+                Some(&shown),
+                format!("cannot read the zip member: {err}"),
+            )),
         }
-        if !named {
-            if !is_npy(&data) {
-                continue;
-            }
-            if let Err(e) = (&mut file).take(size - 6).read_to_end(&mut data) {
-                out.push(Record::about(
-                    path,
-                    Some(&name),
-                    format!("cannot inflate the zip member: {e}"),
-                ));
-                continue;
-            }
-        }
-        scan_bytes(path, Some(&name), &data, allow, out);
+    }
+    if over_budget > 0 {
+        out.push(Record::about(
+            path,
+            None,
+            format!(
+                "{over_budget} zip member(s) not scanned: together the members read past the scan's budget of {} bytes for this archive",
+                ZIP_BUDGET.saturating_add(2 * bytes.len() as u64)
+            ),
+        ));
     }
 }
 
-/// The name of every entry of a zip archive's central directory, in
-/// order, duplicates kept; empty when the directory cannot be found.
-fn central_directory_names(bytes: &[u8]) -> Vec<String> {
-    let u16_at = |at: usize| {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
-    };
-    let u64_at = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-    };
-    // The end of central directory record, within the last 64 KiB + 22.
-    let tail = bytes.len().saturating_sub(65_557);
-    let Some(eocd) = bytes[tail..]
-        .windows(4)
-        .rposition(|w| w == b"PK\x05\x06")
-        .map(|i| tail + i)
-    else {
-        return Vec::new();
-    };
-    // Where the directory ends and how long it is (zip64 when the 32-bit
-    // fields are full).
-    let (mut end, mut size) = (eocd, u32_at(eocd + 12).unwrap_or(0));
-    if size == 0xFFFF_FFFF || u32_at(eocd + 16) == Some(0xFFFF_FFFF) {
-        let Some(locator) = eocd.checked_sub(20) else {
-            return Vec::new();
-        };
-        if bytes.get(locator..locator + 4) != Some(b"PK\x06\x07") {
-            return Vec::new();
-        }
-        // The zip64 record sits right before its locator, 56 bytes or more.
-        let Some(record) = bytes[..locator]
-            .windows(4)
-            .rposition(|w| w == b"PK\x06\x06")
-        else {
-            return Vec::new();
-        };
-        end = record;
-        size = u64_at(record + 40).unwrap_or(0);
-    }
-    let Some(mut at) = usize::try_from(size).ok().and_then(|s| end.checked_sub(s)) else {
-        return Vec::new();
-    };
-    let mut names = Vec::new();
-    while at + 46 <= end && bytes.get(at..at + 4) == Some(b"PK\x01\x02") {
-        let (Some(n), Some(e), Some(c)) = (u16_at(at + 28), u16_at(at + 30), u16_at(at + 32))
-        else {
-            break;
-        };
-        let Some(name) = bytes.get(at + 46..at + 46 + n) else {
-            break;
-        };
-        names.push(String::from_utf8_lossy(name).into_owned());
-        at += 46 + n + e + c;
-    }
-    names
-}
+/// The bytes a zip archive's members may read (inflated) for a scan, on
+/// top of twice the archive's size.
+const ZIP_BUDGET: u64 = 1 << 30;
 
 fn is_tar(bytes: &[u8]) -> bool {
-    bytes.get(257..262) == Some(b"ustar")
-}
-
-/// The regular files of a tar archive: name and where its bytes are.
-fn tar_members(bytes: &[u8]) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
-    fn text(field: &[u8]) -> String {
-        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-        String::from_utf8_lossy(&field[..end]).into_owned()
-    }
-    let mut members = Vec::new();
-    let mut pos = 0usize;
-    // A pax or GNU header's name for the next member.
-    let mut long_name: Option<String> = None;
-    while pos + 512 <= bytes.len() {
-        let header = &bytes[pos..pos + 512];
-        if header.iter().all(|&b| b == 0) {
-            break;
-        }
-        let size_field = text(&header[124..136]);
-        let size = usize::from_str_radix(size_field.trim(), 8).map_err(|_| {
-            format!("tar header at offset {pos}: a size of `{size_field}`, expected octal digits")
-        })?;
-        let start = pos + 512;
-        let end = start
-            .checked_add(size)
-            .filter(|&e| e <= bytes.len())
-            .ok_or_else(|| {
-                format!("tar member at offset {pos}: {size} bytes run past the end of the file")
-            })?;
-        let mut name = text(&header[0..100]);
-        let prefix = text(&header[345..500]);
-        if !prefix.is_empty() {
-            name = format!("{prefix}/{name}");
-        }
-        match header[156] {
-            b'0' | 0 | b'7' => members.push((long_name.take().unwrap_or(name), start..end)),
-            b'x' => {
-                long_name = String::from_utf8_lossy(&bytes[start..end])
-                    .lines()
-                    .find_map(|l| l.split_once(" path=").map(|(_, p)| p.to_string()));
-            }
-            b'L' => long_name = Some(text(&bytes[start..end])),
-            _ => {}
-        }
-        pos = start + size.div_ceil(512) * 512;
-    }
-    Ok(members)
+    crate::tar::is_tar(bytes)
 }
 
 /// A tar archive: torch's format before 0.4 (members `storages`,
 /// `tensors` and `pickle`, which `torch.load` still reads), or any tar
-/// with pickle members.
+/// with pickle members; its members as Python's `tarfile` lists them,
+/// links followed to their target. torch reads the file as a stream of
+/// pickles when `tarfile` fails on it, so a file that also starts as a
+/// pickle is scanned both ways.
 fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) {
-    let members = match tar_members(bytes) {
-        Ok(m) => m,
+    let (found, end) = pickles::scan_one(bytes);
+    let mut stream_too = end.is_ok() || !found.is_empty();
+    match crate::tar::members(bytes) {
         Err(e) => {
-            out.push(Record::about(path, None, e));
-            return;
+            out.push(Record::about(
+                path,
+                None,
+                format!("not a readable tar archive: {e}"),
+            ));
+            stream_too = true;
         }
-    };
-    for (name, range) in members {
-        let data = &bytes[range];
-        let base = name.rsplit('/').next().unwrap_or(&name);
-        match base {
-            "storages" | "tensors" => scan_torch_tar_member(path, &name, data, allow, out),
-            "pickle" | "sys_info" => {
-                let (record, _) = scan_pickle(path, Some(&name), data, 0, allow);
-                out.push(record);
+        Ok((members, odd)) => {
+            for problem in odd {
+                out.push(Record::finding(path, None, problem));
             }
-            _ if member_is_pickle(&name) => scan_bytes(path, Some(&name), data, allow, out),
-            _ => {}
+            for (i, m) in members.iter().enumerate() {
+                let base = m.name.rsplit('/').next().unwrap_or(&m.name);
+                let known = matches!(base, "storages" | "tensors" | "pickle" | "sys_info");
+                if !(known || member_is_pickle(&m.name)) || !(m.is_file() || m.is_link()) {
+                    continue;
+                }
+                let target = match crate::tar::resolve(&members, i) {
+                    Ok(t) => &members[t],
+                    Err(e) => {
+                        out.push(Record::finding(
+                            path,
+                            Some(&m.name),
+                            format!("{e}: torch.load follows the link, the scan cannot"),
+                        ));
+                        continue;
+                    }
+                };
+                let shown = if m.is_link() {
+                    format!("{} -> {}", m.name, target.name)
+                } else {
+                    m.name.clone()
+                };
+                if !target.is_file() {
+                    out.push(Record::finding(
+                        path,
+                        Some(&shown),
+                        "a link to a member that is not a file".into(),
+                    ));
+                    continue;
+                }
+                if target.sparse {
+                    out.push(Record::finding(
+                        path,
+                        Some(&shown),
+                        "a GNU sparse member: its bytes are not stored as tarfile reads them"
+                            .into(),
+                    ));
+                }
+                let data = &bytes[target.data.clone()];
+                match base {
+                    "storages" | "tensors" => scan_torch_tar_member(path, &shown, data, allow, out),
+                    "pickle" | "sys_info" => {
+                        let (record, _) = scan_pickle(path, Some(&shown), data, 0, allow);
+                        out.push(record);
+                    }
+                    _ => scan_bytes(path, Some(&shown), data, allow, out),
+                }
+            }
         }
+    }
+    if stream_too {
+        scan_stream(path, None, bytes, 0, allow, out);
     }
 }
 

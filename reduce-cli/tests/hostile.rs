@@ -75,7 +75,10 @@ fn no_damaged_input_crashes_any_command() {
         if record["verdict"] == "unreadable" {
             let error = record["error"].as_str().unwrap();
             assert!(
-                error.contains("byte") || error.contains("zip") || error.contains("npy"),
+                error.contains("byte")
+                    || error.contains("zip")
+                    || error.contains("tar")
+                    || error.contains("npy"),
                 "{error}"
             );
         }

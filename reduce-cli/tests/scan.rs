@@ -845,3 +845,157 @@ fn npy_headers_are_read_as_python_reads_them() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Scans `fixtures/attacks/<name>` with `extra` arguments: exit 1, and an
+/// unsafe record names `global` as dangerous. The records.
+fn names_dangerous(name: &str, extra: &[&str], global: &str) -> Vec<Json> {
+    let file = fixtures().join("attacks").join(name);
+    let mut args = vec![file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, r) = scan_json(&args);
+    assert_eq!(code, Some(1), "{name}: expected exit 1 (unsafe): {r:?}");
+    assert!(
+        r.iter()
+            .filter(|r| r["verdict"] == "unsafe")
+            .flat_map(|r| r["globals"].as_array().unwrap())
+            .any(|g| shown(g) == global && g["status"] == "dangerous"),
+        "{name}: `{global}` is not named dangerous: {r:?}"
+    );
+    r
+}
+
+#[test]
+fn a_legacy_tar_pickle_that_is_a_link_is_scanned_through_it() {
+    // torch's tar.extractfile('pickle') follows a hard or symbolic link
+    // to the member it names.
+    for name in ["tar_hardlink.pt", "tar_symlink.pt"] {
+        let r = names_dangerous(name, &[], "os.system");
+        assert!(
+            r.iter().any(|r| r["member"] == "pickle -> weights.bin"),
+            "{name}: {r:?}"
+        );
+    }
+    let out = run(&[
+        "show",
+        fixtures().join("attacks/tar_symlink.pt").to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("system"), "{}", stderr(&out));
+}
+
+#[test]
+fn legacy_tar_pax_headers_are_read_as_tarfile_reads_them() {
+    // A record's value holding " path=", a global header's path, a pax
+    // size that overrides the header's: the member is `pickle` to tarfile.
+    for name in ["tar_pax_path.pt", "tar_pax_global.pt", "tar_pax_size.pt"] {
+        let r = names_dangerous(name, &[], "os.system");
+        assert!(r.iter().any(|r| r["member"] == "pickle"), "{name}: {r:?}");
+    }
+}
+
+#[test]
+fn a_tar_without_ustar_magic_is_read_as_a_tar_and_as_a_stream() {
+    // tarfile takes a header by its checksum; the first name is also
+    // torch's legacy preamble of five pickles. Both readings are scanned.
+    let r = names_dangerous("tar_v7_magic.pt", &[], "os.system");
+    assert!(r.iter().any(|r| r["member"] == "storages"), "{r:?}");
+    assert!(r.iter().any(|r| r["member"].is_null()), "{r:?}");
+}
+
+#[test]
+fn a_zip_whose_last_end_record_claims_a_long_comment_is_read_as_miniz_reads_it() {
+    // miniz and zipfile read the last end record's directory; a reader
+    // that refuses it reads an earlier, benign one. Both are scanned.
+    for name in ["zip_eocd_comment.pt", "npz_eocd_comment.npz"] {
+        let r = names_dangerous(name, &[], "os.system");
+        let reasons = r
+            .iter()
+            .map(|r| r["reasons"].to_string())
+            .collect::<String>();
+        assert!(
+            reasons.contains("claims a comment of 65535 bytes"),
+            "{name}: {r:?}"
+        );
+        assert!(
+            reasons.contains("2 different central directories"),
+            "{name}: {r:?}"
+        );
+        // show and dis do not pick one of the two silently.
+        let file = fixtures().join("attacks").join(name);
+        let out = run(&["show", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("zip readers differ"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_zip_member_renamed_by_a_unicode_path_field_is_judged_by_both_names() {
+    // miniz ignores the field and loads archive/data.pkl.
+    let r = names_dangerous("zip_unicode_path.pt", &[], "os.system");
+    assert!(
+        r.iter()
+            .any(|r| r["member"] == "archive/data.pkl (Unicode Path: archive/notes.txt)"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn overlapping_zip_entries_are_a_finding_and_read_once() {
+    // 50 entries point at one member that inflates to 8 MiB.
+    let file = fixtures().join("attacks/zip_overlapping_entries.zip");
+    let (code, r) = scan_json(&[file.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{r:?}");
+    let reasons = r
+        .iter()
+        .map(|r| r["reasons"].to_string())
+        .collect::<String>();
+    assert!(reasons.contains("overlaps that of `m0.pkl`"), "{r:?}");
+    assert!(
+        reasons.contains("49 zip entries in all overlap others"),
+        "{r:?}"
+    );
+    let pickles = r.iter().filter(|r| !r["offset"].is_null()).count();
+    assert_eq!(pickles, 1, "{r:?}");
+}
+
+/// The allow-list under which a joblib file's arrays matter: numpy and
+/// joblib's wrapper allowed, so only a hidden call can make it unsafe.
+fn wrapper_allowed() -> String {
+    let dir = reduce_tests::scratch_dir("cli-scan-joblib-wrapper");
+    let list = dir.join("wrapper.globals");
+    std::fs::write(&list, "joblib.numpy_pickle.NumpyArrayWrapper\n").unwrap();
+    list.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_joblib_wrapper_not_made_as_joblib_writes_it_is_unsafe() {
+    // Made by calling its class (whose __init__ sets an alignment the
+    // state does not name), or with `shape` twice in its state: the scan
+    // cannot be sure where joblib's array ends.
+    let list = wrapper_allowed();
+    for (name, why) in [
+        ("joblib_init.joblib", "made by calling its class"),
+        ("joblib_duplicate_key.joblib", "names `shape` twice"),
+    ] {
+        let file = fixtures().join("attacks").join(name);
+        let (code, r) = scan_json(&[file.to_str().unwrap(), "--allow", "numpy", "--allow", &list]);
+        assert_eq!(code, Some(1), "{name}: {r:?}");
+        assert_eq!(r[0]["verdict"], "unsafe", "{name}: {r:?}");
+        assert!(r[0]["reasons"].to_string().contains(why), "{name}: {r:?}");
+    }
+}
+
+#[test]
+fn a_joblib_wrapper_is_known_by_every_spelling_of_its_name() {
+    // `joblib` and `numpy_pickle.NumpyArrayWrapper` at protocol 4: the
+    // array's bytes are stepped over and the call after them named.
+    let list = wrapper_allowed();
+    names_dangerous(
+        "joblib_dotted_name.joblib",
+        &["--allow", "numpy", "--allow", &list],
+        "os.system",
+    );
+}

@@ -1,0 +1,265 @@
+//! Zip archives as the loaders read them: torch's (miniz) and Python's
+//! `zipfile` (`numpy.load`, `joblib`) take the last end-of-central-directory
+//! record in the file, whatever its comment length says, and name a
+//! member by the bytes of its name (miniz ignores the Unicode Path extra
+//! field). Read here by hand, so that the scan sees every directory and
+//! member one of them could read, not the one another zip reader prefers.
+
+use std::io::Read as _;
+
+/// One entry of a central directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The name's bytes, as miniz compares them (shown lossily as UTF-8).
+    pub name: String,
+    /// The name an Info-ZIP Unicode Path extra field (0x7075) gives it,
+    /// which some zip readers show instead.
+    pub unicode_name: Option<String>,
+    pub flags: u16,
+    pub method: u16,
+    pub compressed: u64,
+    pub size: u64,
+    /// Offset of its local header.
+    pub local: u64,
+}
+
+impl Entry {
+    /// Every name a reader may know the entry by.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.unicode_name.as_deref())
+    }
+
+    /// The entry as a scan record names it.
+    pub fn shown(&self) -> String {
+        match &self.unicode_name {
+            Some(u) if *u != self.name => format!("{} (Unicode Path: {u})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// A central directory one of the loaders could read.
+#[derive(Clone, Debug)]
+pub struct Directory {
+    /// Offset of its end-of-central-directory record.
+    pub eocd: usize,
+    pub entries: Vec<Entry>,
+}
+
+/// The directories of a zip archive: every one a loader could read, the
+/// one torch and `zipfile` read (the last end record's) first; and
+/// findings about what makes readers disagree on which.
+pub fn directories(bytes: &[u8]) -> (Vec<Directory>, Vec<String>) {
+    let tail = bytes.len().saturating_sub(65_557);
+    let mut candidates: Vec<usize> = bytes[tail..]
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"PK\x05\x06")
+        .map(|(i, _)| tail + i)
+        .filter(|&at| at + 22 <= bytes.len())
+        .collect();
+    candidates.reverse();
+    let mut problems = Vec::new();
+    if let Some(&last) = candidates.first() {
+        let comment = u16_at(bytes, last + 20).unwrap_or(0) as usize;
+        let after = bytes.len() - last - 22;
+        if comment != after {
+            problems.push(format!(
+                "the last end-of-central-directory record (offset {last}) claims a comment of {comment} bytes where {after} follow: zip readers differ on which directory they read"
+            ));
+        }
+    }
+    let mut dirs: Vec<Directory> = Vec::new();
+    for eocd in candidates {
+        for entries in read_directory(bytes, eocd) {
+            if !dirs.iter().any(|d| d.entries == entries) {
+                dirs.push(Directory { eocd, entries });
+            }
+        }
+    }
+    if dirs.len() > 1 {
+        let at: Vec<String> = dirs.iter().map(|d| d.eocd.to_string()).collect();
+        problems.push(format!(
+            "the zip archive holds {} different central directories (end records at offsets {}): zip readers differ on which they read; all are scanned",
+            dirs.len(),
+            at.join(", ")
+        ));
+    }
+    (dirs, problems)
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The entries of the directory the end record at `eocd` describes, each
+/// way a reader could find it: at the offset it states (miniz), and
+/// shifted by the bytes before the archive (`zipfile`), when these differ.
+fn read_directory(bytes: &[u8], eocd: usize) -> Vec<Vec<Entry>> {
+    let mut count = u16_at(bytes, eocd + 10).unwrap_or(0) as u64;
+    let mut size = u32_at(bytes, eocd + 12).unwrap_or(0) as u64;
+    let mut offset = u32_at(bytes, eocd + 16).unwrap_or(0) as u64;
+    // Where the records end: the zip64 record's offset when there is one.
+    let mut location = eocd as u64;
+    if let Some(locator) = eocd.checked_sub(20) {
+        if bytes.get(locator..locator + 4) == Some(b"PK\x06\x07") {
+            // zipfile reads the zip64 record right before the locator;
+            // miniz where the locator says. Both are tried.
+            let stated = u64_at(bytes, locator + 8).and_then(|o| usize::try_from(o).ok());
+            let before = locator.checked_sub(56);
+            let record = [before, stated]
+                .into_iter()
+                .flatten()
+                .find(|&r| bytes.get(r..r + 4) == Some(b"PK\x06\x06"));
+            if let Some(r) = record {
+                count = u64_at(bytes, r + 32).unwrap_or(count);
+                size = u64_at(bytes, r + 40).unwrap_or(size);
+                offset = u64_at(bytes, r + 48).unwrap_or(offset);
+                location = r as u64;
+            }
+        }
+    }
+    let concat = location
+        .checked_sub(size)
+        .and_then(|l| l.checked_sub(offset));
+    let mut out = Vec::new();
+    for shift in [Some(0), concat].into_iter().flatten() {
+        if let Some(entries) = read_entries(bytes, offset + shift, size, count, shift) {
+            if !out.contains(&entries) {
+                out.push(entries);
+            }
+        }
+    }
+    out
+}
+
+/// The central directory entries at `start`: as many as `count` says or
+/// `size` holds, whichever is more (miniz reads the one, `zipfile` the
+/// other); `None` when the directory is not there.
+fn read_entries(bytes: &[u8], start: u64, size: u64, count: u64, shift: u64) -> Option<Vec<Entry>> {
+    let mut at = usize::try_from(start).ok()?;
+    let end = start.checked_add(size)?;
+    let mut entries = Vec::new();
+    while (entries.len() as u64) < count || (at as u64) < end {
+        if bytes.get(at..at + 4) != Some(b"PK\x01\x02") {
+            if entries.len() as u64 >= count {
+                break;
+            }
+            return None;
+        }
+        let flags = u16_at(bytes, at + 8)?;
+        let method = u16_at(bytes, at + 10)?;
+        let mut compressed = u32_at(bytes, at + 20)? as u64;
+        let mut usize_ = u32_at(bytes, at + 24)? as u64;
+        let n = u16_at(bytes, at + 28)? as usize;
+        let e = u16_at(bytes, at + 30)? as usize;
+        let c = u16_at(bytes, at + 32)? as usize;
+        let mut local = u32_at(bytes, at + 42)? as u64;
+        let name = bytes.get(at + 46..at + 46 + n)?;
+        let extra = bytes.get(at + 46 + n..at + 46 + n + e)?;
+        let mut unicode_name = None;
+        let mut x = 0;
+        while x + 4 <= extra.len() {
+            let id = u16::from_le_bytes([extra[x], extra[x + 1]]);
+            let len = u16::from_le_bytes([extra[x + 2], extra[x + 3]]) as usize;
+            let field = &extra[x + 4..(x + 4 + len).min(extra.len())];
+            match id {
+                0x0001 => {
+                    let mut values = field
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()));
+                    if usize_ == 0xFFFF_FFFF {
+                        usize_ = values.next().unwrap_or(usize_);
+                    }
+                    if compressed == 0xFFFF_FFFF {
+                        compressed = values.next().unwrap_or(compressed);
+                    }
+                    if local == 0xFFFF_FFFF {
+                        local = values.next().unwrap_or(local);
+                    }
+                }
+                0x7075 if field.len() >= 5 => {
+                    unicode_name = Some(String::from_utf8_lossy(&field[5..]).into_owned());
+                }
+                _ => {}
+            }
+            x += 4 + len;
+        }
+        entries.push(Entry {
+            name: String::from_utf8_lossy(name).into_owned(),
+            unicode_name,
+            flags,
+            method,
+            compressed,
+            size: usize_,
+            local: local.checked_add(shift)?,
+        });
+        at += 46 + n + e + c;
+        if entries.len() > 1 << 20 {
+            return None;
+        }
+    }
+    Some(entries)
+}
+
+/// Where an entry's data starts (past its local header) and ends.
+pub fn data_range(bytes: &[u8], entry: &Entry) -> Result<std::ops::Range<usize>, String> {
+    let at = usize::try_from(entry.local).map_err(|_| "a local header past the end".to_string())?;
+    if bytes.get(at..at + 4) != Some(b"PK\x03\x04") {
+        return Err(format!("no local header at offset {at}"));
+    }
+    let n = u16_at(bytes, at + 26).unwrap_or(0) as usize;
+    let e = u16_at(bytes, at + 28).unwrap_or(0) as usize;
+    let start = at + 30 + n + e;
+    let end = usize::try_from(entry.compressed)
+        .ok()
+        .and_then(|c| start.checked_add(c))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| {
+            format!(
+                "its {} bytes run past the end of the file",
+                entry.compressed
+            )
+        })?;
+    Ok(start..end)
+}
+
+/// At most `limit` bytes of an entry's data, inflated when deflated; never
+/// more than its stated size, nor than [`reduce::torch::inflate_cap`]
+/// allows for a compressed one (a zip bomb, refused).
+pub fn read(bytes: &[u8], entry: &Entry, limit: u64) -> Result<Vec<u8>, String> {
+    if entry.flags & 1 != 0 {
+        return Err("an encrypted member".into());
+    }
+    let range = data_range(bytes, entry)?;
+    let data = &bytes[range];
+    let want = limit.min(entry.size);
+    match entry.method {
+        0 => Ok(data[..(want as usize).min(data.len())].to_vec()),
+        8 => {
+            if entry.size > reduce::torch::inflate_cap(entry.compressed) {
+                return Err(format!(
+                    "inflates to {} bytes from {}, more than reduce::torch::inflate_cap allows: refused as a zip bomb",
+                    entry.size, entry.compressed
+                ));
+            }
+            let mut out = Vec::with_capacity(want.min(data.len() as u64 * 4) as usize);
+            flate2::read::DeflateDecoder::new(data)
+                .take(want)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("cannot inflate the zip member: {e}"))?;
+            Ok(out)
+        }
+        m => Err(format!(
+            "compression method {m}, which the scan does not read"
+        )),
+    }
+}
