@@ -1124,6 +1124,34 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         ));
         return;
     }
+    // A TorchScript archive (torch.jit.save): torch.load finds its
+    // `constants.pkl` and hands the archive to torch.jit.load, which runs
+    // the code under `code/` (with weights_only too before torch 2.6).
+    let torchscript = |n: &str| {
+        n.split_once('/')
+            .is_some_and(|(_, rest)| rest == "constants.pkl")
+    };
+    if let Some(marker) = dirs
+        .iter()
+        .flat_map(|d| &d.entries)
+        .find(|e| e.names().any(torchscript))
+    {
+        let code = dirs[0]
+            .entries
+            .iter()
+            .filter(|e| {
+                e.names()
+                    .any(|n| n.contains("/code/") && n.ends_with(".py"))
+            })
+            .count();
+        out.push(Record::finding(
+            path,
+            Some(&marker.shown()),
+            format!(
+                "a TorchScript archive ({code} code file(s)): torch.load hands it to torch.jit.load, which runs its code; no pickle in it is the whole story"
+            ),
+        ));
+    }
     // Two members of one name: a loader may read either (torch's looks
     // names up by a binary search), so the one not scanned could be the
     // one loaded.

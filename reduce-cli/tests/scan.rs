@@ -961,6 +961,34 @@ fn overlapping_zip_entries_are_a_finding_and_read_once() {
     assert_eq!(pickles, 1, "{r:?}");
 }
 
+/// A TorchScript archive runs code when torch.load reads it, whatever its
+/// pickles hold.
+#[test]
+fn a_torchscript_archive_is_a_finding() {
+    let file = fixtures().join("attacks/torchscript.pt");
+    for allow in [&[][..], &["--allow", "torch"]] {
+        let mut args = vec![file.to_str().unwrap()];
+        args.extend_from_slice(allow);
+        let (code, r) = scan_json(&args);
+        assert_eq!(code, Some(1), "{r:?}");
+        let finding = r
+            .iter()
+            .find(|r| {
+                r["reasons"]
+                    .to_string()
+                    .contains("TorchScript archive (1 code file(s))")
+            })
+            .unwrap_or_else(|| panic!("{r:?}"));
+        assert_eq!(finding["member"], "archive/constants.pkl");
+        assert_eq!(finding["verdict"], "unsafe");
+    }
+    // A plain checkpoint is no TorchScript archive.
+    let (_, r) = scan_json(&[fixtures().join("benign").to_str().unwrap()]);
+    assert!(!r
+        .iter()
+        .any(|r| r["reasons"].to_string().contains("TorchScript")));
+}
+
 /// The allow-list under which a joblib file's arrays matter: numpy and
 /// joblib's wrapper allowed, so only a hidden call can make it unsafe.
 fn wrapper_allowed() -> String {
