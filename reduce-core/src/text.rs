@@ -290,7 +290,7 @@ pub(crate) fn unquote_string(line: &[u8]) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
-    /// `short_ascii` (the crate's one `unsafe` block) gives text exactly
+    /// `short_ascii` (one of the crate's `unsafe` blocks) gives text exactly
     /// for the ASCII inputs of up to 16 bytes, whatever the byte that is
     /// not ASCII and wherever it is; `utf8` agrees with `std` on all of
     /// them. Run under Miri by `.ci/run`.

@@ -185,3 +185,30 @@ fn atoms_of_every_size_are_written_as_cpython_writes_them() {
         );
     }
 }
+
+/// The atoms' fast paths leave protocols 0 and 1 to their own encodings
+/// (`I01`, `I255`, text floats at 0; `BININT`, `I01` at 1): every atom at
+/// every protocol, typed and serde, against CPython.
+#[test]
+fn atoms_at_every_protocol_are_cpythons() {
+    let value = (
+        (true, false, 0i64, 255i64, 256i64, 65_535i64, 65_536i64),
+        (-1i64, i64::MAX, i64::MIN, 1.5f64, -0.0f64, None::<i64>),
+        ("", "x", "short", "é".repeat(20), "y".repeat(300)),
+    );
+    let expr = "((True, False, 0, 255, 256, 65535, 65536), \
+                (-1, 2**63 - 1, -2**63, 1.5, -0.0, None), \
+                ('', 'x', 'short', 'é' * 20, 'y' * 300))";
+    for proto in 0..=5u8 {
+        let want = reduce_tests::cpython_dumps(expr, proto);
+        let typed = reduce::to_vec_with_protocol(&value, proto).unwrap();
+        assert_eq!(
+            typed,
+            want,
+            "typed, protocol {proto}: {}",
+            reduce_tests::first_difference(&want, &typed)
+        );
+        let serde = reduce::serde::to_vec_with_protocol(&value, proto);
+        assert_eq!(serde.unwrap(), want, "serde, protocol {proto}");
+    }
+}

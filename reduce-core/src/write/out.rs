@@ -64,9 +64,10 @@ pub(crate) struct Out<'o> {
     singles: Singles,
     /// The length of `buf` from which [`Out::begin`] may have work to
     /// do (commit a frame, hand bytes to the sink): one comparison per
-    /// `save` otherwise. Always 0 at protocol 0, whose every object is
-    /// text: the hot paths of ints and floats, past this comparison,
-    /// need not test the protocol.
+    /// `save` otherwise. Always 0 at protocols 0 and 1, whose ints and
+    /// bools (and at 0, every object) are written otherwise: the hot paths
+    /// of ints, floats and bools, past this comparison, need not test the
+    /// protocol.
     check_at: usize,
 }
 
@@ -250,21 +251,6 @@ impl<'o> Out<'o> {
         self.buf.push(byte);
     }
 
-    /// `N` more bytes of the buffer, zeroed, and where they start: room
-    /// for an object of at most `N` bytes, written in place and then cut
-    /// to its length with `truncate`. (In place: bytes gathered in a small
-    /// array and then copied would be read back before their stores had
-    /// landed, a stall that costs more than a call to `memcpy`.)
-    #[inline(always)]
-    fn room<const N: usize>(&mut self) -> (usize, &mut [u8; N]) {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; N]);
-        // The last `N` bytes: one test of the length, where a slice from
-        // `start` would test both ends.
-        let room = self.buf.last_chunk_mut().expect("N bytes were just added");
-        (start, room)
-    }
-
     #[inline]
     fn open_frame(&mut self) {
         let start = self.buf.len();
@@ -355,7 +341,7 @@ impl<'o> Out<'o> {
             Some(start) => start + FRAME_HEADER_SIZE + FRAME_SIZE_TARGET,
             // The next write opens a frame, and says where to look.
             None if self.framing => usize::MAX,
-            None if self.proto == 0 => 0,
+            None if self.proto < 2 => 0,
             None if self.sink.is_some() => self.buf.len().max(FRAME_SIZE_TARGET),
             None => usize::MAX,
         };
@@ -465,12 +451,25 @@ impl<'o> Out<'o> {
 
     #[inline]
     pub(crate) fn bool(&mut self, b: bool) -> Result<()> {
-        self.begin()?;
-        if self.proto >= 2 {
-            self.push(NEWFALSE - u8::from(b));
-            return Ok(());
+        if self.buf.len() >= self.check_at {
+            return self.bool_framed(b);
         }
-        self.bool_old(b)
+        // Never before protocol 2, where `check_at` is 0.
+        debug_assert!(self.proto >= 2);
+        self.push(NEWFALSE - u8::from(b));
+        Ok(())
+    }
+
+    /// [`Out::bool`] where a frame may end first, or before protocol 2.
+    #[cold]
+    #[inline(never)]
+    fn bool_framed(&mut self, b: bool) -> Result<()> {
+        self.boundary_work()?;
+        if self.proto < 2 {
+            return self.bool_old(b);
+        }
+        self.push(NEWFALSE - u8::from(b));
+        Ok(())
     }
 
     /// [`Out::bool`] before protocol 2.
@@ -500,8 +499,8 @@ impl<'o> Out<'o> {
     /// [`Out::int`] past the frame check.
     #[inline(always)]
     fn int_now(&mut self, i: i64) -> Result<()> {
-        // Never at protocol 0, where `check_at` is 0.
-        debug_assert!(self.proto >= 1);
+        // Never before protocol 2, where `check_at` is 0.
+        debug_assert!(self.proto >= 2);
         if (i as u64) < 0x100 {
             // The most common int by far, one predictable branch:
             // `BININT1` from protocol 1.
@@ -511,13 +510,13 @@ impl<'o> Out<'o> {
         self.int_wide(i)
     }
 
-    /// [`Out::int`] where a frame may end first, or at protocol 0: a tail
-    /// call, so that the common case saves no register.
+    /// [`Out::int`] where a frame may end first, or before protocol 2: a
+    /// tail call, so that the common case saves no register.
     #[cold]
     #[inline(never)]
     fn int_framed(&mut self, i: i64) -> Result<()> {
         self.boundary_work()?;
-        if self.proto == 0 {
+        if self.proto < 2 {
             return self.int_old(i);
         }
         self.int_now(i)
@@ -526,9 +525,7 @@ impl<'o> Out<'o> {
     /// [`Out::int`] of any other int, or at protocol 0.
     #[inline(never)]
     fn int_wide(&mut self, i: i64) -> Result<()> {
-        if self.proto < 2 {
-            return self.int_old(i);
-        }
+        debug_assert!(self.proto >= 2);
         if self.buf.capacity() - self.buf.len() < INT_ROOM {
             // Out of line and last, so that the common case makes no call
             // and saves no register.
@@ -649,7 +646,7 @@ impl<'o> Out<'o> {
     /// [`Out::float`] past the frame check.
     #[inline(always)]
     fn float_now(&mut self, x: f64) -> Result<()> {
-        // Never at protocol 0, where `check_at` is 0.
+        // Never before protocol 2 but from `float_framed`.
         debug_assert!(self.proto >= 1);
         if self.buf.capacity() - self.buf.len() >= 9 {
             // struct.pack('>d'): the one big-endian number in a pickle.
@@ -766,34 +763,42 @@ impl<'o> Out<'o> {
                 return self.str_utf8_long(s);
             }
             self.memo_len = idx + 1;
-            // From 16 bytes a call to `memcpy` is as fast as moves of a
-            // fixed size into a room zeroed first (strings of 16 to 90
-            // bytes: 4% faster); below, the room costs less than the call.
-            if n >= 16 {
-                self.buf.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
-                self.buf.extend_from_slice(data);
-                self.buf.push(MEMOIZE);
-            } else {
-                self.str_tiny(data);
-            }
+            self.short_str_memo(data);
             return Ok(());
         }
         self.str_utf8_long(s)
     }
 
-    /// `SHORT_BINUNICODE`, a string of below 16 bytes and its `MEMOIZE`,
-    /// where 18 bytes of room are sure: moves of a fixed size into a
-    /// zeroed room, cut to the length.
+    /// `SHORT_BINUNICODE`, a string of at most 255 bytes, and its
+    /// `MEMOIZE`, written into the buffer's spare room (which the caller
+    /// made sure of: the slice of it is checked again here) with one
+    /// update of the length, where pushes of each part would test the
+    /// room and move the length three times. Below 16 bytes the text is
+    /// copied in moves of a fixed size, where a call to `memcpy` would
+    /// cost more than the copy.
     #[inline(always)]
-    fn str_tiny(&mut self, data: &[u8]) {
+    #[allow(unsafe_code)]
+    fn short_str_memo(&mut self, data: &[u8]) {
         let n = data.len();
-        debug_assert!(n < 16);
-        let (start, op) = self.room::<18>();
-        op[0] = SHORT_BINUNICODE;
-        op[1] = n as u8;
-        copy_tiny(&mut op[2..], data);
-        op[2 + n] = MEMOIZE;
-        self.buf.truncate(start + n + 3);
+        debug_assert!(n <= 0xff);
+        let len = self.buf.len();
+        let room = &mut self.buf.spare_capacity_mut()[..n + 3];
+        room[0].write(SHORT_BINUNICODE);
+        room[1].write(n as u8);
+        if n < 16 {
+            copy_tiny_into(&mut room[2..], data);
+        } else {
+            write_uninit(&mut room[2..2 + n], data);
+        }
+        room[2 + n].write(MEMOIZE);
+        // SAFETY: `room` is the `n + 3` bytes of spare capacity right
+        // after the first `len` (the slicing above checked that they
+        // exist), and every one of them was written just now: the opcode,
+        // the length, the `n` bytes of `data` (`copy_tiny_into` and
+        // `write_uninit` write all of `room[2..2 + n]`) and
+        // `MEMOIZE`. So the first `len + n + 3` bytes are initialized and
+        // within the capacity, as `set_len` requires.
+        unsafe { self.buf.set_len(len + n + 3) };
     }
 
     /// [`Out::str_utf8`] for a caller that is itself a call per string
@@ -819,7 +824,7 @@ impl<'o> Out<'o> {
                 return self.str_utf8_long(s);
             }
             self.memo_len = idx + 1;
-            self.str_tiny(data);
+            self.short_str_memo(data);
             return Ok(());
         }
         self.str_utf8_mid(s)
@@ -830,19 +835,18 @@ impl<'o> Out<'o> {
     #[inline(never)]
     fn str_utf8_framed(&mut self, s: &str) -> Result<()> {
         self.boundary_work()?;
-        if self.proto == 0 {
-            // `check_at` stays 0.
+        if self.proto < 4 {
+            // Below protocol 2 `check_at` stays 0, and below 4 the fast
+            // path does not apply.
             return self.str_utf8_long(s);
         }
         self.str_utf8(s)
     }
 
-    /// [`Out::str_utf8_lean`] from 16 bytes on. The opcode and the
-    /// `MEMOIZE` go first, around a gap made in a zeroed room and cut to
-    /// the length; the copy of the text into the gap comes last, so that no
-    /// value lives across the call to `memcpy` and no register is saved
-    /// around it. (Strings of 16 to 90 bytes: 1.73M -> 1.51M instructions
-    /// a write of 20,000, and 12% faster.)
+    /// [`Out::str_utf8_lean`] from 16 bytes on, out of line: its call to
+    /// `memcpy` would make the lean path save registers in the loop that
+    /// inlines it. (Kept apart, records of short names write in 1.93M
+    /// instructions; inlined, 2.05M.)
     #[cfg(feature = "serde")]
     #[inline(never)]
     fn str_utf8_mid(&mut self, s: &str) -> Result<()> {
@@ -855,12 +859,7 @@ impl<'o> Out<'o> {
             && self.buf.capacity() - self.buf.len() >= SMALL + 3
         {
             self.memo_len = idx + 1;
-            let (start, op) = self.room::<{ SMALL + 3 }>();
-            op[0] = SHORT_BINUNICODE;
-            op[1] = n as u8;
-            op[2 + n] = MEMOIZE;
-            self.buf.truncate(start + n + 3);
-            self.buf[start + 2..start + 2 + n].copy_from_slice(data);
+            self.short_str_memo(data);
             return Ok(());
         }
         self.str_utf8_long(s)
@@ -1342,32 +1341,43 @@ const INT_ROOM: usize = 16;
 /// line.
 const SMALL: usize = 128;
 
-/// Copies `src` (below 16 bytes) to the front of `dst` in at most two
-/// moves of a fixed size, the second overlapping the first when the length
-/// is not a power of two, where a copy of a length known only at run time
-/// would be a call to `memcpy`.
+/// Copies `src` into `dst`, of the same length, writing each of its bytes:
+/// `<[MaybeUninit<u8>]>::write_copy_of_slice`, which needs Rust 1.93 (a
+/// loop of `MaybeUninit::write` is not made a `memcpy`: strings wrote 60%
+/// slower).
 #[inline(always)]
-fn copy_tiny(dst: &mut [u8], src: &[u8]) {
+#[allow(unsafe_code)]
+fn write_uninit(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    // SAFETY: `dst` is valid for `dst.len()` writes of bytes (an exclusive
+    // slice; `MaybeUninit<u8>` has the layout of `u8`, and any byte may be
+    // written to it), `src` for `src.len()` reads, the lengths are equal
+    // (checked above), and an exclusive borrow cannot overlap a shared
+    // one, as `copy_nonoverlapping` requires.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) }
+}
+
+/// Copies `src` (below 16 bytes) to the front of spare room `dst` in at
+/// most two moves of a fixed size, the second overlapping the first when
+/// the length is not a power of two, where a copy of a length known only
+/// at run time would be a call to `memcpy`. Every byte of
+/// `dst[..src.len()]` is written.
+#[inline(always)]
+fn copy_tiny_into(dst: &mut [std::mem::MaybeUninit<u8>], src: &[u8]) {
     let n = src.len();
     debug_assert!(n < 16 && n <= dst.len());
     if n >= 8 {
-        copy_two::<8>(dst, src);
+        write_uninit(&mut dst[..8], &src[..8]);
+        write_uninit(&mut dst[n - 8..n], &src[n - 8..]);
     } else if n >= 4 {
-        copy_two::<4>(dst, src);
+        write_uninit(&mut dst[..4], &src[..4]);
+        write_uninit(&mut dst[n - 4..n], &src[n - 4..]);
     } else if n > 0 {
-        dst[0] = src[0];
-        dst[n / 2] = src[n / 2];
-        dst[n - 1] = src[n - 1];
+        // Bytes 0, n / 2 and n - 1 are every byte of 1 to 3.
+        dst[0].write(src[0]);
+        dst[n / 2].write(src[n / 2]);
+        dst[n - 1].write(src[n - 1]);
     }
-}
-
-/// Copies `src` (`K` to `2 * K` bytes) as its first `K` bytes and its
-/// last `K`, overlapping.
-#[inline(always)]
-fn copy_two<const K: usize>(dst: &mut [u8], src: &[u8]) {
-    let n = src.len();
-    dst[..K].copy_from_slice(&src[..K]);
-    dst[n - K..n].copy_from_slice(&src[n - K..]);
 }
 
 /// `i` in minimal two's complement, little-endian (CPython's `LONG1`
@@ -1383,6 +1393,35 @@ fn minimal_le(i: i128) -> ([u8; 16], usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `short_str_memo` and `write_uninit` (`unsafe` blocks, run under
+    /// Miri by `.ci/run`) writes the opcode, the length, every byte of the
+    /// text and `MEMOIZE`, after what the buffer held, for every length it
+    /// takes, with the room exactly enough and with room to spare.
+    #[test]
+    fn short_str_memo_writes_every_byte() {
+        // Fewer lengths under Miri, which runs each far slower.
+        let lengths: Vec<usize> = if cfg!(miri) {
+            (0..20).chain([31, 32, 33, 100, 255]).collect()
+        } else {
+            (0..=255).collect()
+        };
+        for n in lengths {
+            let text: Vec<u8> = (0..n).map(|i| (i * 7 + 1) as u8).collect();
+            for spare in [0, 1, 17] {
+                let mut out = Out::new(4, false, None, None);
+                out.buf = Vec::with_capacity(5 + n + 3 + spare);
+                out.buf.extend_from_slice(b"head!");
+                assert!(out.buf.capacity() - out.buf.len() >= n + 3);
+                out.short_str_memo(&text);
+                let mut want = b"head!".to_vec();
+                want.extend_from_slice(&[SHORT_BINUNICODE, n as u8]);
+                want.extend_from_slice(&text);
+                want.push(MEMOIZE);
+                assert_eq!(out.buf, want, "{n} bytes, {spare} spare");
+            }
+        }
+    }
 
     #[test]
     fn ints_are_encoded_by_size() {
