@@ -1162,7 +1162,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 if let Some(Value::List(items) | Value::Tuple(items)) =
                     a.first().map(|v| self.deref(v))
                 {
-                    self.check_hashable(items.iter(), "a set item")?;
+                    self.check_hashable(items, 1, "a set item")?;
                 }
             }
             match self.call_builtin(b, &args) {
@@ -1215,16 +1215,30 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// type: 'list'` when it loads the pickle), which a `Value` could hold
     /// but no Python object can. Typed reads build Rust types, whose keys
     /// are what their types say; inert mode keeps the pickle as it is.
-    #[inline]
-    fn check_hashable<'v>(
-        &self,
-        mut keys: impl Iterator<Item = &'v Value>,
-        what: &str,
-    ) -> Result<()> {
+    #[inline(never)]
+    fn check_hashable(&self, items: &[Value], step: usize, what: &'static str) -> Result<()> {
         if !self.opts.hashing || self.inert {
             return Ok(());
         }
-        match keys.find_map(|k| self.unhashable(Some(k))) {
+        // Keys of one kind in a loop: a test each, the rest out of line.
+        let mut i = 0;
+        while i < items.len() {
+            let k = &items[i];
+            if !matches!(
+                k,
+                Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::None | Value::Bool(_)
+            ) {
+                self.check_key(k, what)?;
+            }
+            i += step;
+        }
+        Ok(())
+    }
+
+    /// [`Machine::check_hashable`] of a key that is not a scalar.
+    #[inline(never)]
+    fn check_key(&self, k: &Value, what: &str) -> Result<()> {
+        match self.unhashable(Some(k)) {
             None => Ok(()),
             Some(t) => Err(Error::invalid(format!(
                 "unhashable type '{t}' as {what} (CPython refuses to load it)"
@@ -1483,7 +1497,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             return self.detached_items(from, pairs);
         }
         if pairs {
-            self.check_hashable(self.stack[from..].iter().step_by(2), "a dict key")?;
+            self.check_hashable(&self.stack[from..], 2, "a dict key")?;
         }
         // The container leaves its slot while the items move in, so that
         // they move straight off the stack (a drain), with no placeholder
@@ -1716,7 +1730,7 @@ impl<'o, 'h> Machine<'o, 'h> {
                 if items.len() % 2 != 0 {
                     return Err(Error::invalid("odd number of items for DICT"));
                 }
-                self.check_hashable(items.iter().step_by(2), "a dict key")?;
+                self.check_hashable(&items, 2, "a dict key")?;
                 let mut pairs = Vec::with_capacity(items.len() / 2);
                 let mut it = items.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -1726,7 +1740,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             FROZENSET => {
                 let mut items = self.pop_mark()?;
-                self.check_hashable(items.iter(), "a frozenset item")?;
+                self.check_hashable(&items, 1, "a frozenset item")?;
                 let before = self.hoist(items.first_mut());
                 self.push_built_container(Value::FrozenSet(items), before)?
             }
@@ -1754,7 +1768,7 @@ impl<'o, 'h> Machine<'o, 'h> {
             }
             ADDITEMS => {
                 let items = self.pop_mark()?;
-                self.check_hashable(items.iter(), "a set item")?;
+                self.check_hashable(&items, 1, "a set item")?;
                 let i = self.top_index()?;
                 if self.inert && !items.is_empty() && !self.attached(i, false) {
                     let target = self.detach(i, Change::Set)?;
