@@ -40,8 +40,10 @@ enum Command {
     /// opcodes, arguments, memo indices and MARK nesting.
     Dis {
         /// Pickle files; each shows its first pickle (in a zip archive such
-        /// as a torch checkpoint, its first `.pkl` member; in an .npy file
-        /// of objects, the pickle after the header).
+        /// as a torch checkpoint, the `data.pkl` torch loads, else the first
+        /// `data.pkl` or `.pkl` member in archive order; in an .npz, its
+        /// first array of objects; in an .npy file of objects, the pickle
+        /// after the header).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// End each line with a short description of its opcode.
@@ -62,7 +64,9 @@ enum Command {
     /// <#n>[...].
     Show {
         /// The pickle file (its first pickle; in a zip archive such as a torch
-        /// checkpoint, the first `.pkl` member; in an .npy file, its pickle).
+        /// checkpoint, the `data.pkl` torch loads, else the first `data.pkl`
+        /// or `.pkl` member in archive order; in an .npz, its first array of
+        /// objects; in an .npy file, its pickle).
         file: PathBuf,
         /// Print the value as JSON (the mapping is in README).
         #[arg(long, conflicts_with = "python")]
@@ -186,11 +190,7 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
             out.push(c);
             continue;
         }
-        // repr of the one character: itself between quotes when
-        // printable, else its escape.
-        let repr = format!("{:?}", reduce::Value::Str(c.to_string().into()));
-        let inner = &repr[1..repr.len() - 1];
-        if !c.is_ascii() && inner.chars().eq([c]) {
+        if !c.is_ascii() && is_printable(c) {
             out.push(c);
         } else {
             use std::fmt::Write as _;
@@ -199,6 +199,44 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
                 n @ 0x100..=0xffff => write!(out, "\\u{n:04x}"),
                 n => write!(out, "\\U{n:08x}"),
             };
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether Python's `str.isprintable` accepts `c`: `repr` shows it as
+/// itself.
+pub fn is_printable(c: char) -> bool {
+    if matches!(c, ' '..='~') {
+        return true;
+    }
+    let repr = format!("{:?}", reduce::Value::Str(c.to_string().into()));
+    !c.is_ascii() && repr[1..repr.len() - 1].chars().eq([c])
+}
+
+/// JSON text (from `serde_json`) safe to print on a terminal: every
+/// character [`printable`] would escape, written as a JSON escape,
+/// `\u202e` (an astral one as its two UTF-16 halves). serde_json escapes
+/// only what JSON requires (the C0 controls, quotes, backslashes); the
+/// rest (DEL, the C1 controls, bidirectional overrides, line and paragraph
+/// separators, format characters) would reach the terminal raw. The same
+/// string to a JSON reader. Outside strings JSON is ASCII, and the line
+/// breaks and spaces that lay it out stay as they are.
+pub fn json_safe(json: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| matches!(c, ' '..='~' | '\n');
+    if json.chars().all(keep) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if keep(c) || (!c.is_ascii() && is_printable(c)) {
+            out.push(c);
+        } else {
+            use std::fmt::Write as _;
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{:04x}", u);
+            }
         }
     }
     std::borrow::Cow::Owned(out)

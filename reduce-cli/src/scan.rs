@@ -768,10 +768,11 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             .iter()
             .copied()
             .filter(|n| n.to_ascii_lowercase().ends_with(".pkl"))
+            // The first `data.pkl` in archive order, else the first `.pkl`
+            // (`min_by_key` keeps the first of equals).
             .min_by_key(|n| {
                 let lower = n.to_ascii_lowercase();
-                let data = lower == "data.pkl" || lower.ends_with("/data.pkl");
-                (!data, n.to_string())
+                !(lower == "data.pkl" || lower.ends_with("/data.pkl"))
             }) {
             Some(name) => name,
             // An .npz: the pickle of its first object array.
@@ -1658,7 +1659,10 @@ pub fn run(paths: &[PathBuf], options: &Options) -> i32 {
 
 fn emit(record: &Record, json: bool) {
     if json {
-        crate::out(&format!("{}\n", record.to_json()));
+        crate::out(&format!(
+            "{}\n",
+            crate::json_safe(&record.to_json().to_string())
+        ));
     } else {
         crate::out(&record.to_text());
     }

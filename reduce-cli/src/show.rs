@@ -517,25 +517,12 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// `s` as a JSON string. serde_json escapes only what JSON requires; DEL
-/// and the C1 controls (U+0080 to U+009F, among them U+009B, which some
-/// terminals take as the start of an escape sequence) are escaped too, as
-/// `\u00XX`: the same string to a JSON reader, inert on a terminal.
+/// `s` as a JSON string, with every character Python's `str.isprintable`
+/// rejects escaped (see [`crate::json_safe`]): the same string to a JSON
+/// reader, inert on a terminal.
 fn json_str(s: &str) -> String {
     let quoted = serde_json::Value::from(s).to_string();
-    let control = |c: char| matches!(c, '\u{7f}'..='\u{9f}');
-    if !quoted.contains(control) {
-        return quoted;
-    }
-    let mut out = String::with_capacity(quoted.len() + 16);
-    for c in quoted.chars() {
-        if control(c) {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::json_safe(&quoted).into_owned()
 }
 
 impl<'a> Json<'a, '_> {

@@ -727,6 +727,53 @@ fn json_escapes_del_and_c1_controls() {
     );
 }
 
+/// Every character `str.isprintable` rejects is a JSON escape in `show
+/// --json` and `scan --json`: bidirectional overrides, line and paragraph
+/// separators, format characters, astral ones as UTF-16 halves; printable
+/// text outside ASCII stays as it is.
+#[test]
+fn json_escapes_what_python_would_not_print() {
+    let text = "\u{202e}x\u{2028}y\u{ad}\u{feff}\u{a0}\u{e0001}é中";
+    // {'t': text, 'g': <the global mo\u202ed.x>} at protocol 4.
+    let mut pickle = b"\x80\x04}(\x8c\x01t".to_vec();
+    let t = text.as_bytes();
+    pickle.push(0x8c);
+    pickle.push(t.len() as u8);
+    pickle.extend_from_slice(t);
+    pickle.extend_from_slice(b"\x8c\x01g\x8c\x06mo\xe2\x80\xaed\x8c\x01x\x93u.");
+    let file = write("bidi.pkl", &pickle);
+    let path = file.to_str().unwrap();
+    let shown = stdout(&run(&["show", "--json", path]));
+    let scanned = stdout(&run(&["scan", "--json", path]));
+    for json in [&shown, &scanned] {
+        assert!(
+            !json.contains([
+                '\u{202e}',
+                '\u{2028}',
+                '\u{ad}',
+                '\u{feff}',
+                '\u{a0}',
+                '\u{e0001}'
+            ]),
+            "{json:?}"
+        );
+        assert!(json.contains(r"mo\u202ed"), "{json}");
+    }
+    assert!(
+        shown.contains(r"\u202ex\u2028y\u00ad\ufeff\u00a0\udb40\udc01é中"),
+        "{shown}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&shown).expect("valid JSON");
+    assert_eq!(v["t"], text);
+    assert_eq!(v["g"]["$global"], "mo\u{202e}d.x");
+    for line in scanned.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        if let Some(g) = r["globals"].as_array().and_then(|g| g.first()) {
+            assert_eq!(g["module"], "mo\u{202e}d");
+        }
+    }
+}
+
 #[test]
 fn arguments_shared_by_many_calls_print_once() {
     // One tuple of 5,000 ints as the arguments of 5,000 calls (five bytes
@@ -798,4 +845,38 @@ fn long_class_names_print_in_full_and_very_long_ones_once() {
         };
         assert_eq!(out, expected);
     }
+}
+
+/// In a zip with no member torch would load, `show` and `dis` read the
+/// first `data.pkl` in archive order, else the first `.pkl`, as `--help`
+/// says.
+#[test]
+fn a_zip_without_torchs_member_shows_its_first_pickle() {
+    let zip_of = |name: &str, members: &[(&str, &str)]| {
+        let mut bytes = Vec::new();
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut bytes));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (member, text) in members {
+            w.start_file(*member, o).unwrap();
+            std::io::Write::write_all(&mut w, &dumps(&format!("'{text}'"), 2)).unwrap();
+        }
+        w.finish().unwrap();
+        write(name, &bytes)
+    };
+    // No data.pkl: the first .pkl in archive order, not the first by name.
+    let file = zip_of("no_data.zip", &[("x/b.pkl", "b"), ("x/a.pkl", "a")]);
+    let path = file.to_str().unwrap();
+    assert_eq!(stdout(&run(&["show", path])).trim(), "'b'");
+    assert!(stdout(&run(&["dis", path])).contains("'b'"));
+    // A data.pkl outside the first member's folder (torch finds none
+    // there): it, before any other .pkl.
+    let file = zip_of(
+        "other_folder.zip",
+        &[("z/a.pkl", "a"), ("archive/data.pkl", "data")],
+    );
+    assert_eq!(
+        stdout(&run(&["show", file.to_str().unwrap()])).trim(),
+        "'data'"
+    );
 }
