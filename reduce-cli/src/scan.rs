@@ -729,7 +729,8 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             .iter()
             .rposition(|m| m.name.rsplit('/').next() == Some("pickle"))
             .ok_or("expected a member `pickle` in the tar archive (torch's format before 0.4), found none")?;
-        let target = &members[crate::tar::resolve(&members, i)?];
+        let names = crate::tar::Names::new(&members);
+        let target = &members[crate::tar::resolve(&members, &names, i)?];
         if !target.is_file() {
             return Err(format!(
                 "`{}` is a link to a member that is not a file",
@@ -1313,13 +1314,14 @@ fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             for problem in odd {
                 out.push(Record::finding(path, None, problem));
             }
+            let names = crate::tar::Names::new(&members);
             for (i, m) in members.iter().enumerate() {
                 let base = m.name.rsplit('/').next().unwrap_or(&m.name);
                 let known = matches!(base, "storages" | "tensors" | "pickle" | "sys_info");
                 if !(known || member_is_pickle(&m.name)) || !(m.is_file() || m.is_link()) {
                     continue;
                 }
-                let target = match crate::tar::resolve(&members, i) {
+                let target = match crate::tar::resolve(&members, &names, i) {
                     Ok(t) => &members[t],
                     Err(e) => {
                         out.push(Record::finding(
