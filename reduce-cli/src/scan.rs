@@ -1171,8 +1171,9 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         }
     }
     let mut entries: Vec<&Entry> = Vec::new();
+    let mut listed = std::collections::HashSet::new();
     for e in dirs.iter().flat_map(|d| &d.entries) {
-        if !entries.contains(&e) {
+        if listed.insert(e) {
             entries.push(e);
         }
     }
@@ -1181,7 +1182,8 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     let mut spans: Vec<(u64, u64, &Entry)> = entries
         .iter()
         .map(|e| {
-            let end = zipdir::data_range(bytes, e).map_or(e.local + 30, |r| r.end as u64);
+            let end =
+                zipdir::data_range(bytes, e).map_or(e.local.saturating_add(30), |r| r.end as u64);
             (e.local, end, *e)
         })
         .collect();

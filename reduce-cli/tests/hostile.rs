@@ -415,3 +415,56 @@ w("links.pt", member(b"l20000.pkl", EVIL) + links + END)
         assert!(common::stdout(&out).contains("os.system"), "{name}");
     }
 }
+
+/// Zip offsets, sizes and counts near 2^64 (zip64 records and extra
+/// fields, a zip64 locator) are errors or findings, never an overflow.
+#[test]
+fn zip_fields_near_2_64_are_errors() {
+    let dir = hostile_files(
+        "cli-zip-wrap",
+        r#"
+c = cd(b"archive/data.pkl", 0, len(EVIL), len(EVIL))
+base = LOCAL + c
+w("zip64_offset.pt", base + zip64(1, 0, 2**64 - 1, len(base)) + eocd(0xffff, 0xffffffff, 0xffffffff))
+w("zip64_count.pt", base + zip64(2**64 - 1, len(c), len(LOCAL), len(base)) + eocd(0xffff, 0xffffffff, 0xffffffff))
+w("locator.pt", base + struct.pack("<4sIQI", b"PK\x06\x07", 0, 2**64 - 1, 1) + eocd(1, len(c), len(LOCAL)))
+for i, local in enumerate([2**64 - 1, 2**64 - 30]):
+    extra = struct.pack("<HHQQQ", 1, 24, len(EVIL), len(EVIL), local)
+    c = cd(b"archive/data.pkl", 0xffffffff, 0xffffffff, 0xffffffff, extra=extra)
+    w("local%d.pt" % i, LOCAL + c + eocd(1, len(c), len(LOCAL)))
+"#,
+    );
+    for name in [
+        "zip64_offset.pt",
+        "zip64_count.pt",
+        "locator.pt",
+        "local0.pt",
+        "local1.pt",
+    ] {
+        let file = dir.join(name);
+        for command in ["scan", "show", "dis"] {
+            answered_within(&[command.as_ref(), file.as_os_str()], 60);
+        }
+    }
+}
+
+/// End records filling the last 64 KiB, each describing a directory of
+/// 20,000 entries, and a directory of 100,000 entries: read in linear time.
+#[test]
+fn hostile_zip_directories_are_read_in_linear_time() {
+    let dir = hostile_files(
+        "cli-zip-linear",
+        r#"
+names = b"".join(cd(b"m%05d.txt" % i, 0, 0, 0) for i in range(20000))
+d = names + cd(b"archive/data.pkl", 0, len(EVIL), len(EVIL))
+w("end_records.pt", LOCAL + d + eocd(20001, len(d), len(LOCAL)) * (65000 // 22))
+d = b"".join(cd(b"n%06d" % i, 0, 0, 0) for i in range(100000)) + cd(b"archive/data.pkl", 0, len(EVIL), len(EVIL))
+w("entries.pt", LOCAL + d + eocd(100001 & 0xffff, len(d), len(LOCAL)))
+"#,
+    );
+    for name in ["end_records.pt", "entries.pt"] {
+        let file = dir.join(name);
+        let out = answered_within(&["scan".as_ref(), file.as_os_str()], 30);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+    }
+}
