@@ -468,3 +468,30 @@ w("entries.pt", LOCAL + d + eocd(100001 & 0xffff, len(d), len(LOCAL)))
         assert_eq!(out.status.code(), Some(1), "{name}");
     }
 }
+
+/// A member that inflates to 32 Mi two-byte pickles (`N.`) from 64 KB: the
+/// scan stops at its cap of records for one file and says so, where it
+/// held gigabytes of records.
+#[test]
+fn a_file_of_millions_of_tiny_pickles_stops_at_the_record_cap() {
+    let dir = hostile_files(
+        "cli-zip-records",
+        r#"
+payload = b"N." * (32 << 20)
+c = zlib.compressobj(9, zlib.DEFLATED, -15)
+data = c.compress(payload) + c.flush()
+l = lh(b"a.pkl", len(data), len(payload), 8) + data
+d = cd(b"a.pkl", 0, len(data), len(payload), 8)
+w("tiny.zip", l + d + eocd(1, len(d), len(l)))
+"#,
+    );
+    let file = dir.join("tiny.zip");
+    let out = answered_within(&["scan".as_ref(), "--json".as_ref(), file.as_os_str()], 120);
+    assert_eq!(out.status.code(), Some(2));
+    let said = common::stdout(&out);
+    assert!(
+        said.contains("the scan reads no further"),
+        "{}",
+        &said[said.len().saturating_sub(500)..]
+    );
+}
