@@ -77,8 +77,13 @@ pub fn directories(bytes: &[u8]) -> (Vec<Directory>, Vec<String>) {
         entries: MAX_ENTRIES,
         exhausted: false,
     };
-    for eocd in candidates {
-        for entries in read_directory(bytes, eocd, &mut read) {
+    let mut last_unread = None;
+    for (k, eocd) in candidates.into_iter().enumerate() {
+        let found = read_directory(bytes, eocd, &mut read);
+        if k == 0 && found.is_empty() {
+            last_unread = Some(eocd);
+        }
+        for entries in found {
             let hash = {
                 use std::hash::{BuildHasher as _, RandomState};
                 thread_local!(static STATE: RandomState = RandomState::new());
@@ -93,6 +98,13 @@ pub fn directories(bytes: &[u8]) -> (Vec<Directory>, Vec<String>) {
                 dirs.push(Directory { eocd, entries });
             }
         }
+    }
+    if let Some(last) = last_unread.filter(|_| !dirs.is_empty()) {
+        // Python's zipfile reads a directory more leniently (by its size,
+        // whatever its count says): the one it reads may not be scanned.
+        problems.push(format!(
+            "the central directory of the last end-of-central-directory record (offset {last}) cannot be read, and another one can: zip readers differ on which directory they read"
+        ));
     }
     if read.exhausted {
         problems.push(format!(

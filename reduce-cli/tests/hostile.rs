@@ -495,3 +495,34 @@ w("tiny.zip", l + d + eocd(1, len(d), len(l)))
         &said[said.len().saturating_sub(500)..]
     );
 }
+
+/// An `.npz` whose last end record's directory count says one entry more
+/// than its size holds (Python's `zipfile` reads it by its size, and
+/// `numpy.load` runs the object array's pickle), with an empty directory's
+/// end record earlier in a member's data: the scan read only that one and
+/// called the archive safe.
+#[test]
+fn a_last_directory_the_scan_cannot_read_is_a_finding() {
+    let dir = hostile_files(
+        "cli-zip-decoy",
+        r#"
+header = "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+header += " " * (64 - (10 + len(header) + 1) % 64) + "\n"
+arr = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + EVIL
+decoy = b"PK\x05\x06" + b"\0" * 18
+l1 = lh(b"arr.npy", len(arr), len(arr)) + arr
+l2 = lh(b"pad.txt", len(decoy), len(decoy)) + decoy
+d = cd(b"arr.npy", 0, len(arr), len(arr)) + cd(b"pad.txt", len(l1), len(decoy), len(decoy))
+w("decoy.npz", l1 + l2 + d + eocd(3, len(d), len(l1 + l2)))
+"#,
+    );
+    let file = dir.join("decoy.npz");
+    let out = answered_within(&["scan".as_ref(), file.as_os_str()], 60);
+    assert_eq!(out.status.code(), Some(1));
+    let said = common::stdout(&out);
+    assert!(
+        said.contains("of the last end-of-central-directory record (offset")
+            && said.contains("cannot be read, and another one can"),
+        "{said}"
+    );
+}
