@@ -376,19 +376,38 @@ fn parse_pax(buf: &[u8], at: usize) -> Result<(Pax, Vec<String>), String> {
     let mut odd = Vec::new();
     let mut pos = 0;
     while pos < buf.len() && buf[pos] != 0 {
-        let bad = || format!("invalid pax header at offset {at} (record at byte {pos})");
         let digits = buf[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || buf.get(pos + digits) != Some(&b' ') {
-            return Err(bad());
-        }
+        // Python's int(): a length past usize is past the buffer too.
         let length: usize = std::str::from_utf8(&buf[pos..pos + digits])
             .ok()
             .and_then(|d| d.parse().ok())
-            .ok_or_else(bad)?;
+            .unwrap_or(usize::MAX);
         let key_start = pos + digits + 1;
-        let key_len = buf[key_start..].iter().take_while(|&&b| b != b'=').count();
-        if key_len == 0 || key_start + key_len >= buf.len() || length == 0 {
-            return Err(bad());
+        let key_len = buf
+            .get(key_start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| b != b'=')
+            .count();
+        if digits > 0 && length == 0 {
+            // Every tarfile refuses it: the archive ends here.
+            return Err(format!(
+                "invalid pax header at offset {at} (record at byte {pos})"
+            ));
+        }
+        if digits == 0
+            || buf.get(pos + digits) != Some(&b' ')
+            || key_len == 0
+            || key_start + key_len >= buf.len()
+        {
+            // Not `%d %s=`: tarfile 3.12.4 and later end the archive at
+            // this header, older ones keep the records before it and read
+            // on (the members after it are scanned as they read them).
+            odd.push(format!(
+                "an invalid pax record at offset {}: tarfile 3.12.4 and later end the archive there, older versions read on",
+                at + BLOCK + pos
+            ));
+            break;
         }
         let value_start = key_start + key_len + 1;
         // A length past the buffer (up to usize::MAX) ends the records.

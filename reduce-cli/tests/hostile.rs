@@ -526,3 +526,23 @@ w("decoy.npz", l1 + l2 + d + eocd(3, len(d), len(l1 + l2)))
         "{said}"
     );
 }
+
+/// A pax header whose second record does not start with a length: tarfile
+/// 3.12.4 and later end the archive there, older versions keep the records
+/// before it and read on, to a `pickle` that `torch.load` unpickles. The
+/// scan ended the archive silently and called it safe.
+#[test]
+fn members_after_an_invalid_pax_record_are_scanned() {
+    let dir = hostile_files(
+        "cli-pax-invalid",
+        r#"
+w("invalid_record.pt", member(b"storages", b"K\x00.") + pax(b"28 comment= path=readme.txt\n\xe25 path=pickle\n") + member(b"pickle", EVIL) + END)
+"#,
+    );
+    let file = dir.join("invalid_record.pt");
+    let out = answered_within(&["scan".as_ref(), file.as_os_str()], 60);
+    assert_eq!(out.status.code(), Some(1));
+    let said = common::stdout(&out);
+    assert!(said.contains("os.system"), "{said}");
+    assert!(said.contains("an invalid pax record at offset"), "{said}");
+}
