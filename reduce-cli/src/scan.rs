@@ -312,6 +312,31 @@ fn judge(target: &Target, allow: &AllowList) -> (Status, Option<String>) {
     }
 }
 
+/// Records one file may make: past these the scan stops reading it. A
+/// stream of two-byte pickles (`N.`) makes a record each, and an archive
+/// member inflates to many of them; each is kept until the file is done.
+const MAX_RECORDS: usize = 1 << 20;
+
+/// Whether the records of a file are as many as it may make; the first
+/// time, with a record that says the rest is not read.
+fn full(path: &str, out: &mut Vec<Record>) -> bool {
+    if out.len() < MAX_RECORDS {
+        return false;
+    }
+    let said = format!(
+        "more than {MAX_RECORDS} pickles and findings in this file: the scan reads no further"
+    );
+    if !out
+        .iter()
+        .rev()
+        .take(8)
+        .any(|r| r.error.as_ref() == Some(&said))
+    {
+        out.push(Record::about(path, None, said));
+    }
+    true
+}
+
 /// The pickles of one stream: several back to back, from `bytes[start..]`.
 fn scan_stream(
     path: &str,
@@ -340,7 +365,7 @@ fn scan_stream(
         ));
         return;
     }
-    while pos < bytes.len() && count < max {
+    while pos < bytes.len() && count < max && !full(path, out) {
         let (mut record, mut end) = scan_pickle(path, member, bytes, pos, allow);
         let mut arrays = Vec::new();
         if record
@@ -729,7 +754,8 @@ pub fn first_pickle(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> 
             .iter()
             .rposition(|m| m.name.rsplit('/').next() == Some("pickle"))
             .ok_or("expected a member `pickle` in the tar archive (torch's format before 0.4), found none")?;
-        let target = &members[crate::tar::resolve(&members, i)?];
+        let names = crate::tar::Names::new(&members);
+        let target = &members[crate::tar::resolve(&members, &names, i)?];
         if !target.is_file() {
             return Err(format!(
                 "`{}` is a link to a member that is not a file",
@@ -1171,8 +1197,9 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
         }
     }
     let mut entries: Vec<&Entry> = Vec::new();
+    let mut listed = std::collections::HashSet::new();
     for e in dirs.iter().flat_map(|d| &d.entries) {
-        if !entries.contains(&e) {
+        if listed.insert(e) {
             entries.push(e);
         }
     }
@@ -1181,7 +1208,8 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     let mut spans: Vec<(u64, u64, &Entry)> = entries
         .iter()
         .map(|e| {
-            let end = zipdir::data_range(bytes, e).map_or(e.local + 30, |r| r.end as u64);
+            let end =
+                zipdir::data_range(bytes, e).map_or(e.local.saturating_add(30), |r| r.end as u64);
             (e.local, end, *e)
         })
         .collect();
@@ -1220,6 +1248,9 @@ fn scan_zip(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
     let mut over_budget = 0usize;
     let mut done = std::collections::HashSet::new();
     for e in entries {
+        if full(path, out) {
+            break;
+        }
         if e.name.ends_with('/') || !done.insert((e.local, e.method, e.compressed, e.size)) {
             continue;
         }
@@ -1314,13 +1345,17 @@ fn scan_tar(path: &str, bytes: &[u8], allow: &AllowList, out: &mut Vec<Record>) 
             for problem in odd {
                 out.push(Record::finding(path, None, problem));
             }
+            let names = crate::tar::Names::new(&members);
             for (i, m) in members.iter().enumerate() {
+                if full(path, out) {
+                    break;
+                }
                 let base = m.name.rsplit('/').next().unwrap_or(&m.name);
                 let known = matches!(base, "storages" | "tensors" | "pickle" | "sys_info");
                 if !(known || member_is_pickle(&m.name)) || !(m.is_file() || m.is_link()) {
                     continue;
                 }
-                let target = match crate::tar::resolve(&members, i) {
+                let target = match crate::tar::resolve(&members, &names, i) {
                     Ok(t) => &members[t],
                     Err(e) => {
                         out.push(Record::finding(
@@ -1419,6 +1454,9 @@ fn scan_torch_tar_member(
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
     };
     for _ in 0..count {
+        if full(path, out) {
+            return;
+        }
         if pos >= data.len() {
             return fail(out, pos, "the member ends before its last item".into());
         }

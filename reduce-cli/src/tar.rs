@@ -38,6 +38,10 @@ const SUPPORTED: &[u8] = b"0\x0071S123456LKxgX";
 
 const BLOCK: usize = 512;
 
+/// Extended headers in a row before a member: past this, `tarfile` hits
+/// Python's recursion limit (and the scan its stack).
+const MAX_EXTENDED: usize = 1000;
+
 /// Python's `str.strip()` of ASCII whitespace.
 fn py_strip(s: &str) -> &str {
     s.trim_matches(|c: char| " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f".contains(c))
@@ -145,10 +149,22 @@ enum Stop {
     Fatal(String),
 }
 
-/// The pax records `tarfile` keeps (`dict`: one value per key, in order).
+/// The pax records `tarfile` keeps (`dict`: one value per key, in order),
+/// those that change a member as [`apply_pax`] reads it: a handful, however
+/// many records a header holds, so that neither setting nor copying them
+/// grows with a hostile header.
 type Pax = Vec<(String, String)>;
 
+/// The one key that stands for every `GNU.sparse.*` record but the name:
+/// they only mark a member sparse.
+const SPARSE: &str = "GNU.sparse.";
+
 fn pax_set(pax: &mut Pax, key: String, value: String) {
+    let key = match key.as_str() {
+        "path" | "GNU.sparse.name" | "linkpath" | "size" => key,
+        k if k.starts_with(SPARSE) => SPARSE.to_string(),
+        _ => return,
+    };
     match pax.iter_mut().find(|(k, _)| *k == key) {
         Some(slot) => slot.1 = value,
         None => pax.push((key, value)),
@@ -157,6 +173,9 @@ fn pax_set(pax: &mut Pax, key: String, value: String) {
 
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// Extended headers (long names, pax) read so far before the member
+    /// they stand for: `tarfile` reads each by a recursive call.
+    depth: usize,
     /// Global pax records (`tarfile.pax_headers`).
     global: Pax,
     /// Findings about headers two versions of `tarfile` read differently.
@@ -182,6 +201,13 @@ impl Reader<'_> {
         };
         if header.iter().all(|&b| b == 0) {
             return Err(Stop::End("end of archive".into()));
+        }
+        if self.depth > MAX_EXTENDED {
+            // tarfile reads each with three nested calls: Python's
+            // recursion limit stops it long before this.
+            return Err(Stop::Fatal(format!(
+                "more than {MAX_EXTENDED} extended headers (long names, pax) in a row at offset {offset}"
+            )));
         }
         if !checksum_ok(header) {
             return Err(Stop::End(format!("bad header checksum at offset {offset}")));
@@ -219,6 +245,21 @@ impl Reader<'_> {
             .ok_or_else(|| Stop::Fatal(format!("a member size of {size}")))
     }
 
+    /// Where the header after `size` bytes of data from `start` is.
+    fn after(start: usize, size: i128) -> Result<usize, Stop> {
+        start
+            .checked_add(Self::block(size)?)
+            .ok_or_else(|| Stop::Fatal(format!("a member size of {size}")))
+    }
+
+    /// The header at `offset`, read for the extended header before it.
+    fn read_nested(&mut self, offset: usize) -> Result<Read, Stop> {
+        self.depth += 1;
+        let read = self.read_header(offset);
+        self.depth -= 1;
+        read
+    }
+
     /// The bytes of a header's own data (a long name, pax records).
     fn own_data(&self, start: usize, size: i128) -> Result<&[u8], Stop> {
         let n = usize::try_from(size).map_err(|_| Stop::Fatal(format!("a size of {size}")))?;
@@ -230,7 +271,7 @@ impl Reader<'_> {
         match member.kind {
             b'L' | b'K' => {
                 let text = nts(self.own_data(start, size)?);
-                let mut next = self.read_header(start + Self::block(size)?)?;
+                let mut next = self.read_nested(Self::after(start, size)?)?;
                 next.member.header = member.header;
                 if member.kind == b'L' {
                     next.member.name = text;
@@ -257,9 +298,12 @@ impl Reader<'_> {
                     }
                     pax
                 };
-                let mut next = match self.read_header(start + Self::block(size)?) {
+                let mut next = match self.read_nested(Self::after(start, size)?) {
                     Ok(next) => next,
-                    Err(Stop::End(e) | Stop::Fatal(e)) => {
+                    // An error from further in is passed on as it is,
+                    // not wrapped once per header before it.
+                    Err(Stop::Fatal(e)) => return Err(Stop::Fatal(e)),
+                    Err(Stop::End(e)) => {
                         return Err(Stop::Fatal(format!(
                             "the header after the pax header at offset {}: {e}",
                             member.header
@@ -273,7 +317,7 @@ impl Reader<'_> {
                         let data = next.member.data.start;
                         next.next = data;
                         if next.member.is_file() {
-                            next.next = data + Self::block(next.size)?;
+                            next.next = Self::after(data, next.size)?;
                         }
                     }
                 }
@@ -285,7 +329,7 @@ impl Reader<'_> {
                 // know) is skipped by the header's size; a link, folder
                 // or device has none, whatever its size field says.
                 let next = if member.is_file() {
-                    start + Self::block(size)?
+                    Self::after(start, size)?
                 } else {
                     start
                 };
@@ -332,24 +376,45 @@ fn parse_pax(buf: &[u8], at: usize) -> Result<(Pax, Vec<String>), String> {
     let mut odd = Vec::new();
     let mut pos = 0;
     while pos < buf.len() && buf[pos] != 0 {
-        let bad = || format!("invalid pax header at offset {at} (record at byte {pos})");
         let digits = buf[pos..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || buf.get(pos + digits) != Some(&b' ') {
-            return Err(bad());
-        }
+        // Python's int(): a length past usize is past the buffer too.
         let length: usize = std::str::from_utf8(&buf[pos..pos + digits])
             .ok()
             .and_then(|d| d.parse().ok())
-            .ok_or_else(bad)?;
+            .unwrap_or(usize::MAX);
         let key_start = pos + digits + 1;
-        let key_len = buf[key_start..].iter().take_while(|&&b| b != b'=').count();
-        if key_len == 0 || key_start + key_len >= buf.len() || length == 0 {
-            return Err(bad());
+        let key_len = buf
+            .get(key_start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| b != b'=')
+            .count();
+        if digits > 0 && length == 0 {
+            // Every tarfile refuses it: the archive ends here.
+            return Err(format!(
+                "invalid pax header at offset {at} (record at byte {pos})"
+            ));
+        }
+        if digits == 0
+            || buf.get(pos + digits) != Some(&b' ')
+            || key_len == 0
+            || key_start + key_len >= buf.len()
+        {
+            // Not `%d %s=`: tarfile 3.12.4 and later end the archive at
+            // this header, older ones keep the records before it and read
+            // on (the members after it are scanned as they read them).
+            odd.push(format!(
+                "an invalid pax record at offset {}: tarfile 3.12.4 and later end the archive there, older versions read on",
+                at + BLOCK + pos
+            ));
+            break;
         }
         let value_start = key_start + key_len + 1;
-        let value_end = (pos + length).saturating_sub(1).min(buf.len());
+        // A length past the buffer (up to usize::MAX) ends the records.
+        let end = pos.saturating_add(length);
+        let value_end = (end - 1).min(buf.len());
         let value = buf.get(value_start..value_end).unwrap_or_default();
-        if length < 5 || pos + length > buf.len() || buf[pos + length - 1] != b'\n' {
+        if length < 5 || end > buf.len() || buf[end - 1] != b'\n' {
             odd.push(format!(
                 "a pax record at offset {} that Python versions read differently (length {length})",
                 at + BLOCK + pos
@@ -357,7 +422,7 @@ fn parse_pax(buf: &[u8], at: usize) -> Result<(Pax, Vec<String>), String> {
         }
         let key = String::from_utf8_lossy(&buf[key_start..key_start + key_len]).into_owned();
         records.push((key, String::from_utf8_lossy(value).into_owned()));
-        pos += length;
+        pos = end;
     }
     Ok((records, odd))
 }
@@ -368,6 +433,7 @@ fn parse_pax(buf: &[u8], at: usize) -> Result<(Pax, Vec<String>), String> {
 pub fn members(bytes: &[u8]) -> Result<(Vec<Member>, Vec<String>), String> {
     let mut reader = Reader {
         bytes,
+        depth: 0,
         global: Vec::new(),
         odd: Vec::new(),
     };
@@ -436,12 +502,34 @@ fn normpath(path: &str) -> String {
     }
 }
 
+/// The members by their names as `_getmember` compares them
+/// (`normpath`ed), each name's in archive order: built once, so that
+/// following every link of an archive takes linear time, not quadratic.
+pub struct Names(std::collections::HashMap<String, Vec<usize>>);
+
+impl Names {
+    pub fn new(members: &[Member]) -> Names {
+        let mut map: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        for (i, m) in members.iter().enumerate() {
+            map.entry(normpath(&m.name)).or_default().push(i);
+        }
+        Names(map)
+    }
+
+    /// The last member named `name` (normalized) before `limit`.
+    fn last_before(&self, name: &str, limit: usize) -> Option<usize> {
+        let all = self.0.get(name)?;
+        let before = all.partition_point(|&j| j < limit);
+        Some(all[before.checked_sub(1)?])
+    }
+}
+
 /// The member whose bytes `extractfile` returns for `members[i]`:
 /// itself, or for a link its target (`_find_link_target`: a hard link's
 /// among the members before it, a symbolic link's relative to its folder,
 /// anywhere), followed as far as links go; an error when a link cannot be
 /// resolved in the archive.
-pub fn resolve(members: &[Member], mut i: usize) -> Result<usize, String> {
+pub fn resolve(members: &[Member], names: &Names, mut i: usize) -> Result<usize, String> {
     for _ in 0..64 {
         let m = &members[i];
         if !m.is_link() {
@@ -457,10 +545,8 @@ pub fn resolve(members: &[Member], mut i: usize) -> Result<usize, String> {
         } else {
             (m.linkname.clone(), i)
         };
-        let wanted = normpath(&target);
-        i = members[..limit]
-            .iter()
-            .rposition(|c| normpath(&c.name) == wanted)
+        i = names
+            .last_before(&normpath(&target), limit)
             .ok_or_else(|| {
                 format!(
                     "`{}` is a link to `{}`, which is not in the archive before it",

@@ -8,7 +8,7 @@
 use std::io::Read as _;
 
 /// One entry of a central directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Entry {
     /// The name's bytes, as miniz compares them (shown lossily as UTF-8).
     pub name: String,
@@ -70,12 +70,46 @@ pub fn directories(bytes: &[u8]) -> (Vec<Directory>, Vec<String>) {
         }
     }
     let mut dirs: Vec<Directory> = Vec::new();
-    for eocd in candidates {
-        for entries in read_directory(bytes, eocd) {
-            if !dirs.iter().any(|d| d.entries == entries) {
+    // Each directory's hash, to find the same one again in linear time.
+    let mut hashes: Vec<u64> = Vec::new();
+    let mut read = Budget {
+        seen: Default::default(),
+        entries: MAX_ENTRIES,
+        exhausted: false,
+    };
+    let mut last_unread = None;
+    for (k, eocd) in candidates.into_iter().enumerate() {
+        let found = read_directory(bytes, eocd, &mut read);
+        if k == 0 && found.is_empty() {
+            last_unread = Some(eocd);
+        }
+        for entries in found {
+            let hash = {
+                use std::hash::{BuildHasher as _, RandomState};
+                thread_local!(static STATE: RandomState = RandomState::new());
+                STATE.with(|s| s.hash_one(&entries))
+            };
+            if !hashes
+                .iter()
+                .zip(&dirs)
+                .any(|(&h, d)| h == hash && d.entries == entries)
+            {
+                hashes.push(hash);
                 dirs.push(Directory { eocd, entries });
             }
         }
+    }
+    if let Some(last) = last_unread.filter(|_| !dirs.is_empty()) {
+        // Python's zipfile reads a directory more leniently (by its size,
+        // whatever its count says): the one it reads may not be scanned.
+        problems.push(format!(
+            "the central directory of the last end-of-central-directory record (offset {last}) cannot be read, and another one can: zip readers differ on which directory they read"
+        ));
+    }
+    if read.exhausted {
+        problems.push(format!(
+            "the zip archive's end records describe more than {MAX_ENTRIES} central directory entries in all: the scan reads no more of them, a loader may"
+        ));
     }
     if dirs.len() > 1 {
         let at: Vec<String> = dirs.iter().map(|d| d.eocd.to_string()).collect();
@@ -88,22 +122,43 @@ pub fn directories(bytes: &[u8]) -> (Vec<Directory>, Vec<String>) {
     (dirs, problems)
 }
 
+/// The `n` bytes at `at`, if the file holds them (`at` may be any offset
+/// a header states).
+fn span(bytes: &[u8], at: usize, n: usize) -> Option<&[u8]> {
+    bytes.get(at..at.checked_add(n)?)
+}
+
+/// Central directory entries read for one archive, all its directories
+/// together: each is at least 46 bytes, and end records (up to 65536
+/// bytes of them) may all describe large ones.
+const MAX_ENTRIES: usize = 1 << 20;
+
+/// What reading an archive's directories may still cost.
+struct Budget {
+    /// Directories read already: (start, size, count, shift).
+    seen: std::collections::HashSet<(u64, u64, u64, u64)>,
+    /// Entries that may still be read.
+    entries: usize,
+    /// Whether a directory was left unread for want of them.
+    exhausted: bool,
+}
+
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(span(bytes, at, 2)?.try_into().ok()?))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(span(bytes, at, 4)?.try_into().ok()?))
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(span(bytes, at, 8)?.try_into().ok()?))
 }
 
 /// The entries of the directory the end record at `eocd` describes, each
 /// way a reader could find it: at the offset it states (miniz), and
 /// shifted by the bytes before the archive (`zipfile`), when these differ.
-fn read_directory(bytes: &[u8], eocd: usize) -> Vec<Vec<Entry>> {
+fn read_directory(bytes: &[u8], eocd: usize, budget: &mut Budget) -> Vec<Vec<Entry>> {
     let mut count = u16_at(bytes, eocd + 10).unwrap_or(0) as u64;
     let mut size = u32_at(bytes, eocd + 12).unwrap_or(0) as u64;
     let mut offset = u32_at(bytes, eocd + 16).unwrap_or(0) as u64;
@@ -118,7 +173,7 @@ fn read_directory(bytes: &[u8], eocd: usize) -> Vec<Vec<Entry>> {
             let record = [before, stated]
                 .into_iter()
                 .flatten()
-                .find(|&r| bytes.get(r..r + 4) == Some(b"PK\x06\x06"));
+                .find(|&r| span(bytes, r, 4) == Some(b"PK\x06\x06"));
             if let Some(r) = record {
                 count = u64_at(bytes, r + 32).unwrap_or(count);
                 size = u64_at(bytes, r + 40).unwrap_or(size);
@@ -132,7 +187,11 @@ fn read_directory(bytes: &[u8], eocd: usize) -> Vec<Vec<Entry>> {
         .and_then(|l| l.checked_sub(offset));
     let mut out = Vec::new();
     for shift in [Some(0), concat].into_iter().flatten() {
-        if let Some(entries) = read_entries(bytes, offset + shift, size, count, shift) {
+        // The same directory, as another end record describes it: read.
+        if !budget.seen.insert((offset + shift, size, count, shift)) {
+            continue;
+        }
+        if let Some(entries) = read_entries(bytes, offset + shift, size, count, shift, budget) {
             if !out.contains(&entries) {
                 out.push(entries);
             }
@@ -144,17 +203,29 @@ fn read_directory(bytes: &[u8], eocd: usize) -> Vec<Vec<Entry>> {
 /// The central directory entries at `start`: as many as `count` says or
 /// `size` holds, whichever is more (miniz reads the one, `zipfile` the
 /// other); `None` when the directory is not there.
-fn read_entries(bytes: &[u8], start: u64, size: u64, count: u64, shift: u64) -> Option<Vec<Entry>> {
+fn read_entries(
+    bytes: &[u8],
+    start: u64,
+    size: u64,
+    count: u64,
+    shift: u64,
+    budget: &mut Budget,
+) -> Option<Vec<Entry>> {
     let mut at = usize::try_from(start).ok()?;
     let end = start.checked_add(size)?;
     let mut entries = Vec::new();
     while (entries.len() as u64) < count || (at as u64) < end {
-        if bytes.get(at..at + 4) != Some(b"PK\x01\x02") {
+        if span(bytes, at, 4) != Some(b"PK\x01\x02") {
             if entries.len() as u64 >= count {
                 break;
             }
             return None;
         }
+        let Some(left) = budget.entries.checked_sub(1) else {
+            budget.exhausted = true;
+            return None;
+        };
+        budget.entries = left;
         let flags = u16_at(bytes, at + 8)?;
         let method = u16_at(bytes, at + 10)?;
         let mut compressed = u32_at(bytes, at + 20)? as u64;
@@ -203,9 +274,6 @@ fn read_entries(bytes: &[u8], start: u64, size: u64, count: u64, shift: u64) -> 
             local: local.checked_add(shift)?,
         });
         at += 46 + n + e + c;
-        if entries.len() > 1 << 20 {
-            return None;
-        }
     }
     Some(entries)
 }
@@ -213,7 +281,7 @@ fn read_entries(bytes: &[u8], start: u64, size: u64, count: u64, shift: u64) -> 
 /// Where an entry's data starts (past its local header) and ends.
 pub fn data_range(bytes: &[u8], entry: &Entry) -> Result<std::ops::Range<usize>, String> {
     let at = usize::try_from(entry.local).map_err(|_| "a local header past the end".to_string())?;
-    if bytes.get(at..at + 4) != Some(b"PK\x03\x04") {
+    if span(bytes, at, 4) != Some(b"PK\x03\x04") {
         return Err(format!("no local header at offset {at}"));
     }
     let n = u16_at(bytes, at + 26).unwrap_or(0) as usize;
