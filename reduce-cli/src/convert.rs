@@ -69,11 +69,29 @@ fn safetensors_dtype(dtype: DType) -> Option<safetensors::Dtype> {
     })
 }
 
-/// Writes `tensors` to `out` as safetensors.
+/// Writes `tensors` to `out` as safetensors: to a new file beside it,
+/// renamed to `out` once whole, so that an error leaves nothing behind and
+/// an existing `out` is replaced only by a complete file.
 pub fn write(tensors: &[Tensor], out: &Path) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("cannot write {}: {e}", out.display());
+    let Some(file_name) = out.file_name() else {
+        return Err(fail(&"not a file name"));
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = out.with_file_name(tmp_name);
     let views = tensors.iter().map(|t| (t.name.clone(), t));
-    safetensors::serialize_to_file(views, &None, out)
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))
+    let written = safetensors::serialize_to_file(views, &None, &tmp)
+        .map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(e) => fail(&e),
+            other => fail(&format!("{other:?}")),
+        })
+        .and_then(|()| std::fs::rename(&tmp, out).map_err(|e| fail(&e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Reads the tensors of a torch checkpoint with `reduce::torch`, which

@@ -103,7 +103,7 @@ enum Command {
     Convert {
         /// The checkpoint (`torch.save` output).
         checkpoint: PathBuf,
-        /// The safetensors file to write.
+        /// The safetensors file to write: whole, or not at all.
         out: PathBuf,
     },
 }

@@ -204,3 +204,47 @@ fn a_damaged_checkpoint_is_an_error_that_says_where() {
         assert!(!out_file.exists(), "cut at {cut}");
     }
 }
+
+/// Runs `convert` on `checkpoint` to `out`.
+fn convert(checkpoint: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    run(&[
+        "convert",
+        checkpoint.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ])
+}
+
+/// The names in `dir`, sorted: what a failed convert left behind.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_file_that_cannot_be_written_is_named_and_nothing_is_left() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let ck = fixtures().join("torch/tiny_zip.pt");
+    let out_dir = dir.join("a directory");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = convert(&ck, &out_dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "reduce: cannot write {}: Is a directory (os error 21)\n",
+            out_dir.display()
+        )
+    );
+    assert_eq!(listing(&dir), ["a directory"]);
+    // A file that exists is replaced whole.
+    let out_file = dir.join("out.safetensors");
+    std::fs::write(&out_file, b"old").unwrap();
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(listing(&dir), ["a directory", "out.safetensors"]);
+    assert!(std::fs::metadata(&out_file).unwrap().len() > 100);
+}
