@@ -27,7 +27,7 @@ pub struct Tensor {
 impl Tensor {
     /// The size of its data in bytes.
     pub fn len(&self) -> usize {
-        self.tensor.numel() * self.tensor.dtype().element_size()
+        self.tensor.nbytes()
     }
 }
 
@@ -39,7 +39,9 @@ impl safetensors::View for &Tensor {
         self.tensor.shape()
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        self.tensor.bytes()
+        // `load` kept only tensors whose bytes can be gathered
+        // (`check_gather`), so this does not fail.
+        self.tensor.bytes().unwrap_or_default()
     }
     fn data_len(&self) -> usize {
         self.len()
@@ -98,7 +100,9 @@ pub fn write(tensors: &[Tensor], out: &Path) -> Result<(), String> {
 /// refuses any global outside torch's `weights_only` allow-list. Tensors
 /// are found through dicts (nested keys joined with `.`); anything else
 /// (epoch counters, strings, lists) is left out, and `skipped` names it.
-/// `path` is the checkpoint's, for the commands an error suggests.
+/// Fails if a view's elements overlap so much that writing them would take
+/// far more than the file holds (`Tensor::check_gather`). `path` is the
+/// checkpoint's, for the commands an error suggests.
 pub fn load(bytes: &[u8], path: &Path, skipped: &mut Vec<String>) -> Result<Vec<Tensor>, String> {
     let checkpoint = torch::from_slice(bytes).map_err(|e| refusal(e, path))?;
     let mut out = Vec::new();
@@ -112,6 +116,7 @@ pub fn load(bytes: &[u8], path: &Path, skipped: &mut Vec<String>) -> Result<Vec<
                     t.dtype().name()
                 )
             })?;
+            t.check_gather().map_err(|e| format!("{name}: {e}"))?;
             out.push(Tensor {
                 name,
                 dtype,

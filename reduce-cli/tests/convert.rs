@@ -205,6 +205,69 @@ fn a_damaged_checkpoint_is_an_error_that_says_where() {
     }
 }
 
+/// `torch._utils._rebuild_tensor_v2` of float32 storage '0', which holds
+/// `numel` elements, at `offset` with `shape` and `strides`.
+fn tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> reduce::Value {
+    use reduce::{Reduction, Value};
+    let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+    let pid = Value::Tuple(vec![
+        Value::str("storage"),
+        Value::global("torch", "FloatStorage"),
+        Value::str("0"),
+        Value::str("cpu"),
+        Value::Int(numel),
+        Value::None,
+    ]);
+    let hooks = Value::Reduce(Box::new(Reduction::new(
+        Value::global("collections", "OrderedDict"),
+        Value::Tuple(vec![]),
+    )));
+    Value::Reduce(Box::new(Reduction::new(
+        Value::global("torch._utils", "_rebuild_tensor_v2"),
+        Value::Tuple(vec![
+            Value::PersistentId(Box::new(pid.into())),
+            Value::Int(offset),
+            ints(shape),
+            ints(strides),
+            Value::Bool(false),
+            hooks,
+        ]),
+    )))
+}
+
+/// A checkpoint in torch's legacy format (magic number, protocol version,
+/// system info, the object, the storage keys, the storages) of `root`,
+/// whose tensors view storage '0' of `floats`; written to `dir/name`.
+fn legacy_checkpoint(
+    dir: &std::path::Path,
+    name: &str,
+    root: &reduce::Value,
+    floats: &[f32],
+) -> std::path::PathBuf {
+    use reduce::Value;
+    let pickle = |v: &Value| reduce::to_vec_with_protocol(v, 2).unwrap();
+    let magic = Value::BigInt(Box::new(reduce::BigInt::from(0x1950a86a20f9469cfc6cu128)));
+    let mut out = pickle(&magic);
+    out.extend(pickle(&Value::Int(1001)));
+    out.extend(pickle(&Value::Dict(vec![])));
+    out.extend(pickle(root));
+    out.extend(pickle(&Value::List(vec![Value::str("0")])));
+    out.extend((floats.len() as u64).to_le_bytes());
+    out.extend(floats.iter().flat_map(|f| f.to_le_bytes()));
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn str_dict(items: Vec<(&str, reduce::Value)>) -> reduce::Value {
+    reduce::Value::Dict(
+        items
+            .into_iter()
+            .map(|(k, v)| (reduce::Value::str(k), v))
+            .collect(),
+    )
+}
+
 /// Runs `convert` on `checkpoint` to `out`.
 fn convert(checkpoint: &std::path::Path, out: &std::path::Path) -> std::process::Output {
     run(&[
@@ -247,4 +310,38 @@ fn a_file_that_cannot_be_written_is_named_and_nothing_is_left() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(listing(&dir), ["a directory", "out.safetensors"]);
     assert!(std::fs::metadata(&out_file).unwrap().len() > 100);
+}
+
+/// A 1-element storage viewed as 2^20 x 2^20 with strides (0, 0): a file
+/// of a few hundred bytes, a tensor of 4 TiB.
+#[test]
+fn an_expanded_view_far_larger_than_its_file_is_refused() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let root = str_dict(vec![
+        ("small", tensor(1, 0, &[2, 3], &[0, 0])),
+        ("w", tensor(1, 0, &[1 << 20, 1 << 20], &[0, 0])),
+    ]);
+    let ck = legacy_checkpoint(&dir, "tera.pt", &root, &[1.5]);
+    assert!(std::fs::metadata(&ck).unwrap().len() < 1000);
+    let out_file = dir.join("out.safetensors");
+    let out = convert(&ck, &out_file);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "w: a torch.float32 tensor of shape [1048576, 1048576] and strides [0, 0] has 4398046511104 bytes of elements over a storage of 4 bytes: its elements overlap"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&dir), ["tera.pt"]);
+    // A small expanded view converts.
+    let root = str_dict(vec![("small", tensor(1, 0, &[2, 3], &[0, 0]))]);
+    let ck = legacy_checkpoint(&dir, "small.pt", &root, &[1.5]);
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = read_safetensors(&out_file);
+    assert_eq!(
+        got["small"]["values"],
+        serde_json::json!([1.5, 1.5, 1.5, 1.5, 1.5, 1.5])
+    );
 }

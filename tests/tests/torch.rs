@@ -443,6 +443,11 @@ fn globals_outside_weights_only_are_refused_by_name() {
 /// `_rebuild_tensor_v2(('storage', torch.FloatStorage, '0', 'cpu', n, None),
 /// offset, shape, strides, False, OrderedDict())` as a legacy pickle.
 fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec<u8> {
+    reduce::to_vec_with_protocol(&tensor_value(numel, offset, shape, strides), 2).unwrap()
+}
+
+/// The value `legacy_tensor` pickles, to put in a larger object.
+fn tensor_value(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Value {
     let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
     let pid = Value::Tuple(vec![
         Value::str("storage"),
@@ -456,7 +461,7 @@ fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec
         Value::global("collections", "OrderedDict"),
         Value::Tuple(vec![]),
     )));
-    let call = Value::Reduce(Box::new(reduce::Reduction::new(
+    Value::Reduce(Box::new(reduce::Reduction::new(
         Value::global("torch._utils", "_rebuild_tensor_v2"),
         Value::Tuple(vec![
             Value::PersistentId(Box::new(pid.into())),
@@ -466,8 +471,7 @@ fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec
             Value::Bool(false),
             hooks,
         ]),
-    )));
-    reduce::to_vec_with_protocol(&call, 2).unwrap()
+    )))
 }
 
 #[test]
@@ -696,4 +700,44 @@ fn a_zip_bomb_is_refused_before_it_fills_memory() {
     assert!(err.contains("archive/data.pkl"), "{err}");
     let ck = torch::from_slice(fine).unwrap();
     assert_eq!(ck.root().get("epoch"), Some(&Object::Int(3)));
+}
+
+/// An expanded view (strides of 0) can have far more elements than its
+/// file has bytes; gathering it is refused past the larger of its
+/// storage's size and 64 MiB, without allocating.
+#[test]
+fn an_expanded_view_is_gathered_only_up_to_a_bound() {
+    let one_float: &[u8] = &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63];
+    let file = legacy(
+        &legacy_tensor(1, 0, &[1 << 20, 1 << 20], &[0, 0]),
+        &["0"],
+        &[one_float],
+    );
+    assert!(file.len() < 1000);
+    let ck = torch::from_slice(&file).unwrap();
+    let tera = ck.root().as_tensor().unwrap();
+    assert_eq!(tera.nbytes(), 1 << 42);
+    assert!(tera.check_gather().is_err());
+    let errors = [
+        tera.bytes().err(),
+        tera.to_vec::<f32>().err(),
+        tera.to_f32_vec().err(),
+        tera.to_ndarray::<f32>().err(),
+    ];
+    for err in errors {
+        let err = err.expect("refused").to_string();
+        assert_eq!(
+            err,
+            "a torch.float32 tensor of shape [1048576, 1048576] and strides [0, 0] has 4398046511104 bytes of elements over a storage of 4 bytes: its elements overlap (a stride of 0, as `expand` makes), and gathering more than the storage's size or 64 MiB, whichever is larger, is refused"
+        );
+    }
+    // Up to the bound, an expanded view is gathered.
+    let s = Arc::new(Storage::new(DType::Float64, 2f64.to_le_bytes().to_vec()).unwrap());
+    let n = Tensor::GATHER_LIMIT / 8;
+    let most = Tensor::from_storage(s.clone(), DType::Float64, &[n], &[0], 0).unwrap();
+    let bytes = most.bytes().unwrap();
+    assert_eq!(bytes.len(), Tensor::GATHER_LIMIT);
+    assert_eq!(&bytes[bytes.len() - 8..], 2f64.to_le_bytes());
+    let over = Tensor::from_storage(s, DType::Float64, &[n + 1], &[0], 0).unwrap();
+    assert!(over.bytes().is_err());
 }

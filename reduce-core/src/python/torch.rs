@@ -68,8 +68,11 @@
 //! [`Storage`]; tensors that share a storage in the file (a view and its
 //! base) share one `Arc<Storage>`. [`Tensor::to_vec`] gathers the elements
 //! in row-major order, contiguous or strided; [`Tensor::to_ndarray`] makes
-//! an `ndarray::ArrayD` (feature `ndarray`). Sparse, quantized and nested
-//! tensors, and tensor subclasses, are refused with an error that says so.
+//! an `ndarray::ArrayD` (feature `ndarray`). An expanded view (a stride of
+//! 0) can describe far more elements than the file holds: gathering one is
+//! refused past the larger of its storage's size and 64 MiB
+//! ([`Tensor::check_gather`]). Sparse, quantized and nested tensors, and
+//! tensor subclasses, are refused with an error that says so.
 //!
 //! # The allow-list
 //!

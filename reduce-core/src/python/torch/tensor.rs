@@ -246,21 +246,65 @@ impl Tensor {
         true
     }
 
+    /// The size of its elements in bytes: [`Tensor::numel`] times the
+    /// dtype's size (what [`Tensor::bytes`] returns; checked to fit in
+    /// memory's address range when the tensor is made).
+    pub fn nbytes(&self) -> usize {
+        self.numel() * self.dtype.element_size()
+    }
+
+    /// The most bytes [`Tensor::bytes`] (and so [`Tensor::to_vec`],
+    /// [`Tensor::to_f32_vec`], [`Tensor::to_ndarray`]) gathers for a view
+    /// that has more bytes than its storage, 64 MiB: see
+    /// [`Tensor::check_gather`].
+    pub const GATHER_LIMIT: usize = 64 << 20;
+
+    /// Whether [`Tensor::bytes`] would gather the elements, found without
+    /// allocating anything.
+    ///
+    /// A view whose elements overlap (a stride of 0, as torch's `expand`
+    /// makes) can have far more bytes than its storage: a 1-element storage
+    /// viewed as 2²⁰ × 2²⁰ with strides (0, 0) is a file of a few hundred
+    /// bytes and a tensor of 4 TiB. Gathering a view is refused when it
+    /// would take more than its storage's size or [`Tensor::GATHER_LIMIT`],
+    /// whichever is larger. A view that does not overlap never has more
+    /// bytes than its storage, so it is never refused; an expanded one is
+    /// allowed as much as it needs up to 64 MiB, which every real expanded
+    /// buffer we know of fits in, while a hostile file cannot make a reader
+    /// allocate much more than it holds. The storage itself can be read
+    /// whatever its size with [`Storage::data`].
+    pub fn check_gather(&self) -> Result<()> {
+        let nbytes = self.nbytes();
+        let storage = self.storage.nbytes();
+        if nbytes > storage.max(Tensor::GATHER_LIMIT) {
+            return Err(Error::invalid(format!(
+                "a {} tensor of shape {:?} and strides {:?} has {nbytes} bytes of elements over a storage of {storage} bytes: its elements overlap (a stride of 0, as `expand` makes), and gathering more than the storage's size or 64 MiB, whichever is larger, is refused",
+                self.dtype, self.shape, self.strides
+            )));
+        }
+        Ok(())
+    }
+
     /// The elements' bytes in row-major order, little-endian: borrowed when
-    /// the tensor is contiguous, gathered otherwise.
-    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+    /// the tensor is contiguous, gathered otherwise. Fails, without
+    /// allocating, for a view whose elements overlap and would take more
+    /// than its storage's size or 64 MiB (see [`Tensor::check_gather`]).
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.check_gather()?;
         let size = self.dtype().element_size();
         let data = self.storage.data();
         if self.numel() == 0 {
-            return std::borrow::Cow::Borrowed(&[]);
+            return Ok(std::borrow::Cow::Borrowed(&[]));
         }
         if self.is_contiguous() {
             let start = self.offset * size;
-            return std::borrow::Cow::Borrowed(&data[start..start + self.numel() * size]);
+            return Ok(std::borrow::Cow::Borrowed(
+                &data[start..start + self.nbytes()],
+            ));
         }
-        let mut out = Vec::with_capacity(self.numel() * size);
+        let mut out = Vec::with_capacity(self.nbytes());
         self.for_each_index(|i| out.extend_from_slice(&data[i * size..(i + 1) * size]));
-        std::borrow::Cow::Owned(out)
+        Ok(std::borrow::Cow::Owned(out))
     }
 
     /// Calls `f` with the storage index of each element, in row-major order.
@@ -293,18 +337,20 @@ impl Tensor {
     }
 
     /// The elements in row-major order, as `T`; fails unless `T` is the
-    /// tensor's dtype (`f32` for `float32`, `bool` for `bool`, ...).
+    /// tensor's dtype (`f32` for `float32`, `bool` for `bool`, ...), or
+    /// when [`Tensor::bytes`] does.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.check_dtype::<T>()?;
         Ok(self
-            .bytes()
+            .bytes()?
             .chunks_exact(T::DTYPE.element_size())
             .map(T::from_le)
             .collect())
     }
 
     /// The elements in row-major order as `f32`, from any real dtype
-    /// (`float16` and `bfloat16` exactly, wider types rounded).
+    /// (`float16` and `bfloat16` exactly, wider types rounded); fails
+    /// where [`Tensor::bytes`] does.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let d = self.dtype();
         let convert: fn(&[u8]) -> f32 = match d {
@@ -329,7 +375,7 @@ impl Tensor {
             }
         };
         Ok(self
-            .bytes()
+            .bytes()?
             .chunks_exact(d.element_size())
             .map(convert)
             .collect())
@@ -456,7 +502,7 @@ mod tests {
         assert!(Tensor::from_storage(s.clone(), u8, &[2], &[usize::MAX], 0).is_err());
         assert!(Tensor::from_storage(s.clone(), DType::Int32, &[2], &[1], 0).is_err());
         let empty = Tensor::from_storage(s.clone(), u8, &[0, 9], &[9, 1], 100).unwrap();
-        assert!(empty.bytes().is_empty());
+        assert!(empty.bytes().unwrap().is_empty());
         // expand(): strides of 0.
         let wide = Tensor::from_storage(s.clone(), u8, &[2, 3], &[0, 1], 0).unwrap();
         assert_eq!(wide.to_vec::<u8>().unwrap(), [0, 1, 2, 0, 1, 2]);
