@@ -288,28 +288,79 @@ fn listing(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn a_file_that_cannot_be_written_is_named_and_nothing_is_left() {
+fn tensors_that_would_share_a_name_are_refused() {
+    use reduce::Value;
     let dir = reduce_tests::scratch_dir("cli-convert");
-    let ck = fixtures().join("torch/tiny_zip.pt");
-    let out_dir = dir.join("a directory");
-    std::fs::create_dir(&out_dir).unwrap();
-    let out = convert(&ck, &out_dir);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        stderr(&out),
-        format!(
-            "reduce: cannot write {}: Is a directory (os error 21)\n",
-            out_dir.display()
-        )
-    );
-    assert_eq!(listing(&dir), ["a directory"]);
-    // A file that exists is replaced whole.
     let out_file = dir.join("out.safetensors");
-    std::fs::write(&out_file, b"old").unwrap();
+    let t0 = || tensor(2, 0, &[1], &[1]);
+    let t1 = || tensor(2, 1, &[1], &[1]);
+    let cases = [
+        // A dotted key and the nested keys it joins to.
+        (
+            str_dict(vec![("a.b", t0()), ("a", str_dict(vec![("b", t1())]))]),
+            "two tensors would be named `a.b` (the one at ['a.b'] and the one at ['a']['b']); a safetensors file holds each name once",
+        ),
+        // Keys that are neither str nor int are named by their type.
+        (
+            Value::Dict(vec![(Value::Float(1.5), t0()), (Value::Float(2.5), t1())]),
+            "two tensors would be named `<float>` (the one at [1.5] and the one at [2.5]); a safetensors file holds each name once",
+        ),
+        // A pickle that sets one key twice.
+        (
+            str_dict(vec![("a", t0()), ("a", t1())]),
+            "two tensors would be named `a` (the pickle sets ['a'] twice); a safetensors file holds each name once",
+        ),
+        // A list index and a dotted key.
+        (
+            str_dict(vec![("a", Value::List(vec![t0()])), ("a.0", t1())]),
+            "two tensors would be named `a.0` (the one at ['a'][0] and the one at ['a.0']); a safetensors file holds each name once",
+        ),
+    ];
+    for (i, (root, want)) in cases.iter().enumerate() {
+        let ck = legacy_checkpoint(&dir, &format!("case{i}.pt"), root, &[1.5, 2.5]);
+        let out = convert(&ck, &out_file);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("reduce: {}: {want}\n", ck.display()),
+            "case {i}"
+        );
+        assert!(!out_file.exists(), "case {i}");
+    }
+}
+
+#[test]
+fn the_name_safetensors_keeps_for_metadata_is_refused() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let root = str_dict(vec![
+        ("w", tensor(2, 0, &[2], &[1])),
+        ("__metadata__", tensor(2, 1, &[1], &[1])),
+    ]);
+    let ck = legacy_checkpoint(&dir, "metadata.pt", &root, &[1.5, 2.5]);
+    let out_file = dir.join("out.safetensors");
+    let out = convert(&ck, &out_file);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the tensor at ['__metadata__'] cannot be named `__metadata__`: safetensors keeps that name for the header's metadata"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_file.exists());
+    // Nested under it, the name is another.
+    let root = str_dict(vec![(
+        "__metadata__",
+        str_dict(vec![("w", tensor(2, 0, &[2], &[1]))]),
+    )]);
+    let ck = legacy_checkpoint(&dir, "nested.pt", &root, &[1.5, 2.5]);
     let out = convert(&ck, &out_file);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(listing(&dir), ["a directory", "out.safetensors"]);
-    assert!(std::fs::metadata(&out_file).unwrap().len() > 100);
+    let got = read_safetensors(&out_file);
+    assert_eq!(
+        got["__metadata__.w"]["values"],
+        serde_json::json!([1.5, 2.5])
+    );
 }
 
 /// A 1-element storage viewed as 2^20 x 2^20 with strides (0, 0): a file
@@ -344,4 +395,73 @@ fn an_expanded_view_far_larger_than_its_file_is_refused() {
         got["small"]["values"],
         serde_json::json!([1.5, 1.5, 1.5, 1.5, 1.5, 1.5])
     );
+}
+
+#[test]
+fn tensors_in_lists_and_tuples_are_named_by_index() {
+    use reduce::Value;
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let root = Value::Dict(vec![
+        (
+            Value::str("lst"),
+            Value::List(vec![tensor(2, 1, &[1], &[1]), Value::Int(5)]),
+        ),
+        (
+            Value::str("tup"),
+            Value::Tuple(vec![Value::None, tensor(2, 0, &[1], &[1])]),
+        ),
+        (Value::Int(3), str_dict(vec![("x", tensor(2, 0, &[], &[]))])),
+        (Value::str("steps"), Value::List(vec![Value::Int(1); 3])),
+        (Value::str("epoch"), Value::Int(3)),
+    ]);
+    let ck = legacy_checkpoint(&dir, "nested.pt", &root, &[1.5, 2.5]);
+    let out_file = dir.join("out.safetensors");
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // What holds no tensor is left out whole, by its name.
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "wrote 3 tensors (12 bytes) to {}; left out what is not a tensor: lst.1, tup.0, steps, epoch\n",
+            out_file.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let got = read_safetensors(&out_file);
+    let names: Vec<&String> = got.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["3.x", "lst.0", "tup.1"]);
+    assert_eq!(got["lst.0"]["values"], serde_json::json!([2.5]));
+    // A list at the top: its tensors are named by their index alone.
+    let root = Value::List(vec![tensor(2, 0, &[2], &[1]), tensor(2, 1, &[1], &[1])]);
+    let ck = legacy_checkpoint(&dir, "list.pt", &root, &[1.5, 2.5]);
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = read_safetensors(&out_file);
+    assert_eq!(got["0"]["values"], serde_json::json!([1.5, 2.5]));
+    assert_eq!(got["1"]["values"], serde_json::json!([2.5]));
+}
+
+#[test]
+fn a_file_that_cannot_be_written_is_named_and_nothing_is_left() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let ck = fixtures().join("torch/tiny_zip.pt");
+    let out_dir = dir.join("a directory");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = convert(&ck, &out_dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "reduce: cannot write {}: Is a directory (os error 21)\n",
+            out_dir.display()
+        )
+    );
+    assert_eq!(listing(&dir), ["a directory"]);
+    // A file that exists is replaced whole.
+    let out_file = dir.join("out.safetensors");
+    std::fs::write(&out_file, b"old").unwrap();
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(listing(&dir), ["a directory", "out.safetensors"]);
+    assert!(std::fs::metadata(&out_file).unwrap().len() > 100);
 }
