@@ -702,6 +702,82 @@ fn a_zip_bomb_is_refused_before_it_fills_memory() {
     assert_eq!(ck.root().get("epoch"), Some(&Object::Int(3)));
 }
 
+/// A float32 tensor of `values`, contiguous.
+fn floats(values: &[f32]) -> Tensor {
+    let data = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    Tensor::new(Storage::new(DType::Float32, data).unwrap(), &[values.len()]).unwrap()
+}
+
+#[test]
+fn a_state_dict_holds_each_name_once() {
+    // Writing refuses a name given twice, before writing anything:
+    // OrderedDict(tensors) would keep one.
+    let twice = [
+        ("a".to_string(), floats(&[1.0])),
+        ("b".to_string(), floats(&[2.0])),
+        ("a".to_string(), floats(&[3.0])),
+    ];
+    let mut bytes = Vec::new();
+    let err = torch::to_writer(&mut bytes, &twice)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "tensors 0 and 2 are both named 'a': a state dict holds each name once (OrderedDict(tensors) would keep only the last)"
+    );
+    assert!(bytes.is_empty());
+    let path = reduce_tests::scratch_dir("torch").join("twice.pt");
+    assert!(torch::save(&path, &twice).is_err());
+    assert!(!path.exists());
+    // A pickle that sets a name twice reads as torch.load reads it: the
+    // name at its first position, with the last value.
+    let two_floats: &[u8] = &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64];
+    let root = Value::Dict(vec![
+        (Value::str("a"), tensor_value(2, 0, &[1], &[1])),
+        (Value::str("b"), tensor_value(2, 0, &[2], &[1])),
+        (Value::str("a"), tensor_value(2, 1, &[1], &[1])),
+    ]);
+    let pickle = reduce::to_vec_with_protocol(&root, 2).unwrap();
+    let ck = torch::from_slice(&legacy(&pickle, &["0"], &[two_floats])).unwrap();
+    let sd = ck.state_dict().unwrap();
+    let names: Vec<&str> = sd.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(sd[0].1.to_vec::<f32>().unwrap(), [2.0]);
+    let a = ck.root().get("a").and_then(Object::as_tensor).unwrap();
+    assert_eq!(a.to_vec::<f32>().unwrap(), [2.0]);
+    // So it writes back.
+    torch::to_writer(Vec::new(), &sd).unwrap();
+}
+
+#[test]
+fn not_a_state_dict_says_what_it_found() {
+    let two_floats: &[u8] = &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64];
+    let root = Value::List(vec![
+        tensor_value(2, 0, &[2], &[1]),
+        tensor_value(2, 1, &[1], &[1]),
+    ]);
+    let pickle = reduce::to_vec_with_protocol(&root, 2).unwrap();
+    let ck = torch::from_slice(&legacy(&pickle, &["0"], &[two_floats])).unwrap();
+    let err = ck.state_dict().unwrap_err().to_string();
+    assert!(err.ends_with("found a list of 2 items"), "{err}");
+    let pickle = reduce::to_vec_with_protocol(&Value::Int(3), 2).unwrap();
+    let err = torch::from_slice(&legacy(&pickle, &[], &[]))
+        .unwrap()
+        .state_dict()
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("found an int"), "{err}");
+    let pickle =
+        reduce::to_vec_with_protocol(&Value::Dict(vec![(Value::str("epoch"), Value::Int(3))]), 2)
+            .unwrap();
+    let err = torch::from_slice(&legacy(&pickle, &[], &[]))
+        .unwrap()
+        .state_dict()
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("found a dict with keys ['epoch']"), "{err}");
+}
+
 /// An expanded view (strides of 0) can have far more elements than its
 /// file has bytes; gathering it is refused past the larger of its
 /// storage's size and 64 MiB, without allocating.
