@@ -817,3 +817,61 @@ fn an_expanded_view_is_gathered_only_up_to_a_bound() {
     let over = Tensor::from_storage(s, DType::Float64, &[n + 1], &[0], 0).unwrap();
     assert!(over.bytes().is_err());
 }
+
+/// float8 values from their bit layout (OCP FP8: E4M3 "fn" has no
+/// infinities and one NaN per sign, S.1111.111; E5M2 is IEEE-like), as
+/// CPython computes them, for every byte.
+#[test]
+fn float8_tensors_convert_to_f32_exactly() {
+    let script = "import math\n\
+        def e4m3fn(b):\n\
+        \x20   s = -1.0 if b & 0x80 else 1.0\n\
+        \x20   e, m = (b >> 3) & 0xf, b & 7\n\
+        \x20   if e == 15 and m == 7: return math.nan\n\
+        \x20   if e == 0: return s * m / 8 * 2.0 ** -6\n\
+        \x20   return s * (1 + m / 8) * 2.0 ** (e - 7)\n\
+        def e5m2(b):\n\
+        \x20   s = -1.0 if b & 0x80 else 1.0\n\
+        \x20   e, m = (b >> 2) & 0x1f, b & 3\n\
+        \x20   if e == 31: return s * math.inf if m == 0 else math.nan\n\
+        \x20   if e == 0: return s * m / 4 * 2.0 ** -14\n\
+        \x20   return s * (1 + m / 4) * 2.0 ** (e - 15)\n\
+        for b in range(256): print(repr(e4m3fn(b)), repr(e5m2(b)))\n";
+    let mut cmd = reduce_tests::python3();
+    let out = cmd.args(["-c", script]).output().expect("python3");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<(f64, f64)> = text
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 256);
+    let every_byte: Vec<u8> = (0..=255).collect();
+    for (dtype, column) in [(DType::Float8E4M3Fn, 0), (DType::Float8E5M2, 1)] {
+        let t = Tensor::new(Storage::new(dtype, every_byte.clone()).unwrap(), &[256]).unwrap();
+        let got = t.to_f32_vec().unwrap();
+        for (b, (&ours, row)) in got.iter().zip(&rows).enumerate() {
+            let python = if column == 0 { row.0 } else { row.1 };
+            assert!(
+                f64::from(ours).to_bits() == python.to_bits() || ours.is_nan() && python.is_nan(),
+                "{dtype} byte {b:#04x}: {ours} for python's {python}"
+            );
+        }
+    }
+    // Known values: the largest finite of each, and e5m2's infinity.
+    let t = Tensor::new(
+        Storage::new(DType::Float8E4M3Fn, vec![0x7e, 0xfe]).unwrap(),
+        &[2],
+    )
+    .unwrap();
+    assert_eq!(t.to_f32_vec().unwrap(), [448.0, -448.0]);
+    let t = Tensor::new(
+        Storage::new(DType::Float8E5M2, vec![0x7b, 0x7c]).unwrap(),
+        &[2],
+    )
+    .unwrap();
+    assert_eq!(t.to_f32_vec().unwrap(), [57344.0, f32::INFINITY]);
+}

@@ -349,8 +349,9 @@ impl Tensor {
     }
 
     /// The elements in row-major order as `f32`, from any real dtype
-    /// (`float16` and `bfloat16` exactly, wider types rounded); fails
-    /// where [`Tensor::bytes`] does.
+    /// (`float16`, `bfloat16`, `float8_e4m3fn` and `float8_e5m2` exactly,
+    /// wider types rounded); a complex dtype is refused, and so is what
+    /// [`Tensor::bytes`] refuses.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let d = self.dtype();
         let convert: fn(&[u8]) -> f32 = match d {
@@ -358,6 +359,9 @@ impl Tensor {
             DType::BFloat16 => {
                 |b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
             }
+            DType::Float8E4M3Fn => |b| f8_e4m3fn_to_f32(b[0]),
+            // The top byte of a half: same exponent, two fraction bits.
+            DType::Float8E5M2 => |b| f16_to_f32(u16::from(b[0]) << 8),
             DType::Float32 => |b| <f32 as Element>::from_le(b),
             DType::Float64 => |b| <f64 as Element>::from_le(b) as f32,
             DType::Bool | DType::UInt8 => |b| f32::from(b[0]),
@@ -438,6 +442,22 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// OCP FP8 E4M3 ("fn": finite, NaN only): exponent bias 7, no
+/// infinities, NaN for S.1111.111, subnormals m/8 × 2⁻⁶.
+fn f8_e4m3fn_to_f32(b: u8) -> f32 {
+    let sign = u32::from(b >> 7) << 31;
+    let exp = u32::from((b >> 3) & 0xf);
+    let frac = u32::from(b & 0x7);
+    let bits = match (exp, frac) {
+        (0xf, 0x7) => sign | 0x7fc0_0000,
+        (0, 0) => sign,
+        // m × 2⁻⁹, exact: a small integer times a power of two.
+        (0, _) => sign | (frac as f32 * f32::from_bits((127 - 9) << 23)).to_bits(),
+        _ => sign | ((exp + 127 - 7) << 23) | (frac << 20),
+    };
+    f32::from_bits(bits)
+}
+
 mod sealed {
     pub trait Sealed {}
 }
@@ -489,6 +509,21 @@ mod tests {
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
         assert!(f16_to_f32(0x7e00).is_nan());
+    }
+
+    #[test]
+    fn float8_converts_exactly() {
+        // The OCP FP8 spec's extremes.
+        assert_eq!(f8_e4m3fn_to_f32(0x7e), 448.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x38), 1.0);
+        assert_eq!(f8_e4m3fn_to_f32(0xb8), -1.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x08), 2f32.powi(-6));
+        assert_eq!(f8_e4m3fn_to_f32(0x01), 2f32.powi(-9));
+        assert_eq!(f8_e4m3fn_to_f32(0x07), 7.0 * 2f32.powi(-9));
+        assert!(f8_e4m3fn_to_f32(0x7f).is_nan());
+        assert!(f8_e4m3fn_to_f32(0xff).is_nan());
+        assert_eq!(f8_e4m3fn_to_f32(0x78), 256.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x80).to_bits(), (-0.0f32).to_bits());
     }
 
     #[test]
