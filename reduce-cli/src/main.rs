@@ -103,11 +103,13 @@ enum Command {
     },
     /// Convert a torch checkpoint (zip, or the legacy format) to a
     /// safetensors file, refusing any global outside torch's weights_only
-    /// allow-list.
+    /// allow-list. Tensors in dicts, lists and tuples are named by their
+    /// keys and indices joined with `.` (`model.fc.weight`, `lst.0`); two
+    /// tensors of one name are refused.
     Convert {
         /// The checkpoint (`torch.save` output).
         checkpoint: PathBuf,
-        /// The safetensors file to write.
+        /// The safetensors file to write: whole, or not at all.
         out: PathBuf,
     },
 }

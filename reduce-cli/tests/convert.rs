@@ -204,3 +204,264 @@ fn a_damaged_checkpoint_is_an_error_that_says_where() {
         assert!(!out_file.exists(), "cut at {cut}");
     }
 }
+
+/// `torch._utils._rebuild_tensor_v2` of float32 storage '0', which holds
+/// `numel` elements, at `offset` with `shape` and `strides`.
+fn tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> reduce::Value {
+    use reduce::{Reduction, Value};
+    let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+    let pid = Value::Tuple(vec![
+        Value::str("storage"),
+        Value::global("torch", "FloatStorage"),
+        Value::str("0"),
+        Value::str("cpu"),
+        Value::Int(numel),
+        Value::None,
+    ]);
+    let hooks = Value::Reduce(Box::new(Reduction::new(
+        Value::global("collections", "OrderedDict"),
+        Value::Tuple(vec![]),
+    )));
+    Value::Reduce(Box::new(Reduction::new(
+        Value::global("torch._utils", "_rebuild_tensor_v2"),
+        Value::Tuple(vec![
+            Value::PersistentId(Box::new(pid.into())),
+            Value::Int(offset),
+            ints(shape),
+            ints(strides),
+            Value::Bool(false),
+            hooks,
+        ]),
+    )))
+}
+
+/// A checkpoint in torch's legacy format (magic number, protocol version,
+/// system info, the object, the storage keys, the storages) of `root`,
+/// whose tensors view storage '0' of `floats`; written to `dir/name`.
+fn legacy_checkpoint(
+    dir: &std::path::Path,
+    name: &str,
+    root: &reduce::Value,
+    floats: &[f32],
+) -> std::path::PathBuf {
+    use reduce::Value;
+    let pickle = |v: &Value| reduce::to_vec_with_protocol(v, 2).unwrap();
+    let magic = Value::BigInt(Box::new(reduce::BigInt::from(0x1950a86a20f9469cfc6cu128)));
+    let mut out = pickle(&magic);
+    out.extend(pickle(&Value::Int(1001)));
+    out.extend(pickle(&Value::Dict(vec![])));
+    out.extend(pickle(root));
+    out.extend(pickle(&Value::List(vec![Value::str("0")])));
+    out.extend((floats.len() as u64).to_le_bytes());
+    out.extend(floats.iter().flat_map(|f| f.to_le_bytes()));
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn str_dict(items: Vec<(&str, reduce::Value)>) -> reduce::Value {
+    reduce::Value::Dict(
+        items
+            .into_iter()
+            .map(|(k, v)| (reduce::Value::str(k), v))
+            .collect(),
+    )
+}
+
+/// Runs `convert` on `checkpoint` to `out`.
+fn convert(checkpoint: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    run(&[
+        "convert",
+        checkpoint.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ])
+}
+
+/// The names in `dir`, sorted: what a failed convert left behind.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn tensors_that_would_share_a_name_are_refused() {
+    use reduce::Value;
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let out_file = dir.join("out.safetensors");
+    let t0 = || tensor(2, 0, &[1], &[1]);
+    let t1 = || tensor(2, 1, &[1], &[1]);
+    let cases = [
+        // A dotted key and the nested keys it joins to.
+        (
+            str_dict(vec![("a.b", t0()), ("a", str_dict(vec![("b", t1())]))]),
+            "two tensors would be named `a.b` (the one at ['a.b'] and the one at ['a']['b']); a safetensors file holds each name once",
+        ),
+        // Keys that are neither str nor int are named by their type.
+        (
+            Value::Dict(vec![(Value::Float(1.5), t0()), (Value::Float(2.5), t1())]),
+            "two tensors would be named `<float>` (the one at [1.5] and the one at [2.5]); a safetensors file holds each name once",
+        ),
+        // A pickle that sets one key twice.
+        (
+            str_dict(vec![("a", t0()), ("a", t1())]),
+            "two tensors would be named `a` (the pickle sets ['a'] twice); a safetensors file holds each name once",
+        ),
+        // A list index and a dotted key.
+        (
+            str_dict(vec![("a", Value::List(vec![t0()])), ("a.0", t1())]),
+            "two tensors would be named `a.0` (the one at ['a'][0] and the one at ['a.0']); a safetensors file holds each name once",
+        ),
+    ];
+    for (i, (root, want)) in cases.iter().enumerate() {
+        let ck = legacy_checkpoint(&dir, &format!("case{i}.pt"), root, &[1.5, 2.5]);
+        let out = convert(&ck, &out_file);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!("reduce: {}: {want}\n", ck.display()),
+            "case {i}"
+        );
+        assert!(!out_file.exists(), "case {i}");
+    }
+}
+
+#[test]
+fn the_name_safetensors_keeps_for_metadata_is_refused() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let root = str_dict(vec![
+        ("w", tensor(2, 0, &[2], &[1])),
+        ("__metadata__", tensor(2, 1, &[1], &[1])),
+    ]);
+    let ck = legacy_checkpoint(&dir, "metadata.pt", &root, &[1.5, 2.5]);
+    let out_file = dir.join("out.safetensors");
+    let out = convert(&ck, &out_file);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the tensor at ['__metadata__'] cannot be named `__metadata__`: safetensors keeps that name for the header's metadata"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_file.exists());
+    // Nested under it, the name is another.
+    let root = str_dict(vec![(
+        "__metadata__",
+        str_dict(vec![("w", tensor(2, 0, &[2], &[1]))]),
+    )]);
+    let ck = legacy_checkpoint(&dir, "nested.pt", &root, &[1.5, 2.5]);
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = read_safetensors(&out_file);
+    assert_eq!(
+        got["__metadata__.w"]["values"],
+        serde_json::json!([1.5, 2.5])
+    );
+}
+
+/// A 1-element storage viewed as 2^20 x 2^20 with strides (0, 0): a file
+/// of a few hundred bytes, a tensor of 4 TiB.
+#[test]
+fn an_expanded_view_far_larger_than_its_file_is_refused() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let root = str_dict(vec![
+        ("small", tensor(1, 0, &[2, 3], &[0, 0])),
+        ("w", tensor(1, 0, &[1 << 20, 1 << 20], &[0, 0])),
+    ]);
+    let ck = legacy_checkpoint(&dir, "tera.pt", &root, &[1.5]);
+    assert!(std::fs::metadata(&ck).unwrap().len() < 1000);
+    let out_file = dir.join("out.safetensors");
+    let out = convert(&ck, &out_file);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "w: a torch.float32 tensor of shape [1048576, 1048576] and strides [0, 0] has 4398046511104 bytes of elements over a storage of 4 bytes: its elements overlap"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&dir), ["tera.pt"]);
+    // A small expanded view converts.
+    let root = str_dict(vec![("small", tensor(1, 0, &[2, 3], &[0, 0]))]);
+    let ck = legacy_checkpoint(&dir, "small.pt", &root, &[1.5]);
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = read_safetensors(&out_file);
+    assert_eq!(
+        got["small"]["values"],
+        serde_json::json!([1.5, 1.5, 1.5, 1.5, 1.5, 1.5])
+    );
+}
+
+#[test]
+fn tensors_in_lists_and_tuples_are_named_by_index() {
+    use reduce::Value;
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let root = Value::Dict(vec![
+        (
+            Value::str("lst"),
+            Value::List(vec![tensor(2, 1, &[1], &[1]), Value::Int(5)]),
+        ),
+        (
+            Value::str("tup"),
+            Value::Tuple(vec![Value::None, tensor(2, 0, &[1], &[1])]),
+        ),
+        (Value::Int(3), str_dict(vec![("x", tensor(2, 0, &[], &[]))])),
+        (Value::str("steps"), Value::List(vec![Value::Int(1); 3])),
+        (Value::str("epoch"), Value::Int(3)),
+    ]);
+    let ck = legacy_checkpoint(&dir, "nested.pt", &root, &[1.5, 2.5]);
+    let out_file = dir.join("out.safetensors");
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // What holds no tensor is left out whole, by its name.
+    assert!(
+        stderr(&out).ends_with(&format!(
+            "wrote 3 tensors (12 bytes) to {}; left out what is not a tensor: lst.1, tup.0, steps, epoch\n",
+            out_file.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let got = read_safetensors(&out_file);
+    let names: Vec<&String> = got.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["3.x", "lst.0", "tup.1"]);
+    assert_eq!(got["lst.0"]["values"], serde_json::json!([2.5]));
+    // A list at the top: its tensors are named by their index alone.
+    let root = Value::List(vec![tensor(2, 0, &[2], &[1]), tensor(2, 1, &[1], &[1])]);
+    let ck = legacy_checkpoint(&dir, "list.pt", &root, &[1.5, 2.5]);
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = read_safetensors(&out_file);
+    assert_eq!(got["0"]["values"], serde_json::json!([1.5, 2.5]));
+    assert_eq!(got["1"]["values"], serde_json::json!([2.5]));
+}
+
+#[test]
+fn a_file_that_cannot_be_written_is_named_and_nothing_is_left() {
+    let dir = reduce_tests::scratch_dir("cli-convert");
+    let ck = fixtures().join("torch/tiny_zip.pt");
+    let out_dir = dir.join("a directory");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = convert(&ck, &out_dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "reduce: cannot write {}: Is a directory (os error 21)\n",
+            out_dir.display()
+        )
+    );
+    assert_eq!(listing(&dir), ["a directory"]);
+    // A file that exists is replaced whole.
+    let out_file = dir.join("out.safetensors");
+    std::fs::write(&out_file, b"old").unwrap();
+    let out = convert(&ck, &out_file);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(listing(&dir), ["a directory", "out.safetensors"]);
+    assert!(std::fs::metadata(&out_file).unwrap().len() > 100);
+}

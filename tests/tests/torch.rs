@@ -443,6 +443,11 @@ fn globals_outside_weights_only_are_refused_by_name() {
 /// `_rebuild_tensor_v2(('storage', torch.FloatStorage, '0', 'cpu', n, None),
 /// offset, shape, strides, False, OrderedDict())` as a legacy pickle.
 fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec<u8> {
+    reduce::to_vec_with_protocol(&tensor_value(numel, offset, shape, strides), 2).unwrap()
+}
+
+/// The value `legacy_tensor` pickles, to put in a larger object.
+fn tensor_value(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Value {
     let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
     let pid = Value::Tuple(vec![
         Value::str("storage"),
@@ -456,7 +461,7 @@ fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec
         Value::global("collections", "OrderedDict"),
         Value::Tuple(vec![]),
     )));
-    let call = Value::Reduce(Box::new(reduce::Reduction::new(
+    Value::Reduce(Box::new(reduce::Reduction::new(
         Value::global("torch._utils", "_rebuild_tensor_v2"),
         Value::Tuple(vec![
             Value::PersistentId(Box::new(pid.into())),
@@ -466,8 +471,7 @@ fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec
             Value::Bool(false),
             hooks,
         ]),
-    )));
-    reduce::to_vec_with_protocol(&call, 2).unwrap()
+    )))
 }
 
 #[test]
@@ -696,4 +700,178 @@ fn a_zip_bomb_is_refused_before_it_fills_memory() {
     assert!(err.contains("archive/data.pkl"), "{err}");
     let ck = torch::from_slice(fine).unwrap();
     assert_eq!(ck.root().get("epoch"), Some(&Object::Int(3)));
+}
+
+/// A float32 tensor of `values`, contiguous.
+fn floats(values: &[f32]) -> Tensor {
+    let data = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    Tensor::new(Storage::new(DType::Float32, data).unwrap(), &[values.len()]).unwrap()
+}
+
+#[test]
+fn a_state_dict_holds_each_name_once() {
+    // Writing refuses a name given twice, before writing anything:
+    // OrderedDict(tensors) would keep one.
+    let twice = [
+        ("a".to_string(), floats(&[1.0])),
+        ("b".to_string(), floats(&[2.0])),
+        ("a".to_string(), floats(&[3.0])),
+    ];
+    let mut bytes = Vec::new();
+    let err = torch::to_writer(&mut bytes, &twice)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "tensors 0 and 2 are both named 'a': a state dict holds each name once (OrderedDict(tensors) would keep only the last)"
+    );
+    assert!(bytes.is_empty());
+    let path = reduce_tests::scratch_dir("torch").join("twice.pt");
+    assert!(torch::save(&path, &twice).is_err());
+    assert!(!path.exists());
+    // A pickle that sets a name twice reads as torch.load reads it: the
+    // name at its first position, with the last value.
+    let two_floats: &[u8] = &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64];
+    let root = Value::Dict(vec![
+        (Value::str("a"), tensor_value(2, 0, &[1], &[1])),
+        (Value::str("b"), tensor_value(2, 0, &[2], &[1])),
+        (Value::str("a"), tensor_value(2, 1, &[1], &[1])),
+    ]);
+    let pickle = reduce::to_vec_with_protocol(&root, 2).unwrap();
+    let ck = torch::from_slice(&legacy(&pickle, &["0"], &[two_floats])).unwrap();
+    let sd = ck.state_dict().unwrap();
+    let names: Vec<&str> = sd.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(sd[0].1.to_vec::<f32>().unwrap(), [2.0]);
+    let a = ck.root().get("a").and_then(Object::as_tensor).unwrap();
+    assert_eq!(a.to_vec::<f32>().unwrap(), [2.0]);
+    // So it writes back.
+    torch::to_writer(Vec::new(), &sd).unwrap();
+}
+
+#[test]
+fn not_a_state_dict_says_what_it_found() {
+    let two_floats: &[u8] = &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64];
+    let root = Value::List(vec![
+        tensor_value(2, 0, &[2], &[1]),
+        tensor_value(2, 1, &[1], &[1]),
+    ]);
+    let pickle = reduce::to_vec_with_protocol(&root, 2).unwrap();
+    let ck = torch::from_slice(&legacy(&pickle, &["0"], &[two_floats])).unwrap();
+    let err = ck.state_dict().unwrap_err().to_string();
+    assert!(err.ends_with("found a list of 2 items"), "{err}");
+    let pickle = reduce::to_vec_with_protocol(&Value::Int(3), 2).unwrap();
+    let err = torch::from_slice(&legacy(&pickle, &[], &[]))
+        .unwrap()
+        .state_dict()
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("found an int"), "{err}");
+    let pickle =
+        reduce::to_vec_with_protocol(&Value::Dict(vec![(Value::str("epoch"), Value::Int(3))]), 2)
+            .unwrap();
+    let err = torch::from_slice(&legacy(&pickle, &[], &[]))
+        .unwrap()
+        .state_dict()
+        .unwrap_err()
+        .to_string();
+    assert!(err.ends_with("found a dict with keys ['epoch']"), "{err}");
+}
+
+/// An expanded view (strides of 0) can have far more elements than its
+/// file has bytes; gathering it is refused past the larger of its
+/// storage's size and 64 MiB, without allocating.
+#[test]
+fn an_expanded_view_is_gathered_only_up_to_a_bound() {
+    let one_float: &[u8] = &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 63];
+    let file = legacy(
+        &legacy_tensor(1, 0, &[1 << 20, 1 << 20], &[0, 0]),
+        &["0"],
+        &[one_float],
+    );
+    assert!(file.len() < 1000);
+    let ck = torch::from_slice(&file).unwrap();
+    let tera = ck.root().as_tensor().unwrap();
+    assert_eq!(tera.nbytes(), 1 << 42);
+    assert!(tera.check_gather().is_err());
+    let errors = [
+        tera.bytes().err(),
+        tera.to_vec::<f32>().err(),
+        tera.to_f32_vec().err(),
+        tera.to_ndarray::<f32>().err(),
+    ];
+    for err in errors {
+        let err = err.expect("refused").to_string();
+        assert_eq!(
+            err,
+            "a torch.float32 tensor of shape [1048576, 1048576] and strides [0, 0] has 4398046511104 bytes of elements over a storage of 4 bytes: its elements overlap (a stride of 0, as `expand` makes), and gathering more than the storage's size or 64 MiB, whichever is larger, is refused"
+        );
+    }
+    // Up to the bound, an expanded view is gathered.
+    let s = Arc::new(Storage::new(DType::Float64, 2f64.to_le_bytes().to_vec()).unwrap());
+    let n = Tensor::GATHER_LIMIT / 8;
+    let most = Tensor::from_storage(s.clone(), DType::Float64, &[n], &[0], 0).unwrap();
+    let bytes = most.bytes().unwrap();
+    assert_eq!(bytes.len(), Tensor::GATHER_LIMIT);
+    assert_eq!(&bytes[bytes.len() - 8..], 2f64.to_le_bytes());
+    let over = Tensor::from_storage(s, DType::Float64, &[n + 1], &[0], 0).unwrap();
+    assert!(over.bytes().is_err());
+}
+
+/// float8 values from their bit layout (OCP FP8: E4M3 "fn" has no
+/// infinities and one NaN per sign, S.1111.111; E5M2 is IEEE-like), as
+/// CPython computes them, for every byte.
+#[test]
+fn float8_tensors_convert_to_f32_exactly() {
+    let script = "import math\n\
+        def e4m3fn(b):\n\
+        \x20   s = -1.0 if b & 0x80 else 1.0\n\
+        \x20   e, m = (b >> 3) & 0xf, b & 7\n\
+        \x20   if e == 15 and m == 7: return math.nan\n\
+        \x20   if e == 0: return s * m / 8 * 2.0 ** -6\n\
+        \x20   return s * (1 + m / 8) * 2.0 ** (e - 7)\n\
+        def e5m2(b):\n\
+        \x20   s = -1.0 if b & 0x80 else 1.0\n\
+        \x20   e, m = (b >> 2) & 0x1f, b & 3\n\
+        \x20   if e == 31: return s * math.inf if m == 0 else math.nan\n\
+        \x20   if e == 0: return s * m / 4 * 2.0 ** -14\n\
+        \x20   return s * (1 + m / 4) * 2.0 ** (e - 15)\n\
+        for b in range(256): print(repr(e4m3fn(b)), repr(e5m2(b)))\n";
+    let mut cmd = reduce_tests::python3();
+    let out = cmd.args(["-c", script]).output().expect("python3");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<(f64, f64)> = text
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 256);
+    let every_byte: Vec<u8> = (0..=255).collect();
+    for (dtype, column) in [(DType::Float8E4M3Fn, 0), (DType::Float8E5M2, 1)] {
+        let t = Tensor::new(Storage::new(dtype, every_byte.clone()).unwrap(), &[256]).unwrap();
+        let got = t.to_f32_vec().unwrap();
+        for (b, (&ours, row)) in got.iter().zip(&rows).enumerate() {
+            let python = if column == 0 { row.0 } else { row.1 };
+            assert!(
+                f64::from(ours).to_bits() == python.to_bits() || ours.is_nan() && python.is_nan(),
+                "{dtype} byte {b:#04x}: {ours} for python's {python}"
+            );
+        }
+    }
+    // Known values: the largest finite of each, and e5m2's infinity.
+    let t = Tensor::new(
+        Storage::new(DType::Float8E4M3Fn, vec![0x7e, 0xfe]).unwrap(),
+        &[2],
+    )
+    .unwrap();
+    assert_eq!(t.to_f32_vec().unwrap(), [448.0, -448.0]);
+    let t = Tensor::new(
+        Storage::new(DType::Float8E5M2, vec![0x7b, 0x7c]).unwrap(),
+        &[2],
+    )
+    .unwrap();
+    assert_eq!(t.to_f32_vec().unwrap(), [57344.0, f32::INFINITY]);
 }

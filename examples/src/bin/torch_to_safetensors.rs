@@ -38,8 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let checkpoint = torch::load(input)?;
     let state_dict = checkpoint.state_dict()?;
-    // Each tensor's elements, row-major: borrowed when contiguous.
-    let data: Vec<_> = state_dict.iter().map(|(_, t)| t.bytes()).collect();
+    // Each tensor's elements, row-major: borrowed when contiguous (an
+    // expanded view far larger than its storage is refused).
+    let data = state_dict
+        .iter()
+        .map(|(_, t)| t.bytes())
+        .collect::<Result<Vec<_>, _>>()?;
     let mut views = Vec::with_capacity(state_dict.len());
     for ((name, t), bytes) in state_dict.iter().zip(&data) {
         let d = dtype(t.dtype())

@@ -68,8 +68,17 @@
 //! [`Storage`]; tensors that share a storage in the file (a view and its
 //! base) share one `Arc<Storage>`. [`Tensor::to_vec`] gathers the elements
 //! in row-major order, contiguous or strided; [`Tensor::to_ndarray`] makes
-//! an `ndarray::ArrayD` (feature `ndarray`). Sparse, quantized and nested
-//! tensors, and tensor subclasses, are refused with an error that says so.
+//! an `ndarray::ArrayD` (feature `ndarray`). An expanded view (a stride of
+//! 0) can describe far more elements than the file holds: gathering one is
+//! refused past the larger of its storage's size and 64 MiB
+//! ([`Tensor::check_gather`]). Sparse, quantized and nested tensors, and
+//! tensor subclasses, are refused with an error that says so.
+//!
+//! A dict is read with its items as the pickle sets them; torch never sets
+//! a key twice, and for a file that does, [`Object::get`] and
+//! [`Checkpoint::state_dict`] keep what Python keeps (the key at its first
+//! position, with the last value). [`save`] and [`to_writer`] refuse two
+//! tensors of one name.
 //!
 //! # The allow-list
 //!
@@ -155,8 +164,13 @@ pub fn from_slice(bytes: &[u8]) -> Result<Checkpoint> {
 /// Writes `tensors` to `path` as `torch.save(OrderedDict(tensors), path)`
 /// does: the archive's folder is named after the file (`model/` for
 /// `model.pt`), as torch names it.
+///
+/// Fails, before the file is created, if two tensors have one name (a
+/// state dict holds each name once) or if two tensors view one storage as
+/// different dtypes (torch refuses that too).
 #[cfg(feature = "torch")]
 pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
+    let pieces = save::pieces(tensors)?;
     let path = path.as_ref();
     // torch's PyTorchStreamWriter: the file name up to its first dot.
     let file_name = path
@@ -168,14 +182,17 @@ pub fn save(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> 
         _ => "archive".to_owned(),
     };
     let mut out = BufWriter::new(File::create(path)?);
-    save::write_state_dict(&mut out, &archive, tensors)?;
+    save::write_state_dict(&mut out, &archive, pieces)?;
     out.flush()?;
     Ok(())
 }
 
 /// Writes `tensors` to `writer` as `torch.save(OrderedDict(tensors), buffer)`
 /// does (the archive's folder is `archive/`).
+///
+/// Fails, before anything is written, if two tensors have one name or view
+/// one storage as different dtypes, as [`save`] does.
 #[cfg(feature = "torch")]
 pub fn to_writer<W: Write>(writer: W, tensors: &[(String, Tensor)]) -> Result<()> {
-    save::write_state_dict(writer, "archive", tensors)
+    save::write_state_dict(writer, "archive", save::pieces(tensors)?)
 }

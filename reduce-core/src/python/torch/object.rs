@@ -1,5 +1,6 @@
 //! What a checkpoint holds: plain data with tensors typed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use num_bigint::BigInt;
@@ -35,11 +36,15 @@ pub enum Object {
     List(Vec<Object>),
     /// A `set`, in the order its items were pickled.
     Set(Vec<Object>),
-    /// A `dict`, in insertion order.
+    /// A `dict`, in insertion order: the items as the pickle sets them. A
+    /// pickle that sets one key twice (torch never writes one) has it
+    /// twice here; Python would keep the key at its first position with the
+    /// last value, and so do [`Object::get`] and [`Checkpoint::state_dict`].
     Dict(Vec<(Object, Object)>),
     /// A `collections.OrderedDict`, as `nn.Module.state_dict()` returns.
     OrderedDict {
-        /// The items, in order.
+        /// The items, in order, as the pickle sets them (a key set twice is
+        /// here twice, as in [`Object::Dict`]).
         items: Vec<(Object, Object)>,
         /// The attributes pickled with it (a state dict's `_metadata`), as
         /// a dict, if any.
@@ -57,11 +62,12 @@ pub enum Object {
 
 impl Object {
     /// The value of `key` if this is a dict or `OrderedDict` with a `str`
-    /// key `key`.
+    /// key `key`: the last one set, as in Python, if the pickle sets it
+    /// twice.
     pub fn get(&self, key: &str) -> Option<&Object> {
         self.items()?
             .iter()
-            .find(|(k, _)| matches!(k, Object::Str(s) if s == key))
+            .rfind(|(k, _)| matches!(k, Object::Str(s) if s == key))
             .map(|(_, v)| v)
     }
 
@@ -178,12 +184,16 @@ impl Checkpoint {
         &self.storages
     }
 
-    /// The state dict: name to tensor, in the saved order.
+    /// The state dict: name to tensor, in the saved order, each name once.
     ///
     /// That is the saved object itself when it maps `str` names to tensors
     /// (what `torch.save(model.state_dict(), f)` writes), or else the one
     /// entry of a dict under `"state_dict"`, `"model_state_dict"` or
     /// `"model"` that does (common training checkpoints).
+    ///
+    /// A pickle that sets a name twice (torch never writes one, but a
+    /// hand-made file can) gives what `torch.load` gives: the name once, at
+    /// its first position, with the last value set.
     pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
         if let Some(sd) = as_state_dict(&self.root) {
             return Ok(sd);
@@ -193,27 +203,49 @@ impl Checkpoint {
                 return Ok(sd);
             }
         }
-        let keys: Vec<String> = self
-            .root
-            .items()
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, _)| key_repr(k))
-            .collect();
+        let found = match self.root.items() {
+            Some(items) => {
+                let keys: Vec<String> = items.iter().map(|(k, _)| key_repr(k)).collect();
+                format!(
+                    "{} with keys [{}]",
+                    crate::text::a(self.root.type_name()),
+                    keys.join(", ")
+                )
+            }
+            None => match &self.root {
+                Object::Tuple(v) | Object::List(v) | Object::Set(v) => format!(
+                    "{} of {} items",
+                    crate::text::a(self.root.type_name()),
+                    v.len()
+                ),
+                other => crate::text::a(other.type_name()),
+            },
+        };
         Err(Error::invalid(format!(
-            "expected a state dict (str names to tensors) at the root or under 'state_dict', 'model_state_dict' or 'model', found {} with keys [{}]",
-            crate::text::a(self.root.type_name()),
-            keys.join(", ")
+            "expected a state dict (str names to tensors) at the root or under 'state_dict', 'model_state_dict' or 'model', found {found}"
         )))
     }
 }
 
+/// The items of a dict of `str` names to tensors, each name once as
+/// Python's dict keeps it: at its first position, with its last value.
 fn as_state_dict(obj: &Object) -> Option<Vec<(String, Tensor)>> {
-    obj.items()?
-        .iter()
-        .map(|(k, v)| match (k, v) {
-            (Object::Str(k), Object::Tensor(t)) => Some((k.clone(), t.clone())),
-            _ => None,
-        })
+    let items = obj.items()?;
+    let mut out: Vec<(String, &Object)> = Vec::with_capacity(items.len());
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    for (k, v) in items {
+        let Object::Str(k) = k else {
+            return None;
+        };
+        match position.get(k.as_str()) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                position.insert(k, out.len());
+                out.push((k.clone(), v));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| v.as_tensor().map(|t| (k, t.clone())))
         .collect()
 }

@@ -23,7 +23,18 @@ pub(super) struct Pieces {
 
 /// `torch.save(OrderedDict(tensors), f)`'s `data.pkl`: protocol 2, each
 /// tensor a `_rebuild_tensor_v2` call on a persistent id naming its storage.
+/// Fails if two tensors have one name: `OrderedDict(tensors)` would keep the
+/// last under the first's position, and a pickle that sets a key twice is
+/// not what torch writes.
 pub(super) fn pieces(tensors: &[(String, Tensor)]) -> Result<Pieces> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(tensors.len());
+    for (i, (name, _)) in tensors.iter().enumerate() {
+        if let Some(first) = seen.insert(name, i) {
+            return Err(Error::new(crate::base::error::ErrorKind::Unpicklable(format!(
+                "tensors {first} and {i} are both named '{name}': a state dict holds each name once (OrderedDict(tensors) would keep only the last)"
+            ))));
+        }
+    }
     let mut graph = Graph::new(Value::None);
     // CPython memoizes by identity: the literal 'storage', the device string
     // and each storage's key are one object each in torch, so they are
@@ -137,15 +148,12 @@ fn int(n: usize) -> Result<Value> {
     })
 }
 
-/// Writes `tensors` as `torch.save(OrderedDict(tensors), f)` does, with the
-/// archive's folder named `archive` (what torch names it when `f` is a
-/// buffer).
-pub(crate) fn write_state_dict<W: Write>(
-    w: W,
-    archive: &str,
-    tensors: &[(String, Tensor)],
-) -> Result<()> {
-    let Pieces { pickle, storages } = pieces(tensors)?;
+/// Writes `tensors`, made into [`pieces`] (which is where a state dict is
+/// refused, before anything is written), as `torch.save(OrderedDict(tensors),
+/// f)` does, with the archive's folder named `archive` (what torch names it
+/// when `f` is a buffer).
+pub(super) fn write_state_dict<W: Write>(w: W, archive: &str, pieces: Pieces) -> Result<()> {
+    let Pieces { pickle, storages } = pieces;
     let mut zip = ZipOut::new(w);
     zip.entry(&format!("{archive}/data.pkl"), &pickle)?;
     zip.entry(&format!("{archive}/.format_version"), b"1")?;

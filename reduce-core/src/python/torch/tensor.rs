@@ -246,21 +246,65 @@ impl Tensor {
         true
     }
 
+    /// The size of its elements in bytes: [`Tensor::numel`] times the
+    /// dtype's size (what [`Tensor::bytes`] returns; checked to fit in
+    /// memory's address range when the tensor is made).
+    pub fn nbytes(&self) -> usize {
+        self.numel() * self.dtype.element_size()
+    }
+
+    /// The most bytes [`Tensor::bytes`] (and so [`Tensor::to_vec`],
+    /// [`Tensor::to_f32_vec`], [`Tensor::to_ndarray`]) gathers for a view
+    /// that has more bytes than its storage, 64 MiB: see
+    /// [`Tensor::check_gather`].
+    pub const GATHER_LIMIT: usize = 64 << 20;
+
+    /// Whether [`Tensor::bytes`] would gather the elements, found without
+    /// allocating anything.
+    ///
+    /// A view whose elements overlap (a stride of 0, as torch's `expand`
+    /// makes) can have far more bytes than its storage: a 1-element storage
+    /// viewed as 2²⁰ × 2²⁰ with strides (0, 0) is a file of a few hundred
+    /// bytes and a tensor of 4 TiB. Gathering a view is refused when it
+    /// would take more than its storage's size or [`Tensor::GATHER_LIMIT`],
+    /// whichever is larger. A view that does not overlap never has more
+    /// bytes than its storage, so it is never refused; an expanded one is
+    /// allowed as much as it needs up to 64 MiB, which every real expanded
+    /// buffer we know of fits in, while a hostile file cannot make a reader
+    /// allocate much more than it holds. The storage itself can be read
+    /// whatever its size with [`Storage::data`].
+    pub fn check_gather(&self) -> Result<()> {
+        let nbytes = self.nbytes();
+        let storage = self.storage.nbytes();
+        if nbytes > storage.max(Tensor::GATHER_LIMIT) {
+            return Err(Error::invalid(format!(
+                "a {} tensor of shape {:?} and strides {:?} has {nbytes} bytes of elements over a storage of {storage} bytes: its elements overlap (a stride of 0, as `expand` makes), and gathering more than the storage's size or 64 MiB, whichever is larger, is refused",
+                self.dtype, self.shape, self.strides
+            )));
+        }
+        Ok(())
+    }
+
     /// The elements' bytes in row-major order, little-endian: borrowed when
-    /// the tensor is contiguous, gathered otherwise.
-    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+    /// the tensor is contiguous, gathered otherwise. Fails, without
+    /// allocating, for a view whose elements overlap and would take more
+    /// than its storage's size or 64 MiB (see [`Tensor::check_gather`]).
+    pub fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.check_gather()?;
         let size = self.dtype().element_size();
         let data = self.storage.data();
         if self.numel() == 0 {
-            return std::borrow::Cow::Borrowed(&[]);
+            return Ok(std::borrow::Cow::Borrowed(&[]));
         }
         if self.is_contiguous() {
             let start = self.offset * size;
-            return std::borrow::Cow::Borrowed(&data[start..start + self.numel() * size]);
+            return Ok(std::borrow::Cow::Borrowed(
+                &data[start..start + self.nbytes()],
+            ));
         }
-        let mut out = Vec::with_capacity(self.numel() * size);
+        let mut out = Vec::with_capacity(self.nbytes());
         self.for_each_index(|i| out.extend_from_slice(&data[i * size..(i + 1) * size]));
-        std::borrow::Cow::Owned(out)
+        Ok(std::borrow::Cow::Owned(out))
     }
 
     /// Calls `f` with the storage index of each element, in row-major order.
@@ -293,18 +337,21 @@ impl Tensor {
     }
 
     /// The elements in row-major order, as `T`; fails unless `T` is the
-    /// tensor's dtype (`f32` for `float32`, `bool` for `bool`, ...).
+    /// tensor's dtype (`f32` for `float32`, `bool` for `bool`, ...), or
+    /// when [`Tensor::bytes`] does.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         self.check_dtype::<T>()?;
         Ok(self
-            .bytes()
+            .bytes()?
             .chunks_exact(T::DTYPE.element_size())
             .map(T::from_le)
             .collect())
     }
 
     /// The elements in row-major order as `f32`, from any real dtype
-    /// (`float16` and `bfloat16` exactly, wider types rounded).
+    /// (`float16`, `bfloat16`, `float8_e4m3fn` and `float8_e5m2` exactly,
+    /// wider types rounded); a complex dtype is refused, and so is what
+    /// [`Tensor::bytes`] refuses.
     pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let d = self.dtype();
         let convert: fn(&[u8]) -> f32 = match d {
@@ -312,6 +359,9 @@ impl Tensor {
             DType::BFloat16 => {
                 |b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
             }
+            DType::Float8E4M3Fn => |b| f8_e4m3fn_to_f32(b[0]),
+            // The top byte of a half: same exponent, two fraction bits.
+            DType::Float8E5M2 => |b| f16_to_f32(u16::from(b[0]) << 8),
             DType::Float32 => |b| <f32 as Element>::from_le(b),
             DType::Float64 => |b| <f64 as Element>::from_le(b) as f32,
             DType::Bool | DType::UInt8 => |b| f32::from(b[0]),
@@ -329,7 +379,7 @@ impl Tensor {
             }
         };
         Ok(self
-            .bytes()
+            .bytes()?
             .chunks_exact(d.element_size())
             .map(convert)
             .collect())
@@ -392,6 +442,22 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
+/// OCP FP8 E4M3 ("fn": finite, NaN only): exponent bias 7, no
+/// infinities, NaN for S.1111.111, subnormals m/8 × 2⁻⁶.
+fn f8_e4m3fn_to_f32(b: u8) -> f32 {
+    let sign = u32::from(b >> 7) << 31;
+    let exp = u32::from((b >> 3) & 0xf);
+    let frac = u32::from(b & 0x7);
+    let bits = match (exp, frac) {
+        (0xf, 0x7) => sign | 0x7fc0_0000,
+        (0, 0) => sign,
+        // m × 2⁻⁹, exact: a small integer times a power of two.
+        (0, _) => sign | (frac as f32 * f32::from_bits((127 - 9) << 23)).to_bits(),
+        _ => sign | ((exp + 127 - 7) << 23) | (frac << 20),
+    };
+    f32::from_bits(bits)
+}
+
 mod sealed {
     pub trait Sealed {}
 }
@@ -446,6 +512,21 @@ mod tests {
     }
 
     #[test]
+    fn float8_converts_exactly() {
+        // The OCP FP8 spec's extremes.
+        assert_eq!(f8_e4m3fn_to_f32(0x7e), 448.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x38), 1.0);
+        assert_eq!(f8_e4m3fn_to_f32(0xb8), -1.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x08), 2f32.powi(-6));
+        assert_eq!(f8_e4m3fn_to_f32(0x01), 2f32.powi(-9));
+        assert_eq!(f8_e4m3fn_to_f32(0x07), 7.0 * 2f32.powi(-9));
+        assert!(f8_e4m3fn_to_f32(0x7f).is_nan());
+        assert!(f8_e4m3fn_to_f32(0xff).is_nan());
+        assert_eq!(f8_e4m3fn_to_f32(0x78), 256.0);
+        assert_eq!(f8_e4m3fn_to_f32(0x80).to_bits(), (-0.0f32).to_bits());
+    }
+
+    #[test]
     fn views_are_checked_against_their_storage() {
         let s = Arc::new(Storage::new(DType::UInt8, (0..6).collect()).unwrap());
         let u8 = DType::UInt8;
@@ -456,7 +537,7 @@ mod tests {
         assert!(Tensor::from_storage(s.clone(), u8, &[2], &[usize::MAX], 0).is_err());
         assert!(Tensor::from_storage(s.clone(), DType::Int32, &[2], &[1], 0).is_err());
         let empty = Tensor::from_storage(s.clone(), u8, &[0, 9], &[9, 1], 100).unwrap();
-        assert!(empty.bytes().is_empty());
+        assert!(empty.bytes().unwrap().is_empty());
         // expand(): strides of 0.
         let wide = Tensor::from_storage(s.clone(), u8, &[2, 3], &[0, 1], 0).unwrap();
         assert_eq!(wide.to_vec::<u8>().unwrap(), [0, 1, 2, 0, 1, 2]);
