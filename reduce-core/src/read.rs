@@ -219,6 +219,71 @@ fn load_again<I: Input>(
     Ok((graph, false))
 }
 
+/// The Python type of the first value in `v` Python cannot hash as a dict
+/// key or set item (a list, dict, set or bytearray, alone or inside
+/// tuples), or `None`; a reference is followed into `objects`. CPython
+/// refuses to load a pickle that makes one a key (`TypeError: unhashable
+/// type`).
+#[inline]
+pub(crate) fn unhashable<'v>(v: &'v Value, objects: &'v [Value]) -> Option<&'static str> {
+    let open = |v: &'v Value| -> &'v Value {
+        let v = match v {
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
+        match v {
+            Value::Ref(id) => objects.get(id.index()).unwrap_or(v),
+            v => v,
+        }
+    };
+    let v = open(v);
+    match v {
+        Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
+            Some(v.type_name())
+        }
+        Value::Tuple(items) => items.iter().find_map(|i| {
+            let i = open(i);
+            match i {
+                Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
+                    Some(i.type_name())
+                }
+                Value::Tuple(inner) if !inner.is_empty() => unhashable_deep(inner, objects),
+                _ => None,
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// [`unhashable`] of tuples in a tuple, without recursion (tuples may nest
+/// as deep as the input goes); each shared object is looked at once, so a
+/// tuple of tuples that share their items costs its size, not the size of
+/// its tree.
+#[inline(never)]
+fn unhashable_deep<'v>(items: &'v [Value], objects: &'v [Value]) -> Option<&'static str> {
+    let mut todo: Vec<&Value> = items.iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = todo.pop() {
+        let v = match v {
+            Value::Seq(s) => &s.value,
+            v => v,
+        };
+        let v = match v {
+            Value::Ref(id) if !seen.insert(id.index()) => continue,
+            Value::Ref(id) => objects.get(id.index()).unwrap_or(v),
+            v => v,
+        };
+        match v {
+            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
+                return Some(v.type_name())
+            }
+            Value::Tuple(items) => todo.extend(items),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// What a known global means when it is called.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Builtin {

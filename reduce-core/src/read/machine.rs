@@ -1238,65 +1238,12 @@ impl<'o, 'h> Machine<'o, 'h> {
     /// [`Machine::check_hashable`] of a key that is not a scalar.
     #[inline(never)]
     fn check_key(&self, k: &Value, what: &str) -> Result<()> {
-        match self.unhashable(Some(k)) {
+        match super::unhashable(k, &self.objects) {
             None => Ok(()),
             Some(t) => Err(Error::invalid(format!(
                 "unhashable type '{t}' as {what} (CPython refuses to load it)"
             ))),
         }
-    }
-
-    /// The Python type of the first value Python cannot hash in `v` (a
-    /// list, dict, set or bytearray, alone or inside tuples), or `None`.
-    /// For the items of a `set(...)` call, `v` is its argument, a list or
-    /// tuple of the items.
-    #[inline]
-    fn unhashable(&self, v: Option<&Value>) -> Option<&'static str> {
-        let v = self.deref(v?);
-        match v {
-            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
-                Some(v.type_name())
-            }
-            Value::Tuple(items) => items.iter().find_map(|v| {
-                let v = self.deref(v);
-                match v {
-                    Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
-                        Some(v.type_name())
-                    }
-                    Value::Tuple(inner) if !inner.is_empty() => self.unhashable_in(inner),
-                    _ => None,
-                }
-            }),
-            _ => None,
-        }
-    }
-
-    /// [`Machine::unhashable`] of tuples in a tuple: each shared object is
-    /// looked at once, so a tuple of tuples that share their items costs
-    /// its size, not the size of its tree.
-    #[inline(never)]
-    fn unhashable_in(&self, items: &[Value]) -> Option<&'static str> {
-        let mut todo: Vec<&Value> = items.iter().collect();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(v) = todo.pop() {
-            let v = match v {
-                Value::Seq(s) => &s.value,
-                v => v,
-            };
-            let v = match v {
-                Value::Ref(id) if !seen.insert(id.index()) => continue,
-                Value::Ref(id) => &self.objects[id.index()],
-                v => v,
-            };
-            match v {
-                Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => {
-                    return Some(v.type_name())
-                }
-                Value::Tuple(items) => todo.extend(items),
-                _ => {}
-            }
-        }
-        None
     }
 
     /// What the built-in constructors of plain data make of their arguments;

@@ -885,33 +885,11 @@ fn check_class(cls: &Value) -> Pulled<()> {
 
 /// Whether Python could not hash `v` as a dict key or set item: the
 /// `Graph` path then refuses it (a `Value` or a `Graph` loaded) or keeps it
-/// (a typed load's `Value`), which the stream leaves to that path.
+/// (a typed load's `Value`), which the stream leaves to that path. (A
+/// tree of the stream holds no references.)
 #[inline]
 fn unhashable(v: &Value) -> bool {
-    match v {
-        Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => true,
-        Value::Tuple(items) => items.iter().any(|v| match v {
-            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => true,
-            Value::Tuple(inner) => !inner.is_empty() && unhashable_deep(inner),
-            _ => false,
-        }),
-        _ => false,
-    }
-}
-
-/// [`unhashable`] of tuples in a tuple: without recursion, as tuples may
-/// nest as deep as the stream goes.
-#[inline(never)]
-fn unhashable_deep(items: &[Value]) -> bool {
-    let mut todo: Vec<&Value> = items.iter().collect();
-    while let Some(v) = todo.pop() {
-        match v {
-            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::ByteArray(_) => return true,
-            Value::Tuple(items) => todo.extend(items),
-            _ => {}
-        }
-    }
-    false
+    crate::read::unhashable(v, &[]).is_some()
 }
 
 /// What the builtin constructors of plain data make of their arguments, as
