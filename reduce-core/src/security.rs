@@ -44,10 +44,13 @@
 //! attribute (a dotted name such as `a.b.c` is one string, matched whole),
 //! call a method of a loaded object, set an attribute (`BUILD` state goes
 //! only to the reading code of the type that owns it), or touch files,
-//! processes or the network. `reduce-core` denies `unsafe` code but for one
-//! block: a `str` of up to 16 bytes that two word loads found all ASCII is
-//! taken as text without walking it again (ASCII is UTF-8 byte for byte),
-//! which `.ci/run` checks under Miri.
+//! processes or the network. `reduce-core` denies `unsafe` code but for
+//! three small blocks, each with its proof beside it and a test `.ci/run`
+//! runs under Miri: in the reader, a `str` of up to 16 bytes that two word
+//! loads found all ASCII is taken as text without walking it again (ASCII
+//! is UTF-8 byte for byte); in the writer, a short string and its memo
+//! opcode are copied into the output's spare capacity and its length set
+//! once. None of them reads the input beyond what was checked.
 //!
 //! **Resources are bounded.** No input makes the reader panic, recurse
 //! without bound or allocate much more than its length justifies. Length

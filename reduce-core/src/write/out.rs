@@ -522,7 +522,8 @@ impl<'o> Out<'o> {
         self.int_now(i)
     }
 
-    /// [`Out::int`] of any other int, or at protocol 0.
+    /// [`Out::int`] of any other int (from protocol 2: before it,
+    /// `int_framed` writes every int).
     #[inline(never)]
     fn int_wide(&mut self, i: i64) -> Result<()> {
         debug_assert!(self.proto >= 2);
