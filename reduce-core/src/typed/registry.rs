@@ -156,6 +156,7 @@ impl Registry {
     /// path is an error: `register` cannot rename a type.
     ///
     /// ```
+    /// # #[cfg(feature = "derive")] {
     /// #[derive(reduce::Reduce)]
     /// #[reduce(module = "geo")]
     /// struct Pair<T> { a: T, b: T }
@@ -163,6 +164,7 @@ impl Registry {
     /// let mut registry = reduce::Registry::new();
     /// registry.register::<Pair<i64>>("geo", "Pair")?;
     /// assert!(registry.register::<Pair<f64>>("geo", "Other").is_err());
+    /// # }
     /// # Ok::<(), reduce::Error>(())
     /// ```
     pub fn register<T: Reduce + Construct + Any>(
