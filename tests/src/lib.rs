@@ -68,7 +68,12 @@ pub fn python_pickles(script: &str) -> Vec<Vec<u8>> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut rest = &out.stdout[..];
+    split_pickles(&out.stdout)
+}
+
+/// Pickles each after its length as four little-endian bytes, as
+/// [`python_pickles`] reads them from a script's output.
+pub fn split_pickles(mut rest: &[u8]) -> Vec<Vec<u8>> {
     let mut pickles = Vec::new();
     while let Some((len, tail)) = rest.split_first_chunk::<4>() {
         let n = u32::from_le_bytes(*len) as usize;

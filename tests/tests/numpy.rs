@@ -641,13 +641,7 @@ fn dtype_metadata_is_kept() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut rest = &out.stdout[..];
-    let mut pickles = Vec::new();
-    while rest.len() >= 4 {
-        let n = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        pickles.push(rest[4..4 + n].to_vec());
-        rest = &rest[4 + n..];
-    }
+    let pickles = reduce_tests::split_pickles(&out.stdout);
     assert_eq!(pickles.len(), 15);
     let dict = |k: &str, v: Value| Value::Dict(vec![(Value::from(k), v)]);
     let want = [
