@@ -205,35 +205,7 @@ fn a_damaged_checkpoint_is_an_error_that_says_where() {
     }
 }
 
-/// `torch._utils._rebuild_tensor_v2` of float32 storage '0', which holds
-/// `numel` elements, at `offset` with `shape` and `strides`.
-fn tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> reduce::Value {
-    use reduce::{Reduction, Value};
-    let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
-    let pid = Value::Tuple(vec![
-        Value::str("storage"),
-        Value::global("torch", "FloatStorage"),
-        Value::str("0"),
-        Value::str("cpu"),
-        Value::Int(numel),
-        Value::None,
-    ]);
-    let hooks = Value::Reduce(Box::new(Reduction::new(
-        Value::global("collections", "OrderedDict"),
-        Value::Tuple(vec![]),
-    )));
-    Value::Reduce(Box::new(Reduction::new(
-        Value::global("torch._utils", "_rebuild_tensor_v2"),
-        Value::Tuple(vec![
-            Value::PersistentId(Box::new(pid.into())),
-            Value::Int(offset),
-            ints(shape),
-            ints(strides),
-            Value::Bool(false),
-            hooks,
-        ]),
-    )))
-}
+use reduce_tests::torch_tensor as tensor;
 
 /// A checkpoint in torch's legacy format (magic number, protocol version,
 /// system info, the object, the storage keys, the storages) of `root`,

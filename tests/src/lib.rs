@@ -322,3 +322,35 @@ impl std::io::Read for Trickle<'_> {
         Ok(n)
     }
 }
+
+/// `torch._utils._rebuild_tensor_v2(('storage', torch.FloatStorage, '0',
+/// 'cpu', numel, None), offset, shape, strides, False, OrderedDict())`: a
+/// float32 tensor viewing storage '0', as torch pickles it, for the tests
+/// of torch checkpoints (library and `convert`).
+pub fn torch_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> reduce::Value {
+    use reduce::{Reduction, Value};
+    let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
+    let pid = Value::Tuple(vec![
+        Value::str("storage"),
+        Value::global("torch", "FloatStorage"),
+        Value::str("0"),
+        Value::str("cpu"),
+        Value::Int(numel),
+        Value::None,
+    ]);
+    let hooks = Value::Reduce(Box::new(Reduction::new(
+        Value::global("collections", "OrderedDict"),
+        Value::Tuple(vec![]),
+    )));
+    Value::Reduce(Box::new(Reduction::new(
+        Value::global("torch._utils", "_rebuild_tensor_v2"),
+        Value::Tuple(vec![
+            Value::PersistentId(Box::new(pid.into())),
+            Value::Int(offset),
+            ints(shape),
+            ints(strides),
+            Value::Bool(false),
+            hooks,
+        ]),
+    )))
+}

@@ -446,33 +446,8 @@ fn legacy_tensor(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Vec
     reduce::to_vec_with_protocol(&tensor_value(numel, offset, shape, strides), 2).unwrap()
 }
 
-/// The value `legacy_tensor` pickles, to put in a larger object.
-fn tensor_value(numel: i64, offset: i64, shape: &[i64], strides: &[i64]) -> Value {
-    let ints = |v: &[i64]| Value::Tuple(v.iter().map(|&i| Value::Int(i)).collect());
-    let pid = Value::Tuple(vec![
-        Value::str("storage"),
-        Value::global("torch", "FloatStorage"),
-        Value::str("0"),
-        Value::str("cpu"),
-        Value::Int(numel),
-        Value::None,
-    ]);
-    let hooks = Value::Reduce(Box::new(reduce::Reduction::new(
-        Value::global("collections", "OrderedDict"),
-        Value::Tuple(vec![]),
-    )));
-    Value::Reduce(Box::new(reduce::Reduction::new(
-        Value::global("torch._utils", "_rebuild_tensor_v2"),
-        Value::Tuple(vec![
-            Value::PersistentId(Box::new(pid.into())),
-            Value::Int(offset),
-            ints(shape),
-            ints(strides),
-            Value::Bool(false),
-            hooks,
-        ]),
-    )))
-}
+// The value `legacy_tensor` pickles, to put in a larger object.
+use reduce_tests::torch_tensor as tensor_value;
 
 #[test]
 fn hostile_tensors_and_storages_are_errors() {
